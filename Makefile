@@ -1,0 +1,40 @@
+# scalemix: `make setup` once, then `make demo` (sweep -> fit -> report) and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+TORCH_CPU ?= torch==2.13.0
+SWEEP ?= chinchilla
+
+.PHONY: setup test test-fast demo data lint bench clean
+
+# On a machine without CUDA, install the pinned CPU torch first, so that nothing later
+# resolves an unpinned `torch` to a multi-GB CUDA build.
+setup:
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA found: keeping/installing a CUDA torch"; \
+	else \
+		$(PIP) install -q "$(TORCH_CPU)"; \
+	fi
+	$(PIP) install -q -e ".[dev]"
+
+test:
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow and not slurm"
+
+data:
+	$(PYTHON) -m harness.data.prepare
+
+demo:
+	@test -f data/demo/manifest.json || $(PYTHON) -m harness.data.prepare corpus=demo
+	$(PYTHON) sweep.py +grid=$(SWEEP)
+	$(PYTHON) -m analysis.report runs/$(SWEEP)
+
+lint:
+	$(PYTHON) -m ruff check .
+
+bench:
+	$(PYTHON) bench/throughput.py --device cpu
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache

@@ -1,0 +1,72 @@
+"""Reader of a prepared corpus directory (see DESIGN.md, "Corpus").
+
+    data/<corpus>/manifest.json
+    data/<corpus>/tokenizer.json
+    data/<corpus>/<domain>/train.bin  heldout.bin     (token shards, harness.data.shards)
+
+manifest.json:
+    {"name": str, "vocab_size": int, "eod_id": int, "tokenizer_sha256": str,
+     "domains": {<domain>: {"train_tokens": int, "heldout_tokens": int,
+                            "source": str, "licence": str, ...}}}
+"""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.shards import read_shard
+
+
+class CorpusError(ValueError):
+    pass
+
+
+def resolve_corpus_path(corpus: str, data_root: str | Path = "data") -> Path:
+    """A corpus named in a spec is a directory under data_root, or a path."""
+    p = Path(corpus)
+    if p.is_dir():
+        return p
+    q = Path(data_root) / corpus
+    if q.is_dir():
+        return q
+    raise CorpusError(f"data.corpus={corpus!r}: no corpus directory at {q} (nor at {p}); "
+                      f"build it with `make data` (or `python -m harness.data.prepare corpus={corpus}`), "
+                      f"or set data_root to where it lives")
+
+
+class Corpus:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.is_file():
+            raise CorpusError(f"{self.path}: no manifest.json; is this a prepared corpus? "
+                              "Build one with `make data`.")
+        self.manifest = json.loads(mf.read_text())
+        self.name: str = self.manifest.get("name", self.path.name)
+        self.vocab_size: int = int(self.manifest["vocab_size"])
+        self.eod_id: int = int(self.manifest["eod_id"])
+        self.tokenizer_sha256: str = self.manifest.get("tokenizer_sha256", "")
+        self.domains: list[str] = sorted(self.manifest["domains"])
+
+    def check_domains(self, names, key: str = "data.weights") -> None:
+        missing = [n for n in names if n not in self.manifest["domains"]]
+        if missing:
+            raise CorpusError(f"{key}: domain(s) {missing} not in corpus {self.name!r}, "
+                              f"which has {self.domains}")
+
+    @cached_property
+    def _train(self) -> dict[str, np.ndarray]:
+        return {d: read_shard(self.path / d / "train.bin") for d in self.domains}
+
+    @cached_property
+    def _heldout(self) -> dict[str, np.ndarray]:
+        return {d: read_shard(self.path / d / "heldout.bin") for d in self.domains}
+
+    def train(self, domain: str) -> np.ndarray:
+        return self._train[domain]
+
+    def heldout(self, domain: str) -> np.ndarray:
+        return self._heldout[domain]

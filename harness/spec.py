@@ -1,0 +1,213 @@
+"""RunSpec: everything that decides what one training run computes, and nothing else.
+
+`run_id` is a short hash of the canonical JSON of the RunSpec, so a relaunched sweep finds its
+finished and interrupted runs. Settings that change how a run executes but not what it
+computes (device, compile, micro-batch size, logging) live in `Runtime`, outside the hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from model_zoo.spec import ModelSpec, SpecError
+
+SCHEDULES = ("cosine", "wsd", "constant")
+COOLDOWNS = ("linear", "1-sqrt")
+SAMPLING = ("stratified", "random")
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1        # final lr / peak lr (cosine and the WSD cooldown end here)
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0           # max global grad norm; 0 disables
+    schedule: str = "cosine"         # cosine | wsd | constant
+    warmup_frac: float = 0.02        # fraction of steps of linear warmup
+    cooldown_frac: float = 0.2       # WSD: fraction of steps in the final decay
+    cooldown_shape: str = "linear"   # WSD: linear | 1-sqrt (Hägele et al. 2024)
+    z_loss: float = 1e-4             # PaLM z-loss on the output logits; 0 disables
+
+    def errors(self) -> list[str]:
+        e = []
+        if not self.lr > 0:
+            e.append(f"optim.lr={self.lr}: must be positive")
+        if self.schedule not in SCHEDULES:
+            e.append(f"optim.schedule={self.schedule!r}: unknown schedule, use one of {SCHEDULES}")
+        if self.cooldown_shape not in COOLDOWNS:
+            e.append(f"optim.cooldown_shape={self.cooldown_shape!r}: use one of {COOLDOWNS}")
+        if not 0 <= self.warmup_frac < 1:
+            e.append(f"optim.warmup_frac={self.warmup_frac}: must be in [0, 1)")
+        if not 0 <= self.cooldown_frac <= 1:
+            e.append(f"optim.cooldown_frac={self.cooldown_frac}: must be in [0, 1]")
+        if self.schedule == "wsd" and self.warmup_frac + self.cooldown_frac > 1:
+            e.append(f"optim.warmup_frac + optim.cooldown_frac = {self.warmup_frac + self.cooldown_frac}: "
+                     "must be at most 1")
+        if not 0 <= self.min_lr_ratio <= 1:
+            e.append(f"optim.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
+        if self.grad_clip < 0:
+            e.append(f"optim.grad_clip={self.grad_clip}: must be >= 0 (0 disables)")
+        return e
+
+
+@dataclass(frozen=True)
+class Stage:
+    """From `start_frac` of the run's tokens on, sample with `weights` (a curriculum stage)."""
+    start_frac: float
+    weights: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    corpus: str = "tiny"                                  # name under data_root, or a path
+    weights: tuple[tuple[str, float], ...] = ()           # (domain, weight), sums to 1; () = uniform
+    stages: tuple[Stage, ...] = ()                        # later curriculum stages
+    sampling: str = "stratified"                          # stratified | random
+    epoch_caps: tuple[tuple[str, float], ...] = ()        # (domain, max epochs)
+    reference_weights: tuple[tuple[str, float], ...] = () # mixture the reference loss is taken on; () = weights
+
+    def errors(self) -> list[str]:
+        e = []
+        if self.sampling not in SAMPLING:
+            e.append(f"data.sampling={self.sampling!r}: use one of {SAMPLING}")
+        for key, w in [("data.weights", self.weights)] + [
+                (f"data.stages[{i}].weights", s.weights) for i, s in enumerate(self.stages)]:
+            e += weight_errors(key, w)
+        for i, s in enumerate(self.stages):
+            if not 0 < s.start_frac < 1:
+                e.append(f"data.stages[{i}].start_frac={s.start_frac}: must be in (0, 1)")
+        return e
+
+
+def weight_errors(key: str, weights: tuple[tuple[str, float], ...]) -> list[str]:
+    if not weights:
+        return []
+    e = [f"{key}.{d}={w}: weights must be non-negative" for d, w in weights if w < 0]
+    total = math.fsum(w for _, w in weights)
+    if abs(total - 1) > 1e-6:
+        e.append(f"{key}: weights sum to {total:.9g}, not 1 (within 1e-6); rescale them")
+    names = [d for d, _ in weights]
+    if len(set(names)) != len(names):
+        e.append(f"{key}: a domain is named twice in {names}")
+    return e
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    every_steps: int = 0             # held-out eval period in steps; 0: about 10 evals per run
+    heldout_tokens: int = 65536      # per domain, fixed set (the first tokens of the held-out split)
+    downstream: tuple[str, ...] = () # lm-eval task names run at the end
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: ModelSpec
+    tokens: int                      # D: training tokens
+    batch_tokens: int = 65536        # tokens per optimizer step (sequences * seq_len)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Sequences per optimizer step."""
+        return self.batch_tokens // self.model.seq_len
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.tokens // self.batch_tokens)
+
+    def errors(self) -> list[str]:
+        e = self.model.errors() + self.optim.errors() + self.data.errors()
+        if self.tokens <= 0:
+            e.append(f"tokens={self.tokens}: must be a positive token count")
+        if self.batch_tokens <= 0:
+            e.append(f"batch_tokens={self.batch_tokens}: must be positive")
+        elif self.model.seq_len > 0 and self.batch_tokens % self.model.seq_len:
+            e.append(f"batch_tokens={self.batch_tokens} is not a multiple of model.seq_len="
+                     f"{self.model.seq_len}: use a multiple such as "
+                     f"{max(1, self.batch_tokens // self.model.seq_len) * self.model.seq_len}")
+        elif self.tokens > 0 and self.tokens < self.batch_tokens:
+            e.append(f"tokens={self.tokens} is less than one batch (batch_tokens={self.batch_tokens})")
+        if self.eval.every_steps < 0:
+            e.append(f"eval.every_steps={self.eval.every_steps}: must be >= 0")
+        if self.eval.heldout_tokens <= 0:
+            e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
+        return e
+
+    def validate(self) -> "RunSpec":
+        if errs := self.errors():
+            raise SpecError(errs)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        return from_plain(cls, d)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run executes; not part of run_id. Defaults pick the best for the machine."""
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    compile: str = "auto"            # auto (on for CUDA) | on | off
+    precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    micro_batch_size: int = 0        # sequences per forward; 0: the whole batch (accumulate when smaller)
+    checkpoint_every: int = 0        # steps; 0: about 10 checkpoints per run
+    keep_checkpoints: int = 2
+    log_every: int = 10              # steps between metrics.jsonl lines
+    wandb: str = "offline"           # offline | online | disabled
+    wandb_project: str = "scalemix"
+    progress: bool = True
+    threads: int = 0                 # torch CPU threads; 0: torch default
+
+
+def from_plain(cls, d):
+    """Build a (nested) frozen dataclass from plain dicts/lists, e.g. parsed YAML or JSON."""
+    if not dataclasses.is_dataclass(cls):
+        return d
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(known)
+    if unknown:
+        raise SpecError([f"{cls.__name__}.{k}: unknown key (known: {sorted(known)})" for k in sorted(unknown)])
+    kwargs = {}
+    hints = _field_types(cls)
+    for name, value in d.items():
+        kwargs[name] = _coerce(hints[name], value)
+    return cls(**kwargs)
+
+
+def _field_types(cls):
+    import typing
+    return typing.get_type_hints(cls)
+
+
+def _coerce(tp, value):
+    import typing
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_plain(tp, value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, dict):  # {domain: weight} written as a mapping
+            value = list(value.items())
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v) for v in value)
+        return tuple(_coerce(a, v) for a, v in zip(args, value))
+    return value
