@@ -16,8 +16,10 @@ setup:
 	fi
 	$(PIP) install -q -e ".[dev]"
 
+# pytest exits 5 when it collected no tests: that is a failure, not a pass.
 test:
-	$(PYTHON) -m pytest -q
+	@$(PYTHON) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow and not slurm"
