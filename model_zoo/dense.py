@@ -1,0 +1,151 @@
+"""A decoder-only transformer: RMSNorm, RoPE, causal SDPA attention, SwiGLU MLP, no biases.
+
+The same architecture as bench/ref_throughput.py (so throughputs compare), plus optional QK-norm,
+tied embeddings, and a pluggable MoE layer in place of the MLP (model_zoo/moe.py).
+model_zoo/counting.py counts this model's parameters and FLOPs without building it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model_zoo.output import ModelOutput
+from model_zoo.spec import ModelSpec
+
+NORM_EPS = 1e-6   # explicit: nn.RMSNorm's default eps follows the input dtype (7.8e-3 for bf16)
+
+
+def rope_tables(spec: ModelSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, [seq_len, head_dim/2], float32."""
+    hd = spec.head_dim
+    freqs = 1.0 / spec.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    angles = torch.outer(torch.arange(spec.seq_len, dtype=torch.float32), freqs)
+    return angles.cos(), angles.sin()
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_i, x_{i+hd/2}) of x [B, H, T, hd] by position-dependent angles, in float32."""
+    a, b = x.float().chunk(2, -1)
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), -1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.n_heads = spec.n_heads
+        self.qkv = nn.Linear(spec.d_model, 3 * spec.d_model, bias=False)
+        self.out = nn.Linear(spec.d_model, spec.d_model, bias=False)
+        # QK-norm (Dehghani et al. 2023; OLMo 2) bounds the attention logits, which keeps large
+        # learning rates stable. One gain vector per head dimension, shared by all heads.
+        norm = (lambda: nn.RMSNorm(spec.head_dim, eps=NORM_EPS)) if spec.qk_norm else nn.Identity
+        self.q_norm, self.k_norm = norm(), norm()
+
+    def forward(self, x, cos, sin):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).transpose(1, 3).unbind(2)
+        q, k = rope(self.q_norm(q), cos, sin), rope(self.k_norm(k), cos, sin)     # [B, H, T, hd]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)                # flash kernel on GPU
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)); gate and up are one d -> 2*hidden matmul."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, -1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(spec.d_model, eps=NORM_EPS)
+        self.attn = Attention(spec)
+        self.mlp_norm = nn.RMSNorm(spec.d_model, eps=NORM_EPS)
+        self.is_moe = spec.family == "moe"
+        if self.is_moe:
+            from model_zoo.moe import MoELayer  # lazy: dense models never import the MoE code
+            self.mlp = MoELayer(spec)           # forward(x) -> (y, aux_loss scalar, stats dict)
+        else:
+            self.mlp = SwiGLU(spec.d_model, spec.ffn_hidden)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        if self.is_moe:
+            y, aux, stats = self.mlp(self.mlp_norm(x))
+            return x + y, aux, stats
+        return x + self.mlp(self.mlp_norm(x)), None, {}
+
+
+class Transformer(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.embed = nn.Embedding(spec.vocab_size, spec.d_model)
+        self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.n_layers))
+        self.norm = nn.RMSNorm(spec.d_model, eps=NORM_EPS)
+        self.head = nn.Linear(spec.d_model, spec.vocab_size, bias=False)
+        cos, sin = rope_tables(spec)
+        self.register_buffer("cos", cos, persistent=False)   # recomputed, so not in checkpoints
+        self.register_buffer("sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2 init: each block adds two residual branches, so the residual stream's variance
+        # grows with depth; scaling the last projection of each branch by 1/sqrt(2 L) keeps the
+        # output variance at init independent of depth. (An MoE layer inits its own expert weights.)
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * spec.n_layers))
+        if spec.tie_embeddings:
+            self.head.weight = self.embed.weight    # one tensor: the head reads the embedding matrix
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None):
+        T = idx.shape[1]
+        cos, sin = self.cos[:T], self.sin[:T]
+        x = self.embed(idx)
+        aux, stats = [], []
+        for block in self.blocks:
+            x, block_aux, block_stats = block(x, cos, sin)
+            aux.append(block_aux)
+            stats.append(block_stats)
+        logits = self.head(self.norm(x)).float()   # matmul in the autocast dtype, softmax in fp32
+        if targets is None:
+            return logits
+        lse = torch.logsumexp(logits, dim=-1)
+        # CE = lse - logit[target]: the z-loss (on lse) and the CE share one logsumexp
+        ce = lse - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        if self.spec.family != "moe":
+            return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {})
+        moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
+        return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats)
+
+    def configure_optimizer(self, optim, device_type: str) -> torch.optim.AdamW:
+        """AdamW (settings from an OptimSpec) with weight decay on weight matrices only.
+
+        Decayed: every >= 2-D weight (linear layers, the untied head, stacked expert matrices).
+        Not decayed: RMSNorm gains (decay pulls them to 0, not to their natural value 1, fighting
+        the normalisation) and the input embedding (a row only gets gradient when its token
+        occurs, but is decayed every step, so rare tokens' embeddings shrink towards 0; OLMo 2
+        drops embedding decay for stability). A tied head is the embedding: not decayed.
+        """
+        decay, no_decay = [], []
+        for p in self.parameters():   # parameters() yields a tied tensor once
+            (decay if p.dim() >= 2 and p is not self.embed.weight else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": optim.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+                                 fused=device_type == "cuda")

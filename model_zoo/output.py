@@ -1,0 +1,13 @@
+"""What a model returns when given targets (the contract between model_zoo and the trainer)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class ModelOutput(NamedTuple):
+    ce: torch.Tensor                   # [B, T] float32 per-token cross-entropy (with grad)
+    lse: torch.Tensor                  # [B, T] float32 logsumexp of the logits; z-loss = coef * mean(lse**2)
+    aux_loss: torch.Tensor             # scalar: MoE auxiliary losses, already times their coefficients (0: dense)
+    moe_stats: dict[str, torch.Tensor] # MoE telemetry, each stacked over layers [n_layers, ...]; {} for dense
