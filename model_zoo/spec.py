@@ -94,7 +94,7 @@ class ModelSpec:
                 e.append(f"model.capacity_factor={self.capacity_factor}: 0 (dropless) or positive")
         return e
 
-    def validate(self) -> "ModelSpec":
+    def validate(self) -> ModelSpec:
         if errs := self.errors():
             raise SpecError(errs)
         return self
@@ -103,7 +103,7 @@ class ModelSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
