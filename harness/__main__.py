@@ -1,0 +1,51 @@
+"""`python -m harness <run_dir>`: run the spec.yaml in run_dir (with its runtime.yaml, if any).
+
+    python -m harness runs/chinchilla/3f2a9c0d1e4b
+    python -m harness --spec-json '{"model": {...}, "tokens": ...}' --out runs/x [--runtime-json '{...}']
+
+Exit codes: 0 done, 2 invalid spec (every problem listed, nothing trained), 75 preempted after a
+checkpoint (requeue the job: the relaunch resumes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.rundir import load_runtime, load_spec
+from harness.signals import REQUEUE_EXIT_CODE, Preempted
+from harness.spec import RunSpec, Runtime, SpecError, from_plain
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", help="a run directory holding spec.yaml (and optionally runtime.yaml)")
+    p.add_argument("--spec-json", help="the RunSpec as JSON instead of run_dir/spec.yaml")
+    p.add_argument("--runtime-json", help="Runtime overrides as JSON (over run_dir/runtime.yaml)")
+    p.add_argument("--out", help="run directory for --spec-json")
+    p.add_argument("--sweep", default="", help="sweep name recorded in result.json")
+    a = p.parse_args(argv)
+    run_dir = Path(a.out or a.run_dir or "")
+    if not (a.out or a.run_dir):
+        p.error("give a run directory (or --spec-json with --out)")
+    try:
+        spec = RunSpec.from_dict(json.loads(a.spec_json)) if a.spec_json else load_spec(run_dir / "spec.yaml")
+        runtime = load_runtime(run_dir / "runtime.yaml") if (run_dir / "runtime.yaml").exists() else Runtime()
+        if a.runtime_json:
+            runtime = from_plain(Runtime, {**vars(runtime), **json.loads(a.runtime_json)})
+        from harness.train import run
+        result = run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        return REQUEUE_EXIT_CODE
+    print(json.dumps({k: result.get(k) for k in ("run_id", "loss", "steps", "tokens_per_s", "wall_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

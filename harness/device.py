@@ -1,0 +1,91 @@
+"""Resolve a Runtime to what this machine runs: device, precision, compile, threads, peak FLOP/s."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from harness.spec import Runtime
+
+# Dense bf16 tensor-core peak FLOP/s (no sparsity), by a substring of torch.cuda.get_device_name().
+# Order matters: the first match wins ("H100 PCIe" before "H100").
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("GH200", 989e12),
+    ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L4", 121e12),
+    ("A10G", 70e12), ("A10", 125e12), ("4090", 165e12), ("3090", 71e12), ("V100", 125e12),
+)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Peak FLOP/s for MFU, or None where there is no meaningful one (CPU: MFU is reported as null).
+
+    The env var SCALEMIX_PEAK_FLOPS overrides the table (e.g. for an unlisted GPU).
+    """
+    if env := os.environ.get("SCALEMIX_PEAK_FLOPS"):
+        return float(env)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16 if key in name), None)
+
+
+@dataclass
+class Hardware:
+    device: torch.device
+    dtype: torch.dtype          # autocast dtype (float32: no autocast)
+    compile: bool
+    peak: float | None
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def runtime_errors(rt: Runtime) -> list[str]:
+    e = []
+    if not (rt.device in ("auto", "cpu", "cuda") or rt.device.startswith("cuda:")):
+        e.append(f"runtime.device={rt.device!r}: use auto, cpu, cuda or cuda:N")
+    elif rt.device.startswith("cuda") and not torch.cuda.is_available():
+        e.append(f"runtime.device={rt.device!r}: CUDA is not available on this machine; use cpu or auto")
+    if rt.compile not in ("auto", "on", "off"):
+        e.append(f"runtime.compile={rt.compile!r}: use auto, on or off")
+    if rt.precision not in ("auto", "bf16", "fp32"):
+        e.append(f"runtime.precision={rt.precision!r}: use auto, bf16 or fp32")
+    if rt.wandb not in ("offline", "online", "disabled"):
+        e.append(f"runtime.wandb={rt.wandb!r}: use offline, online or disabled")
+    for key in ("micro_batch_size", "checkpoint_every", "threads"):
+        if getattr(rt, key) < 0:
+            e.append(f"runtime.{key}={getattr(rt, key)}: must be >= 0")
+    for key in ("keep_checkpoints", "log_every"):
+        if getattr(rt, key) < 1:
+            e.append(f"runtime.{key}={getattr(rt, key)}: must be >= 1")
+    return e
+
+
+def resolve(rt: Runtime) -> Hardware:
+    """Also sets the process-wide numerics: TF32 on CUDA; deterministic kernels and threads on CPU."""
+    if rt.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(rt.device)
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        # CPU kernels are deterministic for a fixed thread count; this makes any that are not raise.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    bf16 = rt.precision == "bf16" or (rt.precision == "auto" and device.type == "cuda")
+    compiled = rt.compile == "on" or (rt.compile == "auto" and device.type == "cuda")
+    return Hardware(device, torch.bfloat16 if bf16 else torch.float32, compiled, peak_flops(device))

@@ -1,0 +1,290 @@
+"""run(spec, runtime, run_dir): train one RunSpec, resumably, and write its result row.
+
+    validate everything (harness.preflight)   ─► SpecError before any model is built
+    build model, optimizer, compiled loss step ─► resume from the newest intact checkpoint
+    loop: lr(step) · micro-batches (grad accumulation) · clip · AdamW · stats summed on device
+          every log_every: one metrics line (the only host read of the loss)
+          every eval period: held-out loss per domain · every checkpoint period: checkpoint
+          on SIGTERM/SIGUSR1/SIGUSR2: checkpoint at the step boundary, raise Preempted
+    end: final eval, final checkpoint, result.json (last, atomic)
+
+Resume is bit-exact: the batch at step s is a pure function of s, and the checkpoint holds the
+model, optimizer, RNG states and the log window's on-device sums, so a resumed run computes, and logs,
+exactly what an uninterrupted one does (for a fixed device, thread count and compile setting).
+"""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import model_zoo
+from harness import preflight
+from harness.checkpoint import Checkpoints, rng_state, set_rng_state
+from harness.data.mixture import MixtureStream
+from harness.device import Hardware, resolve
+from harness.evaluate import HeldoutSet
+from harness.prefetch import Prefetcher
+from harness.rundir import RunDir
+from harness.schedule import lr_at
+from harness.signals import Preempted, PreemptionFlag
+from harness.spec import RunSpec, Runtime
+from harness.step import LossStep
+from harness.tracking import Tracker
+
+
+def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str = "") -> dict:
+    """Train `spec` in `run_dir` (resuming if it holds a checkpoint); return the result row.
+
+    Returns at once with the stored row if run_dir already holds this spec's result.json.
+    """
+    runtime = runtime or Runtime()
+    corpus = preflight.check(spec, runtime)
+    rd = RunDir(run_dir)
+    if (done := rd.finished(spec)) is not None:
+        return done
+    rd.prepare(spec, runtime)
+    return Trainer(spec, runtime, rd, sweep, corpus).train()
+
+
+def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:
+    """(eval period, checkpoint period) in steps; 0 in the spec/runtime means about 10 per run."""
+    steps = spec.steps
+    auto = max(1, steps // 10)
+    return spec.eval.every_steps or auto, runtime.checkpoint_every or auto
+
+
+@dataclass
+class Window:
+    """Log window: stats summed on the device since the last metrics line, and wall-clock time."""
+    sums: torch.Tensor
+    start_step: int
+    t0: float = field(default_factory=time.perf_counter)
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus):
+        self.spec, self.runtime, self.rd, self.sweep, self.corpus = spec, runtime, rd, sweep, corpus
+        self.t_launch = time.perf_counter()
+        self.hw: Hardware = resolve(runtime)
+        self.steps = spec.steps
+        self.eval_every, self.ckpt_every = periods(spec, runtime)
+        B = spec.batch_size
+        self.micro = runtime.micro_batch_size or B
+        self.n_micro = B // self.micro
+
+        torch.manual_seed(spec.seed)
+        random.seed(spec.seed)
+        np.random.seed(spec.seed)
+        self.counts = model_zoo.count(spec.model)
+        self.model = model_zoo.build(spec.model).to(self.hw.device)
+        self.opt = self.model.configure_optimizer(spec.optim, self.hw.device.type)
+        self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens)
+        self.domains = list(self.stream.domains)
+        step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
+        self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
+        self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
+        # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
+        nd = len(self.domains)
+        self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd), device=self.hw.device)
+        self.step = 0
+        self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
+        self.window = Window(torch.zeros(3 + 2 * nd, device=self.hw.device), 0)
+        self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
+        self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
+        self.last_eval: dict = {}
+        self.last_train: dict = {}
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict:
+        steady_tokens, steady_s = self.steady()
+        return {"run_id": self.spec.run_id, "step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "rng": rng_state(), "window_sums": self.window.sums.cpu(),
+                "window_start": self.window.start_step, "elapsed_s": self.elapsed(),
+                "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
+                "last_train": self.last_train}
+
+    def resume(self) -> None:
+        state = self.ckpts.load_latest()
+        if state is None:
+            self.rd.rewind_metrics(0)
+            return
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.window = Window(state["window_sums"].to(self.hw.device), state["window_start"])
+        self.prior = {k: state[k] for k in ("elapsed_s", "steady_tokens", "steady_s")}
+        self.last_eval, self.last_train = state["last_eval"], state["last_train"]
+        self.rd.rewind_metrics(self.step)
+
+    def save(self) -> None:
+        self.flush()
+        self.ckpts.save(self.step, self.state())
+
+    def elapsed(self) -> float:
+        return self.prior["elapsed_s"] + time.perf_counter() - self.t_launch
+
+    def steady(self) -> tuple[int, float]:
+        """Tokens and seconds of steady-state training: every log window but each launch's first
+        (which holds compilation and warm-up)."""
+        ws = self.windows[1:] if len(self.windows) > 1 else []
+        return (self.prior["steady_tokens"] + sum(t for t, _ in ws),
+                self.prior["steady_s"] + sum(s for _, s in ws))
+
+    # ---------------------------------------------------------------- loop
+    def train(self) -> dict:
+        self.resume()
+        prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
+        self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
+        try:
+            with PreemptionFlag() as flag, self.rd.open_metrics() as self.metrics:
+                self.window.t0 = time.perf_counter()
+                while self.step < self.steps:
+                    self.train_step(prefetch.next(self.step))
+                    self.after_step(flag)
+                if not self.last_eval or self.last_eval.get("step") != self.steps:
+                    self.evaluate()
+                self.save()
+                result = self.result()
+                self.rd.write_result(result)
+                self.tracker.summary(result)
+                return result
+        finally:
+            prefetch.close()
+            self.tracker.close()
+
+    def train_step(self, batch) -> None:
+        lr = lr_at(self.spec.optim, self.step, self.steps)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        for mb in batch.split(self.n_micro):
+            with self.hw.autocast():
+                loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
+            (loss / self.n_micro).backward()
+            self.window.sums.add_(stats * self.scale)
+        self.flush()  # the previous log step's stats are ready by now: read them while this step runs
+        clip = self.spec.optim.grad_clip
+        log_now = (self.step + 1) % self.runtime.log_every == 0 or self.step + 1 == self.steps
+        grad_norm = None
+        if clip > 0 or log_now:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tracker.step()
+        if log_now:
+            self.queue_log(lr, grad_norm)
+
+    def after_step(self, flag: PreemptionFlag) -> None:
+        s = self.step
+        if s % self.eval_every == 0 or s == self.steps:
+            self.evaluate()
+        if flag:
+            self.save()
+            flag.chain()
+            raise Preempted(flag.signum, s)
+        if s % self.ckpt_every == 0 and s < self.steps:
+            self.save()
+
+    # ---------------------------------------------------------------- logging
+    def queue_log(self, lr: float, grad_norm: torch.Tensor) -> None:
+        """Copy the window's sums to the host without waiting; flush() reads them a step later."""
+        stats = torch.cat([self.window.sums, grad_norm.detach().float().reshape(1)])
+        if self.hw.device.type == "cuda":
+            host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
+            host.copy_(stats, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            host, event = stats.clone(), None
+        self.pending = (self.step, lr, host, event, self.window)
+        self.window = Window(torch.zeros_like(self.window.sums), self.step)
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        step, lr, host, event, window = self.pending
+        self.pending = None
+        if event is not None:
+            event.synchronize()
+        seconds = time.perf_counter() - window.t0
+        n_steps = step - window.start_step
+        tokens = n_steps * self.spec.batch_tokens
+        self.windows.append((tokens, seconds))
+        v = host.tolist()
+        nd = len(self.domains)
+        tps = tokens / seconds if seconds > 0 else None
+        row = {"kind": "train", "step": step, "tokens": step * self.spec.batch_tokens,
+               "flops": step * self.spec.batch_tokens * self.counts.flops_per_token, "lr": lr,
+               "loss": v[0] / n_steps, "z_loss": v[1] / n_steps, "aux_loss": v[2] / n_steps, "grad_norm": v[-1],
+               "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
+        for i, d in enumerate(self.domains):
+            count = v[3 + nd + i]
+            row[f"train_loss_{d}"] = v[3 + i] / count if count else None
+        if not np.isfinite(row["loss"]):
+            raise FloatingPointError(f"training loss is {row['loss']} at step {step}: the run diverged "
+                                     f"(lower optim.lr={self.spec.optim.lr} or raise warmup_frac)")
+        self.write(row)
+        self.last_train = row
+
+    def mfu(self, tokens_per_s: float | None) -> float | None:
+        """Model FLOPs utilisation against the GPU's bf16 peak; None on CPU (no meaningful peak)."""
+        if tokens_per_s is None or not self.hw.peak:
+            return None
+        return tokens_per_s * self.counts.flops_per_token / self.hw.peak
+
+    def write(self, row: dict) -> None:
+        self.metrics.write(json.dumps(row) + "\n")
+        self.tracker.log(row)
+
+    def evaluate(self) -> None:
+        self.flush()
+        if self.hw.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        losses = self.heldout.evaluate(self.model, self.hw.device, self.micro, self.hw.autocast())
+        tokens = self.step * self.spec.batch_tokens
+        row = {"kind": "eval", "step": self.step, "tokens": tokens,
+               "flops": tokens * self.counts.flops_per_token, **losses}
+        self.write(row)
+        self.last_eval = row
+        self.window.t0 += time.perf_counter() - t  # eval time is not training time
+
+    # ---------------------------------------------------------------- result
+    def result(self) -> dict:
+        spec, m, c = self.spec, self.spec.model, self.counts
+        steady_tokens, steady_s = self.steady()
+        tps = steady_tokens / steady_s if steady_s > 0 else self.last_train.get("tokens_per_s")
+        tokens = self.steps * spec.batch_tokens
+        row = {"run_id": spec.run_id, "sweep": self.sweep, "family": m.family, "d_model": m.d_model,
+               "n_layers": m.n_layers, "n_heads": m.n_heads, "ffn_hidden": m.ffn_hidden, "vocab_size": m.vocab_size,
+               "seq_len": m.seq_len, "n_experts": m.n_experts, "top_k": m.top_k, "expert_hidden": m.expert_hidden,
+               "n_shared_experts": m.n_shared_experts}
+        for k in ("params_total", "params_embedding", "params_head", "params_nonembedding", "params_active",
+                  "params_active_nonembedding"):
+            row[k] = getattr(c, k)
+        row.update(tokens=tokens, flops=c.flops_per_token * tokens, flops_6n=c.flops_per_token_6n * tokens)
+        row.update({f"w_{d}": w for d, w in zip(self.domains, self.stream.stage_weights[0].tolist())})
+        row.update({k: v for k, v in self.last_eval.items() if k.startswith("loss")})
+        row.update(train_loss=self.last_train.get("loss"), lr=spec.optim.lr, batch_tokens=spec.batch_tokens,
+                   schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),
+                   tokens_per_s=tps, mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(),
+                   corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256)
+        return row
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
