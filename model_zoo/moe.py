@@ -1,0 +1,285 @@
+"""A routed mixture-of-experts MLP: the dense block's SwiGLU replaced by n_experts smaller ones.
+
+Routing is softmax token choice: router logits in fp32, softmax over all experts, each token takes its
+top_k experts. With top_k > 1 the chosen gates are renormalised to sum to 1 (as Mixtral); with top_k = 1
+they are not (as Switch): a renormalised single gate is identically 1 and the router would get no
+gradient from the language-model loss.
+
+Losses (returned already weighted by ModelSpec.router_aux_coef / router_z_coef):
+  aux = E * sum_e f_e * P_e   Switch Transformer load balancing; f_e = fraction of the N*k routed
+                              assignments that chose expert e (not differentiable), P_e = mean router
+                              probability of e (differentiable). 1.0 when perfectly balanced.
+  z   = mean(logsumexp(logits)^2)   ST-MoE router z-loss: keeps router logits small.
+
+Dropless by default. With capacity_factor > 0 each expert takes at most
+ceil(capacity_factor * N * top_k / n_experts) assignments; first choices have priority over second
+choices, then earlier tokens of the (flattened) batch over later ones. A dropped assignment contributes
+zero (the residual stream carries the token) and is counted in stats["dropped"].
+
+Fast path (no Python loop over experts): the N*k assignments are sorted by expert (stable), token rows
+are gathered in that order, the experts run as one grouped GEMM over contiguous groups, and the
+outputs are gathered back and summed with their gates. The two permutations are gathers both ways
+(forward and backward), so no atomic scatter-add and the result is deterministic. Backends:
+  "grouped"  torch._grouped_mm(x_sorted, W[E], offs): CUDA sm90+ (bf16), and CPU eager (any float).
+             All shapes are static (N*k rows whatever the routing), so torch.compile traces it whole.
+  "padded"   each expert's group padded to the largest group (or to the capacity) and one torch.bmm;
+             the fallback where _grouped_mm is unavailable (older GPUs, CPU under torch.compile).
+  "loop"     model_zoo.moe_reference: one matmul per expert, the readable reference the tests compare to.
+  "auto"     grouped where it runs, else padded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_zoo.spec import ModelSpec
+
+IMPLS = ("auto", "grouped", "padded", "loop")
+
+
+# ---------------------------------------------------------------- routing
+
+
+def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 logits [N, E] -> (probs [N, E], expert ids [N, k], gates [N, k])."""
+    probs = logits.softmax(dim=-1)
+    gates, ids = probs.topk(top_k, dim=-1)
+    if top_k > 1:
+        gates = gates / gates.sum(dim=-1, keepdim=True)
+    return probs, ids, gates
+
+
+def load_balancing_loss(probs: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
+    """Switch Transformer: E * sum_e f_e * P_e, with f_e = load (fraction of assignments), P_e = mean prob."""
+    return probs.shape[-1] * (load.detach() * probs.mean(dim=0)).sum()
+
+
+def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ST-MoE: mean over tokens of logsumexp(logits)^2."""
+    return torch.logsumexp(logits, dim=-1).square().mean()
+
+
+def capacity(spec: ModelSpec, n_tokens: int) -> int:
+    """Assignments one expert may take; 0 means dropless."""
+    if spec.capacity_factor <= 0:
+        return 0
+    return max(1, math.ceil(spec.capacity_factor * n_tokens * spec.top_k / spec.n_experts))
+
+
+# ---------------------------------------------------------------- permutations that stay gathers
+
+
+class _GatherRows(torch.autograd.Function):
+    """out = x[rows] where every row of x is taken exactly `copies` times.
+
+    `inv` lists, for the copies of each row in order (copy-major: [copies, rows_x]), where it went in out.
+    The backward is then a gather and a sum over copies instead of an atomic index_add_.
+    """
+
+    @staticmethod
+    def forward(ctx, x, rows, inv, copies: int):
+        ctx.save_for_backward(inv)
+        ctx.copies = copies
+        return x[rows]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inv,) = ctx.saved_tensors
+        g = grad[inv]
+        return g.view(ctx.copies, -1, *g.shape[1:]).sum(0), None, None, None
+
+
+def gather_rows(x: torch.Tensor, rows: torch.Tensor, inv: torch.Tensor, copies: int = 1) -> torch.Tensor:
+    return _GatherRows.apply(x, rows, inv, copies)
+
+
+class Dispatch:
+    """Where each of the N*k assignments goes: sorted by expert, k-major (first choices first)."""
+
+    def __init__(self, ids: torch.Tensor, n_experts: int, cap: int):
+        n, k = ids.shape
+        flat = ids.t().reshape(-1)                              # assignment a = j * N + t
+        self.sorted_expert, self.order = torch.sort(flat, stable=True)
+        self.inv = torch.empty_like(self.order)
+        self.inv[self.order] = torch.arange(n * k, device=ids.device)
+        self.token = self.order % n                             # token of each sorted assignment
+        experts = torch.arange(n_experts, device=ids.device)
+        ends = torch.searchsorted(self.sorted_expert, experts, right=True)  # no atomics, static shape
+        self.counts = torch.diff(ends, prepend=ends.new_zeros(1))
+        self.offs = ends.to(torch.int32)
+        # position of each sorted assignment within its expert's group
+        self.pos = torch.arange(n * k, device=ids.device) - (ends - self.counts)[self.sorted_expert]
+        self.n, self.k, self.cap = n, k, cap
+        self.keep = self.pos < cap if cap else None
+
+    def dropped_fraction(self) -> torch.Tensor:
+        if self.keep is None:
+            return torch.zeros((), device=self.order.device)
+        return 1.0 - self.keep.float().mean()
+
+
+# ---------------------------------------------------------------- expert backends
+
+
+def _swiglu_rows(h: torch.Tensor) -> torch.Tensor:
+    gate, up = h.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def experts_grouped(x_sorted, w_gate_up, w_down, offs):
+    """x_sorted [M, d] grouped by expert (group e ends at offs[e]) -> [M, d]."""
+    h = torch._grouped_mm(x_sorted, w_gate_up.transpose(-2, -1), offs=offs)
+    return torch._grouped_mm(_swiglu_rows(h), w_down.transpose(-2, -1), offs=offs)
+
+
+def experts_padded(x_sorted, w_gate_up, w_down, d: Dispatch):
+    """Pad each group to a common length (capacity, else the largest group), one bmm per projection."""
+    n_experts, dim = w_gate_up.shape[0], x_sorted.shape[-1]
+    cap = d.cap or int(d.counts.max())                     # dropless: a host sync, data-dependent shape
+    slot = d.sorted_expert * cap + d.pos
+    if d.keep is not None:                                 # dropped rows go to a spare slot, read back as 0
+        slot = torch.where(d.keep, slot, n_experts * cap)
+    buf = x_sorted.new_zeros(n_experts * cap + 1, dim).index_copy(0, slot, x_sorted)
+    xb = buf[:-1].view(n_experts, cap, dim)
+    y = torch.bmm(_swiglu_rows(torch.bmm(xb, w_gate_up.transpose(-2, -1))), w_down.transpose(-2, -1))
+    y = torch.cat([y.reshape(n_experts * cap, dim), y.new_zeros(1, dim)])
+    return y[slot]
+
+
+def grouped_mm_supported(x: torch.Tensor, dim: int, hidden: int) -> bool:
+    """Whether torch._grouped_mm runs here: CUDA sm90+ with 16-byte aligned rows; CPU only in eager mode."""
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    align = 16 // x.element_size()
+    if dim % align or hidden % align:
+        return False
+    if x.device.type == "cuda":
+        return torch.cuda.get_device_capability(x.device) >= (9, 0) and x.dtype == torch.bfloat16
+    if x.device.type == "cpu":
+        return not torch.compiler.is_compiling()         # the CPU kernel has no fp32 meta for the compiler
+    return False
+
+
+# ---------------------------------------------------------------- the layer
+
+
+class MoELayer(nn.Module):
+    """forward(x [B, T, d]) -> (y [B, T, d], aux_loss (weighted scalar), stats (detached tensors))."""
+
+    def __init__(self, spec: ModelSpec, impl: str = "auto"):
+        super().__init__()
+        spec.validate()
+        if spec.family != "moe":
+            raise ValueError(f"MoELayer needs model.family='moe', got {spec.family!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"MoELayer impl={impl!r}: must be one of {IMPLS}")
+        self.spec, self.impl = spec, impl
+        d, e, h = spec.d_model, spec.n_experts, spec.expert_hidden
+        self.router = nn.Linear(d, e, bias=False)
+        # stacked expert weights, laid out as nn.Linear's (out, in): gate and up rows stacked
+        self.w_gate_up = nn.Parameter(torch.empty(e, 2 * h, d))
+        self.w_down = nn.Parameter(torch.empty(e, d, h))
+        self.shared_gate_up = self.shared_down = None
+        if spec.n_shared_experts:                           # n_shared experts of width h == one of width n_shared*h
+            hs = spec.n_shared_experts * h
+            self.shared_gate_up = nn.Linear(d, 2 * hs, bias=False)
+            self.shared_down = nn.Linear(hs, d, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02, out_std: float | None = None) -> None:
+        """Normal(0, std) inputs, Normal(0, out_std) output projections (default std / sqrt(2 * n_layers))."""
+        out_std = std / math.sqrt(2 * self.spec.n_layers) if out_std is None else out_std
+        nn.init.normal_(self.router.weight, std=std)
+        nn.init.normal_(self.w_gate_up, std=std)
+        nn.init.normal_(self.w_down, std=out_std)
+        if self.shared_gate_up is not None:
+            nn.init.normal_(self.shared_gate_up.weight, std=std)
+            nn.init.normal_(self.shared_down.weight, std=out_std)
+
+    def shared(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared_down(_swiglu_rows(self.shared_gate_up(x)))
+
+    def resolved_impl(self, x: torch.Tensor) -> str:
+        if self.impl != "auto":
+            return self.impl
+        return "grouped" if grouped_mm_supported(x, self.spec.d_model, self.spec.expert_hidden) else "padded"
+
+    def forward(self, x: torch.Tensor):
+        if self.impl == "loop":
+            from model_zoo.moe_reference import reference_forward
+            return reference_forward(self, x)
+        s = self.spec
+        B, T, dim = x.shape
+        xf = x.reshape(B * T, dim).to(compute_dtype(x))
+        impl = self.resolved_impl(xf)
+        logits = F.linear(xf.float(), self.router.weight.float())
+        probs, ids, gates = route(logits, s.top_k)
+        d = Dispatch(ids, s.n_experts, capacity(s, B * T))
+        load = d.counts.float() / (B * T * s.top_k)
+        aux, z = load_balancing_loss(probs, load), router_z_loss(logits)
+
+        w_gate_up, w_down = self.w_gate_up.to(xf.dtype), self.w_down.to(xf.dtype)
+        x_sorted = gather_rows(xf, d.token, d.inv, s.top_k)
+        if d.keep is not None and impl == "grouped":       # dropped rows compute SwiGLU(0) = 0
+            x_sorted = torch.where(d.keep.unsqueeze(-1), x_sorted, 0)
+        if impl == "grouped":
+            y_sorted = experts_grouped(x_sorted, w_gate_up, w_down, d.offs)
+        else:
+            y_sorted = experts_padded(x_sorted, w_gate_up, w_down, d)
+        y = gather_rows(y_sorted, d.inv, d.order)          # back to k-major [k*N, d]
+        y = (y.view(s.top_k, B * T, dim) * gates.t().unsqueeze(-1)).sum(0).to(x.dtype)
+        if self.shared_gate_up is not None:
+            y = y + self.shared(xf)
+        stats = {"load": load.detach(), "aux": aux.detach(), "z": z.detach(), "dropped": d.dropped_fraction()}
+        return y.view(B, T, dim), s.router_aux_coef * aux + s.router_z_coef * z, stats
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the expert GEMMs run in: autocast's where it is on (it does not cover _grouped_mm)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def set_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every MoELayer in a model to one backend (benchmarks, tests)."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r}: must be one of {IMPLS}")
+    for m in model.modules():
+        if isinstance(m, MoELayer):
+            m.impl = impl
+    return model
+
+
+def moe_metrics(moe_stats: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Flat scalars for metrics.jsonl / wandb from a model's moe_stats ([n_layers, E] load, [n_layers] others).
+
+    Keys: moe_aux, moe_z, moe_dropped (means over layers), moe_load_max (largest expert share, worst layer,
+    1/E when balanced), moe_load_l{i}_e{j}.
+    """
+    if not moe_stats:
+        return {}
+    load = moe_stats["load"].detach().float().cpu()
+    out = {f"moe_{k}": float(moe_stats[k].detach().float().mean()) for k in ("aux", "z", "dropped")}
+    out["moe_load_max"] = float(load.max())
+    for i, row in enumerate(load.view(-1, load.shape[-1])):
+        for j, v in enumerate(row.tolist()):
+            out[f"moe_load_l{i}_e{j}"] = v
+    return out
+
+
+# FlopCounterMode has no formula for _grouped_mm: this one counts 2*M*K*N per group like mm.
+def _grouped_mm_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    if len(a_shape) == 2 and len(b_shape) == 3:        # [M, K] x [E, K, N] (forward, grad of input)
+        return 2 * a_shape[0] * a_shape[1] * b_shape[-1]
+    if len(a_shape) == 2 and len(b_shape) == 2:        # [K, M] x [M, N] -> [E, K, N] (grad of weight)
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+    if len(a_shape) == 3 and len(b_shape) == 2:        # [E, M, K] x [K*, N]
+        return 2 * a_shape[1] * b_shape[0] * b_shape[1]
+    return 2 * a_shape[0] * a_shape[1] * a_shape[2] * b_shape[-1]
+
+
+FLOP_FORMULAS = {torch.ops.aten._grouped_mm: _grouped_mm_flop}
