@@ -1,0 +1,82 @@
+"""The local downstream tasks: names, what each is built from, and its lm-eval task config.
+
+    arith            arithmetic multiple choice (generated; harness.downstream_tasks.arith)
+    cloze_<domain>   next-words cloze on held-out documents of one corpus domain (.cloze)
+    cloze            shorthand for every cloze_<domain> of the corpus, plus their mean
+
+Each task is an lm-eval `multiple_choice` task given to lm-eval as an inline config dict whose
+`custom_dataset` returns an in-memory `datasets.Dataset`: the cloze tasks depend on the corpus'
+domains, and building the documents in-process means no files, no HF datasets cache and no hub.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harness.downstream_tasks.arith import arith_docs
+from harness.downstream_tasks.cloze import cloze_docs, heldout_documents
+
+TASK_SEED = 1234  # fixed, not the run's seed: every run of a sweep answers the same questions
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    name: str
+    metric: str  # the lm-eval metric reported as acc_<name>
+    description: str
+
+
+def available_tasks(domains: Sequence[str]) -> dict[str, LocalTask]:
+    tasks = {"arith": LocalTask("arith", "acc", "2-digit +, -, * multiple choice, 4 choices")}
+    for d in domains:
+        tasks[f"cloze_{d}"] = LocalTask(f"cloze_{d}", "acc_norm",
+                                        f"next 4 words of a held-out {d} document, 4 choices")
+    return tasks
+
+
+def expand(names: Sequence[str], domains: Sequence[str]) -> list[str]:
+    """Task names with the `cloze` shorthand replaced by one cloze task per domain (order kept, no repeats)."""
+    out: list[str] = []
+    for n in names:
+        for m in ([f"cloze_{d}" for d in domains] if n == "cloze" else [n]):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def unknown_tasks(names: Sequence[str], domains: Sequence[str] | None) -> list[str]:
+    """Names that are no local task. With domains=None, any cloze_<x> passes (the corpus is not known yet)."""
+    known = available_tasks(domains or ())
+    return [n for n in names if n != "cloze" and n not in known
+            and not (domains is None and n.startswith("cloze_") and len(n) > len("cloze_"))]
+
+
+def build_docs(name: str, *, heldout: Callable[[str], object], eod_id: int,
+               decode: Callable[[list[int]], str], n_docs: int) -> list[dict]:
+    """The documents of one task. heldout(domain) gives that domain's held-out token array."""
+    if name == "arith":
+        return arith_docs(n_docs, seed=TASK_SEED)
+    domain = name.removeprefix("cloze_")
+    return cloze_docs(heldout_documents(heldout(domain), eod_id, decode), n_docs, seed=TASK_SEED)
+
+
+def lm_eval_config(task: LocalTask, docs: list[dict]) -> dict:
+    """An inline lm-eval task config (lm_eval.config.task.TaskConfig fields) serving `docs`."""
+    def dataset(**_metadata):
+        import datasets  # imported by lm_eval anyway; kept out of this module's import time
+        return {"test": datasets.Dataset.from_list(docs)}
+
+    return {
+        "task": task.name,
+        "custom_dataset": dataset,
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "context",       # names of document fields: used verbatim, no Jinja
+        "doc_to_choice": "choices",
+        "doc_to_target": "gold",
+        "target_delimiter": "",         # choices carry their own leading whitespace
+        "num_fewshot": 0,
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                        for m in ("acc", "acc_norm")],
+        "metadata": {"version": 1.0, "description": task.description},
+    }

@@ -1,0 +1,264 @@
+"""Downstream evals through lm-eval: exact log-likelihoods, offline local tasks, oracle and chance."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from harness.data.corpus import Corpus
+from harness.data.shards import dtype_for_vocab, write_shard
+from harness.downstream import (
+    ByteTokenizer,
+    HFTokenizer,
+    ScalemixLM,
+    check_tasks,
+    evaluate,
+    run_lm_eval,
+    task_errors,
+)
+from harness.downstream_tasks import available_tasks, lm_eval_config
+from harness.downstream_tasks.arith import arith_docs
+from harness.downstream_tasks.cloze import cloze_docs
+from harness.spec import RunSpec
+from model_zoo.spec import ModelSpec, SpecError
+
+lm_eval_instance = pytest.importorskip("lm_eval.api.instance")
+Instance = lm_eval_instance.Instance
+
+
+# ---------------------------------------------------------------------------- tiny models
+class TinyCausalLM(torch.nn.Module):
+    """Logits from the current token and (unless bigram) the running mean of the previous ones: causal."""
+
+    def __init__(self, vocab: int, d: int = 16, bigram: bool = False, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.emb = torch.nn.Embedding(vocab, d)
+        self.head = torch.nn.Linear(2 * d, vocab)
+        self.bigram = bigram
+
+    def forward(self, idx):
+        x = self.emb(idx)
+        steps = torch.arange(1, idx.shape[1] + 1, device=idx.device)[None, :, None]
+        past = torch.zeros_like(x) if self.bigram else x.cumsum(1) / steps
+        return self.head(torch.cat([x, past], -1)) * 3
+
+
+class ArithOracle(torch.nn.Module):
+    """A byte-level 'model' that knows arithmetic: after 'a+b=' it puts its mass on the answer's digits, then eod."""
+
+    QUESTION = re.compile(rb"(\d+)([-+*])(\d+)=(\d*)$")
+
+    def __init__(self, eod: int = 255):
+        super().__init__()
+        self.eod = eod
+
+    def forward(self, idx):
+        logits = torch.zeros(*idx.shape, 256)
+        for b, row in enumerate(idx.tolist()):
+            for t in range(len(row)):
+                m = self.QUESTION.search(bytes(row[max(0, t - 15):t + 1]))
+                if not m:
+                    continue
+                a, op, c, typed = int(m[1]), m[2], int(m[3]), m[4]
+                answer = str(a + c if op == b"+" else a - c if op == b"-" else a * c).encode()
+                if answer.startswith(typed):
+                    logits[b, t, answer[len(typed)] if len(typed) < len(answer) else self.eod] = 20.0
+        return logits
+
+
+class OracleLM(ScalemixLM):
+    """An lm-eval LM that knows the true texts: log p = 0 for a continuation found in them, else -10."""
+
+    def __init__(self, texts: list[str]):
+        super().__init__(torch.nn.Identity(), ByteTokenizer(), 255, 64)
+        self.texts = texts
+
+    def loglikelihood(self, requests, disable_tqdm=False):
+        return [(0.0 if any(ctx + cont in t for t in self.texts) else -10.0, False) for ctx, cont in
+                (r.args for r in requests)]
+
+
+def _instances(kind, args):
+    return [Instance(request_type=kind, doc={}, arguments=a, idx=i) for i, a in enumerate(args)]
+
+
+# ---------------------------------------------------------------------------- a tiny text corpus
+WORDS = ("the cat dog bird sat ran flew on under over a mat tree house red big small quickly "
+         "slowly and then saw heard near far garden river").split()
+
+
+def _math_doc(rng):
+    lines = []
+    for _ in range(int(rng.integers(15, 40))):
+        a, b = rng.integers(0, 100, size=2)
+        lines.append(f"{a}+{b}={a + b}")
+    return "\n".join(lines)
+
+
+def _prose_doc(rng):
+    sentences = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 10)))) + "." for _ in range(int(rng.integers(8, 20)))]
+    return " ".join(sentences).capitalize()
+
+
+@pytest.fixture(scope="module")
+def text_corpus(tmp_path_factory):
+    """data/<corpus>/ with a byte-level BPE tokenizer.json trained here, two text domains."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    path = tmp_path_factory.mktemp("data") / "tinytext"
+    rng = np.random.default_rng(0)
+    texts = {"math": [_math_doc(rng) for _ in range(160)], "prose": [_prose_doc(rng) for _ in range(160)]}
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([t for ts in texts.values() for t in ts], trainers.BpeTrainer(
+        vocab_size=384, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    path.mkdir(parents=True)
+    tok.save(str(path / "tokenizer.json"))
+    eod, vocab = tok.token_to_id("<|endoftext|>"), tok.get_vocab_size()
+    manifest = {"name": "tinytext", "vocab_size": vocab, "eod_id": eod, "tokenizer_sha256": "test", "domains": {}}
+    for dom, docs in texts.items():
+        (path / dom).mkdir()
+        for split, part in (("train", docs[:80]), ("heldout", docs[80:])):
+            ids = [i for d in part for i in tok.encode(d).ids + [eod]]
+            write_shard(path / dom / f"{split}.bin", np.array(ids, dtype=dtype_for_vocab(vocab)))
+        manifest["domains"][dom] = {"train_tokens": 0, "heldout_tokens": 0, "source": "test", "licence": "CC0"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return Corpus(path), texts
+
+
+def _spec(vocab, seq_len=64):
+    return RunSpec(model=ModelSpec(d_model=16, n_layers=1, n_heads=1, ffn_hidden=32, vocab_size=vocab,
+                                   seq_len=seq_len), tokens=1024, batch_tokens=64)
+
+
+# ---------------------------------------------------------------------------- log-likelihoods
+def _direct_loglikelihood(model, tok, eod, seq_len, ctx, cont):
+    stripped = ctx.rstrip()  # lm-eval's convention: a context's trailing whitespace belongs to the continuation
+    ctx, cont = stripped, ctx[len(stripped):] + cont
+    ctx_ids = [eod] + tok.encode(ctx)
+    cont_ids = ([eod] + tok.encode(ctx + cont))[len(ctx_ids):]
+    full = (ctx_ids + cont_ids)[-(seq_len + 1):]
+    logp = torch.log_softmax(model(torch.tensor([full[:-1]]))[0].double(), -1)
+    n = len(cont_ids)
+    return sum(logp[len(full) - 1 - n + k, cont_ids[k]].item() for k in range(n))
+
+
+def test_loglikelihood_equals_direct_computation_from_logits(text_corpus):
+    corpus, _ = text_corpus
+    tok = HFTokenizer(corpus.path / "tokenizer.json")
+    model = TinyCausalLM(corpus.vocab_size).eval()
+    seq_len = 24
+    # small batches force padding and several batches; the long context forces left truncation
+    lm = ScalemixLM(model, tok, corpus.eod_id, seq_len, max_batch_tokens=50)
+    pairs = [("12+35=", "47"), ("The cat sat", " on the mat."), ("", "the dog"), ("a", " b"),
+             ("the big red house " * 8, "near the river"), ("9*9=", "81\n")]
+    got = lm.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
+    with torch.no_grad():
+        want = [_direct_loglikelihood(model, tok, corpus.eod_id, seq_len, c, x) for c, x in pairs]
+    assert len(tok.encode(pairs[4][0])) > seq_len  # the truncation case is real
+    for (ll, greedy), w in zip(got, want):
+        assert ll == pytest.approx(w, abs=1e-4)
+        assert isinstance(greedy, bool)
+
+
+def test_loglikelihood_rolling_scores_every_token_once():
+    """With a bigram model, windowing cannot change a token's probability: the sum is exact."""
+    model, tok, seq_len = TinyCausalLM(256, bigram=True).eval(), ByteTokenizer(), 16
+    lm = ScalemixLM(model, tok, 255, seq_len, max_batch_tokens=40)
+    text = "the quick brown fox jumps over the lazy dog, " * 3  # 135 tokens: 9 windows
+    ids = [255] + tok.encode(text)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0].double(), -1)
+    want = sum(logp[i, ids[i + 1]].item() for i in range(len(ids) - 1))
+    (got,) = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(text,)]))
+    assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_generate_until_is_greedy_and_stops():
+    lm = ScalemixLM(ArithOracle(), ByteTokenizer(), 255, 32)
+    out = lm.generate_until(_instances("generate_until", [("12+35=", {"until": ["\n"]}), ("7*8=", {"max_gen_toks": 1})]))
+    assert out == ["47", "5"]
+
+
+# ---------------------------------------------------------------------------- tasks
+def test_arith_docs_are_well_formed():
+    docs = arith_docs(300)
+    assert docs == arith_docs(300)  # a pure function of (n, seed)
+    for d in docs:
+        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", d["context"]).groups()
+        answer = eval(f"{a}{op}{b}")
+        assert d["choices"][d["gold"]] == str(answer)
+        assert len(set(d["choices"])) == 4 and {len(c) for c in d["choices"]} == {len(str(answer))}
+    assert sorted({d["gold"] for d in docs}) == [0, 1, 2, 3]
+
+
+def test_cloze_gold_is_the_true_continuation(text_corpus):
+    _, texts = text_corpus
+    documents = texts["prose"]
+    docs = cloze_docs(documents, n_docs=50)
+    assert len(docs) == 50
+    for d in docs:
+        assert len(set(d["choices"])) == 4
+        assert any(t.startswith(d["context"] + d["choices"][d["gold"]]) for t in documents)
+        assert len(d["context"]) >= 64
+
+
+def test_arith_oracle_scores_one_and_random_model_is_near_chance():
+    configs = [lm_eval_config(available_tasks([])["arith"], arith_docs(200))]
+    oracle = run_lm_eval(ScalemixLM(ArithOracle(), ByteTokenizer(), 255, 32), configs)
+    assert oracle["arith"]["acc"] == 1.0 and oracle["arith"]["n"] == 200
+    chance = [run_lm_eval(ScalemixLM(TinyCausalLM(256, seed=s).eval(), ByteTokenizer(), 255, 32), configs)
+              ["arith"]["acc"] for s in range(3)]
+    assert 0.15 < np.mean(chance) < 0.35, chance  # 1/4 +- 4 standard errors of 600 answers
+
+
+def test_cloze_oracle_scores_one_through_lm_eval(text_corpus):
+    _, texts = text_corpus
+    configs = [lm_eval_config(available_tasks(["math"])["cloze_math"], cloze_docs(texts["math"], 40))]
+    res = run_lm_eval(OracleLM(texts["math"]), configs)["cloze_math"]
+    assert res["acc"] == 1.0 and res["acc_norm"] == 1.0 and res["n"] == 40
+
+
+def test_evaluate_end_to_end_offline(text_corpus, monkeypatch):
+    corpus, _ = text_corpus
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downstream evaluation tried to open a network connection")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    model = TinyCausalLM(corpus.vocab_size)
+    out = evaluate(model, corpus, _spec(corpus.vocab_size), ("arith", "cloze"), "cpu", n_docs=30)
+    assert sorted(out) == ["acc_arith", "acc_cloze", "acc_cloze_math", "acc_cloze_prose"]
+    assert all(0.0 <= v <= 1.0 for v in out.values())
+    assert out["acc_cloze"] == pytest.approx((out["acc_cloze_math"] + out["acc_cloze_prose"]) / 2)
+    assert model.training  # train/eval mode restored
+
+
+def test_unknown_tasks_are_reported_early(text_corpus):
+    corpus, _ = text_corpus
+    with pytest.raises(SpecError) as e:
+        check_tasks(("arith", "hellaswag", "cloze_code"), corpus.domains)
+    assert len(e.value.errors) == 2 and "cloze_math" in str(e.value) and "'hellaswag'" in str(e.value)
+    check_tasks(("arith", "cloze", "cloze_prose"), corpus.domains)
+    assert task_errors(("cloze_code",)) == []  # corpus unknown: any domain may exist
+    assert task_errors(("cloze_",)) != []
+    with pytest.raises(SpecError, match="unknown task 'nope'"):
+        evaluate(torch.nn.Identity(), corpus, _spec(corpus.vocab_size), ("nope",))
+
+
+def test_model_zoo_model_runs_through_the_lm(text_corpus):
+    """The real interface: model_zoo.build(spec)(idx) -> logits [B, T, V]."""
+    model_zoo = pytest.importorskip("model_zoo")
+    if not hasattr(model_zoo, "build"):
+        pytest.skip("model_zoo.build not written yet")
+    corpus, _ = text_corpus
+    spec = _spec(corpus.vocab_size, seq_len=32)
+    model = model_zoo.build(spec.model)
+    out = evaluate(model, corpus, spec, ("arith", "cloze_math"), "cpu", n_docs=10)
+    assert set(out) == {"acc_arith", "acc_cloze_math"} and not any(math.isnan(v) for v in out.values())
