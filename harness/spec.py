@@ -58,9 +58,12 @@ class OptimSpec:
 
 @dataclass(frozen=True)
 class Stage:
-    """From `start_frac` of the run's tokens on, sample with `weights` (a curriculum stage)."""
-    start_frac: float
-    weights: tuple[tuple[str, float], ...]
+    """From `start_frac` of the run's tokens on (or from token `start_tokens` when that is set),
+    sample with `weights` (a curriculum stage). The switch lands on the first sequence boundary
+    at or after that token: exact when it is a multiple of seq_len."""
+    start_frac: float = 0.0
+    weights: tuple[tuple[str, float], ...] = ()
+    start_tokens: int = 0                                 # > 0: exact start token, overrides start_frac
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,18 @@ class DataSpec:
                 (f"data.stages[{i}].weights", s.weights) for i, s in enumerate(self.stages)]:
             e += weight_errors(key, w)
         for i, s in enumerate(self.stages):
-            if not 0 < s.start_frac < 1:
+            if s.start_tokens < 0:
+                e.append(f"data.stages[{i}].start_tokens={s.start_tokens}: must be >= 0 (0: use start_frac)")
+            elif s.start_tokens == 0 and not 0 < s.start_frac < 1:
                 e.append(f"data.stages[{i}].start_frac={s.start_frac}: must be in (0, 1)")
+            if not s.weights:
+                e.append(f"data.stages[{i}].weights: a stage needs its weights")
+        for key in ("start_frac", "start_tokens"):
+            starts = [getattr(s, key) for s in self.stages if (s.start_tokens > 0) == (key == "start_tokens")]
+            if any(b <= a for a, b in zip(starts, starts[1:])):
+                e.append(f"data.stages: {key} values {starts} must increase from stage to stage")
+        e += [f"data.epoch_caps.{d}={c}: must be positive" for d, c in self.epoch_caps if not c > 0]
+        e += weight_errors("data.reference_weights", self.reference_weights)
         return e
 
 
