@@ -3,7 +3,8 @@
     evaluate(model, corpus, spec, ("arith", "cloze"), device) -> {"acc_arith": 0.31, "acc_cloze_code": ...}
 
 The trainer calls `evaluate` once at the end of a run when `spec.eval.downstream` is non-empty,
-and `check_tasks` (or `task_errors`, SpecError style) validates the names before training.
+and `check_tasks` (or `task_errors`, SpecError style) validates the names before training; both
+also live in harness.downstream_tasks, which a planner can import without importing lm-eval.
 The tasks are local (harness.downstream_tasks): `arith` and `cloze_<domain>` / `cloze`.
 
 How lm-eval is used, and how it is kept offline:
@@ -34,11 +35,13 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 
+from harness.data import tokenizer as corpus_tokenizer
 from harness.data.corpus import Corpus
-from harness.downstream_tasks import available_tasks, build_docs, expand, lm_eval_config, unknown_tasks
+from harness.downstream_tasks import available_tasks, build_docs, check_tasks, expand, lm_eval_config, task_errors
 from harness.spec import RunSpec
 from model_zoo.spec import SpecError
 
+__all__ = ["ScalemixLM", "check_tasks", "evaluate", "load_tokenizer", "run_lm_eval", "task_errors"]
 log = logging.getLogger(__name__)
 DEFAULT_DOCS = 500  # per task: a binomial standard error of at most 0.022 on an accuracy
 
@@ -48,8 +51,7 @@ class HFTokenizer:
     """A `tokenizers` tokenizer.json, used without special tokens (eod is added by the LM)."""
 
     def __init__(self, path: str | Path):
-        from tokenizers import Tokenizer
-        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer = corpus_tokenizer.load(Path(path))
         self.vocab_size = self.tokenizer.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
@@ -209,22 +211,6 @@ class ScalemixLM(TemplateLM):
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, req.args[1]), text)
         return out
-
-
-# ---------------------------------------------------------------------------- task names
-def task_errors(tasks: Sequence[str], domains: Sequence[str] | None = None) -> list[str]:
-    """Errors for unknown task names (SpecError style). Without domains, cloze_<x> cannot be checked."""
-    bad = unknown_tasks(tasks, domains)
-    if not bad:
-        return []
-    names = ["arith", "cloze"] + ([f"cloze_{d}" for d in domains] if domains is not None else ["cloze_<domain>"])
-    return [f"eval.downstream: unknown task {n!r}; available tasks: {names}" for n in bad]
-
-
-def check_tasks(tasks: Sequence[str], domains: Sequence[str] | None = None) -> None:
-    """Raise SpecError naming every unknown task and listing the available ones. Cheap (no lm-eval work)."""
-    if errs := task_errors(tasks, domains):
-        raise SpecError(errs)
 
 
 # ---------------------------------------------------------------------------- evaluation

@@ -12,6 +12,7 @@ import torch
 
 from harness.data.corpus import Corpus
 from harness.data.shards import dtype_for_vocab, write_shard
+from harness.data.tokenizer import EOD, train_bpe
 from harness.downstream import (
     ByteTokenizer,
     HFTokenizer,
@@ -52,7 +53,7 @@ class TinyCausalLM(torch.nn.Module):
 class ArithOracle(torch.nn.Module):
     """A byte-level 'model' that knows arithmetic: after 'a+b=' it puts its mass on the answer's digits, then eod."""
 
-    QUESTION = re.compile(rb"(\d+)([-+*])(\d+)=(\d*)$")
+    QUESTION = re.compile(rb"Compute (\d+) ([-+*]) (\d+)\.\nAnswer:( ?\d*)$")
 
     def __init__(self, eod: int = 255):
         super().__init__()
@@ -62,11 +63,11 @@ class ArithOracle(torch.nn.Module):
         logits = torch.zeros(*idx.shape, 256)
         for b, row in enumerate(idx.tolist()):
             for t in range(len(row)):
-                m = self.QUESTION.search(bytes(row[max(0, t - 15):t + 1]))
+                m = self.QUESTION.search(bytes(row[max(0, t - 40):t + 1]))
                 if not m:
                     continue
                 a, op, c, typed = int(m[1]), m[2], int(m[3]), m[4]
-                answer = str(a + c if op == b"+" else a - c if op == b"-" else a * c).encode()
+                answer = f" {a + c if op == b'+' else a - c if op == b'-' else a * c}".encode()
                 if answer.startswith(typed):
                     logits[b, t, answer[len(typed)] if len(typed) < len(answer) else self.eod] = 20.0
         return logits
@@ -95,10 +96,10 @@ WORDS = ("the cat dog bird sat ran flew on under over a mat tree house red big s
 
 def _math_doc(rng):
     lines = []
-    for _ in range(int(rng.integers(15, 40))):
+    for _ in range(int(rng.integers(8, 20))):
         a, b = rng.integers(0, 100, size=2)
-        lines.append(f"{a}+{b}={a + b}")
-    return "\n".join(lines)
+        lines.append(f"Compute {a} + {b}.\nAnswer: {a + b}")
+    return "\n\n".join(lines)
 
 
 def _prose_doc(rng):
@@ -109,18 +110,12 @@ def _prose_doc(rng):
 @pytest.fixture(scope="module")
 def text_corpus(tmp_path_factory):
     """data/<corpus>/ with a byte-level BPE tokenizer.json trained here, two text domains."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     path = tmp_path_factory.mktemp("data") / "tinytext"
     rng = np.random.default_rng(0)
     texts = {"math": [_math_doc(rng) for _ in range(160)], "prose": [_prose_doc(rng) for _ in range(160)]}
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([t for ts in texts.values() for t in ts], trainers.BpeTrainer(
-        vocab_size=384, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     path.mkdir(parents=True)
-    tok.save(str(path / "tokenizer.json"))
-    eod, vocab = tok.token_to_id("<|endoftext|>"), tok.get_vocab_size()
+    tok = train_bpe([t for ts in texts.values() for t in ts], 384, path / "tokenizer.json")
+    eod, vocab = tok.token_to_id(EOD), tok.get_vocab_size()
     manifest = {"name": "tinytext", "vocab_size": vocab, "eod_id": eod, "tokenizer_sha256": "test", "domains": {}}
     for dom, docs in texts.items():
         (path / dom).mkdir()
@@ -156,7 +151,7 @@ def test_loglikelihood_equals_direct_computation_from_logits(text_corpus):
     seq_len = 24
     # small batches force padding and several batches; the long context forces left truncation
     lm = ScalemixLM(model, tok, corpus.eod_id, seq_len, max_batch_tokens=50)
-    pairs = [("12+35=", "47"), ("The cat sat", " on the mat."), ("", "the dog"), ("a", " b"),
+    pairs = [("Compute 12 + 35.\nAnswer:", " 47"), ("The cat sat", " on the mat."), ("", "the dog"), ("a", " b"),
              ("the big red house " * 8, "near the river"), ("9*9=", "81\n")]
     got = lm.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
     with torch.no_grad():
@@ -182,8 +177,9 @@ def test_loglikelihood_rolling_scores_every_token_once():
 
 def test_generate_until_is_greedy_and_stops():
     lm = ScalemixLM(ArithOracle(), ByteTokenizer(), 255, 32)
-    out = lm.generate_until(_instances("generate_until", [("12+35=", {"until": ["\n"]}), ("7*8=", {"max_gen_toks": 1})]))
-    assert out == ["47", "5"]
+    out = lm.generate_until(_instances("generate_until", [("Compute 12 + 35.\nAnswer:", {"until": ["\n"]}),
+                                                          ("Compute 7 * 8.\nAnswer:", {"max_gen_toks": 2})]))
+    assert out == [" 47", " 5"]
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -191,10 +187,10 @@ def test_arith_docs_are_well_formed():
     docs = arith_docs(300)
     assert docs == arith_docs(300)  # a pure function of (n, seed)
     for d in docs:
-        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", d["context"]).groups()
+        a, op, b = re.fullmatch(r"Compute (\d+) ([-+*]) (\d+)\.\nAnswer:", d["context"]).groups()
         answer = eval(f"{a}{op}{b}")
-        assert d["choices"][d["gold"]] == str(answer)
-        assert len(set(d["choices"])) == 4 and {len(c) for c in d["choices"]} == {len(str(answer))}
+        assert d["choices"][d["gold"]] == f" {answer}"
+        assert len(set(d["choices"])) == 4 and {len(c) for c in d["choices"]} == {len(str(answer)) + 1}
     assert sorted({d["gold"] for d in docs}) == [0, 1, 2, 3]
 
 

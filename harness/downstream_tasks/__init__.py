@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from harness.downstream_tasks.arith import arith_docs
 from harness.downstream_tasks.cloze import cloze_docs, heldout_documents
+from model_zoo.spec import SpecError
 
 TASK_SEED = 1234  # fixed, not the run's seed: every run of a sweep answers the same questions
 
@@ -44,11 +45,20 @@ def expand(names: Sequence[str], domains: Sequence[str]) -> list[str]:
     return out
 
 
-def unknown_tasks(names: Sequence[str], domains: Sequence[str] | None) -> list[str]:
-    """Names that are no local task. With domains=None, any cloze_<x> passes (the corpus is not known yet)."""
+def task_errors(names: Sequence[str], domains: Sequence[str] | None = None) -> list[str]:
+    """One SpecError-style line per unknown task name. With domains=None (corpus not known yet),
+    any cloze_<x> passes; evaluate() checks again against the corpus."""
     known = available_tasks(domains or ())
-    return [n for n in names if n != "cloze" and n not in known
-            and not (domains is None and n.startswith("cloze_") and len(n) > len("cloze_"))]
+    bad = [n for n in names if n != "cloze" and n not in known
+           and not (domains is None and n.startswith("cloze_") and len(n) > len("cloze_"))]
+    listed = ["arith", "cloze"] + ([f"cloze_{d}" for d in domains] if domains is not None else ["cloze_<domain>"])
+    return [f"eval.downstream: unknown task {n!r}; available tasks: {listed}" for n in bad]
+
+
+def check_tasks(names: Sequence[str], domains: Sequence[str] | None = None) -> None:
+    """Raise SpecError naming every unknown task and listing the available ones (no lm-eval import)."""
+    if errs := task_errors(names, domains):
+        raise SpecError(errs)
 
 
 def build_docs(name: str, *, heldout: Callable[[str], object], eod_id: int,

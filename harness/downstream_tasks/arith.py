@@ -1,26 +1,28 @@
-"""Arithmetic multiple choice: "37+45=" with the true result and three near misses.
+"""Arithmetic multiple choice: "Compute 37 + 45.\nAnswer:" with the true result and three near misses.
 
-It matches the corpus' generated math domain and separates models at tiny scale: a model that
-has learnt to add puts more probability on "82" than on "83", "72" or "81"; a model that has not
-is at chance (1/4). All choices of one question have the same number of digits, so no choice is a
-prefix of another and none is favoured by its length.
+The question is worded as in the corpus' generated math domain (harness.data.mathgen), with
+small operands so that it separates models at tiny scale: a model that has learnt to add puts more
+probability on " 82" than on " 83", " 72" or " 81"; a model that has not is at chance (1/4). All
+choices of one question have the same number of digits, so no choice is a prefix of another and
+none is favoured by its length.
 """
 from __future__ import annotations
 
 import numpy as np
 
 OPS = ("+", "-", "*")
+TEMPLATE = "Compute {a} {op} {b}.\nAnswer:"  # as harness.data.mathgen writes it; choices are " <n>"
 
 
 def _question(rng: np.random.Generator, op: str) -> tuple[str, int]:
     if op == "+":
         a, b = (int(x) for x in rng.integers(0, 100, size=2))
-        return f"{a}+{b}=", a + b
+        return TEMPLATE.format(a=a, op=op, b=b), a + b
     if op == "-":
         a, b = sorted((int(x) for x in rng.integers(0, 100, size=2)), reverse=True)
-        return f"{a}-{b}=", a - b
+        return TEMPLATE.format(a=a, op=op, b=b), a - b
     a, b = int(rng.integers(2, 10)), int(rng.integers(2, 20))
-    return f"{a}*{b}=", a * b
+    return TEMPLATE.format(a=a, op=op, b=b), a * b
 
 
 def _near_misses(rng: np.random.Generator, answer: int, k: int = 3) -> list[int]:
@@ -44,6 +46,6 @@ def arith_docs(n_docs: int, seed: int = 1234, ops: tuple[str, ...] = OPS) -> lis
         context, answer = _question(rng, ops[i % len(ops)])
         choices = [answer] + _near_misses(rng, answer)
         order = rng.permutation(len(choices))
-        docs.append({"context": context, "choices": [str(choices[j]) for j in order],
+        docs.append({"context": context, "choices": [f" {choices[j]}" for j in order],
                      "gold": int(np.flatnonzero(order == 0)[0])})
     return docs
