@@ -1,0 +1,173 @@
+"""MixtureStream: proportions, stratification, curricula, epoch caps, purity (resume, workers)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
+from harness.data.mixture import MixtureError, MixtureStream, SainteLague
+from harness.data.synthetic import make_synthetic_corpus
+from harness.spec import DataSpec, Stage
+from model_zoo.spec import SpecError
+
+W3 = (("alpha", 0.45), ("beta", 0.45), ("gamma", 0.10))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    return Corpus(make_synthetic_corpus(tmp_path_factory.mktemp("syn") / "syn", train_tokens=60_000,
+                                        heldout_tokens=5_000))
+
+
+def labels(b) -> np.ndarray:
+    return b.domains[:, 0].numpy()
+
+
+def test_sainte_lague_is_house_monotone_and_close_to_quota():
+    w = np.array([0.45, 0.45, 0.1])
+    a, prev = SainteLague(w), np.zeros(3, dtype=np.int64)
+    for n in range(1, 3000):
+        c = a.counts(n)
+        assert c.sum() == n and (c >= prev).all()
+        assert np.abs(c - n * w).max() <= 1.0
+        prev = c
+
+
+def test_stratified_batches_hold_each_share_exactly(corpus):
+    B = 8  # 0.45/0.45/0.10 of 8 is 3.6/3.6/0.8: per-batch rounding alone would bias the mix
+    s = MixtureStream(corpus, DataSpec(weights=W3), batch_size=B, seq_len=16, seed=1)
+    total = np.zeros(3)
+    for step in range(500):
+        b = s.batch(step)
+        c = np.bincount(labels(b), minlength=3)
+        assert (np.abs(c - B * np.array([0.45, 0.45, 0.1])) < 1 + 1e-9).all(), c
+        assert (c == s.consumed((step + 1) * B) - s.consumed(step * B)).all()
+        total += c
+        # cumulative counts track the weights to within one sequence per domain
+        assert np.abs(total - (step + 1) * B * np.array([0.45, 0.45, 0.1])).max() <= 1.0
+        assert (b.domains == b.domains[:, :1]).all() and b.inputs.shape == (B, 16)
+        assert (b.inputs[:, 1:] == b.targets[:, :-1]).all()
+
+
+def test_random_sampling_matches_weights_statistically(corpus):
+    B, steps = 32, 600
+    s = MixtureStream(corpus, DataSpec(weights=W3, sampling="random"), batch_size=B, seq_len=16, seed=2)
+    c = np.bincount(np.concatenate([labels(s.batch(i)) for i in range(steps)]), minlength=3)
+    n, p = B * steps, np.array([0.45, 0.45, 0.10])
+    assert (np.abs(c - n * p) < 4.5 * np.sqrt(n * p * (1 - p))).all(), c
+    per_batch = [np.bincount(labels(s.batch(i)), minlength=3)[2] for i in range(50)]
+    assert len(set(per_batch)) > 1  # random: the per-batch share varies
+
+
+def test_curriculum_switches_at_the_exact_token(corpus):
+    B, T = 8, 16
+    start = 37 * T  # the 38th sequence, mid-way through batch 4
+    data = DataSpec(weights=(("alpha", 1.0),), stages=(Stage(start_tokens=start, weights=(("beta", 1.0),)),))
+    s = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=3)
+    seen = np.concatenate([labels(s.batch(i)) for i in range(10)])
+    assert (seen == 0).sum() == start // T and (seen == 1).sum() == 10 * B - start // T
+    # the same switch from a fraction of the run's tokens
+    data = DataSpec(weights=(("alpha", 1.0),), stages=(Stage(start_frac=0.8, weights=(("beta", 1.0),)),))
+    s = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=3, total_tokens=100 * B * T)
+    seen = np.concatenate([labels(s.batch(i)) for i in range(100)])
+    assert (seen == 0).sum() == 80 * B
+    assert all((labels(s.batch(i)) == 0).all() for i in range(80)) and all(
+        (labels(s.batch(i)) == 1).all() for i in range(80, 100))
+
+
+def test_epochs_are_exact_and_caps_refuse(corpus):
+    T, B = 16, 8
+    s = MixtureStream(corpus, DataSpec(weights=W3), batch_size=B, seq_len=T, seed=0)
+    W = (60_000 - 1) // T
+    tokens = 3 * W * T  # 3*W sequences: alpha and beta read 1.35 epochs each, gamma 0.3
+    ep = s.epochs_needed(tokens)
+    assert ep["alpha"] == pytest.approx(0.45 * 3, abs=1 / W) and ep["gamma"] == pytest.approx(0.3, abs=1 / W)
+    capped = DataSpec(weights=W3, epoch_caps=(("alpha", 1.0),))
+    with pytest.raises(MixtureError, match=r"epoch_caps.alpha=1.*1\.35"):
+        MixtureStream(corpus, capped, batch_size=B, seq_len=T, seed=0, total_tokens=tokens)
+    ok = MixtureStream(corpus, capped, batch_size=B, seq_len=T, seed=0, total_tokens=W * T // 2)
+    assert "alpha" in ok.plan().table()
+
+
+def test_each_window_is_read_once_per_epoch(corpus):
+    T, B = 64, 16
+    s = MixtureStream(corpus, DataSpec(weights=(("alpha", 1.0),)), batch_size=B, seq_len=T, seed=5)
+    W = int(s.windows[0])
+    rows = np.concatenate([s.batch(i).inputs.numpy() for i in range(W // B)])
+    starts = {tuple(r[:8]) for r in rows}
+    assert len(starts) == len(rows)  # no window twice within the epoch
+    train = np.asarray(corpus.train("alpha"))
+    for r in rows[:50]:  # every row is a window of the train split at a multiple of T
+        hits = [k for k in range(W) if (train[k * T:k * T + T] == r).all()]
+        assert hits
+
+
+def _batch_digest(args) -> str:
+    path, step = args
+    s = MixtureStream(Corpus(path), DataSpec(weights=W3), batch_size=8, seq_len=16, seed=7)
+    b = s.batch(step)
+    return hashlib.sha256(b.inputs.numpy().tobytes() + b.targets.numpy().tobytes()
+                          + b.domains.numpy().tobytes()).hexdigest()
+
+
+WRITER = """
+import hashlib, sys
+from harness.data.corpus import Corpus
+from harness.data.mixture import MixtureStream
+from harness.spec import DataSpec
+s = MixtureStream(Corpus(sys.argv[1]), DataSpec(weights=(("alpha", 0.45), ("beta", 0.45), ("gamma", 0.10))),
+                  batch_size=8, seq_len=16, seed=7)
+start, stop = int(sys.argv[3]), int(sys.argv[4])
+with open(sys.argv[2], "a") as f:
+    for step in range(start, stop):
+        b = s.batch(step)
+        d = hashlib.sha256(b.inputs.numpy().tobytes() + b.targets.numpy().tobytes() + b.domains.numpy().tobytes())
+        f.write(f"{step} {d.hexdigest()}\\n"); f.flush()
+        if step >= start + 20: import time; time.sleep(0.05)
+"""
+
+
+def test_sigkill_and_resume_give_identical_batches_with_any_worker_count(corpus, tmp_path):
+    steps = 60
+    reference = [_batch_digest((corpus.path, i)) for i in range(steps)]
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(corpus.path), str(log), "0", str(steps)], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 25):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = [ln for ln in log.read_text().splitlines() if len(ln.split()) == 2 and len(ln.split()[1]) == 64]
+    last = int(done[-1].split()[0])
+    assert 20 <= last < steps - 1, "the writer should have been killed mid-way"
+    log.write_text("".join(ln + "\n" for ln in done))  # drop a line the kill may have cut
+    subprocess.run([sys.executable, "-c", WRITER, str(corpus.path), str(log), str(last + 1), str(steps)],
+                   env=env, check=True)
+    got = dict(ln.split() for ln in log.read_text().splitlines() if len(ln.split()) == 2)
+    assert [got[str(i)] for i in range(steps)] == reference
+    with ProcessPoolExecutor(2) as ex:  # two workers, steps handed out in reverse order
+        two = list(ex.map(_batch_digest, [(corpus.path, i) for i in reversed(range(steps))]))
+    assert two[::-1] == reference
+
+
+def test_bad_mixtures_are_refused_before_training(corpus, tmp_path):
+    with pytest.raises(SpecError, match=r"sum to 0\.9"):
+        MixtureStream(corpus, DataSpec(weights=(("alpha", 0.5), ("beta", 0.4))), 8, 16, 0)
+    with pytest.raises(SpecError, match="non-negative"):
+        MixtureStream(corpus, DataSpec(weights=(("alpha", 1.2), ("beta", -0.2))), 8, 16, 0)
+    with pytest.raises(SpecError, match=r"\['delta'\] not in corpus"):
+        MixtureStream(corpus, DataSpec(weights=(("alpha", 0.5), ("delta", 0.5))), 8, 16, 0)
+    with pytest.raises(SpecError, match="needs total_tokens"):
+        MixtureStream(corpus, DataSpec(stages=(Stage(0.5, (("alpha", 1.0),)),)), 8, 16, 0)
+    with pytest.raises(CorpusError, match=r"data.corpus='nope'.*make data"):
+        resolve_corpus_path("nope", tmp_path)
