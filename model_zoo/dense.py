@@ -115,6 +115,7 @@ class Transformer(nn.Module):
 
     def forward(self, idx, targets=None):
         T = idx.shape[1]
+        assert T <= self.spec.seq_len, f"sequence of {T} tokens > model.seq_len={self.spec.seq_len}"
         cos, sin = self.cos[:T], self.sin[:T]
         x = self.embed(idx)
         aux, stats = [], []

@@ -10,6 +10,17 @@ so one fixed ratio keeps rungs comparable):
     ffn      = SwiGLU hidden width 8/3 * d_model rounded up to a multiple of ffn_multiple (256)
 The default rule reproduces the reference trainer's shapes (d 128..768 with 2..12 layers).
 A CPU-sized ladder uses the same rule with aspect 32, head_dim 32, ffn_multiple 32.
+
+Some rungs (`python -m model_zoo` prints them all; N = non-embedding parameters, see
+model_zoo/counting.py; total and FLOPs at vocab 8192, seq_len 1024, untied embeddings):
+    rule      rung        N        total    exact train FLOPs/token   exact / 6N
+    GPU_RULE  L2-d128     525k     2.62M    11.0M                     3.50
+    GPU_RULE  L12-d768    85.0M    97.5M    604M                      1.18
+    GPU_RULE  L28-d1792   1.09G    1.12G    6.95G                     1.06
+    CPU_RULE  L1-d32      13.4k    538k     1.85M                     23.0
+    CPU_RULE  L6-d192     2.66M    5.80M    32.4M                     2.04
+At small scale the embedding and head dominate the total and the head and attention dominate
+the FLOPs, so N and 6N are far from the total and the exact count there.
 """
 from __future__ import annotations
 

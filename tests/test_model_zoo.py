@@ -35,6 +35,8 @@ def test_output_contract_and_ce_matches_torch():
     ref = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(out.ce)
     torch.testing.assert_close(out.ce, ref)
     torch.testing.assert_close(out.lse, torch.logsumexp(logits, -1))
+    with pytest.raises(AssertionError, match="seq_len"):
+        model(torch.zeros(1, TINY.seq_len + 1, dtype=torch.long))
     # at init the logits are small, so the loss is near log(V)
     assert abs(out.ce.mean().item() - math.log(TINY.vocab_size)) < 0.1
 
