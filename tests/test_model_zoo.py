@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.utils.flop_counter
 
 import model_zoo
 from harness.spec import OptimSpec
@@ -195,3 +196,44 @@ def test_dense_forward_traces_as_one_graph():
     model, idx = build(TINY), batch(TINY)
     out = torch.compile(model, backend="eager", fullgraph=True)(idx, idx)
     torch.testing.assert_close(out.ce, model(idx, idx).ce)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_bf16_compiled_step_matches_fp32_eager():
+    torch.manual_seed(0)
+    spec = model_zoo.GPU_RULE.shape(2, vocab_size=512, seq_len=128, qk_norm=True)
+    model = build(spec).cuda()
+    idx = batch(spec, b=4).cuda()
+    with torch.no_grad():
+        ref = model(idx, idx.roll(-1, 1))
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = compiled(idx, idx.roll(-1, 1))
+    assert out.ce.dtype == out.lse.dtype == torch.float32
+    torch.testing.assert_close(out.ce.mean(), ref.ce.mean(), rtol=2e-2, atol=2e-2)
+    opt = model.configure_optimizer(OptimSpec(), "cuda")
+    assert opt.defaults["fused"]
+    out.ce.mean().backward()
+    opt.step()
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_flop_counter_counts_fused_attention_as_full_with_recompute():
+    """On CUDA the flash/efficient SDPA kernels are counted as full T x T attention: 4 T d forward and
+    10 T d backward (the backward recomputes QK^T) per layer and token, against our 3 x 2 T d causal."""
+    spec = model_zoo.GPU_RULE.shape(2, vocab_size=512, seq_len=256)
+    model, c = build(spec).cuda(), model_zoo.count(spec)
+    idx = batch(spec, b=2).cuda()
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(idx, idx)
+        out.ce.mean().backward()
+    tokens = idx.numel()
+    attention_full = 3 * spec.n_layers * 4 * spec.seq_len * spec.d_model
+    matmuls = c.flops_per_token_full_attention - attention_full
+    assert counter.get_total_flops() == (matmuls + 14 * spec.n_layers * spec.seq_len * spec.d_model) * tokens
