@@ -182,25 +182,28 @@ class MoELayer(nn.Module):
         # stacked expert weights, laid out as nn.Linear's (out, in): gate and up rows stacked
         self.w_gate_up = nn.Parameter(torch.empty(e, 2 * h, d))
         self.w_down = nn.Parameter(torch.empty(e, d, h))
-        self.shared_gate_up = self.shared_down = None
-        if spec.n_shared_experts:                           # n_shared experts of width h == one of width n_shared*h
+        # n_shared always-on experts of width h are one SwiGLU of width n_shared * h (one matmul, same params)
+        self.w_shared_gate_up = self.w_shared_down = None
+        if spec.n_shared_experts:
             hs = spec.n_shared_experts * h
-            self.shared_gate_up = nn.Linear(d, 2 * hs, bias=False)
-            self.shared_down = nn.Linear(hs, d, bias=False)
+            self.w_shared_gate_up = nn.Parameter(torch.empty(2 * hs, d))
+            self.w_shared_down = nn.Parameter(torch.empty(d, hs))
         self.reset_parameters()
 
     def reset_parameters(self, std: float = 0.02, out_std: float | None = None) -> None:
-        """Normal(0, std) inputs, Normal(0, out_std) output projections (default std / sqrt(2 * n_layers))."""
+        """Normal(0, std) inputs, Normal(0, out_std) output projections (default std / sqrt(2 * n_layers)),
+        as the dense model's GPT-2 init. Expert weights are raw Parameters, so Transformer._init_weights
+        (which re-inits nn.Linear modules, the router included, with the same std) leaves them alone."""
         out_std = std / math.sqrt(2 * self.spec.n_layers) if out_std is None else out_std
         nn.init.normal_(self.router.weight, std=std)
         nn.init.normal_(self.w_gate_up, std=std)
         nn.init.normal_(self.w_down, std=out_std)
-        if self.shared_gate_up is not None:
-            nn.init.normal_(self.shared_gate_up.weight, std=std)
-            nn.init.normal_(self.shared_down.weight, std=out_std)
+        if self.w_shared_gate_up is not None:
+            nn.init.normal_(self.w_shared_gate_up, std=std)
+            nn.init.normal_(self.w_shared_down, std=out_std)
 
     def shared(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shared_down(_swiglu_rows(self.shared_gate_up(x)))
+        return F.linear(_swiglu_rows(F.linear(x, self.w_shared_gate_up)), self.w_shared_down)
 
     def resolved_impl(self, x: torch.Tensor) -> str:
         if self.impl != "auto":
@@ -231,7 +234,7 @@ class MoELayer(nn.Module):
             y_sorted = experts_padded(x_sorted, w_gate_up, w_down, d)
         y = gather_rows(y_sorted, d.inv, d.order)          # back to k-major [k*N, d]
         y = (y.view(s.top_k, B * T, dim) * gates.t().unsqueeze(-1)).sum(0).to(x.dtype)
-        if self.shared_gate_up is not None:
+        if self.w_shared_gate_up is not None:
             y = y + self.shared(xf)
         stats = {"load": load.detach(), "aux": aux.detach(), "z": z.detach(), "dropped": d.dropped_fraction()}
         return y.view(B, T, dim), s.router_aux_coef * aux + s.router_z_coef * z, stats

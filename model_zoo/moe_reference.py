@@ -45,9 +45,9 @@ def reference_forward(layer, x: torch.Tensor):
         y = y.index_add(0, tokens, out.float() * gates[tokens, slots].unsqueeze(-1))
     y = y.to(x.dtype)
 
-    if layer.shared_gate_up is not None:
-        w_gate, w_up = layer.shared_gate_up.weight.chunk(2, dim=0)
-        y = y + (F.silu(xf @ w_gate.t()) * (xf @ w_up.t())) @ layer.shared_down.weight.t()
+    if layer.w_shared_gate_up is not None:
+        w_gate, w_up = layer.w_shared_gate_up.chunk(2, dim=0)
+        y = y + (F.silu(xf @ w_gate.t()) * (xf @ w_up.t())) @ layer.w_shared_down.t()
 
     load = counts / (n * k)
     aux = n_experts * (load * probs.mean(dim=0)).sum()
