@@ -1,0 +1,1 @@
+"""scalemix's Hydra Sweeper: Hydra discovers it in the `hydra_plugins` namespace package."""

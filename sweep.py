@@ -1,0 +1,36 @@
+"""The sweep entry point (Hydra). Every default is in conf/; pick a grid:
+
+    python sweep.py +grid=chinchilla                       # run it (again: skips done runs, resumes the rest)
+    python sweep.py +grid=chinchilla sweep.dry_run=true    # the plan table with cost; launches nothing
+    python sweep.py +grid=chinchilla sweep.status=true     # done / running / failed / pending, with reasons
+    python sweep.py +grid=chinchilla scale=gpu hydra/launcher=slurm hydra.launcher.partition=<p>
+
+A grid file switches Hydra to MULTIRUN; the scalemix sweeper (hydra_plugins/scalemix_sweeper) plans
+the runs and launches this same script once per run with `run_id=<id>`: `main` then trains the run
+whose spec.yaml the sweeper wrote to runs/<sweep>/<run_id>/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig):
+    if cfg.run_id is None:
+        print(__doc__)
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    from sweeps.job import run_job
+    sw = cfg.sweep
+    out = Path(HydraConfig.get().runtime.output_dir)
+    return run_job(Path(sw.root) / str(sw.name) / str(cfg.run_id), sweep=str(sw.name), log_path=out / "harness.log",
+                   retries=int(sw.retries), gpu=cfg.gpu, inductor_cache=sw.inductor_cache,
+                   threads=int(cfg.train.runtime.threads or 0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Grid axes: which (model, tokens) shapes, mixtures and learning rates a sweep crosses.
+
+A scaling grid is not a plain cartesian product: for the compute grid, tokens follow from the
+budget and the model (D = C / FLOPs-per-token), and the sizes bracket each budget's expected
+optimum. Each axis here is a pure function of its config; `sweeps.plan` crosses them.
+
+    shapes    compute: per budget C, sizes from the ladder evenly spaced in log N around the
+                       expected optimum (D/N = tokens_per_param), enough on each side for a parabola
+              rungs:   each listed depth at D = tokens_per_param * N (the lr grid)
+              fixed:   one depth at a fixed token count (the mixture grid)
+    mixtures  null (the data config's weights) | simplex lattice | Dirichlet samples (seeded) | list,
+              plus the pure domains
+    lrs       null (train.optim.lr, or per size from an lr sweep: lr_from) | a list of learning rates
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_zoo import Counts, LadderRule, ModelSpec, count
+
+
+@dataclass(frozen=True)
+class Rung:
+    depth: int
+    spec: ModelSpec
+    counts: Counts
+
+    @property
+    def name(self) -> str:
+        return f"L{self.spec.n_layers}-d{self.spec.d_model}"
+
+    def n(self, convention: str) -> int:
+        return self.counts.n(convention)
+
+
+@dataclass(frozen=True)
+class Shape:
+    rung: Rung
+    tokens: int
+    budget: float | None = None     # the compute budget C this shape was sized for (compute grid)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    name: str
+    weights: tuple[tuple[str, float], ...]   # () = the data config's weights
+
+
+MODEL_KEYS = ("seq_len", "vocab_size", "family", "tie_embeddings", "qk_norm", "rope_theta")
+
+
+def ladder_rungs(model_cfg: dict, errors: list[str]) -> list[Rung]:
+    """The rungs of model.depths under model.rule, smallest first (errors appended, not raised)."""
+    rule = LadderRule(**model_cfg["rule"])
+    extra = {k: model_cfg[k] for k in MODEL_KEYS if k in model_cfg}
+    rungs = []
+    for depth in sorted(set(model_cfg["depths"])):
+        try:
+            spec = rule.shape(int(depth), **extra)
+            rungs.append(Rung(int(depth), spec, count(spec)))
+        except ValueError as e:  # SpecError is a ValueError
+            errors.append(f"model.depths: depth {depth}: {e}")
+    if not rungs:
+        errors.append("model.depths: no valid rung; list depths such as [1, 2, 3, 4]")
+    return rungs
+
+
+def compute_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
+    """Per budget C: `sizes_per_budget` rungs evenly spaced in log N (ratio `spacing`) around the
+    rung whose D/N is nearest `tokens_per_param`, with D = C / flops_per_token."""
+    conv, ratio, k = cfg.get("count", "nonembedding"), float(cfg["tokens_per_param"]), int(cfg["sizes_per_budget"])
+    spacing = float(cfg.get("spacing", 2.0))
+    min_side = int(cfg.get("min_each_side", 1))
+    shapes = []
+    if not rungs:
+        return shapes
+    log_n = np.log([r.n(conv) for r in rungs])
+    for C in cfg["budgets"]:
+        C = float(C)
+        # expected optimum: D/N = ratio with D = C / fpt(N); solve on the ladder by interpolation in log N
+        excess = np.log([C / r.counts.flops_per_token / r.n(conv) / ratio for r in rungs])  # decreasing in N
+        if excess[0] < 0:
+            errors.append(f"grid.shapes.budgets: C={C:.3g} is too small for the smallest model "
+                          f"{rungs[0].name} (D/N={math.exp(excess[0]) * ratio:.2g} < tokens_per_param={ratio:g}): "
+                          f"raise the budget or add smaller depths to model.depths")
+            continue
+        if excess[-1] > 0:
+            errors.append(f"grid.shapes.budgets: C={C:.3g} puts the optimum above the largest model "
+                          f"{rungs[-1].name}: add larger depths to model.depths or lower the budget")
+            continue
+        i = int(np.searchsorted(-excess, 0))          # first rung past the optimum
+        t = excess[i - 1] / (excess[i - 1] - excess[i])
+        log_opt = log_n[i - 1] + t * (log_n[i] - log_n[i - 1])
+        targets = log_opt + math.log(spacing) * (np.arange(k) - (k - 1) / 2)
+        chosen = []
+        for tgt in targets:  # nearest rung not taken yet: even in log N as far as the ladder allows
+            free = [j for j in range(len(rungs)) if j not in chosen]
+            if free:
+                chosen.append(min(free, key=lambda j: abs(log_n[j] - tgt)))
+        below = sum(log_n[j] < log_opt for j in chosen)
+        if below < min_side or len(chosen) - below < min_side:
+            errors.append(f"grid.shapes.budgets: C={C:.3g}: only {below} size(s) below and {len(chosen) - below} above "
+                          f"the expected optimum N={math.exp(log_opt):.3g}; a parabola needs at least {min_side} "
+                          f"on each side: extend model.depths or move the budget")
+        for j in sorted(chosen):
+            shapes.append(Shape(rungs[j], int(C / rungs[j].counts.flops_per_token), C))
+    return shapes
+
+
+def rung_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
+    conv = cfg.get("count", "nonembedding")
+    want = cfg.get("depths") or [r.depth for r in rungs]
+    by_depth = {r.depth: r for r in rungs}
+    missing = [d for d in want if d not in by_depth]
+    if missing:
+        errors.append(f"grid.shapes.depths: {missing} not in model.depths={sorted(by_depth)}")
+    return [Shape(by_depth[d], int(float(cfg["tokens_per_param"]) * by_depth[d].n(conv)))
+            for d in want if d in by_depth]
+
+
+def fixed_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
+    by_depth = {r.depth: r for r in rungs}
+    if cfg["depth"] not in by_depth:
+        errors.append(f"grid.shapes.depth={cfg['depth']}: not in model.depths={sorted(by_depth)}")
+        return []
+    return [Shape(by_depth[cfg["depth"]], int(float(cfg["tokens"])))]
+
+
+SHAPES = {"compute": compute_shapes, "rungs": rung_shapes, "fixed": fixed_shapes}
+
+
+def shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
+    kind = cfg.get("kind")
+    if kind not in SHAPES:
+        errors.append(f"grid.shapes.kind={kind!r}: use one of {sorted(SHAPES)}")
+        return []
+    return SHAPES[kind](cfg, rungs, errors)
+
+
+# ---------------------------------------------------------------------------------------- mixtures
+
+def normalized(w: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """Weights rounded to 6 decimals that still sum to 1 (the largest absorbs the rounding)."""
+    total = math.fsum(w.values())
+    r = {d: round(v / total, 6) for d, v in sorted(w.items())}
+    top = max(r, key=r.get)
+    r[top] = round(1 - math.fsum(v for d, v in r.items() if d != top), 6)
+    return tuple((d, v) for d, v in r.items())
+
+
+def simplex_lattice(domains: list[str], step: float) -> list[dict[str, float]]:
+    n = round(1 / step)
+    return [dict(zip(domains, (c / n for c in combo)))
+            for combo in itertools.product(range(n + 1), repeat=len(domains)) if sum(combo) == n]
+
+
+def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mixture]:
+    if not cfg:
+        return [Mixture("data", ())]
+    kind = cfg.get("kind")
+    found: list[dict[str, float]] = []
+    if not domains and kind != "list":
+        errors.append("grid.mixtures: no domain names: set data.weights, or build the corpus "
+                      "(its manifest lists the domains)")
+        return []
+    if kind == "simplex":
+        step = float(cfg["step"])
+        if not 0 < step <= 1 or abs(round(1 / step) * step - 1) > 1e-9:
+            errors.append(f"grid.mixtures.step={step}: must be 1/n for a whole n (0.5, 0.25, 0.2 ...)")
+            return []
+        found = simplex_lattice(domains, step)
+    elif kind == "dirichlet":
+        rng = np.random.default_rng(int(cfg.get("seed", 0)))
+        alpha = np.full(len(domains), float(cfg.get("alpha", 1.0)))
+        found = [dict(zip(domains, map(float, rng.dirichlet(alpha)))) for _ in range(int(cfg["samples"]))]
+    elif kind == "list":
+        found = [dict(m) for m in cfg["list"]]
+    else:
+        errors.append(f"grid.mixtures.kind={kind!r}: use simplex | dirichlet | list (or null for data.weights)")
+        return []
+    if cfg.get("include_pure", True) and kind != "list":
+        found += [{d: float(d == e) for d in domains} for e in domains]
+    out, seen = [], set()
+    for w in found:
+        nz = normalized({d: v for d, v in w.items() if v > 0})
+        if nz not in seen:
+            seen.add(nz)
+            out.append(Mixture("+".join(f"{d}{v:.2g}" for d, v in nz), nz))
+    return out
+
+
+# ---------------------------------------------------------------------------------- learning rates
+
+def best_lrs(sweep_dir: str | Path) -> dict[int, float]:
+    """Non-embedding N -> the learning rate with the lowest loss, from an lr sweep's result.json files."""
+    best: dict[int, tuple[float, float]] = {}
+    for f in Path(sweep_dir).glob("*/result.json"):
+        r = json.loads(f.read_text())
+        n = int(r["params_nonembedding"])
+        if n not in best or r["loss"] < best[n][0]:
+            best[n] = (float(r["loss"]), float(r["lr"]))
+    return {n: lr for n, (_, lr) in sorted(best.items())}
+
+
+def lr_for(n: int, table: dict[int, float]) -> float:
+    """The tuned lr of the nearest size in log N (sizes outside the table take the nearest end's)."""
+    return table[min(table, key=lambda m: abs(math.log(m / n)))]

@@ -1,0 +1,103 @@
+"""One job = one run: lock it, start `python -m harness <run_dir>`, record how it ended.
+
+The run trains in a child process so that this wrapper stays responsive to signals while it
+trains. Preemption (Slurm or submitit) works like this:
+
+    Slurm/submitit signal (USR2 by default, or USR1/TERM) ─► the run checkpoints at the next step
+    boundary and exits 75 (harness.signals.REQUEUE_EXIT_CODE) ─► for submitit's signal, this
+    wrapper then hands over to submitit's own handler, which pickles the job (the launcher's
+    `checkpoint()`) and requeues it; for SIGTERM (`scontrol requeue`, preemption) Slurm requeues
+    the job itself and the wrapper leaves without a result. The requeued job finds the
+    checkpoint and resumes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.signals import REQUEUE_EXIT_CODE
+from sweeps.lock import RunLock
+from sweeps.status import clear_failure, record_failure, run_status
+
+FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def child_env(gpu: int | None, inductor_cache: str | None, threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if gpu is not None:  # pinned: the run sees exactly one GPU
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if inductor_cache:  # one cache for every run of the sweep: compiles after the first are warm
+        Path(inductor_cache).mkdir(parents=True, exist_ok=True)
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(inductor_cache).resolve())
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def last_line(path: Path) -> str:
+    if not path.exists():
+        return ""
+    lines = [x.strip() for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: int | None = None,
+            inductor_cache: str | None = None, threads: int = 0) -> dict:
+    """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run)."""
+    run_dir, run_id = Path(run_dir), Path(run_dir).name
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        return {"run_id": run_id, "status": "locked", "reason": "another launch is running it"}
+    with lock:
+        st = run_status(run_dir, run_id, retries)  # re-check under the lock: a concurrent launch may have finished it
+        if st.state in ("done", "failed"):
+            return {"run_id": run_id, "status": st.state, "reason": st.reason}
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "harness", str(run_dir), "--sweep", sweep],
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    env=child_env(gpu, inductor_cache, threads))
+            received, previous = forward_signals(proc)
+            try:
+                rc = proc.wait()
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
+        if rc == 0 and (run_dir / "result.json").exists():
+            clear_failure(run_dir)
+            return {"run_id": run_id, "status": "done", "reason": ""}
+        if rc == REQUEUE_EXIT_CODE or received:
+            signum = received[-1] if received else None
+            lock.release()
+            prev = previous.get(signum)
+            if signum == signal.SIGTERM:
+                os._exit(REQUEUE_EXIT_CODE)  # Slurm requeues (or cancels) the job itself: no result to report
+            if callable(prev):
+                prev(signum, None)  # submitit: checkpoint the job and requeue it (exits)
+            return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
+        rec = record_failure(run_dir, rc, last_line(log_path) or f"exit code {rc}", str(log_path))
+        return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
+
+
+def forward_signals(proc: subprocess.Popen) -> tuple[list[int], dict]:
+    """Pass preemption signals on to the run (which may also get them straight from Slurm: the
+    harness only sets a flag, so twice is harmless); remember them for after it exits."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
+    previous = {}
+    for s in FORWARDED:
+        try:
+            previous[s] = signal.signal(s, handler)
+        except ValueError:  # not the main thread
+            pass
+    return received, previous

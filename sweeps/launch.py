@@ -1,0 +1,119 @@
+"""Launch a planned sweep through any Hydra launcher, idempotently.
+
+    plan ─► (status / dry run: print, stop) ─► write each run's spec.yaml + runtime.yaml
+         ─► skip done, running (locked elsewhere) and given-up runs
+         ─► launcher.launch(batch) with one override set per run: run_id=<id> [gpu=<k>]
+            in batches of sweep.max_parallel on local launchers (submitit's local mode has no cap)
+         ─► live summary while it runs; at the end the sweep dir and the next command
+
+Called by the Sweeper plugin (hydra_plugins/scalemix_sweeper); each job runs sweep.py's task
+function, which calls sweeps.job.run_job.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.rundir import RunDir
+from harness.spec import SpecError
+from sweeps.plan import Plan, plan, plan_table
+from sweeps.progress import Progress
+from sweeps.status import counts, status_table, sweep_status
+
+log = logging.getLogger("scalemix.sweep")
+
+
+def is_local(config) -> bool:
+    target = str(config.hydra.launcher.get("_target_", ""))
+    return "Slurm" not in target
+
+
+def visible_gpus(setting) -> int:
+    if setting not in (None, "auto"):
+        return int(setting)
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def parallelism(config, gpus: int) -> int | None:
+    """Runs at once: None (no cap from us) on a cluster launcher; else sweep.max_parallel or auto."""
+    sw = config.sweep
+    if sw.max_parallel not in (None, "auto"):
+        return max(1, int(sw.max_parallel))
+    if not is_local(config):
+        return None  # Slurm: the array's parallelism cap applies
+    if gpus:
+        return gpus * max(1, int(sw.jobs_per_gpu))
+    threads = int(config.train.runtime.threads or 0)
+    return max(1, (os.cpu_count() or 1) // max(1, threads)) if threads else 1
+
+
+def batches(items: list, n: int | None) -> list[list]:
+    n = n or len(items) or 1
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
+    try:
+        p = plan(config)
+    except SpecError as e:
+        raise SystemExit(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
+    retries = int(config.sweep.retries)
+    if config.sweep.status:
+        print(status_table(p, sweep_status(p, retries)))
+        return []
+    if config.sweep.dry_run:
+        print(plan_table(p, sweep_status(p, retries)))
+        print("dry run: nothing launched")
+        return []
+    print(plan_table(p, sweep_status(p, retries)))
+    for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
+        if not (p.run_dir(r) / "result.json").exists():
+            RunDir(p.run_dir(r)).prepare(r.spec, p.runtime)
+    statuses = sweep_status(p, retries)
+    todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
+    skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
+    if skipped:
+        log.info("skipping %s", ", ".join(f"{n} {s}" for s, n in skipped.items()))
+    # longest first: a batch's runs then take about as long as each other
+    todo.sort(key=lambda r: -r.flops)
+    gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
+    per_gpu = max(1, int(config.sweep.jobs_per_gpu))
+    returns, job_idx = [], 0
+    with Progress(p, todo, float(config.sweep.progress_every_s)):
+        for batch in batches(todo, parallelism(config, gpus)):
+            overrides = []
+            for i, r in enumerate(batch):
+                o = [*arguments, f"run_id={r.run_id}"]
+                if gpus:
+                    o.append(f"gpu={(i // per_gpu) % gpus}")
+                overrides.append(o)
+            if validate and job_idx == 0:
+                validate(overrides[:1])
+            try:
+                results = launch(overrides, initial_job_idx=job_idx)
+                returns.append(results)
+            except Exception as e:  # a launcher error (e.g. a cancelled Slurm job): the files still say what finished
+                log.error("batch starting at job %d: %s: %s", job_idx, type(e).__name__, e)
+            job_idx += len(batch)
+    finish(p, retries)
+    return returns
+
+
+def finish(p: Plan, retries: int) -> None:
+    statuses = sweep_status(p, retries)
+    c = counts(statuses)
+    bad = [(r, statuses[r.run_id]) for r in p.runs if statuses[r.run_id].state != "done"]
+    for r, s in bad:
+        print(f"  {r.run_id} {r.label}: {s.state}: {s.reason}")
+    print(f"\nsweep {p.name}: {c.get('done', 0)}/{len(p.runs)} done"
+          + "".join(f", {c[s]} {s}" for s in ("running", "failed", "pending") if c.get(s)))
+    print(f"sweep dir: {Path(p.sweep_dir).resolve()}")
+    if bad:
+        print("status:    python sweep.py +grid=... sweep.status=true   (rerun the same command to resume/retry)")
+    print(f"next:      python -m analysis.report {p.sweep_dir}")

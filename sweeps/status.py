@@ -1,0 +1,121 @@
+"""What each run of a sweep is doing, from its run directory alone (files are the truth).
+
+    done      result.json present and matching the spec
+    running   another process holds the run's lock (sweeps.lock)
+    failed    failed.json records sweep.retries + 1 failed attempts: later launches leave it
+    pending   not started, interrupted (resumes from its checkpoint), or failed with retries left
+
+`failed.json` is the job wrapper's small failure record (sweeps.launch): attempts, exit code, and
+the last line of the run's log as the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.rundir import atomic_write_bytes
+from sweeps.lock import holder
+
+FAILED = "failed.json"
+STATES = ("done", "running", "failed", "pending")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: str
+    reason: str = ""
+    tokens: int = 0                 # trained so far (last metrics line)
+    tokens_per_s: float = 0.0
+    attempts: int = 0
+
+
+def failure(run_dir: Path) -> dict:
+    p = Path(run_dir) / FAILED
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def record_failure(run_dir: Path, rc: int, reason: str, log: str) -> dict:
+    rec = failure(run_dir)
+    rec = {"attempts": rec.get("attempts", 0) + 1, "rc": rc, "reason": reason, "log": log,
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_bytes(Path(run_dir) / FAILED, (json.dumps(rec, indent=1) + "\n").encode())
+    return rec
+
+
+def clear_failure(run_dir: Path) -> None:
+    (Path(run_dir) / FAILED).unlink(missing_ok=True)
+
+
+def last_train_line(run_dir: Path) -> dict:
+    """The newest {"kind": "train"} metrics line (reads only the file's tail)."""
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.exists():
+        return {}
+    with open(p, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == "train":
+            return row
+    return {}
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    from harness.checkpoint import Checkpoints
+    return Checkpoints(Path(run_dir) / "ckpt").steps()
+
+
+def run_status(run_dir: Path, run_id: str, retries: int) -> RunStatus:
+    run_dir = Path(run_dir)
+    result = run_dir / "result.json"
+    if result.exists():
+        try:
+            if json.loads(result.read_text()).get("run_id") == run_id:
+                return RunStatus("done")
+        except json.JSONDecodeError:
+            pass
+        return RunStatus("pending", "result.json does not match the spec: will rerun")
+    line = last_train_line(run_dir)
+    tokens, tps = int(line.get("tokens", 0)), float(line.get("tokens_per_s", 0.0))
+    if who := holder(run_dir):
+        return RunStatus("running", f"held by {who}; step {line.get('step', 0)}", tokens, tps)
+    rec = failure(run_dir)
+    attempts = rec.get("attempts", 0)
+    if attempts > retries:
+        return RunStatus("failed", f"{attempts} attempts, gave up (sweep.retries={retries}): {rec.get('reason', '')}",
+                         tokens, attempts=attempts)
+    steps = checkpoint_steps(run_dir)
+    why = []
+    if attempts:
+        why.append(f"failed {attempts}x, will retry: {rec.get('reason', '')}")
+    if steps:
+        why.append(f"interrupted: resumes from step {steps[-1]}")
+    return RunStatus("pending", "; ".join(why) or "not started", tokens, attempts=attempts)
+
+
+def sweep_status(plan, retries: int) -> dict[str, RunStatus]:
+    return {r.run_id: run_status(plan.run_dir(r), r.run_id, retries) for r in plan.runs}
+
+
+def counts(statuses: dict[str, RunStatus]) -> Counter:
+    return Counter(s.state for s in statuses.values())
+
+
+def status_table(plan, statuses: dict[str, RunStatus]) -> str:
+    from sweeps.table import render
+    rows = [[r.run_id, r.label, statuses[r.run_id].state,
+             f"{statuses[r.run_id].tokens / r.spec.tokens:.0%}" if statuses[r.run_id].state != "done" else "100%",
+             statuses[r.run_id].reason] for r in plan.runs]
+    c = counts(statuses)
+    summary = ", ".join(f"{c.get(s, 0)} {s}" for s in STATES)
+    return (render(["run id", "run", "state", "progress", "reason"], rows)
+            + f"\n{plan.name}: {len(plan.runs)} runs: {summary}   ({plan.sweep_dir})")
