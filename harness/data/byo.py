@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import lzma
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from harness.data.shards import MAGIC, read_shard
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
+READ_ERRORS = (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError, zlib.error)
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
@@ -65,7 +67,7 @@ def check_readable(files: list[Path]) -> None:
         try:
             with _opener(p)(p) as f:
                 f.read(4096)
-        except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError, ByoError) as e:
+        except (*READ_ERRORS, ByoError) as e:
             bad.append(f"{p}: {type(e).__name__}: {e}")
     if bad:
         raise ByoError("unreadable input file(s) (fix or remove them):\n  " + "\n  ".join(bad))
@@ -91,7 +93,7 @@ def text_documents(root: Path) -> Iterator[tuple[str, str]]:
                     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                         raise ByoError(f"{p}:{i + 1}: a .jsonl line needs a string `text` field")
                     yield f"{rel}:{i}", obj["text"]
-        except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError) as e:
+        except READ_ERRORS as e:
             raise ByoError(f"{p}: unreadable ({type(e).__name__}: {e})") from e
 
 

@@ -252,19 +252,27 @@ def tokenizer_sample(domains: dict[str, DomainDocs], per_domain: float):
 
 # ---- the build ----------------------------------------------------------------------------------
 def prepare(recipe: dict, out: Path, cache: Path, workers: int = 0, progress: bool = True) -> dict:
-    t0 = time.time()
+    """Build the corpus at `out` (atomically: a failed build leaves nothing behind); returns the manifest."""
     if errs := recipe_errors(recipe):
         raise PrepareError(errs)
-    workers = workers or os.cpu_count() or 1
     out = Path(out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        return _build(recipe, out, tmp, Path(cache), workers or os.cpu_count() or 1, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progress: bool) -> dict:
+    t0 = time.time()
     frac = float(recipe.get("heldout_frac", 0.05))
     doms = recipe["domains"]
     text_doms = {n: d for n, d in doms.items() if d.get("kind") != "tokens"}
     seen: set = set()
-    collected = {n: collect(n, d, frac, seen, Path(cache), progress) for n, d in text_doms.items()}
+    collected = {n: collect(n, d, frac, seen, cache, progress) for n, d in text_doms.items()}
     t_extract = time.time() - t0
 
     if recipe.get("tokenizer"):
