@@ -50,7 +50,12 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
     if (done := rd.finished(spec)) is not None:
         return done
     rd.prepare(spec, runtime)
-    return Trainer(spec, runtime, rd, sweep, corpus).train()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        return Trainer(spec, runtime, rd, sweep, corpus).train()
+    finally:  # resolve() sets process-wide numerics; give the caller its own back
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:

@@ -1,0 +1,47 @@
+"""Shared helpers for the harness tests: a tiny corpus, a tiny spec, and a CLI subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.data.synthetic import make_synthetic_corpus
+from harness.spec import RunSpec, Runtime
+from model_zoo.spec import CPU_RULE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_corpus(path: Path) -> Path:
+    return make_synthetic_corpus(path, train_tokens=40_000, heldout_tokens=4_000)
+
+
+def tiny_spec(corpus: Path, steps: int = 40, seq_len: int = 32, batch: int = 8, **over) -> RunSpec:
+    """A CPU-ladder model (L2-d64) on the synthetic corpus; `over` sets RunSpec dict keys."""
+    model = CPU_RULE.shape(2, vocab_size=256, seq_len=seq_len).to_dict()
+    d = {"model": model, "tokens": steps * batch * seq_len, "batch_tokens": batch * seq_len,
+         "data": {"corpus": str(corpus)}, "eval": {"heldout_tokens": 1024, "every_steps": 10},
+         "optim": {"lr": 3e-3, "warmup_frac": 0.1}}
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
+    return RunSpec.from_dict(d)
+
+
+def runtime(**kw) -> Runtime:
+    base = dict(device="cpu", threads=1, wandb="disabled", progress=False, log_every=1, checkpoint_every=20)
+    return Runtime(**{**base, **kw})
+
+
+def cli(spec: RunSpec, rt: Runtime, out: Path) -> subprocess.Popen:
+    """`python -m harness --spec-json ... --out out` in a fresh process."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "harness", "--spec-json", spec.canonical_json(),
+            "--runtime-json", json.dumps(vars(rt)), "--out", str(out)]
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def metrics(run_dir: Path, kind: str = "train") -> list[dict]:
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == kind]

@@ -1,0 +1,129 @@
+"""Training: bad input fails before a model exists; a short run learns and writes the contract files."""
+import json
+import time
+
+import pytest
+from harness_util import make_corpus, metrics, runtime, tiny_spec
+
+import model_zoo
+from harness.__main__ import main as cli_main
+from harness.spec import RunSpec, SpecError
+from harness.train import run
+
+RESULT_KEYS = """run_id sweep family d_model n_layers n_heads ffn_hidden vocab_size seq_len n_experts top_k
+expert_hidden n_shared_experts params_total params_embedding params_head params_nonembedding params_active
+params_active_nonembedding tokens flops flops_6n w_alpha w_beta w_gamma loss loss_alpha loss_beta loss_gamma
+train_loss lr batch_tokens schedule seed steps wall_s tokens_per_s mfu device git_sha corpus
+tokenizer_sha256""".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("data") / "syn")
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    def refuse(spec):
+        raise AssertionError("a model was built for an invalid spec")
+    monkeypatch.setattr(model_zoo, "build", refuse)
+
+
+def with_keys(spec: RunSpec, **kw) -> RunSpec:
+    d = spec.to_dict()
+    for path, value in kw.items():
+        *head, last = path.split("__")
+        node = d
+        for h in head:
+            node = node[h]
+        node[last] = value
+    return RunSpec.from_dict(d)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"optim__schedule": "linear"}, "optim.schedule"),
+    ({"batch_tokens": 250}, "batch_tokens=250 is not a multiple of model.seq_len"),
+    ({"tokens": 0}, "tokens=0"),
+    ({"tokens": -5}, "tokens=-5"),
+    ({"model__n_heads": 3}, "not divisible by model.n_heads"),
+    ({"data__corpus": "/nonexistent/corpus"}, "data.corpus="),
+    ({"data__weights": [["alpha", 0.5], ["delta", 0.5]]}, "['delta'] not in corpus"),
+    ({"model__vocab_size": 100}, "model.vocab_size=100"),
+])
+def test_bad_input_fails_before_any_model_is_built(corpus, tmp_path, no_build, change, key):
+    spec = with_keys(tiny_spec(corpus), **change)
+    with pytest.raises(SpecError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        run(spec, runtime(), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_error_is_reported_at_once(corpus, tmp_path, no_build):
+    spec = with_keys(tiny_spec(corpus), optim__schedule="nope", tokens=0, model__n_heads=3)
+    with pytest.raises(SpecError) as e:
+        run(spec, runtime(micro_batch_size=3, log_every=0), tmp_path)
+    text = str(e.value)
+    for key in ("optim.schedule", "tokens=0", "model.n_heads", "runtime.micro_batch_size=3", "runtime.log_every"):
+        assert key in text
+
+
+def test_cli_reports_a_bad_spec_with_exit_code_2(corpus, tmp_path, capsys):
+    spec = with_keys(tiny_spec(corpus), optim__schedule="nope")
+    assert cli_main(["--spec-json", spec.canonical_json(), "--out", str(tmp_path / "x")]) == 2
+    assert "optim.schedule='nope'" in capsys.readouterr().err
+
+
+def test_a_short_run_learns_and_writes_the_contract(corpus, tmp_path, monkeypatch):
+    spec = tiny_spec(corpus, steps=60)
+    out = tmp_path / "runs" / "s" / spec.run_id
+    result = run(spec, runtime(log_every=5), out, sweep="s")
+    assert json.loads((out / "result.json").read_text()) == result
+    assert set(RESULT_KEYS) <= set(result), set(RESULT_KEYS) - set(result)
+    assert result["steps"] == 60 and result["tokens"] == 60 * 256 and result["sweep"] == "s"
+    assert result["mfu"] is None and result["tokens_per_s"] > 0   # CPU: no meaningful peak
+    c = model_zoo.count(spec.model)
+    assert result["flops"] == 60 * 256 * c.flops_per_token
+    train, evals = metrics(out), metrics(out, "eval")
+    assert [r["step"] for r in train] == list(range(5, 61, 5))
+    assert [r["step"] for r in evals] == [10, 20, 30, 40, 50, 60]
+    assert train[-1]["flops"] == result["flops"] and train[-1]["tokens"] == result["tokens"]
+    assert {"lr", "loss", "grad_norm", "tokens_per_s", "mfu", "elapsed_s", "train_loss_alpha"} <= set(train[0])
+    # it learns: uniform guessing is ln(256) = 5.55; the Markov chains are far more predictable
+    assert evals[0]["loss"] > evals[-1]["loss"] and result["loss"] < 5.0
+    # the reference-mixture loss is the uniform mean of the domains' losses
+    assert result["loss"] == pytest.approx(sum(result[f"loss_{d}"] for d in ("alpha", "beta", "gamma")) / 3)
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt", "metrics.jsonl", "result.json", "runtime.yaml",
+                                                     "spec.yaml"]
+
+    # relaunching a finished run returns its row at once, without building anything
+    monkeypatch.setattr(model_zoo, "build", lambda s: pytest.fail("rebuilt a finished run"))
+    t = time.perf_counter()
+    assert run(spec, runtime(), out) == result
+    assert time.perf_counter() - t < 1.0
+
+
+def test_gradient_accumulation_matches_the_full_batch(corpus, tmp_path):
+    spec = tiny_spec(corpus, steps=10)
+    full = run(spec, runtime(), tmp_path / "full")
+    accum = run(spec, runtime(micro_batch_size=2), tmp_path / "accum")
+    a, b = metrics(tmp_path / "full"), metrics(tmp_path / "accum")
+    for x, y in zip(a, b):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+        assert x["train_loss_beta"] == pytest.approx(y["train_loss_beta"], rel=1e-5)
+    assert full["loss"] == pytest.approx(accum["loss"], rel=1e-4)
+
+
+def test_wandb_offline_writes_inside_the_run_dir(corpus, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    spec = tiny_spec(corpus, steps=4)
+    run(spec, runtime(wandb="offline"), tmp_path / "r")
+    assert list((tmp_path / "r" / "wandb").glob(f"offline-run-*-{spec.run_id}"))
+
+
+def test_per_domain_train_loss_uses_the_domain_labels(corpus, tmp_path):
+    # all weight on one domain: only its per-domain train loss exists, and it equals the loss
+    spec = with_keys(tiny_spec(corpus, steps=3), data__weights=[["alpha", 0.0], ["beta", 1.0], ["gamma", 0.0]])
+    run(spec, runtime(), tmp_path)
+    for row in metrics(tmp_path):
+        assert row["train_loss_alpha"] is None and row["train_loss_gamma"] is None
+        assert row["train_loss_beta"] == pytest.approx(row["loss"], rel=1e-6)
