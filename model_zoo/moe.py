@@ -212,8 +212,7 @@ class MoELayer(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.impl == "loop":
-            from model_zoo.moe_reference import reference_forward
-            return reference_forward(self, x)
+            return _loop_forward(self, x)
         s = self.spec
         B, T, dim = x.shape
         xf = x.reshape(B * T, dim).to(compute_dtype(x))
@@ -238,6 +237,13 @@ class MoELayer(nn.Module):
             y = y + self.shared(xf)
         stats = {"load": load.detach(), "aux": aux.detach(), "z": z.detach(), "dropped": d.dropped_fraction()}
         return y.view(B, T, dim), s.router_aux_coef * aux + s.router_z_coef * z, stats
+
+
+@torch.compiler.disable
+def _loop_forward(layer: MoELayer, x: torch.Tensor):
+    """The reference loop runs eagerly inside a compiled model (its shapes change every step)."""
+    from model_zoo.moe_reference import reference_forward
+    return reference_forward(layer, x)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
