@@ -62,11 +62,11 @@ def plain_cfg(cfg) -> dict:
 
 def plan(cfg) -> Plan:
     """Every run of the sweep the config describes; SpecError listing every problem otherwise."""
-    c = plain_cfg(cfg)
-    errors: list[str] = []
-    if not c.get("grid"):
+    if not cfg.get("grid"):
         raise SpecError(["grid: no grid chosen; run e.g. `python sweep.py +grid=chinchilla` "
                          "(grids: conf/grid/*.yaml)"])
+    c = plain_cfg(cfg)
+    errors: list[str] = []
     g, sw = c["grid"], c["sweep"]
     rungs = grids.ladder_rungs(c["model"], errors)
     data = build(DataSpec, c["data"], "data", errors)

@@ -1,0 +1,153 @@
+"""The planner: grids -> validated RunSpecs and the plan table, from the real conf/ (no training)."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from harness.data.synthetic import make_synthetic_corpus
+from harness.spec import SpecError
+from model_zoo import count
+from sweeps import grids
+from sweeps.plan import plan, plan_table
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def cfg(*overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_synthetic_corpus(tmp_path_factory.mktemp("data") / "syn", vocab_size=2048, train_tokens=300_000)
+
+
+def test_default_chinchilla_grid_brackets_each_budget_with_exact_tokens():
+    p = plan(cfg("+grid=chinchilla"))
+    c = cfg("+grid=chinchilla")
+    budgets = [float(b) for b in c.scale.budgets]
+    assert len(p.runs) == len(budgets) * c.scale.sizes_per_budget
+    ratio = float(c.scale.tokens_per_param)
+    for C in budgets:
+        runs = [r for r in p.runs if r.budget == C]
+        assert len({r.spec.model.n_layers for r in runs}) == len(runs)  # distinct sizes
+        for r in runs:  # D = C / exact FLOPs per token (floored to a whole token)
+            fpt = count(r.spec.model).flops_per_token
+            assert r.spec.tokens == int(C / fpt)
+            assert abs(r.flops - C) <= fpt
+        tpp = [r.spec.tokens / r.counts.params_nonembedding for r in runs]
+        assert min(tpp) < ratio < max(tpp)  # the expected optimum lies inside the sizes: a parabola can be fitted
+    assert len({r.run_id for r in p.runs}) == len(p.runs)
+    assert p.sweep_dir == Path("runs/chinchilla")
+
+
+def test_sizes_are_evenly_spaced_in_log_n_on_a_dense_ladder():
+    rule = {"aspect": 64, "head_dim": 64, "ffn_multiple": 256}
+    errors = []
+    rungs = grids.ladder_rungs({"rule": rule, "depths": list(range(2, 33)), "seq_len": 1024, "vocab_size": 8192}, errors)
+    shapes = grids.compute_shapes({"budgets": [1e18], "tokens_per_param": 20, "sizes_per_budget": 5, "spacing": 2.0},
+                                  rungs, errors)
+    assert not errors and len(shapes) == 5
+    steps = [math.log(b.rung.n("nonembedding") / a.rung.n("nonembedding")) for a, b in zip(shapes, shapes[1:])]
+    assert all(abs(s - math.log(2)) < 0.35 for s in steps), steps
+
+
+def test_budget_too_small_or_too_large_for_the_ladder_is_an_error_naming_the_key():
+    with pytest.raises(SpecError) as e:
+        plan(cfg("+grid=chinchilla", "grid.shapes.budgets=[1e3,1e30]"))
+    msg = str(e.value)
+    assert "too small for the smallest model" in msg and "above the largest model" in msg
+    assert msg.count("grid.shapes.budgets") == 2  # both reported at once
+
+
+def test_all_errors_at_once_each_naming_its_key():
+    with pytest.raises(SpecError) as e:
+        plan(cfg("+grid=chinchilla", "train.optim.lr=-1", "train.optim.schedule=bogus", "train.batch_tokens=1000"))
+    msg = str(e.value)
+    for key in ("optim.lr=-1", "optim.schedule='bogus'", "batch_tokens=1000"):
+        assert key in msg
+
+
+def test_no_grid_is_a_clear_error():
+    with pytest.raises(SpecError, match=r"\+grid=chinchilla"):
+        plan(cfg())
+
+
+def test_budget_too_large_for_the_corpus_is_an_error(corpus, monkeypatch):
+    monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
+    plan(cfg("+grid=chinchilla", "data.corpus=syn"))  # the default budgets fit 300k tokens/domain x 4 epochs
+    with pytest.raises(SpecError, match=r"sweep.max_epochs: run .* repeats domain .* the budget is too large"):
+        plan(cfg("+grid=chinchilla", "data.corpus=syn", "sweep.max_epochs=0.5"))
+    with pytest.raises(SpecError, match=r"model.vocab_size=\[1024\] but corpus 'syn' has vocab_size=2048"):
+        plan(cfg("+grid=chinchilla", "data.corpus=syn", "model.vocab_size=1024"))
+
+
+def test_mixture_grid_lattice_plus_pure_domains(corpus, monkeypatch):
+    monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
+    p = plan(cfg("+grid=mixture", "data.corpus=syn", "grid.mixtures.step=0.5"))
+    mixes = {r.spec.data.weights for r in p.runs}
+    # 3 domains, step 1/2: 3 pure + 3 half/half; the pure ones are part of the lattice already
+    assert len(mixes) == len(p.runs) == 6
+    for w in mixes:
+        assert math.fsum(v for _, v in w) == pytest.approx(1, abs=1e-9)
+    assert {r.spec.model.n_layers for r in p.runs} == {cfg("+grid=mixture").scale.mixture_depth}
+    assert {(("alpha", 1.0),), (("beta", 1.0),), (("gamma", 1.0),)} <= mixes
+
+
+def test_dirichlet_mixtures_are_seeded():
+    a = grids.mixtures({"kind": "dirichlet", "samples": 4, "seed": 3}, ["a", "b", "c"], [])
+    b = grids.mixtures({"kind": "dirichlet", "samples": 4, "seed": 3}, ["a", "b", "c"], [])
+    c = grids.mixtures({"kind": "dirichlet", "samples": 4, "seed": 4}, ["a", "b", "c"], [])
+    assert a == b and a != c and len(a) == 4 + 3
+
+
+def test_grids_compose_chinchilla_times_two_mixtures(corpus, monkeypatch):
+    monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
+    base = plan(cfg("+grid=chinchilla", "data.corpus=syn"))
+    both = plan(cfg("+grid=chinchilla_mixtures", "data.corpus=syn"))
+    assert len(both.runs) == 2 * len(base.runs)
+    assert len({r.spec.data.weights for r in both.runs}) == 2
+    assert both.sweep_dir.name == "chinchilla_mixtures"
+
+
+def test_lr_grid_and_per_size_lr_from_its_results(tmp_path):
+    lr_plan = plan(cfg("+grid=lr"))
+    c = cfg("+grid=lr")
+    assert len(lr_plan.runs) == len(c.scale.lr_depths) * len(c.scale.lrs)
+    # fake an lr sweep's results: the best lr grows with size, so each size must pick its own
+    best = {}
+    for r in lr_plan.runs:
+        n = r.counts.params_nonembedding
+        best.setdefault(n, sorted(float(x) for x in c.scale.lrs)[len(best) % len(c.scale.lrs)])
+        loss = abs(math.log(r.spec.optim.lr / best[n]))
+        d = tmp_path / r.run_id
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps({"params_nonembedding": n, "lr": r.spec.optim.lr, "loss": loss}))
+    table = grids.best_lrs(tmp_path)
+    assert table == best
+    p = plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path}"))
+    for r in p.runs:
+        assert r.spec.optim.lr == grids.lr_for(r.counts.params_nonembedding, table)
+    assert len({r.spec.optim.lr for r in p.runs}) > 1
+    with pytest.raises(SpecError, match="grid.lr_from"):
+        plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path / 'nothing'}"))
+
+
+def test_plan_table_prints_cost_from_a_measured_throughput_table(tmp_path):
+    p0 = plan(cfg("+grid=chinchilla", "scale=gpu"))
+    assert "unmeasured" in plan_table(p0)
+    r = p0.runs[0]
+    fpt = r.counts.flops_per_token
+    table = {"machine": "test", "date": "2026-11-23",
+             "rows": [{"device_kind": "H100", "flops_per_token": fpt, "tokens_per_s": 1e6, "startup_s": 36.0}]}
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    p = plan(cfg("+grid=chinchilla", "scale=gpu", f"sweep.throughput_table={tmp_path / 't.json'}",
+                 "sweep.price_per_gpu_hour=2.0"))
+    hours = (fpt * r.spec.tokens / (fpt * 1e6) + 36.0) / 3600  # one measured shape: constant FLOP/s
+    assert p.throughput.hours(fpt, r.spec.tokens) == pytest.approx(hours)
+    out = plan_table(p)
+    assert f"{hours:.3g}" in out and f"{hours * 2:.2f}" in out
+    assert "total: 25 runs" in out and "at $2/h" in out
