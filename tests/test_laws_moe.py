@@ -1,0 +1,93 @@
+"""The MoE law: recovers known parameters, holds what a table cannot identify, and its recommendations
+(compute-optimal allocation, dense-equivalent size, compute multiplier) agree with their definitions."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.laws.common import FitConfig, FitError
+from analysis.laws.moe import PARAMS, default_config, fit, synthetic_runs
+
+KNOWN = dict(c=1.8, a=150.0, g=250.0, gamma=0.6, delta=0.12, alpha=0.33, b=900.0, beta=0.35)
+NO_BOOT = FitConfig(n_col="params_active_nonembedding", n_bootstrap=0)
+
+
+@pytest.fixture(scope="module")
+def law():
+    return fit(synthetic_runs(KNOWN, noise=0.003, seed=1), NO_BOOT)
+
+
+def test_recovers_known_parameters(law):
+    assert law.converged and law.held == ()
+    for p, tol in dict(c=0.03, alpha=0.05, beta=0.05, delta=0.15, gamma=0.3).items():
+        assert getattr(law, p) == pytest.approx(KNOWN[p], rel=tol), (p, law.params)
+    # the coefficients trade off with the exponents; what must be right is the law itself
+    table = synthetic_runs(KNOWN, noise=0.0)
+    truth = table["loss"].to_numpy()
+    from analysis.laws.moe import experts_and_granularity
+    E, G = experts_and_granularity(table)
+    pred = law.predict(table["params_active_nonembedding"], table["tokens"], E, G)
+    assert np.max(np.abs(pred / truth - 1)) < 0.004
+
+
+def test_noiseless_fit_is_exact():
+    law = fit(synthetic_runs(KNOWN, noise=0.0), NO_BOOT)
+    for p in PARAMS:
+        assert getattr(law, p) == pytest.approx(KNOWN[p], rel=1e-3), (p, law.params)
+
+
+def test_recommendations_match_their_definitions(law):
+    C, E, G = 1e19, 16, 2
+    r = law.recommend(C, E, G)
+    assert r["N_opt"] * r["D_opt"] * law.k == pytest.approx(C, rel=1e-9)
+    # N_opt minimises the predicted loss along the isoFLOP line C = k N D
+    ns = r["N_opt"] * np.geomspace(0.5, 2, 201)
+    losses = law.predict(ns, C / (law.k * ns), E, G)
+    assert ns[np.argmin(losses)] == pytest.approx(r["N_opt"], rel=0.01)
+    # dense-equivalent: the dense model of that size has the MoE's loss at the same D
+    assert law.predict(r["dense_equivalent_N"], r["D_opt"]) == pytest.approx(r["loss"], rel=1e-9)
+    assert r["dense_equivalent_N"] > r["N_opt"]                        # experts help (delta > 0, g > 0)
+    # compute multiplier: a compute-optimal dense model needs that much more compute for the same loss
+    assert law.loss_opt(C * r["compute_multiplier"]) == pytest.approx(r["loss"], rel=1e-6)
+    assert r["compute_multiplier"] > 1
+    dense = law.recommend(C)
+    assert dense["dense_equivalent_N"] == pytest.approx(dense["N_opt"]) and dense["compute_multiplier"] == \
+        pytest.approx(1, rel=1e-6)
+
+
+def test_unidentifiable_parameters_are_held():
+    table = synthetic_runs(KNOWN, granularities=(2,), noise=0.002)    # with dense rows: G in {1, 2}
+    with pytest.warns(UserWarning, match="held gamma = 0.58"):
+        law = fit(table, NO_BOOT)
+    assert law.held == ("gamma",) and law.gamma == 0.58
+    assert law.delta == pytest.approx(KNOWN["delta"], rel=0.3)
+    moe_only = synthetic_runs(KNOWN, granularities=(2,), noise=0.002).query("family == 'moe'")
+    with pytest.warns(UserWarning, match="held g = 0"):
+        law = fit(moe_only, NO_BOOT)
+    assert law.held == ("g", "gamma") and law.g == 0.0
+    dense_only = synthetic_runs(KNOWN, experts=(), noise=0.002)
+    with pytest.warns(UserWarning, match="held"):
+        law = fit(dense_only, NO_BOOT)
+    assert set(law.held) == {"g", "gamma", "delta"}
+    assert law.alpha == pytest.approx(KNOWN["alpha"], rel=0.1)
+
+
+def test_bootstrap_intervals_cover_the_truth():
+    cfg = FitConfig(n_col="params_active_nonembedding", n_bootstrap=40, processes=1, seed=3)
+    law = fit(synthetic_runs(KNOWN, noise=0.003, seed=2), cfg)
+    assert law.samples.shape == (40, 8)
+    lo, hi = law.ci("alpha")
+    assert lo < law.alpha < hi and hi - lo < 0.1
+    r = law.recommend(1e19, 8, 1)
+    lo, hi = r["tokens_per_param_ci"]
+    assert lo <= r["tokens_per_param"] <= hi
+
+
+def test_bad_tables_are_refused():
+    with pytest.raises(FitError, match="n_experts"):
+        fit(synthetic_runs(KNOWN).drop(columns=["n_experts"]), NO_BOOT)
+    with pytest.raises(FitError, match="at least"):
+        fit(synthetic_runs(KNOWN).head(5), NO_BOOT)
+    assert default_config().n_col == "params_active_nonembedding"
+    nan_row = synthetic_runs(KNOWN).assign(loss=lambda t: t["loss"].where(t.index > 0, np.nan))
+    assert fit(nan_row, NO_BOOT).n_runs == len(nan_row) - 1
+    assert isinstance(nan_row, pd.DataFrame)
