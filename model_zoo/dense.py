@@ -27,9 +27,9 @@ def rope_tables(spec: ModelSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x_i, x_{i+hd/2}) of x [B, H, T, hd] by position-dependent angles, in float32."""
-    a, b = x.float().chunk(2, -1)
-    return torch.cat((a * cos - b * sin, a * sin + b * cos), -1).type_as(x)
+    """Rotate pairs (x_i, x_{i+hd/2}) of x [B, H, T, hd] by position-dependent angles."""
+    a, b = x.chunk(2, -1)
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), -1)
 
 
 class Attention(nn.Module):
@@ -46,7 +46,8 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).transpose(1, 3).unbind(2)
-        q, k = rope(self.q_norm(q), cos, sin), rope(self.k_norm(k), cos, sin)     # [B, H, T, hd]
+        q = rope(self.q_norm(q.float()), cos, sin).to(v.dtype)   # [B, H, T, hd]; norm and rotate in fp32,
+        k = rope(self.k_norm(k.float()), cos, sin).to(v.dtype)   # attend in v's (the autocast) dtype
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)                # flash kernel on GPU
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
