@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -97,7 +97,8 @@ class ScalemixLM(TemplateLM):
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, eod_id: int, seq_len: int,
-                 device: torch.device | str = "cpu", max_batch_tokens: int = 16384):
+                 device: torch.device | str = "cpu", max_batch_tokens: int = 16384,
+                 autocast: Callable[[], AbstractContextManager] | None = None):
         super().__init__()
         self.model = getattr(model, "_orig_mod", model)  # torch.compile'd: eval shapes vary, skip recompiles
         self.tokenizer_impl = tokenizer
@@ -105,6 +106,7 @@ class ScalemixLM(TemplateLM):
         self.seq_len = seq_len
         self._device = torch.device(device)
         self.max_batch_tokens = max_batch_tokens
+        self._autocast = autocast or self._default_autocast
 
     @property
     def eot_token_id(self) -> int:
@@ -121,7 +123,7 @@ class ScalemixLM(TemplateLM):
     def tok_decode(self, ids: list[int]) -> str:
         return self.tokenizer_impl.decode(ids)
 
-    def _autocast(self):
+    def _default_autocast(self) -> AbstractContextManager:
         if self._device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
@@ -215,9 +217,12 @@ class ScalemixLM(TemplateLM):
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
-             device: torch.device | str = "cpu", n_docs: int = DEFAULT_DOCS,
-             max_batch_tokens: int = 16384) -> dict[str, float]:
+             device: torch.device | str = "cpu", n_docs: int = DEFAULT_DOCS, max_batch_tokens: int = 16384,
+             autocast: Callable[[], AbstractContextManager] | None = None) -> dict[str, float]:
     """Run the local downstream tasks on `model`; return {"acc_<task>": accuracy}.
+
+    `autocast` makes the forward's precision context (the trainer passes Hardware.autocast);
+    by default bf16 autocast on CUDA, none on CPU.
 
     `cloze` expands to every cloze_<domain> and adds acc_cloze, their unweighted mean. A task with
     too few usable held-out documents reports NaN (and a warning) rather than failing the run.
@@ -240,7 +245,7 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
             log.warning("downstream task %s: no usable held-out documents; reporting NaN", name)
             results[f"acc_{name}"] = float("nan")
 
-    lm = ScalemixLM(model, tokenizer, corpus.eod_id, spec.model.seq_len, device, max_batch_tokens)
+    lm = ScalemixLM(model, tokenizer, corpus.eod_id, spec.model.seq_len, device, max_batch_tokens, autocast)
     was_training = model.training
     model.eval()
     try:
@@ -288,3 +293,47 @@ def _quiet_lm_eval():
     finally:
         logger.setLevel(level)
         task_logger.removeFilter(not_custom_kwargs)
+
+
+# ---------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m harness.downstream RUN_DIR [--tasks arith,cloze] [--n-docs N] [--device auto]
+
+    Evaluates the newest intact checkpoint of a run directory and prints the acc_<task> values as
+    JSON (it does not write to the run directory, which belongs to the trainer)."""
+    import argparse
+    import json
+    import time
+
+    import model_zoo
+    from harness.checkpoint import Checkpoints
+    from harness.data.corpus import resolve_corpus_path
+    from harness.preflight import data_root
+    from harness.rundir import RunDir, load_spec
+
+    p = argparse.ArgumentParser(prog="python -m harness.downstream", description=main.__doc__)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--tasks", help="comma-separated task names (default: the spec's eval.downstream, else arith,cloze)")
+    p.add_argument("--n-docs", type=int, default=DEFAULT_DOCS, help="questions per task")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    a = p.parse_args(argv)
+    rd = RunDir(a.run_dir)
+    spec = load_spec(rd.spec_file)
+    tasks = tuple(a.tasks.split(",")) if a.tasks else (spec.eval.downstream or ("arith", "cloze"))
+    corpus = Corpus(resolve_corpus_path(spec.data.corpus, data_root()))
+    check_tasks(tasks, corpus.domains)
+    state = Checkpoints(rd.ckpt_dir).load_latest()
+    if state is None:
+        p.error(f"{rd.ckpt_dir}: no intact checkpoint to evaluate")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    model = model_zoo.build(spec.model)
+    model.load_state_dict(state["model"])
+    t0 = time.perf_counter()
+    scores = evaluate(model.to(device), corpus, spec, tasks, device, n_docs=a.n_docs)
+    print(json.dumps({"run_id": spec.run_id, "step": state["step"], **scores,
+                      "eval_s": round(time.perf_counter() - t0, 2)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 
@@ -248,13 +247,41 @@ def test_unknown_tasks_are_reported_early(text_corpus):
         evaluate(torch.nn.Identity(), corpus, _spec(corpus.vocab_size), ("nope",))
 
 
-def test_model_zoo_model_runs_through_the_lm(text_corpus):
-    """The real interface: model_zoo.build(spec)(idx) -> logits [B, T, V]."""
-    model_zoo = pytest.importorskip("model_zoo")
-    if not hasattr(model_zoo, "build"):
-        pytest.skip("model_zoo.build not written yet")
+def test_cli_evaluates_the_newest_checkpoint(text_corpus, tmp_path, capsys):
+    """The real model interface (model_zoo.build(spec)(idx) -> logits) through `python -m harness.downstream`."""
+    import model_zoo
+    from harness.checkpoint import Checkpoints
+    from harness.downstream import main
+    from harness.rundir import RunDir
+    from harness.spec import DataSpec, Runtime
     corpus, _ = text_corpus
-    spec = _spec(corpus.vocab_size, seq_len=32)
+    spec = RunSpec(model=_spec(corpus.vocab_size, seq_len=32).model, tokens=1024, batch_tokens=64,
+                   data=DataSpec(corpus=str(corpus.path)))
+    rd = RunDir(tmp_path / spec.run_id)
+    rd.prepare(spec, Runtime())
     model = model_zoo.build(spec.model)
-    out = evaluate(model, corpus, spec, ("arith", "cloze_math"), "cpu", n_docs=10)
-    assert set(out) == {"acc_arith", "acc_cloze_math"} and not any(math.isnan(v) for v in out.values())
+    Checkpoints(rd.ckpt_dir).save(7, {"step": 7, "model": model.state_dict()})
+    assert main([str(rd.path), "--tasks", "arith,cloze_math", "--n-docs", "10", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["run_id"] == spec.run_id and out["step"] == 7
+    with torch.no_grad():
+        direct = evaluate(model, corpus, spec, ("arith", "cloze_math"), "cpu", n_docs=10)
+    assert {k: out[k] for k in direct} == direct
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_loglikelihoods_match_cpu(text_corpus):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    import model_zoo
+    corpus, _ = text_corpus
+    spec = _spec(corpus.vocab_size, seq_len=64)
+    tok = HFTokenizer(corpus.path / "tokenizer.json")
+    pairs = [("Compute 12 + 35.\nAnswer:", " 47"), ("The cat sat", " on the mat."), ("the big red house " * 8, "near")]
+    model = model_zoo.build(spec.model).eval()
+    cpu = ScalemixLM(model, tok, corpus.eod_id, 64).loglikelihood(_instances("loglikelihood", pairs))
+    gpu = ScalemixLM(model.cuda(), tok, corpus.eod_id, 64, "cuda").loglikelihood(_instances("loglikelihood", pairs))
+    for (a, _), (b, _) in zip(cpu, gpu):
+        assert b == pytest.approx(a, rel=0.02, abs=0.05)  # bf16 autocast on CUDA vs fp32 on CPU
+    out = evaluate(model, corpus, spec, ("arith", "cloze"), "cuda", n_docs=50)
+    assert all(0 <= v <= 1 for v in out.values())
