@@ -5,7 +5,8 @@
 The trainer calls `evaluate` once at the end of a run when `spec.eval.downstream` is non-empty,
 and `check_tasks` (or `task_errors`, SpecError style) validates the names before training; both
 also live in harness.downstream_tasks, which a planner can import without importing lm-eval.
-The tasks are local (harness.downstream_tasks): `arith` and `cloze_<domain>` / `cloze`.
+The tasks are local (harness.downstream_tasks): `arith` and `cloze_<domain>` / `cloze`; lm-eval's
+own tasks run as `lm_eval:<name>` where their datasets are already in the local HF cache.
 
 How lm-eval is used, and how it is kept offline:
 - `ScalemixLM` is an lm-eval `TemplateLM` (a subclass of `lm_eval.api.model.LM`) around a scalemix
@@ -19,6 +20,11 @@ How lm-eval is used, and how it is kept offline:
 - `lm_eval.evaluator.evaluate` is called rather than `simple_evaluate`: the latter reseeds the
   global `random`/numpy/torch generators and collects environment info with subprocesses
   (`torch.utils.collect_env`), neither of which a training process wants.
+- lm-eval's own tasks read their data with `datasets.load_dataset(<hub name>)`. With the hub off,
+  that works only from the local HF cache (lm-evaluation-harness issues #1723, #1877: fetch once
+  where there is network, copy ~/.cache/huggingface or point HF_HOME at a copy); a missing dataset
+  raises a RuntimeError saying exactly that. Importing this module sets HF_DATASETS_OFFLINE=1 and
+  HF_HUB_OFFLINE=1 unless they are already set (set them to 0 to allow downloads).
 - Known limit: an MoE with a finite capacity_factor routes padded batches, so padding tokens can
   take capacity from real ones; dropless MoE and dense models are unaffected (causal masking).
 """
@@ -31,13 +37,25 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from lm_eval.api.model import TemplateLM
+# Offline before any HF library is imported: they read these once, at import (set them to 0 to allow downloads)
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from lm_eval.api.model import TemplateLM  # noqa: E402
 
 from harness.data import tokenizer as corpus_tokenizer
 from harness.data.corpus import Corpus
-from harness.downstream_tasks import available_tasks, build_docs, check_tasks, expand, lm_eval_config, task_errors
+from harness.downstream_tasks import (
+    LM_EVAL_PREFIX,
+    available_tasks,
+    build_docs,
+    check_tasks,
+    expand,
+    lm_eval_config,
+    task_errors,
+)
 from harness.spec import RunSpec
 from model_zoo.spec import SpecError
 
@@ -219,13 +237,14 @@ class ScalemixLM(TemplateLM):
 def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
              device: torch.device | str = "cpu", n_docs: int = DEFAULT_DOCS, max_batch_tokens: int = 16384,
              autocast: Callable[[], AbstractContextManager] | None = None) -> dict[str, float]:
-    """Run the local downstream tasks on `model`; return {"acc_<task>": accuracy}.
+    """Run downstream tasks on `model`; return {"acc_<task>": accuracy}.
 
+    `cloze` expands to every cloze_<domain> and adds acc_cloze, their unweighted mean. A local task
+    with too few usable held-out documents reports NaN (and a warning) rather than failing the run.
+    `lm_eval:<name>` runs lm-eval's own task <name> in full (reported as acc_<name>); its dataset
+    must already be in the local Hugging Face cache (see the module docstring).
     `autocast` makes the forward's precision context (the trainer passes Hardware.autocast);
     by default bf16 autocast on CUDA, none on CPU.
-
-    `cloze` expands to every cloze_<domain> and adds acc_cloze, their unweighted mean. A task with
-    too few usable held-out documents reports NaN (and a warning) rather than failing the run.
     """
     corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
     check_tasks(tasks, corpus.domains)
@@ -235,9 +254,9 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
         raise SpecError([f"model.vocab_size={spec.model.vocab_size} is smaller than the vocabulary of "
                          f"corpus {corpus.name!r}'s tokenizer ({tokenizer.vocab_size})"])
     local = available_tasks(corpus.domains)
-    configs = []
+    configs, hub_tasks = [], [n.removeprefix(LM_EVAL_PREFIX) for n in names if n.startswith(LM_EVAL_PREFIX)]
     results: dict[str, float] = {}
-    for name in names:
+    for name in (n for n in names if n in local):
         docs = build_docs(name, heldout=corpus.heldout, eod_id=corpus.eod_id, decode=tokenizer.decode, n_docs=n_docs)
         if docs:
             configs.append(lm_eval_config(local[name], docs))
@@ -249,32 +268,60 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
     was_training = model.training
     model.eval()
     try:
-        scores = run_lm_eval(lm, configs) if configs else {}
+        scores = run_lm_eval(lm, configs, hub_tasks) if configs or hub_tasks else {}
     finally:
         model.train(was_training)
     for name, metrics in scores.items():
-        results[f"acc_{name}"] = metrics[local[name].metric]
+        results[f"acc_{name}"] = metrics[local[name].metric if name in local else "acc"]
     if "cloze" in tasks:
         cloze = [results[f"acc_cloze_{d}"] for d in corpus.domains]
         results["acc_cloze"] = math.fsum(cloze) / len(cloze)
     return {k: results[k] for k in sorted(results)}
 
 
-def run_lm_eval(lm, configs: list[dict]) -> dict[str, dict[str, float]]:
-    """lm-eval on inline task configs, offline: {task: {"acc": ..., "acc_norm": ..., "n": docs}}."""
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def run_lm_eval(lm, configs: list[dict], hub_tasks: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+    """lm-eval on inline task configs and on lm-eval's own tasks named in hub_tasks, offline.
+
+    Returns {task: {"acc": ..., "acc_norm": ... (where the task has it), "n": documents}}.
+    """
     from lm_eval.evaluator import evaluate as lm_eval_evaluate
     from lm_eval.tasks import TaskManager
 
     with _quiet_lm_eval():
-        loaded = TaskManager(include_defaults=False).load(configs)
+        manager = TaskManager(include_defaults=bool(hub_tasks))  # lm-eval's ~15k configs: index only if asked
+        loaded = manager.load(configs) if configs else {"tasks": {}, "groups": {}, "group_map": {}}
+        for name in hub_tasks:
+            part = _load_cached(manager, name)
+            for key in ("tasks", "groups", "group_map"):
+                loaded.setdefault(key, {}).update(part.get(key, {}))
         res = lm_eval_evaluate(lm, loaded, bootstrap_iters=0, log_samples=False)
     out = {}
-    for name, metrics in res["results"].items():
-        out[name] = {m: float(metrics[f"{m},none"]) for m in ("acc", "acc_norm")}
-        out[name]["n"] = int(res["n-samples"][name]["effective"])
+    for name in [c["task"] for c in configs] + list(hub_tasks):
+        metrics = res["results"].get(name, {})
+        if "acc,none" not in metrics:
+            raise ValueError(f"lm-eval task {name!r} reports no acc metric (it reports {sorted(metrics)}): only "
+                             "multiple-choice tasks, and groups that aggregate acc, fit the acc_<task> columns")
+        out[name] = {m: float(metrics[f"{m},none"]) for m in ("acc", "acc_norm") if f"{m},none" in metrics}
+        out[name]["n"] = int(res["n-samples"].get(name, {}).get("effective", metrics.get("sample_len", 0)))
     return out
+
+
+def _load_cached(manager, name: str):
+    """lm-eval's task (or group) `name`, built from the local HF cache; a clear error where it cannot be."""
+    import difflib
+    if name not in manager.all_tasks:
+        close = difflib.get_close_matches(name, manager.all_tasks, n=5)
+        raise SpecError([f"eval.downstream: {LM_EVAL_PREFIX}{name}: lm-eval has no task {name!r}"
+                         + (f"; close names: {close}" if close else "")])
+    try:
+        return manager.load(name)
+    except ConnectionError as e:  # datasets: "Couldn't reach <name> on the Hub (OfflineModeIsEnabled)"
+        raise RuntimeError(
+            f"lm-eval task {name!r}: its dataset is not in the local Hugging Face cache and the hub is off "
+            f"(HF_DATASETS_OFFLINE={os.environ.get('HF_DATASETS_OFFLINE')}). Fetch it once where there is network: "
+            f"HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0 python -c \"from lm_eval.tasks import TaskManager; "
+            f"TaskManager().load(['{name}'])\", then copy ~/.cache/huggingface (or set HF_HOME to a copy) "
+            "to this machine (EleutherAI/lm-evaluation-harness#1723).") from e
 
 
 @contextmanager

@@ -222,11 +222,7 @@ def test_cloze_oracle_scores_one_through_lm_eval(text_corpus):
 
 def test_evaluate_end_to_end_offline(text_corpus, monkeypatch):
     corpus, _ = text_corpus
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("downstream evaluation tried to open a network connection")
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+    _no_network(monkeypatch)
     model = TinyCausalLM(corpus.vocab_size)
     out = evaluate(model, corpus, _spec(corpus.vocab_size), ("arith", "cloze"), "cpu", n_docs=30)
     assert sorted(out) == ["acc_arith", "acc_cloze", "acc_cloze_math", "acc_cloze_prose"]
@@ -241,10 +237,41 @@ def test_unknown_tasks_are_reported_early(text_corpus):
         check_tasks(("arith", "hellaswag", "cloze_code"), corpus.domains)
     assert len(e.value.errors) == 2 and "cloze_math" in str(e.value) and "'hellaswag'" in str(e.value)
     check_tasks(("arith", "cloze", "cloze_prose"), corpus.domains)
-    assert task_errors(("cloze_code",)) == []  # corpus unknown: any domain may exist
-    assert task_errors(("cloze_",)) != []
+    assert task_errors(("cloze_code", "lm_eval:hellaswag")) == []  # corpus unknown: any domain may exist
+    assert len(task_errors(("cloze_", "lm_eval:"))) == 2
     with pytest.raises(SpecError, match="unknown task 'nope'"):
         evaluate(torch.nn.Identity(), corpus, _spec(corpus.vocab_size), ("nope",))
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("downstream evaluation tried to open a network connection")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_lm_eval_tasks_by_name_read_local_files_offline(tmp_path, monkeypatch):
+    """lm_eval:<name> goes through lm-eval's own YAML loader and datasets.load_dataset, offline. The
+    task index is a temporary folder instead of lm-eval's ~15k configs (10-40 s to index) to stay fast."""
+    import lm_eval.tasks
+    _no_network(monkeypatch)
+    (tmp_path / "arith.jsonl").write_text("\n".join(json.dumps(d) for d in arith_docs(40)))
+    common = ("output_type: multiple_choice\ntest_split: test\ndoc_to_text: context\ndoc_to_choice: choices\n"
+              "doc_to_target: gold\ntarget_delimiter: ''\nmetric_list:\n  - metric: acc\n")
+    (tmp_path / "local_arith.yaml").write_text(
+        f"task: local_arith\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path}/arith.jsonl\n"
+        f"  cache_dir: {tmp_path}/hf\n" + common)
+    (tmp_path / "hub_only.yaml").write_text("task: hub_only\ndataset_path: nobody/not_cached_here\n" + common)
+    real = lm_eval.tasks.TaskManager
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager",
+                        lambda include_defaults=True: real(include_path=str(tmp_path), include_defaults=False))
+    lm = ScalemixLM(ArithOracle(), ByteTokenizer(), 255, 64)
+    res = run_lm_eval(lm, [], ["local_arith"])
+    assert res["local_arith"]["acc"] == 1.0 and res["local_arith"]["n"] == 40
+    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache"):
+        run_lm_eval(lm, [], ["hub_only"])
+    with pytest.raises(SpecError, match="close names: \\['local_arith'\\]"):
+        run_lm_eval(lm, [], ["local_arth"])
 
 
 def test_cli_evaluates_the_newest_checkpoint(text_corpus, tmp_path, capsys):

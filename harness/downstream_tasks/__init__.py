@@ -3,6 +3,8 @@
     arith            arithmetic multiple choice (generated; harness.downstream_tasks.arith)
     cloze_<domain>   next-words cloze on held-out documents of one corpus domain (.cloze)
     cloze            shorthand for every cloze_<domain> of the corpus, plus their mean
+    lm_eval:<name>   lm-eval's own task or group <name> (e.g. lm_eval:hellaswag), run in full; its
+                     dataset must be in the local Hugging Face cache (the hub is off at run time)
 
 Each task is an lm-eval `multiple_choice` task given to lm-eval as an inline config dict whose
 `custom_dataset` returns an in-memory `datasets.Dataset`: the cloze tasks depend on the corpus'
@@ -17,6 +19,7 @@ from harness.downstream_tasks.arith import arith_docs
 from harness.downstream_tasks.cloze import cloze_docs, heldout_documents
 from model_zoo.spec import SpecError
 
+LM_EVAL_PREFIX = "lm_eval:"
 TASK_SEED = 1234  # fixed, not the run's seed: every run of a sweep answers the same questions
 
 
@@ -47,11 +50,14 @@ def expand(names: Sequence[str], domains: Sequence[str]) -> list[str]:
 
 def task_errors(names: Sequence[str], domains: Sequence[str] | None = None) -> list[str]:
     """One SpecError-style line per unknown task name. With domains=None (corpus not known yet),
-    any cloze_<x> passes; evaluate() checks again against the corpus."""
+    any cloze_<x> passes; evaluate() checks again against the corpus. lm_eval:<name> is checked
+    against lm-eval's task index only when evaluated (indexing it takes 10 s or more)."""
     known = available_tasks(domains or ())
     bad = [n for n in names if n != "cloze" and n not in known
-           and not (domains is None and n.startswith("cloze_") and len(n) > len("cloze_"))]
+           and not (domains is None and n.startswith("cloze_") and len(n) > len("cloze_"))
+           and not (n.startswith(LM_EVAL_PREFIX) and len(n) > len(LM_EVAL_PREFIX))]
     listed = ["arith", "cloze"] + ([f"cloze_{d}" for d in domains] if domains is not None else ["cloze_<domain>"])
+    listed.append(f"{LM_EVAL_PREFIX}<lm-eval task with its dataset in the local HF cache>")
     return [f"eval.downstream: unknown task {n!r}; available tasks: {listed}" for n in bad]
 
 
