@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_zoo.moe import pack_stats
+
 
 class LossStep(nn.Module):
     def __init__(self, model: nn.Module, z_loss: float, n_domains: int):
@@ -25,5 +27,6 @@ class LossStep(nn.Module):
         dom_sum = torch.zeros(self.n_domains, dtype=torch.float32, device=ce.device).scatter_add_(0, flat_dom, flat_ce)
         dom_cnt = torch.zeros(self.n_domains, dtype=torch.float32, device=ce.device).scatter_add_(
             0, flat_dom, torch.ones_like(flat_ce))
-        stats = torch.cat([torch.stack([ce.detach(), z.detach(), aux.detach()]), dom_sum, dom_cnt])
+        stats = torch.cat([torch.stack([ce.detach(), z.detach(), aux.detach()]), dom_sum, dom_cnt,
+                           pack_stats(out.moe_stats, ce.device)])   # MoE telemetry (model_zoo.moe), dense: empty
         return loss, stats

@@ -37,6 +37,8 @@ from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime
 from harness.step import LossStep
 from harness.tracking import Tracker
+from model_zoo.moe import stats_size as moe_stats_size
+from model_zoo.moe import unpack_metrics as moe_metrics
 
 
 def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str = "") -> dict:
@@ -98,10 +100,13 @@ class Trainer:
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
         # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
         nd = len(self.domains)
-        self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd), device=self.hw.device)
+        # ... then the MoE telemetry (model_zoo.moe.pack_stats), averaged over micro-batches too
+        n_moe = moe_stats_size(spec.model)
+        self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd) + [1 / self.n_micro] * n_moe,
+                                  device=self.hw.device)
         self.step = 0
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
-        self.window = Window(torch.zeros(3 + 2 * nd, device=self.hw.device), 0)
+        self.window = Window(torch.zeros(3 + 2 * nd + n_moe, device=self.hw.device), 0)
         self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
         self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
         self.last_eval: dict = {}
@@ -158,7 +163,7 @@ class Trainer:
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
                 self.save()
-                result = self.result()
+                result = {**self.result(), **self.downstream()}
                 self.rd.write_result(result)
                 self.tracker.summary(result)
                 return result
@@ -234,6 +239,7 @@ class Trainer:
         for i, d in enumerate(self.domains):
             count = v[3 + nd + i]
             row[f"train_loss_{d}"] = v[3 + i] / count if count else None
+        row.update(moe_metrics(v[3 + 2 * nd:-1], self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss is {row['loss']} at step {step}: the run diverged "
                                      f"(lower optim.lr={self.spec.optim.lr} or raise warmup_frac)")
@@ -255,13 +261,24 @@ class Trainer:
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        losses = self.heldout.evaluate(self.model, self.hw.device, self.micro, self.hw.autocast())
+        batch = min(self.micro, max(1, 2**16 // self.spec.model.seq_len))  # bounds the eager eval's logits memory
+        losses = self.heldout.evaluate(self.model, self.hw.device, batch, self.hw.autocast())
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
                "flops": tokens * self.counts.flops_per_token, **losses}
         self.write(row)
         self.last_eval = row
         self.window.t0 += time.perf_counter() - t  # eval time is not training time
+
+    def downstream(self) -> dict:
+        """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""
+        tasks = self.spec.eval.downstream
+        if not tasks:
+            return {}
+        from harness.downstream import evaluate  # imports lm-eval: only when asked for
+        acc = evaluate(self.model, self.corpus, self.spec, tasks, self.hw.device, autocast=self.hw.autocast)
+        self.write({"kind": "downstream", "step": self.step, "tokens": self.step * self.spec.batch_tokens, **acc})
+        return acc
 
     # ---------------------------------------------------------------- result
     def result(self) -> dict:

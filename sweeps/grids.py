@@ -33,7 +33,9 @@ class Rung:
 
     @property
     def name(self) -> str:
-        return f"L{self.spec.n_layers}-d{self.spec.d_model}"
+        s = self.spec
+        moe = f"-E{s.n_experts}k{s.top_k}h{s.expert_hidden}" if s.family == "moe" else ""
+        return f"L{s.n_layers}-d{s.d_model}{moe}"
 
     def n(self, convention: str) -> int:
         return self.counts.n(convention)
@@ -141,6 +143,37 @@ def shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
         errors.append(f"grid.shapes.kind={kind!r}: use one of {sorted(SHAPES)}")
         return []
     return SHAPES[kind](cfg, rungs, errors)
+
+
+def moe_shapes(cfg: dict | None, base: list[Shape], errors: list[str]) -> list[Shape]:
+    """The MoE axis (grid.moe; null: none): each shape becomes its dense model (if `dense`) and, per
+    n_experts x top_k, an MoE with the same attention and expert_hidden = ffn_hidden / top_k, so top_k
+    active experts have the dense MLP's parameters (granularity G = top_k, Krajewski et al. 2024).
+    Compute-grid shapes keep their budget: D = C / (the MoE's FLOPs per token)."""
+    if not cfg:
+        return base
+    import dataclasses
+    out: list[Shape] = list(base) if cfg.get("dense", True) else []
+    fields = {k: cfg[k] for k in ("n_shared_experts", "capacity_factor", "router_aux_coef", "router_z_coef")
+              if k in cfg}
+    for shape in base:
+        dense = shape.rung.spec
+        for n_experts in cfg.get("n_experts", []):
+            for top_k in cfg.get("top_k", []):
+                if dense.ffn_hidden % int(top_k):
+                    errors.append(f"grid.moe.top_k={top_k}: does not divide ffn_hidden={dense.ffn_hidden} of "
+                                  f"{shape.rung.name}: expert_hidden = ffn_hidden / top_k must be whole")
+                    continue
+                spec = dataclasses.replace(dense, family="moe", n_experts=int(n_experts), top_k=int(top_k),
+                                           expert_hidden=dense.ffn_hidden // int(top_k), **fields)
+                if bad := spec.errors():
+                    prefix = f"grid.moe: {shape.rung.name} E={n_experts} top_k={top_k}: "
+                    errors += [prefix + e for e in bad if prefix + e not in errors]
+                    continue
+                rung = Rung(shape.rung.depth, spec, count(spec))
+                tokens = int(shape.budget / rung.counts.flops_per_token) if shape.budget else shape.tokens
+                out.append(Shape(rung, tokens, shape.budget))
+    return out
 
 
 # ---------------------------------------------------------------------------------------- mixtures

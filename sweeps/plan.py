@@ -73,7 +73,7 @@ def plan(cfg) -> Plan:
     optim = build(OptimSpec, c["train"]["optim"], "train.optim", errors)
     evals = build(EvalSpec, c["eval"], "eval", errors)
     runtime = build(Runtime, c["train"]["runtime"], "train.runtime", errors) or Runtime()
-    shapes = grids.shapes(g["shapes"], rungs, errors)
+    shapes = grids.moe_shapes(g.get("moe"), grids.shapes(g["shapes"], rungs, errors), errors)
     domains = [d for d, _ in data.weights] if data and data.weights else corpus_domains(data)
     mixtures = grids.mixtures(g.get("mixtures"), domains, errors)
     lrs = [float(x) for x in g.get("lrs") or []]

@@ -58,3 +58,32 @@ def test_grouped_path_compiles_whole_in_bf16():
     compiled = torch.compile(layer, fullgraph=True, backend="inductor")
     for got, want in zip(loss_and_grads(compiled), loss_and_grads(layer)):
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2 * float(want.abs().max()))
+
+
+def test_trainer_logs_expert_load_aux_z_and_dropped(tmp_path):
+    """harness.train on a tiny MoE: metrics.jsonl carries per-layer expert load and the router losses."""
+    import os
+    import sys
+    from pathlib import Path
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from harness_util import make_corpus, metrics, runtime, tiny_spec
+
+    from harness.spec import RunSpec
+    from harness.train import run
+
+    corpus = make_corpus(tmp_path / "corpus")
+    base = tiny_spec(corpus, steps=6)
+    moe = {**base.model.to_dict(), "family": "moe", "n_experts": 4, "top_k": 2, "expert_hidden": 32,
+           "capacity_factor": 1.0}
+    spec = RunSpec.from_dict({**base.to_dict(), "model": moe})
+    result = run(spec, runtime(log_every=2), tmp_path / "run")
+    rows = metrics(tmp_path / "run")
+    assert len(rows) == 3
+    L, E = spec.model.n_layers, spec.model.n_experts
+    for row in rows:
+        loads = [[row[f"moe_load_l{i}_e{j}"] for j in range(E)] for i in range(L)]
+        assert all(abs(sum(layer) - 1) < 1e-5 for layer in loads)          # fractions of routed assignments
+        assert row["moe_aux"] >= 0.99 and row["moe_z"] > 0 and 0 <= row["moe_dropped"] < 0.5
+        assert row["aux_loss"] > 0
+    assert result["n_experts"] == 4 and result["params_active"] < result["params_total"]
