@@ -52,7 +52,7 @@ def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: int | 
     if not lock.acquire():
         return {"run_id": run_id, "status": "locked", "reason": "another launch is running it"}
     with lock:
-        st = run_status(run_dir, run_id, retries)  # re-check under the lock: a concurrent launch may have finished it
+        st = run_status(run_dir, run_id, retries, check_lock=False)  # re-check under the lock: a concurrent launch may have finished it
         if st.state in ("done", "failed"):
             return {"run_id": run_id, "status": st.state, "reason": st.reason}
         log_path.parent.mkdir(parents=True, exist_ok=True)

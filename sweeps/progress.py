@@ -1,6 +1,7 @@
 """A live one-line summary of a running sweep: runs done, tokens/s, ETA (read from the run dirs)."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -13,7 +14,9 @@ class Progress:
     """Polls the launched runs' files every `every_s` seconds in a background thread."""
 
     def __init__(self, plan, runs, every_s: float = 5.0):
-        self.plan, self.runs, self.every_s = plan, list(runs), max(0.5, every_s)
+        self.tty = sys.stderr.isatty()
+        # a terminal gets a live bar; a log file a plain line now and then
+        self.plan, self.runs, self.every_s = plan, list(runs), max(0.5, every_s) * (1 if self.tty else 6)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.bar = None
@@ -21,7 +24,7 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.runs:
             self.bar = tqdm(total=len(self.runs), desc=self.plan.name, unit="run", dynamic_ncols=True,
-                            mininterval=self.every_s)
+                            mininterval=self.every_s, disable=not self.tty)
             self._thread.start()
         return self
 
@@ -47,9 +50,13 @@ class Progress:
 
     def update(self) -> None:
         done, tps, eta = self.snapshot()
-        self.bar.n = done
         eta_s = "?" if eta != eta else time.strftime("%H:%M:%S", time.gmtime(eta))
-        self.bar.set_postfix_str(f"{tps / 1e3:.1f}k tok/s, ETA {eta_s}", refresh=False)
+        summary = f"{tps / 1e3:.1f}k tok/s, ETA {eta_s}"
+        if not self.tty:
+            print(f"[{self.plan.name}] {done}/{len(self.runs)} runs done, {summary}", file=sys.stderr, flush=True)
+            return
+        self.bar.n = done
+        self.bar.set_postfix_str(summary, refresh=False)
         self.bar.refresh()
 
     def __exit__(self, *exc) -> None:

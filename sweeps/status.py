@@ -74,7 +74,8 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return Checkpoints(Path(run_dir) / "ckpt").steps()
 
 
-def run_status(run_dir: Path, run_id: str, retries: int) -> RunStatus:
+def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True) -> RunStatus:
+    """check_lock=False: the caller holds the run's lock itself."""
     run_dir = Path(run_dir)
     result = run_dir / "result.json"
     if result.exists():
@@ -86,7 +87,7 @@ def run_status(run_dir: Path, run_id: str, retries: int) -> RunStatus:
         return RunStatus("pending", "result.json does not match the spec: will rerun")
     line = last_train_line(run_dir)
     tokens, tps = int(line.get("tokens", 0)), float(line.get("tokens_per_s", 0.0))
-    if who := holder(run_dir):
+    if check_lock and (who := holder(run_dir)):
         return RunStatus("running", f"held by {who}; step {line.get('step', 0)}", tokens, tps)
     rec = failure(run_dir)
     attempts = rec.get("attempts", 0)
