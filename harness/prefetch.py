@@ -1,8 +1,9 @@
 """Build the next batches on a background thread so data never stalls the accelerator.
 
 MixtureStream.batch(step) is a pure function of the step, so the thread simply runs ahead over
-steps [start, stop); its batches are pinned (on CUDA) and copied to the device with non_blocking=True
-when the loop takes them, which queues the copy on the compute stream behind the running step.
+steps [start, stop). On CUDA it also pins each batch and copies it to the GPU on a side stream, so
+the copy overlaps the running step; the loop makes its compute stream wait for that copy (a GPU-side
+wait, no host sync) before using the batch.
 """
 from __future__ import annotations
 
@@ -17,21 +18,31 @@ from harness.data.batch import TokenBatch
 class Prefetcher:
     def __init__(self, stream, start: int, stop: int, device: torch.device, depth: int = 2):
         self.stream, self.device = stream, device
-        self.pin = device.type == "cuda"
+        self.cuda = device.type == "cuda"
+        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True, name="prefetch")
         self.thread.start()
 
+    def _load(self, step: int):
+        b = self.stream.batch(step)
+        if not self.cuda:
+            return b, None
+        torch.cuda.set_device(self.device)
+        with torch.cuda.stream(self.copy_stream):
+            b = TokenBatch(*(t.pin_memory().to(self.device, non_blocking=True)
+                             for t in (b.inputs, b.targets, b.domains)))
+            ready = torch.cuda.Event()
+            ready.record(self.copy_stream)
+        return b, ready
+
     def _work(self, start: int, stop: int) -> None:
         for step in range(start, stop):
             try:
-                b = self.stream.batch(step)
-                if self.pin:
-                    b = TokenBatch(b.inputs.pin_memory(), b.targets.pin_memory(), b.domains.pin_memory())
-                item = (step, b)
+                item = (step, *self._load(step))
             except BaseException as e:  # hand the error to the loop, which re-raises it
-                item = (step, e)
+                item = (step, e, None)
             while not self.stopped.is_set():
                 try:
                     self.q.put(item, timeout=0.1)
@@ -42,11 +53,16 @@ class Prefetcher:
                 return
 
     def next(self, step: int) -> TokenBatch:
-        got, b = self.q.get()
+        got, b, ready = self.q.get()
         if isinstance(b, BaseException):
             raise b
         assert got == step, f"prefetcher out of order: wanted step {step}, got {got}"
-        return b.to(self.device, non_blocking=True) if self.device.type != "cpu" else b
+        if ready is not None:
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_event(ready)
+            for t in (b.inputs, b.targets, b.domains):
+                t.record_stream(compute)  # memory made on the copy stream, used on this one
+        return b
 
     def close(self) -> None:
         self.stopped.set()

@@ -7,6 +7,7 @@ from pathlib import Path
 from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
 from harness.data.mixture import MixtureStream
 from harness.device import runtime_errors
+from harness.downstream_tasks import task_errors
 from harness.spec import RunSpec, Runtime, SpecError
 
 
@@ -41,7 +42,7 @@ def corpus_errors(spec: RunSpec, corpus: Corpus) -> list[str]:
         return list(err.errors)
     except CorpusError as err:
         return [str(err)]
-    e = []
+    e = task_errors(spec.eval.downstream, corpus.domains)
     if corpus.vocab_size > spec.model.vocab_size:
         e.append(f"model.vocab_size={spec.model.vocab_size} < corpus {corpus.name!r} vocab_size={corpus.vocab_size}: "
                  f"set model.vocab_size >= {corpus.vocab_size}")

@@ -36,7 +36,7 @@ class Tracker:
                                 if k not in ("kind", "step") and v is not None}, step=row["step"])
         if row["kind"] == "train":
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.3g}", refresh=False)
-        else:
+        elif row["kind"] == "eval":
             self.bar.set_postfix(eval=f"{row['loss']:.4f}", refresh=False)
 
     def summary(self, result: dict) -> None:
