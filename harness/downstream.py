@@ -25,8 +25,8 @@ How lm-eval is used, and how it is kept offline:
   where there is network, copy ~/.cache/huggingface or point HF_HOME at a copy); a missing dataset
   raises a RuntimeError saying exactly that. Importing this module sets HF_DATASETS_OFFLINE=1 and
   HF_HUB_OFFLINE=1 unless they are already set (set them to 0 to allow downloads).
-- Known limit: an MoE with a finite capacity_factor routes padded batches, so padding tokens can
-  take capacity from real ones; dropless MoE and dense models are unaffected (causal masking).
+- Known limit: an MoE with a finite capacity_factor routes a whole batch jointly, so a sequence's
+  score can depend on its batch-mates (padding included); dropless MoE and dense models do not.
 """
 from __future__ import annotations
 
@@ -156,12 +156,12 @@ class ScalemixLM(TemplateLM):
 
     @torch.inference_mode()
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """requests: ((context, continuation), context_ids, continuation_ids) -> (log p, is_greedy)."""
+        """requests: ((context, continuation), context_ids, continuation_ids) -> (log p, is_greedy).
+        An empty continuation scores (0.0, True)."""
         rows = []
         for i, (_, ctx, cont) in enumerate(requests):
-            if not ctx or not cont:
-                raise ValueError(f"request {i}: context and continuation must each have a token "
-                                 f"(got {len(ctx)} and {len(cont)})")
+            if not ctx:  # TemplateLM gives an empty context the eod token; a caller bypassing it must too
+                raise ValueError(f"request {i}: the context must have at least one token (e.g. eod)")
             rows += self._rows(i, ctx, cont)
         rows.sort(key=lambda r: -len(r[1]))  # longest first: the first row of a batch sets its width
 

@@ -170,8 +170,9 @@ def test_loglikelihood_rolling_scores_every_token_once():
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0].double(), -1)
     want = sum(logp[i, ids[i + 1]].item() for i in range(len(ids) - 1))
-    (got,) = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(text,)]))
+    got, empty = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(text,), ("",)]))
     assert got == pytest.approx(want, abs=1e-3)
+    assert empty == 0.0
 
 
 def test_generate_until_is_greedy_and_stops():

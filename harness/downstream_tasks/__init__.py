@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.downstream_tasks.arith import arith_docs
-from harness.downstream_tasks.cloze import cloze_docs, heldout_documents
+from harness.downstream_tasks.cloze import HeldoutDocuments, cloze_docs
 from model_zoo.spec import SpecError
 
 LM_EVAL_PREFIX = "lm_eval:"
@@ -73,7 +73,7 @@ def build_docs(name: str, *, heldout: Callable[[str], object], eod_id: int,
     if name == "arith":
         return arith_docs(n_docs, seed=TASK_SEED)
     domain = name.removeprefix("cloze_")
-    return cloze_docs(heldout_documents(heldout(domain), eod_id, decode), n_docs, seed=TASK_SEED)
+    return cloze_docs(HeldoutDocuments(heldout(domain), eod_id, decode), n_docs, seed=TASK_SEED)
 
 
 def lm_eval_config(task: LocalTask, docs: list[dict]) -> dict:

@@ -11,22 +11,35 @@ the seed, so every run of a sweep answers the same questions.
 """
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 WORD = re.compile(r"\s+\S+")
 
 
-def heldout_documents(tokens: np.ndarray, eod_id: int, decode: Callable[[list[int]], str],
-                      max_tokens: int = 4_000_000) -> list[str]:
-    """Texts of the documents in the first `max_tokens` held-out tokens (split at eod)."""
-    tokens = np.asarray(tokens[:max_tokens])
-    ends = np.flatnonzero(tokens == eod_id)
-    starts = np.concatenate([[0], ends + 1])
-    stops = np.concatenate([ends, [len(tokens)]])
-    return [decode(tokens[a:b].tolist()) for a, b in zip(starts, stops) if b > a]
+class HeldoutDocuments(Sequence[str]):
+    """The documents of the first `max_tokens` held-out tokens (split at eod), decoded on first use."""
+
+    def __init__(self, tokens: np.ndarray, eod_id: int, decode: Callable[[list[int]], str],
+                 max_tokens: int = 4_000_000):
+        self.tokens = np.asarray(tokens[:max_tokens])
+        ends = np.flatnonzero(self.tokens == eod_id)
+        starts, stops = np.concatenate([[0], ends + 1]), np.concatenate([ends, [len(self.tokens)]])
+        self.bounds = [(int(a), int(b)) for a, b in zip(starts, stops) if b > a]
+        self.decode = decode
+        self.texts: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def __getitem__(self, i: int) -> str:
+        if i not in self.texts:
+            a, b = self.bounds[i]
+            self.texts[i] = self.decode(self.tokens[a:b].tolist())
+        return self.texts[i]
 
 
 def _spans(text: str, n_words: int, max_chars: int) -> list[tuple[int, int]]:
@@ -40,32 +53,34 @@ def _spans(text: str, n_words: int, max_chars: int) -> list[tuple[int, int]]:
     return out
 
 
-def cloze_docs(documents: list[str], n_docs: int, seed: int = 1234, n_words: int = 4,
+def cloze_docs(documents: Sequence[str], n_docs: int, seed: int = 1234, n_words: int = 4,
                min_context_chars: int = 64, max_context_chars: int = 1024,
                max_continuation_chars: int = 80, n_choices: int = 4) -> list[dict]:
-    """Up to n_docs questions {"context", "choices", "gold"} from distinct documents."""
+    """Up to n_docs questions {"context", "choices", "gold"} from distinct documents.
+
+    Documents are visited in a seeded random order and read only when visited, so a large
+    held-out split costs what the questions need."""
     rng = np.random.default_rng(seed)
-    spans = [_spans(t, n_words, max_continuation_chars) for t in documents]
-    # a question needs a cut inside [min, max] context chars; any span of a document can be a distractor
-    cuts = [[s for s in sp if min_context_chars <= s[0] <= max_context_chars] for sp in spans]
-    askable = [i for i, c in enumerate(cuts) if c]
-    donors = [i for i, sp in enumerate(spans) if sp]
-    if len(donors) < n_choices:
-        return []
+    spans = functools.cache(lambda i: _spans(documents[i], n_words, max_continuation_chars))
     docs = []
-    for i in rng.permutation(askable)[:n_docs]:
+    for i in rng.permutation(len(documents)).tolist():
+        if len(docs) == n_docs:
+            break
+        cuts = [s for s in spans(i) if min_context_chars <= s[0] <= max_context_chars]
+        if not cuts:
+            continue
         text = documents[i]
-        start, end = cuts[i][int(rng.integers(len(cuts[i])))]
+        start, end = cuts[int(rng.integers(len(cuts)))]
         true = text[start:end]
         lead = true[: len(true) - len(true.lstrip())]  # the same leading whitespace for every choice
         choices = [true]
-        for _ in range(100 * n_choices):  # resample the rare distractor equal to a chosen one
+        for _ in range(100 * n_choices):  # distractors: a random span of a random other document
             if len(choices) == n_choices:
                 break
-            j = int(rng.choice(donors))
-            if j == i:
+            j = int(rng.integers(len(documents)))
+            if j == i or not spans(j):
                 continue
-            a, b = spans[j][int(rng.integers(len(spans[j])))]
+            a, b = spans(j)[int(rng.integers(len(spans(j))))]
             candidate = lead + documents[j][a:b].lstrip()
             if candidate not in choices:
                 choices.append(candidate)
