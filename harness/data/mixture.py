@@ -59,7 +59,7 @@ class SainteLague:
         D = len(self.w)
         if n <= 0:
             return np.zeros(D, dtype=np.int64)
-        g = [int(math.floor(n * w)) for w in self.w]
+        g = [int(math.floor(n * w + 0.5)) for w in self.w]  # Sainte-Lague counts are the rounded quotas, up to ties
         while sum(g) < n:                          # add the next slots in priority order
             d = min(range(D), key=lambda i: self._key(i, g[i]))
             g[d] += 1
@@ -116,10 +116,11 @@ class MixtureStream:
             raise SpecError([f"data.stages: start sequences {self.stage_starts[1:]} (seq_len={seq_len}) must "
                              "increase from stage to stage"])
         self._alloc = [SainteLague(w) for w in self.stage_weights]
-        self._tokens = [corpus.train(d) for d in self.domains]
+        self._tokens = [np.asarray(corpus.train(d)) for d in self.domains]  # plain views: no memmap overhead
         self.windows = np.array([max(0, (len(t) - 1) // seq_len) for t in self._tokens], dtype=np.int64)
         self._dom_seed = [zlib.crc32(d.encode()) for d in self.domains]
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+        self._consumed_cache: dict[int, np.ndarray] = {}
         self._offsets = np.arange(seq_len + 1, dtype=np.int64)
         if empty := [d for d, n, w in zip(self.domains, self.windows, np.max(self.stage_weights, axis=0))
                      if n == 0 and w > 0]:
@@ -158,6 +159,14 @@ class MixtureStream:
     # ---- closed-form bookkeeping ------------------------------------------------------------
     def consumed(self, n_seq: int) -> np.ndarray:
         """Windows of each domain used by the first n_seq sequences (expected values when random)."""
+        hit = self._consumed_cache.get(n_seq)
+        if hit is None:
+            if len(self._consumed_cache) > 64:
+                self._consumed_cache.clear()
+            hit = self._consumed_cache[n_seq] = self._consumed(n_seq)
+        return hit.copy()
+
+    def _consumed(self, n_seq: int) -> np.ndarray:
         out = np.zeros(len(self.domains), dtype=np.int64)
         starts = self.stage_starts + [None]
         for j, alloc in enumerate(self._alloc):
@@ -207,6 +216,8 @@ class MixtureStream:
     def window_ids(self, d: int, k: np.ndarray) -> np.ndarray:
         """The windows domain d hands out as its k-th, k+1-th, ... (k: int64 array)."""
         W = int(self.windows[d])
+        if k[0] // W == k[-1] // W:  # k increases: one epoch, the usual case
+            return self._perm(d, int(k[0] // W))[k - (k[0] // W) * W]
         epoch, j = np.divmod(k, W)
         out = np.empty_like(k)
         for e in np.unique(epoch):
@@ -238,9 +249,10 @@ class MixtureStream:
                               np.argmax(np.array(self.stage_weights)[stage], axis=1))
             windows = (rng.random(B) * self.windows[labels]).astype(np.int64)
         rows = np.empty((B, T + 1), dtype=np.int64)
-        for d in np.unique(labels):
+        for d in range(D):
             m = labels == d
-            rows[m] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
+            if m.any():
+                rows[m] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
         x = torch.from_numpy(rows)
         dom = torch.from_numpy(labels.astype(np.int64))[:, None].expand(B, T).contiguous()
         return TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), dom)
