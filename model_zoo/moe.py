@@ -1,6 +1,6 @@
 """A routed mixture-of-experts MLP: the dense block's SwiGLU replaced by n_experts smaller ones.
 
-Routing is softmax token choice: router logits in fp32, softmax over all experts, each token takes its
+Routing is softmax token choice: router logits in fp32 (autocast off, from the un-cast input), softmax over all experts, each token takes its
 top_k experts. With top_k > 1 the chosen gates are renormalised to sum to 1 (as Mixtral); with top_k = 1
 they are not (as Switch): a renormalised single gate is identically 1 and the router would get no
 gradient from the language-model loss.
@@ -215,10 +215,11 @@ class MoELayer(nn.Module):
             return _loop_forward(self, x)
         s = self.spec
         B, T, dim = x.shape
+        with torch.autocast(x.device.type, enabled=False):   # the router in fp32, also under autocast
+            logits = F.linear(x.reshape(B * T, dim).float(), self.router.weight.float())
+            probs, ids, gates = route(logits, s.top_k)
         xf = x.reshape(B * T, dim).to(compute_dtype(x))
         impl = self.resolved_impl(xf)
-        logits = F.linear(xf.float(), self.router.weight.float())
-        probs, ids, gates = route(logits, s.top_k)
         d = Dispatch(ids, s.n_experts, capacity(s, B * T))
         load = d.counts.float() / (B * T * s.top_k)
         aux, z = load_balancing_loss(probs, load), router_z_loss(logits)

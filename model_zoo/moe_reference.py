@@ -18,11 +18,12 @@ def reference_forward(layer, x: torch.Tensor):
     n, k, n_experts = B * T, s.top_k, s.n_experts
     xf = x.reshape(n, dim)
 
-    logits = xf.float() @ layer.router.weight.float().t()
-    probs = torch.softmax(logits, dim=-1)
-    gates, ids = torch.topk(probs, k, dim=-1)
-    if k > 1:                                          # Mixtral renormalises; top-1 keeps the raw prob (Switch)
-        gates = gates / gates.sum(dim=-1, keepdim=True)
+    with torch.autocast(x.device.type, enabled=False):      # router logits in fp32
+        logits = xf.float() @ layer.router.weight.float().t()
+        probs = torch.softmax(logits, dim=-1)
+        gates, ids = torch.topk(probs, k, dim=-1)
+        if k > 1:                                      # Mixtral renormalises; top-1 keeps the raw prob (Switch)
+            gates = gates / gates.sum(dim=-1, keepdim=True)
     cap = math.ceil(s.capacity_factor * n * k / n_experts) if s.capacity_factor > 0 else n * k
 
     y = torch.zeros(n, dim, dtype=torch.float32, device=x.device)

@@ -91,3 +91,18 @@ def test_bad_tables_are_refused():
     nan_row = synthetic_runs(KNOWN).assign(loss=lambda t: t["loss"].where(t.index > 0, np.nan))
     assert fit(nan_row, NO_BOOT).n_runs == len(nan_row) - 1
     assert isinstance(nan_row, pd.DataFrame)
+
+
+def test_report_section_compares_dense_and_moe_at_equal_compute(tmp_path):
+    from analysis.laws.moe_report import observed_best, section
+    runs = synthetic_runs(KNOWN, noise=0.003, seed=4)
+    cfg = FitConfig(n_col="params_active_nonembedding", n_bootstrap=20, processes=1)
+    md = section(runs, config=cfg, fig_dir=tmp_path / "figures")
+    assert md.startswith("## Mixture of experts against dense at equal compute")
+    assert "| dense |" in md and "| E32 G4 |" in md and "compute multiplier" in md
+    assert (tmp_path / "figures" / "moe_vs_dense.png").stat().st_size > 10_000
+    # observed: at every budget the best MoE beats dense under this law (g, delta > 0)
+    obs = observed_best(runs, cfg)
+    for _, at_c in obs.groupby("C"):
+        assert at_c.iloc[0]["config"] != "dense"
+    assert "No MoE runs" in section(runs.query("family == 'dense'"), config=cfg)

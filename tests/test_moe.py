@@ -158,3 +158,16 @@ def test_moe_metrics_are_flat_floats():
     assert m["moe_aux"] == pytest.approx(1.1) and m["moe_dropped"] == pytest.approx(0.05)
     assert m["moe_load_max"] == 0.5 and m["moe_load_l1_e3"] == 0.25 and len(m) == 4 + 8
     assert moe_metrics({}) == {}
+
+
+@pytest.mark.parametrize("impl", ["grouped", "loop"])
+def test_router_runs_in_fp32_under_autocast(impl):
+    torch.manual_seed(0)
+    layer = MoELayer(moe_spec(), impl=impl)
+    x = torch.randn(2, 16, 32)
+    logits = x.reshape(-1, 32) @ layer.router.weight.t()                  # fp32, from the un-cast input
+    want_z = torch.logsumexp(logits, -1).square().mean()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _, stats = layer(x)
+    torch.testing.assert_close(stats["z"], want_z, rtol=1e-6, atol=0)
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()

@@ -40,20 +40,22 @@ def test_auto_picks_grouped_in_cpu_eager():
 
 
 @pytest.mark.slow
-def test_grouped_path_compiles_whole_in_bf16():
-    """The GPU path (bf16 _grouped_mm, static shapes) traced by torch.compile with fullgraph=True on CPU:
-    no graph break, and the compiled forward and backward agree with eager."""
+def test_grouped_path_compiles_whole_under_bf16_autocast():
+    """The GPU recipe on CPU: fp32 weights, bf16 autocast, _grouped_mm, torch.compile(fullgraph=True): no
+    graph break (static shapes, no host sync), and compiled forward and backward agree with eager."""
     torch.manual_seed(0)
     spec = ModelSpec(**{**SPEC.to_dict(), "capacity_factor": 0.0})
-    layer = set_impl(MoELayer(spec).to(torch.bfloat16), "grouped")
-    x = torch.randn(2, 16, spec.d_model, dtype=torch.bfloat16)
+    layer = set_impl(MoELayer(spec), "grouped")
+    x = torch.randn(2, 16, spec.d_model)
 
     def loss_and_grads(fn):
         xi = x.clone().requires_grad_(True)
         layer.zero_grad(set_to_none=True)
-        y, aux, _ = fn(xi)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, aux, stats = fn(xi)
         (y.float().square().sum() + aux).backward()
-        return y.detach().float(), xi.grad.float(), layer.w_gate_up.grad.float()
+        return y.detach().float(), xi.grad.float(), layer.w_gate_up.grad.float(), layer.router.weight.grad, \
+            stats["z"]
 
     compiled = torch.compile(layer, fullgraph=True, backend="inductor")
     for got, want in zip(loss_and_grads(compiled), loss_and_grads(layer)):
