@@ -8,8 +8,10 @@ MLP, so active parameters match up to the router (d * 8 per layer). Measured lik
 the compiled model). Then torch.profiler splits one MoE step's device time into kernel classes (routing
 sort / topk, gather+scatter of the dispatch, expert GEMMs, the rest) next to the dense step.
 
-GPU (about 8 min for both widths on an H100):
-    python bench/moe_bench.py --out bench/results/moe_h100.json
+GPU (a few minutes per width on an H100; one width per command keeps each under 10 minutes):
+    python bench/moe_bench.py --layers 8 --out bench/results/moe_d512.json
+    python bench/moe_bench.py --layers 12 --out bench/results/moe_d768.json
+    python bench/moe_bench.py --show bench/results/moe_d512.json bench/results/moe_d768.json
 CPU smoke test (tiny shapes, no compile, fp32):
     python bench/moe_bench.py --device cpu --tiny
 """
@@ -159,7 +161,13 @@ def main(argv=None):
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--out", type=Path, help="JSON file for all rows")
+    p.add_argument("--show", type=Path, nargs="+", help="print the table of saved JSON files and exit")
     a = p.parse_args(argv)
+    if a.show:
+        reports = [json.loads(f.read_text()) for f in a.show]
+        report = dict(env=reports[0]["env"], rows=[r for rep in reports for r in rep["rows"]])
+        print_table(report)
+        return report
     device = torch.device(a.device)
     if a.tiny:
         a.vocab, a.seq, a.batch, a.steps, a.warmup = 256, 64, a.batch or 4, min(a.steps, 3), 1
