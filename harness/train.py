@@ -18,7 +18,7 @@ import json
 import random
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +69,9 @@ def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:
 
 @dataclass
 class Window:
-    """Log window: stats summed on the device since the last metrics line, and wall-clock time."""
+    """Log window: stats summed on the device since the last metrics line."""
     sums: torch.Tensor
     start_step: int
-    t0: float = field(default_factory=time.perf_counter)
 
 
 class Trainer:
@@ -105,6 +104,7 @@ class Trainer:
         self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd) + [1 / self.n_micro] * n_moe,
                                   device=self.hw.device)
         self.step = 0
+        self.t_mark = time.perf_counter()
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
         self.window = Window(torch.zeros(3 + 2 * nd + n_moe, device=self.hw.device), 0)
         self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
@@ -137,7 +137,11 @@ class Trainer:
 
     def save(self) -> None:
         self.flush()
+        if self.hw.device.type == "cuda":
+            torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
+        t = time.perf_counter()
         self.ckpts.save(self.step, self.state())
+        self.t_mark += time.perf_counter() - t
 
     def elapsed(self) -> float:
         return self.prior["elapsed_s"] + time.perf_counter() - self.t_launch
@@ -156,7 +160,7 @@ class Trainer:
         self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
         try:
             with PreemptionFlag() as flag, self.rd.open_metrics() as self.metrics:
-                self.window.t0 = time.perf_counter()
+                self.t_mark = time.perf_counter()  # a window's time runs from the previous read to its own
                 while self.step < self.steps:
                     self.train_step(prefetch.next(self.step))
                     self.after_step(flag)
@@ -217,6 +221,8 @@ class Trainer:
             host, event = stats.clone(), None
         self.pending = (self.step, lr, host, event, self.window)
         self.window = Window(torch.zeros_like(self.window.sums), self.step)
+        if event is None:  # CPU: nothing runs ahead, read now
+            self.flush()
 
     def flush(self) -> None:
         if self.pending is None:
@@ -225,7 +231,10 @@ class Trainer:
         self.pending = None
         if event is not None:
             event.synchronize()
-        seconds = time.perf_counter() - window.t0
+        # time between two reads, each taken when the device has finished the step logged: the
+        # windows tile the run's time however far the host had run ahead of the device
+        now = time.perf_counter()
+        seconds, self.t_mark = now - self.t_mark, now
         n_steps = step - window.start_step
         tokens = n_steps * self.spec.batch_tokens
         self.windows.append((tokens, seconds))
@@ -268,7 +277,7 @@ class Trainer:
                "flops": tokens * self.counts.flops_per_token, **losses}
         self.write(row)
         self.last_eval = row
-        self.window.t0 += time.perf_counter() - t  # eval time is not training time
+        self.t_mark += time.perf_counter() - t  # eval time is not training time
 
     def downstream(self) -> dict:
         """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""

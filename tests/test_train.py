@@ -176,3 +176,15 @@ def _safe_metrics(run_dir):
         return metrics(run_dir)
     except (FileNotFoundError, ValueError):
         return []
+
+
+def test_cli_runs_the_spec_yaml_in_a_run_dir(corpus, tmp_path, capsys):
+    """How launchers start a run: write spec.yaml (+ runtime.yaml), then `python -m harness <run_dir>`."""
+    from harness.rundir import RunDir
+    spec = tiny_spec(corpus, steps=4)
+    run_dir = tmp_path / "runs" / "mysweep" / spec.run_id
+    RunDir(run_dir).prepare(spec, runtime())
+    assert cli_main([str(run_dir)]) == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["run_id"] == spec.run_id and result["sweep"] == "mysweep"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"] == spec.run_id
