@@ -80,16 +80,17 @@ class HFTokenizer:
 
 
 class ByteTokenizer:
-    """Bytes as tokens (0..255), for corpora without a tokenizer.json such as the synthetic test
-    corpus. surrogateescape makes decode/encode a bijection on any byte string."""
+    """UTF-8 bytes as tokens (0..255), for corpora without a tokenizer.json such as the synthetic
+    test corpus. Invalid UTF-8 decodes to U+FFFD (task data goes through Arrow, which refuses the
+    lone surrogates a lossless decode would need)."""
 
     vocab_size = 256
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8", errors="surrogateescape"))
+        return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
-        return bytes(ids).decode("utf-8", errors="surrogateescape")
+        return bytes(ids).decode("utf-8", errors="replace")
 
 
 def load_tokenizer(corpus: Corpus) -> HFTokenizer | ByteTokenizer:
@@ -110,8 +111,9 @@ class ScalemixLM(TemplateLM):
     """lm-eval's view of a scalemix model: log-likelihoods of text continuations.
 
     Inputs longer than the model's seq_len keep their last seq_len tokens (truncated from the left,
-    as lm-eval's HF model does); a continuation longer than seq_len is scored in seq_len chunks. Batches are sorted by length and capped at
-    `max_batch_tokens` padded tokens, which bounds the [B, T, V] logits held in memory.
+    as lm-eval's HF model does); a continuation longer than seq_len is scored in seq_len chunks.
+    Batches are sorted by length and capped at `max_batch_tokens` padded tokens, which bounds the
+    [B, T, V] logits held in memory. The model must already be on `device`.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, eod_id: int, seq_len: int,

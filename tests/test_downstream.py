@@ -232,6 +232,16 @@ def test_evaluate_end_to_end_offline(text_corpus, monkeypatch):
     assert model.training  # train/eval mode restored
 
 
+def test_evaluate_on_a_corpus_without_tokenizer_uses_bytes(tmp_path):
+    """The synthetic test corpus (Markov-chain ids, no tokenizer.json): invalid UTF-8 must not break Arrow."""
+    from harness.data.synthetic import make_synthetic_corpus
+    path = make_synthetic_corpus(tmp_path / "synth", domains=("alpha", "beta"), train_tokens=1000, heldout_tokens=20000)
+    model = TinyCausalLM(256)
+    out = evaluate(model, path, _spec(256), ("arith", "cloze"), n_docs=20)
+    assert sorted(out) == ["acc_arith", "acc_cloze", "acc_cloze_alpha", "acc_cloze_beta"]
+    assert all(0.0 <= v <= 1.0 for v in out.values())
+
+
 def test_unknown_tasks_are_reported_early(text_corpus):
     corpus, _ = text_corpus
     with pytest.raises(SpecError) as e:
