@@ -1,0 +1,120 @@
+"""Sweeps through a real Slurm (submitit_slurm): a small sweep, and a preempted run that resumes.
+
+Needs the one-node cluster: `.ci/slurm.sh start` (CI does this). Without `sinfo` the tests skip.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.data.synthetic import make_synthetic_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slurm,
+              pytest.mark.skipif(shutil.which("sinfo") is None,
+                                 reason="no Slurm client here (sinfo); CI starts a one-node cluster with .ci/slurm.sh")]
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
+         "hydra.launcher.mem_gb=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
+GRID = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
+        "grid.min_steps=2", "eval.heldout_tokens=2048"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    if subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True).stdout.strip() != "up":
+        pytest.fail("sinfo is installed but no partition is up: start the cluster with .ci/slurm.sh start")
+    d = tmp_path_factory.mktemp("data")
+    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=200_000, heldout_tokens=10_000)
+    return d
+
+
+def env_for(data):
+    return {**os.environ, "SCALEMIX_DATA": str(data), "WANDB_MODE": "disabled"}
+
+
+def test_small_sweep_through_submitit_slurm(data, tmp_path):
+    args = [*GRID, "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2", f"sweep.root={tmp_path}",
+            *SLURM, "hydra.launcher.name=scalemix-test-sweep"]
+    r = subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, env=env_for(data), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sweep_dir = tmp_path / "chinchilla"
+    results = sorted(sweep_dir.glob("*/result.json"))
+    assert len(results) == 2
+    for f in results:
+        row = json.loads(f.read_text())
+        assert row["run_id"] == f.parent.name and row["steps"] >= 2 and row["loss"] > 0
+    assert list(sweep_dir.glob(".hydra/*/.submitit/*/*_log.out"))  # it really went through Slurm
+    assert "2/2 done" in r.stdout + r.stderr
+
+
+def job_ids(name: str) -> list[tuple[str, str]]:
+    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True).stdout
+    return [tuple(x.split()) for x in out.splitlines() if x.strip()]
+
+
+def wait_for(what, cond, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if v := cond():
+            return v
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def train_lines(run_dir: Path) -> list[dict]:
+    p = run_dir / "metrics.jsonl"
+    lines = [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+    return [x for x in lines if x.get("kind") == "train"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["scancel --signal=USR2", "scontrol requeue"])
+def test_preempted_job_checkpoints_requeues_and_resumes_to_the_same_result(data, tmp_path, how):
+    name = f"scalemix-test-preempt-{how.split()[0]}"
+    args = [*GRID, "grid.shapes.budgets=[8e10]", "grid.shapes.sizes_per_budget=1", f"sweep.root={tmp_path}",
+            "train.runtime.log_every=5", *SLURM, f"hydra.launcher.name={name}"]
+    sweep = subprocess.Popen([sys.executable, "sweep.py", *args], cwd=ROOT, env=env_for(data),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_dir = wait_for("the run directory", lambda: next((tmp_path / "chinchilla").glob("*/spec.yaml"), None),
+                           120).parent
+        wait_for("training to start", lambda: len(train_lines(run_dir)) >= 2, 300)
+        (job, state), = job_ids(name)
+        assert state == "RUNNING"
+        # USR2: submitit's signal, sent before a time limit (submitit requeues the job);
+        # requeue: what an admin or a preempting job does (SIGTERM, Slurm requeues the job itself)
+        subprocess.run([*how.split(), job], check=True)
+        def requeued():
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+            return (run_dir / "result.json").exists() or any(s == "PENDING" for _, s in job_ids(name))
+        wait_for("the job to be requeued", requeued, 120)
+        out, _ = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            subprocess.run(["scancel", "-n", name])
+    assert sweep.returncode == 0, out[-3000:]
+    assert (run_dir / "result.json").exists(), out[-3000:]
+    log = "".join(p.read_text() for p in (tmp_path / "chinchilla").glob(".hydra/*/*/harness.log"))
+    assert "preempted" in log, log[-2000:]  # the first attempt checkpointed on the signal and exited 75
+    steps = json.loads((run_dir / "result.json").read_text())["steps"]
+
+    # the same spec trained without interruption gives the same losses, bit for bit
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    for f in ("spec.yaml", "runtime.yaml"):
+        shutil.copy(run_dir / f, ref / f)
+    r = subprocess.run([sys.executable, "-m", "harness", str(ref), "--sweep", "chinchilla"], cwd=ROOT,
+                       env=env_for(data), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got, want = train_lines(run_dir), train_lines(ref)
+    assert [(x["step"], x["loss"]) for x in got] == [(x["step"], x["loss"]) for x in want]
+    assert got[-1]["step"] == steps
+    a, b = (json.loads((d / "result.json").read_text()) for d in (run_dir, ref))
+    assert a["loss"] == b["loss"] and a["run_id"] == b["run_id"]
