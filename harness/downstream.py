@@ -248,7 +248,10 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
     `autocast` makes the forward's precision context (the trainer passes Hardware.autocast);
     by default bf16 autocast on CUDA, none on CPU.
     """
-    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+    if not isinstance(corpus, Corpus):  # a name under the data root ($SCALEMIX_DATA, else data/) or a path
+        from harness.data.corpus import resolve_corpus_path
+        from harness.preflight import data_root
+        corpus = Corpus(resolve_corpus_path(str(corpus), data_root()))
     check_tasks(tasks, corpus.domains)
     names = expand(tasks, corpus.domains)
     tokenizer = load_tokenizer(corpus)
@@ -370,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = load_spec(rd.spec_file)
     tasks = tuple(a.tasks.split(",")) if a.tasks else (spec.eval.downstream or ("arith", "cloze"))
     corpus = Corpus(resolve_corpus_path(spec.data.corpus, data_root()))
-    check_tasks(tasks, corpus.domains)
+    check_tasks(tasks, corpus.domains)  # before the checkpoint is read
     state = Checkpoints(rd.ckpt_dir).load_latest()
     if state is None:
         p.error(f"{rd.ckpt_dir}: no intact checkpoint to evaluate")
