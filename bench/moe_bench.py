@@ -43,13 +43,14 @@ def twin_specs(n_layers: int, vocab: int, seq: int, experts: int, top_k: int, ti
     return dense, moe
 
 
-def make_step(spec: ModelSpec, impl: str | None, batch: int, device: torch.device, compile_: bool):
+def make_step(spec: ModelSpec, impl: str | None, batch: int, device: torch.device, compile_: bool,
+              compile_mode: str | None = None):
     torch.manual_seed(0)
     model = build(spec).to(device)
     if impl:
         set_impl(model, impl)
     opt = model.configure_optimizer(OptimSpec(lr=1e-3, weight_decay=0.0), device.type)
-    forward = torch.compile(model) if compile_ else model
+    forward = torch.compile(model, mode=compile_mode) if compile_ else model
     cuda = device.type == "cuda"
 
     def step():
@@ -159,6 +160,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune-no-cudagraphs (default: default)")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--out", type=Path, help="JSON file for all rows")
     p.add_argument("--show", type=Path, nargs="+", help="print the table of saved JSON files and exit")
@@ -175,7 +177,7 @@ def main(argv=None):
     layers = a.layers or [8, 12]
     compile_ = not a.no_compile and device.type == "cuda"
     env = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               torch=torch.__version__, host=platform.node(), compile=compile_,
+               torch=torch.__version__, host=platform.node(), compile=compile_, compile_mode=a.compile_mode,
                device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu")
     rows = []
     for n_layers in layers:
@@ -185,7 +187,7 @@ def main(argv=None):
         runs = [("dense", dense, None)] + [(f"moe-{impl}", moe, impl) for impl in a.impls]
         dense_tps = None
         for name, spec, impl in runs:
-            step = make_step(spec, impl, batch, device, compile_)
+            step = make_step(spec, impl, batch, device, compile_, a.compile_mode)
             r = measure(step, device, tokens, a.warmup, a.steps)
             c = count(spec)
             dense_tps = dense_tps or r["tokens_per_s"]
