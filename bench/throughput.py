@@ -3,7 +3,8 @@ real run carries (MixtureStream over a synthetic corpus, per-domain loss, z-loss
 metrics logging, a final eval and checkpoint), on the reference trainer's shapes, as JSON lines.
 
     python bench/throughput.py                          # GPU: the reference ladder d 128..768, seq 1024
-    python bench/throughput.py --device cpu             # CPU: CPU_RULE depths 1..4 at seq 128 and 256
+    python bench/throughput.py --device cpu             # CPU: CPU_RULE depths 1..4 at seq 128 and 256,
+                                                        #   each also as a bare eager loop (the CPU yardstick)
     python bench/throughput.py --compare ref.jsonl ours.jsonl   # ratio table (bench/gpu_throughput.sh)
 
 tokens_per_s is the run's steady-state rate as result.json reports it: tokens over time of every
@@ -64,6 +65,27 @@ def measure(model: ModelSpec, batch: int, steps: int, corpus: Path, rt: Runtime,
     return row
 
 
+def bare_loop(model: ModelSpec, batch: int, steps: int, threads: int) -> float:
+    """tokens/s of a bare eager loop (model, AdamW; random tokens, no stream, clip, stats or logging),
+    the CPU yardstick for the harness' own overhead. Timed like the harness: all steps but the first 5."""
+    import model_zoo
+    from harness.spec import OptimSpec
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    m = model_zoo.build(model)
+    opt = m.configure_optimizer(OptimSpec(), "cpu")
+    x = torch.randint(0, model.vocab_size, (batch, model.seq_len))
+    y = torch.roll(x, -1, 1)
+    for i in range(steps):
+        if i == 5:
+            t = time.perf_counter()
+        m(x, y).ce.mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return batch * model.seq_len * (steps - 5) / (time.perf_counter() - t)
+
+
 def shapes(a) -> list[tuple[ModelSpec, int]]:
     if a.device == "cpu":
         out = []
@@ -119,7 +141,11 @@ def main() -> None:
         corpus = make_synthetic_corpus(Path(tmp) / "syn", vocab_size=vocab, train_tokens=300_000,
                                        heldout_tokens=max(20_000, 8 * a.seq))
         for model, batch in todo:
-            print(json.dumps(measure(model, batch, a.steps, corpus, rt, Path(tmp) / "runs")), flush=True)
+            row = measure(model, batch, a.steps, corpus, rt, Path(tmp) / "runs")
+            if a.device == "cpu":
+                row["bare_tokens_per_s"] = bare_loop(model, batch, a.steps, a.threads)
+                row["ratio_to_bare"] = row["tokens_per_s"] / row["bare_tokens_per_s"]
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def resolve(rt: Runtime) -> Hardware:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(rt.device)
+    if device.type == "cuda" and device.index is None:  # "cuda" means the current device; name its index
+        device = torch.device("cuda", torch.cuda.current_device())
     if rt.threads:
         torch.set_num_threads(rt.threads)
     if device.type == "cuda":
@@ -84,7 +86,7 @@ def resolve(rt: Runtime) -> Hardware:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     else:
-        # CPU kernels are deterministic for a fixed thread count; this makes any that are not raise.
+        # CPU kernels are deterministic for a fixed thread count; this makes any that are not warn.
         torch.use_deterministic_algorithms(True, warn_only=True)
     bf16 = rt.precision == "bf16" or (rt.precision == "auto" and device.type == "cuda")
     compiled = rt.compile == "on" or (rt.compile == "auto" and device.type == "cuda")

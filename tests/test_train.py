@@ -188,3 +188,27 @@ def test_cli_runs_the_spec_yaml_in_a_run_dir(corpus, tmp_path, capsys):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["run_id"] == spec.run_id and result["sweep"] == "mysweep"
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"] == spec.run_id
+
+
+def test_the_loss_step_compiles_as_one_graph_without_recompiles():
+    """torch.compile sees model + loss + stats as one graph (fullgraph), and later steps reuse it.
+    aot_eager traces forward and backward as the GPU path does, without needing a C++/Triton toolchain."""
+    import torch._dynamo
+
+    import model_zoo
+    from harness.step import LossStep
+    from model_zoo.spec import CPU_RULE
+    torch._dynamo.reset()
+    model = model_zoo.build(CPU_RULE.shape(2, vocab_size=256, seq_len=32))
+    eager = LossStep(model, 1e-4, 3)
+    compiled = torch.compile(eager, backend="aot_eager", fullgraph=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randint(0, 256, (4, 32), generator=g)
+        dom = torch.randint(0, 3, (4, 1), generator=g).expand(4, 32).contiguous()
+        loss, stats = compiled(x, torch.roll(x, -1, 1), dom)
+        loss.backward()
+        ref_loss, ref_stats = eager(x, torch.roll(x, -1, 1), dom)
+        assert torch.allclose(loss, ref_loss, rtol=1e-5) and torch.allclose(stats, ref_stats, rtol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
