@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from harness.data.corpus import Corpus
-from harness.data.shards import dtype_for_vocab, write_shard
-from harness.data.tokenizer import EOD, train_bpe
 from harness.downstream import (
     ByteTokenizer,
     HFTokenizer,
@@ -23,7 +21,7 @@ from harness.downstream import (
 )
 from harness.downstream_tasks import available_tasks, lm_eval_config
 from harness.downstream_tasks.arith import arith_docs
-from harness.downstream_tasks.cloze import cloze_docs
+from harness.downstream_tasks.cloze import HeldoutDocuments, cloze_docs
 from harness.spec import RunSpec
 from model_zoo.spec import ModelSpec, SpecError
 
@@ -93,14 +91,6 @@ WORDS = ("the cat dog bird sat ran flew on under over a mat tree house red big s
          "slowly and then saw heard near far garden river").split()
 
 
-def _math_doc(rng):
-    lines = []
-    for _ in range(int(rng.integers(8, 20))):
-        a, b = rng.integers(0, 100, size=2)
-        lines.append(f"Compute {a} + {b}.\nAnswer: {a + b}")
-    return "\n\n".join(lines)
-
-
 def _prose_doc(rng):
     sentences = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 10)))) + "." for _ in range(int(rng.integers(8, 20)))]
     return " ".join(sentences).capitalize()
@@ -108,22 +98,20 @@ def _prose_doc(rng):
 
 @pytest.fixture(scope="module")
 def text_corpus(tmp_path_factory):
-    """data/<corpus>/ with a byte-level BPE tokenizer.json trained here, two text domains."""
-    path = tmp_path_factory.mktemp("data") / "tinytext"
+    """A corpus built by the real pipeline (harness.data.prepare): the generated math domain and a
+    word-salad prose domain, a byte-level BPE tokenizer.json of 384 tokens. Also its held-out texts."""
+    from harness.data.prepare import prepare
+    tmp = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
-    texts = {"math": [_math_doc(rng) for _ in range(160)], "prose": [_prose_doc(rng) for _ in range(160)]}
-    path.mkdir(parents=True)
-    tok = train_bpe([t for ts in texts.values() for t in ts], 384, path / "tokenizer.json")
-    eod, vocab = tok.token_to_id(EOD), tok.get_vocab_size()
-    manifest = {"name": "tinytext", "vocab_size": vocab, "eod_id": eod, "tokenizer_sha256": "test", "domains": {}}
-    for dom, docs in texts.items():
-        (path / dom).mkdir()
-        for split, part in (("train", docs[:80]), ("heldout", docs[80:])):
-            ids = [i for d in part for i in tok.encode(d).ids + [eod]]
-            write_shard(path / dom / f"{split}.bin", np.array(ids, dtype=dtype_for_vocab(vocab)))
-        manifest["domains"][dom] = {"train_tokens": 0, "heldout_tokens": 0, "source": "test", "licence": "CC0"}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return Corpus(path), texts
+    (tmp / "prose").mkdir()
+    (tmp / "prose" / "docs.jsonl").write_text("\n".join(json.dumps({"text": _prose_doc(rng)}) for _ in range(200)))
+    recipe = {"name": "tinytext", "vocab_size": 384, "heldout_frac": 0.4, "tokenizer_sample_bytes": 1e5,
+              "domains": {"math": {"sources": [{"kind": "math", "bytes": 2e5}]},
+                          "prose": {"sources": [{"kind": "text_dir", "path": str(tmp / "prose")}]}}}
+    prepare(recipe, tmp / "tinytext", tmp / "cache", workers=1, progress=False)
+    corpus = Corpus(tmp / "tinytext")
+    decode = HFTokenizer(corpus.path / "tokenizer.json").decode
+    return corpus, {d: list(HeldoutDocuments(corpus.heldout(d), corpus.eod_id, decode)) for d in corpus.domains}
 
 
 def _spec(vocab, seq_len=64):
