@@ -53,6 +53,7 @@ def main() -> None:
     vocab = tk.load(tok_path).get_vocab_size()
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores, tokenizer vocab {vocab}, {mb:.1f} MB of text")
     for w in args.workers:
+        cpu0 = _cpu_s()
         pool = prep.encoder_pool(tok_path, w)
         try:
             load0 = os.getloadavg()[0]
@@ -63,8 +64,16 @@ def main() -> None:
             if pool is not None:
                 pool.close()
                 pool.join()
-        print(f"workers={w}: {mb / dt:.2f} MB/s ({len(ids) / dt / 1e6:.2f}M tokens/s, {len(ids) / mb / 1e6:.3f} "
-              f"tokens/byte), load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+        cpu = _cpu_s() - cpu0  # this process and its (joined) workers
+        print(f"workers={w}: {mb / dt:.2f} MB/s wall ({len(ids) / dt / 1e6:.2f}M tokens/s, "
+              f"{len(ids) / mb / 1e6:.3f} tokens/byte); {mb / cpu:.2f} MB per CPU-second; "
+              f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+
+
+def _cpu_s() -> float:
+    import resource
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.data import tokenizer as tk
-from harness.data.corpus import Corpus
+from harness.data.corpus import Corpus, CorpusError
 from harness.data.mixture import MixtureStream
 from harness.data.prepare import PrepareError, load_recipe, main, prepare, scaled
 from harness.data.shards import read_shard
@@ -43,6 +43,15 @@ def test_tiny_manifest_records_sources_licences_counts_and_tokenizer(tiny):
     tok = tk.load(tiny.path / "tokenizer.json")
     first = docs_of(tiny.train("math"), 0)[0]
     assert tok.decode(np.frombuffer(first, dtype=np.uint16).tolist()).startswith("Worksheet")
+
+
+def test_a_swapped_tokenizer_is_refused(tiny, tmp_path):
+    import shutil
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny.path, copy)
+    (copy / "tokenizer.json").write_text((copy / "tokenizer.json").read_text().replace("<|endoftext|>", "<|eod|>"))
+    with pytest.raises(CorpusError, match="differs from the manifest"):
+        Corpus(copy)
 
 
 def test_heldout_documents_never_appear_in_training_batches(tiny):

@@ -50,6 +50,14 @@ class Corpus:
         self.eod_id: int = int(self.manifest["eod_id"])
         self.tokenizer_sha256: str = self.manifest.get("tokenizer_sha256", "")
         self.domains: list[str] = sorted(self.manifest["domains"])
+        tok = self.path / "tokenizer.json"
+        if tok.is_file() and self.tokenizer_sha256:  # a swapped tokenizer would silently change every loss
+            import hashlib
+            got = hashlib.sha256(tok.read_bytes()).hexdigest()
+            if got != self.tokenizer_sha256:
+                raise CorpusError(f"{tok}: sha256 {got[:16]}... differs from the manifest's "
+                                  f"{self.tokenizer_sha256[:16]}...; the corpus was modified: rebuild it with "
+                                  f"`python -m harness.data.prepare corpus={self.name} force=true`")
 
     def check_domains(self, names, key: str = "data.weights") -> None:
         missing = [n for n in names if n not in self.manifest["domains"]]
