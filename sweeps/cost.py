@@ -1,12 +1,13 @@
-"""Device-hours of a run from a measured throughput table (written by bench/), never invented.
+"""Device-hours of a run from measured throughput (bench/throughput.py's output), never invented.
 
-Table format (JSON), one row per measured shape:
-    {"machine": "...", "date": "...",
-     "rows": [{"device_kind": "H100", "d_model": 512, "n_layers": 8, "seq_len": 1024, "vocab_size": 8192,
-               "flops_per_token": ..., "tokens_per_s": ..., "startup_s": 35.0}, ...]}
+The table is either the JSON lines `python bench/throughput.py` prints (one row per measured shape:
+"flops_per_token", "tokens_per_s", "device" = the GPU's name), or a JSON object
+    {"machine": "...", "date": "...", "rows": [{"device": "NVIDIA H100 80GB HBM3", "flops_per_token": ...,
+                                                "tokens_per_s": ..., "startup_s": 35.0}, ...]}
+Rows count for `sweep.device_kind` when it is a substring of their "device" (case-insensitive).
 A run's speed is the achieved FLOP/s interpolated in log(FLOPs per token) between the measured
-shapes of its device kind (clamped at the ends). With no row for the device kind the estimate is
-None and the plan prints "unmeasured".
+shapes (clamped at the ends), plus the rows' median "startup_s" (compile, first eval) if they
+have one. With no matching row the estimate is None and the plan prints "unmeasured".
 """
 from __future__ import annotations
 
@@ -29,9 +30,14 @@ class Throughput:
     def load(cls, path: str | None, device_kind: str) -> Throughput:
         if not path or not Path(path).is_file():
             return cls(device_kind)
-        table = json.loads(Path(path).read_text())
-        rows = sorted((r for r in table.get("rows", []) if r.get("device_kind") == device_kind),
-                      key=lambda r: r["flops_per_token"])
+        text = Path(path).read_text()
+        try:
+            table = json.loads(text)
+        except json.JSONDecodeError:  # JSON lines, as bench/throughput.py prints them
+            table = {"rows": [json.loads(x) for x in text.splitlines() if x.strip()]}
+        rows = sorted((r for r in table.get("rows", [])
+                       if device_kind.lower() in str(r.get("device", r.get("device_kind", ""))).lower()
+                       and r.get("tokens_per_s")), key=lambda r: r["flops_per_token"])
         if not rows:
             return cls(device_kind, source=str(path))
         return cls(device_kind,

@@ -59,17 +59,23 @@ def batches(items: list, n: int | None) -> list[list]:
 
 
 def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
+    retries = int(config.sweep.retries)
+    if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
+        try:
+            p = plan(config, strict=False)
+        except SpecError as e:
+            raise SystemExit(f"sweep: {e}") from None
+        print(plan_table(p, sweep_status(p, retries) if not p.errors else None))
+        if p.errors:
+            raise SystemExit(f"dry run: nothing launched; {len(p.errors)} error(s) above must be fixed before a launch")
+        print("dry run: nothing launched")
+        return []
     try:
         p = plan(config)
     except SpecError as e:
         raise SystemExit(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
-    retries = int(config.sweep.retries)
     if config.sweep.status:
         print(status_table(p, sweep_status(p, retries)))
-        return []
-    if config.sweep.dry_run:
-        print(plan_table(p, sweep_status(p, retries)))
-        print("dry run: nothing launched")
         return []
     print(plan_table(p, sweep_status(p, retries)))
     for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id

@@ -43,6 +43,7 @@ class Plan:
     throughput: Throughput
     price_per_gpu_hour: float
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)   # only with plan(strict=False): the dry run shows both
 
     def run_dir(self, run: PlannedRun) -> Path:
         return self.sweep_dir / run.run_id
@@ -60,8 +61,9 @@ def plain_cfg(cfg) -> dict:
     return cfg
 
 
-def plan(cfg) -> Plan:
-    """Every run of the sweep the config describes; SpecError listing every problem otherwise."""
+def plan(cfg, strict: bool = True) -> Plan:
+    """Every run of the sweep the config describes; SpecError listing every problem otherwise
+    (strict=False: the runs that could be built, with the problems in `Plan.errors`)."""
     if not cfg.get("grid"):
         raise SpecError(["grid: no grid chosen; run e.g. `python sweep.py +grid=chinchilla` "
                          "(grids: conf/grid/*.yaml)"])
@@ -103,12 +105,12 @@ def plan(cfg) -> Plan:
     if len(set(ids)) != len(ids):
         errors.append("grid: two runs of the grid are identical (same RunSpec); remove the duplicate axis values")
     warnings = corpus_errors(runs, sw, errors) if runs else []
-    if errors:
+    if errors and strict:
         raise SpecError(errors)
     root = Path(sw["root"])
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
-                price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings)
+                price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors)
 
 
 def build(cls, d: dict, key: str, errors: list[str]):
@@ -169,20 +171,20 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
         errors.append(f"data.weights: domain(s) {unknown} not in corpus {corpus.name!r} ({sorted(domains)})")
         return []
     caps = dict(data.epoch_caps)
-    worst: dict[str, tuple[float, str]] = {}
+    over: dict[str, list[tuple[float, str]]] = {}
     for r in runs:
         weights = dict(r.spec.data.weights) or {d: 1 / len(domains) for d in domains}
         for d, w in weights.items():
             epochs = w * r.spec.tokens / max(1, int(domains[d]["train_tokens"]))
-            if epochs > worst.get(d, (0, ""))[0]:
-                worst[d] = (epochs, r.label)
-    for d, (epochs, label) in sorted(worst.items()):
-        cap = float(caps.get(d, sw.get("max_epochs", math.inf)))
-        if epochs > cap:
-            key = "data.epoch_caps" if d in caps else "sweep.max_epochs"
-            errors.append(f"{key}: run {label!r} repeats domain {d!r} {epochs:.2f} times (cap {cap:g}): "
-                          f"the budget is too large for corpus {corpus.name!r}; lower the budget, build a larger "
-                          f"corpus, or raise the cap")
+            if epochs > float(caps.get(d, sw.get("max_epochs", math.inf))):
+                over.setdefault(d, []).append((epochs, r.label))
+    for d, bad in sorted(over.items()):
+        key = "data.epoch_caps" if d in caps else "sweep.max_epochs"
+        epochs, label = max(bad)
+        errors.append(f"{key}: {len(bad)} run(s) repeat domain {d!r} past its cap of "
+                      f"{float(caps.get(d, sw.get('max_epochs'))):g} epochs (worst: {label!r}, {epochs:.2f} times): "
+                      f"the budget is too large for corpus {corpus.name!r} ({int(domains[d]['train_tokens']):,} tokens); "
+                      f"lower the budget, build a larger corpus, or raise the cap")
     return []
 
 
@@ -212,4 +214,4 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     lines = [table, f"total: {len(p.runs)} runs, {si(sum(r.spec.tokens for r in p.runs))} tokens, "
                     f"{total_flops:.3e} FLOPs, {est}",
              f"sweep dir: {p.sweep_dir}   N = non-embedding parameters (Kaplan); N total adds embedding and head"]
-    return "\n".join(lines + [f"warning: {w}" for w in p.warnings])
+    return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])

@@ -20,6 +20,12 @@ def cfg(*overrides):
         return compose(config_name="config", overrides=list(overrides))
 
 
+@pytest.fixture(autouse=True)
+def no_corpus(tmp_path, monkeypatch):
+    """By default no corpus is built (as on a fresh clone): tests that want one point SCALEMIX_DATA at it."""
+    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "no-data"))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_synthetic_corpus(tmp_path_factory.mktemp("data") / "syn", vocab_size=2048, train_tokens=300_000)
@@ -79,7 +85,8 @@ def test_no_grid_is_a_clear_error():
 def test_budget_too_large_for_the_corpus_is_an_error(corpus, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
     plan(cfg("+grid=chinchilla", "data.corpus=syn"))  # the default budgets fit 300k tokens/domain x 4 epochs
-    with pytest.raises(SpecError, match=r"sweep.max_epochs: run .* repeats domain .* the budget is too large"):
+    with pytest.raises(SpecError, match=r"sweep.max_epochs: 2 run\(s\) repeat domain 'alpha' past its cap of 0.5 epochs "
+                                   r"\(worst: 'C6e\+11 L1-d32', 1.34 times\): the budget is too large"):
         plan(cfg("+grid=chinchilla", "data.corpus=syn", "sweep.max_epochs=0.5"))
     with pytest.raises(SpecError, match=r"model.vocab_size=\[1024\] but corpus 'syn' has vocab_size=2048"):
         plan(cfg("+grid=chinchilla", "data.corpus=syn", "model.vocab_size=1024"))
@@ -142,7 +149,7 @@ def test_plan_table_prints_cost_from_a_measured_throughput_table(tmp_path):
     r = p0.runs[0]
     fpt = r.counts.flops_per_token
     table = {"machine": "test", "date": "2026-11-23",
-             "rows": [{"device_kind": "H100", "flops_per_token": fpt, "tokens_per_s": 1e6, "startup_s": 36.0}]}
+             "rows": [{"device": "NVIDIA H100 80GB HBM3", "flops_per_token": fpt, "tokens_per_s": 1e6, "startup_s": 36.0}]}
     (tmp_path / "t.json").write_text(json.dumps(table))
     p = plan(cfg("+grid=chinchilla", "scale=gpu", f"sweep.throughput_table={tmp_path / 't.json'}",
                  "sweep.price_per_gpu_hour=2.0"))
@@ -151,3 +158,10 @@ def test_plan_table_prints_cost_from_a_measured_throughput_table(tmp_path):
     out = plan_table(p)
     assert f"{hours:.3g}" in out and f"{hours * 2:.2f}" in out
     assert "total: 25 runs" in out and "at $2/h" in out
+    # bench/throughput.py's JSON lines, two shapes: FLOP/s interpolated in log FLOPs/token between them
+    rows = [{"device": "NVIDIA H100 80GB HBM3", "flops_per_token": f, "tokens_per_s": 1e15 * k / f}
+            for f, k in ((1e7, 0.1), (1e9, 0.4))]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p2 = plan(cfg("+grid=chinchilla", "scale=gpu", f"sweep.throughput_table={tmp_path / 't.jsonl'}"))
+    assert p2.throughput.hours(1e8, 3600) == pytest.approx(1e8 * 3600 / 0.2e15 / 3600)   # halfway: 0.2 PFLOP/s
+    assert plan(cfg("+grid=chinchilla", f"sweep.throughput_table={tmp_path / 't.jsonl'}")).throughput.measured is False
