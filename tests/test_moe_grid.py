@@ -12,6 +12,12 @@ from sweeps.plan import plan
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+@pytest.fixture(autouse=True)
+def no_corpus(monkeypatch, tmp_path):
+    """Plan without a built corpus (repetition checks are the planner's tests, not these)."""
+    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path))
+
+
 def cfg(*overrides):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         return compose(config_name="config", overrides=["+grid=moe", *overrides])
