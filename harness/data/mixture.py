@@ -241,12 +241,11 @@ class MixtureStream:
                 rows = np.flatnonzero(labels == d)
                 windows[rows] = self.window_ids(d, k0[d] + np.arange(len(rows), dtype=np.int64))
         else:
-            stage = self._stage_of(np.arange(first, first + B))
+            W = np.asarray(self.stage_weights)
+            stage = self._stage_of(np.arange(first, first + B)) if len(W) > 1 else np.zeros(B, dtype=np.int64)
             u = rng.random(B)
-            cdf = np.cumsum(np.array(self.stage_weights), axis=1)[stage]
-            labels = np.minimum((u[:, None] >= cdf).sum(axis=1), D - 1)
-            labels = np.where(np.array(self.stage_weights)[stage, labels] > 0, labels,
-                              np.argmax(np.array(self.stage_weights)[stage], axis=1))
+            labels = np.minimum((u[:, None] >= np.cumsum(W, axis=1)[stage]).sum(axis=1), D - 1)
+            labels = np.where(W[stage, labels] > 0, labels, np.argmax(W[stage], axis=1))  # float rounding at the top
             windows = (rng.random(B) * self.windows[labels]).astype(np.int64)
         rows = np.empty((B, T + 1), dtype=np.int64)
         for d in range(D):
