@@ -1,0 +1,149 @@
+"""Figures: pure functions of fits and tables, each returning a matplotlib Figure (Agg backend)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.laws.common import ComputeOptimal, FitConfig  # noqa: E402
+
+COLORS = {"approach 1": "#1b9e77", "approach 2": "#d95f02", "approach 3": "#7570b3"}
+plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                     "axes.spines.right": False, "font.size": 10, "legend.frameon": False})
+
+
+def _budget_colors(n: int):
+    return plt.cm.viridis(np.linspace(0.05, 0.9, max(n, 1)))
+
+
+def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.Figure:
+    """Loss against N on each isoFLOP line, with the fitted parabola and its minimum."""
+    cfg = fit.config
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    gids = sorted(groups.unique())
+    colors = _budget_colors(len(gids))
+    pts = fit.points
+    for color, gid in zip(colors, gids):
+        g = runs[groups == gid]
+        C = float(np.exp(np.log(g[cfg.c_col]).mean()))
+        ax.scatter(g[cfg.n_col], g[cfg.loss_col], color=color, s=22, zorder=3, label=f"C = {C:.2g}")
+        row = pts.iloc[(np.log(pts["C"]) - np.log(C)).abs().argmin()] if len(pts) else None
+        if row is not None and abs(np.log(row["C"] / C)) < 0.2:
+            x = np.linspace(np.log(g[cfg.n_col].min()) - 0.2, np.log(g[cfg.n_col].max()) + 0.2, 100)
+            ax.plot(np.exp(x), row["c2"] * x ** 2 + row["c1"] * x + row["c0"], color=color, lw=1.2, alpha=0.8)
+            ax.scatter([row["N_opt"]], [row["loss_opt"]], color=color, marker="*", s=140, edgecolor="k", zorder=4)
+    ax.set(xscale="log", xlabel=f"N ({cfg.n_col})", ylabel="final held-out loss",
+           title="IsoFLOP profiles: parabolas in log N, minima starred")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def optimal_vs_compute(fits: list, c_range: tuple[float, float]) -> plt.Figure:
+    """N_opt(C) and D_opt(C) of each approach, with bootstrap bands and the points they were fitted to."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    C = np.geomspace(c_range[0] / 3, c_range[1] * 100, 100)
+    for fit in fits:
+        color = COLORS.get(fit.approach, "k")
+        for ax, which in zip(axes, ("n_opt", "d_opt")):
+            if isinstance(fit, ComputeOptimal):
+                law = getattr(fit, which)
+                y, (lo, hi) = law(C), law.interval(C)
+                label = f"{fit.approach}: exponent {law.a:.3f}"
+                col = {"n_opt": "N_opt", "d_opt": "D_opt"}[which]
+                pts = fit.points
+                if fit.approach == "approach 1" and len(pts) > 60:
+                    pts = pts.iloc[:: max(1, len(pts) // 60)]
+                ax.scatter(pts["C"], pts[col], color=color, s=10, alpha=0.6)
+            else:
+                y, (lo, hi) = getattr(fit, which)(C), fit.interval(which, C)
+                label = f"{fit.approach}: exponent {fit.a if which == 'n_opt' else fit.b:.3f}"
+            ax.plot(C, y, color=color, lw=1.8, label=label)
+            if np.isfinite(lo).any():
+                ax.fill_between(C, lo, hi, color=color, alpha=0.15, lw=0)
+    for ax, name in zip(axes, ("N_opt (parameters)", "D_opt (tokens)")):
+        ax.axvspan(*c_range, color="grey", alpha=0.08, lw=0)
+        ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel=name)
+        ax.legend(fontsize=8)
+    axes[0].set_title("Compute-optimal model size (shaded: swept range)")
+    axes[1].set_title("Compute-optimal training tokens")
+    fig.tight_layout()
+    return fig
+
+
+def loss_surface(law, runs: pd.DataFrame) -> plt.Figure:
+    """Contours of the fitted L(N, D), the runs coloured by measured loss, the compute-optimal frontier."""
+    cfg: FitConfig = law.config
+    N, D, L = (runs[c].to_numpy(float) for c in (cfg.n_col, "tokens", cfg.loss_col))
+    n = np.geomspace(N.min() / 2, N.max() * 2, 120)
+    d = np.geomspace(D.min() / 2, D.max() * 2, 120)
+    NN, DD = np.meshgrid(n, d)
+    Z = law.predict(NN, DD)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    levels = np.unique(np.round(np.quantile(L, np.linspace(0.02, 0.98, 9)), 3))
+    cs = ax.contour(NN, DD, Z, levels=levels, cmap="magma_r", vmin=levels.min(), vmax=levels.max(), linewidths=1.0)
+    ax.clabel(cs, fontsize=7, fmt="%.3g", inline_spacing=2)
+    sc = ax.scatter(N, D, c=L, cmap="magma_r", vmin=levels.min(), vmax=levels.max(), edgecolor="k", s=30, zorder=3)
+    C = np.geomspace(law.k * n.min() * d.min(), law.k * n.max() * d.max(), 100)
+    ok = (law.n_opt(C) >= n.min()) & (law.n_opt(C) <= n.max()) & (law.d_opt(C) >= d.min()) & (law.d_opt(C) <= d.max())
+    ax.plot(law.n_opt(C[ok]), law.d_opt(C[ok]), color="#7570b3", lw=2, label="compute-optimal frontier")
+    fig.colorbar(sc, ax=ax, label="measured loss")
+    ax.set(xscale="log", yscale="log", xlabel=f"N ({cfg.n_col})", ylabel="D (tokens)",
+           title="Fitted loss surface L(N, D) (contours) and the runs")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def residuals(law) -> plt.Figure:
+    r = law.residuals
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, col, name in zip(axes, ("C", "N"), ("compute C (FLOPs)", "N (parameters)")):
+        ax.scatter(r[col], 100 * r["residual"], s=18, color="#7570b3", edgecolor="k", lw=0.4)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel=name)
+    axes[0].set_ylabel("log(measured / fitted) (%)")
+    axes[0].set_title("Approach 3 residuals against compute")
+    axes[1].set_title("... and against model size")
+    fig.tight_layout()
+    return fig
+
+
+def tokens_per_param(fits: list, c_range: tuple[float, float]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    C = np.geomspace(c_range[0] / 3, c_range[1] * 100, 100)
+    for fit in fits:
+        color = COLORS.get(fit.approach, "k")
+        if isinstance(fit, ComputeOptimal):
+            y = fit.d_opt(C) / fit.n_opt(C)
+        else:
+            y = fit.d_opt(C) / fit.n_opt(C)
+            ns = np.array([s.n_opt(C) for s in fit.sample_surfaces()])
+            if len(ns):
+                ds = np.array([s.d_opt(C) for s in fit.sample_surfaces()])
+                lvl = fit.config.ci_level
+                lo, hi = np.nanquantile(ds / ns, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
+                ax.fill_between(C, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.plot(C, y, color=color, lw=1.8, label=fit.approach)
+    ax.axhline(20, color="grey", ls="--", lw=1, label="20 tokens/parameter (Chinchilla rule of thumb)")
+    ax.axvspan(*c_range, color="grey", alpha=0.08, lw=0)
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="D_opt / N_opt",
+           title="Compute-optimal tokens per parameter")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def domain_losses(runs: pd.DataFrame, cfg: FitConfig, domains: list[str]) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.8), sharey=False, squeeze=False)
+    norm = plt.Normalize(np.log10(runs[cfg.n_col].min()), np.log10(runs[cfg.n_col].max()))
+    for ax, dom in zip(axes[0], domains):
+        sc = ax.scatter(runs[cfg.c_col], runs[f"loss_{dom}"], c=np.log10(runs[cfg.n_col]), cmap="viridis", norm=norm,
+                        s=20, edgecolor="k", lw=0.3)
+        ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=f"held-out loss on {dom}", title=dom)
+    fig.colorbar(sc, ax=axes[0].tolist(), label="log10 N")
+    fig.suptitle("Per-domain held-out losses", y=1.0)
+    return fig

@@ -1,0 +1,356 @@
+"""`python -m analysis.report <sweep_dir>`: fit every law the sweep supports and write report.md, a
+self-contained report.html (figures embedded as base64) and figures/*.png.
+
+A report is a list of section functions (SECTIONS). Each takes the Context (tables, conventions, fits)
+and returns a list of blocks, or None when the columns or fits it needs are absent, so it is skipped.
+Other laws (MoE, data mixing) add a section with `register(fn, after=...)` without touching this file's
+other sections.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots, recommend, results, validate
+from analysis.laws import approach1, approach2, approach3
+from analysis.laws.common import FitConfig, FitError
+
+
+# ---------------------------------------------------------------- blocks a section returns
+@dataclass
+class Heading:
+    text: str
+
+
+@dataclass
+class Para:
+    text: str                       # markdown-light: **bold** and `code` are rendered in HTML too
+
+
+@dataclass
+class Table:
+    df: pd.DataFrame
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    name: str                       # file stem under figures/
+    fig: object                     # matplotlib Figure
+    caption: str = ""
+
+
+@dataclass
+class Context:
+    results: results.Results
+    config: FitConfig
+    budgets: list[float] | None = None
+    fits: dict[str, object] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    holdout: validate.Holdout | None = None
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.results.runs
+
+    @property
+    def a3(self):
+        return self.fits.get("approach 3")
+
+
+def build_context(res: results.Results, config: FitConfig, budgets=None) -> Context:
+    """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal."""
+    ctx = Context(res, config, budgets)
+    attempts: dict[str, Callable] = {
+        "approach 1": lambda: approach1.fit(res.runs, res.curves, config),
+        "approach 2": lambda: approach2.fit(res.runs, config),
+        "approach 3": lambda: approach3.fit(res.runs, config),
+        "holdout": lambda: validate.holdout_largest_budget(res.runs, config),
+    }
+    for name, fn in attempts.items():
+        try:
+            out = fn()
+        except (FitError, KeyError, ValueError) as e:
+            ctx.failures[name] = str(e)
+            continue
+        if name == "holdout":
+            ctx.holdout = out
+        else:
+            ctx.fits[name] = out
+    return ctx
+
+
+def fmt(x) -> str:
+    if isinstance(x, (float, np.floating)):
+        if not np.isfinite(x):
+            return "–" if np.isnan(x) else ("∞" if x > 0 else "-∞")
+        return f"{x:.4g}" if 1e-3 <= abs(x) < 1e5 or x == 0 else f"{x:.3g}"
+    return str(x)
+
+
+def interval(lo: float, hi: float) -> str:
+    return f"[{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) else "–"
+
+
+# ---------------------------------------------------------------- sections
+def section_summary(ctx: Context):
+    a3 = ctx.a3
+    if a3 is None:
+        return [Heading("Summary"), Para("No loss surface could be fitted: " + ctx.failures.get("approach 3", "") +
+                                         ". The sections below show what the sweep does support.")]
+    top = recommend.recommend(a3, budget=10 * a3.c_range[1], allow_far=True)
+    lo, hi = a3.ci("a")
+    text = [f"The sweep's {a3.n_runs} finished runs fit L(N, D) = {a3.E:.3g} + {a3.A:.3g}/N^{a3.alpha:.3f} + "
+            f"{a3.B:.3g}/D^{a3.beta:.3f}. Compute-optimal model size grows as C^{a3.a:.3f} "
+            f"({ctx.config.ci_level:.0%} interval {lo:.3f} to {hi:.3f}) and training tokens as C^{a3.b:.3f}: "
+            + ("parameters and data should grow about equally with compute (Chinchilla's finding)."
+               if abs(a3.a - 0.5) < 0.05 else
+               ("model size should grow faster than data." if a3.a > 0.5 else "data should grow faster than model size."))]
+    text.append(f"At 10x the largest swept budget (C = {top.budget:.3g} FLOPs) the law recommends about "
+                f"{top.n_opt:.3g} parameters trained on {top.d_opt:.3g} tokens ({top.tokens_per_param:.0f} tokens per "
+                f"parameter), for an expected loss of {top.loss:.3f}.")
+    if ctx.holdout is not None:
+        text.append(f"Forecast check: fitted without the largest budget, the law predicts that budget's losses "
+                    f"within {ctx.holdout.mean_abs_rel_error:.1%} on average (worst {ctx.holdout.max_abs_rel_error:.1%}).")
+    a2 = ctx.fits.get("approach 2")
+    if a2 is not None:
+        text.append(f"The isoFLOP method (approach 2) gives an N_opt exponent of {a2.n_opt.a:.3f}; approach 3 gives "
+                    f"{a3.a:.3f}. Where these disagree beyond their intervals, trust neither far outside the swept range.")
+    return [Heading("Summary"), *[Para(t) for t in text]]
+
+
+def section_data(ctx: Context):
+    r, res = ctx.runs, ctx.results
+    out = [Heading("Sweep and conventions"),
+           Para(f"{len(r)} finished runs, {len(res.skipped)} run directories skipped, "
+                f"{len(res.curves)} eval points on training curves. Conventions: {ctx.config.describe()}.")]
+    if res.skipped:
+        out.append(Table(pd.DataFrame(res.skipped, columns=["run dir", "reason"]), "Skipped run directories"))
+    cols = [c for c in ("run_id", "n_layers", "d_model", ctx.config.n_col, "tokens", ctx.config.c_col, "loss")
+            if c in r]
+    if len(r):
+        out.append(Table(r[cols].sort_values(ctx.config.c_col if ctx.config.c_col in r else cols[0]),
+                         "Runs (sorted by compute)"))
+    for name, why in ctx.failures.items():
+        out.append(Para(f"**{name} not fitted:** {why}"))
+    return out
+
+
+def section_fits(ctx: Context):
+    if not ctx.fits:
+        return None
+    rows = []
+    for name in ("approach 1", "approach 2", "approach 3"):
+        f = ctx.fits.get(name)
+        if f is None:
+            continue
+        if name == "approach 3":
+            a, b = (f.a, f.ci("a")), (f.b, f.ci("b"))
+        else:
+            a, b = (f.n_opt.a, f.n_opt.a_ci), (f.d_opt.a, f.d_opt.a_ci)
+        rows.append({"approach": name, "a (N_opt ∝ C^a)": fmt(a[0]), "a interval": interval(*a[1]),
+                     "b (D_opt ∝ C^b)": fmt(b[0]), "b interval": interval(*b[1]), "runs": f.n_runs})
+    out = [Heading("Fitted laws"), Table(pd.DataFrame(rows), f"Exponents with {ctx.config.ci_level:.0%} bootstrap "
+                                                             "intervals (resampling runs)")]
+    a3 = ctx.a3
+    if a3 is not None:
+        p = pd.DataFrame([{"parameter": k, "value": fmt(v), "interval": interval(*a3.ci(k))}
+                          for k, v in a3.params.items()])
+        out += [Table(p, "Approach 3: L(N, D) = E + A / N^alpha + B / D^beta (Huber delta 1e-3 on log loss, summed; "
+                      "L-BFGS-B from the best of a 4,500-point grid)"),
+                Para(f"Optimiser: {'converged' if a3.converged else '**not converged**'}, largest gradient entry "
+                     f"{a3.grad_norm:.1e}, objective {a3.objective:.4g}. C = k N D with k = {a3.k:.3g}.")]
+    notes = [w for f in ctx.fits.values() for w in getattr(f, "warnings", [])]
+    out += [Para(f"**Warning:** {w}") for w in notes]
+    return out
+
+
+def section_isoflop(ctx: Context):
+    a2 = ctx.fits.get("approach 2")
+    if a2 is None:
+        return None
+    runs = approach2.usable(ctx.runs, ctx.config)
+    return [Heading("IsoFLOP profiles (approach 2)"),
+            Figure("isoflop", plots.isoflop(runs, a2, approach2.group_budgets(runs)),
+                   "Final loss against model size at each compute budget; stars mark the parabola minima.")]
+
+
+def section_optimal(ctx: Context):
+    fits = [ctx.fits[k] for k in ("approach 1", "approach 2", "approach 3") if k in ctx.fits]
+    if not fits:
+        return None
+    c_range = (ctx.runs[ctx.config.c_col].min(), ctx.runs[ctx.config.c_col].max())
+    return [Heading("Compute-optimal allocation"),
+            Figure("optimal_vs_compute", plots.optimal_vs_compute(fits, c_range),
+                   "N_opt and D_opt against compute, each approach with its bootstrap band; shaded: swept range."),
+            Figure("tokens_per_param", plots.tokens_per_param(fits, c_range),
+                   "Compute-optimal tokens per parameter.")]
+
+
+def section_surface(ctx: Context):
+    a3 = ctx.a3
+    if a3 is None:
+        return None
+    return [Heading("Loss surface (approach 3)"),
+            Figure("loss_surface", plots.loss_surface(a3, approach3.usable(ctx.runs, ctx.config)),
+                   "Contours of the fitted law; dots are runs coloured by measured loss; the line is the frontier."),
+            Figure("residuals", plots.residuals(a3), "Residuals: log(measured / fitted), in percent.")]
+
+
+def section_holdout(ctx: Context):
+    h = ctx.holdout
+    if h is None:
+        return [Heading("Extrapolation check"), Para("Not run: " + ctx.failures.get("holdout", "no fit"))]
+    t = h.table[["run_id", "N", "D", "loss", "predicted", "rel_error"]].copy()
+    return [Heading("Extrapolation check"), Para(h.summary() + "."),
+            Table(t, "Held-out largest budget: measured and predicted loss")]
+
+
+def section_recommendations(ctx: Context):
+    a3 = ctx.a3
+    if a3 is None:
+        return None
+    tab = recommend.table(a3, ctx.budgets)
+    show = pd.DataFrame({"C (FLOPs)": tab["C"].map(fmt)})
+    if "N_opt" in tab:
+        show["N_opt"] = [f"{fmt(n)} {interval(lo, hi)}" if np.isfinite(n) else "–"
+                         for n, lo, hi in zip(tab["N_opt"], tab["N_lo"], tab["N_hi"])]
+        show["D_opt"] = [f"{fmt(n)} {interval(lo, hi)}" if np.isfinite(n) else "–"
+                         for n, lo, hi in zip(tab["D_opt"], tab["D_lo"], tab["D_hi"])]
+        show["tokens/param"] = tab["tokens_per_param"].map(lambda x: f"{x:.1f}" if np.isfinite(x) else "–")
+        show["loss"] = [f"{l:.3f} {interval(lo, hi)}" if np.isfinite(l) else "–"
+                        for l, lo, hi in zip(tab["loss"], tab["loss_lo"], tab["loss_hi"])]
+    show["warnings"] = tab["warnings"].fillna("")
+    C = 10 * a3.c_range[1]
+    off = recommend.off_optimum(a3, C)
+    off_show = pd.DataFrame({"model size": off["size_factor"].map(lambda f: f"{f:g} x N_opt"), "N": off["N"].map(fmt),
+                             "tokens/param": off["tokens_per_param"].map(lambda x: f"{x:.0f}"),
+                             "loss penalty at same C": off["loss_penalty"].map(lambda x: f"{x:+.4f}"),
+                             "extra compute for same loss": off["extra_compute"].map(
+                                 lambda x: f"{x:+.1%}" if np.isfinite(x) else "unreachable")})
+    inf = recommend.inference_optimal(a3, float(a3.loss_opt(C)), inference_tokens=10 * float(a3.d_opt(C)))
+    return [Heading("Recommendations"),
+            Table(show, f"Compute-optimal allocation per budget ({ctx.config.ci_level:.0%} intervals); budgets far "
+                        "outside the fit are refused rather than answered"),
+            Table(off_show, f"Going off the optimum at C = {C:.3g}: smaller models trained longer (inference is cheaper)"),
+            Para(f"**Inference-aware optimum** (Sardana et al. 2023; 2N FLOPs per inference token): to reach loss "
+                 f"{inf['target_loss']:.3f} and then serve {inf['inference_tokens']:.3g} tokens, train "
+                 f"N = {inf['N']:.3g} on D = {inf['D']:.3g} ({inf['tokens_per_param']:.0f} tokens/parameter): "
+                 f"{inf['total_flops']:.3g} FLOPs in all, {inf['saving']:.0%} less than the Chinchilla-optimal "
+                 f"N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs).")]
+
+
+def section_domains(ctx: Context):
+    doms = ctx.results.domains
+    if not doms or ctx.config.c_col not in ctx.runs:
+        return None
+    return [Heading("Per-domain losses"),
+            Figure("domain_losses", plots.domain_losses(ctx.runs, ctx.config, doms),
+                   "Held-out loss on each domain against compute, coloured by model size.")]
+
+
+SECTIONS: list[Callable[[Context], list | None]] = [
+    section_summary, section_data, section_fits, section_isoflop, section_optimal, section_surface,
+    section_holdout, section_recommendations, section_domains]
+
+
+def register(fn: Callable[[Context], list | None], after: Callable | None = None) -> None:
+    """Add a section (e.g. a MoE or mixing law's), after `after` or at the end."""
+    SECTIONS.insert(SECTIONS.index(after) + 1 if after else len(SECTIONS), fn)
+
+
+# ---------------------------------------------------------------- rendering
+def md_table(df: pd.DataFrame) -> str:
+    cells = [[fmt(v) for v in row] for row in df.itertuples(index=False)]
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    return "\n".join([head, "|" + "---|" * len(df.columns)] + ["| " + " | ".join(r) + " |" for r in cells])
+
+
+def inline_html(text: str) -> str:
+    import re
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1.5em;color:#222;line-height:1.5}h1{border-bottom:2px solid #7570b3;padding-bottom:.2em}
+h2{margin-top:2em;color:#3b3680}table{border-collapse:collapse;font-size:.85em;margin:.6em 0 1.2em}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f1f0fa}
+caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding-bottom:.3em}
+figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 3px}
+.scroll{max-height:360px;overflow:auto;display:inline-block}"""
+
+
+def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
+    for section in SECTIONS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = section(ctx)
+        for b in blocks or []:
+            if isinstance(b, Heading):
+                md.append(f"\n## {b.text}\n")
+                body.append(f"<h2>{html.escape(b.text)}</h2>")
+            elif isinstance(b, Para):
+                md.append(b.text + "\n")
+                body.append(f"<p>{inline_html(b.text)}</p>")
+            elif isinstance(b, Table):
+                md.append((f"*{b.caption}*\n\n" if b.caption else "") + md_table(b.df) + "\n")
+                t = b.df.to_html(index=False, border=0, float_format=fmt, escape=True)
+                t = t.replace("<table", "<table><caption>" + html.escape(b.caption) + "</caption", 1) if b.caption else t
+                body.append(f'<div class="scroll">{t}</div>' if len(b.df) > 12 else t)
+            elif isinstance(b, Figure):
+                buf = io.BytesIO()
+                b.fig.savefig(buf, format="png", bbox_inches="tight")
+                (fig_dir / f"{b.name}.png").write_bytes(buf.getvalue())
+                plots.plt.close(b.fig)
+                md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
+                data = base64.b64encode(buf.getvalue()).decode()
+                body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text("\n".join(md))
+    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                         f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    return md_path, html_path
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, config: FitConfig | None = None,
+                 budgets=None) -> tuple[Path, Path]:
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir else sweep_dir / "report"
+    res = results.load(sweep_dir)
+    ctx = build_context(res, config or FitConfig(), budgets)
+    return render(ctx, out, f"Scaling-law report: {sweep_dir.name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    p.add_argument("sweep_dir")
+    p.add_argument("--out", help="output directory (default <sweep_dir>/report)")
+    p.add_argument("--budgets", type=float, nargs="*", help="FLOP budgets to recommend for (default: 10x, 100x the "
+                                                            "largest swept budget and 1e17, 1e19, 1e21, 1e23)")
+    p.add_argument("--n-col", default=FitConfig.n_col, help="N convention: params_nonembedding | params_total | ...")
+    p.add_argument("--c-col", default=FitConfig.c_col, help="compute convention: flops_6n | flops")
+    p.add_argument("--bootstrap", type=int, default=FitConfig.n_bootstrap)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    cfg = FitConfig(n_col=args.n_col, c_col=args.c_col, n_bootstrap=args.bootstrap, seed=args.seed)
+    md, page = write_report(args.sweep_dir, args.out, cfg, args.budgets)
+    print(f"wrote {md}\nwrote {page}")
+
+
+if __name__ == "__main__":
+    main()
