@@ -30,6 +30,10 @@ def main(argv=None) -> int:
     run_dir = Path(a.out or a.run_dir or "")
     if not (a.out or a.run_dir):
         p.error("give a run directory (or --spec-json with --out)")
+    if not a.spec_json and not (run_dir / "spec.yaml").is_file():
+        print(f"error: {run_dir}/spec.yaml not found: give a run directory written by the planner, "
+              "or --spec-json with --out", file=sys.stderr)
+        return 2
     try:
         spec = RunSpec.from_dict(json.loads(a.spec_json)) if a.spec_json else load_spec(run_dir / "spec.yaml")
         runtime = load_runtime(run_dir / "runtime.yaml") if (run_dir / "runtime.yaml").exists() else Runtime()
