@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots, recommend, results, validate
-from analysis.laws import approach1, approach2, approach3
+from analysis.laws import approach1, approach2, approach3, moe_report
 from analysis.laws.common import FitConfig, FitError
 
 
@@ -227,8 +227,8 @@ def section_recommendations(ctx: Context):
         show["D_opt"] = [f"{fmt(n)} {interval(lo, hi)}" if np.isfinite(n) else "–"
                          for n, lo, hi in zip(tab["D_opt"], tab["D_lo"], tab["D_hi"])]
         show["tokens/param"] = tab["tokens_per_param"].map(lambda x: f"{x:.1f}" if np.isfinite(x) else "–")
-        show["loss"] = [f"{l:.3f} {interval(lo, hi)}" if np.isfinite(l) else "–"
-                        for l, lo, hi in zip(tab["loss"], tab["loss_lo"], tab["loss_hi"])]
+        show["loss"] = [f"{v:.3f} {interval(lo, hi)}" if np.isfinite(v) else "–"
+                        for v, lo, hi in zip(tab["loss"], tab["loss_lo"], tab["loss_hi"])]
     show["warnings"] = tab["warnings"].fillna("")
     C = 10 * a3.c_range[1]
     off = recommend.off_optimum(a3, C)
@@ -260,7 +260,7 @@ def section_domains(ctx: Context):
 
 SECTIONS: list[Callable[[Context], list | None]] = [
     section_summary, section_data, section_fits, section_isoflop, section_optimal, section_surface,
-    section_holdout, section_recommendations, section_domains]
+    section_holdout, section_recommendations, section_domains, moe_report.report_section]
 
 
 def register(fn: Callable[[Context], list | None], after: Callable | None = None) -> None:

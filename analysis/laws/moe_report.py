@@ -1,13 +1,15 @@
 """The report's MoE section: dense and MoE at equal compute, observed and as the MoE law predicts.
 
-    section(runs) -> markdown (str); with fig_dir also figures/moe_vs_dense.png
+    report_section(ctx)  -> blocks for analysis.report (registered there; None when the sweep has no MoE run)
+    section(runs)        -> the same as markdown (str), standalone; with fig_dir also moe_vs_dense.png
 
-A pure function of the runs table (and of the law fitted to it, or one passed in): which configurations
+A pure function of the runs table (and of the law fitted to it, or one passed in): which configuration
 won at each budget in the runs themselves, then the law's parameters, its dense-equivalent sizes, its
 compute-optimal tokens per active parameter, and how much compute a dense model needs to match each MoE.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,16 @@ import pandas as pd
 from analysis.laws.common import FitConfig, FitError
 from analysis.laws.moe import PARAMS, MoELaw, default_config, experts_and_granularity, fit
 
+TITLE = "Mixture of experts against dense at equal compute"
+ACTIVE = ("params_active_nonembedding", "params_active")
+
 
 def config_name(E: float, G: float) -> str:
     return "dense" if E == 1 else f"E{int(E)} G{G:g}"
+
+
+def has_moe(runs: pd.DataFrame) -> bool:
+    return "n_experts" in runs.columns and bool((runs["n_experts"].fillna(0) > 0).any())
 
 
 def observed_best(runs: pd.DataFrame, cfg: FitConfig) -> pd.DataFrame:
@@ -31,82 +40,106 @@ def observed_best(runs: pd.DataFrame, cfg: FitConfig) -> pd.DataFrame:
     return best[["C", "config", "E", "G", cfg.n_col, "tokens", cfg.loss_col]].sort_values(["C", cfg.loss_col])
 
 
-def _fmt_ci(v: float, lo: float, hi: float) -> str:
+def _ci(v: float, lo: float, hi: float) -> str:
     return f"{v:.4g}" if not np.isfinite(lo) else f"{v:.4g} [{lo:.3g}, {hi:.3g}]"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def section(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | None = None,
-            fig_dir: str | Path | None = None) -> str:
-    """Markdown for the report (a heading level-2 section). Fits the law unless one is given."""
+def blocks(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | None = None,
+           figure: bool = True) -> list[tuple]:
+    """The section as neutral blocks: ("heading", text) ("para", text) ("table", df, caption)
+    ("figure", name, matplotlib figure, caption)."""
     cfg = law.config if law is not None else (config or default_config())
-    out = ["## Mixture of experts against dense at equal compute", ""]
-    if "n_experts" not in runs.columns or not (runs["n_experts"].fillna(0) > 0).any():
-        return "\n".join(out + ["No MoE runs in this sweep (run `python sweep.py +grid=moe`)."])
+    out: list[tuple] = [("heading", TITLE)]
+    if not has_moe(runs):
+        return out + [("para", "No MoE runs in this sweep (run `python sweep.py +grid=moe`).")]
     obs = observed_best(runs, cfg)
-    out += ["### Observed: best run per budget and configuration", "",
-            f"N = {cfg.n_col}; each cell is the lowest {cfg.loss_col} among the sizes tried at that budget.", ""]
     pivot = obs.pivot(index="config", columns="C", values=cfg.loss_col)
     order = [config_name(e, g) for e, g in sorted({(float(e), float(g)) for e, g in zip(obs["E"], obs["G"])})]
     pivot = pivot.reindex(order)
-    out.append(_table(["config"] + [f"C={c:.2g}" for c in pivot.columns],
-                      [[name] + [f"{v:.4f}" if np.isfinite(v) else "-" for v in row] for name, row in pivot.iterrows()]))
+    observed = pd.DataFrame({"config": pivot.index})
+    for c in pivot.columns:
+        observed[f"C={c:.2g}"] = [f"{v:.4f}" if np.isfinite(v) else "-" for v in pivot[c]]
+    out.append(("table", observed, f"Observed: the lowest {cfg.loss_col} among the sizes tried at each budget "
+                                   f"(N = {cfg.n_col}; E experts, granularity G = ffn_hidden / expert_hidden)"))
     if law is None:
         try:
             law = fit(runs, cfg)
         except FitError as e:
-            return "\n".join(out + ["", f"The MoE law was not fitted: {e}"])
-    out += ["", "### The MoE law", "",
-            "L(N, D, E, G) = c + (a + g / G^gamma) E^-delta / N^alpha + b / D^beta: Krajewski et al. (2024)'s "
-            "granularity law with Clark et al. (2022)'s expert-count factor (why this form: "
-            "`analysis/laws/moe.py`). Dense runs are E = G = 1.", "", f"{cfg.describe()}.", ""]
-    out.append(_table(["parameter", "value [CI]"],
-                      [[p + (" (held)" if p in law.held else ""), _fmt_ci(getattr(law, p), *law.ci(p))]
-                       for p in PARAMS]))
+            return out + [("para", f"The MoE law was not fitted: {e}")]
+    out.append(("para", "**MoE law** L(N, D, E, G) = c + (a + g / G^gamma) E^-delta / N^alpha + b / D^beta: "
+                        "Krajewski et al. (2024)'s granularity law with Clark et al. (2022)'s expert-count factor "
+                        "(why this form: `analysis/laws/moe.py`); dense runs are E = G = 1. " + cfg.describe() + "."))
+    params = pd.DataFrame({"parameter": [p + (" (held)" if p in law.held else "") for p in PARAMS],
+                           "value [CI]": [_ci(getattr(law, p), *law.ci(p)) for p in PARAMS]})
+    out.append(("table", params, f"MoE law parameters ({law.n_runs} runs)"))
     rms = law.residuals.groupby("E")["residual"].apply(lambda r: float(np.sqrt(np.mean(r ** 2))))
-    out += ["", "RMS log residual by E: " + ", ".join(f"E={int(e)}: {v:.4f}" for e, v in rms.items())
-            + " (a trend in E or N here is the interaction term the law leaves out)."]
+    out.append(("para", "RMS log residual by E: " + ", ".join(f"E={int(e)}: {v:.4f}" for e, v in rms.items())
+                + " (a trend in E or N would be the interaction term the law leaves out)."))
     configs = sorted({(float(e), float(g)) for e, g in zip(law.residuals["E"], law.residuals["G"])})
-    budgets = sorted(obs["C"].unique())
-    C = budgets[-1]
-    out += ["", f"### Predicted compute-optimal models at C = {C:.2g} FLOPs", "",
-            "Dense-equivalent N: the dense size with the same predicted loss at the same D (a fixed multiple "
-            "of N per configuration). Compute multiplier: the compute a compute-optimal dense model needs to "
-            "reach that configuration's optimal loss, over C.", ""]
+    C = float(obs["C"].max())
     rows = []
     for E, G in configs:
         r = law.recommend(C, E, G)
-        tpp = r["tokens_per_param"]
-        tpp_s = _fmt_ci(tpp, *r["tokens_per_param_ci"]) if "tokens_per_param_ci" in r else f"{tpp:.3g}"
         ratio = r["dense_equivalent_N"] / r["N_opt"]
-        ratio_s = _fmt_ci(ratio, *r["dense_equivalent_ratio_ci"]) if "dense_equivalent_ratio_ci" in r \
-            else f"{ratio:.3g}"
-        rows.append([config_name(E, G), f"{r['N_opt']:.3g}", f"{r['D_opt']:.3g}", tpp_s, f"{r['loss']:.4f}",
-                     ratio_s, f"{r['compute_multiplier']:.3g}"])
-    out.append(_table(["config", "N_opt (active)", "D_opt", "D/N", "loss", "dense-equivalent N / N",
-                       "compute multiplier"], rows))
+        rows.append({"config": config_name(E, G), "N_opt (active)": f"{r['N_opt']:.3g}", "D_opt": f"{r['D_opt']:.3g}",
+                     "D/N": _ci(r["tokens_per_param"], *r.get("tokens_per_param_ci", (np.nan, np.nan))),
+                     "loss": f"{r['loss']:.4f}",
+                     "dense-equivalent N / N": _ci(ratio, *r.get("dense_equivalent_ratio_ci", (np.nan, np.nan))),
+                     "compute multiplier": f"{r['compute_multiplier']:.3g}"})
+    out.append(("table", pd.DataFrame(rows),
+                f"Predicted compute-optimal models at C = {C:.2g} FLOPs. Dense-equivalent N: the dense size with the "
+                "same predicted loss at the same D. Compute multiplier: the compute a compute-optimal dense model "
+                "needs to reach that configuration's optimal loss, over C."))
     best = min(configs, key=lambda eg: law.loss_opt(C, *eg))
-    out += ["", f"At C = {C:.2g} the law prefers {config_name(*best)} "
-            f"(loss {law.loss_opt(C, *best):.4f} against dense {law.loss_opt(C):.4f}; a dense model would need "
-            f"{law.compute_multiplier(C, *best):.3g}x the compute)."]
-    out += [f"- warning: {w}" for w in law.warnings]
-    if fig_dir is not None:
-        path = plot(law, obs, cfg, Path(fig_dir))
-        out += ["", f"![MoE against dense]({path.parent.name}/{path.name})"]
-    return "\n".join(out)
+    out.append(("para", f"At C = {C:.2g} the law prefers **{config_name(*best)}** (loss {law.loss_opt(C, *best):.4f} "
+                        f"against dense {law.loss_opt(C):.4f}; a dense model would need "
+                        f"{law.compute_multiplier(C, *best):.3g}x the compute)."))
+    out += [("para", f"Warning: {w}") for w in law.warnings]
+    if figure:
+        out.append(("figure", "moe_vs_dense", plot(law, obs, cfg),
+                    "Compute-optimal loss per configuration: the MoE law (lines) and the best run per budget (points)."))
+    return out
 
 
-def plot(law: MoELaw, obs: pd.DataFrame, cfg: FitConfig, fig_dir: Path) -> Path:
+def section(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | None = None,
+            fig_dir: str | Path | None = None) -> str:
+    """Markdown (a level-2 section), standalone from analysis.report."""
+    md = []
+    for b in blocks(runs, law, config, figure=fig_dir is not None):
+        if b[0] == "heading":
+            md.append(f"## {b[1]}\n")
+        elif b[0] == "para":
+            md.append(b[1] + "\n")
+        elif b[0] == "table":
+            df = b[1]
+            md.append(f"*{b[2]}*\n\n| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+                      + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)) + "\n")
+        elif b[0] == "figure":
+            path = Path(fig_dir) / f"{b[1]}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            b[2].savefig(path, dpi=120)
+            import matplotlib.pyplot as plt
+            plt.close(b[2])
+            md.append(f"![{b[3]}]({path.parent.name}/{path.name})\n")
+    return "\n".join(md)
+
+
+def report_section(ctx):
+    """analysis.report section: None (skipped) when the sweep has no MoE run. N is counted as active."""
+    from analysis import report
+    if not has_moe(ctx.runs):
+        return None
+    cfg = ctx.config if ctx.config.n_col in ACTIVE else dataclasses.replace(ctx.config, n_col=ACTIVE[0])
+    kinds = {"heading": lambda b: report.Heading(b[1]), "para": lambda b: report.Para(b[1]),
+             "table": lambda b: report.Table(b[1], b[2]), "figure": lambda b: report.Figure(b[1], b[2], b[3])}
+    return [kinds[b[0]](b) for b in blocks(ctx.runs, config=cfg)]
+
+
+def plot(law: MoELaw, obs: pd.DataFrame, cfg: FitConfig):
     """Best observed loss per budget (points) and the law's compute-optimal loss (lines), per configuration."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     cs = np.geomspace(obs["C"].min() / 2, obs["C"].max() * 4, 60)
     configs = sorted({(float(e), float(g)) for e, g in zip(obs["E"], obs["G"])})
@@ -117,11 +150,8 @@ def plot(law: MoELaw, obs: pd.DataFrame, cfg: FitConfig, fig_dir: Path) -> Path:
         ax.plot(cs, law.loss_opt(cs, E, G), **style, label=name)
         pts = obs[(obs["E"] == E) & (obs["G"] == G)]
         ax.scatter(pts["C"], pts[cfg.loss_col], color=style["color"], s=14)
-    ax.set(xscale="log", xlabel=f"compute C ({cfg.c_col})", ylabel=f"{cfg.loss_col}",
-           title="Compute-optimal loss: MoE law (lines), best run per budget (points)")
+    ax.set(xscale="log", xlabel=f"compute C ({cfg.c_col})", ylabel=cfg.loss_col,
+           title="MoE against dense: compute-optimal loss")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = fig_dir / "moe_vs_dense.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig

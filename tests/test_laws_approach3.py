@@ -1,0 +1,119 @@
+"""Approach 3 (Hoffmann et al. 2022): parameter recovery, Chinchilla's exponents, convergence, bootstrap."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from analysis.laws import approach3
+from analysis.laws.common import FitConfig, FitError
+from analysis.synthetic import CHINCHILLA, FIXTURE_LAW, KnownLaw, isoflop_table, random_table
+
+os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
+NO_BOOT = FitConfig(n_bootstrap=0)
+
+
+def test_objective_gradient_matches_finite_differences():
+    t = random_table(FIXTURE_LAW, 40, n_range=(1e5, 1e8), d_range=(1e6, 1e10), seed=3)
+    logN, logD, logL = (np.log(t[c].to_numpy()) for c in ("params_nonembedding", "tokens", "loss"))
+    w = np.random.default_rng(0).integers(0, 3, len(t)).astype(float)
+    theta = np.array([0.1, 3.0, 4.0, 0.3, 0.3])
+    f, g = approach3.objective(theta, logN, logD, logL, w)
+    eps = 1e-6
+    num = [(approach3.objective(theta + eps * e, logN, logD, logL, w)[0]
+            - approach3.objective(theta - eps * e, logN, logD, logL, w)[0]) / (2 * eps) for e in np.eye(5)]
+    np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-9)
+    pred = approach3.log_pred(theta, logN, logD)
+    assert f == pytest.approx((w * approach3.huber(pred - logL)).sum())
+
+
+def test_reproduces_chinchilla_compute_optimal_exponents():
+    """Points sampled from the published law (E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28) give back
+    a = beta/(alpha+beta) = 0.4516 and b = 0.5484, and the parameters themselves."""
+    t = random_table(CHINCHILLA, 120, n_range=(1e7, 1e11), d_range=(1e9, 1e13), noise=0.001, seed=1)
+    law = approach3.fit(t, NO_BOOT)
+    assert law.converged
+    assert law.a == pytest.approx(0.28 / 0.62, abs=0.01)
+    assert law.b == pytest.approx(0.34 / 0.62, abs=0.01)
+    assert law.E == pytest.approx(1.69, abs=0.03)
+    assert law.alpha == pytest.approx(0.34, abs=0.02) and law.beta == pytest.approx(0.28, abs=0.02)
+    # the law's own optimum agrees with the published allocation at 1e21 FLOPs (6ND)
+    assert law.n_opt(1e21) == pytest.approx(CHINCHILLA.n_opt(1e21), rel=0.1)
+
+
+@pytest.mark.parametrize("law", [FIXTURE_LAW, KnownLaw(E=2.1, A=900.0, B=300.0, alpha=0.42, beta=0.27)])
+def test_recovers_parameters_from_noisy_isoflop_table(law):
+    """Stated tolerance with 1% log-normal noise on 5 budgets x 15 sizes: exponents within 0.04 (absolute),
+    E within 0.06, a and b within 0.03."""
+    C = np.geomspace(1e15, 1e19, 5)
+    t = isoflop_table(law, C, sizes_per_budget=15, span=64, noise=0.01, seed=2)
+    fit = approach3.fit(t, NO_BOOT)
+    assert fit.converged
+    assert fit.alpha == pytest.approx(law.alpha, abs=0.04)
+    assert fit.beta == pytest.approx(law.beta, abs=0.04)
+    assert fit.E == pytest.approx(law.E, abs=0.06)
+    assert fit.a == pytest.approx(law.a, abs=0.03)
+    assert fit.b == pytest.approx(law.b, abs=0.03)
+    assert np.abs(fit.residuals["residual"]).mean() < 0.015
+
+
+def test_lbfgs_converges_on_the_summed_objective():
+    """The fit ends at a stationary point (tiny gradient), and the same optimum from a different start.
+    A mean-of-Huber objective with default tolerances stops early: that is why we sum."""
+    t = isoflop_table(CHINCHILLA, np.geomspace(1e18, 1e21, 4), sizes_per_budget=10, noise=0.01, seed=4)
+    fit = approach3.fit(t, NO_BOOT)
+    assert fit.grad_norm < 1e-6
+    logN, logD, logL = (np.log(t[c].to_numpy()) for c in ("params_nonembedding", "tokens", "loss"))
+    w = np.ones(len(t))
+    other = approach3.lbfgs(np.array([1.0, 10.0, 10.0, 1.0, 1.0]), logN, logD, logL, w)
+    assert other.fun >= fit.objective - 1e-12          # no start does better than the fit's best
+    # the early-stopping bug: averaged Huber + scipy defaults stops well above the optimum
+    grid = approach3.grid_points()
+    start = grid[np.argmin(approach3.huber(approach3.log_pred(grid, logN, logD) - logL) @ w)]
+    mean_obj = lambda th: tuple(v / len(w) for v in approach3.objective(th, logN, logD, logL, w))
+    early = minimize(mean_obj, start, jac=True, method="L-BFGS-B")
+    early_sum = approach3.objective(early.x, logN, logD, logL, w)[0]
+    assert early_sum > fit.objective * (1 + 1e-3)
+
+
+def test_bootstrap_is_seeded_and_intervals_cover_the_truth():
+    law = FIXTURE_LAW
+    t = isoflop_table(law, np.geomspace(1e15, 1e19, 5), sizes_per_budget=8, span=64, noise=0.01, seed=5)
+    cfg = FitConfig(n_bootstrap=200, seed=7, processes=2)
+    fit = approach3.fit(t, cfg)
+    assert fit.samples.shape == (200, 5)
+    for name in ("alpha", "beta", "E", "a", "b"):
+        lo, hi = fit.ci(name)
+        assert lo < getattr(law, name) < hi, name
+        assert hi - lo > 1e-3, f"{name}: degenerate interval"
+    again = approach3.fit(t, FitConfig(n_bootstrap=200, seed=7, processes=1))
+    np.testing.assert_allclose(again.samples, fit.samples, rtol=1e-6)       # seeded, independent of processes
+    lo, hi = fit.interval("n_opt", np.array([1e17, 1e20]))
+    assert np.all(lo < fit.n_opt(np.array([1e17, 1e20]))) and np.all(fit.n_opt(np.array([1e17, 1e20])) < hi)
+
+
+def test_too_few_runs_is_an_error_naming_the_minimum():
+    t = random_table(FIXTURE_LAW, 5, seed=0)
+    with pytest.raises(FitError, match="at least 8"):
+        approach3.fit(t, NO_BOOT)
+
+
+def test_bad_convention_is_an_error():
+    t = random_table(FIXTURE_LAW, 20, seed=0)
+    with pytest.raises(FitError, match="n_col"):
+        approach3.fit(t, FitConfig(n_col="params_everything", n_bootstrap=0))
+
+
+def test_conventions_change_n_and_are_recorded():
+    t = random_table(FIXTURE_LAW, 40, n_range=(1e5, 1e8), d_range=(1e6, 1e10), seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        total = approach3.fit(t, FitConfig(n_col="params_total", n_bootstrap=0))
+    assert total.config.n_col == "params_total"
+    assert "total parameters" in total.config.describe()
+    # N_total = 1.15 N_nonembedding here: same exponents, A scaled by 1.15^alpha
+    ne = approach3.fit(t, NO_BOOT)
+    assert total.alpha == pytest.approx(ne.alpha, abs=1e-3)
+    assert total.A == pytest.approx(ne.A * 1.15 ** ne.alpha, rel=0.01)
+    assert total.k == pytest.approx(6 / 1.15, rel=1e-6)
