@@ -84,6 +84,27 @@ def test_curriculum_switches_at_the_exact_token(corpus):
         (labels(s.batch(i)) == 1).all() for i in range(80, 100))
 
 
+def test_random_sampling_follows_stages(corpus):
+    B, T = 16, 16
+    data = DataSpec(weights=(("alpha", 1.0),), sampling="random",
+                    stages=(Stage(start_tokens=5 * B * T, weights=(("beta", 0.5), ("gamma", 0.5))),))
+    s = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=4)
+    assert all((labels(s.batch(i)) == 0).all() for i in range(5))
+    after = np.concatenate([labels(s.batch(i)) for i in range(5, 40)])
+    assert set(after) == {1, 2}
+
+
+def test_named_mixtures_in_conf_are_valid_dataspecs():
+    import yaml
+
+    from harness.spec import from_plain
+    files = sorted((Path(__file__).resolve().parents[1] / "conf" / "data" / "mixture").glob("*.yaml"))
+    assert {"uniform", "code_heavy", "math_anneal"} <= {f.stem for f in files}
+    for f in files:
+        spec = from_plain(DataSpec, yaml.safe_load(f.read_text()))
+        assert spec.errors() == [], f
+
+
 def test_epochs_are_exact_and_caps_refuse(corpus):
     T, B = 16, 8
     s = MixtureStream(corpus, DataSpec(weights=W3), batch_size=B, seq_len=T, seed=0)

@@ -158,16 +158,27 @@ def text_dir(src: dict) -> Iterator[Doc]:
 
 
 # ---- Debian packages ------------------------------------------------------------------------
-ROFF_REQUEST = re.compile(r"^[.'](?:\\\"|[a-zA-Z]{1,3}\b ?)", re.M)
 ROFF_ESCAPE = re.compile(r"\\(?:f[BIRP1-4]|f\(..|s[+-]?\d|\(..|\*\(..|\*.|[&|^e\-])")
 TAG = re.compile(r"<(script|style|nav|header|footer)\b.*?</\1>|<[^>]+>", re.S | re.I)
 
 
+ROFF_TEXT_MACROS = {"SH", "SS", "B", "I", "BR", "RB", "BI", "IB", "IR", "RI", "SM", "SB", "IP", "TP", "UR", "MT",
+                    "Nm", "Nd", "Ar", "Fl", "Sh", "Ss", "Xr", "Pa", "Va", "Fn", "Fa", "Ic", "Cm", "Em", "Dq", "Ql"}
+
+
 def roff_to_text(s: str) -> str:
-    s = re.sub(r'^\.\\".*$', "", s, flags=re.M)          # comments
-    s = ROFF_REQUEST.sub("", s)
-    s = ROFF_ESCAPE.sub(lambda m: "-" if m.group(0) == "\\-" else "", s)
-    return re.sub(r"\n{3,}", "\n\n", s)
+    """Man page source to plain text: drop the macro preamble and control lines, keep macro text."""
+    start = re.search(r"^\.(SH|Sh)\b", s, flags=re.M)
+    s = s[start.start():] if start else s           # pod2man and friends open with macro definitions
+    out = []
+    for line in s.splitlines():
+        if line.startswith((".", "'")):
+            name, _, arg = line[1:].lstrip().partition(" ")
+            if name not in ROFF_TEXT_MACROS:
+                continue
+            line = arg.replace('"', "")
+        out.append(ROFF_ESCAPE.sub(lambda m: "-" if m.group(0) == "\\-" else "", line))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out))
 
 
 def html_to_text(s: str) -> str:
