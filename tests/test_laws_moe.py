@@ -106,3 +106,19 @@ def test_report_section_compares_dense_and_moe_at_equal_compute(tmp_path):
     for _, at_c in obs.groupby("C"):
         assert at_c.iloc[0]["config"] != "dense"
     assert "No MoE runs" in section(runs.query("family == 'dense'"), config=cfg)
+
+
+def test_registered_report_section_renders_in_the_report(tmp_path):
+    from analysis import report
+    from analysis.laws import moe_report
+    from analysis.results import Results
+    assert moe_report.report_section in report.SECTIONS
+    runs = synthetic_runs(KNOWN, noise=0.003, seed=5)
+    ctx = report.Context(Results(runs, pd.DataFrame()), FitConfig(n_bootstrap=0))   # N convention: non-embedding
+    md, page = report.render(ctx, tmp_path, "MoE sweep")
+    text = md.read_text()
+    assert "## Mixture of experts against dense at equal compute" in text and "compute multiplier" in text
+    assert "params_active_nonembedding" in text                                    # the section counts active N
+    assert (tmp_path / "figures" / "moe_vs_dense.png").exists() and "the MoE law (lines)" in page.read_text()
+    dense = report.Context(Results(runs.query("family == 'dense'"), pd.DataFrame()), FitConfig(n_bootstrap=0))
+    assert moe_report.report_section(dense) is None
