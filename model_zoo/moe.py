@@ -1,9 +1,9 @@
 """A routed mixture-of-experts MLP: the dense block's SwiGLU replaced by n_experts smaller ones.
 
 Routing is softmax token choice: router logits in fp32 (autocast off, from the un-cast input), softmax
-over all experts, each token takes its top_k experts. With top_k > 1 the chosen gates are renormalised to sum to 1 (as Mixtral); with top_k = 1
-they are not (as Switch): a renormalised single gate is identically 1 and the router would get no
-gradient from the language-model loss.
+over all experts, each token takes its top_k experts. With top_k > 1 the chosen gates are renormalised
+to sum to 1 (as Mixtral); with top_k = 1 they are not (as Switch): a renormalised single gate is
+identically 1 and the router would get no gradient from the language-model loss.
 
 Losses (returned already weighted by ModelSpec.router_aux_coef / router_z_coef):
   aux = E * sum_e f_e * P_e   Switch Transformer load balancing; f_e = fraction of the N*k routed
