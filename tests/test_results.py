@@ -1,0 +1,68 @@
+"""analysis.results: run directories -> runs and curves tables (the harness's result.json/metrics.jsonl format)."""
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import results
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sweep_small"
+
+
+def test_loads_the_fixture_sweep():
+    with pytest.warns(UserWarning, match="skipped 1"):
+        res = results.load(FIXTURE)
+    assert len(res.runs) == 35 and res.runs["run_id"].is_unique
+    for col in ("params_nonembedding", "params_total", "tokens", "flops", "flops_6n", "loss", "loss_web",
+                "loss_code", "w_web", "w_code", "sweep"):
+        assert col in res.runs, col
+    assert res.domains == ["code", "web"]
+    assert len(res.skipped) == 1 and "no result.json" in res.skipped[0][1]
+    assert set(res.curves.columns) >= {"run_id", "step", "tokens", "flops", "loss", "loss_web"}
+    assert set(res.curves["run_id"]) == set(res.runs["run_id"])           # the unfinished run's curve is not used
+    # the final eval point is the result's loss
+    last = res.curves.sort_values("step").groupby("run_id").last()
+    merged = res.runs.merge(last, left_on="run_id", right_index=True, suffixes=("", "_curve"))
+    pd.testing.assert_series_equal(merged["loss"], merged["loss_curve"], check_names=False)
+
+
+def test_nested_layout_torn_lines_and_parquet(tmp_path):
+    nested = tmp_path / "runs" / "mysweep"
+    shutil.copytree(FIXTURE, nested)
+    some = next(d for d in nested.iterdir() if (d / "result.json").exists())
+    with open(some / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "eval", "step": 99')                            # a run killed mid-line
+    (next(d for d in nested.iterdir() if d != some and (d / "result.json").exists()) / "result.json").write_text("{")
+    with pytest.warns(UserWarning):
+        res = results.load(tmp_path / "runs")
+    assert len(res.runs) == 34 and len(res.skipped) == 2
+    assert any("unreadable" in why for _, why in res.skipped)
+    runs_p, curves_p = res.to_parquet(tmp_path / "out")
+    back = pd.read_parquet(runs_p)
+    assert len(back) == 34 and list(back.columns) == list(res.runs.columns)
+    assert len(pd.read_parquet(curves_p)) == len(res.curves)
+
+
+def test_missing_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        results.load(tmp_path / "nope")
+
+
+def test_cli_prints_summary(capsys, tmp_path):
+    with pytest.warns(UserWarning):
+        results.main([str(FIXTURE), "--parquet", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "35 finished runs, 1 skipped" in out and "domains: code, web" in out
+    assert (tmp_path / "runs.parquet").exists()
+
+
+def test_result_rows_have_the_harness_keys():
+    row = json.loads(next(p for p in FIXTURE.glob("*/result.json")).read_text())
+    harness_keys = {"run_id", "sweep", "family", "d_model", "n_layers", "n_heads", "ffn_hidden", "vocab_size", "seq_len",
+                    "n_experts", "top_k", "expert_hidden", "n_shared_experts", "params_total", "params_embedding",
+                    "params_head", "params_nonembedding", "params_active", "params_active_nonembedding", "tokens",
+                    "flops", "flops_6n", "loss", "train_loss", "lr", "batch_tokens", "schedule", "seed", "steps",
+                    "wall_s", "tokens_per_s", "mfu", "device", "git_sha", "corpus", "tokenizer_sha256"}
+    assert harness_keys <= set(row)
