@@ -202,9 +202,14 @@ def dictd_entries(dict_path: Path, group: int = 24) -> Iterator[Doc]:
     entries = list(dict.fromkeys(entries))  # an entry is indexed under each of its headwords
     for i in range(0, len(entries), group):  # a document is a run of consecutive entries
         text = "\n".join(entries[i:i + group])
-        text = re.sub(r"\[(?:19|18)\d\d Webster\]", "", text)
+        text = DICT_TAGS.sub("", text)
+        text = DICT_PRON.sub("", text)
+        text = text.replace("{", "").replace("}", "")
         yield from chunk(f"{dict_path.name}:{i}", text)
 
+
+DICT_TAGS = re.compile(r"\[(?:1[89]\d\d Webster|WordNet[^\]\n]*|PJC|[A-Z]{2,4})\]")   # GCIDE/WordNet source tags
+DICT_PRON = re.compile(r"\\[^\\\n]{1,80}\\,?")                                        # \Wa"ter*mel`on\ headword markup
 
 _B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 
