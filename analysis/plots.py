@@ -1,9 +1,12 @@
 """Figures: pure functions of fits and tables, each returning a matplotlib Figure (Agg backend)."""
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:   # scripts and reports render off-screen; notebooks keep their inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
