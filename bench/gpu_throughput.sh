@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Reference trainer, then the scalemix harness, on the same GPU in the same job, then the ratio table.
-#   bash bench/gpu_throughput.sh [OUT_DIR]        (REF=path/to/ref_throughput.py to override)
-# Target: ratio >= 1.0 at every size (harness tokens/s over reference tokens/s).
+# Reference trainer, then the scalemix harness, shape by shape on the same GPU in the same job, then
+# the ratio table (harness tokens/s / reference tokens/s; target >= 1.0 at every size).
+#
+#   bash bench/gpu_throughput.sh [OUT_DIR] [WIDTHS]
+#   bash bench/gpu_throughput.sh bench/out "128 192 256 384"     # about 5 min
+#   bash bench/gpu_throughput.sh bench/out "512 640 768"         # about 5 min; appends, then prints all
+#
+# REF=path/to/ref_throughput.py overrides where the reference is (default ../shared/bench/, or shared/bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-${OUT:-bench/out}}
+OUT=${1:-bench/out}
+WIDTHS=${2:-128 192 256 384 512 640 768}
 REF=${REF:-../shared/bench/ref_throughput.py}
 [ -f "$REF" ] || REF=shared/bench/ref_throughput.py
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python "$REF" | tee "$OUT/ref.jsonl"
-python bench/throughput.py --device cuda | tee "$OUT/harness.jsonl"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT/gpu.txt"
+for d in $WIDTHS; do
+  L=$((d / 64))   # the reference ladder: 64-wide heads, d_model = 64 * n_layers
+  python "$REF" --d "$d" --layers "$L" --heads "$L" | tee -a "$OUT/ref.jsonl"
+  python bench/throughput.py --device cuda --d "$d" | tee -a "$OUT/harness.jsonl"
+done
 python bench/throughput.py --compare "$OUT/ref.jsonl" "$OUT/harness.jsonl" | tee "$OUT/ratio.txt"

@@ -101,7 +101,8 @@ def shapes(a) -> list[tuple[ModelSpec, int]]:
 
 def compare(ref_file: str, ours_file: str) -> None:
     """A table of harness / reference tokens/s, matched by (d, seq, batch)."""
-    load = lambda f: {(r["d"], r["seq"], r["batch"]): r for r in map(json.loads, Path(f).read_text().split("\n")) if r}
+    load = lambda f: {(r["d"], r["seq"], r["batch"]): r
+                      for r in map(json.loads, filter(str.strip, Path(f).read_text().splitlines()))}
     ref, ours = load(ref_file), load(ours_file)
     print(f"{'d':>5} {'L':>3} {'batch':>5} {'ref tok/s':>12} {'harness tok/s':>14} {'ratio':>6} {'ref MFU':>8} {'MFU':>6}")
     worst = float("inf")

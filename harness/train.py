@@ -156,6 +156,7 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def train(self) -> dict:
         self.resume()
+        self.launch_step = self.step
         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
         self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
         try:
@@ -236,7 +237,8 @@ class Trainer:
         now = time.perf_counter()
         seconds, self.t_mark = now - self.t_mark, now
         n_steps = step - window.start_step
-        tokens = n_steps * self.spec.batch_tokens
+        # a window that began before a resume was only timed since the resume
+        tokens = (step - max(window.start_step, self.launch_step)) * self.spec.batch_tokens
         self.windows.append((tokens, seconds))
         v = host.tolist()
         nd = len(self.domains)
