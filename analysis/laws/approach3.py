@@ -1,0 +1,259 @@
+"""Chinchilla approach 3: fit L(N, D) = E + A / N^alpha + B / D^beta to every run's final loss.
+
+As Hoffmann et al. (2022, Appendix D.2) did: with A = exp(a), B = exp(b), E = exp(e), minimise
+
+    sum_i Huber_delta( LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i ),   delta = 1e-3,
+
+by L-BFGS from a grid of initialisations (alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1},
+a, b in {0, 5, ..., 25}). The Huber loss is SUMMED, as in the paper: a mean makes the objective ~1e-5
+and L-BFGS-B's absolute stopping rule ends the fit early (a bug of one public re-implementation); we
+sum and also set tolerances far below the objective's scale (tests check the gradient at the end).
+
+Vectorised: the objective is evaluated at all 4,500 grid points at once (one [grid, runs] array), and
+L-BFGS-B (analytic gradient) starts from the best few. The bootstrap draws runs with replacement as
+multiplicity weights, so all resamples' grid objectives are one matrix product; each resample's
+L-BFGS-B then starts from the better of its best grid point and the full-data optimum, in parallel.
+
+Compute-optimal allocation under C = k N D (k = 6 for 6ND): N_opt = G (C/k)^a, D_opt = (C/k)^b / G,
+with a = beta / (alpha + beta), b = alpha / (alpha + beta), G = (alpha A / (beta B))^(1 / (alpha + beta)).
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
+from analysis.laws.common import FitConfig, check_table, ci, flops_per_param_token, usable
+
+HUBER_DELTA = 1e-3
+GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
+            a=np.arange(0, 25.1, 5), b=np.arange(0, 25.1, 5))
+PARAMS = ("E", "A", "B", "alpha", "beta")
+MIN_RUNS = 8
+# L-BFGS-B stops when the relative decrease is below ftol * max(|f|, 1) or the largest gradient entry is
+# below gtol; the summed Huber objective is ~1e-4..1e-2, so both must be far below that scale.
+LBFGS_OPTIONS = dict(ftol=1e-15, gtol=1e-11, maxiter=2000, maxcor=20)
+
+
+def grid_points() -> np.ndarray:
+    """[4500, 5] initial theta = (e, a, b, alpha, beta), Hoffmann et al.'s grid."""
+    return np.array([(e, a, b, al, be) for al, be, e, a, b in
+                     itertools.product(GRID["alpha"], GRID["beta"], GRID["e"], GRID["a"], GRID["b"])])
+
+
+def log_pred(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray) -> np.ndarray:
+    """log L predicted; theta [..., 5] broadcasts against logN, logD [n] to [..., n]."""
+    e, a, b, al, be = (theta[..., i:i + 1] for i in range(5))
+    return np.logaddexp(np.logaddexp(a - al * logN, b - be * logD), e)
+
+
+def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    ar = np.abs(r)
+    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+
+
+def objective(theta: np.ndarray, logN, logD, logL, w) -> tuple[float, np.ndarray]:
+    """Weighted sum of Huber losses on log-loss residuals, and its gradient in theta."""
+    e, a, b, al, be = theta
+    t1, t2 = a - al * logN, b - be * logD
+    m = np.maximum(np.maximum(t1, t2), e)
+    x1, x2, x3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
+    s = x1 + x2 + x3
+    r = m + np.log(s) - logL
+    c = np.clip(r, -HUBER_DELTA, HUBER_DELTA)                     # d Huber / d r
+    # elementwise products and sums, not `@`: BLAS threads on 100-element dot products are slow on a busy machine
+    f = (w * c * (r - 0.5 * c)).sum()                              # = Huber(r): 0.5 r^2 inside delta, linear outside
+    g = w * c / s                                                  # weighted, over the softmax denominator
+    g1, g2 = g * x1, g * x2                                        # times the softmax weights of each term
+    grad = np.array([(g * x3).sum(), g1.sum(), g2.sum(), -(g1 * logN).sum(), -(g2 * logD).sum()])
+    return float(f), grad
+
+
+def lbfgs(theta0, logN, logD, logL, w):
+    res = minimize(objective, theta0, args=(logN, logD, logL, w), jac=True, method="L-BFGS-B",
+                   options=LBFGS_OPTIONS)
+    return res
+
+
+def centre(theta: np.ndarray, mN: float, mD: float, sign: int = 1) -> np.ndarray:
+    """Move theta to (sign=1) or from (sign=-1) coordinates where log N and log D have mean zero:
+    a' = a - alpha mean(log N). Same objective, far better conditioned (a and alpha stop trading off)."""
+    theta = np.array(theta, float, copy=True)
+    theta[..., 1] -= sign * theta[..., 3] * mN
+    theta[..., 2] -= sign * theta[..., 4] * mD
+    return theta
+
+
+def fit_theta(logN, logD, logL, w, n_starts: int = 8) -> tuple[np.ndarray, object]:
+    """Evaluate the whole grid at once, then L-BFGS-B from the `n_starts` best grid points; best result wins."""
+    grid = grid_points()
+    obj = huber(log_pred(grid, logN, logD) - logL) @ w
+    mN, mD = logN.mean(), logD.mean()
+    best = None
+    with one_blas_thread():
+        for i in np.argsort(obj)[:n_starts]:
+            res = lbfgs(centre(grid[i], mN, mD), logN - mN, logD - mD, logL, w)
+            if best is None or res.fun < best.fun:
+                best = res
+    return centre(best.x, mN, mD, -1), best
+
+
+def _boot_one(args) -> np.ndarray:
+    """One resample: L-BFGS-B from whichever start (full-data optimum or this resample's best grid point)
+    has the lower objective on this resample."""
+    logN, logD, logL, w, starts = args
+    mN, mD = logN.mean(), logD.mean()
+    cN, cD = logN - mN, logD - mD
+    starts = [centre(s, mN, mD) for s in starts]
+    start = min(starts, key=lambda s: objective(s, cN, cD, logL, w)[0])
+    return centre(lbfgs(start, cN, cD, logL, w).x, mN, mD, -1)
+
+
+def theta_to_params(theta: np.ndarray) -> np.ndarray:
+    """[..., 5] theta (e, a, b, alpha, beta) -> [..., 5] (E, A, B, alpha, beta)."""
+    theta = np.asarray(theta, float)
+    return np.concatenate([np.exp(theta[..., :3]), theta[..., 3:]], axis=-1)
+
+
+@dataclass
+class LossSurface:
+    """The fitted L(N, D) with its compute-optimal allocation and bootstrap samples of (E, A, B, alpha, beta)."""
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    k: float                          # FLOPs per parameter per token in C = k N D under this config
+    config: FitConfig
+    n_runs: int
+    n_range: tuple[float, float]
+    d_range: tuple[float, float]
+    c_range: tuple[float, float]
+    objective: float
+    grad_norm: float                  # largest |gradient| entry at the optimum (convergence check)
+    converged: bool
+    residuals: pd.DataFrame           # run_id, N, D, C, loss, predicted, residual (log)
+    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
+    warnings: list[str] = field(default_factory=list)
+
+    approach = "approach 3"
+
+    @classmethod
+    def known(cls, E: float, A: float, B: float, alpha: float, beta: float, k: float = 6.0,
+              c_range: tuple[float, float] = (1e18, 1e21), n_runs: int = 100, config: FitConfig | None = None):
+        """A law with given parameters (no fit, no bootstrap): for tests and what-if recommendations."""
+        return cls(E=E, A=A, B=B, alpha=alpha, beta=beta, k=k, config=config or FitConfig(n_bootstrap=0),
+                   n_runs=n_runs, n_range=(np.nan, np.nan), d_range=(np.nan, np.nan), c_range=c_range,
+                   objective=np.nan, grad_norm=0.0, converged=True, residuals=pd.DataFrame())
+
+    # ---- the law
+    def predict(self, N, D):
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {p: getattr(self, p) for p in PARAMS}
+
+    @property
+    def a(self) -> float:
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def n_opt(self, C):
+        return self.G * (np.asarray(C, float) / self.k) ** self.a
+
+    def d_opt(self, C):
+        return (np.asarray(C, float) / self.k) ** self.b / self.G
+
+    def loss_opt(self, C):
+        return self.predict(self.n_opt(C), self.d_opt(C))
+
+    # ---- intervals from the bootstrap
+    def sample_surfaces(self) -> list[LossSurface]:
+        return [LossSurface(*s, k=self.k, config=self.config, n_runs=self.n_runs, n_range=self.n_range,
+                            d_range=self.d_range, c_range=self.c_range, objective=np.nan, grad_norm=np.nan,
+                            converged=True, residuals=self.residuals.iloc[:0]) for s in self.samples]
+
+    def ci(self, name: str) -> tuple[float, float]:
+        """Interval of a parameter (E, A, B, alpha, beta) or of the exponents a, b."""
+        s = self.samples
+        if len(s) == 0:
+            return (float("nan"), float("nan"))
+        if name in PARAMS:
+            return ci(s[:, PARAMS.index(name)], self.config.ci_level)
+        al, be = s[:, 3], s[:, 4]
+        return ci({"a": be / (al + be), "b": al / (al + be)}[name], self.config.ci_level)
+
+    def interval(self, fn: str, *args) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise bootstrap interval of n_opt / d_opt / loss_opt (C) or predict (N, D)."""
+        vals = np.array([getattr(s, fn)(*args) for s in self.sample_surfaces()])
+        if vals.size == 0:
+            nan = np.full(np.shape(getattr(self, fn)(*args)), np.nan)
+            return nan, nan
+        lvl = self.config.ci_level
+        lo, hi = np.nanquantile(vals, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
+        return lo, hi
+
+    def summary(self) -> str:
+        rows = []
+        for p in PARAMS + ("a", "b"):
+            lo, hi = self.ci(p)
+            rows.append(f"  {p:<6} {getattr(self, p):10.4g}   [{lo:.4g}, {hi:.4g}]")
+        return (f"approach 3: L(N, D) = E + A/N^alpha + B/D^beta  ({self.n_runs} runs, "
+                f"{'converged' if self.converged else 'NOT converged'}, |grad| {self.grad_norm:.1e})\n"
+                + "\n".join(rows) + f"\n  ({self.config.describe()})")
+
+
+def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8) -> LossSurface:
+    """Fit approach 3 to a runs table (one row per run: N, tokens, C, final loss). Pure function of the table."""
+    cfg = config or FitConfig()
+    check_table(runs, cfg, MIN_RUNS, "approach 3 (5 parameters)")
+    runs = usable(runs, cfg).reset_index(drop=True)
+    N, D, C = (runs[c].to_numpy(float) for c in (cfg.n_col, "tokens", cfg.c_col))
+    L = runs[cfg.loss_col].to_numpy(float)
+    logN, logD, logL = np.log(N), np.log(D), np.log(L)
+    ones = np.ones_like(logN)
+    theta, res = fit_theta(logN, logD, logL, ones, n_starts)
+    _, grad = objective(theta, logN, logD, logL, ones)
+    grad_norm = float(np.abs(grad).max())
+    notes: list[str] = []
+    converged = bool(res.success) and grad_norm < 1e-6
+    if not converged:
+        notes.append(f"approach 3: L-BFGS-B did not converge ({res.message}; |grad| {grad_norm:.1e})")
+    pred = np.exp(log_pred(theta, logN, logD))
+    residuals = pd.DataFrame({"run_id": runs.get("run_id", pd.Series(range(len(runs)))).to_numpy(),
+                              "N": N, "D": D, "C": C, "loss": L, "predicted": pred,
+                              "residual": np.log(L) - np.log(pred)})
+    samples = bootstrap(logN, logD, logL, theta, cfg) if cfg.n_bootstrap else np.empty((0, 5))
+    E, A, B, al, be = theta_to_params(theta)
+    law = LossSurface(E=E, A=A, B=B, alpha=al, beta=be, k=flops_per_param_token(runs, cfg), config=cfg,
+                      n_runs=len(runs), n_range=(N.min(), N.max()), d_range=(D.min(), D.max()),
+                      c_range=(C.min(), C.max()), objective=float(res.fun), grad_norm=grad_norm,
+                      converged=converged, residuals=residuals, samples=samples, warnings=notes)
+    for msg in notes:
+        warnings.warn(msg, stacklevel=2)
+    return law
+
+
+def bootstrap(logN, logD, logL, theta_full, cfg: FitConfig) -> np.ndarray:
+    """[n_bootstrap, 5] samples of (E, A, B, alpha, beta), runs resampled with replacement (seeded)."""
+    W = resample_weights(len(logN), cfg.n_bootstrap, cfg.seed)
+    grid = grid_points()
+    grid_obj = huber(log_pred(grid, logN, logD) - logL) @ W.T          # [grid, resamples] in one product
+    best_grid = grid[np.argmin(grid_obj, axis=0)]
+    items = [(logN, logD, logL, w, (theta_full, g)) for w, g in zip(W, best_grid)]
+    thetas = np.array(parallel_map(_boot_one, items, processes=cfg.processes, desc="approach 3 bootstrap"))
+    return theta_to_params(thetas)

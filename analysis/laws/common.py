@@ -1,0 +1,163 @@
+"""What every law shares: the fit conventions (FitConfig), the checks on its input table, and
+power laws y = k x^a fitted in log space with bootstrap intervals."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+N_COLS = ("params_nonembedding", "params_total", "params_active", "params_active_nonembedding")
+C_COLS = ("flops", "flops_6n")
+
+
+class FitError(ValueError):
+    """A fit cannot be made from this table (too few runs, missing columns): nothing is returned."""
+
+
+class FitWarning(UserWarning):
+    """A fit or a recommendation was made but deserves suspicion (extrapolation, optimum at the edge)."""
+
+
+def warn(msg: str, sink: list[str] | None = None) -> None:
+    """Warn loudly and keep the message with the object it concerns (so reports can show it)."""
+    warnings.warn(msg, FitWarning, stacklevel=3)
+    if sink is not None:
+        sink.append(msg)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The conventions a fit is made under; recorded in every law and stated in the report.
+
+    n_col: which parameter count N means (non-embedding as Kaplan et al. 2020, total as Hoffmann et al.
+    2022, active for MoE). c_col: compute C as the exact FLOP count or the 6ND rule."""
+    n_col: str = "params_nonembedding"
+    c_col: str = "flops_6n"
+    loss_col: str = "loss"
+    n_bootstrap: int = 1000
+    seed: int = 0
+    ci_level: float = 0.9
+    processes: int = 2                 # bootstrap worker processes
+
+    def errors(self) -> list[str]:
+        e = []
+        if self.n_col not in N_COLS:
+            e.append(f"FitConfig.n_col={self.n_col!r}: use one of {N_COLS}")
+        if self.c_col not in C_COLS:
+            e.append(f"FitConfig.c_col={self.c_col!r}: use one of {C_COLS}")
+        if self.n_bootstrap < 0:
+            e.append(f"FitConfig.n_bootstrap={self.n_bootstrap}: must be >= 0 (0 disables intervals)")
+        if not 0 < self.ci_level < 1:
+            e.append(f"FitConfig.ci_level={self.ci_level}: must be in (0, 1), e.g. 0.9")
+        return e
+
+    def describe(self) -> str:
+        n = {"params_nonembedding": "non-embedding parameters", "params_total": "total parameters",
+             "params_active": "active parameters", "params_active_nonembedding": "active non-embedding parameters"}
+        c = {"flops": "exact training FLOPs (matmuls + attention)", "flops_6n": "6ND (6 FLOPs per parameter per token)"}
+        return (f"N = {n[self.n_col]} (`{self.n_col}`); C = {c[self.c_col]} (`{self.c_col}`); "
+                f"{self.n_bootstrap} bootstrap resamples over runs (seed {self.seed}), {self.ci_level:.0%} intervals")
+
+
+def check_table(runs: pd.DataFrame, cfg: FitConfig, min_runs: int, what: str, cols: tuple[str, ...] = ()) -> None:
+    """Raise FitError naming every problem: bad config, missing columns, too few usable runs."""
+    errs = list(cfg.errors())
+    need = (cfg.n_col, "tokens", cfg.c_col, cfg.loss_col) + cols
+    missing = [c for c in need if c not in runs.columns]
+    if missing:
+        errs.append(f"{what}: the runs table lacks column(s) {missing} (have {sorted(runs.columns)[:12]}...)")
+    elif (n := len(usable(runs, cfg))) < min_runs:
+        errs.append(f"{what}: {n} usable run(s) (finite positive N, D, C, loss); the fit needs at least {min_runs}")
+    if errs:
+        raise FitError("\n".join(errs))
+
+
+def usable(runs: pd.DataFrame, cfg: FitConfig) -> pd.DataFrame:
+    cols = [cfg.n_col, "tokens", cfg.c_col, cfg.loss_col]
+    x = runs[cols].apply(pd.to_numeric, errors="coerce")
+    ok = np.isfinite(x).all(axis=1) & (x > 0).all(axis=1)
+    return runs[ok.to_numpy()]
+
+
+def flops_per_param_token(runs: pd.DataFrame, cfg: FitConfig) -> float:
+    """k in C = k N D under this config: 6 for 6ND with the same N; the median ratio otherwise."""
+    return float(np.median(runs[cfg.c_col] / (runs[cfg.n_col] * runs["tokens"])))
+
+
+def ci(samples: np.ndarray, level: float) -> tuple[float, float]:
+    s = np.asarray(samples, float)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+@dataclass
+class PowerLaw:
+    """y = k x^a, fitted by least squares on (log x, log y). `samples`: bootstrap [n, 2] of (log k, a)."""
+    k: float
+    a: float
+    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    ci_level: float = 0.9
+
+    @classmethod
+    def fit(cls, x, y) -> PowerLaw:
+        lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+        if lx.size < 2 or np.ptp(lx) == 0:
+            raise FitError(f"power law: needs points at 2 or more distinct x (got {lx.size})")
+        a, logk = np.polyfit(lx, ly, 1)
+        return cls(k=float(np.exp(logk)), a=float(a))
+
+    def __call__(self, x):
+        return self.k * np.asarray(x, float) ** self.a
+
+    predict = __call__
+
+    @property
+    def a_ci(self) -> tuple[float, float]:
+        return ci(self.samples[:, 1], self.ci_level)
+
+    @property
+    def k_ci(self) -> tuple[float, float]:
+        lo, hi = ci(self.samples[:, 0], self.ci_level)
+        return float(np.exp(lo)), float(np.exp(hi))
+
+    def interval(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise bootstrap interval of y at x (nan when there are no samples)."""
+        lx = np.log(np.atleast_1d(np.asarray(x, float)))
+        if len(self.samples) == 0:
+            nan = np.full(lx.shape, np.nan)
+            return nan, nan
+        ly = self.samples[:, :1] + self.samples[:, 1:] * lx[None, :]
+        lo, hi = np.nanquantile(ly, [(1 - self.ci_level) / 2, (1 + self.ci_level) / 2], axis=0)
+        return np.exp(lo), np.exp(hi)
+
+    def __str__(self) -> str:
+        s = f"{self.k:.4g} * C^{self.a:.4f}"
+        if len(self.samples):
+            lo, hi = self.a_ci
+            s += f"  (exponent {self.ci_level:.0%} CI [{lo:.4f}, {hi:.4f}])"
+        return s
+
+
+@dataclass
+class ComputeOptimal:
+    """N_opt(C) and D_opt(C) power laws (approaches 1 and 2), with the points they were fitted to."""
+    approach: str
+    n_opt: PowerLaw
+    d_opt: PowerLaw
+    points: pd.DataFrame              # columns C, N_opt, D_opt (+ approach-specific ones)
+    config: FitConfig
+    c_range: tuple[float, float]      # compute range the fit saw
+    n_runs: int
+    warnings: list[str] = field(default_factory=list)
+
+    def predict(self, C) -> tuple[np.ndarray, np.ndarray]:
+        return self.n_opt(C), self.d_opt(C)
+
+    def summary(self) -> str:
+        return (f"{self.approach}: N_opt = {self.n_opt}\n{' ' * len(self.approach)}  D_opt = {self.d_opt}\n"
+                f"  ({self.n_runs} runs, C in [{self.c_range[0]:.3g}, {self.c_range[1]:.3g}]; {self.config.describe()})")
