@@ -149,6 +149,13 @@ def experts_padded(x_sorted, w_gate_up, w_down, d: Dispatch):
     return y[slot]
 
 
+@torch.compiler.assume_constant_result
+def cuda_sm(index: int | None) -> int:
+    """Compute capability as 10 * major + minor (90: H100), a constant to torch.compile (no graph break)."""
+    major, minor = torch.cuda.get_device_capability(index)
+    return 10 * major + minor
+
+
 def grouped_mm_supported(x: torch.Tensor, dim: int, hidden: int) -> bool:
     """Whether torch._grouped_mm runs here: CUDA sm90+ with 16-byte aligned rows; CPU only in eager mode."""
     if not hasattr(torch, "_grouped_mm"):
@@ -157,7 +164,7 @@ def grouped_mm_supported(x: torch.Tensor, dim: int, hidden: int) -> bool:
     if dim % align or hidden % align:
         return False
     if x.device.type == "cuda":
-        return torch.cuda.get_device_capability(x.device) >= (9, 0) and x.dtype == torch.bfloat16
+        return x.dtype == torch.bfloat16 and cuda_sm(x.device.index) >= 90
     if x.device.type == "cpu":
         return not torch.compiler.is_compiling()         # the CPU kernel has no fp32 meta for the compiler
     return False

@@ -89,3 +89,11 @@ def test_trainer_logs_expert_load_aux_z_and_dropped(tmp_path):
         assert row["moe_aux"] >= 0.99 and row["moe_z"] > 0 and 0 <= row["moe_dropped"] < 0.5
         assert row["aux_loss"] > 0
     assert result["n_experts"] == 4 and result["params_active"] < result["params_total"]
+
+
+def test_cuda_capability_check_is_a_compile_time_constant(monkeypatch):
+    """grouped_mm_supported asks cuda_sm inside the compiled model: it must not break a fullgraph trace."""
+    from model_zoo import moe
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    f = torch.compile(lambda t: t * 2 if moe.cuda_sm(0) >= 90 else t, fullgraph=True, backend="eager")
+    torch.testing.assert_close(f(torch.ones(2)), torch.full((2,), 2.0))
