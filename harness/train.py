@@ -8,9 +8,12 @@
           on SIGTERM/SIGUSR1/SIGUSR2: checkpoint at the step boundary, raise Preempted
     end: final eval, final checkpoint, result.json (last, atomic)
 
-Resume is bit-exact: the batch at step s is a pure function of s, and the checkpoint holds the
-model, optimizer, RNG states and the log window's on-device sums, so a resumed run computes, and logs,
-exactly what an uninterrupted one does (for a fixed device, thread count and compile setting).
+Resume is exact: the batch at step s is a pure function of s (so the step is the data position), and
+the checkpoint holds the model, optimizer, RNG states and the log window's on-device sums, so a
+resumed run computes, and logs, what an uninterrupted one does. On CPU (fixed thread count, the
+deterministic-algorithms flag on) that is bit for bit (tests/test_resume.py); on CUDA the restored
+state is exact but some kernels (flash-attention backward, atomics) are not bit-deterministic even
+between two uninterrupted runs.
 """
 from __future__ import annotations
 
