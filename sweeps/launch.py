@@ -106,6 +106,12 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 returns.append(results)
             except Exception as e:  # a launcher error (e.g. a cancelled Slurm job): the files still say what finished
                 log.error("batch starting at job %d: %s: %s", job_idx, type(e).__name__, e)
+                results = []
+            for o, res in zip(overrides, results):
+                try:
+                    res.return_value  # noqa: B018  (raises the job's exception, if it had one)
+                except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
+                    log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
             job_idx += len(batch)
     finish(p, retries)
     return returns

@@ -84,10 +84,15 @@ def test_no_grid_is_a_clear_error():
 
 def test_budget_too_large_for_the_corpus_is_an_error(corpus, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
-    plan(cfg("+grid=chinchilla", "data.corpus=syn"))  # the default budgets fit 300k tokens/domain x 4 epochs
-    with pytest.raises(SpecError, match=r"sweep.max_epochs: 2 run\(s\) repeat domain 'alpha' past its cap of 0.5 epochs "
-                                   r"\(worst: 'C6e\+11 L1-d32', 1.34 times\): the budget is too large"):
-        plan(cfg("+grid=chinchilla", "data.corpus=syn", "sweep.max_epochs=0.5"))
+    p = plan(cfg("+grid=chinchilla", "data.corpus=syn"))  # the default budgets fit 300k tokens/domain x 4 epochs
+    worst = max(p.runs, key=lambda r: r.spec.tokens)
+    epochs = worst.spec.tokens / 3 / 300_000            # uniform over 3 domains
+    cap = round(epochs * 0.99, 3)                       # only the worst run exceeds it
+    with pytest.raises(SpecError) as e:
+        plan(cfg("+grid=chinchilla", "data.corpus=syn", f"sweep.max_epochs={cap}"))
+    for d in ("alpha", "beta", "gamma"):
+        assert (f"sweep.max_epochs: 1 run(s) repeat domain '{d}' past its cap of {cap:g} epochs "
+                f"(worst: '{worst.label}', {epochs:.2f} times): the budget is too large") in str(e.value)
     with pytest.raises(SpecError, match=r"model.vocab_size=\[1024\] but corpus 'syn' has vocab_size=2048"):
         plan(cfg("+grid=chinchilla", "data.corpus=syn", "model.vocab_size=1024"))
 
