@@ -26,6 +26,9 @@ def main(cfg: DictConfig):
 
     from sweeps.job import run_job
     sw = cfg.sweep
+    if not (isinstance(cfg.run_id, str) and len(cfg.run_id) == 12):
+        raise ValueError(f"run_id={cfg.run_id!r}: expected the 12-hex-digit id of a planned run, quoted "
+                         "(run_id='0123abcd4567'); the sweeper passes it, a user need not")
     out = Path(HydraConfig.get().runtime.output_dir)
     return run_job(Path(sw.root) / str(sw.name) / str(cfg.run_id), sweep=str(sw.name), log_path=out / "harness.log",
                    retries=int(sw.retries), gpu=cfg.gpu, inductor_cache=sw.inductor_cache,

@@ -58,6 +58,11 @@ def batches(items: list, n: int | None) -> list[list]:
     return [items[i:i + n] for i in range(0, len(items), n)]
 
 
+def job_overrides(arguments: Sequence[str], run_id: str, gpu: int | None) -> list[str]:
+    """The sweep's own overrides plus this run's id (quoted: 525411e98221 would parse as a float) and GPU."""
+    return [*arguments, f"run_id='{run_id}'"] + ([f"gpu={gpu}"] if gpu is not None else [])
+
+
 def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
     retries = int(config.sweep.retries)
     if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
@@ -93,12 +98,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     returns, job_idx = [], 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
         for batch in batches(todo, parallelism(config, gpus)):
-            overrides = []
-            for i, r in enumerate(batch):
-                o = [*arguments, f"run_id={r.run_id}"]
-                if gpus:
-                    o.append(f"gpu={(i // per_gpu) % gpus}")
-                overrides.append(o)
+            overrides = [job_overrides(arguments, r.run_id, (i // per_gpu) % gpus if gpus else None)
+                         for i, r in enumerate(batch)]
             if validate and job_idx == 0:
                 validate(overrides[:1])
             try:

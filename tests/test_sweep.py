@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from harness.data.synthetic import make_synthetic_corpus
 from harness.rundir import RunDir
 from sweeps.job import child_env, run_job
-from sweeps.launch import run_sweep
+from sweeps.launch import job_overrides, run_sweep
 from sweeps.lock import RunLock, holder
 from sweeps.plan import plan
 from sweeps.status import run_status
@@ -55,7 +55,7 @@ def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
         row = json.loads(f.read_text())
         assert row["run_id"] == f.parent.name and row["sweep"] == "chinchilla" and row["loss"] > 0
     assert "2/2 done" in out and f"python -m analysis.report {sweep_dir}" in out
-    from analysis.results import load   # the analysis stage reads the sweep dir as the sweep left it
+    from analysis.results import load  # the analysis stage reads the sweep dir as the sweep left it
     tables = load(sweep_dir)
     assert sorted(tables.runs["run_id"]) == sorted(f.parent.name for f in results) and not tables.skipped
     assert len(tables.curves)
@@ -125,7 +125,7 @@ def test_local_launch_caps_parallelism_and_packs_runs_on_gpus(data, tmp_path, mo
     for _, batch in launched:
         assert [o["gpu"] for o in batch] == ["0", "0", "1", "1"][:len(batch)]
         assert all(o["+grid"] == "chinchilla" for o in batch)
-    ids = [o["run_id"] for _, b in launched for o in b]
+    ids = [o["run_id"].strip("'") for _, b in launched for o in b]
     assert sorted(ids) == sorted(r.run_id for r in plan(c).runs)
     for i in ids:   # every spec is written before launch: the job needs only its run_id
         assert (tmp_path / "chinchilla" / i / "spec.yaml").exists()
@@ -133,6 +133,16 @@ def test_local_launch_caps_parallelism_and_packs_runs_on_gpus(data, tmp_path, mo
     env = child_env(gpu=1, inductor_cache=str(tmp_path / "ind"), threads=1)
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["OMP_NUM_THREADS"] == "1"
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "ind").resolve())
+
+
+def test_run_id_overrides_stay_strings_for_hydra():
+    """A hex id can look like a number (525411e98221 is a float, 123456789012 an int): it must stay a string."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parser = OverridesParser.create()
+    for rid in ("525411e98221", "123456789012", "abcdef012345"):
+        o = job_overrides(["+grid=chinchilla"], rid, 1)
+        parsed = {x.key_or_group: x.value() for x in parser.parse_overrides(o)}
+        assert parsed["run_id"] == rid and parsed["gpu"] == 1
 
 
 def test_dry_run_launches_nothing(data, tmp_path, capsys, monkeypatch):
