@@ -141,12 +141,13 @@ def tokens_per_param(fits: list, c_range: tuple[float, float]) -> plt.Figure:
 
 
 def domain_losses(runs: pd.DataFrame, cfg: FitConfig, domains: list[str]) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.8), sharey=False, squeeze=False)
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains) + 1, 3.8), squeeze=False,
+                             layout="constrained")
     norm = plt.Normalize(np.log10(runs[cfg.n_col].min()), np.log10(runs[cfg.n_col].max()))
     for ax, dom in zip(axes[0], domains):
         sc = ax.scatter(runs[cfg.c_col], runs[f"loss_{dom}"], c=np.log10(runs[cfg.n_col]), cmap="viridis", norm=norm,
                         s=20, edgecolor="k", lw=0.3)
         ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=f"held-out loss on {dom}", title=dom)
     fig.colorbar(sc, ax=axes[0].tolist(), label="log10 N")
-    fig.suptitle("Per-domain held-out losses", y=1.0)
+    fig.suptitle("Per-domain held-out losses")
     return fig

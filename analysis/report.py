@@ -238,6 +238,8 @@ def section_recommendations(ctx: Context):
                              "extra compute for same loss": off["extra_compute"].map(
                                  lambda x: f"{x:+.1%}" if np.isfinite(x) else "unreachable")})
     inf = recommend.inference_optimal(a3, float(a3.loss_opt(C)), inference_tokens=10 * float(a3.d_opt(C)))
+    unique = float(a3.d_opt(C)) / 8
+    dc = recommend.data_constrained(a3, C, unique, allow_far=True)
     return [Heading("Recommendations"),
             Table(show, f"Compute-optimal allocation per budget ({ctx.config.ci_level:.0%} intervals); budgets far "
                         "outside the fit are refused rather than answered"),
@@ -246,7 +248,12 @@ def section_recommendations(ctx: Context):
                  f"{inf['target_loss']:.3f} and then serve {inf['inference_tokens']:.3g} tokens, train "
                  f"N = {inf['N']:.3g} on D = {inf['D']:.3g} ({inf['tokens_per_param']:.0f} tokens/parameter): "
                  f"{inf['total_flops']:.3g} FLOPs in all, {inf['saving']:.0%} less than the Chinchilla-optimal "
-                 f"N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs).")]
+                 f"N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs)."),
+            Para(f"**Data-constrained** (Muennighoff et al. 2023: repeated tokens decay with R* = {dc['r_star']}): at "
+                 f"C = {C:.3g} with only {unique:.3g} unique tokens (1/8 of D_opt), train N = {dc['N']:.3g} for "
+                 f"{dc['epochs']:.1f} epochs ({dc['effective_tokens']:.3g} effective tokens): expected loss "
+                 f"{dc['loss']:.3f} against {dc['unconstrained_loss']:.3f} with unlimited data (N = "
+                 f"{dc['unconstrained_N']:.3g}).")]
 
 
 def section_domains(ctx: Context):

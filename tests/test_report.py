@@ -33,7 +33,7 @@ def test_report_files_and_figures(written):
         assert f"## {heading}" in md and f"<h2>{heading}" in page, heading
     assert "non-embedding parameters" in md and "6ND" in md                           # conventions stated
     assert "refused" in md                                                             # 1e22 is 1e6x past the sweep
-    assert "Inference-aware optimum" in md and "held out the largest budget" in md
+    assert "Inference-aware optimum" in md and "Data-constrained" in md and "held out the largest budget" in md
 
 
 def test_sections_are_pluggable_and_skip_when_columns_are_absent(tmp_path, monkeypatch):
