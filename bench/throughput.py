@@ -18,6 +18,7 @@ import argparse
 import gc
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -34,6 +35,14 @@ from model_zoo import count  # noqa: E402
 from model_zoo.spec import CPU_RULE, ModelSpec, swiglu_hidden  # noqa: E402
 
 LADDER = [(128, 2, 2), (192, 3, 3), (256, 4, 4), (384, 6, 6), (512, 8, 8), (640, 10, 10), (768, 12, 12)]
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{platform.node()}: {torch.cuda.get_device_name()}"
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{platform.node()}: {os.cpu_count()} x {cpu}, load average {os.getloadavg()[0]:.1f}"
 
 
 def ref_batch(d: int, seq: int) -> int:
@@ -55,7 +64,11 @@ def measure(model: ModelSpec, batch: int, steps: int, corpus: Path, rt: Runtime,
                ms_per_step=batch * T / r["tokens_per_s"] * 1e3, flops_per_token=c.flops_per_token,
                flops_per_token_ref=6 * n_ref + 6 * model.n_layers * model.d_model * T,
                final_train_loss=r["train_loss"], wall_s=round(time.perf_counter() - t, 1), device=r["device"],
-               compile=rt.compile, torch=torch.__version__)
+               compile=rt.compile, torch=torch.__version__, machine=machine(),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    # what a run costs besides its steady-state steps (startup, compile, first and final eval, checkpoint):
+    # sweeps/cost.py adds it to each run's time estimate
+    row["startup_s"] = round(max(0.0, row["wall_s"] - spec.tokens / r["tokens_per_s"]), 1)
     if r["mfu"] is not None:   # the same rate under the reference's FLOP convention, for a like-for-like MFU
         row["mfu_ref_convention"] = r["mfu"] * row["flops_per_token_ref"] / c.flops_per_token
     gc.collect()
@@ -130,6 +143,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compare", nargs=2, metavar=("REF_JSONL", "OURS_JSONL"))
+    p.add_argument("--out", help="also append the rows to this JSON-lines file (e.g. bench/results/throughput.jsonl, "
+                                 "the table sweeps/cost.py estimates run times from)")
     a = p.parse_args()
     if a.compare:
         return compare(*a.compare)
@@ -147,6 +162,10 @@ def main() -> None:
                 row["bare_tokens_per_s"] = bare_loop(model, batch, a.steps, a.threads)
                 row["ratio_to_bare"] = row["tokens_per_s"] / row["bare_tokens_per_s"]
             print(json.dumps(row), flush=True)
+            if a.out:
+                Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

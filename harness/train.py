@@ -50,10 +50,10 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
     Returns at once with the stored row if run_dir already holds this spec's result.json.
     """
     runtime = runtime or Runtime()
-    corpus = preflight.check(spec, runtime)
     rd = RunDir(run_dir)
-    if (done := rd.finished(spec)) is not None:
+    if (done := rd.finished(spec)) is not None:  # before validation: needs neither corpus nor device
         return done
+    corpus = preflight.check(spec, runtime)
     rd.prepare(spec, runtime)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
