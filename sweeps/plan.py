@@ -8,7 +8,6 @@ is launched.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,12 +134,9 @@ def planned(shape, mix, lr, seed, data, optim, evals, batch_tokens, show_lr, sho
 
 # -------------------------------------------------------------------------------- corpus checks
 
-def data_root() -> Path:
-    return Path(os.environ.get("SCALEMIX_DATA", "data"))
-
-
 def open_corpus(data: DataSpec | None):
     from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
+    from harness.preflight import data_root
     if data is None:
         return None
     try:
@@ -159,6 +155,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
     data = runs[0].spec.data
     corpus = open_corpus(data)
     if corpus is None:
+        from harness.preflight import data_root
         return [f"data.corpus={data.corpus!r} is not built under {data_root()}: vocab and repetition not checked "
                 "(build it with `python -m harness.data.prepare`); the launch will refuse to start without it"]
     vocab = {r.spec.model.vocab_size for r in runs}
