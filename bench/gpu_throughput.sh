@@ -3,8 +3,9 @@
 # the ratio table (harness tokens/s / reference tokens/s; target >= 1.0 at every size).
 #
 #   bash bench/gpu_throughput.sh [OUT_DIR] [WIDTHS]
-#   bash bench/gpu_throughput.sh bench/out "128 192 256 384"     # about 5 min
-#   bash bench/gpu_throughput.sh bench/out "512 640 768"         # about 5 min; appends, then prints all
+#   bash bench/gpu_throughput.sh bench/out "128 192 256"     # a few minutes per call (compile dominates);
+#   bash bench/gpu_throughput.sh bench/out "384 512"         # each call appends to OUT and prints the table
+#   bash bench/gpu_throughput.sh bench/out "640 768"         # of everything measured so far
 #
 # REF=path/to/ref_throughput.py overrides where the reference is (default ../shared/bench/, or shared/bench/).
 set -euo pipefail
