@@ -88,6 +88,22 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x)), None, {}
 
 
+def token_losses(logits, targets):
+    """Per-token cross-entropy and logsumexp from fp32 logits: CE = lse - logit[target], so the
+    z-loss (on lse) and the CE share one logsumexp.
+
+    The target logit is picked with a one-hot mask rather than gather: compiled, the mask's sum
+    fuses into the logsumexp's pass over the logits and its backward is pointwise, whereas gather's
+    backward scatters into a zero [tokens, vocab] buffer, an extra pass over the largest tensor of
+    the step (measured on an H100 at d_model 128: 10.4 ms vs 15.1 ms for head + loss, forward and
+    backward, where F.cross_entropy alone takes 11.5 ms).
+    """
+    lse = torch.logsumexp(logits, dim=-1)
+    vocab = torch.arange(logits.shape[-1], device=logits.device)
+    target_logit = torch.where(vocab == targets.unsqueeze(-1), logits, 0.0).sum(-1)
+    return lse - target_logit, lse
+
+
 class Transformer(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -127,9 +143,7 @@ class Transformer(nn.Module):
         logits = self.head(self.norm(x)).float()   # matmul in the autocast dtype, softmax in fp32
         if targets is None:
             return logits
-        lse = torch.logsumexp(logits, dim=-1)
-        # CE = lse - logit[target]: the z-loss (on lse) and the CE share one logsumexp
-        ce = lse - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        ce, lse = token_losses(logits, targets)
         if self.spec.family != "moe":
             return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {})
         moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
