@@ -1,9 +1,14 @@
-"""Build the next batches on a background thread so data never stalls the accelerator.
+"""Build the next batches ahead of the loop so data never stalls the accelerator.
 
-MixtureStream.batch(step) is a pure function of the step, so the thread simply runs ahead over
-steps [start, stop). On CUDA it also pins each batch and copies it to the GPU on a side stream, so
-the copy overlaps the running step; the loop makes its compute stream wait for that copy (a GPU-side
-wait, no host sync) before using the batch.
+MixtureStream.batch(step) is a pure function of the step, so a loader simply runs ahead over
+steps [start, stop), and any number of workers gives the same batches in the same order.
+
+On CUDA the batches are built in a worker process (torch DataLoader, pinned memory): built on a
+thread of the training process, the numpy gathers competed with the loop's kernel launches for the
+GIL and cost about 5% of tokens/s at d_model 128 on an H100 (12.5M vs 13.2M tokens/s with a fixed
+batch). The copy to the GPU runs on a side stream, so it overlaps the running step; the loop makes
+its compute stream wait for that copy (a GPU-side wait, no host sync) before using the batch.
+On CPU a background thread is enough (the loop itself is the bottleneck there).
 """
 from __future__ import annotations
 
@@ -11,28 +16,48 @@ import queue
 import threading
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from harness.data.batch import TokenBatch
 
 
+class StepBatches(Dataset):
+    """Item i is the batch of step start + i."""
+
+    def __init__(self, stream, start: int, stop: int):
+        self.stream, self.start, self.stop = stream, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int):
+        b = self.stream.batch(self.start + i)
+        return b.inputs, b.targets, b.domains
+
+
 class Prefetcher:
-    def __init__(self, stream, start: int, stop: int, device: torch.device, depth: int = 2):
+    def __init__(self, stream, start: int, stop: int, device: torch.device, depth: int = 2, workers: int = 1):
         self.stream, self.device = stream, device
         self.cuda = device.type == "cuda"
-        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.stopped = threading.Event()
+        if self.cuda:
+            self.copy_stream = torch.cuda.Stream(device)
+            loader = DataLoader(StepBatches(stream, start, stop), batch_size=None, num_workers=workers,
+                                pin_memory=True, prefetch_factor=depth + 2,
+                                multiprocessing_context="fork")
+            self.batches = iter(loader)
+        self.next_step = start
         self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True, name="prefetch")
         self.thread.start()
 
     def _load(self, step: int):
-        b = self.stream.batch(step)
         if not self.cuda:
-            return b, None
+            return self.stream.batch(step), None
+        tensors = next(self.batches)   # pinned, built by the worker process
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self.copy_stream):
-            b = TokenBatch(*(t.pin_memory().to(self.device, non_blocking=True)
-                             for t in (b.inputs, b.targets, b.domains)))
+            b = TokenBatch(*(t.to(self.device, non_blocking=True) for t in tensors))
             ready = torch.cuda.Event()
             ready.record(self.copy_stream)
         return b, ready
@@ -67,3 +92,5 @@ class Prefetcher:
     def close(self) -> None:
         self.stopped.set()
         self.thread.join(timeout=5)
+        if self.cuda:
+            del self.batches   # shuts the worker process down
