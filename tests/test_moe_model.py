@@ -5,6 +5,15 @@ import torch
 from model_zoo import ModelSpec, build
 from model_zoo.moe import MoELayer, set_impl
 
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Leave no compiled graphs or dynamo counters behind for later tests that count graphs."""
+    yield
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+
 SPEC = ModelSpec(d_model=32, n_layers=2, n_heads=2, ffn_hidden=64, vocab_size=64, seq_len=32, family="moe",
                  n_experts=4, top_k=2, expert_hidden=32, n_shared_experts=1, capacity_factor=1.0)
 
