@@ -25,7 +25,7 @@ from sweeps.status import clear_failure, record_failure, run_status
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def child_env(gpu: int | None, inductor_cache: str | None, threads: int) -> dict[str, str]:
+def child_env(gpu: str | int | None, inductor_cache: str | None, threads: int) -> dict[str, str]:
     env = dict(os.environ)
     if gpu is not None:  # pinned: the run sees exactly one GPU
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -44,7 +44,7 @@ def last_line(path: Path) -> str:
     return lines[-1][:500] if lines else ""
 
 
-def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: int | None = None,
+def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | None = None,
             inductor_cache: str | None = None, threads: int = 0) -> dict:
     """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run)."""
     run_dir, run_id = Path(run_dir), Path(run_dir).name

@@ -40,6 +40,13 @@ def visible_gpus(setting) -> int:
         return 0
 
 
+def device_ids(n: int) -> list[str]:
+    """The n GPUs runs are pinned to, as CUDA_VISIBLE_DEVICES names them here (submitit's local
+    executor clears that variable for its jobs, so each job is given the physical id)."""
+    visible = [x for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    return (visible or [str(i) for i in range(n)])[:n]
+
+
 def parallelism(config, gpus: int) -> int | None:
     """Runs at once: None (no cap from us) on a cluster launcher; else sweep.max_parallel or auto."""
     sw = config.sweep
@@ -58,9 +65,9 @@ def batches(items: list, n: int | None) -> list[list]:
     return [items[i:i + n] for i in range(0, len(items), n)]
 
 
-def job_overrides(arguments: Sequence[str], run_id: str, gpu: int | None) -> list[str]:
-    """The sweep's own overrides plus this run's id (quoted: 525411e98221 would parse as a float) and GPU."""
-    return [*arguments, f"run_id='{run_id}'"] + ([f"gpu={gpu}"] if gpu is not None else [])
+def job_overrides(arguments: Sequence[str], run_id: str, gpu: str | None) -> list[str]:
+    """The sweep's own overrides plus this run's id and GPU, quoted (525411e98221 would parse as a float)."""
+    return [*arguments, f"run_id='{run_id}'"] + ([f"gpu='{gpu}'"] if gpu is not None else [])
 
 
 def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
@@ -95,10 +102,11 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     todo.sort(key=lambda r: -r.flops)
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     per_gpu = max(1, int(config.sweep.jobs_per_gpu))
+    ids = device_ids(gpus)
     returns, job_idx = [], 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
         for batch in batches(todo, parallelism(config, gpus)):
-            overrides = [job_overrides(arguments, r.run_id, (i // per_gpu) % gpus if gpus else None)
+            overrides = [job_overrides(arguments, r.run_id, ids[(i // per_gpu) % gpus] if gpus else None)
                          for i, r in enumerate(batch)]
             if validate and job_idx == 0:
                 validate(overrides[:1])

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from harness.data.synthetic import make_synthetic_corpus
 from harness.rundir import RunDir
 from sweeps.job import child_env, run_job
-from sweeps.launch import job_overrides, run_sweep
+from sweeps.launch import device_ids, job_overrides, run_sweep
 from sweeps.lock import RunLock, holder
 from sweeps.plan import plan
 from sweeps.status import run_status
@@ -123,14 +123,19 @@ def test_local_launch_caps_parallelism_and_packs_runs_on_gpus(data, tmp_path, mo
     assert [len(b) for _, b in launched] == [4] * (n // 4) + ([n % 4] if n % 4 else [])   # 2 GPUs x 2 per GPU
     assert [i for i, _ in launched] == list(range(0, n, 4))
     for _, batch in launched:
-        assert [o["gpu"] for o in batch] == ["0", "0", "1", "1"][:len(batch)]
+        assert [o["gpu"] for o in batch] == ["'0'", "'0'", "'1'", "'1'"][:len(batch)]
         assert all(o["+grid"] == "chinchilla" for o in batch)
     ids = [o["run_id"].strip("'") for _, b in launched for o in b]
     assert sorted(ids) == sorted(r.run_id for r in plan(c).runs)
     for i in ids:   # every spec is written before launch: the job needs only its run_id
         assert (tmp_path / "chinchilla" / i / "spec.yaml").exists()
 
-    env = child_env(gpu=1, inductor_cache=str(tmp_path / "ind"), threads=1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")   # pinning names the GPUs this process was given
+    assert device_ids(2) == ["3", "5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert device_ids(2) == ["0", "1"]
+
+    env = child_env(gpu="1", inductor_cache=str(tmp_path / "ind"), threads=1)
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["OMP_NUM_THREADS"] == "1"
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "ind").resolve())
 
@@ -140,9 +145,9 @@ def test_run_id_overrides_stay_strings_for_hydra():
     from hydra.core.override_parser.overrides_parser import OverridesParser
     parser = OverridesParser.create()
     for rid in ("525411e98221", "123456789012", "abcdef012345"):
-        o = job_overrides(["+grid=chinchilla"], rid, 1)
+        o = job_overrides(["+grid=chinchilla"], rid, "1")
         parsed = {x.key_or_group: x.value() for x in parser.parse_overrides(o)}
-        assert parsed["run_id"] == rid and parsed["gpu"] == 1
+        assert parsed["run_id"] == rid and parsed["gpu"] == "1"
 
 
 def test_dry_run_launches_nothing(data, tmp_path, capsys, monkeypatch):
