@@ -89,7 +89,8 @@ def walk(root: Path, skip_dirs: frozenset = frozenset()) -> Iterator[Path]:
 
 def files_docs(root: Path, match: Callable[[Path], bool], convert=lambda s: s,
                skip_dirs: frozenset = frozenset()) -> Iterator[Doc]:
-    paths = [p for p in walk(root, skip_dirs) if match(p) and p.is_file()]
+    # symlinks are aliases (man pages link one page under several names), not documents of their own
+    paths = [p for p in walk(root, skip_dirs) if match(p) and not p.is_symlink() and p.is_file()]
     for p in hashed_order(paths):
         text = read_text(p)
         if text:
