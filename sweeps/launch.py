@@ -98,8 +98,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
     if skipped:
         log.info("skipping %s", ", ".join(f"{n} {s}" for s, n in skipped.items()))
-    # longest first: a batch's runs then take about as long as each other
-    todo.sort(key=lambda r: -r.flops)
+    # longest first (measured speed if the throughput table has it): a batch's runs then take about as long
+    todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     per_gpu = max(1, int(config.sweep.jobs_per_gpu))
     ids = device_ids(gpus)
@@ -122,11 +122,11 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
                     log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
             job_idx += len(batch)
-    finish(p, retries)
+    finish(p, retries, arguments)
     return returns
 
 
-def finish(p: Plan, retries: int) -> None:
+def finish(p: Plan, retries: int, arguments: Sequence[str]) -> None:
     statuses = sweep_status(p, retries)
     c = counts(statuses)
     bad = [(r, statuses[r.run_id]) for r in p.runs if statuses[r.run_id].state != "done"]
@@ -136,5 +136,6 @@ def finish(p: Plan, retries: int) -> None:
           + "".join(f", {c[s]} {s}" for s in ("running", "failed", "pending") if c.get(s)))
     print(f"sweep dir: {Path(p.sweep_dir).resolve()}")
     if bad:
-        print("status:    python sweep.py +grid=... sweep.status=true   (rerun the same command to resume/retry)")
+        args = " ".join(arguments)
+        print(f"status:    python sweep.py {args} sweep.status=true   (the same command again resumes and retries)")
     print(f"next:      python -m analysis.report {p.sweep_dir}")
