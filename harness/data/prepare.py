@@ -298,7 +298,7 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     enc_bytes, t_enc0 = 0, time.time()
     pool = encoder_pool(tmp / "tokenizer.json", workers) if text_doms else None
     try:
-        _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress)
+        _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress, cache)
     finally:
         if pool is not None:
             pool.close()
@@ -317,10 +317,13 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     return manifest
 
 
-def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress) -> None:
+def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress,
+                      cache: Path) -> None:
     for name, d in doms.items():
         (tmp / name).mkdir()
         info = {"licence": d.get("licence") or _licence(d), "source": _describe(d)}
+        if debs := _debs(d, cache):
+            info["debs"] = debs  # exact package versions: the default corpus is only reproducible from these
         if d.get("kind") == "tokens":
             split = {"train": [], "heldout": []}
             dups, n_docs = 0, 0
@@ -356,6 +359,16 @@ def _licence(d: dict) -> str:
         return "user-supplied"
     return "; ".join(dict.fromkeys(s.get("licence") or sources.DEFAULT_LICENCE.get(s["kind"], "?")
                                    for s in d["sources"]))
+
+
+def _debs(d: dict, cache: Path) -> list[str]:
+    """The .deb files (name_version_arch) an apt-sourced domain was extracted from."""
+    out = []
+    for s in d.get("sources", []):
+        for p in s.get("packages", []) if s.get("kind") == "apt" else []:
+            done = cache / "root" / p / ".done"
+            out.append(done.read_text().strip() if done.is_file() else p)
+    return out
 
 
 def _describe(d: dict) -> str:
