@@ -118,8 +118,8 @@ def test_dirichlet_mixtures_are_seeded():
 
 def test_grids_compose_chinchilla_times_two_mixtures(corpus, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
-    base = plan(cfg("+grid=chinchilla", "data.corpus=syn"))
-    both = plan(cfg("+grid=chinchilla_mixtures", "data.corpus=syn"))
+    base = plan(cfg("+grid=chinchilla", "data.corpus=syn", "sweep.max_epochs=100"))   # a small test corpus
+    both = plan(cfg("+grid=chinchilla_mixtures", "data.corpus=syn", "sweep.max_epochs=100"))
     assert len(both.runs) == 2 * len(base.runs)
     assert len({r.spec.data.weights for r in both.runs}) == 2
     assert both.sweep_dir.name == "chinchilla_mixtures"
