@@ -149,7 +149,7 @@ def test_lr_grid_and_per_size_lr_from_its_results(tmp_path):
 
 
 def test_plan_table_prints_cost_from_a_measured_throughput_table(tmp_path):
-    p0 = plan(cfg("+grid=chinchilla", "scale=gpu"))
+    p0 = plan(cfg("+grid=chinchilla", "scale=gpu", f"sweep.throughput_table={tmp_path / 'none.jsonl'}"))
     assert "unmeasured" in plan_table(p0)
     r = p0.runs[0]
     fpt = r.counts.flops_per_token
