@@ -52,7 +52,8 @@ def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | 
     if not lock.acquire():
         return {"run_id": run_id, "status": "locked", "reason": "another launch is running it"}
     with lock:
-        st = run_status(run_dir, run_id, retries, check_lock=False)  # re-check under the lock: a concurrent launch may have finished it
+        # re-check under the lock: a concurrent launch may have finished it meanwhile
+        st = run_status(run_dir, run_id, retries, check_lock=False)
         if st.state in ("done", "failed"):
             return {"run_id": run_id, "status": st.state, "reason": st.reason}
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,8 @@ def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | 
             if callable(prev):
                 prev(signum, None)  # submitit: checkpoint the job and requeue it (exits)
             return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
-        rec = record_failure(run_dir, rc, last_line(log_path) or f"exit code {rc}", str(log_path))
+        reason = f"exit {rc}" + (f" (killed by {signal.Signals(-rc).name})" if rc < 0 else "")
+        rec = record_failure(run_dir, rc, f"{last_line(log_path)} [{reason}]".strip(), str(log_path))
         return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
 
 
