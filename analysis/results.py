@@ -86,7 +86,7 @@ def read_curve(path: Path, run_id: str) -> list[dict]:
     return rows
 
 
-def load(sweep_dir: str | Path) -> Results:
+def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep_dir={sweep_dir}: not a directory (expected runs/<sweep>/ or runs/)")
@@ -108,6 +108,12 @@ def load(sweep_dir: str | Path) -> Results:
         warnings.warn(f"{sweep_dir}: skipped {len(skipped)} run dir(s) without a usable result.json "
                       f"(see Results.skipped)", stacklevel=2)
     runs = pd.DataFrame(rows)
+    if not allow_mixed_tokenizers and "tokenizer_sha256" in runs and runs["tokenizer_sha256"].nunique() > 1:
+        groups = runs.groupby("tokenizer_sha256")["run_id"].apply(list).to_dict()
+        raise ValueError(f"{sweep_dir}: runs were trained with {len(groups)} different tokenizers (the corpus was "
+                         "rebuilt between them), so their losses are not comparable in one fit: "
+                         + "; ".join(f"{k[:12]}: {len(v)} runs (e.g. {v[0]})" for k, v in groups.items())
+                         + ". Load each group's sweep separately, or pass allow_mixed_tokenizers=True.")
     curve_df = pd.DataFrame(curves, columns=None if curves else list(CURVE_KEYS) + ["loss"])
     if len(curve_df):
         curve_df = curve_df.sort_values(["run_id", "step"], ignore_index=True)

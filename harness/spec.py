@@ -155,7 +155,7 @@ class RunSpec:
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
         return e
 
-    def validate(self) -> "RunSpec":
+    def validate(self) -> RunSpec:
         if errs := self.errors():
             raise SpecError(errs)
         return self
@@ -164,7 +164,7 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
+    def from_dict(cls, d: dict) -> RunSpec:
         return from_plain(cls, d)
 
     def canonical_json(self) -> str:

@@ -30,6 +30,7 @@ import torch
 import model_zoo
 from harness import preflight
 from harness.checkpoint import Checkpoints, rng_state, set_rng_state
+from harness.data.corpus import current_tokenizer_sha256, stale_result_reason
 from harness.data.mixture import MixtureStream
 from harness.device import Hardware, resolve
 from harness.evaluate import HeldoutSet
@@ -37,7 +38,7 @@ from harness.prefetch import Prefetcher
 from harness.rundir import RunDir
 from harness.schedule import lr_at
 from harness.signals import Preempted, PreemptionFlag
-from harness.spec import RunSpec, Runtime
+from harness.spec import RunSpec, Runtime, SpecError
 from harness.step import LossStep
 from harness.tracking import Tracker
 from model_zoo.moe import stats_size as moe_stats_size
@@ -51,7 +52,9 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
     """
     runtime = runtime or Runtime()
     rd = RunDir(run_dir)
-    if (done := rd.finished(spec)) is not None:  # before validation: needs neither corpus nor device
+    if (done := rd.finished(spec)) is not None:  # before validation: needs no device
+        if why := stale_result_reason(done, current_tokenizer_sha256(spec.data.corpus, preflight.data_root())):
+            raise SpecError([f"{rd.path}: {why}"])
         return done
     corpus = preflight.check(spec, runtime)
     rd.prepare(spec, runtime)

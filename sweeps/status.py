@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data.corpus import current_tokenizer_sha256, stale_result_reason
+from harness.preflight import data_root
 from harness.rundir import atomic_write_bytes
 from sweeps.lock import holder
 
@@ -74,13 +76,18 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return Checkpoints(Path(run_dir) / "ckpt").steps()
 
 
-def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True) -> RunStatus:
-    """check_lock=False: the caller holds the run's lock itself."""
+def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True,
+               tokenizer_sha256: str | None = None) -> RunStatus:
+    """check_lock=False: the caller holds the run's lock itself. tokenizer_sha256: the corpus'
+    current tokenizer; a result trained with another one is reported failed (stale), not done."""
     run_dir = Path(run_dir)
     result = run_dir / "result.json"
     if result.exists():
         try:
-            if json.loads(result.read_text()).get("run_id") == run_id:
+            row = json.loads(result.read_text())
+            if row.get("run_id") == run_id:
+                if why := stale_result_reason(row, tokenizer_sha256):
+                    return RunStatus("failed", why)
                 return RunStatus("done")
         except json.JSONDecodeError:
             pass
@@ -104,7 +111,9 @@ def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True
 
 
 def sweep_status(plan, retries: int) -> dict[str, RunStatus]:
-    return {r.run_id: run_status(plan.run_dir(r), r.run_id, retries) for r in plan.runs}
+    shas = {c: current_tokenizer_sha256(c, data_root()) for c in {r.spec.data.corpus for r in plan.runs}}
+    return {r.run_id: run_status(plan.run_dir(r), r.run_id, retries, tokenizer_sha256=shas[r.spec.data.corpus])
+            for r in plan.runs}
 
 
 def counts(statuses: dict[str, RunStatus]) -> Counter:

@@ -78,3 +78,26 @@ class Corpus:
 
     def heldout(self, domain: str) -> np.ndarray:
         return self._heldout[domain]
+
+
+def current_tokenizer_sha256(corpus: str, data_root: str | Path) -> str | None:
+    """The tokenizer hash of the corpus a spec names, or None when it is not built here."""
+    try:
+        return Corpus(resolve_corpus_path(corpus, data_root)).tokenizer_sha256
+    except (CorpusError, OSError, ValueError, KeyError):
+        return None
+
+
+def stale_result_reason(result: dict, tokenizer_sha256: str | None) -> str | None:
+    """Why a finished result no longer matches the corpus on disk (None when it does, or can't tell).
+
+    run_id hashes the spec, which names the corpus but not its contents: a rebuilt corpus with
+    another tokenizer keeps the ids, so a stored result must also match the tokenizer it was trained
+    with. We refuse rather than retrain over it, so no result is lost silently.
+    """
+    old = result.get("tokenizer_sha256")
+    if not old or not tokenizer_sha256 or old == tokenizer_sha256:
+        return None
+    return (f"result.json was trained on corpus {result.get('corpus')!r} with tokenizer {old[:12]}, but that "
+            f"corpus now has tokenizer {tokenizer_sha256[:12]} (it was rebuilt): move the old sweep directory "
+            f"aside or pick another sweep name (sweep.name=...)")
