@@ -150,6 +150,9 @@ def corpus_domains(data: DataSpec | None) -> list[str]:
     return corpus.domains if corpus else []
 
 
+FREE_EPOCHS = 4   # Muennighoff et al. 2023: up to ~4 epochs, repeated data is about as good as fresh
+
+
 def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[str]:
     """Check vocab and data repetition against the corpus manifest. Returns warnings (corpus absent)."""
     data = runs[0].spec.data
@@ -169,12 +172,21 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
         return []
     caps = dict(data.epoch_caps)
     over: dict[str, list[tuple[float, str]]] = {}
+    worst_repeat = (0.0, "", "")
     for r in runs:
         weights = dict(r.spec.data.weights) or {d: 1 / len(domains) for d in domains}
         for d, w in weights.items():
             epochs = w * r.spec.tokens / max(1, int(domains[d]["train_tokens"]))
+            worst_repeat = max(worst_repeat, (epochs, d, r.label))
             if epochs > float(caps.get(d, sw.get("max_epochs", math.inf))):
                 over.setdefault(d, []).append((epochs, r.label))
+    if worst_repeat[0] > FREE_EPOCHS and not over:
+        epochs, d, label = worst_repeat
+        warnings = [f"run {label!r} repeats domain {d!r} {epochs:.1f} times: past about {FREE_EPOCHS} epochs "
+                    "repeated tokens are worth less than fresh ones (Muennighoff et al. 2023), which biases the "
+                    "largest budgets' losses upward; a larger corpus removes this"]
+    else:
+        warnings = []
     for d, bad in sorted(over.items()):
         key = "data.epoch_caps" if d in caps else "sweep.max_epochs"
         epochs, label = max(bad)
@@ -182,7 +194,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
                       f"{float(caps.get(d, sw.get('max_epochs'))):g} epochs (worst: {label!r}, {epochs:.2f} times): "
                       f"the budget is too large for corpus {corpus.name!r} ({int(domains[d]['train_tokens']):,} tokens); "
                       f"lower the budget, build a larger corpus, or raise the cap")
-    return []
+    return warnings
 
 
 # ---------------------------------------------------------------------------------- the table
