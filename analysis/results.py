@@ -108,6 +108,9 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
         warnings.warn(f"{sweep_dir}: skipped {len(skipped)} run dir(s) without a usable result.json "
                       f"(see Results.skipped)", stacklevel=2)
     runs = pd.DataFrame(rows)
+    if {"params_active_nonembedding", "vocab_size", "d_model"} <= set(runs.columns):
+        # the head's matmul costs vocab * d_model per token whether or not it is tied to the embedding
+        runs["params_compute"] = runs["params_active_nonembedding"] + runs["vocab_size"] * runs["d_model"]
     if not allow_mixed_tokenizers and "tokenizer_sha256" in runs and runs["tokenizer_sha256"].nunique() > 1:
         groups = runs.groupby("tokenizer_sha256")["run_id"].apply(list).to_dict()
         raise ValueError(f"{sweep_dir}: runs were trained with {len(groups)} different tokenizers (the corpus was "

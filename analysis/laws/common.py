@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-N_COLS = ("params_nonembedding", "params_total", "params_active", "params_active_nonembedding")
+N_COLS = ("params_nonembedding", "params_total", "params_active", "params_active_nonembedding", "params_compute")
 C_COLS = ("flops", "flops_6n")
 
 
@@ -32,7 +32,9 @@ class FitConfig:
     """The conventions a fit is made under; recorded in every law and stated in the report.
 
     n_col: which parameter count N means (non-embedding as Kaplan et al. 2020, total as Hoffmann et al.
-    2022, active for MoE). c_col: compute C as the exact FLOP count or the 6ND rule."""
+    2022, active for MoE, or params_compute: active non-embedding plus the output head, whose matmul
+    dominates the FLOPs of small models; Porian et al. 2024 found that leaving it out is one of the
+    causes of the Kaplan/Chinchilla discrepancy, and at CPU-demo scale it is most of the compute). c_col: compute C as the exact FLOP count or the 6ND rule."""
     n_col: str = "params_nonembedding"
     c_col: str = "flops_6n"
     loss_col: str = "loss"
@@ -55,7 +57,8 @@ class FitConfig:
 
     def describe(self) -> str:
         n = {"params_nonembedding": "non-embedding parameters", "params_total": "total parameters",
-             "params_active": "active parameters", "params_active_nonembedding": "active non-embedding parameters"}
+             "params_active": "active parameters", "params_active_nonembedding": "active non-embedding parameters",
+             "params_compute": "parameters a token is multiplied by (active non-embedding + output head)"}
         c = {"flops": "exact training FLOPs (matmuls + attention)", "flops_6n": "6ND (6 FLOPs per parameter per token)"}
         return (f"N = {n[self.n_col]} (`{self.n_col}`); C = {c[self.c_col]} (`{self.c_col}`); "
                 f"{self.n_bootstrap} bootstrap resamples over runs (seed {self.seed}), {self.ci_level:.0%} intervals")
