@@ -66,3 +66,15 @@ def test_result_rows_have_the_harness_keys():
                     "flops", "flops_6n", "loss", "train_loss", "lr", "batch_tokens", "schedule", "seed", "steps",
                     "wall_s", "tokens_per_s", "mfu", "device", "git_sha", "corpus", "tokenizer_sha256"}
     assert harness_keys <= set(row)
+
+
+def test_params_compute_counts_the_output_head_even_when_tied(tmp_path):
+    """N for small models: every weight a token is multiplied by, the head's vocab x d_model included."""
+    for i, tied_head in enumerate([True, False]):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        row = {"run_id": f"r{i}", "loss": 3.0, "d_model": 64, "vocab_size": 2048, "params_active_nonembedding": 1000,
+               "params_head": 0 if tied_head else 2048 * 64}
+        (d / "result.json").write_text(json.dumps(row))
+    runs = results.load(tmp_path).runs.set_index("run_id")
+    assert runs.loc["r0", "params_compute"] == runs.loc["r1", "params_compute"] == 1000 + 2048 * 64
