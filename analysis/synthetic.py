@@ -14,41 +14,27 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis.laws.approach3 import ChinchillaForm
+
 
 @dataclass(frozen=True)
-class KnownLaw:
+class KnownLaw(ChinchillaForm):
+    """A law with known parameters, to generate tables from (k: FLOPs per parameter per token)."""
     E: float
     A: float
     B: float
     alpha: float
     beta: float
+    k: float = 6.0
 
     def loss(self, N, D):
-        return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
-
-    @property
-    def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
-
-    def n_opt(self, C, k: float = 6.0):
-        return self.G * (np.asarray(C, float) / k) ** self.a
-
-    def d_opt(self, C, k: float = 6.0):
-        return (np.asarray(C, float) / k) ** self.b / self.G
+        return self.predict(N, D)
 
 
 CHINCHILLA = KnownLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. 2022, approach 3
@@ -64,7 +50,7 @@ def isoflop_table(law: KnownLaw, budgets, sizes_per_budget: int = 7, span: float
     rng = np.random.default_rng(seed)
     rows = []
     for C in budgets:
-        n_opt = law.n_opt(C, k)
+        n_opt = replace(law, k=k).n_opt(C)
         for N in n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget):
             D = C / (k * N)
             loss = law.loss(N, D) * np.exp(noise * rng.standard_normal())

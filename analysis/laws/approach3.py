@@ -120,8 +120,39 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
     return np.concatenate([np.exp(theta[..., :3]), theta[..., 3:]], axis=-1)
 
 
+class ChinchillaForm:
+    """The closed form that fitted and known laws share: L(N, D) = E + A/N^alpha + B/D^beta and its
+    compute-optimal frontier under C = k N D (Hoffmann et al. 2022, eq. 4). Subclasses hold the
+    attributes E, A, B, alpha, beta and k."""
+
+    def predict(self, N, D):
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
+
+    @property
+    def a(self) -> float:
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def n_opt(self, C):
+        return self.G * (np.asarray(C, float) / self.k) ** self.a
+
+    def d_opt(self, C):
+        return (np.asarray(C, float) / self.k) ** self.b / self.G
+
+    def loss_opt(self, C):
+        return self.predict(self.n_opt(C), self.d_opt(C))
+
+
 @dataclass
-class LossSurface:
+class LossSurface(ChinchillaForm):
     """The fitted L(N, D) with its compute-optimal allocation and bootstrap samples of (E, A, B, alpha, beta)."""
     E: float
     A: float
@@ -151,35 +182,9 @@ class LossSurface:
                    n_runs=n_runs, n_range=(np.nan, np.nan), d_range=(np.nan, np.nan), c_range=c_range,
                    objective=np.nan, grad_norm=0.0, converged=True, residuals=pd.DataFrame())
 
-    # ---- the law
-    def predict(self, N, D):
-        N, D = np.asarray(N, float), np.asarray(D, float)
-        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
-
     @property
     def params(self) -> dict[str, float]:
         return {p: getattr(self, p) for p in PARAMS}
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
-
-    @property
-    def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
-
-    def n_opt(self, C):
-        return self.G * (np.asarray(C, float) / self.k) ** self.a
-
-    def d_opt(self, C):
-        return (np.asarray(C, float) / self.k) ** self.b / self.G
-
-    def loss_opt(self, C):
-        return self.predict(self.n_opt(C), self.d_opt(C))
 
     # ---- intervals from the bootstrap
     def sample_surfaces(self) -> list[LossSurface]:
