@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 
-from model_zoo.spec import ModelSpec, SpecError
+from model_zoo.spec import ModelSpec, Spec, SpecError
 
 SCHEDULES = ("cosine", "wsd", "constant")
 COOLDOWNS = ("linear", "1-sqrt")
@@ -119,7 +118,7 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(Spec):
     model: ModelSpec
     tokens: int                      # D: training tokens
     batch_tokens: int = 65536        # tokens per optimizer step (sequences * seq_len)
@@ -155,20 +154,9 @@ class RunSpec:
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
         return e
 
-    def validate(self) -> RunSpec:
-        if errs := self.errors():
-            raise SpecError(errs)
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
         return from_plain(cls, d)
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @property
     def run_id(self) -> str:

@@ -44,8 +44,27 @@ def swiglu_hidden(d_model: int, multiple: int = 256) -> int:
     return multiple * -(-(8 * d_model // 3) // multiple)
 
 
+class Spec:
+    """What every frozen spec dataclass shares: validation that raises all errors at once, and a
+    canonical JSON form (sorted keys, no spaces) whose hash identifies it. Subclasses define errors()."""
+
+    def errors(self) -> list[str]:
+        raise NotImplementedError
+
+    def validate(self):
+        if errs := self.errors():
+            raise SpecError(errs)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Spec):
     d_model: int
     n_layers: int
     n_heads: int
@@ -105,14 +124,6 @@ class ModelSpec:
                 e.append(f"model.capacity_factor={self.capacity_factor}: 0 (dropless) or positive")
         return e
 
-    def validate(self) -> ModelSpec:
-        if errs := self.errors():
-            raise SpecError(errs)
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
@@ -120,9 +131,6 @@ class ModelSpec:
         if unknown:
             raise SpecError([f"model.{k}: unknown key (known: {sorted(known)})" for k in sorted(unknown)])
         return cls(**d)
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
