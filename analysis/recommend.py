@@ -11,6 +11,10 @@
                                         (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models",
                                         fitted R*_D = 15.39; their R*_N = 5.31 for excess parameters is not used)
 
+Every quantity comes with a bootstrap interval (config.ci_level): each analysis is evaluated on all resampled laws
+at once (their parameters as arrays; the optimisations are elementwise golden-section searches), reported as
+<name>_lo / <name>_hi columns (off_optimum) or <name>_ci = (lo, hi) entries (the dicts); NaN without a bootstrap.
+
 Bad requests are loud: a budget more than 10x outside the fitted compute range warns (the warning is kept
 on the Recommendation), more than 10^4 x raises unless allow_far=True; an unreachable loss raises.
 """
@@ -20,10 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq, minimize_scalar
 
-from analysis.laws.approach3 import LossSurface
-from analysis.laws.common import warn
+from analysis.laws.approach3 import ChinchillaForm, LossSurface
+from analysis.laws.common import ci, warn
 
 R_STAR_D = 15.4            # Muennighoff et al. 2023: repetitions at which repeated data's value has decayed by 1/e
 INFERENCE_FLOPS_PER_TOKEN = 2.0   # per parameter (forward pass), as Sardana et al. 2023
@@ -105,55 +108,152 @@ def compute_for_loss(law: LossSurface, target_loss: float) -> float:
     if not target_loss > law.E:
         raise ValueError(f"target_loss={target_loss}: unreachable, the fitted irreducible loss is E={law.E:.4g}; "
                          "ask for a loss above E")
-    f = lambda lc: float(law.loss_opt(np.exp(lc))) - target_loss
-    lo, hi = np.log(1e-6 * law.c_range[0]), np.log(1e40)
-    if f(hi) > 0:
+    C = float(_compute_for_loss(law, target_loss, law.c_range[0]))
+    if not np.isfinite(C):
         raise ValueError(f"target_loss={target_loss}: needs more than 1e40 FLOPs under the fitted law")
-    if f(lo) < 0:
-        return float(np.exp(lo))
-    return float(np.exp(brentq(f, lo, hi, xtol=1e-10)))
+    return C
 
 
-def tokens_for_loss(law: LossSurface, N: float, target_loss: float) -> float:
-    """D with L(N, D) = target_loss; inf when N alone cannot reach it."""
-    gap = target_loss - law.E - law.A / N ** law.alpha
-    return float((law.B / gap) ** (1 / law.beta)) if gap > 0 else np.inf
+def _compute_for_loss(law, target_loss: float, c_lo: float):
+    """Closed form, elementwise over array-valued laws: on the frontier both power terms scale as (C/k)^-g with
+    g = alpha beta / (alpha + beta), so loss_opt(C) = E + K (C/k)^-g. NaN where unreachable or past 1e40 FLOPs;
+    floored at 1e-6 c_lo (any smaller budget already reaches the loss)."""
+    g = law.alpha * law.beta / (law.alpha + law.beta)
+    K = law.A * law.G ** -law.alpha + law.B * law.G ** law.beta
+    gap = target_loss - law.E
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        C = law.k * np.where(gap > 0, (K / np.where(gap > 0, gap, 1)) ** (1 / g), np.nan)
+    C = np.maximum(C, 1e-6 * c_lo)
+    return np.where(C <= 1e40, C, np.nan)
+
+
+def tokens_for_loss(law, N, target_loss: float):
+    """D with L(N, D) = target_loss; inf when N alone cannot reach it (elementwise over arrays)."""
+    gap = target_loss - law.E - law.A / np.asarray(N, float) ** law.alpha
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        D = np.where(gap > 0, (law.B / np.where(gap > 0, gap, 1)) ** (1 / law.beta), np.inf)
+    return float(D) if D.ndim == 0 else D
+
+
+# ---- bootstrap intervals: every quantity is evaluated on all resampled laws at once (arrays of parameters)
+@dataclass
+class _Laws(ChinchillaForm):
+    """All bootstrap resamples of a LossSurface as one array-valued law: the closed forms broadcast."""
+    E: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    k: float
+
+
+def _resampled(law: LossSurface) -> _Laws | None:
+    s = np.asarray(getattr(law, "samples", np.empty((0, 5))), float)
+    return _Laws(*s.T, k=law.k) if len(s) else None
+
+
+def _interval(samples, level: float) -> tuple[float, float]:
+    """ci() over resamples; +-inf (e.g. "this size never reaches that loss") are kept as the extreme values they are,
+    NaN (quantity undefined on that resample) are dropped."""
+    s = np.asarray(samples, float)
+    s = s[~np.isnan(s)]
+    if np.isinf(s).any():
+        lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+        return float(lo), float(hi)
+    return ci(s, level)
+
+
+def _intervals(law: LossSurface, evaluate, keys) -> dict[str, tuple[float, float]]:
+    """{key: (lo, hi)} of evaluate(resampled laws)[key]; NaN intervals when the law has no bootstrap."""
+    laws = _resampled(law)
+    if laws is None:
+        return {k: (np.nan, np.nan) for k in keys}
+    vals = evaluate(laws)
+    return {k: _interval(vals[k], law.config.ci_level) for k in keys}
+
+
+def _golden_min(f, lo, hi, iters: int = 120):
+    """Elementwise golden-section minimum of a unimodal f over [lo, hi] (arrays): one array evaluation per step,
+    so 1000 resamples cost about as much as one. 120 steps shrink the bracket by 0.618^120 ~ 1e-25."""
+    r = (np.sqrt(5) - 1) / 2
+    a, b = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
+    a, b = a.copy(), b.copy()
+    x1, x2 = b - r * (b - a), a + r * (b - a)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(iters):
+        left = f1 <= f2                          # the minimum lies in [a, x2], else in [x1, b]
+        a, b = np.where(left, a, x1), np.where(left, x2, b)
+        x = np.where(left, b - r * (b - a), a + r * (b - a))
+        fx = f(x)
+        x1, f1, x2, f2 = (np.where(left, x, x2), np.where(left, fx, f2),
+                          np.where(left, x1, x), np.where(left, f1, fx))
+    x = (a + b) / 2
+    return x, f(x)
+
+
+OFF_KEYS = ("N", "D", "tokens_per_param", "loss", "loss_penalty", "D_same_loss", "extra_compute")
+
+
+def _off(law, C: float, f: float) -> dict:
+    n_opt, l_opt = law.n_opt(C), law.loss_opt(C)
+    N = f * n_opt
+    D = C / (law.k * N)
+    loss = law.predict(N, D)
+    D_same = tokens_for_loss(law, N, l_opt)
+    return {"N": N, "D": D, "tokens_per_param": D / N, "loss": loss, "loss_penalty": loss - l_opt,
+            "D_same_loss": D_same, "extra_compute": law.k * N * D_same / C - 1}
 
 
 def off_optimum(law: LossSurface, C: float, size_factors=(2.0, 1.0, 0.5, 0.25, 0.1)) -> pd.DataFrame:
     """Models f x N_opt trained at the same C (so longer when smaller): loss penalty at equal compute, and the
-    compute needed to match the optimum's loss (extra_compute = C'/C - 1; inf when that size never gets there)."""
-    n_opt, l_opt = float(law.n_opt(C)), float(law.loss_opt(C))
+    compute needed to match the optimum's loss (extra_compute = C'/C - 1; inf when that size never gets there).
+    Each quantity q has a bootstrap interval q_lo, q_hi (f x each resample's own N_opt, at the same C)."""
     rows = []
     for f in size_factors:
-        N = f * n_opt
-        D = C / (law.k * N)
-        D_same = tokens_for_loss(law, N, l_opt)
-        rows.append({"size_factor": f, "N": N, "D": D, "tokens_per_param": D / N, "loss": float(law.predict(N, D)),
-                     "loss_penalty": float(law.predict(N, D)) - l_opt, "D_same_loss": D_same,
-                     "extra_compute": law.k * N * D_same / C - 1})
+        row = {"size_factor": f, **{k: float(v) for k, v in _off(law, C, f).items()}}
+        for k, (lo, hi) in _intervals(law, lambda laws, f=f: _off(laws, C, f), OFF_KEYS).items():
+            row[f"{k}_lo"], row[f"{k}_hi"] = lo, hi
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def inference_optimal(law: LossSurface, target_loss: float, inference_tokens: float) -> dict:
-    """The N, D reaching `target_loss` with least training (k N D) + inference (2 N T) FLOPs (Sardana et al. 2023)."""
-    C_chin = compute_for_loss(law, target_loss)
-    n_min = (law.A / (target_loss - law.E)) ** (1 / law.alpha)     # below this N the loss is out of reach
+INFERENCE_KEYS = ("N", "D", "tokens_per_param", "train_flops", "total_flops", "chinchilla_N", "chinchilla_D",
+                  "chinchilla_total_flops", "saving")
 
-    def total(logN: float) -> float:
+
+def _inference(law, target_loss: float, inference_tokens: float, c_lo: float) -> dict:
+    C_chin = _compute_for_loss(law, target_loss, c_lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_min = (law.A / (target_loss - law.E)) ** (1 / law.alpha)     # below this N the loss is out of reach
+    n_chin = law.n_opt(C_chin)
+
+    def total(logN):
         N = np.exp(logN)
         return law.k * N * tokens_for_loss(law, N, target_loss) + INFERENCE_FLOPS_PER_TOKEN * N * inference_tokens
 
-    n_chin = float(law.n_opt(C_chin))
-    res = minimize_scalar(total, bounds=(np.log(n_min) + 1e-9, np.log(n_chin) + np.log(10)), method="bounded",
-                          options={"xatol": 1e-8})
-    N = float(np.exp(res.x))
+    with np.errstate(invalid="ignore"):
+        logN, best = _golden_min(total, np.log(n_min) + 1e-9, np.log(n_chin) + np.log(10))
+    N = np.exp(logN)
     D = tokens_for_loss(law, N, target_loss)
     chin_total = C_chin + INFERENCE_FLOPS_PER_TOKEN * n_chin * inference_tokens
-    return {"target_loss": target_loss, "inference_tokens": inference_tokens, "N": N, "D": D,
-            "tokens_per_param": D / N, "train_flops": law.k * N * D, "total_flops": float(res.fun),
-            "chinchilla_N": n_chin, "chinchilla_D": float(law.d_opt(C_chin)), "chinchilla_total_flops": chin_total,
-            "saving": 1 - float(res.fun) / chin_total}
+    return {"N": N, "D": D, "tokens_per_param": D / N, "train_flops": law.k * N * D, "total_flops": best,
+            "chinchilla_N": n_chin, "chinchilla_D": law.d_opt(C_chin), "chinchilla_total_flops": chin_total,
+            "saving": 1 - best / chin_total}
+
+
+def inference_optimal(law: LossSurface, target_loss: float, inference_tokens: float) -> dict:
+    """The N, D reaching `target_loss` with least training (k N D) + inference (2 N T) FLOPs (Sardana et al. 2023).
+    Each quantity q has a bootstrap interval q_ci = (lo, hi); resamples whose E is above target_loss cannot reach it
+    and are left out of the intervals (their share is `unreachable_share`)."""
+    compute_for_loss(law, target_loss)                   # loud on an unreachable target
+    point = {k: float(v) for k, v in _inference(law, target_loss, inference_tokens, law.c_range[0]).items()}
+    out = {"target_loss": target_loss, "inference_tokens": inference_tokens, **point}
+    cis = _intervals(law, lambda laws: _inference(laws, target_loss, inference_tokens, law.c_range[0]),
+                     INFERENCE_KEYS)
+    out.update({f"{k}_ci": v for k, v in cis.items()})
+    laws = _resampled(law)
+    out["unreachable_share"] = float(np.mean(laws.E >= target_loss)) if laws is not None else np.nan
+    return out
 
 
 def effective_tokens(D, unique_tokens: float, r_star: float = R_STAR_D):
@@ -163,26 +263,35 @@ def effective_tokens(D, unique_tokens: float, r_star: float = R_STAR_D):
     return np.where(D <= unique_tokens, D, unique_tokens + unique_tokens * r_star * (1 - np.exp(-R / r_star)))
 
 
+DATA_KEYS = ("N", "D", "epochs", "effective_tokens", "loss", "unconstrained_N", "unconstrained_D",
+             "unconstrained_loss")
+
+
+def _data_constrained(law, C: float, unique_tokens: float, r_star: float) -> dict:
+    loss = lambda logN: law.predict(np.exp(logN), effective_tokens(C / (law.k * np.exp(logN)), unique_tokens, r_star))
+    n_free = law.n_opt(C)
+    logN, best = _golden_min(loss, np.log(n_free) - np.log(1e3), np.log(n_free) + np.log(1e3))
+    N = np.exp(logN)
+    D = C / (law.k * N)
+    return {"N": N, "D": D, "epochs": D / unique_tokens, "effective_tokens": effective_tokens(D, unique_tokens, r_star),
+            "loss": best, "unconstrained_N": n_free, "unconstrained_D": law.d_opt(C),
+            "unconstrained_loss": law.loss_opt(C)}
+
+
 def data_constrained(law: LossSurface, C: float, unique_tokens: float, r_star: float = R_STAR_D,
                      allow_far: bool = False) -> dict:
-    """Best N for budget C when only `unique_tokens` exist: loss L(N, D'(C / kN)); compare with unlimited data."""
+    """Best N for budget C when only `unique_tokens` exist: loss L(N, D'(C / kN)); compare with unlimited data.
+    Each quantity q has a bootstrap interval q_ci = (lo, hi)."""
     notes: list[str] = []
     check_budget(law, C, allow_far, notes)
-    loss = lambda logN: float(law.predict(np.exp(logN), effective_tokens(C / (law.k * np.exp(logN)), unique_tokens,
-                                                                          r_star)))
-    n_free = float(law.n_opt(C))
-    res = minimize_scalar(loss, bounds=(np.log(n_free) - np.log(1e3), np.log(n_free) + np.log(1e3)), method="bounded",
-                          options={"xatol": 1e-8})
-    N = float(np.exp(res.x))
-    D = C / (law.k * N)
-    epochs = D / unique_tokens
+    point = {k: float(v) for k, v in _data_constrained(law, C, unique_tokens, r_star).items()}
+    epochs = point["epochs"]
     if epochs > 4 * (1 + r_star):
         warn(f"data_constrained: {epochs:.0f} epochs of the unique data: far past the regime Muennighoff et al. "
              "measured (returns vanish after ~16 epochs); more unique data would help more than compute", notes)
-    return {"C": C, "unique_tokens": unique_tokens, "N": N, "D": D, "epochs": epochs,
-            "effective_tokens": float(effective_tokens(D, unique_tokens, r_star)), "loss": float(res.fun),
-            "unconstrained_N": n_free, "unconstrained_D": float(law.d_opt(C)),
-            "unconstrained_loss": float(law.loss_opt(C)), "r_star": r_star, "warnings": notes}
+    cis = _intervals(law, lambda laws: _data_constrained(laws, C, unique_tokens, r_star), DATA_KEYS)
+    return {"C": C, "unique_tokens": unique_tokens, **point, "r_star": r_star, "warnings": notes,
+            **{f"{k}_ci": v for k, v in cis.items()}}
 
 
 def default_budgets(law: LossSurface) -> list[float]:

@@ -101,6 +101,10 @@ def interval(lo: float, hi: float) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) else "–"
 
 
+def pct(x: float, spec: str = "+.1%") -> str:
+    return format(x, spec) if np.isfinite(x) else ("unreachable" if x > 0 else "–")
+
+
 # ---------------------------------------------------------------- sections
 def section_summary(ctx: Context):
     a3 = ctx.a3
@@ -234,26 +238,32 @@ def section_recommendations(ctx: Context):
     off = recommend.off_optimum(a3, C)
     off_show = pd.DataFrame({"model size": off["size_factor"].map(lambda f: f"{f:g} x N_opt"), "N": off["N"].map(fmt),
                              "tokens/param": off["tokens_per_param"].map(lambda x: f"{x:.0f}"),
-                             "loss penalty at same C": off["loss_penalty"].map(lambda x: f"{x:+.4f}"),
-                             "extra compute for same loss": off["extra_compute"].map(
-                                 lambda x: f"{x:+.1%}" if np.isfinite(x) else "unreachable")})
+                             "loss penalty at same C": [f"{x:+.4f} [{pct(lo, '+.4f')}, {pct(hi, '+.4f')}]" for x, lo, hi in zip(
+                                 off["loss_penalty"], off["loss_penalty_lo"], off["loss_penalty_hi"])],
+                             "extra compute for same loss": [" ".join((pct(x), f"[{pct(lo)}, {pct(hi)}]"))
+                                                             for x, lo, hi in zip(off["extra_compute"],
+                                                                                  off["extra_compute_lo"],
+                                                                                  off["extra_compute_hi"])]})
     inf = recommend.inference_optimal(a3, float(a3.loss_opt(C)), inference_tokens=10 * float(a3.d_opt(C)))
     unique = float(a3.d_opt(C)) / 8
     dc = recommend.data_constrained(a3, C, unique, allow_far=True)
     return [Heading("Recommendations"),
             Table(show, f"Compute-optimal allocation per budget ({ctx.config.ci_level:.0%} intervals); budgets far "
                         "outside the fit are refused rather than answered"),
-            Table(off_show, f"Going off the optimum at C = {C:.3g}: smaller models trained longer (inference is cheaper)"),
+            Table(off_show, f"Going off the optimum at C = {C:.3g}: smaller models trained longer (inference is cheaper; "
+                            f"{ctx.config.ci_level:.0%} intervals)"),
             Para(f"**Inference-aware optimum** (Sardana et al. 2023; 2N FLOPs per inference token): to reach loss "
                  f"{inf['target_loss']:.3f} and then serve {inf['inference_tokens']:.3g} tokens, train "
-                 f"N = {inf['N']:.3g} on D = {inf['D']:.3g} ({inf['tokens_per_param']:.0f} tokens/parameter): "
-                 f"{inf['total_flops']:.3g} FLOPs in all, {inf['saving']:.0%} less than the Chinchilla-optimal "
-                 f"N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs)."),
+                 f"N = {inf['N']:.3g} {interval(*inf['N_ci'])} on D = {inf['D']:.3g} ({inf['tokens_per_param']:.0f} "
+                 f"{interval(*inf['tokens_per_param_ci'])} tokens/parameter): {inf['total_flops']:.3g} FLOPs in all, "
+                 f"{inf['saving']:.0%} [{pct(inf['saving_ci'][0], '.0%')}, {pct(inf['saving_ci'][1], '.0%')}] less than the "
+                 f"Chinchilla-optimal N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs)."),
             Para(f"**Data-constrained** (Muennighoff et al. 2023: repeated tokens decay with R* = {dc['r_star']}): at "
-                 f"C = {C:.3g} with only {unique:.3g} unique tokens (1/8 of D_opt), train N = {dc['N']:.3g} for "
-                 f"{dc['epochs']:.1f} epochs ({dc['effective_tokens']:.3g} effective tokens): expected loss "
-                 f"{dc['loss']:.3f} against {dc['unconstrained_loss']:.3f} with unlimited data (N = "
-                 f"{dc['unconstrained_N']:.3g}).")]
+                 f"C = {C:.3g} with only {unique:.3g} unique tokens (1/8 of D_opt), train N = {dc['N']:.3g} "
+                 f"{interval(*dc['N_ci'])} for {dc['epochs']:.1f} epochs ({dc['effective_tokens']:.3g} effective "
+                 f"tokens): expected loss {dc['loss']:.3f} {interval(*dc['loss_ci'])} against "
+                 f"{dc['unconstrained_loss']:.3f} {interval(*dc['unconstrained_loss_ci'])} with unlimited data "
+                 f"(N = {dc['unconstrained_N']:.3g}). Brackets: {ctx.config.ci_level:.0%} bootstrap intervals.")]
 
 
 def section_domains(ctx: Context):

@@ -1,11 +1,19 @@
 """Recommendations from a loss surface: optimum, off-optimum costs, inference-aware, data-constrained, bad requests."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from analysis import recommend as R
+from analysis import results
+from analysis.laws import approach3
 from analysis.laws.approach3 import LossSurface
-from analysis.laws.common import FitWarning
-from analysis.synthetic import CHINCHILLA
+from analysis.laws.common import FitConfig, FitWarning
+from analysis.synthetic import CHINCHILLA, FIXTURE_LAW, isoflop_table
+
+os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
+FIXTURE = Path(__file__).parent / "fixtures" / "sweep_small"
 
 
 @pytest.fixture
@@ -79,3 +87,76 @@ def test_data_constrained(law):
     assert R.effective_tokens(2e9, U) == pytest.approx(U + U * 15.4 * (1 - np.exp(-1 / 15.4)))
     with pytest.warns(FitWarning, match="epochs"):
         R.data_constrained(law, C, unique_tokens=1e6)
+
+
+# ---- bootstrap intervals of the off-optimum, inference-aware and data-constrained quantities
+def three_quantities(law):
+    """{name: (value, lo, hi)} for every interval the three analyses report, at 10x the largest swept budget."""
+    C = 10 * law.c_range[1]
+    out = {}
+    off = R.off_optimum(law, C)
+    for _, row in off.iterrows():
+        for k in R.OFF_KEYS:
+            out[f"off {row['size_factor']:g} {k}"] = (row[k], row[f"{k}_lo"], row[f"{k}_hi"])
+    inf = R.inference_optimal(law, float(law.loss_opt(C)), inference_tokens=10 * float(law.d_opt(C)))
+    out.update({f"inference {k}": (inf[k], *inf[f"{k}_ci"]) for k in R.INFERENCE_KEYS})
+    dc = R.data_constrained(law, C, float(law.d_opt(C)) / 8, allow_far=True)
+    out.update({f"data {k}": (dc[k], *dc[f"{k}_ci"]) for k in R.DATA_KEYS})
+    return out
+
+
+@pytest.fixture(scope="module")
+def fixture_law():
+    """The committed sweep, fitted with the default config: 1000 seeded resamples."""
+    law = approach3.fit(results.load(FIXTURE).runs)
+    assert law.samples.shape == (1000, 5)
+    return law
+
+
+def test_intervals_on_the_fixture_sweep_are_finite_ordered_and_contain_the_estimate(fixture_law):
+    q = three_quantities(fixture_law)
+    assert len(q) == 5 * len(R.OFF_KEYS) + len(R.INFERENCE_KEYS) + len(R.DATA_KEYS)
+    for name, (v, lo, hi) in q.items():
+        assert not np.isnan([v, lo, hi]).any(), name
+        assert lo <= hi, name
+        tol = 1e-9 * max(abs(v), 1e-12)
+        assert lo - tol <= v <= hi + tol, f"{name}: {v} outside [{lo}, {hi}]"
+        if not name.startswith("off 1 ") and np.isfinite(v):
+            assert hi - lo > 1e-6 * abs(v), f"{name}: degenerate interval"    # real spread, not the point repeated
+    # the optimum itself costs nothing on every resample; a 10x smaller model never reaches its loss on some
+    assert q["off 1 extra_compute"][1:] == pytest.approx((0, 0), abs=1e-9)
+    assert q["off 0.1 extra_compute"][2] == np.inf
+
+
+def test_intervals_evaluate_each_resampled_law(fixture_law):
+    """The vectorised evaluation over all resamples agrees with the scalar analysis run on each resampled surface."""
+    C = 10 * fixture_law.c_range[1]
+    target, T, U = float(fixture_law.loss_opt(C)), 10 * float(fixture_law.d_opt(C)), float(fixture_law.d_opt(C)) / 8
+    laws = R._resampled(fixture_law)
+    inf_all = R._inference(laws, target, T, fixture_law.c_range[0])
+    dc_all = R._data_constrained(laws, C, U, R.R_STAR_D)
+    off_all = R._off(laws, C, 0.5)
+    surfaces = fixture_law.sample_surfaces()
+    for i in np.linspace(0, len(surfaces) - 1, 12).astype(int):
+        s = surfaces[i]
+        if s.E < target:
+            inf = R.inference_optimal(s, target, T)
+            assert inf["N"] == pytest.approx(inf_all["N"][i], rel=1e-6)
+            assert inf["saving"] == pytest.approx(inf_all["saving"][i], rel=1e-6, abs=1e-9)
+        dc = R.data_constrained(s, C, U, allow_far=True)
+        assert dc["N"] == pytest.approx(dc_all["N"][i], rel=1e-6) and dc["loss"] == pytest.approx(dc_all["loss"][i])
+        off = R.off_optimum(s, C, size_factors=(0.5,)).iloc[0]
+        assert off["extra_compute"] == pytest.approx(off_all["extra_compute"][i])
+        assert np.isnan(dc["N_ci"]).all()           # a law without resamples reports no interval, not a fake one
+
+
+def test_intervals_shrink_when_the_fit_has_less_noise():
+    budgets = np.geomspace(1e15, 1e18, 4)
+    cfg = FitConfig(n_bootstrap=200, seed=1)
+    noisy, clean = (approach3.fit(isoflop_table(FIXTURE_LAW, budgets, sizes_per_budget=8, span=64, noise=n, seed=2),
+                                  cfg) for n in (0.02, 0.002))
+    qn, qc = three_quantities(noisy), three_quantities(clean)
+    for name in ("off 0.5 loss_penalty", "off 0.25 extra_compute", "inference N", "inference saving", "data N",
+                 "data loss"):
+        wn, wc = qn[name][2] - qn[name][1], qc[name][2] - qc[name][1]
+        assert 0 < wc < 0.5 * wn, f"{name}: width {wc:.3g} with 0.2% noise vs {wn:.3g} with 2%"
