@@ -38,6 +38,8 @@ class Rung:
         return f"L{s.n_layers}-d{s.d_model}{moe}"
 
     def n(self, convention: str) -> int:
+        if convention == "compute":  # what a token is multiplied by: active non-embedding + the output head
+            return self.counts.params_active_nonembedding + self.spec.vocab_size * self.spec.d_model
         return self.counts.n(convention)
 
 
@@ -75,7 +77,8 @@ def ladder_rungs(model_cfg: dict, errors: list[str]) -> list[Rung]:
 
 def compute_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
     """Per budget C: `sizes_per_budget` rungs evenly spaced in log N (ratio `spacing`) around the
-    rung whose D/N is nearest `tokens_per_param`, with D = C / flops_per_token."""
+    rung whose D/N is nearest `tokens_per_param`, with D = C / flops_per_token. N is `count`: a
+    Counts convention, or "compute" (active non-embedding + the head: what a tiny model's FLOPs scale with)."""
     conv, ratio, k = cfg.get("count", "nonembedding"), float(cfg["tokens_per_param"]), int(cfg["sizes_per_budget"])
     spacing = float(cfg.get("spacing", 2.0))
     min_side = int(cfg.get("min_each_side", 1))

@@ -34,9 +34,10 @@ def corpus(tmp_path_factory):
 def test_default_chinchilla_grid_brackets_each_budget_with_exact_tokens():
     p = plan(cfg("+grid=chinchilla"))
     c = cfg("+grid=chinchilla")
-    budgets = [float(b) for b in c.scale.budgets]
-    assert len(p.runs) == len(budgets) * c.scale.sizes_per_budget
-    ratio = float(c.scale.tokens_per_param)
+    g = c.grid.shapes
+    budgets = [float(b) for b in g.budgets]
+    assert len(p.runs) == len(budgets) * g.sizes_per_budget
+    ratio = float(g.tokens_per_param)
     for C in budgets:
         runs = [r for r in p.runs if r.budget == C]
         assert len({r.spec.model.n_layers for r in runs}) == len(runs)  # distinct sizes
@@ -44,7 +45,7 @@ def test_default_chinchilla_grid_brackets_each_budget_with_exact_tokens():
             fpt = count(r.spec.model).flops_per_token
             assert r.spec.tokens == int(C / fpt)
             assert abs(r.flops - C) <= fpt
-        tpp = [r.spec.tokens / r.counts.params_nonembedding for r in runs]
+        tpp = [r.spec.tokens / grids.Rung(r.spec.model.n_layers, r.spec.model, r.counts).n(g.count) for r in runs]
         assert min(tpp) < ratio < max(tpp)  # the expected optimum lies inside the sizes: a parabola can be fitted
     assert len({r.run_id for r in p.runs}) == len(p.runs)
     assert p.sweep_dir == Path("runs/chinchilla")
@@ -59,6 +60,20 @@ def test_sizes_are_evenly_spaced_in_log_n_on_a_dense_ladder():
     assert not errors and len(shapes) == 5
     steps = [math.log(b.rung.n("nonembedding") / a.rung.n("nonembedding")) for a, b in zip(shapes, shapes[1:])]
     assert all(abs(s - math.log(2)) < 0.35 for s in steps), steps
+
+
+def test_compute_count_is_what_the_training_flops_scale_with():
+    """N = "compute" (active non-embedding + the d x V head, tied or not): FLOPs/token = 6 N + causal
+    attention 6 T d L, less the norm gains (in N, but no matmul)."""
+    errors = []
+    model = {"rule": {"aspect": 16, "head_dim": 16, "ffn_multiple": 16}, "depths": [1, 2, 4], "vocab_size": 2048,
+             "seq_len": 128}
+    for tie in (False, True):  # a tied head has no parameters of its own but is still a d x V matmul per token
+        for r in grids.ladder_rungs({**model, "tie_embeddings": tie}, errors):
+            d, n_layers = r.spec.d_model, r.spec.n_layers
+            norms = (2 * n_layers + 1) * d
+            assert r.counts.flops_per_token == 6 * (r.n("compute") - norms) + 6 * 128 * d * n_layers
+    assert not errors
 
 
 def test_budget_too_small_or_too_large_for_the_ladder_is_an_error_naming_the_key():
