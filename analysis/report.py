@@ -370,4 +370,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module's main, not this __main__ copy: plugged-in sections (e.g. the MoE one)
+    # import analysis.report and build its block classes, which this copy's isinstance checks would
+    # not recognise, silently dropping those sections.
+    from analysis.report import main as _main
+    _main()

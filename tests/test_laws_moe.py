@@ -122,3 +122,22 @@ def test_registered_report_section_renders_in_the_report(tmp_path):
     assert (tmp_path / "figures" / "moe_vs_dense.png").exists() and "the MoE law (lines)" in page.read_text()
     dense = report.Context(Results(runs.query("family == 'dense'"), pd.DataFrame()), FitConfig(n_bootstrap=0))
     assert moe_report.report_section(dense) is None
+
+
+def test_cli_report_includes_the_moe_section(tmp_path):
+    """`python -m analysis.report` (run as __main__) keeps plugged-in sections: a second copy of the
+    module once made their blocks fail its isinstance checks, dropping the MoE section silently."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    runs = synthetic_runs(KNOWN, noise=0.003, seed=5)
+    for i, row in enumerate(runs.to_dict("records")):
+        d = tmp_path / "sweep" / f"run{i:03d}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"run_id": f"run{i:03d}", **row}, default=float))
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "sweep"), "--bootstrap", "0",
+                          "--out", str(tmp_path / "rep")], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "## Mixture of experts against dense at equal compute" in (tmp_path / "rep" / "report.md").read_text()
