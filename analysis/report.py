@@ -60,7 +60,15 @@ class Context:
 
     @property
     def runs(self) -> pd.DataFrame:
-        return self.results.runs
+        """The runs the Chinchilla laws describe: the dense ones. An MoE sweep's MoE runs follow their
+        own law (analysis/laws/moe.py), whose section reads results.runs."""
+        r = self.results.runs
+        return r[r["family"] != "moe"] if "family" in r.columns else r
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        c = self.results.curves
+        return c[c["run_id"].isin(self.runs["run_id"])] if "run_id" in c.columns and "run_id" in self.runs else c
 
     @property
     def a3(self):
@@ -71,10 +79,10 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
     """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal."""
     ctx = Context(res, config, budgets)
     attempts: dict[str, Callable] = {
-        "approach 1": lambda: approach1.fit(res.runs, res.curves, config),
-        "approach 2": lambda: approach2.fit(res.runs, config),
-        "approach 3": lambda: approach3.fit(res.runs, config),
-        "holdout": lambda: validate.holdout_largest_budget(res.runs, config),
+        "approach 1": lambda: approach1.fit(ctx.runs, ctx.curves, config),
+        "approach 2": lambda: approach2.fit(ctx.runs, config),
+        "approach 3": lambda: approach3.fit(ctx.runs, config),
+        "holdout": lambda: validate.holdout_largest_budget(ctx.runs, config),
     }
     for name, fn in attempts.items():
         try:
@@ -134,9 +142,11 @@ def section_summary(ctx: Context):
 
 def section_data(ctx: Context):
     r, res = ctx.runs, ctx.results
+    n_moe = len(res.runs) - len(r)
+    moe = f" ({n_moe} MoE runs are left to the MoE section; the laws here describe the dense ones)" if n_moe else ""
     out = [Heading("Sweep and conventions"),
-           Para(f"{len(r)} finished runs, {len(res.skipped)} run directories skipped, "
-                f"{len(res.curves)} eval points on training curves. Conventions: {ctx.config.describe()}.")]
+           Para(f"{len(res.runs)} finished runs{moe}, {len(res.skipped)} run directories skipped, "
+                f"{len(ctx.curves)} eval points on training curves. Conventions: {ctx.config.describe()}.")]
     if res.skipped:
         out.append(Table(pd.DataFrame(res.skipped, columns=["run dir", "reason"]), "Skipped run directories"))
     cols = [c for c in ("run_id", "n_layers", "d_model", ctx.config.n_col, "tokens", ctx.config.c_col, "loss")

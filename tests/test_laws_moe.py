@@ -141,3 +141,21 @@ def test_cli_report_includes_the_moe_section(tmp_path):
                           "--out", str(tmp_path / "rep")], cwd=repo, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "## Mixture of experts against dense at equal compute" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_chinchilla_sections_fit_only_the_dense_runs_of_an_moe_sweep():
+    from analysis import report
+    from analysis.results import Results
+    runs = synthetic_runs(KNOWN, noise=0.003, seed=5)
+    ctx = report.build_context(Results(runs, pd.DataFrame()),
+                               FitConfig(n_col="params_active_nonembedding", n_bootstrap=0))
+    n_dense = int((runs["family"] == "dense").sum())
+    assert 0 < n_dense < len(runs)
+    assert ctx.a3.n_runs == n_dense and len(ctx.runs) == n_dense
+    assert moe_report_section_sees_all(ctx, runs)
+
+
+def moe_report_section_sees_all(ctx, runs) -> bool:
+    from analysis.laws import moe_report
+    blocks = moe_report.report_section(ctx)
+    return blocks is not None and any(f"({len(runs)} runs)" in getattr(b, "caption", "") for b in blocks)

@@ -127,12 +127,12 @@ def section(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | N
 def report_section(ctx):
     """analysis.report section: None (skipped) when the sweep has no MoE run. N is counted as active."""
     from analysis import report
-    if not has_moe(ctx.runs):
+    if not has_moe(ctx.results.runs):
         return None
     cfg = ctx.config if ctx.config.n_col in ACTIVE else dataclasses.replace(ctx.config, n_col=ACTIVE[0])
     kinds = {"heading": lambda b: report.Heading(b[1]), "para": lambda b: report.Para(b[1]),
              "table": lambda b: report.Table(b[1], b[2]), "figure": lambda b: report.Figure(b[1], b[2], b[3])}
-    return [kinds[b[0]](b) for b in blocks(ctx.runs, config=cfg)]
+    return [kinds[b[0]](b) for b in blocks(ctx.results.runs, config=cfg)]
 
 
 def plot(law: MoELaw, obs: pd.DataFrame, cfg: FitConfig):
