@@ -135,14 +135,9 @@ def planned(shape, mix, lr, seed, data, optim, evals, batch_tokens, show_lr, sho
 # -------------------------------------------------------------------------------- corpus checks
 
 def open_corpus(data: DataSpec | None):
-    from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
+    from harness.data.corpus import open_corpus as open_named
     from harness.preflight import data_root
-    if data is None:
-        return None
-    try:
-        return Corpus(resolve_corpus_path(data.corpus, data_root()))
-    except CorpusError:
-        return None
+    return open_named(data.corpus, data_root()) if data is not None else None
 
 
 def corpus_domains(data: DataSpec | None) -> list[str]:

@@ -80,12 +80,23 @@ class Corpus:
         return self._heldout[domain]
 
 
-def current_tokenizer_sha256(corpus: str, data_root: str | Path) -> str | None:
-    """The tokenizer hash of the corpus a spec names, or None when it is not built here."""
+def open_corpus(corpus: str, data_root: str | Path) -> Corpus | None:
+    """The corpus a spec names, or None when it is not built here (callers that must have it use
+    Corpus(resolve_corpus_path(...)) and get the error that says how to build it)."""
     try:
-        return Corpus(resolve_corpus_path(corpus, data_root)).tokenizer_sha256
-    except (CorpusError, OSError, ValueError, KeyError):
+        return Corpus(resolve_corpus_path(corpus, data_root))
+    except CorpusError:
         return None
+
+
+def current_tokenizer_sha256(corpus: str, data_root: str | Path) -> str | None:
+    """The tokenizer hash of the corpus a spec names, or None when it is not built here or unreadable
+    (a status query must not fail on a half-built corpus)."""
+    try:
+        c = open_corpus(corpus, data_root)
+    except (OSError, ValueError, KeyError):
+        return None
+    return c.tokenizer_sha256 if c else None
 
 
 def stale_result_reason(result: dict, tokenizer_sha256: str | None) -> str | None:
