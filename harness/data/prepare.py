@@ -175,26 +175,18 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
 
 
 # ---- tokenization -------------------------------------------------------------------------------
-_worker_tok = None
+_worker_encoder: tk.DocumentEncoder | None = None
 
 
-def _init_worker(path: str) -> None:
-    global _worker_tok
+def _init_worker(path: str, cache: bool = True) -> None:
+    global _worker_encoder
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _worker_tok = tk.load(Path(path))
+    _worker_encoder = tk.DocumentEncoder(tk.load(Path(path)), cache=cache)
 
 
 def _encode_chunk(args) -> tuple[bytes, int]:
     texts, eod, dtype = args
-    ids = [e.ids for e in _worker_tok.encode_batch_fast(texts, add_special_tokens=False)]
-    n = sum(map(len, ids)) + len(ids)
-    out = np.empty(n, dtype=dtype)
-    i = 0
-    for x in ids:
-        out[i:i + len(x)] = x
-        out[i + len(x)] = eod
-        i += len(x) + 1
-    return out.tobytes(), sum(len(t) for t in texts)
+    return _worker_encoder.encode_docs(texts, eod, dtype).tobytes(), sum(len(t) for t in texts)
 
 
 def encode_all(texts: list[str], pool, eod: int, dtype, desc: str, progress: bool) -> np.ndarray:
@@ -221,23 +213,14 @@ def encode_all(texts: list[str], pool, eod: int, dtype, desc: str, progress: boo
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def encoder_pool(tok_path: Path, workers: int):
-    """`workers` tokenizer processes (None: encode in this process)."""
+def encoder_pool(tok_path: Path, workers: int, cache: bool = True):
+    """`workers` tokenizer processes (None: encode in this process); cache=False encodes with the
+    library alone (tokenizer.DocumentEncoder; for benchmarks and tests)."""
     if workers <= 1:
-        _init_worker(str(tok_path))
+        _init_worker(str(tok_path), cache)
         return None
     ctx = get_context("fork" if sys.platform == "linux" else "spawn")
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(str(tok_path),))
-
-
-def pack_tokens(docs: list[np.ndarray], eod: int, dtype) -> np.ndarray:
-    out = np.empty(sum(len(d) + 1 for d in docs), dtype=dtype)
-    i = 0
-    for d in docs:
-        out[i:i + len(d)] = d
-        out[i + len(d)] = eod
-        i += len(d) + 1
-    return out
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(str(tok_path), cache))
 
 
 def tokenizer_sample(domains: dict[str, DomainDocs], per_domain: float):
@@ -337,7 +320,7 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
                 split["heldout" if is_heldout(h, frac) else "train"].append(arr)
             if not split["heldout"]:
                 split["heldout"].append(split["train"].pop())
-            arrays = {k: pack_tokens(v, eod, dtype) for k, v in split.items()}
+            arrays = {k: tk.pack_documents(v, eod, dtype) for k, v in split.items()}
             info.update(documents=n_docs, duplicates=dups, bytes=None,
                         train_documents=len(split["train"]), heldout_documents=len(split["heldout"]))
         else:
