@@ -3,15 +3,20 @@
     python bench/stream_bench.py [--corpus data/default] [--steps 200]
 
 Pins itself to one core (os.sched_setaffinity) and one torch/numpy thread, builds a synthetic
-corpus when none is given, and times batch(step) for a few batch shapes and both sampling modes.
+corpus when none is given, and times batch(step) for a few batch shapes and both sampling modes,
+with a curriculum stage (the weights reversed) starting mid-sequence half-way through the steps.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -44,7 +49,8 @@ def main() -> None:
     for sampling in ("stratified", "random"):
         for B, T in ((64, 256), (256, 256), (128, 1024), (512, 2048)):
             data = DataSpec(weights=w, sampling=sampling,
-                            stages=(Stage(start_frac=0.5, weights=w[::-1] if n > 1 else w),))
+                            stages=(Stage(start_tokens=args.steps * B * T // 2 + T // 2,
+                                          weights=w[::-1] if n > 1 else w),))
             s = MixtureStream(corpus, data, B, T, seed=0, total_tokens=args.steps * B * T)
             s.batch(0)
             t = time.perf_counter()

@@ -58,8 +58,8 @@ class OptimSpec:
 @dataclass(frozen=True)
 class Stage:
     """From `start_frac` of the run's tokens on (or from token `start_tokens` when that is set),
-    sample with `weights` (a curriculum stage). The switch lands on the first sequence boundary
-    at or after that token: exact when it is a multiple of seq_len."""
+    sample with `weights` (a curriculum stage). The switch is exact at that token, also inside a
+    sequence (MixtureStream splices the straddling sequence; at most one switch per sequence)."""
     start_frac: float = 0.0
     weights: tuple[tuple[str, float], ...] = ()
     start_tokens: int = 0                                 # > 0: exact start token, overrides start_frac

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
 from harness.data.mixture import MixtureError, MixtureStream, SainteLague
@@ -82,6 +83,86 @@ def test_curriculum_switches_at_the_exact_token(corpus):
     assert (seen == 0).sum() == 80 * B
     assert all((labels(s.batch(i)) == 0).all() for i in range(80)) and all(
         (labels(s.batch(i)) == 1).all() for i in range(80, 100))
+
+
+@pytest.mark.parametrize("sampling", ["stratified", "random"])
+def test_curriculum_switches_at_an_exact_token_inside_a_sequence(corpus, sampling):
+    B, T = 8, 16
+    start = 37 * T + 5  # 5 targets into sequence 37, the 6th row of batch 4
+    data = DataSpec(weights=(("alpha", 1.0),), sampling=sampling,
+                    stages=(Stage(start_tokens=start, weights=(("beta", 1.0),)),))
+    s = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=3)
+    batches = [s.batch(i) for i in range(10)]
+    dom = np.concatenate([b.domains.numpy() for b in batches])
+    assert (dom == 0).sum() == start and (dom == 1).sum() == 10 * B * T - start
+    assert all((b.domains == 0).all() for b in batches[:4]) and all((b.domains == 1).all() for b in batches[5:])
+    b = batches[4]
+    mixed = [i for i in range(B) if len(set(b.domains[i].tolist())) > 1]
+    assert len(mixed) == 1
+    i = mixed[0]
+    assert b.domains[i].tolist() == [0] * 5 + [1] * (T - 5)  # the switch lands on target token 5 of that row
+    assert sorted(b.domains[:, 0].tolist()) == [0] * 6 + [1] * 2  # sequences 32..36 and 37's start; 38, 39
+    # the row's first 6 tokens (5 targets) open an alpha window, the rest open a beta window
+    row = np.r_[b.inputs[i].numpy(), b.targets[i, -1].item()]
+    alpha, beta = np.asarray(corpus.train("alpha")), np.asarray(corpus.train("beta"))
+    assert any((alpha[k * T:k * T + 6] == row[:6]).all() for k in range(int(s.windows[0])))
+    assert any((beta[k * T:k * T + T - 5] == row[6:]).all() for k in range(int(s.windows[1])))
+    assert (b.inputs[:, 1:] == b.targets[:, :-1]).all()
+    # the plan counts the same tokens; the batch is the same read alone, out of order, by a fresh stream
+    plan = {p.domain: p for p in s.plan(10 * B * T).domains}
+    assert plan["alpha"].tokens == start and plan["beta"].tokens == 10 * B * T - start
+    again = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=3)
+    for step in (9, 4, 0):
+        x, y = again.batch(step), batches[step]
+        assert all(torch.equal(u, v) for u, v in zip((x.inputs, x.targets, x.domains), (y.inputs, y.targets, y.domains)))
+
+
+def test_a_switch_inside_a_sequence_keeps_shares_and_epochs_exact(corpus):
+    B, T = 8, 16
+    total = 60 * B * T
+    data = DataSpec(weights=(("alpha", 0.5), ("beta", 0.5)), epoch_caps=(("gamma", 5.0),),
+                    stages=(Stage(start_frac=0.5003, weights=(("alpha", 0.25), ("gamma", 0.75))),))
+    s = MixtureStream(corpus, data, batch_size=B, seq_len=T, seed=6, total_tokens=total)
+    start = round(0.5003 * total)
+    assert start % T and s.plan().stage_start_tokens == (0, start)
+    dom = np.concatenate([s.batch(i).domains.numpy().ravel() for i in range(60)])
+    tokens = np.bincount(dom, minlength=3)
+    assert tokens.sum() == total and (tokens == [p.tokens for p in s.plan().domains]).all()
+    n_old = start // T + 1  # stage 0's slots: its sequences, the straddled one included
+    old, new = s._alloc[0].counts(n_old), s._alloc[1].counts(60 * B - start // T)
+    assert (s.consumed(60 * B) == old + new).all()
+    sp = s.splices(0, 60 * B)
+    assert len(sp) == 1 and sp[0][:2] == (start // T, start % T)
+    want = (old + new) * T  # whole windows but for the spliced row's two halves
+    want[sp[0][2]] -= T - start % T
+    want[sp[0][3]] -= start % T
+    assert (tokens == want).all() and (tokens == s.domain_tokens(60 * B)).all()
+    # alpha is read in both stages: no alpha window twice within its epoch, spliced half included
+    W = int(s.windows[0])
+    alpha = np.asarray(corpus.train("alpha"))[:W * T + 1].astype(np.int64)
+    starts = {}
+    for k in range(W):
+        starts.setdefault(alpha[k * T:k * T + 3].tobytes(), []).append(k)
+    used = []
+    for i in range(60):
+        b = s.batch(i)
+        row = torch.cat([b.inputs, b.targets[:, -1:]], dim=1).numpy()
+        for r in range(B):
+            d = b.domains[r].numpy()
+            cut = int(np.argmax(d != d[0])) if (d != d[0]).any() else T  # targets before the switch
+            parts = [(d[0], row[r, :cut + 1]), (d[-1], row[r, cut + 1:])] if cut < T else [(d[0], row[r])]
+            for dom_i, part in parts:
+                if dom_i == 0:
+                    ks = [k for k in starts.get(part[:3].tobytes(), []) if (alpha[k * T:k * T + len(part)] == part).all()]
+                    assert ks
+                    used.append(ks[0] if len(ks) == 1 else tuple(ks))
+    assert len(used) == int(s.consumed(60 * B)[0]) <= W and len(set(used)) == len(used)
+
+
+def test_two_switches_in_one_sequence_are_refused(corpus):
+    stages = (Stage(start_tokens=40, weights=(("beta", 1.0),)), Stage(start_tokens=44, weights=(("gamma", 1.0),)))
+    with pytest.raises(SpecError, match="different sequences"):
+        MixtureStream(corpus, DataSpec(weights=(("alpha", 1.0),), stages=stages), 8, 16, 0)
 
 
 def test_random_sampling_follows_stages(corpus):

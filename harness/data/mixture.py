@@ -14,13 +14,24 @@ How a batch is made (stratified sampling, the default):
     within about one, every batch holds each domain's share within one sequence, and the count
     of d's sequences before any step is a closed-form function of the step. That count is the
     k at which domain d resumes, so epochs and epoch caps are exact.
-  * Curriculum stages switch at an exact sequence: the first sequence at or after the stage's
-    start token (start_tokens, or start_frac of the run's tokens; exact when a multiple of seq_len).
+  * Curriculum stages switch at an exact token: the stage's start token S (start_tokens, or
+    start_frac of the run's tokens, rounded). Tokens are counted sequence by sequence (sequence n
+    holds the run's target tokens n*T .. n*T+T-1), so exactly S target tokens are drawn under the
+    earlier stages. When S is not a multiple of T, the sequence that straddles it is spliced: its
+    first r = S mod T targets come from a window of the old stage's domain and the rest from a
+    window of the new stage's domain (the first T-r targets of that window; the one target at the
+    junction is the new window's first token, predicted from the old context, like the first
+    token after an unmasked document boundary). That sequence takes a slot in both stages'
+    apportionments (the old stage's last, the new stage's first), so every stage's counts, the
+    per-domain window counters and the epoch accounting stay closed-form; a batch that holds the
+    switch has B+1 slots for its B rows. At most one switch per sequence.
   * Rows are shuffled within the batch (seeded by (seed, step)) so micro-batches mix domains.
 Random sampling draws each sequence's domain from its stage's weights and a window uniformly
-(with replacement), both seeded by (seed, step); epochs are then expected, not exact, values.
+(with replacement), both seeded by (seed, step) (a spliced sequence: one draw per stage); epochs
+are then expected, not exact, values.
 
-The per-target-token domain label travels with the batch (TokenBatch.domains).
+The per-target-token domain label travels with the batch (TokenBatch.domains); only a spliced
+sequence has two labels.
 """
 from __future__ import annotations
 
@@ -91,7 +102,7 @@ class DomainPlan:
 class MixturePlan:
     total_tokens: int
     seq_len: int
-    stage_starts: tuple[int, ...]   # first sequence index of each stage
+    stage_start_tokens: tuple[int, ...]   # the exact start token of each stage (0 for the first)
     domains: tuple[DomainPlan, ...]
 
     def table(self) -> str:
@@ -111,10 +122,18 @@ class MixtureStream:
         self.domains: list[str] = corpus.domains
         self._check(data)
         self.stage_weights = [self._vector(data.weights)] + [self._vector(s.weights) for s in data.stages]
-        self.stage_starts = [0] + [self._stage_start_seq(i, s) for i, s in enumerate(data.stages)]
-        if any(b <= a for a, b in zip(self.stage_starts, self.stage_starts[1:])):
-            raise SpecError([f"data.stages: start sequences {self.stage_starts[1:]} (seq_len={seq_len}) must "
-                             "increase from stage to stage"])
+        # stage j starts at target token S_j: in sequence S_j // T, after r_j = S_j % T of its targets
+        self.stage_start_tokens = [0] + [self._stage_start_token(s) for s in data.stages]
+        self._first_seq = [t // seq_len for t in self.stage_start_tokens]
+        self._split = [t % seq_len for t in self.stage_start_tokens]
+        if any(b <= a for a, b in zip(self._first_seq, self._first_seq[1:])):
+            raise SpecError([f"data.stages: start tokens {self.stage_start_tokens[1:]} must fall in different "
+                             f"sequences of seq_len={seq_len} tokens (at most one switch per sequence)"])
+        # stage j's slots are sequences [lo_j, hi_j): a straddled sequence is a slot of both stages
+        self._lo = self._first_seq
+        self._hi = [f + (r > 0) for f, r in zip(self._first_seq[1:], self._split[1:])] + [None]
+        # sequences from which a stage holds whole sequences (random sampling's stage lookup)
+        self._full_starts = np.array([-(-t // seq_len) for t in self.stage_start_tokens])
         self._alloc = [SainteLague(w) for w in self.stage_weights]
         self._tokens = [np.asarray(corpus.train(d)) for d in self.domains]  # plain views: no memmap overhead
         self.windows = np.array([max(0, (len(t) - 1) // seq_len) for t in self._tokens], dtype=np.int64)
@@ -151,14 +170,14 @@ class MixtureStream:
         w = dict(pairs)
         return np.array([float(w.get(d, 0.0)) for d in self.domains])
 
-    def _stage_start_seq(self, i: int, stage) -> int:
+    def _stage_start_token(self, stage) -> int:
         start = getattr(stage, "start_tokens", 0) or round(stage.start_frac * self.total_tokens)
-        seq = -(-start // self.seq_len)  # the first sequence boundary at or after `start`
-        return max(seq, 1)
+        return max(int(start), 1)
 
     # ---- closed-form bookkeeping ------------------------------------------------------------
     def consumed(self, n_seq: int) -> np.ndarray:
-        """Windows of each domain used by the first n_seq sequences (expected values when random)."""
+        """Windows of each domain used by the first n_seq sequences (expected values when random); a
+        spliced sequence uses two, one per stage."""
         hit = self._consumed_cache.get(n_seq)
         if hit is None:
             if len(self._consumed_cache) > 64:
@@ -168,12 +187,31 @@ class MixtureStream:
 
     def _consumed(self, n_seq: int) -> np.ndarray:
         out = np.zeros(len(self.domains), dtype=np.int64)
-        starts = self.stage_starts + [None]
-        for j, alloc in enumerate(self._alloc):
-            lo, hi = starts[j], starts[j + 1]
+        for alloc, lo, hi in zip(self._alloc, self._lo, self._hi):
             if n_seq <= lo:
                 break
             out += alloc.counts((n_seq if hi is None else min(n_seq, hi)) - lo)
+        return out
+
+    def _slot_domain(self, j: int, i: int) -> int:
+        """The domain of stage j's i-th slot (Sainte-Lague counts grow by one slot at a time)."""
+        return int(np.argmax(self._alloc[j].counts(i + 1) - self._alloc[j].counts(i)))
+
+    def splices(self, first: int, end: int) -> list[tuple[int, int, int, int]]:
+        """(sequence, r, old domain, new domain) of each switch straddled by sequences [first, end)."""
+        out = []
+        for j in range(1, len(self._alloc)):
+            n, r = self._first_seq[j], self._split[j]
+            if r and first <= n < end:
+                out.append((n, r, self._slot_domain(j - 1, n - self._lo[j - 1]), self._slot_domain(j, 0)))
+        return out
+
+    def domain_tokens(self, n_seq: int) -> np.ndarray:
+        """Target tokens of each domain in the first n_seq sequences (expected values when random)."""
+        out = self.consumed(n_seq) * self.seq_len
+        for _, r, old, new in self.splices(0, n_seq):  # each half of a spliced sequence counted a whole window
+            out[old] -= self.seq_len - r
+            out[new] -= r
         return out
 
     def epochs_needed(self, tokens: int) -> dict[str, float]:
@@ -187,20 +225,21 @@ class MixtureStream:
         if tokens is None:
             raise ValueError("plan() needs the run's tokens")
         used = self.consumed(-(-tokens // self.seq_len))
+        toks = self.domain_tokens(-(-tokens // self.seq_len))
         caps = dict(self.data.epoch_caps)
         rows, over = [], []
         for i, d in enumerate(self.domains):
             n = int(self.windows[i])
             ep = float(used[i] / n) if n else (math.inf if used[i] else 0.0)
             rows.append(DomainPlan(d, tuple(float(w[i]) for w in self.stage_weights), n, int(used[i]),
-                                   int(used[i]) * self.seq_len, ep, caps.get(d)))
+                                   int(toks[i]), ep, caps.get(d)))
             if d in caps and ep > caps[d]:
                 over.append(f"data.epoch_caps.{d}={caps[d]:g}: the mixture reads {ep:.3f} epochs of {d!r} "
                             f"({int(used[i])} sequences of {n} windows, {len(self._tokens[i])} train tokens) in "
                             f"{tokens} tokens; lower its weight, raise the cap, or use a larger corpus")
         if over:
             raise MixtureError("\n".join(over))
-        return MixturePlan(tokens, self.seq_len, tuple(self.stage_starts), tuple(rows))
+        return MixturePlan(tokens, self.seq_len, tuple(self.stage_start_tokens), tuple(rows))
 
     # ---- sampling -----------------------------------------------------------------------------
     def _perm(self, d: int, epoch: int) -> np.ndarray:
@@ -226,32 +265,59 @@ class MixtureStream:
         return out
 
     def _stage_of(self, seq: np.ndarray) -> np.ndarray:
-        return np.searchsorted(np.array(self.stage_starts), seq, side="right") - 1
+        """The stage of each sequence (a straddled sequence: the stage it starts in)."""
+        return np.searchsorted(self._full_starts, seq, side="right") - 1
 
     def batch(self, step: int) -> TokenBatch:
         B, T, D = self.batch_size, self.seq_len, len(self.domains)
         rng = np.random.default_rng([self.seed, 0, step])
         first = step * B
+        splices = self.splices(first, first + B) if len(self._alloc) > 1 else []
+        S = len(splices)
         if self.data.sampling == "stratified":
             k0 = self.consumed(first)
-            counts = self.consumed(first + B) - k0
-            labels = rng.permutation(np.repeat(np.arange(D), counts))
-            windows = np.empty(B, dtype=np.int64)
+            counts = self.consumed(first + B) - k0  # B windows, plus one per splice
+            old = np.array([sp[2] for sp in splices], dtype=np.int64)
+            new = np.array([sp[3] for sp in splices], dtype=np.int64)
+            pure = counts - np.bincount(old, minlength=D) - np.bincount(new, minlength=D)
+            labels = rng.permutation(np.repeat(np.arange(D), pure))
+            slots = np.concatenate([labels, old, new])  # every window of the batch, in handing-out order
+            windows = np.empty(len(slots), dtype=np.int64)
             for d in np.flatnonzero(counts):
-                rows = np.flatnonzero(labels == d)
-                windows[rows] = self.window_ids(d, k0[d] + np.arange(len(rows), dtype=np.int64))
+                at = np.flatnonzero(slots == d)
+                windows[at] = self.window_ids(d, k0[d] + np.arange(len(at), dtype=np.int64))
+            windows, old_w, new_w = windows[:B - S], windows[B - S:B], windows[B:]
         else:
             W = np.asarray(self.stage_weights)
-            stage = self._stage_of(np.arange(first, first + B)) if len(W) > 1 else np.zeros(B, dtype=np.int64)
-            u = rng.random(B)
-            labels = np.minimum((u[:, None] >= np.cumsum(W, axis=1)[stage]).sum(axis=1), D - 1)
-            labels = np.where(W[stage, labels] > 0, labels, np.argmax(W[stage], axis=1))  # float rounding at the top
-            windows = (rng.random(B) * self.windows[labels]).astype(np.int64)
+            seqs = np.setdiff1d(np.arange(first, first + B), [sp[0] for sp in splices])  # the unspliced ones
+            stage = self._stage_of(seqs) if len(W) > 1 else np.zeros(B - S, dtype=np.int64)
+            labels, windows = self._draw(rng, W, stage)
+            if S:  # a straddled sequence draws its two halves from the two stages
+                j = self._stage_of(np.array([sp[0] for sp in splices]))
+                old, old_w = self._draw(rng, W, j)
+                new, new_w = self._draw(rng, W, j + 1)
         rows = np.empty((B, T + 1), dtype=np.int64)
+        dom = np.empty((B, T), dtype=np.int64)
+        pure_rows = np.arange(B)
+        if S:  # the spliced rows go to seeded places among the batch's rows
+            at = rng.choice(B, S, replace=False)
+            pure_rows = np.setdiff1d(pure_rows, at)
+            for i, (_, r, _, _), od, ow, nd, nw in zip(at, splices, old, old_w, new, new_w):
+                rows[i, :r + 1] = self._tokens[od][ow * T:ow * T + r + 1]
+                rows[i, r + 1:] = self._tokens[nd][nw * T:nw * T + T - r]
+                dom[i, :r], dom[i, r:] = od, nd
         for d in range(D):
             m = labels == d
             if m.any():
-                rows[m] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
+                rows[pure_rows[m]] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
+        dom[pure_rows] = labels[:, None]
         x = torch.from_numpy(rows)
-        dom = torch.from_numpy(labels.astype(np.int64))[:, None].expand(B, T).contiguous()
-        return TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), dom)
+        return TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), torch.from_numpy(dom))
+
+    def _draw(self, rng, W: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Random sampling: a domain from each sequence's stage weights, and a window of it."""
+        D = W.shape[1]
+        u = rng.random(len(stage))
+        labels = np.minimum((u[:, None] >= np.cumsum(W, axis=1)[stage]).sum(axis=1), D - 1)
+        labels = np.where(W[stage, labels] > 0, labels, np.argmax(W[stage], axis=1))  # float rounding at the top
+        return labels, (rng.random(len(stage)) * self.windows[labels]).astype(np.int64)
