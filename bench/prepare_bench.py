@@ -15,6 +15,7 @@ MB per CPU-second and the 1-minute load average, since a busy machine shares its
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores, tokenizer vocab {vocab}, {mb:.1f} MB of text")
     failed = False
     for enc in args.encoders:
-        for w in args.workers:
+        for w in sorted(args.workers, reverse=True):  # pools first: they fork this process
             cpu0 = _cpu_s()
             pool = prep.encoder_pool(tok_path, w, cache=enc == "cached")
             try:
@@ -111,6 +112,8 @@ def main() -> None:
                 if pool is not None:
                     pool.close()
                     pool.join()
+                prep._worker_encoder = None  # an in-process encoder's cache is not forked into the next pool
+                gc.collect()
             cpu = _cpu_s() - cpu0  # this process and its (joined) workers
             check = ""
             if expected is not None:

@@ -190,27 +190,35 @@ def _encode_chunk(args) -> tuple[bytes, int]:
 
 
 def encode_all(texts: list[str], pool, eod: int, dtype, desc: str, progress: bool) -> np.ndarray:
-    """All texts' ids, each followed by eod, in order; `workers` processes share the work."""
+    """All texts' ids, each followed by eod, in order; the pool's processes share the work."""
+    return encode_groups([texts], pool, eod, dtype, desc, progress)[0]
+
+
+def encode_groups(groups: list[list[str]], pool, eod: int, dtype, desc: str, progress: bool) -> list[np.ndarray]:
+    """encode_all of each group, as one stream of chunks, so that no worker idles where a group ends."""
     from tqdm import tqdm
-    chunks, cur, size = [], [], 0
-    for t in texts:  # chunks of about 1 MB keep the workers busy and the progress bar moving
-        cur.append(t)
-        size += len(t)
-        if size >= 1_000_000:
-            chunks.append(cur)
-            cur, size = [], 0
-    if cur:
-        chunks.append(cur)
-    parts = []
-    bar = tqdm(total=sum(map(len, texts)), unit="B", unit_scale=True, desc=desc, disable=not progress,
-               file=sys.stderr)
-    jobs = [(c, eod, dtype) for c in chunks]
+    jobs, owner = [], []
+    for g, texts in enumerate(groups):
+        cur, size = [], 0
+        for t in texts:  # chunks of about 1 MB keep the workers busy and the progress bar moving
+            cur.append(t)
+            size += len(t)
+            if size >= 1_000_000:
+                jobs.append((cur, eod, dtype))
+                owner.append(g)
+                cur, size = [], 0
+        if cur:
+            jobs.append((cur, eod, dtype))
+            owner.append(g)
+    parts: list[list[np.ndarray]] = [[] for _ in groups]
+    bar = tqdm(total=sum(len(t) for texts in groups for t in texts), unit="char", unit_scale=True, desc=desc,
+               disable=not progress, file=sys.stderr)
     results = pool.imap(_encode_chunk, jobs) if pool is not None else map(_encode_chunk, jobs)
-    for raw, n in results:
-        parts.append(np.frombuffer(raw, dtype=dtype))
+    for (raw, n), g in zip(results, owner):
+        parts[g].append(np.frombuffer(raw, dtype=dtype))
         bar.update(n)
     bar.close()
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    return [np.concatenate(p) if p else np.zeros(0, dtype=dtype) for p in parts]
 
 
 def encoder_pool(tok_path: Path, workers: int, cache: bool = True):
@@ -302,6 +310,9 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
 
 def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress,
                       cache: Path) -> None:
+    keys = [(name, k) for name in collected for k in ("train", "heldout")]
+    encoded = dict(zip(keys, encode_groups([getattr(collected[n], k) for n, k in keys], pool, eod, dtype,
+                                           "tokenize", progress)))
     for name, d in doms.items():
         (tmp / name).mkdir()
         info = {"licence": d.get("licence") or _licence(d), "source": _describe(d)}
@@ -325,8 +336,7 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
                         train_documents=len(split["train"]), heldout_documents=len(split["heldout"]))
         else:
             c = collected[name]
-            arrays = {k: encode_all(getattr(c, k), pool, eod, dtype, f"tokenize {name}/{k}", progress)
-                      for k in ("train", "heldout")}
+            arrays = {k: encoded.pop((name, k)) for k in ("train", "heldout")}
             info.update(documents=c.documents, duplicates=c.duplicates, bytes=c.bytes,
                         train_documents=len(c.train), heldout_documents=len(c.heldout))
         for k, arr in arrays.items():
