@@ -3,14 +3,16 @@
 For each dense rung (GPU_RULE: d 512 x 8 layers, d 768 x 12 layers; vocab 8192, seq 1024) the MoE twin
 replaces every MLP by 8 experts of half the width, top-2 (granularity 2): two active experts are one dense
 MLP, so active parameters match up to the router (d * 8 per layer). Measured like model_zoo/throughput.py
-(random tokens, torch.compile, bf16 autocast, fused AdamW, the reference batch rule), for each MoE backend
-(grouped: torch._grouped_mm; padded: bmm over padded groups; loop: per-expert loop, run eagerly inside
-the compiled model). Then torch.profiler splits one MoE step's device time into kernel classes (routing
-sort / topk, gather+scatter of the dispatch, expert GEMMs, the rest) next to the dense step.
+(torch.compile, bf16 autocast, fused AdamW, the reference batch rule) on windows of real text (--data) or
+random ids, for each MoE backend (grouped: torch._grouped_mm; padded: bmm over padded groups; loop:
+per-expert loop, run eagerly inside the compiled model; grouped-sS: grouped with S weight-gradient
+splits). Then torch.profiler splits one step's device time into kernel classes (routing sort / topk,
+gather+scatter of the dispatch, expert GEMMs, the rest) next to the dense step.
 
 GPU (a few minutes per width on an H100; one width per command keeps each under 10 minutes):
-    python bench/moe_bench.py --layers 8 --out bench/results/moe_d512.json
-    python bench/moe_bench.py --layers 12 --out bench/results/moe_d768.json
+    python bench/moe_bench.py --data data/default --save-data sample.npy   # 10M tokens to carry along
+    python bench/moe_bench.py --layers 8 --data sample.npy --out bench/results/moe_d512.json
+    python bench/moe_bench.py --layers 12 --data sample.npy --out bench/results/moe_d768.json
     python bench/moe_bench.py --show bench/results/moe_d512.json bench/results/moe_d768.json
 CPU smoke test (tiny shapes, no compile, fp32):
     python bench/moe_bench.py --device cpu --tiny
@@ -21,15 +23,18 @@ import argparse
 import datetime
 import json
 import platform
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from harness.spec import OptimSpec
-from model_zoo import GPU_RULE, ModelSpec, build, count
-from model_zoo.moe import set_impl
+import torch  # noqa: E402
+
+from harness.spec import OptimSpec  # noqa: E402
+from model_zoo import GPU_RULE, ModelSpec, build, count  # noqa: E402
+from model_zoo.moe import set_impl  # noqa: E402
 
 
 def twin_specs(n_layers: int, vocab: int, seq: int, experts: int, top_k: int, tiny: bool):
@@ -43,20 +48,59 @@ def twin_specs(n_layers: int, vocab: int, seq: int, experts: int, top_k: int, ti
     return dense, moe
 
 
+def token_sampler(spec: ModelSpec, batch: int, device: torch.device, tokens: torch.Tensor | None):
+    """() -> (inputs, targets) [batch, seq] on the device: random windows of real text, else random ids.
+
+    Random ids make routing meaningless: with no signal in the tokens a model soon sends most of them to
+    one expert (load_max 0.5 at top-2), the worst case for a grouped GEMM. Real text routes by content."""
+    seq = spec.seq_len
+    if tokens is None:
+        def sample():
+            x = torch.randint(0, spec.vocab_size, (batch, seq), device=device)
+            return x, torch.roll(x, -1, 1)
+        return sample
+    if int(tokens.max()) >= spec.vocab_size:
+        raise SystemExit(f"--data: token id {int(tokens.max())} >= vocab {spec.vocab_size}; pass --vocab")
+    tokens = tokens.to(device=device, dtype=torch.long)
+    window = torch.arange(seq + 1, device=device)
+
+    def sample():
+        rows = tokens[torch.randint(0, len(tokens) - seq - 1, (batch, 1), device=device) + window]
+        return rows[:, :-1], rows[:, 1:]
+    return sample
+
+
+def load_tokens(path: Path | None, per_domain: int = 2_000_000) -> torch.Tensor | None:
+    """--data as one token array: a corpus directory (the first `per_domain` training tokens of each
+    domain, concatenated) or a .npy of ids (such a sample saved with --save-data, to carry to a GPU box)."""
+    if path is None:
+        return None
+    import numpy as np
+    if path.is_dir():
+        from harness.data.corpus import Corpus
+        corpus = Corpus(path)
+        ids = np.concatenate([np.asarray(corpus.train(d)[:per_domain]) for d in corpus.domains])
+    else:
+        ids = np.load(path)
+    return torch.from_numpy(ids.astype(np.int64))
+
+
 def make_step(spec: ModelSpec, impl: str | None, batch: int, device: torch.device, compile_: bool,
-              compile_mode: str | None = None):
+              compile_mode: str | None = None, tokens: torch.Tensor | None = None,
+              wgrad_splits: int | None = None):
     torch.manual_seed(0)
     model = build(spec).to(device)
     if impl:
-        set_impl(model, impl)
+        set_impl(model, impl, wgrad_splits)
     opt = model.configure_optimizer(OptimSpec(lr=1e-3, weight_decay=0.0), device.type)
     forward = torch.compile(model, mode=compile_mode) if compile_ else model
     cuda = device.type == "cuda"
+    sample = token_sampler(spec, batch, device, tokens)
 
     def step():
-        x = torch.randint(0, spec.vocab_size, (batch, spec.seq_len), device=device)
+        x, y = sample()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out = forward(x, torch.roll(x, -1, 1))
+            out = forward(x, y)
             loss = out.ce.mean() + out.aux_loss
         loss.backward()
         opt.step()
@@ -86,6 +130,7 @@ def measure(step, device, tokens_per_step: int, warmup: int, steps: int) -> dict
     if out.moe_stats:
         load = out.moe_stats["load"].float()
         row["load_max"] = float(load.max())              # largest expert share (1/E when balanced)
+        row["load_max_by_layer"] = [round(float(v), 4) for v in load.max(-1).values]
         row["aux"] = float(out.moe_stats["aux"].mean())
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -151,7 +196,11 @@ def main(argv=None):
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="CPU smoke shapes: d 64, seq 64, vocab 256, 4 sequences")
     p.add_argument("--layers", type=int, nargs="+", help="GPU_RULE depths (default 8 12: d 512 and 768)")
-    p.add_argument("--impls", nargs="+", default=["grouped", "loop"], choices=["grouped", "padded", "loop"])
+    p.add_argument("--impls", nargs="+", default=["grouped", "loop"],
+                   help="MoE backends: grouped, padded, loop; grouped-sS forces S weight-gradient splits")
+    p.add_argument("--data", type=Path, help="real tokens to train on: a corpus dir (data/default) or a .npy of "
+                   "ids (default: random ids)")
+    p.add_argument("--save-data", type=Path, help="write --data's token sample to this .npy and exit")
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--vocab", type=int, default=8192)
@@ -172,12 +221,23 @@ def main(argv=None):
         return report
     device = torch.device(a.device)
     if a.tiny:
-        a.vocab, a.seq, a.batch, a.steps, a.warmup = 256, 64, a.batch or 4, min(a.steps, 3), 1
+        a.seq, a.batch, a.steps, a.warmup = 64, a.batch or 4, min(a.steps, 3), 1
+        a.vocab = a.vocab if a.data else 256
         a.layers = a.layers or [2]
     layers = a.layers or [8, 12]
+    if bad := [i for i in a.impls if i.split("-s")[0] not in ("grouped", "padded", "loop")
+               or ("-s" in i and not i.split("-s")[1].isdigit())]:
+        p.error(f"--impls {bad}: use grouped, padded, loop or grouped-s<splits>")
+    data_tokens = load_tokens(a.data)
+    if a.save_data:
+        import numpy as np
+        np.save(a.save_data, data_tokens.numpy().astype(np.uint16 if a.vocab <= 65536 else np.uint32))
+        print(f"wrote {len(data_tokens):,} tokens to {a.save_data}")
+        return None
     compile_ = not a.no_compile and device.type == "cuda"
     env = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                torch=torch.__version__, host=platform.node(), compile=compile_, compile_mode=a.compile_mode,
+               data=str(a.data) if a.data else "random ids",
                device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu")
     rows = []
     for n_layers in layers:
@@ -187,7 +247,9 @@ def main(argv=None):
         runs = [("dense", dense, None)] + [(f"moe-{impl}", moe, impl) for impl in a.impls]
         dense_tps = None
         for name, spec, impl in runs:
-            step = make_step(spec, impl, batch, device, compile_, a.compile_mode)
+            splits = int(impl.split("-s")[1]) if impl and "-s" in impl else None
+            step = make_step(spec, impl and impl.split("-")[0], batch, device, compile_, a.compile_mode,
+                             data_tokens, splits)
             r = measure(step, device, tokens, a.warmup, a.steps)
             c = count(spec)
             dense_tps = dense_tps or r["tokens_per_s"]
@@ -195,7 +257,7 @@ def main(argv=None):
                      params_active_nonembedding=c.params_active_nonembedding,
                      params_nonembedding=c.params_nonembedding, flops_per_token=c.flops_per_token,
                      ratio_vs_dense=r["tokens_per_s"] / dense_tps)
-            if not a.no_profile and impl in (None, "grouped"):
+            if not a.no_profile and (impl is None or impl.startswith("grouped")):
                 r["profile"] = profile(step, device)
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "profile"}), flush=True)

@@ -18,10 +18,13 @@ zero (the residual stream carries the token) and is counted in stats["dropped"].
 
 Fast path (no Python loop over experts): the N*k assignments are sorted by expert (stable), token rows
 are gathered in that order, the experts run as one grouped GEMM over contiguous groups, and the
-outputs are gathered back and summed with their gates. The two permutations are gathers both ways
+outputs are gathered back and summed with their gates. The permutations are gathers both ways
 (forward and backward), so no atomic scatter-add and the result is deterministic. Backends:
   "grouped"  torch._grouped_mm(x_sorted, W[E], offs): CUDA sm90+ (bf16), and CPU eager (any float).
              All shapes are static (N*k rows whatever the routing), so torch.compile traces it whole.
+             The weight gradient is split along the rows (split-K, `wgrad_splits` pieces per expert,
+             summed in fp32): its output is only E small matrices, and without the split one busy
+             expert's tiles each walk all of its rows on a few SMs while the rest of the GPU idles.
   "padded"   each expert's group padded to the largest group (or to the capacity) and one torch.bmm;
              the fallback where _grouped_mm is unavailable (older GPUs, CPU under torch.compile).
   "loop"     model_zoo.moe_reference: one matmul per expert, the readable reference the tests compare to.
@@ -38,15 +41,28 @@ from torch import nn
 from model_zoo.spec import ModelSpec
 
 IMPLS = ("auto", "grouped", "padded", "loop")
+WGRAD_SPLITS = 4          # row splits of the grouped weight gradient on CUDA (bench/moe_gemm_bench.py)
 
 
 # ---------------------------------------------------------------- routing
 
 
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """fp32 logits [N, E] -> (probs [N, E], expert ids [N, k], gates [N, k])."""
+    """fp32 logits [N, E] -> (probs [N, E], expert ids [N, k], gates [N, k]), choices in descending order.
+
+    Top-k as k rounds of argmax with the winner masked out, and each gate read through a one-hot mask:
+    under torch.compile the softmax, the k choices and the gates are one fused pass over the small
+    [N, E] rows, and the backward is pointwise (aten.topk is a separate kernel with a scatter backward).
+    """
     probs = logits.softmax(dim=-1)
-    gates, ids = probs.topk(top_k, dim=-1)
+    free, ids, gates = probs.detach(), [], []
+    for _ in range(top_k):
+        i = free.argmax(dim=-1)
+        pick = F.one_hot(i, probs.shape[-1]).bool()
+        ids.append(i)
+        gates.append(torch.where(pick, probs, 0.0).sum(dim=-1))
+        free = free.masked_fill(pick, -1.0)
+    ids, gates = torch.stack(ids, dim=-1), torch.stack(gates, dim=-1)
     if top_k > 1:
         gates = gates / gates.sum(dim=-1, keepdim=True)
     return probs, ids, gates
@@ -102,6 +118,7 @@ class Dispatch:
     def __init__(self, ids: torch.Tensor, n_experts: int, cap: int):
         n, k = ids.shape
         flat = ids.t().reshape(-1)                              # assignment a = j * N + t
+        # (A counting sort by one-hot cumsum was slower on an H100 than this radix sort: bench/README.md.)
         self.sorted_expert, self.order = torch.sort(flat, stable=True)
         self.inv = torch.empty_like(self.order)
         self.inv[self.order] = torch.arange(n * k, device=ids.device)
@@ -114,6 +131,15 @@ class Dispatch:
         self.pos = torch.arange(n * k, device=ids.device) - (ends - self.counts)[self.sorted_expert]
         self.n, self.k, self.cap = n, k, cap
         self.keep = self.pos < cap if cap else None
+
+    def split_offs(self, splits: int) -> torch.Tensor | None:
+        """Ends of `splits` near-equal row ranges per expert group ([E * splits] int32, static shape);
+        None for 1 (the groups themselves)."""
+        if splits == 1:
+            return None
+        parts = torch.arange(1, splits + 1, device=self.counts.device)
+        starts = (self.offs - self.counts).unsqueeze(-1)
+        return (starts + self.counts.unsqueeze(-1) * parts // splits).reshape(-1).to(torch.int32)
 
     def dropped_fraction(self) -> torch.Tensor:
         if self.keep is None:
@@ -129,10 +155,39 @@ def _swiglu_rows(h: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-def experts_grouped(x_sorted, w_gate_up, w_down, offs):
-    """x_sorted [M, d] grouped by expert (group e ends at offs[e]) -> [M, d]."""
-    h = torch._grouped_mm(x_sorted, w_gate_up.transpose(-2, -1), offs=offs)
-    return torch._grouped_mm(_swiglu_rows(h), w_down.transpose(-2, -1), offs=offs)
+class _GroupedLinear(torch.autograd.Function):
+    """y[rows of group e] = x[rows of group e] @ weight[e].T, weight [E, out, in] cast to x's dtype.
+
+    Backward: the input gradient is one grouped GEMM; the weight gradient is a grouped GEMM over
+    `split_offs` (each expert's rows cut into `splits` ranges, so E * splits output tiles sets share
+    the GPU) whose partial products ([E * splits, out, in]) are summed in fp32 and returned in the
+    weight's dtype. split_offs None: no split.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, offs, split_offs, splits: int):
+        w = weight.to(x.dtype)
+        ctx.save_for_backward(x, w, offs, split_offs)
+        ctx.splits, ctx.weight_dtype = splits, weight.dtype
+        return torch._grouped_mm(x, w.transpose(-2, -1), offs=offs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, offs, split_offs = ctx.saved_tensors
+        grad_x = torch._grouped_mm(grad, w, offs=offs)
+        parts = torch._grouped_mm(grad.t(), x, offs=offs if split_offs is None else split_offs)
+        grad_w = parts.view(w.shape[0], ctx.splits, *w.shape[1:]).sum(1, dtype=torch.float32)
+        return grad_x, grad_w.to(ctx.weight_dtype), None, None, None
+
+
+def grouped_linear(x, weight, d: Dispatch, splits: int = 1) -> torch.Tensor:
+    return _GroupedLinear.apply(x, weight, d.offs, d.split_offs(splits), splits)
+
+
+def experts_grouped(x_sorted, w_gate_up, w_down, d: Dispatch, splits: int = 1):
+    """x_sorted [M, d] grouped by expert (group e ends at d.offs[e]) -> [M, d]."""
+    h = grouped_linear(x_sorted, w_gate_up, d, splits)
+    return grouped_linear(_swiglu_rows(h), w_down, d, splits)
 
 
 def experts_padded(x_sorted, w_gate_up, w_down, d: Dispatch):
@@ -184,6 +239,7 @@ class MoELayer(nn.Module):
         if impl not in IMPLS:
             raise ValueError(f"MoELayer impl={impl!r}: must be one of {IMPLS}")
         self.spec, self.impl = spec, impl
+        self.wgrad_splits: int | None = None               # None: splits_for() decides by device
         d, e, h = spec.d_model, spec.n_experts, spec.expert_hidden
         self.router = nn.Linear(d, e, bias=False)
         # stacked expert weights, laid out as nn.Linear's (out, in): gate and up rows stacked
@@ -212,6 +268,12 @@ class MoELayer(nn.Module):
     def shared(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(_swiglu_rows(F.linear(x, self.w_shared_gate_up)), self.w_shared_down)
 
+    def splits_for(self, x: torch.Tensor) -> int:
+        """Row splits of the grouped weight gradient: WGRAD_SPLITS on CUDA (see _GroupedLinear), else 1."""
+        if self.wgrad_splits is not None:
+            return self.wgrad_splits
+        return WGRAD_SPLITS if x.device.type == "cuda" else 1
+
     def resolved_impl(self, x: torch.Tensor) -> str:
         if self.impl != "auto":
             return self.impl
@@ -231,15 +293,16 @@ class MoELayer(nn.Module):
         load = d.counts.float() / (B * T * s.top_k)
         aux, z = load_balancing_loss(probs, load), router_z_loss(logits)
 
-        w_gate_up, w_down = self.w_gate_up.to(xf.dtype), self.w_down.to(xf.dtype)
         x_sorted = gather_rows(xf, d.token, d.inv, s.top_k)
         if d.keep is not None and impl == "grouped":       # dropped rows compute SwiGLU(0) = 0
             x_sorted = torch.where(d.keep.unsqueeze(-1), x_sorted, 0)
         if impl == "grouped":
-            y_sorted = experts_grouped(x_sorted, w_gate_up, w_down, d.offs)
+            y_sorted = experts_grouped(x_sorted, self.w_gate_up, self.w_down, d, self.splits_for(xf))
         else:
+            w_gate_up, w_down = self.w_gate_up.to(xf.dtype), self.w_down.to(xf.dtype)
             y_sorted = experts_padded(x_sorted, w_gate_up, w_down, d)
         y = gather_rows(y_sorted, d.inv, d.order)          # back to k-major [k*N, d]
+        # gates applied here, in the gather's kernel (scaling the activations instead was slower: bench/README.md)
         y = (y.view(s.top_k, B * T, dim) * gates.t().unsqueeze(-1)).sum(0).to(x.dtype)
         if self.w_shared_gate_up is not None:
             y = y + self.shared(xf)
@@ -261,13 +324,15 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def set_impl(model: nn.Module, impl: str) -> nn.Module:
-    """Switch every MoELayer in a model to one backend (benchmarks, tests)."""
+def set_impl(model: nn.Module, impl: str, wgrad_splits: int | None = None) -> nn.Module:
+    """Switch every MoELayer in a model to one backend and weight-gradient split (benchmarks, tests)."""
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r}: must be one of {IMPLS}")
+    if wgrad_splits is not None and wgrad_splits < 1:
+        raise ValueError(f"wgrad_splits={wgrad_splits}: must be >= 1 (or None for the device default)")
     for m in model.modules():
         if isinstance(m, MoELayer):
-            m.impl = impl
+            m.impl, m.wgrad_splits = impl, wgrad_splits
     return model
 
 

@@ -44,12 +44,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["grouped", "padded"])
+@pytest.mark.parametrize("impl", ["grouped", "grouped-split3", "padded"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 def test_fast_path_matches_loop_reference(impl, case):
+    """grouped-split3: the weight gradient as 3 row ranges per expert (split-K), some of them empty."""
     torch.manual_seed(0)
     spec = moe_spec(**case)
-    layer = MoELayer(spec, impl=impl)
+    layer = set_impl(MoELayer(spec), impl.split("-")[0], wgrad_splits=3 if "split" in impl else None)
     layer.reset_parameters(std=0.3, out_std=0.3)                      # outputs O(1), so tolerances mean something
     with torch.no_grad():
         layer.router.weight.mul_(5)                                   # uneven routing: groups of different sizes

@@ -49,12 +49,14 @@ def test_auto_picks_grouped_in_cpu_eager():
 
 
 @pytest.mark.slow
-def test_grouped_path_compiles_whole_under_bf16_autocast():
+@pytest.mark.parametrize("wgrad_splits", [1, 3])
+def test_grouped_path_compiles_whole_under_bf16_autocast(wgrad_splits):
     """The GPU recipe on CPU: fp32 weights, bf16 autocast, _grouped_mm, torch.compile(fullgraph=True): no
-    graph break (static shapes, no host sync), and compiled forward and backward agree with eager."""
+    graph break (static shapes, no host sync), and compiled forward and backward agree with eager, with
+    and without the split weight gradient."""
     torch.manual_seed(0)
     spec = ModelSpec(**{**SPEC.to_dict(), "capacity_factor": 0.0})
-    layer = set_impl(MoELayer(spec), "grouped")
+    layer = set_impl(MoELayer(spec), "grouped", wgrad_splits=wgrad_splits)
     x = torch.randn(2, 16, spec.d_model)
 
     def loss_and_grads(fn):
@@ -63,8 +65,8 @@ def test_grouped_path_compiles_whole_under_bf16_autocast():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y, aux, stats = fn(xi)
         (y.float().square().sum() + aux).backward()
-        return y.detach().float(), xi.grad.float(), layer.w_gate_up.grad.float(), layer.router.weight.grad, \
-            stats["z"]
+        return y.detach().float(), xi.grad.float(), layer.w_gate_up.grad.float(), layer.w_down.grad.float(), \
+            layer.router.weight.grad, stats["z"]
 
     compiled = torch.compile(layer, fullgraph=True, backend="inductor")
     for got, want in zip(loss_and_grads(compiled), loss_and_grads(layer)):
