@@ -1,7 +1,8 @@
 """Load a sweep's run directories into two pandas tables (DESIGN.md, "Runs table", "Curves table").
 
     runs    one row per finished run, from its result.json (columns as written by the harness:
-            shape fields, params_*, tokens, flops, flops_6n, w_<domain>, loss, loss_<domain>, ...)
+            shape fields, params_*, tokens, flops, flops_6n, w_<domain>, loss, loss_<domain>, ...),
+            plus the grid's `budget` (nominal C) and `label` from the run's grid.json where the sweep wrote one
     curves  one row per eval line of each run's metrics.jsonl: run_id, step, tokens, flops, loss,
             loss_<domain> (what approach 1 and cooldown branches read)
 
@@ -86,6 +87,15 @@ def read_curve(path: Path, run_id: str) -> list[dict]:
     return rows
 
 
+def grid_meta(run_dir: Path) -> dict:
+    """{"budget", "label"} from the run's grid.json ({} for runs launched before it existed)."""
+    try:
+        meta = json.loads((run_dir / "grid.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {k: meta.get(k) for k in ("budget", "label")}
+
+
 def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -102,6 +112,9 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
             skipped.append((str(d), f"unreadable result.json: {e}"))
             continue
         row.setdefault("run_id", d.name)
+        for key, value in grid_meta(d).items():     # the grid's budget and label, where the sweep wrote them
+            if value is not None:
+                row.setdefault(key, value)
         rows.append(row)
         curves += read_curve(d / "metrics.jsonl", row["run_id"])
     if skipped:

@@ -2,6 +2,8 @@
 
     spec.yaml      RunSpec.to_dict(): what the run computes (its hash is the run id)
     runtime.yaml   Runtime: how this launch executes (rewritten at every launch)
+    grid.json      what the sweep meant by the run: {"sweep", "label", "budget"} (grid metadata, not part
+                   of the run's identity; analysis groups isoFLOP runs by this budget)
     metrics.jsonl  one JSON object per line: {"kind": "train" | "eval", "step", ...}
     result.json    the runs-table row; written last and atomically, so its presence means done
     ckpt/          checkpoints (harness.checkpoint)
@@ -65,6 +67,7 @@ class RunDir:
         self.path = Path(path)
         self.spec_file = self.path / "spec.yaml"
         self.runtime_file = self.path / "runtime.yaml"
+        self.grid_file = self.path / "grid.json"
         self.metrics_file = self.path / "metrics.jsonl"
         self.result_file = self.path / "result.json"
         self.ckpt_dir = self.path / "ckpt"
@@ -84,6 +87,12 @@ class RunDir:
         if not self.spec_file.exists():
             atomic_write_bytes(self.spec_file, dump_yaml(spec.to_dict()).encode())
         atomic_write_bytes(self.runtime_file, dump_yaml(dataclasses.asdict(runtime)).encode())
+
+    def write_grid(self, meta: dict) -> None:
+        """The sweep's metadata for this run; rewritten only when it changed (a relaunch touches nothing)."""
+        data = (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode()
+        if not self.grid_file.exists() or self.grid_file.read_bytes() != data:
+            atomic_write_bytes(self.grid_file, data)
 
     def finished(self, spec: RunSpec) -> dict | None:
         """The result row if this spec's run is done here, else None."""

@@ -91,8 +91,10 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return []
     print(plan_table(p, sweep_status(p, retries)))
     for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
-        if not (p.run_dir(r) / "result.json").exists():
-            RunDir(p.run_dir(r)).prepare(r.spec, p.runtime)
+        run_dir = RunDir(p.run_dir(r))
+        if not run_dir.result_file.exists():
+            run_dir.prepare(r.spec, p.runtime)
+        run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
     statuses = sweep_status(p, retries)
     todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}

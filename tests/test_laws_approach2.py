@@ -55,3 +55,13 @@ def test_too_few_budgets_is_an_error():
         approach2.fit(t, FitConfig(n_bootstrap=0))
     with pytest.raises(FitError, match="lacks column"):
         approach2.fit(pd.DataFrame({"loss": [1.0]}), FitConfig(n_bootstrap=0))
+
+
+def test_groups_by_the_grids_budget_even_where_flops_clusters_would_not():
+    """Two budgets 0.05 dex apart (closer than the clustering gap) stay apart by their budget column; a table
+    where some runs lack a budget (launched before grid.json) falls back to clustering."""
+    t = isoflop_table(CHINCHILLA, [1e19, 1.12e19], sizes_per_budget=5, noise=0.0)
+    g = approach2.group_budgets(t)
+    assert g.nunique() == 2 and (g.value_counts() == 5).all()
+    t.loc[0, "budget"] = np.nan
+    assert approach2.group_budgets(t).nunique() == 1

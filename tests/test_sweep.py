@@ -59,12 +59,17 @@ def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
     tables = load(sweep_dir)
     assert sorted(tables.runs["run_id"]) == sorted(f.parent.name for f in results) and not tables.skipped
     assert len(tables.curves)
+    # the grid's nominal budget travels to the runs table beside the exact FLOPs (isoFLOP groups use it)
+    assert list(tables.runs["budget"]) == [1e10, 1e10] and tables.runs["label"].str.startswith("C1e+10 L").all()
+    grid_files = sorted(sweep_dir.glob("*/grid.json"))
 
     mtimes = {f: f.stat().st_mtime_ns for f in results}
     jobs_before = len(list(sweep_dir.glob(".hydra/*/*_*")))
     out2 = sweep(args, data)
     assert "skipping 2 done" in out2 and "2/2 done" in out2
     assert {f: f.stat().st_mtime_ns for f in results} == mtimes           # nothing rerun
+    assert sorted(sweep_dir.glob("*/grid.json")) == grid_files and all(
+        json.loads(f.read_text())["budget"] == 1e10 for f in grid_files)
     assert len(list(sweep_dir.glob(".hydra/*/*_*"))) == jobs_before       # nothing launched
 
     status = sweep([*args, "sweep.status=true"], data)

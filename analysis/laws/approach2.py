@@ -21,8 +21,9 @@ MIN_PER_BUDGET = 3
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
-    """Budget id per run: the `budget` column if present, else clusters of log10(flops) split at gaps > gap_dex."""
-    if "budget" in runs:
+    """Budget id per run: the `budget` column (the grid's nominal C) where every run has one, else clusters of
+    log10(flops) split at gaps > gap_dex."""
+    if "budget" in runs and runs["budget"].notna().all():
         return runs["budget"].rank(method="dense").astype(int) - 1
     lc = np.log10(runs["flops"].to_numpy(float))
     order = np.argsort(lc)
