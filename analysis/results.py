@@ -41,6 +41,18 @@ class Results:
         self.curves.to_parquet(paths[1], index=False)
         return paths
 
+    def time_split(self) -> str:
+        """Where the runs' wall time went (summed over runs), e.g. "12.0 min: 81% training, 9% warm-up, ..."."""
+        parts = {"training": "time_train_s", "warm-up": "time_warmup_s", "set-up": "time_setup_s",
+                 "eval": "time_eval_s", "checkpoints": "time_checkpoint_s"}
+        r = self.runs
+        if not len(r) or not set(parts.values()) <= set(r) or "wall_s" not in r:
+            return ""
+        total = r["wall_s"].sum()
+        shares = {name: r[col].sum() / total for name, col in parts.items()}
+        shares["other"] = max(0.0, 1 - sum(shares.values()))
+        return f"{total / 60:.1f} min: " + ", ".join(f"{v:.0%} {k}" for k, v in shares.items())
+
     def summary(self) -> str:
         r = self.runs
         lines = [f"{len(r)} finished runs, {len(self.skipped)} skipped, {len(self.curves)} curve points"]
@@ -52,6 +64,8 @@ class Results:
                 lines.append(f"  sweeps: {', '.join(sorted(map(str, r['sweep'].unique())))}")
             if self.domains:
                 lines.append(f"  domains: {', '.join(self.domains)}")
+            if time_line := self.time_split():
+                lines.append(f"  wall time {time_line}")
         for path, reason in self.skipped:
             lines.append(f"  skipped {path}: {reason}")
         return "\n".join(lines)

@@ -44,6 +44,9 @@ from harness.tracking import Tracker
 from model_zoo.moe import stats_size as moe_stats_size
 from model_zoo.moe import unpack_metrics as moe_metrics
 
+# result.json's time breakdown besides time_train_s (steady-state training) and wall_s (all of it)
+TIMING = ("time_setup_s", "time_warmup_s", "time_eval_s", "time_checkpoint_s")
+
 
 def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str = "") -> dict:
     """Train `spec` in `run_dir` (resuming if it holds a checkpoint); return the result row.
@@ -112,6 +115,9 @@ class Trainer:
         self.step = 0
         self.t_mark = time.perf_counter()
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
+        # where the wall time went (result.json's time_*_s), summed over launches: set-up (build, data, resume,
+        # tracker), each launch's first log window (compilation, warm-up), evals, checkpoints
+        self.timing = dict.fromkeys(TIMING, 0.0)
         self.window = Window(torch.zeros(3 + 2 * nd + n_moe, device=self.hw.device), 0)
         self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
         self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
@@ -125,7 +131,7 @@ class Trainer:
                 "optimizer": self.opt.state_dict(), "rng": rng_state(), "window_sums": self.window.sums.cpu(),
                 "window_start": self.window.start_step, "elapsed_s": self.elapsed(),
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
-                "last_train": self.last_train}
+                "last_train": self.last_train, "timing": self.timing_so_far()}
 
     def resume(self) -> None:
         state = self.ckpts.load_latest()
@@ -139,6 +145,7 @@ class Trainer:
         self.window = Window(state["window_sums"].to(self.hw.device), state["window_start"])
         self.prior = {k: state[k] for k in ("elapsed_s", "steady_tokens", "steady_s")}
         self.last_eval, self.last_train = state["last_eval"], state["last_train"]
+        self.prior["timing"] = state.get("timing", {})
         self.rd.rewind_metrics(self.step)
 
     def save(self) -> None:
@@ -148,9 +155,15 @@ class Trainer:
         t = time.perf_counter()
         self.ckpts.save(self.step, self.state())
         self.t_mark += time.perf_counter() - t
+        self.timing["time_checkpoint_s"] += time.perf_counter() - t
 
     def elapsed(self) -> float:
         return self.prior["elapsed_s"] + time.perf_counter() - self.t_launch
+
+    def timing_so_far(self) -> dict[str, float]:
+        """time_*_s of this and earlier launches; the first log window of each launch is its warm-up."""
+        now = {**self.timing, "time_warmup_s": self.windows[0][1] if self.windows else 0.0}
+        return {k: self.prior.get("timing", {}).get(k, 0.0) + now[k] for k in TIMING}
 
     def steady(self) -> tuple[int, float]:
         """Tokens and seconds of steady-state training: every log window but each launch's first
@@ -168,6 +181,7 @@ class Trainer:
         try:
             with PreemptionFlag() as flag, self.rd.open_metrics() as self.metrics:
                 self.t_mark = time.perf_counter()  # a window's time runs from the previous read to its own
+                self.timing["time_setup_s"] = self.t_mark - self.t_launch
                 while self.step < self.steps:
                     self.train_step(prefetch.next(self.step))
                     self.after_step(flag)
@@ -286,6 +300,7 @@ class Trainer:
         self.write(row)
         self.last_eval = row
         self.t_mark += time.perf_counter() - t  # eval time is not training time
+        self.timing["time_eval_s"] += time.perf_counter() - t
 
     def downstream(self) -> dict:
         """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""
@@ -317,6 +332,7 @@ class Trainer:
                    schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),
                    tokens_per_s=tps, mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(),
                    corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256)
+        row.update(self.timing_so_far(), time_train_s=steady_s)
         return row
 
 

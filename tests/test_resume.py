@@ -1,5 +1,6 @@
 """Resume is bit-exact: a run killed at a random point and resumed in a fresh process ends with the
 same weights, optimizer state and loss curve as an uninterrupted run (torch.equal, float ==)."""
+import json
 import os
 import random
 import signal
@@ -93,10 +94,15 @@ def test_sigterm_checkpoints_and_exits_for_requeue(setup):
     assert "preempted: SIGTERM" in err
     saved = sorted(int(f.stem.split("_")[1]) for f in (run_dir / "ckpt").glob("*.sha256"))
     assert saved and 3 <= saved[-1] < STEPS and saved[-1] == last_step(run_dir)
+    first = torch.load(run_dir / "ckpt" / f"step_{saved[-1]:08d}.pt", weights_only=True)["timing"]
     q = cli(spec, runtime(), run_dir)
     _, err = q.communicate(timeout=300)
     assert q.returncode == 0, err
     assert_identical(root / "straight", run_dir)
+    # the time breakdown adds up both launches
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["time_setup_s"] > first["time_setup_s"] > 0
+    assert result["time_warmup_s"] > first["time_warmup_s"] > 0
 
 
 def signal_at(run_dir, step: int, sig) -> threading.Thread:

@@ -62,6 +62,10 @@ def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
     # the grid's nominal budget travels to the runs table beside the exact FLOPs (isoFLOP groups use it)
     assert list(tables.runs["budget"]) == [1e10, 1e10] and tables.runs["label"].str.startswith("C1e+10 L").all()
     grid_files = sorted(sweep_dir.glob("*/grid.json"))
+    split = tables.time_split()                                           # where the sweep's wall time went
+    shares = [int(x.split("%")[0]) for x in split.split(": ")[1].split(", ")]
+    assert split.split(": ")[1].startswith(f"{shares[0]}% training") and abs(sum(shares) - 100) <= 3
+    assert f"wall time {split}" in tables.summary()
 
     mtimes = {f: f.stat().st_mtime_ns for f in results}
     jobs_before = len(list(sweep_dir.glob(".hydra/*/*_*")))

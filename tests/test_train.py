@@ -15,7 +15,7 @@ RESULT_KEYS = """run_id sweep family d_model n_layers n_heads ffn_hidden vocab_s
 expert_hidden n_shared_experts params_total params_embedding params_head params_nonembedding params_active
 params_active_nonembedding tokens flops flops_6n w_alpha w_beta w_gamma loss loss_alpha loss_beta loss_gamma
 train_loss lr batch_tokens schedule seed steps wall_s tokens_per_s mfu device git_sha corpus
-tokenizer_sha256""".split()
+tokenizer_sha256 time_setup_s time_warmup_s time_train_s time_eval_s time_checkpoint_s""".split()
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,11 @@ def test_a_short_run_learns_and_writes_the_contract(corpus, tmp_path, monkeypatc
     assert set(RESULT_KEYS) <= set(result), set(RESULT_KEYS) - set(result)
     assert result["steps"] == 60 and result["tokens"] == 60 * 256 and result["sweep"] == "s"
     assert result["mfu"] is None and result["tokens_per_s"] > 0   # CPU: no meaningful peak
+    # the wall time split: set-up, the first log window (warm-up), steady training, evals, checkpoints
+    parts = [result[k] for k in ("time_setup_s", "time_warmup_s", "time_train_s", "time_eval_s",
+                                 "time_checkpoint_s")]
+    assert all(p > 0 for p in parts) and sum(parts) == pytest.approx(result["wall_s"], rel=0.05)
+    assert result["time_train_s"] == pytest.approx(55 * 256 / result["tokens_per_s"], rel=1e-6)
     c = model_zoo.count(spec.model)
     assert result["flops"] == 60 * 256 * c.flops_per_token
     train, evals = metrics(out), metrics(out, "eval")
