@@ -249,8 +249,7 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
     by default bf16 autocast on CUDA, none on CPU.
     """
     if not isinstance(corpus, Corpus):  # a name under the data root ($SCALEMIX_DATA, else data/) or a path
-        from harness.data.corpus import resolve_corpus_path
-        from harness.preflight import data_root
+        from harness.data.corpus import data_root, resolve_corpus_path
         corpus = Corpus(resolve_corpus_path(str(corpus), data_root()))
     check_tasks(tasks, corpus.domains)
     names = expand(tasks, corpus.domains)
@@ -359,8 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import model_zoo
     from harness.checkpoint import Checkpoints
-    from harness.data.corpus import resolve_corpus_path
-    from harness.preflight import data_root
+    from harness.data.corpus import data_root, resolve_corpus_path
     from harness.rundir import RunDir, load_spec
 
     p = argparse.ArgumentParser(prog="python -m harness.downstream", description=main.__doc__)

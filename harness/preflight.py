@@ -1,18 +1,11 @@
 """Every check a run can fail before compute is spent, reported together as one SpecError."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from harness.data.corpus import Corpus, CorpusError, resolve_corpus_path
+from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
 from harness.data.mixture import MixtureStream
 from harness.device import runtime_errors
 from harness.downstream_tasks import task_errors
 from harness.spec import RunSpec, Runtime, SpecError
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("SCALEMIX_DATA", "data"))
 
 
 def check(spec: RunSpec, runtime: Runtime) -> Corpus:

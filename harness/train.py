@@ -30,7 +30,7 @@ import torch
 import model_zoo
 from harness import preflight
 from harness.checkpoint import Checkpoints, rng_state, set_rng_state
-from harness.data.corpus import current_tokenizer_sha256, stale_result_reason
+from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
 from harness.data.mixture import MixtureStream
 from harness.device import Hardware, resolve
 from harness.evaluate import HeldoutSet
@@ -56,7 +56,7 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
     runtime = runtime or Runtime()
     rd = RunDir(run_dir)
     if (done := rd.finished(spec)) is not None:  # before validation: needs no device
-        if why := stale_result_reason(done, current_tokenizer_sha256(spec.data.corpus, preflight.data_root())):
+        if why := stale_result_reason(done, current_tokenizer_sha256(spec.data.corpus, data_root())):
             raise SpecError([f"{rd.path}: {why}"])
         return done
     corpus = preflight.check(spec, runtime)

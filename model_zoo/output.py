@@ -1,9 +1,10 @@
 """What a model returns when given targets (the contract between model_zoo and the trainer)."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+if TYPE_CHECKING:  # annotations only: importing model_zoo (specs, counts) must not import torch
+    import torch
 
 
 class ModelOutput(NamedTuple):

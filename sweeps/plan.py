@@ -135,8 +135,8 @@ def planned(shape, mix, lr, seed, data, optim, evals, batch_tokens, show_lr, sho
 # -------------------------------------------------------------------------------- corpus checks
 
 def open_corpus(data: DataSpec | None):
+    from harness.data.corpus import data_root
     from harness.data.corpus import open_corpus as open_named
-    from harness.preflight import data_root
     return open_named(data.corpus, data_root()) if data is not None else None
 
 
@@ -153,7 +153,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
     data = runs[0].spec.data
     corpus = open_corpus(data)
     if corpus is None:
-        from harness.preflight import data_root
+        from harness.data.corpus import data_root
         return [f"data.corpus={data.corpus!r} is not built under {data_root()}: vocab and repetition not checked "
                 "(build it with `python -m harness.data.prepare`); the launch will refuse to start without it"]
     vocab = {r.spec.model.vocab_size for r in runs}

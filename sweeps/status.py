@@ -17,8 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data.corpus import current_tokenizer_sha256, stale_result_reason
-from harness.preflight import data_root
+from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
 from harness.rundir import atomic_write_bytes
 from sweeps.lock import holder
 

@@ -204,6 +204,7 @@ def test_the_loss_step_compiles_as_one_graph_without_recompiles():
     from harness.step import LossStep
     from model_zoo.spec import CPU_RULE
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()      # reset() keeps the counts of graphs compiled by earlier tests
     model = model_zoo.build(CPU_RULE.shape(2, vocab_size=256, seq_len=32))
     eager = LossStep(model, 1e-4, 3)
     compiled = torch.compile(eager, backend="aot_eager", fullgraph=True)

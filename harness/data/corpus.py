@@ -12,6 +12,7 @@ manifest.json:
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from harness.data.shards import read_shard
 
 class CorpusError(ValueError):
     pass
+
+
+def data_root() -> Path:
+    """Where corpora are built and looked up by name: $SCALEMIX_DATA, else ./data."""
+    return Path(os.environ.get("SCALEMIX_DATA", "data"))
 
 
 def resolve_corpus_path(corpus: str, data_root: str | Path = "data") -> Path:
