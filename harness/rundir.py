@@ -4,7 +4,8 @@
     runtime.yaml   Runtime: how this launch executes (rewritten at every launch)
     grid.json      what the sweep meant by the run: {"sweep", "label", "budget"} (grid metadata, not part
                    of the run's identity; analysis groups isoFLOP runs by this budget)
-    metrics.jsonl  one JSON object per line: {"kind": "train" | "eval", "step", ...}
+    metrics.jsonl  one JSON object per line: {"kind": "train" | "eval" | "downstream", "step", ...}, and
+                   per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...)
     result.json    the runs-table row; written last and atomically, so its presence means done
     ckpt/          checkpoints (harness.checkpoint)
     wandb/         the wandb run's local files (offline by default)

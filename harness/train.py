@@ -76,6 +76,18 @@ def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:
     return spec.eval.every_steps or auto, runtime.checkpoint_every or auto
 
 
+class SetupClock:
+    """Seconds of each set-up phase, e.g. {"device_s": 1.2, "model_s": 0.3, ...}: lap(name) closes a phase."""
+
+    def __init__(self):
+        self.t, self.phases = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[f"{name}_s"] = self.phases.get(f"{name}_s", 0.0) + now - self.t
+        self.t = now
+
+
 @dataclass
 class Window:
     """Log window: stats summed on the device since the last metrics line."""
@@ -87,7 +99,9 @@ class Trainer:
     def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus):
         self.spec, self.runtime, self.rd, self.sweep, self.corpus = spec, runtime, rd, sweep, corpus
         self.t_launch = time.perf_counter()
-        self.hw: Hardware = resolve(runtime)
+        self.setup = SetupClock()      # this launch's set-up by phase: metrics.jsonl's "setup" line
+        self.hw: Hardware = resolve(runtime)   # on CUDA: the device's context is created here
+        self.setup.lap("device")
         self.steps = spec.steps
         self.eval_every, self.ckpt_every = periods(spec, runtime)
         B = spec.batch_size
@@ -100,11 +114,13 @@ class Trainer:
         self.counts = model_zoo.count(spec.model)
         self.model = model_zoo.build(spec.model).to(self.hw.device)
         self.opt = self.model.configure_optimizer(spec.optim, self.hw.device.type)
+        self.setup.lap("model")
         self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens)
         self.domains = list(self.stream.domains)
         step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
         self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.setup.lap("data")
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
         # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
         nd = len(self.domains)
@@ -174,14 +190,19 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> dict:
+        self.setup.lap("other")
         self.resume()
         self.launch_step = self.step
+        self.setup.lap("resume")
         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
+        self.setup.lap("prefetch")
         self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
+        self.setup.lap("tracker")
         try:
             with PreemptionFlag() as flag, self.rd.open_metrics() as self.metrics:
                 self.t_mark = time.perf_counter()  # a window's time runs from the previous read to its own
                 self.timing["time_setup_s"] = self.t_mark - self.t_launch
+                self.metrics.write(json.dumps({"kind": "setup", "step": self.step, **self.setup.phases}) + "\n")
                 while self.step < self.steps:
                     self.train_step(prefetch.next(self.step))
                     self.after_step(flag)
