@@ -117,3 +117,16 @@ def test_conventions_change_n_and_are_recorded():
     assert total.alpha == pytest.approx(ne.alpha, abs=1e-3)
     assert total.A == pytest.approx(ne.A * 1.15 ** ne.alpha, rel=0.01)
     assert total.k == pytest.approx(6 / 1.15, rel=1e-6)
+
+
+def test_an_exponent_far_outside_published_fits_is_flagged():
+    """A table that only fits with alpha ~ 3 gets a note naming the exponent and the swept spans; a law
+    within the published band gets none."""
+    steep = KnownLaw(E=2.0, A=4e9, B=400.0, alpha=3.0, beta=0.3)
+    t = random_table(steep, 40, n_range=(1e3, 8e3), d_range=(1e6, 1e8), noise=0.002, seed=1)
+    with pytest.warns(UserWarning, match="alpha = .* lies outside 0.05-2"):
+        law = approach3.fit(t, NO_BOOT)
+    assert law.alpha > 2 and any("alpha = 3.04" in w and "N spans 7.26x" in w for w in law.warnings)
+    fine = approach3.fit(isoflop_table(FIXTURE_LAW, np.geomspace(1e15, 1e19, 5), sizes_per_budget=9, noise=0.01,
+                                       seed=0), NO_BOOT)
+    assert not [w for w in fine.warnings if "lies outside" in w]

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
-from analysis.laws.common import FitConfig, check_table, ci, flops_per_param_token, usable
+from analysis.laws.common import FitConfig, check_table, ci, flops_per_param_token, implausible_exponents, usable
 
 HUBER_DELTA = 1e-3
 GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
@@ -244,6 +244,8 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8) 
                               "residual": np.log(L) - np.log(pred)})
     samples = bootstrap(logN, logD, logL, theta, cfg) if cfg.n_bootstrap else np.empty((0, 5))
     E, A, B, al, be = theta_to_params(theta)
+    notes += implausible_exponents("approach 3", {"alpha": al, "beta": be},
+                                   {"N": (N.min(), N.max()), "D": (D.min(), D.max())})
     law = LossSurface(E=E, A=A, B=B, alpha=al, beta=be, k=flops_per_param_token(runs, cfg), config=cfg,
                       n_runs=len(runs), n_range=(N.min(), N.max()), d_range=(D.min(), D.max()),
                       c_range=(C.min(), C.max()), objective=float(res.fun), grad_norm=grad_norm,

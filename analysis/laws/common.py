@@ -27,6 +27,21 @@ def warn(msg: str, sink: list[str] | None = None) -> None:
         sink.append(msg)
 
 
+# Data and parameter exponents that published fits have found lie around 0.2-0.8 (Kaplan et al. 2020,
+# Hoffmann et al. 2022, Besiroglu et al. 2024); far outside this band a fit is not constrained by its runs.
+PLAUSIBLE_EXPONENT = (0.05, 2.0)
+
+
+def implausible_exponents(law_name: str, exponents: dict[str, float], ranges: dict[str, tuple[float, float]]
+                          ) -> list[str]:
+    """A note per exponent outside PLAUSIBLE_EXPONENT, naming how wide the swept ranges were."""
+    lo, hi = PLAUSIBLE_EXPONENT
+    spans = ", ".join(f"{k} spans {b / a:.3g}x" for k, (a, b) in ranges.items())
+    return [f"{law_name}: {name} = {value:.3g} lies outside {lo:g}-{hi:g}, where published fits fall: these runs "
+            f"do not constrain it ({spans}); do not trust this law's predictions, sweep wider ranges of N and D"
+            for name, value in exponents.items() if not lo <= value <= hi]
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """The conventions a fit is made under; recorded in every law and stated in the report.

@@ -38,7 +38,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from analysis.bootstrap import parallel_map, resample_weights
-from analysis.laws.common import FitConfig, FitError, ci, usable
+from analysis.laws.common import FitConfig, FitError, ci, implausible_exponents, usable
 
 HUBER_DELTA = 1e-3
 PARAMS = ("c", "a", "g", "gamma", "delta", "alpha", "b", "beta")
@@ -295,6 +295,9 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None) -> MoELaw:
     params = theta_to_params(theta)
     if 2 in hold:
         params[2] = 0.0
+    named = dict(zip(PARAMS, params))
+    notes += implausible_exponents("MoE law", {k: named[k] for k in ("alpha", "beta")},
+                                   {"N": (N.min(), N.max()), "D": (D.min(), D.max())})
     law = MoELaw(*params, k=k, config=cfg, n_runs=len(runs),
                  experts=tuple(sorted({int(e) for e in E})), granularities=tuple(sorted({float(x) for x in G})),
                  held=tuple(held), objective=float(res.fun), converged=converged, residuals=residuals,
