@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_zoo.moe import pack_stats
+from model_zoo.moe_stats import pack_stats
 
 
 class LossStep(nn.Module):
@@ -30,5 +30,5 @@ class LossStep(nn.Module):
         dom_sum = (out.ce.detach().float().reshape(-1, 1) * mask).sum(0)
         dom_cnt = mask.sum(0)
         stats = torch.cat([torch.stack([ce.detach(), z.detach(), aux.detach()]), dom_sum, dom_cnt,
-                           pack_stats(out.moe_stats, ce.device)])   # MoE telemetry (model_zoo.moe), dense: empty
+                           pack_stats(out.moe_stats, ce.device)])   # MoE telemetry (model_zoo.moe_stats), dense: empty
         return loss, stats

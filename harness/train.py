@@ -41,8 +41,8 @@ from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
 from harness.step import LossStep
 from harness.tracking import Tracker
-from model_zoo.moe import stats_size as moe_stats_size
-from model_zoo.moe import unpack_metrics as moe_metrics
+from model_zoo.moe_stats import stats_size as moe_stats_size
+from model_zoo.moe_stats import unpack_metrics as moe_metrics
 
 # result.json's time breakdown besides time_train_s (steady-state training) and wall_s (all of it)
 TIMING = ("time_setup_s", "time_warmup_s", "time_eval_s", "time_checkpoint_s")
@@ -124,7 +124,7 @@ class Trainer:
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
         # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
         nd = len(self.domains)
-        # ... then the MoE telemetry (model_zoo.moe.pack_stats), averaged over micro-batches too
+        # ... then the MoE telemetry (model_zoo.moe_stats.pack_stats), averaged over micro-batches too
         n_moe = moe_stats_size(spec.model)
         self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd) + [1 / self.n_micro] * n_moe,
                                   device=self.hw.device)

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from model_zoo.moe import FLOP_FORMULAS, MoELayer, capacity, moe_metrics, route, set_impl
+from model_zoo.moe import FLOP_FORMULAS, MoELayer, capacity, route, set_impl
 from model_zoo.moe_reference import reference_forward
+from model_zoo.moe_stats import moe_metrics
 from model_zoo.spec import ModelSpec, SpecError
 
 
