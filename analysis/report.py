@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis import plots, recommend, results, validate
 from analysis.laws import approach1, approach2, approach3, moe_report
-from analysis.laws.common import FitConfig, FitError
+from analysis.laws.common import FitConfig, FitError, unconstrained
 
 
 # ---------------------------------------------------------------- blocks a section returns
@@ -127,6 +127,7 @@ def section_summary(ctx: Context):
             + ("parameters and data should grow about equally with compute (Chinchilla's finding)."
                if abs(a3.a - 0.5) < 0.05 else
                ("model size should grow faster than data." if a3.a > 0.5 else "data should grow faster than model size."))]
+    text += [f"**Caution:** {w}." for w in unconstrained(a3.warnings)]
     text.append(f"At 10x the largest swept budget (C = {top.budget:.3g} FLOPs) the law recommends about "
                 f"{top.n_opt:.3g} parameters trained on {top.d_opt:.3g} tokens ({top.tokens_per_param:.0f} tokens per "
                 f"parameter), for an expected loss of {top.loss:.3f}.")

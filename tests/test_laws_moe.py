@@ -159,3 +159,18 @@ def moe_report_section_sees_all(ctx, runs) -> bool:
     from analysis.laws import moe_report
     blocks = moe_report.report_section(ctx)
     return blocks is not None and any(f"({len(runs)} runs)" in getattr(b, "caption", "") for b in blocks)
+
+
+def test_an_unconstrained_moe_law_is_flagged_once_before_its_recommendation():
+    """A table that only fits with alpha ~ 3 (synthetic runs from such a law) gets the implausible-exponent
+    note, and the report section leads its recommendation with it (not repeated as a plain warning)."""
+    from analysis.laws.moe_report import section
+    steep = {**KNOWN, "alpha": 3.0, "a": 1e14, "g": 1e14}
+    runs = synthetic_runs(steep, sizes=(1e4, 3e4, 8e4), noise=0.002, seed=2)
+    law = fit(runs, NO_BOOT)
+    notes = [w for w in law.warnings if "lies outside 0.05-2" in w]
+    assert law.alpha > 2 and len(notes) == 1 and notes[0].startswith("MoE law: alpha = ")
+    md = section(runs, law=law, config=NO_BOOT)
+    assert md.count("lies outside 0.05-2") == 1
+    assert md.index("**Caution:** MoE law: alpha") < md.index("the law prefers")
+    assert not [w for w in fit(synthetic_runs(KNOWN, noise=0.003, seed=1), NO_BOOT).warnings if "lies outside" in w]

@@ -73,3 +73,25 @@ def test_report_on_too_small_a_sweep_says_why(tmp_path):
     text = md.read_text()
     assert "No loss surface could be fitted" in text and "at least 8" in text
     assert "approach 2 not fitted" in text
+
+
+def test_summary_leads_with_a_caution_when_the_law_is_unconstrained(tmp_path):
+    """Losses that only fit with a steep N exponent (alpha ~ 3: the runs span 8x in N) put the
+    implausible-exponent note at the top of the summary; the fixture's report has none."""
+    import numpy as np
+
+    from analysis.synthetic import KnownLaw, random_table
+    steep = random_table(KnownLaw(E=2.0, A=4e9, B=400.0, alpha=3.0, beta=0.3), 40, n_range=(1e3, 8e3),
+                         d_range=(1e6, 1e8), noise=0.002, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = results.load(FIXTURE)
+        res.runs = steep.assign(sweep="steep", params_total=steep["params_nonembedding"] * 1.1)
+        ctx = report.build_context(res, FitConfig(n_bootstrap=0))
+        md, _ = report.render(ctx, tmp_path, "steep")
+    summary = md.read_text().split("## Summary")[1].split("## ")[0]
+    assert "**Caution:** approach 3: alpha = 3.04 lies outside 0.05-2" in summary and np.isfinite(ctx.a3.alpha)
+
+
+def test_the_fixture_report_has_no_caution(written):
+    assert "**Caution:**" not in (written / "report.md").read_text()

@@ -32,14 +32,22 @@ def warn(msg: str, sink: list[str] | None = None) -> None:
 PLAUSIBLE_EXPONENT = (0.05, 2.0)
 
 
+UNCONSTRAINED = "do not trust this law's predictions"   # marks the notes below in a law's warnings
+
+
 def implausible_exponents(law_name: str, exponents: dict[str, float], ranges: dict[str, tuple[float, float]]
                           ) -> list[str]:
     """A note per exponent outside PLAUSIBLE_EXPONENT, naming how wide the swept ranges were."""
     lo, hi = PLAUSIBLE_EXPONENT
     spans = ", ".join(f"{k} spans {b / a:.3g}x" for k, (a, b) in ranges.items())
     return [f"{law_name}: {name} = {value:.3g} lies outside {lo:g}-{hi:g}, where published fits fall: these runs "
-            f"do not constrain it ({spans}); do not trust this law's predictions, sweep wider ranges of N and D"
+            f"do not constrain it ({spans}); {UNCONSTRAINED}, sweep wider ranges of N and D"
             for name, value in exponents.items() if not lo <= value <= hi]
+
+
+def unconstrained(warnings_: list[str]) -> list[str]:
+    """The implausible-exponent notes among a law's warnings (reports lead with them)."""
+    return [w for w in warnings_ if UNCONSTRAINED in w]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.laws.common import FitConfig, FitError
+from analysis.laws.common import FitConfig, FitError, unconstrained
 from analysis.laws.moe import PARAMS, MoELaw, default_config, experts_and_granularity, fit
 
 TITLE = "Mixture of experts against dense at equal compute"
@@ -91,10 +91,11 @@ def blocks(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | No
                 "same predicted loss at the same D. Compute multiplier: the compute a compute-optimal dense model "
                 "needs to reach that configuration's optimal loss, over C."))
     best = min(configs, key=lambda eg: law.loss_opt(C, *eg))
+    out += [("para", f"**Caution:** {w}.") for w in unconstrained(law.warnings)]
     out.append(("para", f"At C = {C:.2g} the law prefers **{config_name(*best)}** (loss {law.loss_opt(C, *best):.4f} "
                         f"against dense {law.loss_opt(C):.4f}; a dense model would need "
                         f"{law.compute_multiplier(C, *best):.3g}x the compute)."))
-    out += [("para", f"Warning: {w}") for w in law.warnings]
+    out += [("para", f"Warning: {w}") for w in law.warnings if w not in unconstrained(law.warnings)]
     if figure:
         out.append(("figure", "moe_vs_dense", plot(law, obs, cfg),
                     "Compute-optimal loss per configuration: the MoE law (lines) and the best run per budget (points)."))
