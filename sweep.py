@@ -31,8 +31,9 @@ def main(cfg: DictConfig):
                          "(run_id='0123abcd4567'); the sweeper passes it, a user need not")
     out = Path(HydraConfig.get().runtime.output_dir)
     return run_job(Path(sw.root) / str(sw.name) / str(cfg.run_id), sweep=str(sw.name), log_path=out / "harness.log",
-                   retries=int(sw.retries), gpu=cfg.gpu, inductor_cache=sw.inductor_cache,
-                   threads=int(cfg.train.runtime.threads or 0))
+                   retries=int(sw.retries), inductor_cache=sw.inductor_cache,
+                   threads=int(cfg.train.runtime.threads or 0), slots=cfg.slots,
+                   slot_gpus=str(cfg.slot_gpus).split(",") if cfg.slot_gpus else None)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     grids.py    the axes: compute-bracketing shapes, rungs, fixed; mixtures; learning rates
     plan.py     plan(cfg): every RunSpec, validated (all errors at once), and the plan table with cost
     cost.py     device-hours from bench/throughput.py's measured rows
-    launch.py   run_sweep: status / dry run / launch in capped batches through any Hydra launcher
+    launch.py   run_sweep: status / dry run / launch through any Hydra launcher (local: capped by slots)
     job.py      run_job: one run under its lock, in a child `python -m harness`, signals forwarded
     status.py   done / running / failed / pending from the run directories
     lock.py     the per-run flock

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from harness.signals import REQUEUE_EXIT_CODE
-from sweeps.lock import RunLock
+from sweeps.lock import RunLock, RunSlots
 from sweeps.status import clear_failure, record_failure, run_status
 
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -44,10 +44,23 @@ def last_line(path: Path) -> str:
     return lines[-1][:500] if lines else ""
 
 
-def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | None = None,
-            inductor_cache: str | None = None, threads: int = 0) -> dict:
-    """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run)."""
-    run_dir, run_id = Path(run_dir), Path(run_dir).name
+def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None = None,
+            threads: int = 0, slots: int | None = None, slot_gpus: list[str] | None = None) -> dict:
+    """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run).
+
+    slots: wait for one of the sweep's `slots` slots first (local launches); the run then trains on
+    slot_gpus[slot] (None: CPU, or the devices this process sees)."""
+    run_dir = Path(run_dir)
+    if not slots:
+        return _run_job(run_dir, sweep, log_path, retries, None, inductor_cache, threads)
+    with RunSlots(run_dir.parent / ".slots", int(slots)) as slot:
+        gpu = slot_gpus[slot] if slot_gpus else None
+        return _run_job(run_dir, sweep, log_path, retries, gpu, inductor_cache, threads)
+
+
+def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
+             inductor_cache: str | None, threads: int) -> dict:
+    run_id = run_dir.name
     lock = RunLock(run_dir)
     if not lock.acquire():
         return {"run_id": run_id, "status": "locked", "reason": "another launch is running it"}

@@ -2,9 +2,13 @@
 
     plan ─► (status / dry run: print, stop) ─► write each run's spec.yaml + runtime.yaml
          ─► skip done, running (locked elsewhere) and given-up runs
-         ─► launcher.launch(batch) with one override set per run: run_id=<id> [gpu=<k>]
-            in batches of sweep.max_parallel on local launchers (submitit's local mode has no cap)
+         ─► launcher.launch(jobs) with one override set per run: run_id=<id> [slots=<P> slot_gpus=<ids>]
          ─► live summary while it runs; at the end the sweep dir and the next command
+
+On a local launcher (submitit's local mode starts every job it is given at once) P = sweep.max_parallel
+runs train at a time: each job first takes one of P slots (sweeps.lock.RunSlots, waiting for a free
+one), and slot k trains on GPU slot_gpus[k]. So a run starts as soon as any other ends. Jobs are
+handed over QUEUE_DEPTH * P at a time, which bounds how many waiting processes exist at once.
 
 Called by the Sweeper plugin (hydra_plugins/scalemix_sweeper); each job runs sweep.py's task
 function, which calls sweeps.job.run_job.
@@ -60,14 +64,32 @@ def parallelism(config, gpus: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // max(1, threads)) if threads else 1
 
 
-def batches(items: list, n: int | None) -> list[list]:
+QUEUE_DEPTH = 4   # jobs handed to a local launcher per slot at once (a waiting job is an idle Python process)
+
+
+def chunks(items: list, n: int | None) -> list[list]:
     n = n or len(items) or 1
     return [items[i:i + n] for i in range(0, len(items), n)]
 
 
-def job_overrides(arguments: Sequence[str], run_id: str, gpu: str | None) -> list[str]:
-    """The sweep's own overrides plus this run's id and GPU, quoted (525411e98221 would parse as a float)."""
-    return [*arguments, f"run_id='{run_id}'"] + ([f"gpu='{gpu}'"] if gpu is not None else [])
+def slot_gpu_ids(slots: int, gpus: int, per_gpu: int) -> list[str] | None:
+    """The GPU of each slot: per_gpu consecutive slots share a GPU; None on CPU."""
+    if not gpus:
+        return None
+    ids = device_ids(gpus)
+    return [ids[(k // per_gpu) % gpus] for k in range(slots)]
+
+
+def job_overrides(arguments: Sequence[str], run_id: str, slots: int | None = None,
+                  slot_gpus: list[str] | None = None) -> list[str]:
+    """The sweep's own overrides plus this run's id (quoted: 525411e98221 would parse as a float) and, on a
+    local launcher, the slots it waits for and their GPUs."""
+    out = [*arguments, f"run_id='{run_id}'"]
+    if slots:
+        out.append(f"slots={slots}")
+    if slot_gpus:
+        out.append(f"slot_gpus='{','.join(slot_gpus)}'")
+    return out
 
 
 def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
@@ -103,13 +125,12 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     # longest first (measured speed if the throughput table has it): a batch's runs then take about as long
     todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
-    per_gpu = max(1, int(config.sweep.jobs_per_gpu))
-    ids = device_ids(gpus)
+    slots = parallelism(config, gpus)                     # None: the cluster schedules
+    slot_gpus = slot_gpu_ids(slots, gpus, max(1, int(config.sweep.jobs_per_gpu))) if slots else None
     returns, job_idx = [], 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
-        for batch in batches(todo, parallelism(config, gpus)):
-            overrides = [job_overrides(arguments, r.run_id, ids[(i // per_gpu) % gpus] if gpus else None)
-                         for i, r in enumerate(batch)]
+        for batch in chunks(todo, slots and QUEUE_DEPTH * slots):
+            overrides = [job_overrides(arguments, r.run_id, slots, slot_gpus) for r in batch]
             if validate and job_idx == 0:
                 validate(overrides[:1])
             try:

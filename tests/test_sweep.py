@@ -129,10 +129,11 @@ def test_local_launch_caps_parallelism_and_packs_runs_on_gpus(data, tmp_path, mo
         return []
     run_sweep(c, ["+grid=chinchilla"], fake_launch)
     n = len(plan(c).runs)
-    assert [len(b) for _, b in launched] == [4] * (n // 4) + ([n % 4] if n % 4 else [])   # 2 GPUs x 2 per GPU
-    assert [i for i, _ in launched] == list(range(0, n, 4))
+    # 2 GPUs x 2 per GPU = 4 slots; jobs handed over 4 per slot at a time, each waits for a slot
+    assert [len(b) for _, b in launched] == [16] * (n // 16) + ([n % 16] if n % 16 else [])
+    assert [i for i, _ in launched] == list(range(0, n, 16))
     for _, batch in launched:
-        assert [o["gpu"] for o in batch] == ["'0'", "'0'", "'1'", "'1'"][:len(batch)]
+        assert all(o["slots"] == "4" and o["slot_gpus"] == "'0,0,1,1'" for o in batch)
         assert all(o["+grid"] == "chinchilla" for o in batch)
     ids = [o["run_id"].strip("'") for _, b in launched for o in b]
     assert sorted(ids) == sorted(r.run_id for r in plan(c).runs)
@@ -154,9 +155,36 @@ def test_run_id_overrides_stay_strings_for_hydra():
     from hydra.core.override_parser.overrides_parser import OverridesParser
     parser = OverridesParser.create()
     for rid in ("525411e98221", "123456789012", "abcdef012345"):
-        o = job_overrides(["+grid=chinchilla"], rid, "1")
+        o = job_overrides(["+grid=chinchilla"], rid, 2, ["1", "3"])
         parsed = {x.key_or_group: x.value() for x in parser.parse_overrides(o)}
-        assert parsed["run_id"] == rid and parsed["gpu"] == "1"
+        assert parsed["run_id"] == rid and parsed["slots"] == 2 and parsed["slot_gpus"] == "1,3"
+    assert job_overrides(["+grid=chinchilla"], "abcdef012345") == ["+grid=chinchilla", "run_id='abcdef012345'"]
+
+
+def test_slots_cap_concurrent_runs_and_free_on_exit(tmp_path):
+    """Six jobs, two slots: never more than two hold one, every job gets one, and each slot is reused."""
+    import threading
+    import time
+
+    from sweeps.lock import RunSlots
+    held, peak, got, guard = set(), [0], [], threading.Lock()
+
+    def job():
+        with RunSlots(tmp_path / ".slots", 2, poll_s=0.01) as k:
+            with guard:
+                assert k not in held
+                held.add(k)
+                peak[0] = max(peak[0], len(held))
+                got.append(k)
+            time.sleep(0.05)
+            with guard:
+                held.discard(k)
+    threads = [threading.Thread(target=job) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert peak[0] == 2 and len(got) == 6 and set(got) == {0, 1}
 
 
 def test_dry_run_launches_nothing(data, tmp_path, capsys, monkeypatch):
