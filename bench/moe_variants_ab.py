@@ -63,8 +63,9 @@ def forward_fold(self, x):
     x_sorted = moe.gather_rows(xf, d.token, d.inv, s.top_k)
     gate_sorted = moe.gather_rows(gates.t().reshape(-1, 1), d.order, d.inv)
     sp = self.splits_for(xf)
-    h = moe.grouped_linear(x_sorted, self.w_gate_up, d, sp)
-    y_sorted = moe.grouped_linear((moe._swiglu_rows(h) * gate_sorted).to(xf.dtype), self.w_down, d, sp)
+    so = d.split_offs(sp)
+    h = moe.grouped_linear(x_sorted, self.w_gate_up, d.offs, so)
+    y_sorted = moe.grouped_linear((moe._swiglu_rows(h) * gate_sorted).to(xf.dtype), self.w_down, d.offs, so)
     y = moe.gather_rows(y_sorted, d.inv, d.order)
     y = y.view(s.top_k, B * T, dim).sum(0, dtype=torch.float32).to(x.dtype)
     stats = {"load": load.detach(), "aux": aux.detach(), "z": z.detach(), "dropped": d.dropped_fraction()}

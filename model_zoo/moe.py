@@ -159,16 +159,16 @@ class _GroupedLinear(torch.autograd.Function):
     """y[rows of group e] = x[rows of group e] @ weight[e].T, weight [E, out, in] cast to x's dtype.
 
     Backward: the input gradient is one grouped GEMM; the weight gradient is a grouped GEMM over
-    `split_offs` (each expert's rows cut into `splits` ranges, so E * splits output tiles sets share
+    `split_offs` (each expert's rows cut into several ranges, so E * splits output tiles sets share
     the GPU) whose partial products ([E * splits, out, in]) are summed in fp32 and returned in the
     weight's dtype. split_offs None: no split.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, offs, split_offs, splits: int):
+    def forward(ctx, x, weight, offs, split_offs):
         w = weight.to(x.dtype)
         ctx.save_for_backward(x, w, offs, split_offs)
-        ctx.splits, ctx.weight_dtype = splits, weight.dtype
+        ctx.weight_dtype = weight.dtype
         return torch._grouped_mm(x, w.transpose(-2, -1), offs=offs)
 
     @staticmethod
@@ -176,18 +176,19 @@ class _GroupedLinear(torch.autograd.Function):
         x, w, offs, split_offs = ctx.saved_tensors
         grad_x = torch._grouped_mm(grad, w, offs=offs)
         parts = torch._grouped_mm(grad.t(), x, offs=offs if split_offs is None else split_offs)
-        grad_w = parts.view(w.shape[0], ctx.splits, *w.shape[1:]).sum(1, dtype=torch.float32)
-        return grad_x, grad_w.to(ctx.weight_dtype), None, None, None
+        grad_w = parts.view(w.shape[0], -1, *w.shape[1:]).sum(1, dtype=torch.float32)
+        return grad_x, grad_w.to(ctx.weight_dtype), None, None
 
 
-def grouped_linear(x, weight, d: Dispatch, splits: int = 1) -> torch.Tensor:
-    return _GroupedLinear.apply(x, weight, d.offs, d.split_offs(splits), splits)
+def grouped_linear(x, weight, offs, split_offs=None) -> torch.Tensor:
+    return _GroupedLinear.apply(x, weight, offs, split_offs)
 
 
 def experts_grouped(x_sorted, w_gate_up, w_down, d: Dispatch, splits: int = 1):
     """x_sorted [M, d] grouped by expert (group e ends at d.offs[e]) -> [M, d]."""
-    h = grouped_linear(x_sorted, w_gate_up, d, splits)
-    return grouped_linear(_swiglu_rows(h), w_down, d, splits)
+    split_offs = d.split_offs(splits)                       # once for both projections
+    h = grouped_linear(x_sorted, w_gate_up, d.offs, split_offs)
+    return grouped_linear(_swiglu_rows(h), w_down, d.offs, split_offs)
 
 
 def experts_padded(x_sorted, w_gate_up, w_down, d: Dispatch):
