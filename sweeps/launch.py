@@ -122,7 +122,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
     if skipped:
         log.info("skipping %s", ", ".join(f"{n} {s}" for s, n in skipped.items()))
-    # longest first (measured speed if the throughput table has it): a batch's runs then take about as long
+    # longest first (measured speed if the throughput table has it): the first slots take the longest runs
+    # and the short ones fill in at the end
     todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     slots = parallelism(config, gpus)                     # None: the cluster schedules

@@ -20,6 +20,22 @@ import time
 from pathlib import Path
 
 
+def try_exclusive(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if missing) without waiting: its fd, or None if held elsewhere."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 class RunLock:
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / ".lock"
@@ -28,11 +44,8 @@ class RunLock:
     def acquire(self) -> bool:
         """Take the lock without waiting; False when another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_exclusive(self.path)
+        if fd is None:
             return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
@@ -41,8 +54,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            unlock(self._fd)
             self._fd = None
 
     def __enter__(self) -> RunLock:
@@ -81,20 +93,14 @@ class RunSlots:
         self.dir.mkdir(parents=True, exist_ok=True)
         while True:
             for k in range(self.count):
-                fd = os.open(self.dir / f"{k}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                self._fd, self.slot = fd, k
-                return k
+                if (fd := try_exclusive(self.dir / f"{k}.lock")) is not None:
+                    self._fd, self.slot = fd, k
+                    return k
             time.sleep(self.poll_s)
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            unlock(self._fd)
             self._fd = self.slot = None
 
     def __enter__(self) -> int:
