@@ -170,8 +170,9 @@ class Trainer:
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
         t = time.perf_counter()
         self.ckpts.save(self.step, self.state())
-        self.t_mark += time.perf_counter() - t
-        self.timing["time_checkpoint_s"] += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.t_mark += dt
+        self.timing["time_checkpoint_s"] += dt
 
     def elapsed(self) -> float:
         return self.prior["elapsed_s"] + time.perf_counter() - self.t_launch
@@ -320,8 +321,9 @@ class Trainer:
                "flops": tokens * self.counts.flops_per_token, **losses}
         self.write(row)
         self.last_eval = row
-        self.t_mark += time.perf_counter() - t  # eval time is not training time
-        self.timing["time_eval_s"] += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.t_mark += dt  # eval time is not training time
+        self.timing["time_eval_s"] += dt
 
     def downstream(self) -> dict:
         """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""

@@ -91,11 +91,12 @@ def blocks(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | No
                 "same predicted loss at the same D. Compute multiplier: the compute a compute-optimal dense model "
                 "needs to reach that configuration's optimal loss, over C."))
     best = min(configs, key=lambda eg: law.loss_opt(C, *eg))
-    out += [("para", f"**Caution:** {w}.") for w in unconstrained(law.warnings)]
+    cautions = unconstrained(law.warnings)
+    out += [("para", f"**Caution:** {w}.") for w in cautions]
     out.append(("para", f"At C = {C:.2g} the law prefers **{config_name(*best)}** (loss {law.loss_opt(C, *best):.4f} "
                         f"against dense {law.loss_opt(C):.4f}; a dense model would need "
                         f"{law.compute_multiplier(C, *best):.3g}x the compute)."))
-    out += [("para", f"Warning: {w}") for w in law.warnings if w not in unconstrained(law.warnings)]
+    out += [("para", f"Warning: {w}") for w in law.warnings if w not in cautions]
     if figure:
         out.append(("figure", "moe_vs_dense", plot(law, obs, cfg),
                     "Compute-optimal loss per configuration: the MoE law (lines) and the best run per budget (points)."))

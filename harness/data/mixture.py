@@ -129,8 +129,7 @@ class MixtureStream:
         if any(b <= a for a, b in zip(self._first_seq, self._first_seq[1:])):
             raise SpecError([f"data.stages: start tokens {self.stage_start_tokens[1:]} must fall in different "
                              f"sequences of seq_len={seq_len} tokens (at most one switch per sequence)"])
-        # stage j's slots are sequences [lo_j, hi_j): a straddled sequence is a slot of both stages
-        self._lo = self._first_seq
+        # stage j's slots are sequences [_first_seq[j], _hi[j]): a straddled sequence is a slot of both stages
         self._hi = [f + (r > 0) for f, r in zip(self._first_seq[1:], self._split[1:])] + [None]
         # sequences from which a stage holds whole sequences (random sampling's stage lookup)
         self._full_starts = np.array([-(-t // seq_len) for t in self.stage_start_tokens])
@@ -187,7 +186,7 @@ class MixtureStream:
 
     def _consumed(self, n_seq: int) -> np.ndarray:
         out = np.zeros(len(self.domains), dtype=np.int64)
-        for alloc, lo, hi in zip(self._alloc, self._lo, self._hi):
+        for alloc, lo, hi in zip(self._alloc, self._first_seq, self._hi):
             if n_seq <= lo:
                 break
             out += alloc.counts((n_seq if hi is None else min(n_seq, hi)) - lo)
@@ -203,7 +202,7 @@ class MixtureStream:
         for j in range(1, len(self._alloc)):
             n, r = self._first_seq[j], self._split[j]
             if r and first <= n < end:
-                out.append((n, r, self._slot_domain(j - 1, n - self._lo[j - 1]), self._slot_domain(j, 0)))
+                out.append((n, r, self._slot_domain(j - 1, n - self._first_seq[j - 1]), self._slot_domain(j, 0)))
         return out
 
     def domain_tokens(self, n_seq: int) -> np.ndarray:

@@ -43,11 +43,6 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def encode(tok, texts: list[str]) -> list[np.ndarray]:
-    """Token ids of each text (no special tokens), encoded on all cores by the library."""
-    return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
-
-
 # Oniguruma's \s, which the `tokenizers` ByteLevel regex uses: \t-\r, NEL and the separators Zs, Zl, Zp.
 _WS = "\t-\r\x85\u2028\u2029 \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 # Spans that are whole runs of the GPT-2 pre-tokenizer's pieces (see DocumentEncoder): a whitespace run
