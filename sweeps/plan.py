@@ -166,6 +166,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
         errors.append(f"data.weights: domain(s) {unknown} not in corpus {corpus.name!r} ({sorted(domains)})")
         return []
     caps = dict(data.epoch_caps)
+    cap = {d: float(caps.get(d, sw.get("max_epochs", math.inf))) for d in domains}   # repeats allowed per domain
     over: dict[str, list[tuple[float, str]]] = {}
     worst_repeat = (0.0, "", "")
     for r in runs:
@@ -173,7 +174,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
         for d, w in weights.items():
             epochs = w * r.spec.tokens / max(1, int(domains[d]["train_tokens"]))
             worst_repeat = max(worst_repeat, (epochs, d, r.label))
-            if epochs > float(caps.get(d, sw.get("max_epochs", math.inf))):
+            if epochs > cap[d]:
                 over.setdefault(d, []).append((epochs, r.label))
     if worst_repeat[0] > FREE_EPOCHS and not over:
         epochs, d, label = worst_repeat
@@ -186,7 +187,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
         key = "data.epoch_caps" if d in caps else "sweep.max_epochs"
         epochs, label = max(bad)
         errors.append(f"{key}: {len(bad)} run(s) repeat domain {d!r} past its cap of "
-                      f"{float(caps.get(d, sw.get('max_epochs'))):g} epochs (worst: {label!r}, {epochs:.2f} times): "
+                      f"{cap[d]:g} epochs (worst: {label!r}, {epochs:.2f} times): "
                       f"the budget is too large for corpus {corpus.name!r} ({int(domains[d]['train_tokens']):,} tokens); "
                       f"lower the budget, build a larger corpus, or raise the cap")
     return warnings
