@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from moe_bench import twin_specs  # noqa: E402  (this script's own directory is on sys.path)
 
-from model_zoo import GPU_RULE, ModelSpec  # noqa: E402
+from model_zoo import ModelSpec  # noqa: E402
 from model_zoo.moe import Dispatch, MoELayer, _swiglu_rows, experts_grouped, set_impl  # noqa: E402
 
 
@@ -75,14 +76,14 @@ def aten_experts(x_sorted, w_gate_up, w_down, d: Dispatch):
     return torch._grouped_mm(_swiglu_rows(h), wd.transpose(-2, -1), offs=d.offs)
 
 
-def bench_width(dense_spec: ModelSpec, a, device, rows_out: list) -> None:
-    """Every variant for one dense shape; rows appended to rows_out."""
+def bench_width(dense_spec: ModelSpec, moe_spec: ModelSpec, a, device, rows_out: list) -> None:
+    """Every variant for one dense shape and its MoE twin; rows appended to rows_out."""
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
     maybe_compile = torch.compile if cuda and not a.no_compile else (lambda f, **kw: f)
     E, k = a.experts, a.top_k
     dim, H = dense_spec.d_model, dense_spec.ffn_hidden
-    h, N = H // k, a.tokens
+    h, N = moe_spec.expert_hidden, a.tokens
     gen = torch.Generator().manual_seed(0)
 
     def param(*shape, std=0.02):
@@ -141,11 +142,10 @@ def bench_width(dense_spec: ModelSpec, a, device, rows_out: list) -> None:
     row("dense-gemm-wgrad", "-", timer(lambda: gd.t() @ xd, device, a.iters))
 
     # the whole layer on random inputs (router at init: near-balanced), against the dense MLP
-    spec = ModelSpec(**{**dense_spec.to_dict(), "family": "moe", "n_experts": E, "top_k": k, "expert_hidden": h})
     x_layer = torch.randn(N // 1024 or 1, min(N, 1024), dim, generator=gen).to(device).requires_grad_(True)
     g_layer = torch.randn(x_layer.shape, generator=gen).to(device)
     for s in a.splits:
-        layer = set_impl(MoELayer(spec).to(device), "grouped", wgrad_splits=s)
+        layer = set_impl(MoELayer(moe_spec).to(device), "grouped", wgrad_splits=s)
         torch._dynamo.reset()
         f = maybe_compile(layer)
 
@@ -178,9 +178,8 @@ def main(argv=None):
         a.tokens, a.iters, a.splits = 256, 2, [1, 2]
     rows_out = []
     for n_layers in ([1] if a.tiny else a.layers):
-        dense_spec = (ModelSpec(d_model=64, n_layers=1, n_heads=2, ffn_hidden=128) if a.tiny
-                      else GPU_RULE.shape(n_layers, vocab_size=8192, seq_len=1024))
-        bench_width(dense_spec, a, device, rows_out)
+        dense_spec, moe_spec = twin_specs(n_layers, 8192, 1024, a.experts, a.top_k, a.tiny)
+        bench_width(dense_spec, moe_spec, a, device, rows_out)
     env = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                torch=torch.__version__, compile=compile_,
                device=torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu")

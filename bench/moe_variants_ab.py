@@ -17,10 +17,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from moe_bench import twin_specs  # noqa: E402
 from moe_gemm_bench import timer  # noqa: E402
 
 import model_zoo.moe as moe  # noqa: E402
-from model_zoo import GPU_RULE, ModelSpec  # noqa: E402
 
 torch._dynamo.config.recompile_limit = 64      # every variant keeps its compiled graph
 ARGMAX_ROUTE, SORT_DISPATCH, NOFOLD_FORWARD = moe.route, moe.Dispatch, moe.MoELayer.forward
@@ -82,9 +82,7 @@ def setv(name):
 def time_width(n_layers: int, tokens: int, rounds: int) -> list[dict]:
     """Median ms of each variant (and of the dense MLP, for orientation only) at one GPU_RULE depth."""
     dev = torch.device("cuda")
-    dense = GPU_RULE.shape(n_layers, vocab_size=8192, seq_len=1024)
-    spec = ModelSpec(**{**dense.to_dict(), "family": "moe", "n_experts": 8, "top_k": 2,
-                        "expert_hidden": dense.ffn_hidden // 2})
+    dense, spec = twin_specs(n_layers, 8192, 1024, 8, 2, tiny=False)
     x = torch.randn(tokens // 1024, 1024, dense.d_model, device=dev).requires_grad_(True)
     g = torch.randn_like(x)
     torch.manual_seed(0)
