@@ -167,12 +167,13 @@ def test_slots_cap_concurrent_runs_and_free_on_exit(tmp_path):
     import time
 
     from sweeps.lock import RunSlots
-    held, peak, got, guard = set(), [0], [], threading.Lock()
+    held, peak, got, shared, guard = set(), [0], [], [], threading.Lock()
 
     def job():
         with RunSlots(tmp_path / ".slots", 2, poll_s=0.01) as k:
             with guard:
-                assert k not in held
+                if k in held:                     # two holders of one slot (an assert here would die in the thread)
+                    shared.append(k)
                 held.add(k)
                 peak[0] = max(peak[0], len(held))
                 got.append(k)
@@ -184,7 +185,7 @@ def test_slots_cap_concurrent_runs_and_free_on_exit(tmp_path):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert peak[0] == 2 and len(got) == 6 and set(got) == {0, 1}
+    assert not shared and peak[0] == 2 and len(got) == 6 and set(got) == {0, 1}
 
 
 def test_dry_run_launches_nothing(data, tmp_path, capsys, monkeypatch):
