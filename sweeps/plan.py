@@ -83,6 +83,10 @@ def plan(cfg, strict: bool = True) -> Plan:
         errors.append(f"grid.lr_from={g['lr_from']!r}: no result.json found there; run the lr grid first "
                       "(python sweep.py +grid=lr) or unset grid.lr_from")
     seeds = g.get("seeds") or [c["train"].get("seed", 0)]
+    replicate_seeds, replicate_budgets = replicates(g.get("replicates"), seeds, errors)
+    if stray := sorted(replicate_budgets - {s.budget for s in shapes}):
+        errors.append(f"grid.replicates.budgets: {stray} are not budgets of this grid "
+                      f"({sorted({s.budget for s in shapes if s.budget})})")
     runs: list[PlannedRun] = []
     if None not in (data, optim, evals):
         for shape in shapes:
@@ -90,9 +94,10 @@ def plan(cfg, strict: bool = True) -> Plan:
             base_lr = grids.lr_for(n, lr_table) if lr_table else optim.lr
             for mix in mixtures:
                 for lr in lrs or [base_lr]:
-                    for seed in seeds:
+                    extra = replicate_seeds if shape.budget in replicate_budgets else []
+                    for seed in seeds + extra:
                         runs.append(planned(shape, mix, lr, seed, data, optim, evals, c["train"]["batch_tokens"],
-                                            show_lr=bool(lrs), show_seed=len(seeds) > 1))
+                                            show_lr=bool(lrs), show_seed=len(seeds) > 1 or bool(extra)))
     for r in runs:
         errors += [e for e in r.spec.errors() if e not in errors]
     min_steps = int(g.get("min_steps", 1))
@@ -110,6 +115,22 @@ def plan(cfg, strict: bool = True) -> Plan:
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors)
+
+
+def replicates(cfg: dict | None, seeds: list, errors: list[str]) -> tuple[list[int], set[float]]:
+    """grid.replicates = {seeds: [...], budgets: [...]}: the runs of those budgets again with those extra seeds,
+    so that the analysis measures run-to-run noise without replicating the whole grid."""
+    if not cfg:
+        return [], set()
+    unknown = set(cfg) - {"seeds", "budgets"}
+    if unknown:
+        errors.append(f"grid.replicates: unknown key(s) {sorted(unknown)}; use {{seeds: [1], budgets: [1e11]}}")
+    extra = [int(s) for s in cfg.get("seeds") or [] if int(s) not in seeds]
+    budgets = {float(b) for b in cfg.get("budgets") or []}
+    if not extra or not budgets:
+        errors.append("grid.replicates: give both seeds (not already in grid.seeds) and budgets, "
+                      "e.g. {seeds: [1], budgets: [1e11]}, or set it to null")
+    return extra, budgets
 
 
 def build(cls, d: dict, key: str, errors: list[str]):

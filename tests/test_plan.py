@@ -185,3 +185,23 @@ def test_plan_table_prints_cost_from_a_measured_throughput_table(tmp_path):
     p2 = plan(cfg("+grid=chinchilla", "scale=gpu", f"sweep.throughput_table={tmp_path / 't.jsonl'}"))
     assert p2.throughput.hours(1e8, 3600) == pytest.approx(1e8 * 3600 / 0.2e15 / 3600)   # halfway: 0.2 PFLOP/s
     assert plan(cfg("+grid=chinchilla", f"sweep.throughput_table={tmp_path / 't.jsonl'}")).throughput.measured is False
+
+
+def test_replicates_add_seeds_to_the_named_budgets_only():
+    c = cfg("+grid=chinchilla")
+    budgets = [float(b) for b in c.grid.shapes.budgets]
+    p = plan(cfg("+grid=chinchilla", f"grid.replicates={{seeds: [7], budgets: [{budgets[0]}]}}"))
+    extra = [r for r in p.runs if r.spec.seed == 7]
+    base = [r for r in p.runs if r.spec.seed != 7]
+    assert extra and {r.budget for r in extra} == {budgets[0]}
+    assert {r.spec.model for r in extra} == {r.spec.model for r in base if r.budget == budgets[0]}
+    assert len(p.runs) == len(base) + len(extra) == len(set(r.run_id for r in p.runs))
+
+
+def test_replicates_naming_a_budget_outside_the_grid_is_an_error():
+    with pytest.raises(SpecError) as e:
+        plan(cfg("+grid=chinchilla", "grid.replicates={seeds: [7], budgets: [1.234e9]}"))
+    assert "grid.replicates.budgets" in str(e.value)
+    with pytest.raises(SpecError) as e:
+        plan(cfg("+grid=chinchilla", "grid.replicates={seeds: [], budgets: [1.234e9]}"))
+    assert "grid.replicates" in str(e.value)
