@@ -1,0 +1,172 @@
+"""IsoFLOP profiles in the shape the loss law gives them, fitted by variable projection.
+
+On one budget's isoFLOP line, L(N, D) = E + A/N^alpha + B/D^beta is, for fixed exponents, linear in
+three coefficients:
+
+    L = e_g + a_g u + b_g v,    u = exp(-alpha (log N - mN_g)),  v = exp(-beta (log D - mD_g))
+
+(mN_g, mD_g: the budget's mean log N, log D, which only rescale a_g, b_g and keep the features near 1).
+So each budget gets its own (e_g, a_g, b_g), solved exactly by least squares, and the exponents are
+shared by all budgets and searched (a 2-D profile: every candidate's sum of squared residuals after
+the linear solve). This curve has the isoFLOP profile's asymmetry (steeper towards small N when
+alpha > beta) that a parabola in log N lacks, so its minimum does not move with the width or the
+centring of the grid of sizes (bench/isoflop_bias.py measures both).
+
+Everything is written for many weight vectors at once (rows of W: bootstrap multiplicities), so a
+resample costs one [R, n] x [n, 10] product per budget and candidate: the weighted moments of
+(1, u, v, y) from which the 3x3 normal equations and the residual sum of squares follow.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# The exponents' search range: published alpha, beta lie in 0.2-0.8 (analysis/laws/common.py); the
+# search is wider so that a narrow grid of sizes may trade them freely (its vertex stays put).
+EXP_RANGE = (0.03, 3.0)
+GLOBAL_GRID = 24                 # candidates per exponent for the full-data search (log-spaced)
+REFINE = 4                       # nested 9 x 9 refinements after it (final step ~0.2% in each exponent)
+BOOT_GRID = 11                   # per exponent for each bootstrap resample, around the full-data optimum
+BOOT_SPAN = np.log(3.0)          # that local grid spans the optimum / 3 .. x 3 for each exponent
+RIDGE = 1e-10                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
+
+
+def features(logN, logD, mN, mD, alpha, beta):
+    """u, v [P, n] for candidate exponents alpha, beta [P] (or scalars: [n])."""
+    alpha, beta = np.asarray(alpha, float)[..., None], np.asarray(beta, float)[..., None]
+    return np.exp(-alpha * (logN - mN)), np.exp(-beta * (logD - mD))
+
+
+def moments(u, v, y, W: np.ndarray) -> np.ndarray:
+    """[P, R, 10] weighted sums of 1, u, v, uu, uv, vv, y, uy, vy, yy for features u, v [P, n] and
+    weight rows W [R, n]: one matrix product for all candidates and resamples."""
+    one, y = np.ones_like(u), np.broadcast_to(y, u.shape)
+    F = np.stack([one, u, v, u * u, u * v, v * v, y, u * y, v * y, y * y], axis=-1)     # [P, n, 10]
+    P, n = u.shape
+    return (W @ F.transpose(1, 0, 2).reshape(n, P * 10)).reshape(-1, P, 10).transpose(1, 0, 2)
+
+
+def solve(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (e, a, b) [..., 3] and residual sum of squares [...] from moments [..., 10]
+    (the symmetric 3x3 normal equations by their adjugate: vectorised, no per-system LAPACK call)."""
+    r = RIDGE * (M[..., 0] + M[..., 3] + M[..., 5])
+    g00, g01, g02, g11, g12, g22 = M[..., 0] + r, M[..., 1], M[..., 2], M[..., 3] + r, M[..., 4], M[..., 5] + r
+    b = M[..., 6:9]
+    c00, c01, c02 = g11 * g22 - g12 * g12, g02 * g12 - g01 * g22, g01 * g12 - g02 * g11
+    c11, c12, c22 = g00 * g22 - g02 * g02, g01 * g02 - g00 * g12, g00 * g11 - g01 * g01
+    det = g00 * c00 + g01 * c01 + g02 * c02
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.stack([c00 * b[..., 0] + c01 * b[..., 1] + c02 * b[..., 2],
+                          c01 * b[..., 0] + c11 * b[..., 1] + c12 * b[..., 2],
+                          c02 * b[..., 0] + c12 * b[..., 1] + c22 * b[..., 2]], -1) / det[..., None]
+    sse = M[..., 9] - (theta * b).sum(-1)            # at the solution of the normal equations
+    return theta, np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+
+
+class Profiles:
+    """The budgets of one table: per budget its rows, centring and (weighted) isoFLOP line log D = s log N + t."""
+
+    def __init__(self, logN, logD, loss, group_ids):
+        self.logN, self.logD = np.asarray(logN, float), np.asarray(logD, float)
+        self.loss = np.asarray(loss, float)
+        self.idx = [np.flatnonzero(group_ids == g) for g in np.unique(group_ids)]
+        self.mN = np.array([self.logN[i].mean() for i in self.idx])
+        self.mD = np.array([self.logD[i].mean() for i in self.idx])
+        self.ym = np.array([self.loss[i].mean() for i in self.idx])      # centring y keeps the SSE accurate
+
+    def sse(self, alpha, beta, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """For candidate exponents alpha, beta [P] and weights Ws[g] [R, n_g] (budget g's rows): the SSE
+        summed over budgets [P, R] and the coefficients [P, R, G, 3]."""
+        thetas, total = [], 0.0
+        for g, i in enumerate(self.idx):
+            u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], np.atleast_1d(alpha),
+                            np.atleast_1d(beta))
+            th, s = solve(moments(u, v, self.loss[i] - self.ym[g], Ws[g]))
+            thetas.append(th)
+            total = total + s
+        return total, np.stack(thetas, axis=2)
+
+    def lines(self, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted least-squares slope s and intercept t of log D on log N per budget: [R, G] each."""
+        s, t = [], []
+        for g, i in enumerate(self.idx):
+            x, z, W = self.logN[i], self.logD[i], Ws[g]
+            w0, wx, wz, wxx, wxz = (W @ f for f in (np.ones_like(x), x, z, x * x, x * z))
+            var = wxx * w0 - wx * wx
+            slope = np.where(var > 0, (wxz * w0 - wx * wz) / np.where(var > 0, var, 1), np.nan)
+            s.append(slope)
+            t.append((wz - slope * wx) / w0)
+        return np.stack(s, 1), np.stack(t, 1)
+
+    def vertex(self, theta, alpha, beta, s, t):
+        """log N at the minimum of e + a u + b v along log D = s log N + t; nan where there is none
+        (a or b not positive, or the line not falling). theta [..., G, 3]; alpha, beta [...]; s, t [..., G]."""
+        a, b = theta[..., 1], theta[..., 2]
+        alpha, beta = np.asarray(alpha, float)[..., None], np.asarray(beta, float)[..., None]
+        ok = (a > 0) & (b > 0) & (s < 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # d/dx [a e^{-alpha (x - mN)} + b e^{-beta (s x + t - mD)}] = 0, solved for x = log N
+            num = (np.log(beta * -s * b) - np.log(alpha * a) - beta * (t - self.mD) - alpha * self.mN)
+            x = num / (beta * s - alpha)
+        return np.where(ok, x, np.nan)
+
+    def curve(self, g: int, theta_g, alpha, beta, s_g, t_g, logN):
+        """The fitted profile of budget g along its isoFLOP line, at log N values (for plots)."""
+        logN = np.asarray(logN, float)
+        u, v = np.exp(-alpha * (logN - self.mN[g])), np.exp(-beta * (s_g * logN + t_g - self.mD[g]))
+        return self.ym[g] + theta_g[0] + theta_g[1] * u + theta_g[2] * v
+
+
+def _full_weights(p: Profiles) -> list[np.ndarray]:
+    return [np.ones((1, len(i))) for i in p.idx]
+
+
+def fit_exponents(p: Profiles, Ws: list[np.ndarray] | None = None) -> tuple[float, float]:
+    """The shared (alpha, beta) minimising the summed SSE: best of a log-spaced grid, then REFINE rounds of a
+    9 x 9 grid around the best spanning one step of the previous grid (the valley along which alpha and beta
+    trade is flat; a simplex crawls along it, nested grids do not)."""
+    Ws = Ws or _full_weights(p)
+    lo, hi = np.log(EXP_RANGE)
+    za, zb = np.linspace(lo, hi, GLOBAL_GRID), np.linspace(lo, hi, GLOBAL_GRID)
+    step = za[1] - za[0]
+    for _ in range(REFINE + 1):
+        A, B = (x.ravel() for x in np.meshgrid(za, zb, indexing="ij"))
+        k = int(np.argmin(p.sse(np.exp(A), np.exp(B), Ws)[0][:, 0]))
+        offs = np.linspace(-step, step, 9)
+        za, zb = np.clip(A[k] + offs, lo, hi), np.clip(B[k] + offs, lo, hi)
+        step = offs[1] - offs[0]
+    return float(np.exp(A[k])), float(np.exp(B[k]))
+
+
+def fit(p: Profiles) -> dict:
+    """Full-data fit: exponents, per-budget coefficients, lines and vertices (log N, log D, loss) [G]."""
+    Ws = _full_weights(p)
+    alpha, beta = fit_exponents(p, Ws)
+    sse, theta = p.sse(alpha, beta, Ws)
+    theta = theta[0, 0]
+    s, t = (x[0] for x in p.lines(Ws))
+    x = p.vertex(theta, alpha, beta, s, t)
+    loss = np.array([p.curve(g, theta[g], alpha, beta, s[g], t[g], xg) if np.isfinite(xg) else np.nan
+                     for g, xg in enumerate(x)])
+    return {"alpha": alpha, "beta": beta, "theta": theta, "s": s, "t": t, "logN_opt": x,
+            "logD_opt": s * x + t, "loss_opt": loss, "sse": float(sse[0, 0])}
+
+
+def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: float) -> tuple[np.ndarray, ...]:
+    """Per resample (rows of Ws[g]): the exponents re-searched on a local log grid around (alpha, beta),
+    then each budget's vertex. Returns log N_opt, log D_opt [R, G] and the fraction of resamples whose
+    best exponents sit on the local grid's edge (where a wider search might have gone further)."""
+    offs = np.linspace(-BOOT_SPAN, BOOT_SPAN, BOOT_GRID)
+    lo, hi = np.log(EXP_RANGE)
+    A, B = (np.exp(np.clip(np.log(c) + o, lo, hi)).ravel()
+            for c, o in ((alpha, offs[:, None] + 0 * offs), (beta, 0 * offs[:, None] + offs)))
+    sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
+    k = np.argmin(sse, axis=0)                            # best candidate per resample
+    R = sse.shape[1]
+    theta = theta[k, np.arange(R)]
+    s, t = p.lines(Ws)
+    x = p.vertex(theta, A[k], B[k], s, t)
+    i, j = np.unravel_index(k, (BOOT_GRID, BOOT_GRID))
+    interior = lambda idx, val: (idx > 0) & (idx < BOOT_GRID - 1) | np.isclose(val, EXP_RANGE[0]) \
+        | np.isclose(val, EXP_RANGE[1])
+    edge = ~(interior(i, A[k]) & interior(j, B[k]))
+    return x, s * x + t, float(edge.mean())
