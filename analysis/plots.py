@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.laws.approach2 import profile  # noqa: E402
 from analysis.laws.common import ComputeOptimal, FitConfig  # noqa: E402
 
 COLORS = {"approach 1": "#1b9e77", "approach 2": "#d95f02", "approach 3": "#7570b3"}
@@ -26,7 +27,6 @@ def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.F
     """Loss against N on each isoFLOP line, with the fitted profile (parabola, or the law-shaped curve) and its
     minimum: a filled star where sizes bracket it, a hollow one where it is poorly bracketed or extrapolated;
     for the window method the sizes outside the window are drawn faint."""
-    from analysis.laws.approach2 import profile     # noqa: PLC0415 (plots stay importable without the laws)
     cfg = fit.config
     fig, ax = plt.subplots(figsize=(7, 4.5))
     gids = sorted(groups.unique())

@@ -106,7 +106,6 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
     """One row per usable budget (groups of (N, D, C, loss) arrays): C, N_opt, D_opt, vertex loss, the profile
     fitted (parabola coefficients c2, c1, c0, or the law-shaped curve's e, a, b, alpha, beta, s, t, mN, mD, ym),
     the sizes below/above the vertex, and for `window` the window used."""
-    sink = notes if notes is not None else []
     keep = []
     for N, D, Cs, loss in groups:
         C = float(np.exp(np.log(Cs).mean()))
@@ -123,7 +122,7 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
                                  np.concatenate([g[3] for g in keep]),
                                  np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(keep)]))
         f = isoshape.fit(prof)
-        for i, (N, D, C, loss) in enumerate(keep):
+        for i, (N, _, C, _) in enumerate(keep):
             x = f["logN_opt"][i]
             if notes is not None and not _check_budget(C, N, x, notes) or not np.isfinite(x):
                 continue

@@ -28,8 +28,15 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
-from analysis.laws.common import (FitConfig, FitError, check_table, ci, flops_per_param_token, implausible_exponents,
-                                  usable)
+from analysis.laws.common import (
+    FitConfig,
+    FitError,
+    check_table,
+    ci,
+    flops_per_param_token,
+    implausible_exponents,
+    usable,
+)
 from analysis.laws.isoshape import solve as solve3
 
 HUBER_DELTA = 1e-3
