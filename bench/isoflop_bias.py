@@ -62,9 +62,9 @@ def one(law, width, centring, noise, sizes, seed, boot, methods):
     return out
 
 
-def study(reps, boot, noises, widths, centrings, sizes, methods):
+def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS)):
     rows = []
-    for name, law in LAWS.items():
+    for name, law in ((n, LAWS[n]) for n in laws):
         for noise in noises:
             for width in widths:
                 for shift in centrings:
@@ -110,6 +110,9 @@ def main():
     p.add_argument("--sizes", type=int, default=30)
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
     p.add_argument("--methods", nargs="+", default=list(approach2.METHODS))
+    p.add_argument("--law", type=int, nargs="+", default=list(range(len(LAWS))), help="indices into LAWS")
+    p.add_argument("--widths", type=float, nargs="+", default=[1, 2, 3])
+    p.add_argument("--summarise", nargs="+", default=[], help="CSV files of earlier runs: print their tables")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--out", default="")
@@ -117,16 +120,23 @@ def main():
     if a.speed:
         speed(a.methods)
         return
-    widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else ((1, 2, 3), tuple(CENTRING))
-    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods)
+    if a.summarise:
+        summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))
+        return
+    widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else (a.widths, tuple(CENTRING))
+    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law])
+    if a.out:
+        df.to_csv(a.out, index=False)
+    summarise(df)
+
+
+def summarise(df: pd.DataFrame) -> None:
     summary = df.groupby("method").agg(max_abs_bias=("bias", lambda x: x.abs().max()),
                                        mean_coverage=("coverage", "mean"), min_coverage=("coverage", "min"))
     print(summary.to_string())
     piv = df.pivot_table(index=["law", "noise", "width", "centring"], columns="method",
                          values=["bias", "coverage"]).round(3)
-    print(piv.to_markdown() if hasattr(piv, "to_markdown") else piv.to_string())
-    if a.out:
-        df.to_csv(a.out, index=False)
+    print(piv.to_string())
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ def test_optimum_outside_sizes_warns():
     rows = isoflop_table(law, np.geomspace(1e18, 1e21, 4), sizes_per_budget=9, noise=0.0)
     lopsided = rows[rows["params_nonembedding"] > law.n_opt(rows["budget"]) * 1.5]   # only sizes above the optimum
     with pytest.warns(FitWarning, match="outside the sizes"):
-        fit = approach2.fit(lopsided, FitConfig(n_bootstrap=0))
+        fit = approach2.fit(lopsided, FitConfig(n_bootstrap=0), method="parabola")
     assert any("outside" in w for w in fit.warnings)
+    # the law-shaped profile needs sizes on both sides too: here it finds no minimum, says so, and fits nothing
+    with pytest.warns(FitWarning, match="no minimum"), pytest.raises(FitError, match="usable isoFLOP profile"):
+        approach2.fit(lopsided, FitConfig(n_bootstrap=0))
 
 
 def test_too_few_budgets_is_an_error():

@@ -24,10 +24,11 @@ import numpy as np
 # search is wider so that a narrow grid of sizes may trade them freely (its vertex stays put).
 EXP_RANGE = (0.03, 3.0)
 GLOBAL_GRID = 24                 # candidates per exponent for the full-data search (log-spaced)
-REFINE = 4                       # nested 9 x 9 refinements after it (final step ~0.2% in each exponent)
-BOOT_GRID = 11                   # per exponent for each bootstrap resample, around the full-data optimum
-BOOT_SPAN = np.log(3.0)          # that local grid spans the optimum / 3 .. x 3 for each exponent
-RIDGE = 1e-10                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
+PATTERN_ROUNDS = 60               # at most this many local 9 x 9 grids after it (fit_exponents)
+BOOT_GRID = 11                   # per axis for each bootstrap resample, around the full-data optimum
+BOOT_SPAN = np.log(3.0)          # that local grid spans at most the optimum / 3 .. x 3 along each axis
+BOOT_SIGMAS = 4.0                # ... and at most this many standard errors
+RIDGE = 1e-13                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
 
 
 def features(logN, logD, mN, mD, alpha, beta):
@@ -121,19 +122,25 @@ def _full_weights(p: Profiles) -> list[np.ndarray]:
 
 
 def fit_exponents(p: Profiles, Ws: list[np.ndarray] | None = None) -> tuple[float, float]:
-    """The shared (alpha, beta) minimising the summed SSE: best of a log-spaced grid, then REFINE rounds of a
-    9 x 9 grid around the best spanning one step of the previous grid (the valley along which alpha and beta
-    trade is flat; a simplex crawls along it, nested grids do not)."""
+    """The shared (alpha, beta) minimising the summed SSE: the best of a log-spaced grid, then a pattern search
+    of 9 x 9 local grids (in log alpha, log beta) that follows the best point while it lies on the local grid's
+    edge and shrinks fourfold when it is inside. The minimum lies in a narrow curved valley along which alpha and
+    beta trade off: a simplex crawls along it and a single refinement of a coarse grid can miss it."""
     Ws = Ws or _full_weights(p)
     lo, hi = np.log(EXP_RANGE)
-    za, zb = np.linspace(lo, hi, GLOBAL_GRID), np.linspace(lo, hi, GLOBAL_GRID)
+    za = zb = np.linspace(lo, hi, GLOBAL_GRID)
     step = za[1] - za[0]
-    for _ in range(REFINE + 1):
+    for _ in range(PATTERN_ROUNDS):
         A, B = (x.ravel() for x in np.meshgrid(za, zb, indexing="ij"))
         k = int(np.argmin(p.sse(np.exp(A), np.exp(B), Ws)[0][:, 0]))
-        offs = np.linspace(-step, step, 9)
-        za, zb = np.clip(A[k] + offs, lo, hi), np.clip(B[k] + offs, lo, hi)
-        step = offs[1] - offs[0]
+        i, j = np.unravel_index(k, (len(za), len(zb)))
+        edge = lambda n, z, m: m in (0, n - 1) and not np.isclose(z[m], lo) and not np.isclose(z[m], hi)  # noqa: E731
+        inside = not edge(len(za), za, i) and not edge(len(zb), zb, j)      # (the search range's bound counts)
+        if step < 1e-4 and inside:
+            break
+        step = step / 4 if inside or len(za) == GLOBAL_GRID else step
+        offs = np.arange(-4, 5) * step
+        za, zb = np.unique(np.clip(A[k] + offs, lo, hi)), np.unique(np.clip(B[k] + offs, lo, hi))
     return float(np.exp(A[k])), float(np.exp(B[k]))
 
 
@@ -151,22 +158,44 @@ def fit(p: Profiles) -> dict:
             "logD_opt": s * x + t, "loss_opt": loss, "sse": float(sse[0, 0])}
 
 
-def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: float) -> tuple[np.ndarray, ...]:
-    """Per resample (rows of Ws[g]): the exponents re-searched on a local log grid around (alpha, beta),
-    then each budget's vertex. Returns log N_opt, log D_opt [R, G] and the fraction of resamples whose
-    best exponents sit on the local grid's edge (where a wider search might have gone further)."""
-    offs = np.linspace(-BOOT_SPAN, BOOT_SPAN, BOOT_GRID)
+def local_grid(p: Profiles, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """BOOT_GRID x BOOT_GRID candidate exponents for the bootstrap, laid along the principal axes of the full-data
+    SSE's curvature in (log alpha, log beta) (the valley is narrow across and long along), each axis spanning
+    BOOT_SIGMAS standard errors (s^2 = SSE / residual degrees of freedom; SE_i = sqrt(2 s^2 / lambda_i)),
+    capped at BOOT_SPAN. A square grid in alpha and beta would put most candidates on the valley's walls."""
+    Ws = _full_weights(p)
+    h = 0.02
+    za, zb = np.log(alpha), np.log(beta)
+    d = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], float) * h
+    f = p.sse(np.exp(za + d[:, 0]), np.exp(zb + d[:, 1]), Ws)[0][:, 0].reshape(3, 3)
+    H = np.array([[f[2, 1] - 2 * f[1, 1] + f[0, 1], (f[2, 2] - f[2, 0] - f[0, 2] + f[0, 0]) / 4],
+                  [0.0, f[1, 2] - 2 * f[1, 1] + f[1, 0]]]) / h ** 2
+    H[1, 0] = H[0, 1]
+    lam, vec = np.linalg.eigh(H)
+    dof = max(1, sum(len(i) for i in p.idx) - 3 * len(p.idx) - 2)
+    s2 = max(f[1, 1], 1e-300) / dof
+    se = np.sqrt(2 * s2 / np.maximum(lam, 1e-300))
+    span = np.clip(BOOT_SIGMAS * se, 1e-3, BOOT_SPAN)
+    t = np.linspace(-1, 1, BOOT_GRID)
+    T1, T2 = (x.ravel() for x in np.meshgrid(t * span[0], t * span[1], indexing="ij"))
     lo, hi = np.log(EXP_RANGE)
-    A, B = (np.exp(np.clip(np.log(c) + o, lo, hi)).ravel()
-            for c, o in ((alpha, offs[:, None] + 0 * offs), (beta, 0 * offs[:, None] + offs)))
+    A = np.clip(za + T1 * vec[0, 0] + T2 * vec[0, 1], lo, hi)
+    B = np.clip(zb + T1 * vec[1, 0] + T2 * vec[1, 1], lo, hi)
+    return np.exp(A), np.exp(B)
+
+
+def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: float) -> tuple[np.ndarray, ...]:
+    """Per resample (rows of Ws[g]): the exponents re-searched on local_grid around the full-data (alpha, beta),
+    then each budget's vertex. Returns log N_opt, log D_opt [R, G] and the fraction of resamples whose best
+    exponents sit on the local grid's edge (where a wider search might have gone further)."""
+    A, B = local_grid(p, alpha, beta)
     sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
     k = np.argmin(sse, axis=0)                            # best candidate per resample
-    R = sse.shape[1]
-    theta = theta[k, np.arange(R)]
+    theta = theta[k, np.arange(sse.shape[1])]
     s, t = p.lines(Ws)
     x = p.vertex(theta, A[k], B[k], s, t)
     i, j = np.unravel_index(k, (BOOT_GRID, BOOT_GRID))
-    interior = lambda idx, val: (idx > 0) & (idx < BOOT_GRID - 1) | np.isclose(val, EXP_RANGE[0]) \
-        | np.isclose(val, EXP_RANGE[1])
-    edge = ~(interior(i, A[k]) & interior(j, B[k]))
-    return x, s * x + t, float(edge.mean())
+    lo, hi = EXP_RANGE
+    at_bound = np.isclose(A[k], lo) | np.isclose(A[k], hi) | np.isclose(B[k], lo) | np.isclose(B[k], hi)
+    edge = np.isin(i, (0, BOOT_GRID - 1)) | np.isin(j, (0, BOOT_GRID - 1))
+    return x, s * x + t, float((edge & ~at_bound).mean())
