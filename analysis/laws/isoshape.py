@@ -28,6 +28,7 @@ PATTERN_ROUNDS = 60               # at most this many local 9 x 9 grids after it
 BOOT_GRID = 11                   # per axis for each bootstrap resample, around the full-data optimum
 BOOT_SPAN = np.log(3.0)          # that local grid spans at most the optimum / 3 .. x 3 along each axis
 BOOT_SIGMAS = 4.0                # ... and at most this many standard errors
+BOOT_PASSES = 3                  # grids per resample at most: re-centred where the best lies on the edge
 RIDGE = 1e-13                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
 
 
@@ -158,11 +159,11 @@ def fit(p: Profiles) -> dict:
             "logD_opt": s * x + t, "loss_opt": loss, "sse": float(sse[0, 0])}
 
 
-def local_grid(p: Profiles, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """BOOT_GRID x BOOT_GRID candidate exponents for the bootstrap, laid along the principal axes of the full-data
-    SSE's curvature in (log alpha, log beta) (the valley is narrow across and long along), each axis spanning
-    BOOT_SIGMAS standard errors (s^2 = SSE / residual degrees of freedom; SE_i = sqrt(2 s^2 / lambda_i)),
-    capped at BOOT_SPAN. A square grid in alpha and beta would put most candidates on the valley's walls."""
+def local_axes(p: Profiles, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap's search directions and half-widths in (log alpha, log beta): the principal axes of the
+    full-data SSE's curvature (the valley is narrow across and long along), each spanning BOOT_SIGMAS standard
+    errors (s^2 = SSE / residual degrees of freedom; SE_i = sqrt(2 s^2 / lambda_i)), capped at BOOT_SPAN.
+    A square grid in alpha and beta would put most candidates on the valley's walls."""
     Ws = _full_weights(p)
     h = 0.02
     za, zb = np.log(alpha), np.log(beta)
@@ -175,27 +176,55 @@ def local_grid(p: Profiles, alpha: float, beta: float) -> tuple[np.ndarray, np.n
     dof = max(1, sum(len(i) for i in p.idx) - 3 * len(p.idx) - 2)
     s2 = max(f[1, 1], 1e-300) / dof
     se = np.sqrt(2 * s2 / np.maximum(lam, 1e-300))
-    span = np.clip(BOOT_SIGMAS * se, 1e-3, BOOT_SPAN)
+    return vec, np.clip(BOOT_SIGMAS * se, 1e-3, BOOT_SPAN)
+
+
+def grid_at(za: float, zb: float, vec: np.ndarray, span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BOOT_GRID x BOOT_GRID exponents centred on (log alpha, log beta) = (za, zb) along the axes `vec`."""
     t = np.linspace(-1, 1, BOOT_GRID)
     T1, T2 = (x.ravel() for x in np.meshgrid(t * span[0], t * span[1], indexing="ij"))
     lo, hi = np.log(EXP_RANGE)
-    A = np.clip(za + T1 * vec[0, 0] + T2 * vec[0, 1], lo, hi)
-    B = np.clip(zb + T1 * vec[1, 0] + T2 * vec[1, 1], lo, hi)
-    return np.exp(A), np.exp(B)
+    return (np.exp(np.clip(za + T1 * vec[0, 0] + T2 * vec[0, 1], lo, hi)),
+            np.exp(np.clip(zb + T1 * vec[1, 0] + T2 * vec[1, 1], lo, hi)))
 
 
-def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: float) -> tuple[np.ndarray, ...]:
-    """Per resample (rows of Ws[g]): the exponents re-searched on local_grid around the full-data (alpha, beta),
-    then each budget's vertex. Returns log N_opt, log D_opt [R, G] and the fraction of resamples whose best
-    exponents sit on the local grid's edge (where a wider search might have gone further)."""
-    A, B = local_grid(p, alpha, beta)
-    sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
-    k = np.argmin(sse, axis=0)                            # best candidate per resample
-    theta = theta[k, np.arange(sse.shape[1])]
-    s, t = p.lines(Ws)
-    x = p.vertex(theta, A[k], B[k], s, t)
+def _on_edge(k: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Best candidates k on their grid's edge, other than where the edge is the search range's bound."""
     i, j = np.unravel_index(k, (BOOT_GRID, BOOT_GRID))
     lo, hi = EXP_RANGE
     at_bound = np.isclose(A[k], lo) | np.isclose(A[k], hi) | np.isclose(B[k], lo) | np.isclose(B[k], hi)
-    edge = np.isin(i, (0, BOOT_GRID - 1)) | np.isin(j, (0, BOOT_GRID - 1))
-    return x, s * x + t, float((edge & ~at_bound).mean())
+    return (np.isin(i, (0, BOOT_GRID - 1)) | np.isin(j, (0, BOOT_GRID - 1))) & ~at_bound
+
+
+def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: float) -> tuple[np.ndarray, ...]:
+    """Per resample (rows of Ws[g]): the exponents re-searched on a local grid (grid_at, local_axes) around the
+    full-data (alpha, beta), re-centred up to BOOT_PASSES - 1 times for resamples whose best lies on its edge;
+    then each budget's vertex. Returns log N_opt, log D_opt [R, G] and the fraction of resamples still on an
+    edge after the last pass (where a wider search might have gone further)."""
+    vec, span = local_axes(p, alpha, beta)
+    A, B = grid_at(np.log(alpha), np.log(beta), vec, span)
+    sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
+    R = sse.shape[1]
+    k = np.argmin(sse, axis=0)                            # best candidate per resample
+    best, theta = sse[k, np.arange(R)], theta[k, np.arange(R)]
+    a_best, b_best = A[k], B[k]
+    edge = _on_edge(k, A, B)
+    for _ in range(BOOT_PASSES - 1):
+        if not edge.any():
+            break
+        centres, group = np.unique(np.stack([a_best[edge], b_best[edge]], 1), axis=0, return_inverse=True)
+        rows_on_edge = np.flatnonzero(edge)
+        for c, (ca, cb) in enumerate(centres):
+            rows = rows_on_edge[group.ravel() == c]
+            A2, B2 = grid_at(np.log(ca), np.log(cb), vec, span)
+            s2, th2 = p.sse(A2, B2, [W[rows] for W in Ws])
+            k2 = np.argmin(s2, axis=0)
+            cols = np.arange(len(rows))
+            better = s2[k2, cols] < best[rows]
+            r = rows[better]
+            best[r], theta[r] = s2[k2, cols][better], th2[k2, cols][better]
+            a_best[r], b_best[r] = A2[k2][better], B2[k2][better]
+            edge[rows] = better & _on_edge(k2, A2, B2)
+    s, t = p.lines(Ws)
+    x = p.vertex(theta, a_best, b_best, s, t)
+    return x, s * x + t, float(edge.mean())
