@@ -1,11 +1,22 @@
 """Chinchilla approach 2: isoFLOP profiles.
 
 Runs are grouped by budget (a `budget` column when the table has one, else runs whose exact FLOPs lie
-within `gap_dex` of each other, as the planner sizes D = C / FLOPs-per-token). In each group a parabola
-in log N is fitted to the final losses; its vertex is that budget's N_opt. D_opt is read off the same
-group's (log N, log D) line at N_opt, which holds for any FLOP convention (6ND or exact). Power laws
-N_opt = k C^a and D_opt = k' C^b are fitted through the vertices; the bootstrap resamples runs within
-each budget and refits everything.
+within `gap_dex` of each other, as the planner sizes D = C / FLOPs-per-token). Each budget's final losses
+against log N give a profile whose minimum is that budget's N_opt, by one of three methods:
+
+    shape     (default) the law's own shape on the isoFLOP line, e + a N^-alpha + b D^-beta, with (e, a, b)
+              per budget and (alpha, beta) shared, fitted by variable projection (analysis/laws/isoshape.py).
+              It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
+    window    a parabola in log N refitted to the sizes within WINDOW_DEX decades of its own vertex.
+    parabola  one parabola through every size (Hoffmann et al. 2022): biased when a grid is wide and its
+              centring drifts across budgets (bench/README.md, "IsoFLOP vertex bias", has the numbers).
+
+D_opt is read off the same group's (log N, log D) line at N_opt, which holds for any FLOP convention (6ND or
+exact). Power laws N_opt = k C^a and D_opt = k' C^b are fitted through the vertices; the bootstrap resamples
+runs within each budget (whole runs across budgets for curve slices) and refits every vertex. A budget whose
+vertex lies outside its sizes, or has fewer than BRACKET_MIN sizes on a side, draws a warning and is marked
+in `points` (sizes_below, sizes_above, bracketed). With slices=True, points are also taken where training
+curves pass each budget and the schedule allows (analysis/laws/slices.py).
 """
 from __future__ import annotations
 
@@ -72,6 +83,20 @@ def window_vertex(logN, loss, logD, window_dex: float = WINDOW_DEX, w=None) -> d
     v["window"] = (float(logN[keep].min()), float(logN[keep].max()))
     v["n_window"] = int(keep.sum())
     return v
+
+
+def budget_optimum(N, D, loss, method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX) -> float:
+    """N_opt of one budget's runs by `method` (nan with fewer than MIN_PER_BUDGET sizes or no minimum)."""
+    N, D, loss = (np.asarray(a, float) for a in (N, D, loss))
+    if len(np.unique(N)) < MIN_PER_BUDGET:
+        return float("nan")
+    if method == "shape":
+        x = isoshape.fit(isoshape.Profiles(np.log(N), np.log(D), loss, np.zeros(len(N), int)))["logN_opt"][0]
+    else:
+        v = (window_vertex(np.log(N), loss, np.log(D), window_dex) if method == "window"
+             else vertex(np.log(N), loss, np.log(D)))
+        x = np.nan if v is None else v["logN_opt"]
+    return float(np.exp(x))
 
 
 def as_arrays(g: pd.DataFrame, cfg: FitConfig) -> tuple[np.ndarray, ...]:
