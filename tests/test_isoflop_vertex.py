@@ -137,3 +137,16 @@ def test_slices_need_curves_and_schedule_columns():
         approach2.fit(runs, FitConfig(n_bootstrap=0), slices=True)
     with pytest.raises(FitError, match="schedule"):
         isoflop_slices(runs.drop(columns="schedule"), curves, FitConfig())
+
+
+def test_annealed_slices_of_finished_cosine_runs_are_the_plain_fit():
+    """The fixture sweep (cosine runs, C = 6ND, budgets planned in exact FLOPs): slices add nothing and group
+    the finals exactly as the plain fit does."""
+    from pathlib import Path
+
+    from analysis import results
+    res = results.load(Path(__file__).parent / "fixtures" / "sweep_small")
+    plain = quiet_fit(res.runs)
+    sl = quiet_fit(res.runs, curves=res.curves, slices=True)
+    assert sl.used.attrs["slice_kind"] == "annealed" and len(sl.used) == len(res.runs)
+    np.testing.assert_allclose(sl.points["N_opt"], plain.points["N_opt"], rtol=1e-9)

@@ -34,10 +34,11 @@ SAME_BUDGET_DEX = 0.02        # a budget this close to a run's own final C is th
 
 
 def budgets_of(runs: pd.DataFrame, cfg: FitConfig, gap_dex: float = 0.1) -> np.ndarray:
-    """The budgets to slice at: the grid's `budget` column, else the geometric centre of each C cluster."""
+    """The budgets to slice at, in exact FLOPs (the planner's unit, and approach 2's grouping): the grid's `budget`
+    column, else the geometric centre of each cluster of the runs' FLOPs."""
     if "budget" in runs and runs["budget"].notna().all():
         return np.sort(runs["budget"].unique().astype(float))
-    lc = np.sort(np.log10(runs[cfg.c_col].to_numpy(float)))
+    lc = np.sort(np.log10(runs["flops"].to_numpy(float)))
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(lc) > gap_dex) + 1, [len(lc)]])
     return np.array([10 ** lc[a:b].mean() for a, b in zip(cuts[:-1], cuts[1:])])
 
@@ -45,9 +46,9 @@ def budgets_of(runs: pd.DataFrame, cfg: FitConfig, gap_dex: float = 0.1) -> np.n
 def budgets_along_curves(runs: pd.DataFrame, by_run: dict, cfg: FitConfig) -> np.ndarray:
     """Where the runs end at fewer than 3 budgets (long runs to one budget, sliced): PER_DECADE budgets per decade
     of C, log-spaced, from where a quarter of the runs' curves have begun up to the largest final C."""
-    first = [r[cfg.c_col] * by_run[r["run_id"]]["tokens"].min() / r["tokens"] for r in runs.to_dict("records")
+    first = [r["flops"] * by_run[r["run_id"]]["tokens"].min() / r["tokens"] for r in runs.to_dict("records")
              if r["run_id"] in by_run and len(by_run[r["run_id"]])]
-    lo, hi = np.log10(np.quantile(first, 0.25)) if first else np.inf, np.log10(runs[cfg.c_col].max())
+    lo, hi = np.log10(np.quantile(first, 0.25)) if first else np.inf, np.log10(runs["flops"].max())
     grid = np.arange(np.ceil(lo * PER_DECADE), np.floor(hi * PER_DECADE) + 1) / PER_DECADE
     return 10 ** grid
 
@@ -65,8 +66,9 @@ def constant_stretch(schedule: str, steps: int, warmup_frac: float, cooldown_fra
 def isoflop_slices(runs: pd.DataFrame, curves: pd.DataFrame, cfg: FitConfig, gap_dex: float = 0.1,
                    kind: str = "auto", budgets=None) -> pd.DataFrame:
     """A runs-like table of isoFLOP points: each run's final point plus, for constant-lr stretches, a point at
-    every budget the curve passes. Columns: run_id, N (cfg.n_col), tokens, C (cfg.c_col and flops), loss,
-    budget, slice (annealed / constant), step (eval step, nan where interpolated), kind used."""
+    every budget (exact FLOPs) the curve passes. Columns: run_id, N (cfg.n_col), tokens, cfg.c_col and flops at
+    that point, loss, budget, slice (annealed / constant), step (eval step, nan where interpolated), schedule;
+    attrs: slice_kind (the kind used) and dropped (points of the other kind)."""
     if kind not in KINDS:
         raise FitError(f"isoFLOP slices: kind={kind!r}: use one of {KINDS}")
     need = [c for c in ("run_id", "schedule", "steps") if c not in runs]
@@ -85,7 +87,7 @@ def isoflop_slices(runs: pd.DataFrame, curves: pd.DataFrame, cfg: FitConfig, gap
         sched = str(r["schedule"])
         annealing = sched in ("cosine", "wsd")
         rows.append({"run_id": r["run_id"], cfg.n_col: r[cfg.n_col], "tokens": r["tokens"], cfg.c_col: r[cfg.c_col],
-                     "flops": r[cfg.c_col], cfg.loss_col: r[cfg.loss_col], "budget": np.nan,
+                     "flops": r["flops"], cfg.loss_col: r[cfg.loss_col], "budget": r.get("budget", np.nan),
                      "slice": "annealed" if annealing else "constant", "step": r["steps"], "schedule": sched})
         first, last = constant_stretch(sched, int(r["steps"]), float(r.get("warmup_frac", DEFAULT_WARMUP_FRAC)),
                                        float(r.get("cooldown_frac", DEFAULT_COOLDOWN_FRAC)))
@@ -96,21 +98,22 @@ def isoflop_slices(runs: pd.DataFrame, curves: pd.DataFrame, cfg: FitConfig, gap
         cur = cur[np.isfinite(cur[cfg.loss_col].to_numpy(float))]
         if len(cur) < 2:
             continue
-        per_token = r[cfg.c_col] / r["tokens"]
         lt = np.log(cur["tokens"].to_numpy(float))
         for C in C_all:
-            t = C / per_token
-            if abs(np.log10(C / r[cfg.c_col])) < SAME_BUDGET_DEX or not lt[0] <= np.log(t) <= lt[-1]:
+            t = C * r["tokens"] / r["flops"]
+            if abs(np.log10(C / r["flops"])) < SAME_BUDGET_DEX or not lt[0] <= np.log(t) <= lt[-1]:
                 continue
             loss = float(np.interp(np.log(t), lt, cur[cfg.loss_col].to_numpy(float)))
-            rows.append({"run_id": r["run_id"], cfg.n_col: r[cfg.n_col], "tokens": t, cfg.c_col: C, "flops": C,
+            rows.append({"run_id": r["run_id"], cfg.n_col: r[cfg.n_col], "tokens": t,
+                         cfg.c_col: r[cfg.c_col] * t / r["tokens"], "flops": C,
                          cfg.loss_col: loss, "budget": np.nan, "slice": "constant", "step": np.nan,
                          "schedule": sched})
     table = pd.DataFrame(rows)
-    # each point's budget: the nearest planned budget (final points elsewhere keep their own C)
-    near = np.abs(np.log10(table[cfg.c_col].to_numpy(float))[:, None] - np.log10(C_all)[None]).argmin(1)
-    close = np.abs(np.log10(table[cfg.c_col].to_numpy(float) / C_all[near])) < gap_dex / 2
-    table["budget"] = np.where(close, C_all[near], table[cfg.c_col])
+    # each point's budget: its run's grid budget, else the nearest planned budget (else its own FLOPs)
+    fl = table["flops"].to_numpy(float)
+    near = np.abs(np.log10(fl)[:, None] - np.log10(C_all)[None]).argmin(1)
+    close = np.abs(np.log10(fl / C_all[near])) < gap_dex
+    table["budget"] = table["budget"].fillna(pd.Series(np.where(close, C_all[near], fl), index=table.index))
     counts = table["slice"].value_counts()
     use = kind
     if kind == "auto":     # annealed points where they make an isoFLOP analysis (>= 2 budgets), else constant-lr
