@@ -14,7 +14,7 @@ import html
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +206,7 @@ def section_fits(ctx: Context):
 
 
 def section_isoflop(ctx: Context):
+    import dataclasses
     a2 = ctx.fits.get("approach 2")
     if a2 is None:
         return None
@@ -218,7 +219,7 @@ def section_isoflop(ctx: Context):
     cols = [c for c in ("C", "N_opt", "D_opt", "loss_opt", "n_runs", "n_used", "sizes_below", "sizes_above",
                         "bracketed", "window_lo", "window_hi") if c in a2.points]
     out.append(Table(a2.points[cols], "Per budget: the vertex, the sizes below and above it, whether they bracket it"))
-    quiet = replace(ctx.config, n_bootstrap=0)
+    quiet = dataclasses.replace(ctx.config, n_bootstrap=0)
     method = getattr(a2, "method", "parabola")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

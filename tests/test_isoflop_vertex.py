@@ -150,3 +150,13 @@ def test_annealed_slices_of_finished_cosine_runs_are_the_plain_fit():
     sl = quiet_fit(res.runs, curves=res.curves, slices=True)
     assert sl.used.attrs["slice_kind"] == "annealed" and len(sl.used) == len(res.runs)
     np.testing.assert_allclose(sl.points["N_opt"], plain.points["N_opt"], rtol=1e-9)
+
+
+def test_a_public_style_table_without_budget_or_exact_flops_groups_by_6nd():
+    """Many points per budget at scattered N, no `budget` and no `flops` column (only 6ND): grouped by clusters
+    of C, and the default recovers the exponent."""
+    t = isoflop_table(ASYM, BUDGETS, sizes_per_budget=60, span=100, noise=0.003, seed=9, jitter_dex=0.1)
+    t = t.drop(columns=["budget", "flops"])
+    t["flops_6n"] *= np.random.default_rng(0).uniform(0.95, 1.05, len(t))
+    assert approach2.group_budgets(t).nunique() == 5
+    assert quiet_fit(t).n_opt.a == pytest.approx(ASYM.a, abs=0.01)

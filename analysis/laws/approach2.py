@@ -44,7 +44,8 @@ def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
     log10(flops) split at gaps > gap_dex."""
     if "budget" in runs and runs["budget"].notna().all():
         return runs["budget"].rank(method="dense").astype(int) - 1
-    lc = np.log10(runs["flops"].to_numpy(float))
+    col = "flops" if "flops" in runs else "flops_6n"          # a public table may carry only one convention
+    lc = np.log10(runs[col].to_numpy(float))
     order = np.argsort(lc)
     ids = np.empty(len(lc), int)
     ids[order] = np.concatenate([[0], np.cumsum(np.diff(lc[order]) > gap_dex)])
