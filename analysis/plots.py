@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.laws.approach2 import profile  # noqa: E402
 from analysis.laws.common import ComputeOptimal, FitConfig  # noqa: E402
 
 COLORS = {"approach 1": "#1b9e77", "approach 2": "#d95f02", "approach 3": "#7570b3"}
@@ -23,7 +24,9 @@ def _budget_colors(n: int):
 
 
 def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.Figure:
-    """Loss against N on each isoFLOP line, with the fitted parabola and its minimum."""
+    """Loss against N on each isoFLOP line, with the fitted profile (parabola, or the law-shaped curve) and its
+    minimum: a filled star where sizes bracket it, a hollow one where it is poorly bracketed or extrapolated;
+    for the window method the sizes outside the window are drawn faint."""
     cfg = fit.config
     fig, ax = plt.subplots(figsize=(7, 4.5))
     gids = sorted(groups.unique())
@@ -32,14 +35,26 @@ def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.F
     for color, gid in zip(colors, gids):
         g = runs[groups == gid]
         C = float(np.exp(np.log(g[cfg.c_col]).mean()))
-        ax.scatter(g[cfg.n_col], g[cfg.loss_col], color=color, s=22, zorder=3, label=f"C = {C:.2g}")
         row = pts.iloc[(np.log(pts["C"]) - np.log(C)).abs().argmin()] if len(pts) else None
-        if row is not None and abs(np.log(row["C"] / C)) < 0.2:
+        row = row if row is not None and abs(np.log(row["C"] / C)) < 0.2 else None
+        faint = np.zeros(len(g), bool)
+        if row is not None and "window_lo" in row and np.isfinite(row["window_lo"]):
+            n = g[cfg.n_col].to_numpy(float)
+            faint = (n < row["window_lo"] * (1 - 1e-9)) | (n > row["window_hi"] * (1 + 1e-9))
+        ax.scatter(g[cfg.n_col][~faint], g[cfg.loss_col][~faint], color=color, s=14 if len(g) > 50 else 22,
+                   zorder=3, label=f"C = {C:.2g}")
+        if faint.any():
+            ax.scatter(g[cfg.n_col][faint], g[cfg.loss_col][faint], color=color, s=14, alpha=0.25, zorder=2)
+        if row is not None:
             x = np.linspace(np.log(g[cfg.n_col].min()) - 0.2, np.log(g[cfg.n_col].max()) + 0.2, 100)
-            ax.plot(np.exp(x), row["c2"] * x ** 2 + row["c1"] * x + row["c0"], color=color, lw=1.2, alpha=0.8)
-            ax.scatter([row["N_opt"]], [row["loss_opt"]], color=color, marker="*", s=140, edgecolor="k", zorder=4)
+            ax.plot(np.exp(x), profile(row, x), color=color, lw=1.2, alpha=0.8)
+            good = bool(row.get("bracketed", True))
+            ax.scatter([row["N_opt"]], [row["loss_opt"]], color=color if good else "white", marker="*", s=140,
+                       edgecolor=color if not good else "k", linewidth=1.2, zorder=4)
+    method = getattr(fit, "method", "parabola")
+    what = {"shape": "law-shaped profiles", "window": "parabolas near the minimum", "parabola": "parabolas in log N"}
     ax.set(xscale="log", xlabel=f"N ({cfg.n_col})", ylabel="final held-out loss",
-           title="IsoFLOP profiles: parabolas in log N, minima starred")
+           title=f"IsoFLOP profiles: {what.get(method, method)}, minima starred (hollow: poorly bracketed)")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig

@@ -164,11 +164,20 @@ def section_fits(ctx: Context):
     if not ctx.fits:
         return None
     rows = []
-    for name in ("approach 1", "approach 2", "approach 3"):
-        f = ctx.fits.get(name)
+    a3 = ctx.a3
+    vp = None
+    if a3 is not None:     # approach 3 again with the exponents searched by variable projection, to compare
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vp = approach3.fit(ctx.runs, ctx.config, search="vp")
+        except (FitError, ValueError) as e:
+            ctx.failures["approach 3 (variable projection)"] = str(e)
+    named = [(n, ctx.fits.get(n)) for n in ("approach 1", "approach 2", "approach 3")] + [("approach 3 (VP)", vp)]
+    for name, f in named:
         if f is None:
             continue
-        if name == "approach 3":
+        if name.startswith("approach 3"):
             a, b = (f.a, f.ci("a")), (f.b, f.ci("b"))
         else:
             a, b = (f.n_opt.a, f.n_opt.a_ci), (f.d_opt.a, f.d_opt.a_ci)
@@ -176,27 +185,62 @@ def section_fits(ctx: Context):
                      "b (D_opt ∝ C^b)": fmt(b[0]), "b interval": interval(*b[1]), "runs": f.n_runs})
     out = [Heading("Fitted laws"), Table(pd.DataFrame(rows), f"Exponents with {ctx.config.ci_level:.0%} bootstrap "
                                                              "intervals (resampling runs)")]
-    a3 = ctx.a3
     if a3 is not None:
-        p = pd.DataFrame([{"parameter": k, "value": fmt(v), "interval": interval(*a3.ci(k))}
-                          for k, v in a3.params.items()])
-        out += [Table(p, "Approach 3: L(N, D) = E + A / N^alpha + B / D^beta (Huber delta 1e-3 on log loss, summed; "
-                      "L-BFGS-B from the best of a 4,500-point grid)"),
+        p = pd.DataFrame([{"parameter": k, "grid search": fmt(v), "interval": interval(*a3.ci(k)),
+                           **({"variable projection": fmt(vp.params[k]), "VP interval": interval(*vp.ci(k))}
+                              if vp is not None else {})} for k, v in a3.params.items()])
+        out += [Table(p, "Approach 3: L(N, D) = E + A / N^alpha + B / D^beta (Huber delta 1e-3 on log loss, summed), "
+                      "L-BFGS-B from the best of a 4,500-point grid of starts, and from the best exponents of a "
+                      "variable-projection search ((E, A, B) solved for each (alpha, beta))"),
                 Para(f"Optimiser: {'converged' if a3.converged else '**not converged**'}, largest gradient entry "
                      f"{a3.grad_norm:.1e}, objective {a3.objective:.4g}. C = k N D with k = {a3.k:.3g}.")]
+        if vp is not None:
+            agree = abs(vp.a - a3.a) < 1e-3 and abs(vp.objective - a3.objective) <= 1e-9 + 1e-6 * a3.objective
+            out.append(Para(f"The two searches {'agree' if agree else '**disagree**'}: objective {a3.objective:.6g} "
+                            f"(grid) vs {vp.objective:.6g} (VP), a = {a3.a:.4f} vs {vp.a:.4f}"
+                            + ("" if agree else "; the lower objective is the better fit, and a disagreement means "
+                               "the objective has more than one minimum these runs cannot tell apart") + "."))
     notes = [w for f in ctx.fits.values() for w in getattr(f, "warnings", [])]
     out += [Para(f"**Warning:** {w}") for w in notes]
     return out
 
 
 def section_isoflop(ctx: Context):
+    import dataclasses
     a2 = ctx.fits.get("approach 2")
     if a2 is None:
         return None
     runs = approach2.usable(ctx.runs, ctx.config)
-    return [Heading("IsoFLOP profiles (approach 2)"),
-            Figure("isoflop", plots.isoflop(runs, a2, approach2.group_budgets(runs)),
-                   "Final loss against model size at each compute budget; stars mark the parabola minima.")]
+    out = [Heading("IsoFLOP profiles (approach 2)"),
+           Figure("isoflop", plots.isoflop(runs, a2, approach2.group_budgets(runs)),
+                  "Final loss against model size at each compute budget; stars mark each profile's minimum.")]
+    if hasattr(a2, "describe_method"):
+        out.append(Para(f"Vertices: {a2.describe_method()}."))
+    cols = [c for c in ("C", "N_opt", "D_opt", "loss_opt", "n_runs", "n_used", "sizes_below", "sizes_above",
+                        "bracketed", "window_lo", "window_hi") if c in a2.points]
+    out.append(Table(a2.points[cols], "Per budget: the vertex, the sizes below and above it, whether they bracket it"))
+    quiet = dataclasses.replace(ctx.config, n_bootstrap=0)
+    method = getattr(a2, "method", "parabola")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        others = []
+        for m in (m for m in approach2.METHODS if m != method):
+            try:
+                others.append(f"{m} {approach2.fit(ctx.runs, quiet, method=m).n_opt.a:.4f}")
+            except FitError as e:
+                others.append(f"{m}: not fitted ({str(e).splitlines()[0]})")
+        out.append(Para(f"N_opt exponent by the other vertex methods (no bootstrap): {'; '.join(others)}; this fit "
+                        f"({method}) {a2.n_opt.a:.4f}. A parabola's vertex moves with the width and centring of a "
+                        "grid (bench/README.md, \"IsoFLOP vertex bias\")."))
+        try:
+            sl = approach2.fit(ctx.runs, quiet, method=method, curves=ctx.curves, slices=True)
+            used = sl.used
+            out.append(Para(f"IsoFLOP slices from training curves ({used.attrs.get('slice_kind', '')} points: "
+                            f"{len(used)} from {used['run_id'].nunique()} runs, {int(used['step'].isna().sum())} of "
+                            f"them inside a curve): N_opt exponent {sl.n_opt.a:.4f}, D_opt {sl.d_opt.a:.4f}."))
+        except (FitError, KeyError, ValueError) as e:
+            out.append(Para(f"IsoFLOP slices from training curves: not used ({str(e).splitlines()[0]})."))
+    return out
 
 
 def section_optimal(ctx: Context):

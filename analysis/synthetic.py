@@ -44,14 +44,19 @@ DOMAIN_FACTORS = {"web": 1.08, "code": 0.92}      # loss_<domain> = factor * los
 
 
 def isoflop_table(law: KnownLaw, budgets, sizes_per_budget: int = 7, span: float = 16.0, noise: float = 0.01,
-                  seed: int = 0, k: float = 6.0) -> pd.DataFrame:
+                  seed: int = 0, k: float = 6.0, shift_dex: float = 0.0, jitter_dex: float = 0.0) -> pd.DataFrame:
     """Runs on isoFLOP lines: per budget C, sizes evenly spaced in log N over [N_opt/sqrt(span), N_opt*sqrt(span)],
+    that window moved by `shift_dex` decades (an off-centre grid: > 0 towards larger N; a sequence gives each
+    budget its own shift, as a planner centring its grids on a wrong exponent does) and each size moved by a
+    uniform +-jitter_dex decades (grids that are not on the optimum's lattice, near-duplicate sizes);
     D = C / (k N); final loss = law * exp(noise * normal). flops = flops_6n = k N D."""
     rng = np.random.default_rng(seed)
     rows = []
-    for C in budgets:
-        n_opt = replace(law, k=k).n_opt(C)
-        for N in n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget):
+    shifts = np.broadcast_to(np.asarray(shift_dex, float), (len(budgets),))
+    for C, shift in zip(budgets, shifts):
+        n_opt = replace(law, k=k).n_opt(C) * 10 ** shift
+        sizes = n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget)
+        for N in sizes * 10 ** rng.uniform(-jitter_dex, jitter_dex, sizes_per_budget) if jitter_dex else sizes:
             D = C / (k * N)
             loss = law.loss(N, D) * np.exp(noise * rng.standard_normal())
             rows.append({"run_id": f"r{len(rows):04d}", "budget": C, "params_nonembedding": N,
@@ -83,6 +88,38 @@ def curves_table(law: KnownLaw, runs: pd.DataFrame, points_per_run: int = 16, no
             loss = float(law.loss(r[n_col], t) * np.exp(noise * rng.standard_normal()))
             rows.append({"run_id": r["run_id"], "step": step, "tokens": t, "flops": r[c_col] * frac, "loss": loss})
     return pd.DataFrame(rows)
+
+
+def long_runs(law: KnownLaw, sizes, max_budget: float, schedule: str = "constant", evals_per_run: int = 40,
+              noise: float = 0.005, seed: int = 0, k: float = 6.0, unannealed_gap: float = 0.02,
+              warmup_frac: float = 0.02, cooldown_frac: float = 0.2, steps: int = 10_000) -> tuple[pd.DataFrame, ...]:
+    """(runs, curves) of one long run per size trained to `max_budget` (as Porian et al. 2024 slice isoFLOP points
+    from): the curves table's loss at t tokens is the law at (N, t), raised by `unannealed_gap` (relative) where
+    the lr has not been annealed: every point of a constant run; a WSD run before the end of its cooldown (the
+    gap closing linearly over the cooldown); a cosine run by the gap times the fraction of the decay left, so
+    that only its final point is the law's. Runs carry schedule, steps, warmup_frac, cooldown_frac."""
+    rng = np.random.default_rng(seed)
+    runs, curves = [], []
+    for i, N in enumerate(np.asarray(sizes, float)):
+        D = max_budget / (k * N)
+        rid = f"long{i:03d}"
+        eval_steps = np.unique(np.round(np.geomspace(steps / 200, steps, evals_per_run)).astype(int))
+        for step in eval_steps:
+            frac = step / steps
+            if schedule == "constant":
+                gap = unannealed_gap
+            elif schedule == "wsd":
+                cool = (frac - (1 - cooldown_frac)) / cooldown_frac
+                gap = unannealed_gap * (1 - np.clip(cool, 0, 1))
+            else:
+                gap = unannealed_gap * (1 - frac)
+            t = D * frac
+            loss = float(law.loss(N, t) * (1 + gap) * np.exp(noise * rng.standard_normal()))
+            curves.append({"run_id": rid, "step": int(step), "tokens": t, "flops": k * N * t, "loss": loss})
+        runs.append({"run_id": rid, "params_nonembedding": N, "params_total": N * 1.15, "tokens": D,
+                     "flops": max_budget, "flops_6n": max_budget, "loss": curves[-1]["loss"], "schedule": schedule,
+                     "steps": steps, "warmup_frac": warmup_frac, "cooldown_frac": cooldown_frac})
+    return pd.DataFrame(runs), pd.DataFrame(curves)
 
 
 def write_sweep(out_dir: str | Path, law: KnownLaw = FIXTURE_LAW, budgets=(1e14, 3e14, 1e15, 3e15, 1e16),

@@ -20,7 +20,7 @@ from analysis.laws.common import FitConfig, FitError, usable
 class Holdout:
     budget: float                  # the held-out budget (geometric mean of its runs' C)
     table: pd.DataFrame            # held-out runs: N, D, C, loss, predicted, rel_error
-    n_opt_measured: float          # approach 2's vertex on the held-out isoFLOP line (nan if none)
+    n_opt_measured: float          # approach 2's vertex (default method) on the held-out isoFLOP line (nan if none)
     n_opt_predicted: float         # approach 3 fitted on the smaller budgets
     n_fit_runs: int
 
@@ -58,7 +58,6 @@ def holdout_largest_budget(runs: pd.DataFrame, config: FitConfig | None = None) 
                           "C": C, "loss": held[cfg.loss_col].to_numpy(float), "predicted": pred})
     table["rel_error"] = table["predicted"] / table["loss"] - 1
     budget = float(np.exp(np.log(C).mean()))
-    v = approach2.vertex(np.log(N), table["loss"].to_numpy(), np.log(D)) if len(np.unique(N)) >= 3 else None
     return Holdout(budget=budget, table=table.sort_values("N", ignore_index=True),
-                   n_opt_measured=float(np.exp(v["logN_opt"])) if v else float("nan"),
+                   n_opt_measured=approach2.budget_optimum(N, D, table["loss"].to_numpy()),
                    n_opt_predicted=float(law.n_opt(budget)), n_fit_runs=law.n_runs)

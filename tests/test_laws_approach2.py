@@ -45,8 +45,13 @@ def test_optimum_outside_sizes_warns():
     rows = isoflop_table(law, np.geomspace(1e18, 1e21, 4), sizes_per_budget=9, noise=0.0)
     lopsided = rows[rows["params_nonembedding"] > law.n_opt(rows["budget"]) * 1.5]   # only sizes above the optimum
     with pytest.warns(FitWarning, match="outside the sizes"):
-        fit = approach2.fit(lopsided, FitConfig(n_bootstrap=0))
+        fit = approach2.fit(lopsided, FitConfig(n_bootstrap=0), method="parabola")
     assert any("outside" in w for w in fit.warnings)
+    # the law-shaped profile warns the same way; noise-free, its extrapolation lands on the optimum
+    with pytest.warns(FitWarning, match="outside the sizes"):
+        shape = approach2.fit(lopsided, FitConfig(n_bootstrap=0))
+    np.testing.assert_allclose(shape.points["N_opt"], law.n_opt(shape.points["C"]), rtol=0.01)
+    assert not shape.points["bracketed"].any()
 
 
 def test_too_few_budgets_is_an_error():

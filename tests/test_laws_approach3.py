@@ -130,3 +130,41 @@ def test_an_exponent_far_outside_published_fits_is_flagged():
     fine = approach3.fit(isoflop_table(FIXTURE_LAW, np.geomspace(1e15, 1e19, 5), sizes_per_budget=9, noise=0.01,
                                        seed=0), NO_BOOT)
     assert not [w for w in fine.warnings if "lies outside" in w]
+
+
+@pytest.mark.parametrize("law", [FIXTURE_LAW, KnownLaw(E=1.8, A=1500.0, B=400.0, alpha=0.5, beta=0.25)])
+def test_variable_projection_reaches_the_grid_fits_optimum(law):
+    """search="vp" (exponents searched, (E, A, B) solved per candidate, then L-BFGS-B on the same Huber
+    objective) ends at the same minimum as the 4,500-point grid of starts, and recovers the law."""
+    t = isoflop_table(law, np.geomspace(1e15, 1e19, 5), sizes_per_budget=15, span=100, noise=0.005, seed=3)
+    grid = approach3.fit(t, NO_BOOT)
+    vp = approach3.fit(t, NO_BOOT, search="vp")
+    assert vp.converged and vp.search == "vp" and grid.search == "grid"
+    assert vp.objective == pytest.approx(grid.objective, rel=1e-7)
+    for p in ("alpha", "beta", "E", "a"):
+        assert getattr(vp, p) == pytest.approx(getattr(grid, p), abs=1e-3), p
+    assert vp.a == pytest.approx(law.a, abs=0.03)
+    # the profile's own best exponents lie near the polished ones (the grid step is 0.063)
+    assert vp.search_info["profile_alpha"] == pytest.approx(vp.alpha, abs=0.15)
+
+
+def test_vp_profile_solves_the_linear_coefficients_exactly_on_noise_free_data():
+    t = random_table(FIXTURE_LAW, 60, n_range=(1e5, 1e8), d_range=(1e6, 1e10), noise=0.0, seed=2)
+    logN, logD, logL = (np.log(t[c].to_numpy()) for c in ("params_nonembedding", "tokens", "loss"))
+    coef, obj = approach3.vp_profile(np.array([FIXTURE_LAW.alpha, 1.0]), np.array([FIXTURE_LAW.beta, 1.0]),
+                                     logN, logD, logL, np.ones(len(t)))
+    np.testing.assert_allclose(coef[0], [FIXTURE_LAW.E, FIXTURE_LAW.A, FIXTURE_LAW.B], rtol=1e-6)
+    assert obj[0] < 1e-12 < obj[1]
+
+
+def test_vp_bootstrap_is_seeded_and_covers_the_truth():
+    law = FIXTURE_LAW
+    t = isoflop_table(law, np.geomspace(1e15, 1e19, 5), sizes_per_budget=8, span=64, noise=0.01, seed=5)
+    fit = approach3.fit(t, FitConfig(n_bootstrap=100, seed=7, processes=1), search="vp")
+    for name in ("alpha", "beta", "a"):
+        lo, hi = fit.ci(name)
+        assert lo < getattr(law, name) < hi, name
+    again = approach3.fit(t, FitConfig(n_bootstrap=100, seed=7, processes=1), search="vp")
+    np.testing.assert_allclose(again.samples, fit.samples, rtol=1e-6)
+    with pytest.raises(FitError, match="search='newton'"):
+        approach3.fit(t, NO_BOOT, search="newton")

@@ -1,23 +1,42 @@
 """Chinchilla approach 2: isoFLOP profiles.
 
 Runs are grouped by budget (a `budget` column when the table has one, else runs whose exact FLOPs lie
-within `gap_dex` of each other, as the planner sizes D = C / FLOPs-per-token). In each group a parabola
-in log N is fitted to the final losses; its vertex is that budget's N_opt. D_opt is read off the same
-group's (log N, log D) line at N_opt, which holds for any FLOP convention (6ND or exact). Power laws
-N_opt = k C^a and D_opt = k' C^b are fitted through the vertices; the bootstrap resamples runs within
-each budget and refits everything.
+within `gap_dex` of each other, as the planner sizes D = C / FLOPs-per-token). Each budget's final losses
+against log N give a profile whose minimum is that budget's N_opt, by one of three methods:
+
+    shape     (default) the law's own shape on the isoFLOP line, e + a N^-alpha + b D^-beta, with (e, a, b)
+              per budget and (alpha, beta) shared, fitted by variable projection (analysis/laws/isoshape.py).
+              It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
+    window    a parabola in log N refitted to the sizes within WINDOW_DEX decades of its own vertex.
+    parabola  one parabola through every size (Hoffmann et al. 2022): biased when a grid is wide and its
+              centring drifts across budgets (bench/README.md, "IsoFLOP vertex bias", has the numbers).
+
+D_opt is read off the same group's (log N, log D) line at N_opt, which holds for any FLOP convention (6ND or
+exact). Power laws N_opt = k C^a and D_opt = k' C^b are fitted through the vertices; the bootstrap resamples
+runs within each budget (whole runs across budgets for curve slices) and refits every vertex. A budget whose
+vertex lies outside its sizes, or has fewer than BRACKET_MIN sizes on a side, draws a warning and is marked
+in `points` (sizes_below, sizes_above, bracketed). With slices=True, points are also taken where training
+curves pass each budget and the schedule allows (analysis/laws/slices.py).
 """
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import parallel_map, resample_indices
+from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
+from analysis.laws import isoshape
 from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, usable, warn
+from analysis.laws.slices import isoflop_slices
 
 MIN_PER_BUDGET = 3
+METHODS = ("shape", "window", "parabola")
+DEFAULT_METHOD = "shape"      # chosen by bench/isoflop_bias.py (bench/README.md, "IsoFLOP vertex bias")
+WINDOW_DEX = 0.5              # `window`: sizes within this many decades of the vertex
+BRACKET_MIN = 2               # distinct sizes wanted on each side of a vertex; fewer draws a warning
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
@@ -25,22 +44,60 @@ def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
     log10(flops) split at gaps > gap_dex."""
     if "budget" in runs and runs["budget"].notna().all():
         return runs["budget"].rank(method="dense").astype(int) - 1
-    lc = np.log10(runs["flops"].to_numpy(float))
+    col = "flops" if "flops" in runs else "flops_6n"          # a public table may carry only one convention
+    lc = np.log10(runs[col].to_numpy(float))
     order = np.argsort(lc)
     ids = np.empty(len(lc), int)
     ids[order] = np.concatenate([[0], np.cumsum(np.diff(lc[order]) > gap_dex)])
     return pd.Series(ids, index=runs.index)
 
 
-def vertex(logN: np.ndarray, loss: np.ndarray, logD: np.ndarray) -> dict | None:
-    """Parabola through (log N, loss); None when it opens downwards (no minimum)."""
-    c2, c1, c0 = np.polyfit(logN, loss, 2)
+def vertex(logN: np.ndarray, loss: np.ndarray, logD: np.ndarray, w: np.ndarray | None = None) -> dict | None:
+    """Parabola through (log N, loss) (weights w: multiplicities); None when it opens downwards (no minimum)."""
+    sw = None if w is None else np.sqrt(w)
+    c2, c1, c0 = np.polyfit(logN, loss, 2, w=sw)
     if c2 <= 0:
         return None
     x = -c1 / (2 * c2)
-    slope, icpt = np.polyfit(logN, logD, 1)
+    slope, icpt = np.polyfit(logN, logD, 1, w=sw)
     return {"logN_opt": x, "logD_opt": icpt + slope * x, "loss_opt": c0 - c1 * c1 / (4 * c2),
             "curvature": c2, "coef": (c2, c1, c0), "inside": logN.min() <= x <= logN.max()}
+
+
+def window_vertex(logN, loss, logD, window_dex: float = WINDOW_DEX, w=None) -> dict | None:
+    """The parabola refitted to the sizes within `window_dex` decades of its own vertex, until the window
+    stops moving (at most 10 rounds); None when fewer than MIN_PER_BUDGET sizes remain or there is no minimum.
+    Returns the vertex dict with the window (lo, hi in log N) it settled on."""
+    keep = np.ones(len(logN), bool)
+    v = None
+    for _ in range(10):
+        if len(np.unique(logN[keep])) < MIN_PER_BUDGET:
+            return None
+        v = vertex(logN[keep], loss[keep], logD[keep], None if w is None else w[keep])
+        if v is None:
+            return None
+        centre = np.clip(v["logN_opt"], logN.min(), logN.max())
+        new = np.abs(logN - centre) <= window_dex * np.log(10)
+        if (new == keep).all():
+            break
+        keep = new
+    v["window"] = (float(logN[keep].min()), float(logN[keep].max()))
+    v["n_window"] = int(keep.sum())
+    return v
+
+
+def budget_optimum(N, D, loss, method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX) -> float:
+    """N_opt of one budget's runs by `method` (nan with fewer than MIN_PER_BUDGET sizes or no minimum)."""
+    N, D, loss = (np.asarray(a, float) for a in (N, D, loss))
+    if len(np.unique(N)) < MIN_PER_BUDGET:
+        return float("nan")
+    if method == "shape":
+        x = isoshape.fit(isoshape.Profiles(np.log(N), np.log(D), loss, np.zeros(len(N), int)))["logN_opt"][0]
+    else:
+        v = (window_vertex(np.log(N), loss, np.log(D), window_dex) if method == "window"
+             else vertex(np.log(N), loss, np.log(D)))
+        x = np.nan if v is None else v["logN_opt"]
+    return float(np.exp(x))
 
 
 def as_arrays(g: pd.DataFrame, cfg: FitConfig) -> tuple[np.ndarray, ...]:
@@ -48,67 +105,227 @@ def as_arrays(g: pd.DataFrame, cfg: FitConfig) -> tuple[np.ndarray, ...]:
     return tuple(g[c].to_numpy(float) for c in (cfg.n_col, "tokens", cfg.c_col, cfg.loss_col))
 
 
-def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None = None) -> pd.DataFrame:
-    """One row per usable budget (groups of (N, D, C, loss) arrays): C, N_opt, D_opt, vertex loss, parabola."""
-    rows = []
+def bracketing(logN: np.ndarray, x: float) -> tuple[int, int]:
+    """Distinct sizes strictly below and above the vertex x (log N)."""
+    u = np.unique(logN)
+    return int((u < x).sum()), int((u > x).sum())
+
+
+def _check_budget(C, N, x, notes) -> bool:
+    """Warnings for one budget's vertex; False when it must be left out."""
+    if not np.isfinite(x):
+        warn(f"approach 2: budget C={C:.3g}: the isoFLOP profile has no minimum; budget left out", notes)
+        return False
+    below, above = bracketing(np.log(N), x)
+    if not N.min() <= np.exp(x) <= N.max():
+        warn(f"approach 2: budget C={C:.3g}: the optimum N={np.exp(x):.3g} lies outside the sizes run "
+             f"({N.min():.3g}..{N.max():.3g}): extrapolated; add sizes on that side", notes)
+    elif min(below, above) < BRACKET_MIN:
+        side = "below" if below < above else "above"
+        warn(f"approach 2: budget C={C:.3g}: the optimum N={np.exp(x):.3g} is poorly bracketed ({below} distinct "
+             f"size(s) below it, {above} above): its vertex rests on one side; add sizes {side} it", notes)
+    return True
+
+
+def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None = None,
+                   method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX) -> pd.DataFrame:
+    """One row per usable budget (groups of (N, D, C, loss) arrays): C, N_opt, D_opt, vertex loss, the profile
+    fitted (parabola coefficients c2, c1, c0, or the law-shaped curve's e, a, b, alpha, beta, s, t, mN, mD, ym),
+    the sizes below/above the vertex, and for `window` the window used."""
+    keep = []
     for N, D, Cs, loss in groups:
         C = float(np.exp(np.log(Cs).mean()))
         if len(np.unique(N)) < MIN_PER_BUDGET:
             if notes is not None:
                 warn(f"approach 2: budget C={C:.3g} has {len(np.unique(N))} distinct sizes; "
-                     f"a parabola needs {MIN_PER_BUDGET}: budget left out", notes)
+                     f"an isoFLOP profile needs {MIN_PER_BUDGET}: budget left out", notes)
             continue
-        v = vertex(np.log(N), loss, np.log(D))
-        if v is None:
-            if notes is not None:
-                warn(f"approach 2: budget C={C:.3g}: the isoFLOP parabola has no minimum; budget left out", notes)
-            continue
-        if not v["inside"] and notes is not None:
-            warn(f"approach 2: budget C={C:.3g}: the optimum N={np.exp(v['logN_opt']):.3g} lies outside the sizes "
-                 f"run ({N.min():.3g}..{N.max():.3g}): extrapolated; add sizes on that side", notes)
-        rows.append({"C": C, "N_opt": float(np.exp(v["logN_opt"])), "D_opt": float(np.exp(v["logD_opt"])),
-                     "loss_opt": v["loss_opt"], "c2": v["coef"][0], "c1": v["coef"][1], "c0": v["coef"][2],
-                     "inside": v["inside"], "n_runs": len(N)})
+        keep.append((N, D, C, loss))
+    rows = []
+    if method == "shape" and keep:
+        prof = isoshape.Profiles(np.log(np.concatenate([g[0] for g in keep])),
+                                 np.log(np.concatenate([g[1] for g in keep])),
+                                 np.concatenate([g[3] for g in keep]),
+                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(keep)]))
+        f = isoshape.fit(prof)
+        for i, (N, _, C, _) in enumerate(keep):
+            x = f["logN_opt"][i]
+            if notes is not None and not _check_budget(C, N, x, notes) or not np.isfinite(x):
+                continue
+            e, a, b = f["theta"][i]
+            rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(f["logD_opt"][i])),
+                         "loss_opt": float(f["loss_opt"][i]), "e": e, "a": a, "b": b, "alpha": f["alpha"],
+                         "beta": f["beta"], "s": f["s"][i], "t": f["t"][i], "mN": prof.mN[i], "mD": prof.mD[i],
+                         "ym": prof.ym[i]})
+            rows[-1].update(_sides(N, x, len(N)))
+    else:
+        for N, D, C, loss in keep:
+            v = (window_vertex(np.log(N), loss, np.log(D), window_dex) if method == "window"
+                 else vertex(np.log(N), loss, np.log(D)))
+            x = np.nan if v is None else v["logN_opt"]
+            if notes is not None and not _check_budget(C, N, x, notes) or not np.isfinite(x):
+                continue
+            rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(v["logD_opt"])),
+                         "loss_opt": v["loss_opt"], "c2": v["coef"][0], "c1": v["coef"][1], "c0": v["coef"][2]})
+            if "window" in v:
+                rows[-1].update(window_lo=float(np.exp(v["window"][0])), window_hi=float(np.exp(v["window"][1])))
+            rows[-1].update(_sides(N, x, v.get("n_window", len(N))))
     if len(rows) < 2:
-        raise FitError(f"approach 2: {len(rows)} budget(s) with a usable isoFLOP parabola; power laws need at least 2 "
+        raise FitError(f"approach 2: {len(rows)} budget(s) with a usable isoFLOP profile; power laws need at least 2 "
                        f"(3 or more for a meaningful exponent): sweep more budgets with >= {MIN_PER_BUDGET} sizes each")
     return pd.DataFrame(rows).sort_values("C", ignore_index=True)
 
 
-def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.1) -> ComputeOptimal:
+def _sides(N, x, n_used) -> dict:
+    below, above = bracketing(np.log(N), x)
+    return {"inside": bool(N.min() <= np.exp(x) <= N.max()), "n_runs": len(N), "n_used": n_used,
+            "sizes_below": below, "sizes_above": above,
+            "bracketed": bool(N.min() <= np.exp(x) <= N.max() and min(below, above) >= BRACKET_MIN)}
+
+
+def profile(row: pd.Series, logN: np.ndarray) -> np.ndarray:
+    """The isoFLOP profile fitted to one budget (a row of `points`), evaluated at log N: for plots."""
+    if "c2" in row and np.isfinite(row.get("c2", np.nan)):
+        return row["c2"] * logN ** 2 + row["c1"] * logN + row["c0"]
+    logD = row["s"] * logN + row["t"]
+    u, v = np.exp(-row["alpha"] * (logN - row["mN"])), np.exp(-row["beta"] * (logD - row["mD"]))
+    return row["ym"] + row["e"] + row["a"] * u + row["b"] * v
+
+
+@dataclass
+class IsoflopFit(ComputeOptimal):
+    """Approach 2's ComputeOptimal plus how its vertices were found: `method` (shape, window or parabola),
+    `used` (the table the profiles were fitted to; with slices, one row per run and budget it passed, its
+    `slice` kind and step), and for the shape method the shared exponents of the profiles."""
+    method: str = DEFAULT_METHOD
+    used: pd.DataFrame = field(default_factory=pd.DataFrame)
+    window_dex: float = WINDOW_DEX
+
+    def describe_method(self) -> str:
+        if self.method == "shape":
+            p = self.points
+            return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
+                    f"with (e, a, b) per budget and exponents shared (alpha {p['alpha'].iloc[0]:.3g}, beta "
+                    f"{p['beta'].iloc[0]:.3g}), fitted by variable projection to every size")
+        if self.method == "window":
+            return (f"a parabola in log N refitted to the sizes within {self.window_dex:g} decades of its vertex until "
+                    f"the window settles")
+        return "one parabola in log N through every size of a budget (biased when the grid is wide or off-centre)"
+
+
+def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.1, method: str = DEFAULT_METHOD,
+        window_dex: float = WINDOW_DEX, curves: pd.DataFrame | None = None, slices: bool = False,
+        slice_kind: str = "auto", budgets=None) -> IsoflopFit:
+    """Approach 2 on a runs table (one row per finished run). method: `shape` (default: the law-shaped profile,
+    unbiased by the grid's width, bench/isoflop_bias.py), `window` (parabola near the vertex) or `parabola`.
+    slices=True: also take a point at each budget that a run's training curve passes where the schedule makes
+    it a finished run's equal (analysis/laws/slices.py; `slice_kind` annealed/constant/auto, `budgets` where to
+    slice, default the runs' own budgets); `curves` is then required."""
     cfg = config or FitConfig()
-    check_table(runs, cfg, 2 * MIN_PER_BUDGET, "approach 2")
-    runs = usable(runs, cfg)
-    groups = [as_arrays(g, cfg) for _, g in runs.groupby(group_budgets(runs, gap_dex))]
+    if method not in METHODS:
+        raise FitError(f"approach 2: method={method!r}: use one of {METHODS}")
+    if slices:
+        if curves is None:
+            raise FitError("approach 2: slices=True needs the curves table (curves=results.curves)")
+        check_table(runs, cfg, 1, "approach 2 (slices)")
+        table = isoflop_slices(runs, curves, cfg, gap_dex, slice_kind, budgets)
+    else:
+        check_table(runs, cfg, 2 * MIN_PER_BUDGET, "approach 2")
+        table = usable(runs, cfg)
+    gids = group_budgets(table, gap_dex)
+    parts = [(gid, g) for gid, g in table.groupby(gids)]
+    groups = [as_arrays(g, cfg) for _, g in parts]
     notes: list[str] = []
-    pts = isoflop_points(groups, notes)
+    if slices:
+        dropped = table.attrs.get("dropped", {})
+        notes.append(f"approach 2: isoFLOP slices from training curves: {len(table)} {table.attrs['slice_kind']} "
+                     f"points ({int(table['step'].isna().sum())} inside curves) from {table['run_id'].nunique()} runs "
+                     f"at {len(parts)} budgets" + (f"; not mixed in: {dropped}" if dropped else ""))
+    pts = isoflop_points(groups, notes, method, window_dex)
     if len(pts) < 3:
         warn(f"approach 2: only {len(pts)} budgets: the exponent comes from {len(pts)} points and its interval "
              "is not meaningful; sweep 3 or more budgets", notes)
     n_law, d_law = PowerLaw.fit(pts["C"], pts["N_opt"]), PowerLaw.fit(pts["C"], pts["D_opt"])
     if cfg.n_bootstrap:
-        samples = bootstrap(groups, cfg)
+        clusters = [g["run_id"].to_numpy() for _, g in parts] if slices else None
+        samples = bootstrap(groups, cfg, method, window_dex, pts, clusters, notes)
         for law, cols in ((n_law, slice(0, 2)), (d_law, slice(2, 4))):
             law.samples, law.ci_level = samples[:, cols], cfg.ci_level
-    return ComputeOptimal("approach 2", n_law, d_law, pts, cfg, (float(runs[cfg.c_col].min()),
-                          float(runs[cfg.c_col].max())), len(runs), notes)
+    used = table.assign(budget_id=gids.to_numpy())
+    return IsoflopFit("approach 2", n_law, d_law, pts, cfg, (float(table[cfg.c_col].min()),
+                      float(table[cfg.c_col].max())), table["run_id"].nunique() if "run_id" in table else len(table),
+                      notes, method=method, used=used, window_dex=window_dex)
 
 
-def bootstrap(groups: list[tuple[np.ndarray, ...]], cfg: FitConfig) -> np.ndarray:
-    """[n, 4] samples of (log k_N, a_N, log k_D, a_D): runs resampled with replacement within each budget."""
-    rng_seeds = np.random.default_rng(cfg.seed).integers(0, 2**31, size=len(groups))
-    draws = [resample_indices(len(g[0]), cfg.n_bootstrap, int(s)) for g, s in zip(groups, rng_seeds)]
-    items = [(groups, [d[i] for d in draws]) for i in range(cfg.n_bootstrap)]
-    return np.array(parallel_map(_refit, items, processes=1, desc="approach 2 bootstrap"))
+def resample_weights_within(groups, cfg: FitConfig, clusters=None) -> list[np.ndarray]:
+    """[n_bootstrap, n_g] multiplicities per budget: runs drawn with replacement within each budget (as before),
+    or, with `clusters` (run ids per row: slices of one run are not independent), whole runs drawn from all."""
+    if clusters is None:
+        seeds = np.random.default_rng(cfg.seed).integers(0, 2**31, size=len(groups))
+        return [resample_weights(len(g[0]), cfg.n_bootstrap, int(s)) for g, s in zip(groups, seeds)]
+    ids, inv = np.unique(np.concatenate(clusters), return_inverse=True)
+    W = resample_weights(len(ids), cfg.n_bootstrap, cfg.seed)
+    bounds = np.cumsum([0] + [len(c) for c in clusters])
+    return [W[:, inv[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _refit(args) -> list[float]:
-    groups, idx = args
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pts = isoflop_points([tuple(a[i] for a in g) for g, i in zip(groups, idx)])
-            n, d = PowerLaw.fit(pts["C"], pts["N_opt"]), PowerLaw.fit(pts["C"], pts["D_opt"])
-        return [np.log(n.k), n.a, np.log(d.k), d.a]
-    except (FitError, ValueError, np.linalg.LinAlgError):
-        return [np.nan] * 4
+def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX,
+              pts: pd.DataFrame | None = None, clusters=None, notes: list[str] | None = None) -> np.ndarray:
+    """[n, 4] samples of (log k_N, a_N, log k_D, a_D), each resample refitting every budget's vertex."""
+    Ws = resample_weights_within(groups, cfg, clusters)
+    usable_g = [i for i, g in enumerate(groups) if len(np.unique(g[0])) >= MIN_PER_BUDGET]
+    logC = np.array([np.log(groups[i][2]).mean() for i in usable_g])
+    if method == "shape":
+        prof = isoshape.Profiles(np.log(np.concatenate([groups[i][0] for i in usable_g])),
+                                 np.log(np.concatenate([groups[i][1] for i in usable_g])),
+                                 np.concatenate([groups[i][3] for i in usable_g]),
+                                 np.concatenate([np.full(len(groups[i][0]), k) for k, i in enumerate(usable_g)]))
+        with one_blas_thread() if cfg.processes <= 1 else nullcontext():
+            xN, xD, edge = isoshape.bootstrap_vertices(prof, [Ws[i] for i in usable_g], float(pts["alpha"].iloc[0]),
+                                                       float(pts["beta"].iloc[0]))
+        if edge > 0.05 and notes is not None:
+            warn(f"approach 2: {edge:.0%} of bootstrap resamples put the profiles' exponents at the edge of the "
+                 f"local search: the interval may be too narrow", notes)
+    else:
+        items = [(groups, [Ws[i][r] for i in range(len(groups))], method, window_dex)
+                 for r in range(cfg.n_bootstrap)]
+        out = parallel_map(_refit_vertices, items, processes=1, desc="approach 2 bootstrap")
+        xN = np.array([o[0] for o in out])[:, usable_g]
+        xD = np.array([o[1] for o in out])[:, usable_g]
+    return np.column_stack([*_line(logC, xN), *_line(logC, xD)])
+
+
+def _line(logC: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of y [R, G] (nan: budget without a vertex in that resample), intercept and slope of y on log C;
+    nan where fewer than 2 budgets remain."""
+    m = np.isfinite(y)
+    n = m.sum(1)
+    x = np.where(m, logC, 0.0)
+    y0 = np.where(m, y, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx, my = x.sum(1) / n, y0.sum(1) / n
+        sxx = (np.where(m, (logC - mx[:, None]) ** 2, 0)).sum(1)
+        sxy = (np.where(m, (logC - mx[:, None]) * (y0 - my[:, None]), 0)).sum(1)
+        slope = sxy / sxx
+    ok = (n >= 2) & (sxx > 0)
+    return np.where(ok, my - slope * mx, np.nan), np.where(ok, slope, np.nan)
+
+
+def _refit_vertices(args) -> tuple[np.ndarray, np.ndarray]:
+    """One resample of the parabola methods: each budget's vertex (log N, log D) from weighted fits; nan if none."""
+    groups, ws, method, window_dex = args
+    xN, xD = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, ((N, D, _, loss), w) in enumerate(zip(groups, ws)):
+            on = w > 0
+            if len(np.unique(N[on])) < MIN_PER_BUDGET:
+                continue
+            try:
+                v = (window_vertex(np.log(N[on]), loss[on], np.log(D[on]), window_dex, w[on]) if method == "window"
+                     else vertex(np.log(N[on]), loss[on], np.log(D[on]), w[on]))
+            except (ValueError, np.linalg.LinAlgError):
+                v = None
+            if v is not None:
+                xN[i], xD[i] = v["logN_opt"], v["logD_opt"]
+    return xN, xD

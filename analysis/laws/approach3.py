@@ -28,13 +28,23 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
-from analysis.laws.common import FitConfig, check_table, ci, flops_per_param_token, implausible_exponents, usable
+from analysis.laws.common import (
+    FitConfig,
+    FitError,
+    check_table,
+    ci,
+    flops_per_param_token,
+    implausible_exponents,
+    usable,
+)
+from analysis.laws.isoshape import solve as solve3
 
 HUBER_DELTA = 1e-3
 GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
             a=np.arange(0, 25.1, 5), b=np.arange(0, 25.1, 5))
 PARAMS = ("E", "A", "B", "alpha", "beta")
 MIN_RUNS = 8
+SEARCHES = ("grid", "vp")
 # L-BFGS-B stops when the relative decrease is below ftol * max(|f|, 1) or the largest gradient entry is
 # below gtol; the summed Huber objective is ~1e-4..1e-2, so both must be far below that scale.
 LBFGS_OPTIONS = dict(ftol=1e-15, gtol=1e-11, maxiter=2000, maxcor=20)
@@ -101,6 +111,54 @@ def fit_theta(logN, logD, logL, w, n_starts: int = 8) -> tuple[np.ndarray, objec
             if best is None or res.fun < best.fun:
                 best = res
     return centre(best.x, mN, mD, -1), best
+
+
+# ---- variable projection (search="vp"): the exponents searched, (E, A, B) solved for each
+VP_GRID = np.linspace(0.05, 2.0, 32)          # alpha and beta candidates (Hoffmann et al.'s range, finer)
+VP_IRLS = 6                                   # reweighting rounds of the inner Huber solve
+VP_STARTS = 3                                 # L-BFGS-B polishes from the best few (alpha, beta)
+
+
+def vp_profile(alpha: np.ndarray, beta: np.ndarray, logN, logD, logL, w) -> tuple[np.ndarray, np.ndarray]:
+    """For candidate exponents [P]: (E, A, B) [P, 3] that minimise the Huber objective with the exponents held,
+    and that objective [P]. Inner solve: with relative residuals (E + A x + B y) / L - 1 (= the log residual to
+    first order) the model is linear in (E, A, B), so each round is a weighted 3x3 least-squares solve for every
+    candidate at once, the weights being Huber's IRLS weights min(1, delta / |r|) (Holland and Welsch 1977).
+    Coefficients that come out negative are clipped to a floor (E, A, B must be positive for the log form)."""
+    L = np.exp(logL)
+    x = np.exp(-alpha[:, None] * logN) / L            # [P, n]: the features over L (relative residuals)
+    y = np.exp(-beta[:, None] * logD) / L
+    one = np.broadcast_to(1 / L, x.shape)
+    F = np.stack([one * one, one * x, one * y, x * x, x * y, y * y, one, x, y, np.ones_like(x)], -1)  # [P, n, 10]
+    omega = np.broadcast_to(w, x.shape).astype(float)
+    floor = np.array([1e-6, 1e-12, 1e-12]) * np.exp(logL.mean())
+    for _ in range(VP_IRLS):
+        theta, _ = solve3(np.einsum("pn,pnk->pk", omega, F))
+        theta = np.maximum(theta, floor)
+        r = np.log(theta[:, :1] * one * L + theta[:, 1:2] * x * L + theta[:, 2:3] * y * L) - logL
+        omega = w * np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
+    return theta, (w * huber(r)).sum(1)
+
+
+def fit_theta_vp(logN, logD, logL, w, n_starts: int = VP_STARTS) -> tuple[np.ndarray, object, dict]:
+    """Variable projection: every (alpha, beta) on VP_GRID x VP_GRID profiled, then L-BFGS-B on all five
+    parameters (the same objective as the grid fit) from the best `n_starts` candidates."""
+    A, B = (g.ravel() for g in np.meshgrid(VP_GRID, VP_GRID, indexing="ij"))
+    coef, obj = vp_profile(A, B, logN, logD, logL, w)
+    mN, mD = logN.mean(), logD.mean()
+    best = None
+    with one_blas_thread():
+        for k in np.argsort(obj)[:n_starts]:
+            start = np.array([np.log(coef[k, 0]), np.log(coef[k, 1]), np.log(coef[k, 2]), A[k], B[k]])
+            res = lbfgs(centre(start, mN, mD), logN - mN, logD - mD, logL, w)
+            if best is None or res.fun < best.fun:
+                best = res
+        if not best.success:      # a line search that fails at the optimum's rounding level: restart from there
+            again = lbfgs(best.x, logN - mN, logD - mD, logL, w)
+            best = again if again.fun <= best.fun else best
+    k = int(np.argmin(obj))
+    info = {"profile_alpha": float(A[k]), "profile_beta": float(B[k]), "profile_objective": float(obj[k])}
+    return centre(best.x, mN, mD, -1), best, info
 
 
 def _boot_one(args) -> np.ndarray:
@@ -171,6 +229,8 @@ class LossSurface(ChinchillaForm):
     residuals: pd.DataFrame           # run_id, N, D, C, loss, predicted, residual (log)
     samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
     warnings: list[str] = field(default_factory=list)
+    search: str = "grid"              # how the starting point was found: grid of starts, or variable projection
+    search_info: dict = field(default_factory=dict)
 
     approach = "approach 3"
 
@@ -222,16 +282,23 @@ class LossSurface(ChinchillaForm):
                 + "\n".join(rows) + f"\n  ({self.config.describe()})")
 
 
-def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8) -> LossSurface:
-    """Fit approach 3 to a runs table (one row per run: N, tokens, C, final loss). Pure function of the table."""
+def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8, search: str = "grid") -> LossSurface:
+    """Fit approach 3 to a runs table (one row per run: N, tokens, C, final loss). Pure function of the table.
+    search: "grid" (Hoffmann et al.'s 4,500-point grid of starts) or "vp" (variable projection over the
+    exponents, fit_theta_vp); both minimise the same summed Huber objective with L-BFGS-B at the end."""
     cfg = config or FitConfig()
+    if search not in SEARCHES:
+        raise FitError(f"approach 3: search={search!r}: use one of {SEARCHES}")
     check_table(runs, cfg, MIN_RUNS, "approach 3 (5 parameters)")
     runs = usable(runs, cfg).reset_index(drop=True)
     N, D, C = (runs[c].to_numpy(float) for c in (cfg.n_col, "tokens", cfg.c_col))
     L = runs[cfg.loss_col].to_numpy(float)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
     ones = np.ones_like(logN)
-    theta, res = fit_theta(logN, logD, logL, ones, n_starts)
+    if search == "vp":
+        theta, res, info = fit_theta_vp(logN, logD, logL, ones)
+    else:
+        theta, res, info = (*fit_theta(logN, logD, logL, ones, n_starts), {})
     _, grad = objective(theta, logN, logD, logL, ones)
     grad_norm = float(np.abs(grad).max())
     notes: list[str] = []
@@ -242,25 +309,31 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8) 
     residuals = pd.DataFrame({"run_id": runs.get("run_id", pd.Series(range(len(runs)))).to_numpy(),
                               "N": N, "D": D, "C": C, "loss": L, "predicted": pred,
                               "residual": np.log(L) - np.log(pred)})
-    samples = bootstrap(logN, logD, logL, theta, cfg) if cfg.n_bootstrap else np.empty((0, 5))
+    samples = bootstrap(logN, logD, logL, theta, cfg, search) if cfg.n_bootstrap else np.empty((0, 5))
     E, A, B, al, be = theta_to_params(theta)
     notes += implausible_exponents("approach 3", {"alpha": al, "beta": be},
                                    {"N": (N.min(), N.max()), "D": (D.min(), D.max())})
     law = LossSurface(E=E, A=A, B=B, alpha=al, beta=be, k=flops_per_param_token(runs, cfg), config=cfg,
                       n_runs=len(runs), n_range=(N.min(), N.max()), d_range=(D.min(), D.max()),
                       c_range=(C.min(), C.max()), objective=float(res.fun), grad_norm=grad_norm,
-                      converged=converged, residuals=residuals, samples=samples, warnings=notes)
+                      converged=converged, residuals=residuals, samples=samples, warnings=notes, search=search,
+                      search_info=info)
     for msg in notes:
         warnings.warn(msg, stacklevel=2)
     return law
 
 
-def bootstrap(logN, logD, logL, theta_full, cfg: FitConfig) -> np.ndarray:
-    """[n_bootstrap, 5] samples of (E, A, B, alpha, beta), runs resampled with replacement (seeded)."""
+def bootstrap(logN, logD, logL, theta_full, cfg: FitConfig, search: str = "grid") -> np.ndarray:
+    """[n_bootstrap, 5] samples of (E, A, B, alpha, beta), runs resampled with replacement (seeded). Each
+    resample's L-BFGS-B starts from the better of the full-data optimum and (grid search) its best grid point;
+    with search="vp", from the full-data optimum alone (the profile already searched the exponents globally)."""
     W = resample_weights(len(logN), cfg.n_bootstrap, cfg.seed)
-    grid = grid_points()
-    grid_obj = huber(log_pred(grid, logN, logD) - logL) @ W.T          # [grid, resamples] in one product
-    best_grid = grid[np.argmin(grid_obj, axis=0)]
-    items = [(logN, logD, logL, w, (theta_full, g)) for w, g in zip(W, best_grid)]
+    if search == "vp":
+        items = [(logN, logD, logL, w, (theta_full,)) for w in W]
+    else:
+        grid = grid_points()
+        grid_obj = huber(log_pred(grid, logN, logD) - logL) @ W.T          # [grid, resamples] in one product
+        best_grid = grid[np.argmin(grid_obj, axis=0)]
+        items = [(logN, logD, logL, w, (theta_full, g)) for w, g in zip(W, best_grid)]
     thetas = np.array(parallel_map(_boot_one, items, processes=cfg.processes, desc="approach 3 bootstrap"))
     return theta_to_params(thetas)

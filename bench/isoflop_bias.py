@@ -1,0 +1,143 @@
+"""Bias and coverage of approach 2's N_opt exponent by vertex method, on synthetic isoFLOP grids.
+
+Grids come from a known L(N, D) (analysis/synthetic.py isoflop_table): 5 budgets 1e18..1e22, `sizes`
+sizes per budget spread over `width` decades in log N, centred on the true optimum or moved by
+a per-budget offset (CENTRING, in units of the width; a drift across budgets is what biases the
+exponent), each size jittered by +-0.05 decades, log-normal noise on every loss. For each cell
+and method: mean (fitted - true) exponent over `reps` seeds (bias), its standard error, the spread, and how
+often the bootstrap interval (cfg.ci_level) covers the truth (coverage).
+
+    python bench/isoflop_bias.py --reps 24 --boot 200            # the table in bench/README.md
+    python bench/isoflop_bias.py --reps 4 --boot 50 --quick      # smoke run
+    python bench/isoflop_bias.py --speed                         # 600 points, 1000 bootstraps, per method
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
+
+from analysis.laws import approach2, approach3  # noqa: E402
+from analysis.laws.common import FitConfig, FitError  # noqa: E402
+from analysis.synthetic import KnownLaw, isoflop_table  # noqa: E402
+
+LAWS = {
+    "chinchilla (a .34, b .28)": KnownLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    "alpha > beta (.50, .25)": KnownLaw(E=1.8, A=1500.0, B=400.0, alpha=0.50, beta=0.25),
+    "alpha < beta (.25, .50)": KnownLaw(E=1.8, A=120.0, B=20000.0, alpha=0.25, beta=0.50),
+}
+BUDGETS = np.geomspace(1e18, 1e22, 5)
+
+
+CENTRING = {   # each budget's grid centre relative to its true optimum, in units of the grid's width
+    "centred": np.zeros(len(BUDGETS)),
+    "drift +": np.linspace(-0.25, 0.25, len(BUDGETS)),    # a planner whose guessed exponent is too high
+    "drift -": np.linspace(0.25, -0.25, len(BUDGETS)),    # ... too low
+    "shifted": np.full(len(BUDGETS), 0.25),               # every grid a quarter-width towards large N
+}
+
+
+def one(law, width, centring, noise, sizes, seed, boot, methods):
+    t = isoflop_table(law, BUDGETS, sizes_per_budget=sizes, span=10 ** width, noise=noise, seed=seed,
+                      shift_dex=CENTRING[centring] * width, jitter_dex=0.05)
+    cfg = FitConfig(n_bootstrap=boot, seed=seed, processes=1)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in methods:
+            try:
+                f = approach2.fit(t, cfg, method=m)
+                out[m] = (f.n_opt.a, *f.n_opt.a_ci)
+            except FitError:
+                out[m] = (np.nan, np.nan, np.nan)
+    return out
+
+
+def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS)):
+    rows = []
+    for name, law in ((n, LAWS[n]) for n in laws):
+        for noise in noises:
+            for width in widths:
+                for shift in centrings:
+                    res = [one(law, width, shift, noise, sizes, 1000 + s, boot, methods) for s in range(reps)]
+                    for m in methods:
+                        a = np.array([r[m] for r in res])
+                        err = a[:, 0] - law.a
+                        ok = np.isfinite(a[:, 0])
+                        cover = ((a[:, 1] <= law.a) & (law.a <= a[:, 2]))[ok]
+                        rows.append({"law": name, "noise": noise, "width": width, "centring": shift, "method": m,
+                                     "bias": np.nanmean(err), "se": np.nanstd(err) / np.sqrt(ok.sum()),
+                                     "sd": np.nanstd(err), "coverage": cover.mean(), "failed": int((~ok).sum())})
+                    r = rows[-len(methods):]
+                    print(f"{name:26s} noise {noise:.3f} width {width} {shift:8s}  " + "  ".join(
+                        f"{x['method']}: {x['bias']:+.4f} (cov {x['coverage']:.0%})" for x in r), flush=True)
+    return pd.DataFrame(rows)
+
+
+def speed(methods):
+    law = LAWS["alpha > beta (.50, .25)"]
+    t = isoflop_table(law, BUDGETS, sizes_per_budget=120, span=1e3, noise=0.01, seed=0, jitter_dex=0.05)
+    for m in methods:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            approach2.fit(t, FitConfig(n_bootstrap=1000, processes=2), method=m)
+            print(f"approach 2 {m}: {len(t)} points, 1000 bootstraps: {time.perf_counter() - t0:.2f} s")
+    for m in ("grid", "vp"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            approach3.fit(t, FitConfig(n_bootstrap=0), search=m)
+            t1 = time.perf_counter()
+            approach3.fit(t, FitConfig(n_bootstrap=200, processes=2), search=m)
+            print(f"approach 3 {m}: {len(t)} points: fit {t1 - t0:.2f} s; with 200 bootstraps "
+                  f"{time.perf_counter() - t1:.2f} s")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=24)
+    p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--sizes", type=int, default=30)
+    p.add_argument("--noise", type=float, nargs="+", default=[0.01])
+    p.add_argument("--methods", nargs="+", default=list(approach2.METHODS))
+    p.add_argument("--law", type=int, nargs="+", default=list(range(len(LAWS))), help="indices into LAWS")
+    p.add_argument("--widths", type=float, nargs="+", default=[1, 2, 3])
+    p.add_argument("--summarise", nargs="+", default=[], help="CSV files of earlier runs: print their tables")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--speed", action="store_true")
+    p.add_argument("--out", default="")
+    a = p.parse_args()
+    if a.speed:
+        speed(a.methods)
+        return
+    if a.summarise:
+        summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))
+        return
+    widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else (a.widths, tuple(CENTRING))
+    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law])
+    if a.out:
+        df.to_csv(a.out, index=False)
+    summarise(df)
+
+
+def summarise(df: pd.DataFrame) -> None:
+    summary = df.groupby("method").agg(max_abs_bias=("bias", lambda x: x.abs().max()),
+                                       mean_coverage=("coverage", "mean"), min_coverage=("coverage", "min"))
+    print(summary.to_string())
+    piv = df.pivot_table(index=["law", "noise", "width", "centring"], columns="method",
+                         values=["bias", "coverage"]).round(3)
+    print(piv.to_string())
+
+
+if __name__ == "__main__":
+    main()
