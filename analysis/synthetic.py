@@ -44,18 +44,21 @@ DOMAIN_FACTORS = {"web": 1.08, "code": 0.92}      # loss_<domain> = factor * los
 
 
 def isoflop_table(law: KnownLaw, budgets, sizes_per_budget: int = 7, span: float = 16.0, noise: float = 0.01,
-                  seed: int = 0, k: float = 6.0) -> pd.DataFrame:
+                  seed: int = 0, k: float = 6.0, replicates: int = 1) -> pd.DataFrame:
     """Runs on isoFLOP lines: per budget C, sizes evenly spaced in log N over [N_opt/sqrt(span), N_opt*sqrt(span)],
-    D = C / (k N); final loss = law * exp(noise * normal). flops = flops_6n = k N D."""
+    D = C / (k N); final loss = law * exp(noise * normal). flops = flops_6n = k N D. `replicates` > 1 trains each
+    (N, D) that many times (column `seed`: 0, 1, ...), each with its own noise draw, as `grid.seeds` does."""
     rng = np.random.default_rng(seed)
     rows = []
     for C in budgets:
         n_opt = replace(law, k=k).n_opt(C)
         for N in n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget):
             D = C / (k * N)
-            loss = law.loss(N, D) * np.exp(noise * rng.standard_normal())
-            rows.append({"run_id": f"r{len(rows):04d}", "budget": C, "params_nonembedding": N,
-                         "params_total": N * 1.15, "tokens": D, "flops": C, "flops_6n": C, "loss": loss})
+            for s in range(replicates):
+                loss = law.loss(N, D) * np.exp(noise * rng.standard_normal())
+                rows.append({"run_id": f"r{len(rows):04d}", "budget": C, "params_nonembedding": N,
+                             "params_total": N * 1.15, "tokens": D, "flops": C, "flops_6n": C, "loss": loss,
+                             "seed": s})
     return pd.DataFrame(rows)
 
 
