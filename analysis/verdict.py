@@ -568,6 +568,7 @@ def suggest(checks: list[Check], budgets: pd.DataFrame, profiles: list[dict], ru
 def judge(fits: dict, runs: pd.DataFrame, config: FitConfig, noise: noise_mod.Noise | None = None,
           failures: dict[str, str] | None = None) -> Verdict:
     """Every check on the fits and their runs table, the verdict they add up to, and what to add to the sweep."""
+    runs = runs.reset_index(drop=True)          # budgets keep row labels: they must be unique
     if noise is None:
         noise = noise_mod.estimate(runs, config.loss_col, config.ci_level)
     budgets = budget_table(runs, config)
