@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import html
 import io
 import warnings
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import plots, recommend, results, validate
-from analysis.laws import approach1, approach2, approach3, moe_report
-from analysis.laws.common import FitConfig, FitError, unconstrained
+from analysis import noise, plots, recommend, results, validate, verdict
+from analysis.laws import approach1, approach2, approach3, moe, moe_report
+from analysis.laws.common import FitConfig, FitError
 
 
 # ---------------------------------------------------------------- blocks a section returns
@@ -57,6 +58,7 @@ class Context:
     fits: dict[str, object] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     holdout: validate.Holdout | None = None
+    verdict: verdict.Verdict | None = None      # the quality checks on the fits: what the report may advise
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -76,7 +78,8 @@ class Context:
 
 
 def build_context(res: results.Results, config: FitConfig, budgets=None) -> Context:
-    """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal."""
+    """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal. Then judge the
+    fits (analysis/verdict.py) against the run-to-run noise measured from seed replicates (analysis/noise.py)."""
     ctx = Context(res, config, budgets)
     attempts: dict[str, Callable] = {
         "approach 1": lambda: approach1.fit(ctx.runs, ctx.curves, config),
@@ -84,6 +87,10 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
         "approach 3": lambda: approach3.fit(ctx.runs, config),
         "holdout": lambda: validate.holdout_largest_budget(ctx.runs, config),
     }
+    if moe_report.has_moe(res.runs):     # judged with the rest; N counts active parameters as the MoE section does
+        moe_cfg = config if config.n_col in moe_report.ACTIVE else dataclasses.replace(config,
+                                                                                       n_col=moe_report.ACTIVE[0])
+        attempts["moe"] = lambda: moe.fit(res.runs, moe_cfg)
     for name, fn in attempts.items():
         try:
             out = fn()
@@ -94,6 +101,8 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
             ctx.holdout = out
         else:
             ctx.fits[name] = out
+    measured = noise.estimate(res.runs, config.loss_col, config.ci_level)
+    ctx.verdict = verdict.judge(ctx.fits, ctx.runs, config, noise=measured, failures=ctx.failures)
     return ctx
 
 
@@ -114,31 +123,65 @@ def pct(x: float, spec: str = "+.1%") -> str:
 
 
 # ---------------------------------------------------------------- sections
-def section_summary(ctx: Context):
-    a3 = ctx.a3
-    if a3 is None:
-        return [Heading("Summary"), Para("No loss surface could be fitted: " + ctx.failures.get("approach 3", "") +
-                                         ". The sections below show what the sweep does support.")]
-    top = recommend.recommend(a3, budget=10 * a3.c_range[1], allow_far=True)
+def judged(ctx: Context) -> verdict.Verdict:
+    """The context's verdict (judged now for a Context built without build_context)."""
+    if ctx.verdict is None:
+        ctx.verdict = verdict.judge(ctx.fits, ctx.runs, ctx.config, failures=ctx.failures)
+    return ctx.verdict
+
+
+def check_lines(checks: list[verdict.Check]) -> list[Para]:
+    word = {verdict.FAIL: "Fails", verdict.CAVEAT: "Caveat"}
+    return [Para(f"**{word[c.severity]}** ({c.name}{', ' + c.law if c.law else ''}): {c.message}."
+                 + (f" Fix: {c.fix}." if c.fix else "")) for c in checks]
+
+
+def law_text(a3, level: float) -> str:
     lo, hi = a3.ci("a")
-    text = [f"The sweep's {a3.n_runs} finished runs fit L(N, D) = {a3.E:.3g} + {a3.A:.3g}/N^{a3.alpha:.3f} + "
-            f"{a3.B:.3g}/D^{a3.beta:.3f}. Compute-optimal model size grows as C^{a3.a:.3f} "
-            f"({ctx.config.ci_level:.0%} interval {lo:.3f} to {hi:.3f}) and training tokens as C^{a3.b:.3f}: "
-            + ("parameters and data should grow about equally with compute (Chinchilla's finding)."
-               if abs(a3.a - 0.5) < 0.05 else
-               ("model size should grow faster than data." if a3.a > 0.5 else "data should grow faster than model size."))]
-    text += [f"**Caution:** {w}." for w in unconstrained(a3.warnings)]
+    return (f"L(N, D) = {a3.E:.3g} + {a3.A:.3g}/N^{a3.alpha:.3f} + {a3.B:.3g}/D^{a3.beta:.3f} (fitted to {a3.n_runs} "
+            f"runs); compute-optimal model size grows as C^{a3.a:.3f} ({level:.0%} interval {interval(lo, hi)}) and "
+            f"training tokens as C^{a3.b:.3f}")
+
+
+def section_summary(ctx: Context):
+    """The verdict first; then advice only as far as the verdict and the law's own intervals allow."""
+    v, a3, level = judged(ctx), ctx.a3, ctx.config.ci_level
+    out = [Heading("Summary"), Para(v.headline())]
+    if a3 is None:
+        out.append(Para("No loss surface could be fitted: " + ctx.failures.get("approach 3", "") + "."))
+    out += check_lines(v.failures + v.caveats)
+    if v.noise.measured:        # (unmeasured noise is named by the residuals caveat above)
+        out.append(Para(v.noise.describe()[0].upper() + v.noise.describe()[1:] + "."))
+    if not v.recommends:
+        if v.suggestions:
+            out.append(Para("**To determine the law, add to the sweep** (costs estimated from this sweep's own "
+                            "runs; the dry-run line gives the planner's):"))
+            out += [Para(s.describe()) for s in v.suggestions]
+        if a3 is not None:
+            out.append(Para(f"For diagnosis only, not advice: the runs fit {law_text(a3, level)}."))
+        out.append(Table(v.table(), "Quality checks on the fitted laws"))
+        return out
+    text = [f"The sweep's runs fit {law_text(a3, level)}: "
+            f"{verdict.allocation_direction(a3.a, a3.ci('a'), level)}."]
+    top = recommend.recommend(a3, budget=10 * a3.c_range[1], allow_far=True)
     text.append(f"At 10x the largest swept budget (C = {top.budget:.3g} FLOPs) the law recommends about "
-                f"{top.n_opt:.3g} parameters trained on {top.d_opt:.3g} tokens ({top.tokens_per_param:.0f} tokens per "
-                f"parameter), for an expected loss of {top.loss:.3f}.")
+                f"{top.n_opt:.3g} {interval(*top.n_ci)} parameters trained on {top.d_opt:.3g} {interval(*top.d_ci)} "
+                f"tokens ({top.tokens_per_param:.0f} tokens per parameter), for an expected loss of {top.loss:.3f}"
+                + (" (with the caveats above)." if v.caveats else "."))
     if ctx.holdout is not None:
         text.append(f"Forecast check: fitted without the largest budget, the law predicts that budget's losses "
                     f"within {ctx.holdout.mean_abs_rel_error:.1%} on average (worst {ctx.holdout.max_abs_rel_error:.1%}).")
     a2 = ctx.fits.get("approach 2")
     if a2 is not None:
-        text.append(f"The isoFLOP method (approach 2) gives an N_opt exponent of {a2.n_opt.a:.3f}; approach 3 gives "
-                    f"{a3.a:.3f}. Where these disagree beyond their intervals, trust neither far outside the swept range.")
-    return [Heading("Summary"), *[Para(t) for t in text]]
+        text.append(f"The isoFLOP method (approach 2) gives an N_opt exponent of {a2.n_opt.a:.3f} "
+                    f"{interval(*a2.n_opt.a_ci)}; approach 3 gives {a3.a:.3f} {interval(*a3.ci('a'))} (the agreement "
+                    "check compares them).")
+    out += [Para(t) for t in text]
+    if v.suggestions:
+        out.append(Para("**To remove the caveats**, add to the sweep:"))
+        out += [Para(s.describe()) for s in v.suggestions]
+    out.append(Table(v.table(), "Quality checks on the fitted laws"))
+    return out
 
 
 def section_data(ctx: Context):
@@ -275,9 +318,20 @@ def section_holdout(ctx: Context):
 
 
 def section_recommendations(ctx: Context):
-    a3 = ctx.a3
+    a3, v = ctx.a3, judged(ctx)
+    if not v.recommends:
+        failed = sorted({c.name for c in v.failures}, key=verdict.CHECKS.index)
+        return [Heading("Recommendations"),
+                Para(f"**No recommendation: the law is not determined** (failed checks: {', '.join(failed)}). "
+                     "Compute-optimal sizes, off-optimum penalties, inference-aware and data-constrained allocations "
+                     "from this fit would look precise and mean nothing, so none are shown. The Summary says what "
+                     "to add to the sweep.")]
     if a3 is None:
         return None
+    caveat = []
+    if v.caveats:
+        names = ", ".join(sorted({c.name for c in v.caveats}, key=verdict.CHECKS.index))
+        caveat = [Para(f"**Weakly determined:** these numbers hold with the caveats named in the Summary ({names}).")]
     tab = recommend.table(a3, ctx.budgets)
     show = pd.DataFrame({"C (FLOPs)": tab["C"].map(fmt)})
     if "N_opt" in tab:
@@ -302,7 +356,7 @@ def section_recommendations(ctx: Context):
     inf = recommend.inference_optimal(a3, float(a3.loss_opt(C)), inference_tokens=10 * float(a3.d_opt(C)))
     unique = float(a3.d_opt(C)) / 8
     dc = recommend.data_constrained(a3, C, unique, allow_far=True)
-    return [Heading("Recommendations"),
+    return [Heading("Recommendations"), *caveat,
             Table(show, f"Compute-optimal allocation per budget ({ctx.config.ci_level:.0%} intervals); budgets far "
                         "outside the fit are refused rather than answered"),
             Table(off_show, f"Going off the optimum at C = {C:.3g}: smaller models trained longer (inference is cheaper; "

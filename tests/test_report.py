@@ -75,9 +75,13 @@ def test_report_on_too_small_a_sweep_says_why(tmp_path):
     assert "approach 2 not fitted" in text
 
 
-def test_summary_leads_with_a_caution_when_the_law_is_unconstrained(tmp_path):
-    """Losses that only fit with a steep N exponent (alpha ~ 3: the runs span 8x in N) put the
-    implausible-exponent note at the top of the summary; the fixture's report has none."""
+def summary_and_recommendations(md: str) -> tuple[str, str]:
+    return md.split("## Summary")[1].split("## ")[0], md.split("## Recommendations")[1].split("\n## ")[0]
+
+
+def test_an_unconstrained_law_is_not_determined_and_gets_no_recommendation(tmp_path):
+    """Losses that only fit with a steep N exponent (alpha ~ 3: the runs span 8x in N): the verdict leads the
+    summary, names the implausible exponent, says what to add to the sweep, and no advice follows anywhere."""
     import numpy as np
 
     from analysis.synthetic import KnownLaw, random_table
@@ -89,9 +93,45 @@ def test_summary_leads_with_a_caution_when_the_law_is_unconstrained(tmp_path):
         res.runs = steep.assign(sweep="steep", params_total=steep["params_nonembedding"] * 1.1)
         ctx = report.build_context(res, FitConfig(n_bootstrap=0))
         md, _ = report.render(ctx, tmp_path, "steep")
-    summary = md.read_text().split("## Summary")[1].split("## ")[0]
-    assert "**Caution:** approach 3: alpha = 3.04 lies outside 0.05-2" in summary and np.isfinite(ctx.a3.alpha)
+    text = md.read_text()
+    summary, recs = summary_and_recommendations(text)
+    assert summary.lstrip().startswith("**Verdict: not determined**") and np.isfinite(ctx.a3.alpha)
+    assert "alpha = 3.04 lies outside 0.05-2" in summary and "To determine the law, add to the sweep" in summary
+    assert "python sweep.py +grid=steep 'grid.shapes.budgets=[" in summary and "sweep.dry_run=true" in summary
+    assert "No recommendation: the law is not determined" in recs
+    for advice in ("should grow faster", "recommends about", "Inference-aware", "Data-constrained", "Going off"):
+        assert advice not in text, advice
 
 
-def test_the_fixture_report_has_no_caution(written):
-    assert "**Caution:**" not in (written / "report.md").read_text()
+def test_the_fixture_report_is_weakly_determined_for_want_of_replicates(written):
+    """The fixture law is pinned (5 budgets over 100x, 7 sizes each) but was run with one seed: the one caveat is
+    the unmeasured noise, and the summary proposes the replicates that would measure it."""
+    text = (written / "report.md").read_text()
+    summary, recs = summary_and_recommendations(text)
+    assert summary.lstrip().startswith("**Verdict: weakly determined** (0 failed, 1 caveat(s)")
+    assert "**Caveat** (residuals, approach 3)" in summary and "'grid.seeds=[0,1]'" in summary
+    assert recs.lstrip().startswith("**Weakly determined:**") and "**Caution:**" not in text
+
+
+def test_the_direction_is_stated_only_where_its_interval_supports_it(tmp_path):
+    """With seed replicates the verdict is 'determined'; the summary states that model size should grow faster
+    only for the law whose a-interval lies above 0.5, and says it cannot tell for a = 0.5 exactly."""
+    import numpy as np
+
+    from analysis.synthetic import KnownLaw, isoflop_table
+    said = {}
+    for name, (alpha, beta) in {"size": (0.25, 0.5), "equal": (0.35, 0.35)}.items():
+        runs = isoflop_table(KnownLaw(E=1.7, A=400.0, B=400.0, alpha=alpha, beta=beta), np.geomspace(1e17, 1e20, 5),
+                             sizes_per_budget=7, noise=0.004, seed=3, replicates=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = results.load(FIXTURE)
+            res.runs, res.curves = runs, res.curves.iloc[:0]
+            ctx = report.build_context(res, FitConfig(n_bootstrap=60, processes=1))
+            blocks = report.section_summary(ctx)
+        said[name] = " ".join(b.text for b in blocks if isinstance(b, report.Para))
+        assert ctx.verdict.level == "determined", ctx.verdict.table()
+        lo, hi = ctx.a3.ci("a")
+        assert ("should grow faster than" in said[name]) == (not lo <= 0.5 <= hi)
+    assert "model size should grow faster than data" in said["size"]
+    assert "cannot tell whether model size or data should grow faster" in said["equal"]
