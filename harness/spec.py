@@ -7,6 +7,7 @@ computes (device, compile, micro-batch size, logging) live in `Runtime`, outside
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ class RunSpec(Spec):
     def from_dict(cls, d: dict) -> RunSpec:
         return from_plain(cls, d)
 
-    @property
+    @functools.cached_property   # computed once per spec: status over a 1000-run plan asks for it thousands of times
     def run_id(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 

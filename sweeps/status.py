@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from harness.rundir import atomic_write_bytes, read_json_object
 from sweeps.lock import holder
 
 FAILED = "failed.json"
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")   # harness.checkpoint's file names
 STATES = ("done", "running", "failed", "pending")
 
 
@@ -74,8 +76,11 @@ def last_train_line(run_dir: Path) -> dict:
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
-    from harness.checkpoint import Checkpoints
-    return Checkpoints(Path(run_dir) / "ckpt").steps()
+    """Steps with a checkpoint file, from the file names (harness.checkpoint's would import torch: seconds)."""
+    ckpt = Path(run_dir) / "ckpt"
+    if not ckpt.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in ckpt.iterdir() if (m := CHECKPOINT_NAME.match(p.name)))
 
 
 def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True,

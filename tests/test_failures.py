@@ -224,3 +224,24 @@ def test_old_launch_folders_and_wandb_runs_are_pruned(tmp_path):
         (rd.wandb_dir / f"offline-run-2026120{i}_000000-abc").mkdir(parents=True)
     assert len(rd.prune_wandb(keep=2)) == 3 and len(list(rd.wandb_dir.iterdir())) == 2
     assert prune_oldest([], 3) == []
+
+
+# scale ---------------------------------------------------------------- planning and status stay fast
+
+def test_a_1000_run_plan_and_its_status_take_well_under_5_cpu_seconds(tmp_path):
+    """CPU time, not wall: the shared test machine's load would make a wall-clock bound flaky
+    (bench/plan_scale.py measures both, with run directories in every state)."""
+    from sweeps.status import sweep_status
+    lrs = ",".join(f"{x:.1e}" for x in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2))
+    c = cfg("+grid=lr", f"grid.lrs=[{lrs}]", f"grid.seeds=[{','.join(map(str, range(25)))}]", "data.corpus=syn",
+            "sweep.max_epochs=1000", f"sweep.root={tmp_path}")
+    t = time.process_time()
+    p = plan(c)
+    st = sweep_status(p, retries=2)
+    assert len(p.runs) == 1000 and len(st) == 1000 and time.process_time() - t < 5
+
+
+def test_status_reads_checkpoint_names_as_the_harness_writes_them():
+    from harness import checkpoint
+    from sweeps.status import CHECKPOINT_NAME
+    assert CHECKPOINT_NAME.pattern == checkpoint._NAME.pattern
