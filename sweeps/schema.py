@@ -12,6 +12,7 @@ them. `scale` is the namespace grids interpolate from: its keys are those of con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ def scale_section() -> Section:
     return Section(keys)
 
 
+@functools.lru_cache(maxsize=1)
 def schema() -> Section:
     return Section({
         "run_id": STR(nullable=True), "slots": INT(min=1, nullable=True), "slot_gpus": ANY,
