@@ -178,6 +178,8 @@ class Runtime:
     wandb_project: str = "scalemix"
     progress: bool = True
     threads: int = 0                 # torch CPU threads; 0: torch default
+    max_rollbacks: int = 3           # a non-finite or spiking loss rolls back to the last good checkpoint this often
+    spike_factor: float = 3.0        # a log window's loss above this x the lowest of the last few is a spike; 0: off
 
 
 def from_plain(cls, d, key: str = ""):
