@@ -88,7 +88,7 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "harness", str(run_dir), "--sweep", sweep],
                                     stdout=log, stderr=subprocess.STDOUT,
-                                    env=child_env(gpu, inductor_cache, threads))
+                                    env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
             received, previous = forward_signals(proc)
             try:
                 rc = proc.wait()
@@ -112,6 +112,16 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         reason = f"exit {rc}" + (f" (killed by {signal.Signals(-rc).name})" if rc < 0 else "")
         rec = record_failure(run_dir, rc, f"{failure_reason(log_path)} [{reason}]".strip(), str(log_path))
         return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
+
+
+def die_with_parent() -> None:
+    """In the child: SIGKILL it when this wrapper dies (Linux). A run whose wrapper was killed would
+    otherwise train on unsupervised, holding its run directory, while the next launch retries it."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def forward_signals(proc: subprocess.Popen) -> tuple[list[int], dict]:

@@ -129,14 +129,19 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         print(status_table(p, sweep_status(p, retries)))
         return EXIT_DONE
     print(plan_table(p, sweep_status(p, retries)))
-    for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
-        run_dir = RunDir(p.run_dir(r))
-        row, _ = read_json_object(run_dir.result_file)
-        if not (row and row.get("run_id") == r.run_id):   # also rewrites a spec.yaml that a crash cut short
-            run_dir.prepare(r.spec, p.runtime)
-            run_dir.prune_wandb(KEEP_LAUNCHES)
-        run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
-    prune_launches(p.sweep_dir / ".hydra", KEEP_LAUNCHES)
+    try:
+        for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
+            run_dir = RunDir(p.run_dir(r))
+            row, _ = read_json_object(run_dir.result_file)
+            if not (row and row.get("run_id") == r.run_id):   # also rewrites a spec.yaml that a crash cut short
+                run_dir.prepare(r.spec, p.runtime)
+                run_dir.prune_wandb(KEEP_LAUNCHES)
+            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+        prune_launches(p.sweep_dir / ".hydra", KEEP_LAUNCHES)
+    except OSError as e:   # a full disk, a read-only file system: say so, not a traceback
+        print(f"sweep {p.name}: nothing launched: cannot write the run directories under {p.sweep_dir} "
+              f"({e.strerror or e}: {e.filename}); free space or make it writable, then relaunch", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
     statuses = sweep_status(p, retries)
     todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}

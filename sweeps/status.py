@@ -70,7 +70,7 @@ def last_train_line(run_dir: Path) -> dict:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if row.get("kind") == "train":
+        if isinstance(row, dict) and row.get("kind") == "train":
             return row
     return {}
 
@@ -98,7 +98,9 @@ def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True
             return RunStatus("done")
         note = note or f"result.json is run {row.get('run_id')!r}'s, not this spec's"
     line = last_train_line(run_dir)
-    tokens, tps = int(line.get("tokens", 0)), float(line.get("tokens_per_s", 0.0))
+    tokens, tps = line.get("tokens", 0), line.get("tokens_per_s", 0.0)
+    tokens, tps = (int(tokens) if isinstance(tokens, (int, float)) else 0,
+                   float(tps) if isinstance(tps, (int, float)) else 0.0)
     if check_lock and (who := holder(run_dir)):
         return RunStatus("running", f"held by {who}; step {line.get('step', 0)}", tokens, tps)
     rec = failure(run_dir)
