@@ -8,6 +8,11 @@
 A grid file switches Hydra to MULTIRUN; the scalemix sweeper (hydra_plugins/scalemix_sweeper) plans
 the runs and launches this same script once per run with `run_id=<id>`: `main` then trains the run
 whose spec.yaml the sweeper wrote to runs/<sweep>/<run_id>/.
+
+Exit status (sweeps.launch.EXIT_*): 0 every run done; 1 some run failed (given up, or left for the
+next launch to retry); 2 the config was refused before anything launched (unknown key, bad value,
+corpus missing or too short: every problem listed); 3 nothing failed but some runs are not done
+(running in another launch, preempted).
 """
 from __future__ import annotations
 

@@ -473,6 +473,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bootstrap", type=int, default=FitConfig.n_bootstrap)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    from analysis.results import sweep_dir_problem
+    if problem := sweep_dir_problem(args.sweep_dir):   # not a report of pandas errors: say what is missing
+        p.error(problem)
     cfg = FitConfig(n_col=args.n_col, c_col=args.c_col, n_bootstrap=args.bootstrap, seed=args.seed)
     md, page = write_report(args.sweep_dir, args.out, cfg, args.budgets)
     print(f"wrote {md}\nwrote {page}")

@@ -86,18 +86,36 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
     return found
 
 
-def read_curve(path: Path, run_id: str) -> list[dict]:
-    """The eval lines of one metrics.jsonl; a torn last line (a killed run) is ignored."""
-    rows = []
+def is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def read_curve(path: Path, run_id: str, problems: list[str] | None = None) -> list[dict]:
+    """The eval lines of one metrics.jsonl. A torn last line (a killed run) is ignored; other lines that
+    are not JSON objects, or eval lines without a numeric step, tokens and loss (bytes that are not UTF-8,
+    a disk error), are skipped and counted in `problems`, so one bad file never stops the report."""
+    rows, bad = [], 0
     if not path.exists():
         return rows
-    for line in path.read_text().splitlines():
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    for i, line in enumerate(lines):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            bad += i < len(lines) - 1      # the last line may be torn by a kill: not a problem
+            continue
+        if not isinstance(row, dict):
+            bad += 1
             continue
         if row.get("kind") == "eval":
-            rows.append({"run_id": run_id, **{k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}})
+            point = {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
+            if not all(is_number(point.get(k)) for k in ("step", "tokens", "loss")) or not all(
+                    is_number(v) or v is None for v in point.values()):
+                bad += 1
+                continue
+            rows.append({"run_id": run_id, **point})
+    if bad and problems is not None:
+        problems.append(f"{path}: skipped {bad} unreadable line(s)")
     return rows
 
 
@@ -110,27 +128,47 @@ def grid_meta(run_dir: Path) -> dict:
     return {k: meta.get(k) for k in ("budget", "label")}
 
 
+def sweep_dir_problem(sweep_dir: str | Path) -> str | None:
+    """Why `sweep_dir` holds nothing to analyse (None when it has at least one finished run)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return f"sweep_dir={sweep_dir}: not a directory (expected runs/<sweep>/ or runs/)"
+    found = run_dirs(sweep_dir)
+    if not found:
+        return (f"sweep_dir={sweep_dir}: no run directories in it (expected runs/<sweep>/<run_id>/spec.yaml): "
+                "is this the sweep's directory? `python sweep.py +grid=<name>` prints it")
+    if not any((d / "result.json").exists() for d in found):
+        return (f"sweep_dir={sweep_dir}: none of its {len(found)} run(s) has finished (no result.json): "
+                "see `python sweep.py +grid=<name> sweep.status=true`")
+    return None
+
+
 def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep_dir={sweep_dir}: not a directory (expected runs/<sweep>/ or runs/)")
-    rows, curves, skipped = [], [], []
+    rows, curves, skipped, problems = [], [], [], []
     for d in run_dirs(sweep_dir):
         result = d / "result.json"
         if not result.exists():
             skipped.append((str(d), "no result.json (unfinished or failed)"))
             continue
         try:
-            row = json.loads(result.read_text())
-        except json.JSONDecodeError as e:
+            row = json.loads(result.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             skipped.append((str(d), f"unreadable result.json: {e}"))
+            continue
+        if not isinstance(row, dict) or not is_number(row.get("loss")):
+            skipped.append((str(d), "result.json is not a runs-table row (no numeric loss)"))
             continue
         row.setdefault("run_id", d.name)
         for key, value in grid_meta(d).items():     # the grid's budget and label, where the sweep wrote them
             if value is not None:
                 row.setdefault(key, value)
         rows.append(row)
-        curves += read_curve(d / "metrics.jsonl", row["run_id"])
+        curves += read_curve(d / "metrics.jsonl", row["run_id"], problems)
+    for problem in problems:
+        warnings.warn(problem, stacklevel=2)
     if skipped:
         warnings.warn(f"{sweep_dir}: skipped {len(skipped)} run dir(s) without a usable result.json "
                       f"(see Results.skipped)", stacklevel=2)

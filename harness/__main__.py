@@ -3,8 +3,9 @@
     python -m harness runs/chinchilla/3f2a9c0d1e4b
     python -m harness --spec-json '{"model": {...}, "tokens": ...}' --out runs/x [--runtime-json '{...}']
 
-Exit codes: 0 done, 2 invalid spec (every problem listed, nothing trained), 75 preempted after a
-checkpoint (requeue the job: the relaunch resumes).
+Exit codes: 0 done, 2 invalid spec (every problem listed, nothing trained), 16 another process is
+training this run directory (nothing done), 75 preempted after a checkpoint (requeue the job: the
+relaunch resumes).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.rundir import load_runtime, load_spec
+from harness.rundir import BUSY_EXIT_CODE, RunDir, RunDirBusy, load_runtime, load_spec
 from harness.signals import REQUEUE_EXIT_CODE, Preempted
 from harness.spec import RunSpec, Runtime, SpecError, from_plain
 
@@ -40,7 +41,11 @@ def main(argv=None) -> int:
         if a.runtime_json:
             runtime = from_plain(Runtime, {**vars(runtime), **json.loads(a.runtime_json)})
         from harness.train import run
-        result = run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
+        with RunDir(run_dir).exclusive():
+            result = run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
+    except RunDirBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BUSY_EXIT_CODE
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

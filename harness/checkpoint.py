@@ -91,6 +91,13 @@ class Checkpoints:
         self._prune()
         return pt
 
+    def discard_after(self, step: int) -> None:
+        """Delete the checkpoints after `step` (a rollback: they hold the state that diverged)."""
+        for s in self.steps():
+            if s > step:
+                for p in (self._pt(s), self._pt(s).with_suffix(".sha256")):
+                    p.unlink(missing_ok=True)
+
     def _prune(self) -> None:
         for step in self.steps()[:-self.keep]:
             for p in (self._pt(step), self._pt(step).with_suffix(".sha256")):

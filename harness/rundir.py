@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def prune_oldest(dirs: list[Path], keep: int) -> list[Path]:
+    """Remove all but the `keep` most recently modified of `dirs`; returns the removed ones."""
+    import shutil
+    old = sorted(dirs, key=lambda p: (p.stat().st_mtime, p.name))[:max(0, len(dirs) - keep)]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    return old
+
+
 def plain(obj):
     """Dataclass dicts hold tuples; YAML and JSON want lists."""
     if isinstance(obj, dict):
@@ -55,12 +65,38 @@ def dump_yaml(obj) -> str:
     return yaml.safe_dump(plain(obj), sort_keys=False)
 
 
+def read_json_object(path: Path) -> tuple[dict | None, str]:
+    """(the file's JSON object, "") or (None, why not): a torn, garbage or non-object file is no result."""
+    try:
+        row = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None, f"{Path(path).name} is missing"
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"{Path(path).name} is unreadable ({type(e).__name__}: {str(e)[:80]})"
+    if not isinstance(row, dict):
+        return None, f"{Path(path).name} holds a {type(row).__name__}, not an object"
+    return row, ""
+
+
+def load_yaml(path: Path, empty_ok: bool = False) -> dict:
+    """A YAML mapping file; SpecError naming the file when it is garbage or cut short."""
+    try:
+        d = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpecError([f"{path}: unreadable ({type(e).__name__}); the planner rewrites it on the next launch"]) from None
+    if d is None and empty_ok:
+        return {}
+    if not isinstance(d, dict):
+        raise SpecError([f"{path}: holds {type(d).__name__}, not a mapping; the planner rewrites it on the next launch"])
+    return d
+
+
 def load_spec(path: Path) -> RunSpec:
-    return RunSpec.from_dict(yaml.safe_load(Path(path).read_text()))
+    return RunSpec.from_dict(load_yaml(path))
 
 
 def load_runtime(path: Path) -> Runtime:
-    return from_plain(Runtime, yaml.safe_load(Path(path).read_text()) or {})
+    return from_plain(Runtime, load_yaml(path, empty_ok=True))
 
 
 class RunDir:
@@ -74,18 +110,24 @@ class RunDir:
         self.ckpt_dir = self.path / "ckpt"
         self.wandb_dir = self.path / "wandb"
 
-    def check_owner(self, spec: RunSpec) -> None:
-        """A run directory belongs to one spec: refuse to mix two runs' files."""
-        if self.spec_file.exists():
+    def check_owner(self, spec: RunSpec) -> bool:
+        """A run directory belongs to one spec: refuse to mix two runs' files. False when spec.yaml is
+        missing or unreadable (a write cut short): the caller may write it."""
+        if not self.spec_file.exists():
+            return False
+        try:
             other = load_spec(self.spec_file)
-            if other.run_id != spec.run_id:
+        except SpecError:
+            return False
+        if other.run_id != spec.run_id:
                 raise SpecError([f"{self.path}: holds run {other.run_id}, not {spec.run_id}; "
                                  "use a fresh directory (runs/<sweep>/<run_id>/) for a different spec"])
+        return True
 
     def prepare(self, spec: RunSpec, runtime: Runtime) -> None:
-        self.check_owner(spec)
+        owned = self.check_owner(spec)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        if not self.spec_file.exists():
+        if not owned:
             atomic_write_bytes(self.spec_file, dump_yaml(spec.to_dict()).encode())
         atomic_write_bytes(self.runtime_file, dump_yaml(dataclasses.asdict(runtime)).encode())
 
@@ -100,7 +142,10 @@ class RunDir:
         if not self.result_file.exists():
             return None
         self.check_owner(spec)
-        result = json.loads(self.result_file.read_text())
+        result, problem = read_json_object(self.result_file)
+        if result is None:  # torn or garbage (a full disk, a copy cut short): keep it for a look, rerun the run
+            os.replace(self.result_file, self.result_file.with_name("result.json.unreadable"))
+            return None
         return result if result.get("run_id") == spec.run_id else None
 
     def write_result(self, result: dict) -> None:
@@ -114,15 +159,62 @@ class RunDir:
         if not self.metrics_file.exists():
             return
         keep = []
-        for line in self.metrics_file.read_text().splitlines():
+        for line in self.metrics_file.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a kill
-            if row.get("step", 0) <= step:
-                keep.append(line)
+            if isinstance(row, dict) and isinstance(row.get("step", 0), int) and row.get("step", 0) <= step:
+                keep.append(line)   # (anything else is garbage: a disk error, a stray write)
         atomic_write_bytes(self.metrics_file, "".join(x + "\n" for x in keep).encode())
+
+    def prune_wandb(self, keep: int) -> list[Path]:
+        """Delete all but the newest `keep` wandb run folders (one is made per launch of the run); returns them.
+        A resumed run logs to the same wandb run id, so the newest folders hold what is not synced yet."""
+        return prune_oldest([p for p in self.wandb_dir.glob("*run-*") if p.is_dir() and not p.is_symlink()], keep)
+
+    def exclusive(self) -> TrainLock:
+        """`with rd.exclusive():` hold the run directory's training lock (RunDirBusy if another process holds it)."""
+        return TrainLock(self.path / ".train.lock")
 
     def open_metrics(self):
         """Line-buffered append: each line reaches the OS as it is written."""
         return open(self.metrics_file, "a", buffering=1)
+
+
+BUSY_EXIT_CODE = 16   # `python -m harness`: another process is training this run directory (EBUSY)
+
+
+class RunDirBusy(RuntimeError):
+    pass
+
+
+class TrainLock:
+    """An exclusive flock on <run_dir>/.train.lock while a process trains the run: two processes never
+    write one run directory's checkpoints and metrics at once, however they were started (a sweep's job
+    or a bare `python -m harness`). Separate from the sweep's .lock, which the job wrapper holds while
+    its child trains. The OS drops it when the holder dies."""
+
+    def __init__(self, path: Path):
+        self.path, self._fd = Path(path), None
+
+    def __enter__(self) -> TrainLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirBusy(f"{self.path.parent}: {holder} is training this run directory; wait for it to "
+                             "finish (or stop it) before starting another") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

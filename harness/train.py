@@ -88,6 +88,17 @@ class SetupClock:
         self.t = now
 
 
+class Diverged(FloatingPointError):
+    """A log window's loss was non-finite or spiked: the batches of steps [first, last) are suspect."""
+
+    def __init__(self, first: int, last: int, loss: float, why: str):
+        self.first, self.last, self.loss = first, last, loss
+        super().__init__(f"training loss {loss:.4g} at step {last} ({why})")
+
+
+RECENT = 5   # log windows whose lowest loss a spike is measured against
+
+
 @dataclass
 class Window:
     """Log window: stats summed on the device since the last metrics line."""
@@ -139,6 +150,9 @@ class Trainer:
         self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
         self.last_eval: dict = {}
         self.last_train: dict = {}
+        self.skip: set[int] = set()     # steps whose batches a rollback skipped (never trained on)
+        self.rollbacks = 0
+        self.recent: list[float] = []   # the last RECENT log windows' losses (spike detection)
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
@@ -147,13 +161,19 @@ class Trainer:
                 "optimizer": self.opt.state_dict(), "rng": rng_state(), "window_sums": self.window.sums.cpu(),
                 "window_start": self.window.start_step, "elapsed_s": self.elapsed(),
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
-                "last_train": self.last_train, "timing": self.timing_so_far()}
+                "last_train": self.last_train, "timing": self.timing_so_far(),
+                "skip": sorted(self.skip), "rollbacks": self.rollbacks, "recent_losses": list(self.recent)}
 
     def resume(self) -> None:
         state = self.ckpts.load_latest()
         if state is None:
             self.rd.rewind_metrics(0)
             return
+        self.restore(state)
+
+    def restore(self, state: dict) -> None:
+        self.skip, self.rollbacks = set(state.get("skip", [])), state.get("rollbacks", 0)
+        self.recent = list(state.get("recent_losses", []))
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
@@ -200,16 +220,27 @@ class Trainer:
         self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
         self.setup.lap("tracker")
         try:
-            with PreemptionFlag() as flag, self.rd.open_metrics() as self.metrics:
+            with PreemptionFlag() as flag:
+                self.metrics = self.rd.open_metrics()
                 self.t_mark = time.perf_counter()  # a window's time runs from the previous read to its own
                 self.timing["time_setup_s"] = self.t_mark - self.t_launch
                 self.metrics.write(json.dumps({"kind": "setup", "step": self.step, **self.setup.phases}) + "\n")
-                while self.step < self.steps:
-                    self.train_step(prefetch.next(self.step))
-                    self.after_step(flag)
-                if not self.last_eval or self.last_eval.get("step") != self.steps:
-                    self.evaluate()
-                self.save()
+                while True:
+                    try:
+                        while self.step < self.steps:
+                            if self.step in self.skip:
+                                self.skip_step(prefetch.next(self.step))
+                            else:
+                                self.train_step(prefetch.next(self.step))
+                            self.after_step(flag)
+                        if not self.last_eval or self.last_eval.get("step") != self.steps:
+                            self.evaluate()
+                        self.save()
+                        break
+                    except Diverged as d:
+                        prefetch.close()
+                        self.roll_back(d)
+                        prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
                 result = {**self.result(), **self.downstream()}
                 self.rd.write_result(result)
                 self.tracker.summary(result)
@@ -217,6 +248,38 @@ class Trainer:
         finally:
             prefetch.close()
             self.tracker.close()
+            if getattr(self, "metrics", None) is not None:
+                self.metrics.close()
+
+    def skip_step(self, batch) -> None:
+        """A batch a rollback skipped: not trained on; the schedule moves on; the log window restarts after it."""
+        del batch
+        self.step += 1
+        self.tracker.step()
+        self.window = Window(torch.zeros_like(self.window.sums), self.step)
+
+    def roll_back(self, d: Diverged) -> None:
+        """Back to the newest intact checkpoint before the suspect window; its batches are skipped from then on
+        (recorded as a {"kind": "rollback"} metrics line); FloatingPointError once max_rollbacks are spent."""
+        hint = f"lower train.optim.lr={self.spec.optim.lr} or raise train.optim.warmup_frac"
+        if self.rollbacks >= self.runtime.max_rollbacks:
+            raise FloatingPointError(f"{d}: the run diverged; gave up after {self.rollbacks} rollback(s) "
+                                     f"(train.runtime.max_rollbacks={self.runtime.max_rollbacks}): {hint}") from None
+        good = [s for s in self.ckpts.steps() if s <= d.first and self.ckpts.verify(s) is None]
+        if not good:
+            raise FloatingPointError(f"{d}: the run diverged and there is no checkpoint at or before step {d.first} "
+                                     f"to roll back to (train.runtime.checkpoint_every): {hint}") from None
+        self.ckpts.discard_after(good[-1])
+        state = self.ckpts.load_latest()
+        skip, rollbacks = self.skip | set(range(d.first, d.last)), self.rollbacks + 1
+        self.pending = None
+        self.restore(state)
+        self.skip, self.rollbacks = skip, rollbacks
+        self.metrics.close()
+        self.rd.rewind_metrics(self.step)
+        self.metrics = self.rd.open_metrics()
+        self.write({"kind": "rollback", "step": self.step, "detected_step": d.last, "loss": d.loss,
+                    "skipped_steps": [d.first, d.last], "rollbacks": self.rollbacks, "reason": str(d)})
 
     def train_step(self, batch) -> None:
         lr = lr_at(self.spec.optim, self.step, self.steps)
@@ -294,8 +357,12 @@ class Trainer:
             row[f"train_loss_{d}"] = v[3 + i] / count if count else None
         row.update(moe_metrics(v[3 + 2 * nd:-1], self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
-            raise FloatingPointError(f"training loss is {row['loss']} at step {step}: the run diverged "
-                                     f"(lower optim.lr={self.spec.optim.lr} or raise warmup_frac)")
+            raise Diverged(window.start_step, step, row["loss"], "not finite")
+        factor = self.runtime.spike_factor
+        if factor > 0 and len(self.recent) >= RECENT and row["loss"] > factor * min(self.recent):
+            raise Diverged(window.start_step, step, row["loss"], f"a spike: over {factor:g}x the lowest of the "
+                                                                   f"last {RECENT} log windows, {min(self.recent):.4g}")
+        self.recent = (self.recent + [row["loss"]])[-RECENT:]
         self.write(row)
         self.last_train = row
 
@@ -354,7 +421,8 @@ class Trainer:
         row.update(train_loss=self.last_train.get("loss"), lr=spec.optim.lr, batch_tokens=spec.batch_tokens,
                    schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),
                    tokens_per_s=tps, mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(),
-                   corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256)
+                   corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256,
+                   rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         row.update(self.timing_so_far(), time_train_s=steady_s)
         return row
 

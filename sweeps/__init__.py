@@ -1,6 +1,7 @@
 """Sweeps: grids -> validated RunSpecs -> launched runs, idempotently.
 
     grids.py    the axes: compute-bracketing shapes, rungs, fixed; mixtures; learning rates
+    schema.py   every key of the composed config with its type: unknown keys refused with the nearest valid one
     plan.py     plan(cfg): every RunSpec, validated (all errors at once), and the plan table with cost
     cost.py     device-hours from bench/throughput.py's measured rows
     launch.py   run_sweep: status / dry run / launch through any Hydra launcher (local: capped by slots)

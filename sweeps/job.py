@@ -13,11 +13,13 @@ trains. Preemption (Slurm or submitit) works like this:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from harness.rundir import BUSY_EXIT_CODE
 from harness.signals import REQUEUE_EXIT_CODE
 from sweeps.lock import RunLock, RunSlots
 from sweeps.status import clear_failure, record_failure, run_status
@@ -37,11 +39,24 @@ def child_env(gpu: str | int | None, inductor_cache: str | None, threads: int) -
     return env
 
 
-def last_line(path: Path) -> str:
+ERROR_LINE = re.compile(r"^(error: |preempted: |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b)")
+
+
+def failure_reason(path: Path, limit: int = 500) -> str:
+    """What the run's log says went wrong: its last `error:` message with every line of it (the harness
+    lists each invalid key on its own line), else the last exception line of a traceback, else the last line."""
     if not path.exists():
         return ""
-    lines = [x.strip() for x in path.read_text(errors="replace").splitlines() if x.strip()]
-    return lines[-1][:500] if lines else ""
+    with open(path, "rb") as f:   # the tail only: a long run's log can be large
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 65536))
+        lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    starts = [i for i, x in enumerate(lines) if ERROR_LINE.match(x)]
+    if not starts:
+        return lines[-1][:limit] if lines else ""
+    i = starts[-1]
+    block = [lines[i]] + [x for x in lines[i + 1:] if x.startswith("- ")] if lines[i].startswith("error: ") else [lines[i]]
+    return " ".join(block)[:limit]
 
 
 def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None = None,
@@ -73,7 +88,7 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "harness", str(run_dir), "--sweep", sweep],
                                     stdout=log, stderr=subprocess.STDOUT,
-                                    env=child_env(gpu, inductor_cache, threads))
+                                    env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
             received, previous = forward_signals(proc)
             try:
                 rc = proc.wait()
@@ -92,9 +107,21 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
             if callable(prev):
                 prev(signum, None)  # submitit: checkpoint the job and requeue it (exits)
             return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
+        if rc == BUSY_EXIT_CODE:  # another process (a bare `python -m harness`) trains this run dir: not a failure
+            return {"run_id": run_id, "status": "locked", "reason": failure_reason(log_path)}
         reason = f"exit {rc}" + (f" (killed by {signal.Signals(-rc).name})" if rc < 0 else "")
-        rec = record_failure(run_dir, rc, f"{last_line(log_path)} [{reason}]".strip(), str(log_path))
+        rec = record_failure(run_dir, rc, f"{failure_reason(log_path)} [{reason}]".strip(), str(log_path))
         return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
+
+
+def die_with_parent() -> None:
+    """In the child: SIGKILL it when this wrapper dies (Linux). A run whose wrapper was killed would
+    otherwise train on unsupervised, holding its run directory, while the next launch retries it."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def forward_signals(proc: subprocess.Popen) -> tuple[list[int], dict]:

@@ -11,22 +11,34 @@ one), and slot k trains on GPU slot_gpus[k]. So a run starts as soon as any othe
 handed over QUEUE_DEPTH * P at a time, which bounds how many waiting processes exist at once.
 
 Called by the Sweeper plugin (hydra_plugins/scalemix_sweeper); each job runs sweep.py's task
-function, which calls sweeps.job.run_job.
+function, which calls sweeps.job.run_job. `run_sweep` returns the sweep's exit code (EXIT_*), which
+the sweeper hands to sys.exit, so that scripts and CI see a failed sweep.
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.rundir import RunDir
+from harness.rundir import RunDir, read_json_object
 from harness.spec import SpecError
 from sweeps.plan import Plan, plan, plan_table
 from sweeps.progress import Progress
 from sweeps.status import counts, status_table, sweep_status
 
 log = logging.getLogger("scalemix.sweep")
+
+EXIT_DONE = 0         # every run of the plan is done (a dry run / status that could be shown)
+EXIT_FAILED = 1       # some run failed: given up, or failed and left for a retry by the next launch
+EXIT_REFUSED = 2      # the config was refused before anything launched (every problem printed)
+EXIT_INCOMPLETE = 3   # nothing failed, but some runs are not done (running elsewhere, preempted, pending)
+
+
+def refuse(message: str) -> SystemExit:
+    print(message, file=sys.stderr)
+    return SystemExit(EXIT_REFUSED)
 
 
 def is_local(config) -> bool:
@@ -64,6 +76,7 @@ def parallelism(config, gpus: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // max(1, threads)) if threads else 1
 
 
+KEEP_LAUNCHES = 10   # per sweep: .hydra/<launch> folders (job logs) and, per run, wandb folders kept; older are pruned
 QUEUE_DEPTH = 4   # jobs handed to a local launcher per slot at once (a waiting job is an idle Python process)
 
 
@@ -92,31 +105,43 @@ def job_overrides(arguments: Sequence[str], run_id: str, slots: int | None = Non
     return out
 
 
-def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> list:
+def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> int:
+    """Status, dry run or launch; returns the exit code (EXIT_*). Raises SystemExit(EXIT_REFUSED) for
+    a config refused before launch."""
     retries = int(config.sweep.retries)
     if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
         try:
             p = plan(config, strict=False)
         except SpecError as e:
-            raise SystemExit(f"sweep: {e}") from None
+            raise refuse(f"sweep: {e}") from None
         print(plan_table(p, sweep_status(p, retries) if not p.errors else None))
         if p.errors:
-            raise SystemExit(f"dry run: nothing launched; {len(p.errors)} error(s) above must be fixed before a launch")
+            raise refuse(f"dry run: nothing launched; {len(p.errors)} error(s) above must be fixed before a launch")
         print("dry run: nothing launched")
-        return []
+        return EXIT_DONE
     try:
         p = plan(config)
+        if p.blockers:
+            raise SpecError(p.blockers)
     except SpecError as e:
-        raise SystemExit(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
+        raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
     if config.sweep.status:
         print(status_table(p, sweep_status(p, retries)))
-        return []
+        return EXIT_DONE
     print(plan_table(p, sweep_status(p, retries)))
-    for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
-        run_dir = RunDir(p.run_dir(r))
-        if not run_dir.result_file.exists():
-            run_dir.prepare(r.spec, p.runtime)
-        run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+    try:
+        for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
+            run_dir = RunDir(p.run_dir(r))
+            row, _ = read_json_object(run_dir.result_file)
+            if not (row and row.get("run_id") == r.run_id):   # also rewrites a spec.yaml that a crash cut short
+                run_dir.prepare(r.spec, p.runtime)
+                run_dir.prune_wandb(KEEP_LAUNCHES)
+            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+        prune_launches(p.sweep_dir / ".hydra", KEEP_LAUNCHES)
+    except OSError as e:   # a full disk, a read-only file system: say so, not a traceback
+        print(f"sweep {p.name}: nothing launched: cannot write the run directories under {p.sweep_dir} "
+              f"({e.strerror or e}: {e.filename}); free space or make it writable, then relaunch", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
     statuses = sweep_status(p, retries)
     todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
@@ -128,7 +153,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     slots = parallelism(config, gpus)                     # None: the cluster schedules
     slot_gpus = slot_gpu_ids(slots, gpus, max(1, int(config.sweep.jobs_per_gpu))) if slots else None
-    returns, job_idx = [], 0
+    job_idx = 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
         for batch in chunks(todo, slots and QUEUE_DEPTH * slots):
             overrides = [job_overrides(arguments, r.run_id, slots, slot_gpus) for r in batch]
@@ -136,7 +161,6 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 validate(overrides[:1])
             try:
                 results = launch(overrides, initial_job_idx=job_idx)
-                returns.append(results)
             except Exception as e:  # a launcher error (e.g. a cancelled Slurm job): the files still say what finished
                 log.error("batch starting at job %d: %s: %s", job_idx, type(e).__name__, e)
                 results = []
@@ -146,11 +170,29 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
                     log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
             job_idx += len(batch)
-    finish(p, retries, arguments)
-    return returns
+    return finish(p, retries, arguments)
 
 
-def finish(p: Plan, retries: int, arguments: Sequence[str]) -> None:
+def prune_launches(hydra_dir: Path, keep: int) -> list[Path]:
+    """Each launch writes a .hydra/<timestamp>/ folder (config and every job's log, 100s of KB): keep the
+    newest `keep` (this launch's included) so relaunching a sweep does not grow its directory without bound."""
+    from harness.rundir import prune_oldest
+    if not hydra_dir.is_dir():
+        return []
+    return prune_oldest([d for d in hydra_dir.iterdir() if d.is_dir()], keep)
+
+
+def exit_code(statuses: dict) -> int:
+    """EXIT_DONE when every run is done; EXIT_FAILED when any failed (also one left to retry); else EXIT_INCOMPLETE."""
+    if all(s.state == "done" for s in statuses.values()):
+        return EXIT_DONE
+    if any(s.state == "failed" or s.attempts for s in statuses.values()):
+        return EXIT_FAILED
+    return EXIT_INCOMPLETE
+
+
+def finish(p: Plan, retries: int, arguments: Sequence[str]) -> int:
+    """Print each run that is not done, the summary line and the next commands; return the exit code."""
     statuses = sweep_status(p, retries)
     c = counts(statuses)
     bad = [(r, statuses[r.run_id]) for r in p.runs if statuses[r.run_id].state != "done"]
@@ -163,3 +205,7 @@ def finish(p: Plan, retries: int, arguments: Sequence[str]) -> None:
         args = " ".join(arguments)
         print(f"status:    python sweep.py {args} sweep.status=true   (the same command again resumes and retries)")
     print(f"next:      python -m analysis.report {p.sweep_dir}")
+    code = exit_code(statuses)
+    if code:
+        print(f"exit {code}: " + ("some runs failed" if code == EXIT_FAILED else "some runs are not done yet"))
+    return code

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
-from sweeps import grids
+from sweeps import grids, schema
 from sweeps.cost import Throughput
 
 
@@ -43,21 +43,31 @@ class Plan:
     price_per_gpu_hour: float
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)   # only with plan(strict=False): the dry run shows both
+    blockers: list[str] = field(default_factory=list)  # stop a launch, not a dry run (e.g. the corpus is not built)
 
     def run_dir(self, run: PlannedRun) -> Path:
         return self.sweep_dir / run.run_id
 
 
 def plain_cfg(cfg) -> dict:
-    """An OmegaConf config (resolved) or a plain dict, as plain Python containers."""
-    try:
-        from omegaconf import OmegaConf
-        if OmegaConf.is_config(cfg):  # hydra's own node holds job-time values: leave it out
-            return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                    for k in cfg if k != "hydra"}
-    except ImportError:
-        pass
-    return cfg
+    """An OmegaConf config (resolved) or a plain dict, as plain Python containers; SpecError naming the
+    key of an interpolation that cannot be resolved."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    if not OmegaConf.is_config(cfg):
+        return cfg
+    out, errors = {}, []
+    for k in cfg:
+        if k == "hydra":  # hydra's own node holds job-time values: leave it out
+            continue
+        try:
+            node = cfg._get_node(k)
+            out[k] = OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(node) else cfg[k]
+        except OmegaConfBaseException as e:
+            errors.append(f"{getattr(e, 'full_key', None) or k}: {str(e).splitlines()[0]}")
+    if errors:
+        raise SpecError(errors)
+    return out
 
 
 def plan(cfg, strict: bool = True) -> Plan:
@@ -67,6 +77,8 @@ def plan(cfg, strict: bool = True) -> Plan:
         raise SpecError(["grid: no grid chosen; run e.g. `python sweep.py +grid=chinchilla` "
                          "(grids: conf/grid/*.yaml)"])
     c = plain_cfg(cfg)
+    if bad := schema.errors(c):   # unknown keys and wrong types: nothing below could read them safely
+        raise SpecError(bad)
     errors: list[str] = []
     g, sw = c["grid"], c["sweep"]
     rungs = grids.ladder_rungs(c["model"], errors)
@@ -108,13 +120,15 @@ def plan(cfg, strict: bool = True) -> Plan:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         errors.append("grid: two runs of the grid are identical (same RunSpec); remove the duplicate axis values")
-    warnings = corpus_errors(runs, sw, errors) if runs else []
+    blockers: list[str] = []
+    warnings = corpus_errors(runs, sw, errors, blockers) if runs else []
     if errors and strict:
         raise SpecError(errors)
     root = Path(sw["root"])
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
-                price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors)
+                price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
+                blockers=blockers)
 
 
 def replicates(cfg: dict | None, seeds: list, errors: list[str]) -> tuple[list[int], set[float]]:
@@ -135,9 +149,9 @@ def replicates(cfg: dict | None, seeds: list, errors: list[str]) -> tuple[list[i
 
 def build(cls, d: dict, key: str, errors: list[str]):
     try:
-        return from_plain(cls, d)
-    except (SpecError, TypeError) as e:
-        errors += [f"{key}: {x}" for x in getattr(e, "errors", [str(e)])]
+        return from_plain(cls, d, key)
+    except SpecError as e:
+        errors += e.errors
         return None
 
 
@@ -169,14 +183,18 @@ def corpus_domains(data: DataSpec | None) -> list[str]:
 FREE_EPOCHS = 4   # Muennighoff et al. 2023: up to ~4 epochs, repeated data is about as good as fresh
 
 
-def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[str]:
-    """Check vocab and data repetition against the corpus manifest. Returns warnings (corpus absent)."""
+def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers: list[str] | None = None) -> list[str]:
+    """Check vocab, sequence length and data repetition against the corpus manifest. Returns warnings;
+    a corpus that is absent or unreadable is a blocker: a dry run shows the plan, a launch is refused."""
+    from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
     data = runs[0].spec.data
-    corpus = open_corpus(data)
-    if corpus is None:
-        from harness.data.corpus import data_root
-        return [f"data.corpus={data.corpus!r} is not built under {data_root()}: vocab and repetition not checked "
-                "(build it with `python -m harness.data.prepare`); the launch will refuse to start without it"]
+    try:
+        corpus = Corpus(resolve_corpus_path(data.corpus, data_root()))
+    except (CorpusError, OSError, ValueError, KeyError) as e:   # absent, or a manifest cut short / garbage
+        why = str(e) if isinstance(e, CorpusError) else f"data.corpus={data.corpus!r}: unreadable manifest ({e})"
+        if blockers is not None:
+            blockers.append(why)
+        return [f"{why}; vocab, sequence length and repetition not checked, and a launch is refused until it is built"]
     vocab = {r.spec.model.vocab_size for r in runs}
     if vocab != {corpus.vocab_size}:
         errors.append(f"model.vocab_size={sorted(vocab)} but corpus {corpus.name!r} has vocab_size="
@@ -186,6 +204,7 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
     if unknown:
         errors.append(f"data.weights: domain(s) {unknown} not in corpus {corpus.name!r} ({sorted(domains)})")
         return []
+    errors += split_errors(runs, corpus)
     caps = dict(data.epoch_caps)
     cap = {d: float(caps.get(d, sw.get("max_epochs", math.inf))) for d in domains}   # repeats allowed per domain
     over: dict[str, list[tuple[float, str]]] = {}
@@ -212,6 +231,32 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
                       f"the budget is too large for corpus {corpus.name!r} ({int(domains[d]['train_tokens']):,} tokens); "
                       f"lower the budget, build a larger corpus, or raise the cap")
     return warnings
+
+
+def split_errors(runs: list[PlannedRun], corpus) -> list[str]:
+    """A training window is seq_len + 1 tokens: every domain a run trains on needs that many train tokens,
+    and every domain (all are evaluated) that many held-out tokens within eval.heldout_tokens."""
+    out = []
+    domains = corpus.manifest["domains"]
+    for seq_len, heldout in sorted({(r.spec.model.seq_len, r.spec.eval.heldout_tokens) for r in runs}):
+        need = seq_len + 1
+        trained = {d for r in runs if r.spec.model.seq_len == seq_len
+                   for w in [r.spec.data.weights, *(s.weights for s in r.spec.data.stages)]
+                   for d, x in (w or [(d, 1.0) for d in domains]) if x > 0}
+        for d in sorted(domains):
+            n_train, n_held = int(domains[d].get("train_tokens", 0)), int(domains[d].get("heldout_tokens", 0))
+            if d in trained and n_train < need:
+                out.append(f"model.seq_len={seq_len}: domain {d!r} of corpus {corpus.name!r} has {n_train} train "
+                           f"tokens, fewer than one window of seq_len + 1 = {need}: lower model.seq_len, give the "
+                           f"domain weight 0 in data.weights, or add text to it")
+            if n_held < need:
+                out.append(f"model.seq_len={seq_len}: domain {d!r} of corpus {corpus.name!r} has {n_held} held-out "
+                           f"tokens, fewer than one eval window of seq_len + 1 = {need}: lower model.seq_len or "
+                           "rebuild the corpus with a larger held-out split")
+            elif heldout < need:
+                out.append(f"eval.heldout_tokens={heldout}: fewer than one eval window of model.seq_len + 1 = "
+                           f"{need}: raise it to at least {need}")
+    return list(dict.fromkeys(out))   # one line per problem, not per domain
 
 
 # ---------------------------------------------------------------------------------- the table

@@ -38,10 +38,11 @@ class Progress:
                 continue
             line = last_train_line(d)
             fpt = r.counts.flops_per_token
-            flops_left += fpt * (r.spec.tokens - line.get("tokens", 0))
-            if line and time.time() - (d / "metrics.jsonl").stat().st_mtime < 120:  # still logging
-                tps += line.get("tokens_per_s", 0.0)
-                flops_rate += fpt * line.get("tokens_per_s", 0.0)
+            tokens, rate = line.get("tokens"), line.get("tokens_per_s")   # None in a first window; garbage
+            flops_left += fpt * (r.spec.tokens - (tokens if isinstance(tokens, (int, float)) else 0))
+            if isinstance(rate, (int, float)) and time.time() - (d / "metrics.jsonl").stat().st_mtime < 120:
+                tps += rate                  # still logging
+                flops_rate += fpt * rate
         return done, tps, flops_left / flops_rate if flops_rate else float("nan")
 
     def _loop(self) -> None:

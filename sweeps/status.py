@@ -5,23 +5,27 @@
     failed    failed.json records sweep.retries + 1 failed attempts: later launches leave it
     pending   not started, interrupted (resumes from its checkpoint), or failed with retries left
 
-`failed.json` is the job wrapper's small failure record (sweeps.launch): attempts, exit code, and
-the last line of the run's log as the reason.
+`failed.json` is the job wrapper's small failure record (sweeps.job): attempts, exit code, and the
+log's error message as the reason.
+A result.json that cannot be read (torn, garbage, another run's) does not count as done: the run
+reruns, and the retry limit applies to it as to any failure.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
-from harness.rundir import atomic_write_bytes
+from harness.rundir import atomic_write_bytes, read_json_object
 from sweeps.lock import holder
 
 FAILED = "failed.json"
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")   # harness.checkpoint's file names
 STATES = ("done", "running", "failed", "pending")
 
 
@@ -35,8 +39,9 @@ class RunStatus:
 
 
 def failure(run_dir: Path) -> dict:
-    p = Path(run_dir) / FAILED
-    return json.loads(p.read_text()) if p.exists() else {}
+    """The failure record; {} when there is none, or it is unreadable (then the attempts start over)."""
+    rec, _ = read_json_object(Path(run_dir) / FAILED)
+    return rec or {}
 
 
 def record_failure(run_dir: Path, rc: int, reason: str, log: str) -> dict:
@@ -65,14 +70,17 @@ def last_train_line(run_dir: Path) -> dict:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if row.get("kind") == "train":
+        if isinstance(row, dict) and row.get("kind") == "train":
             return row
     return {}
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
-    from harness.checkpoint import Checkpoints
-    return Checkpoints(Path(run_dir) / "ckpt").steps()
+    """Steps with a checkpoint file, from the file names (harness.checkpoint's would import torch: seconds)."""
+    ckpt = Path(run_dir) / "ckpt"
+    if not ckpt.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in ckpt.iterdir() if (m := CHECKPOINT_NAME.match(p.name)))
 
 
 def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True,
@@ -81,18 +89,18 @@ def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True
     current tokenizer; a result trained with another one is reported failed (stale), not done."""
     run_dir = Path(run_dir)
     result = run_dir / "result.json"
+    note = ""   # a result.json that does not count: said in the reason, and the retry limit still applies
     if result.exists():
-        try:
-            row = json.loads(result.read_text())
-            if row.get("run_id") == run_id:
-                if why := stale_result_reason(row, tokenizer_sha256):
-                    return RunStatus("failed", why)
-                return RunStatus("done")
-        except json.JSONDecodeError:
-            pass
-        return RunStatus("pending", "result.json does not match the spec: will rerun")
+        row, note = read_json_object(result)
+        if row is not None and row.get("run_id") == run_id:
+            if why := stale_result_reason(row, tokenizer_sha256):
+                return RunStatus("failed", why)
+            return RunStatus("done")
+        note = note or f"result.json is run {row.get('run_id')!r}'s, not this spec's"
     line = last_train_line(run_dir)
-    tokens, tps = int(line.get("tokens", 0)), float(line.get("tokens_per_s", 0.0))
+    tokens, tps = line.get("tokens", 0), line.get("tokens_per_s", 0.0)
+    tokens, tps = (int(tokens) if isinstance(tokens, (int, float)) else 0,
+                   float(tps) if isinstance(tps, (int, float)) else 0.0)
     if check_lock and (who := holder(run_dir)):
         return RunStatus("running", f"held by {who}; step {line.get('step', 0)}", tokens, tps)
     rec = failure(run_dir)
@@ -101,7 +109,7 @@ def run_status(run_dir: Path, run_id: str, retries: int, check_lock: bool = True
         return RunStatus("failed", f"{attempts} attempts, gave up (sweep.retries={retries}): {rec.get('reason', '')}",
                          tokens, attempts=attempts)
     steps = checkpoint_steps(run_dir)
-    why = []
+    why = [f"{note}: will rerun"] if note else []
     if attempts:
         why.append(f"failed {attempts}x, will retry: {rec.get('reason', '')}")
     if steps:

@@ -132,6 +132,7 @@ class DomainDocs:
     documents: int = 0
     duplicates: int = 0
     bytes: int = 0
+    empty: list = field(default_factory=list)   # names of documents with no text (skipped)
 
 
 def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress: bool) -> DomainDocs:
@@ -148,6 +149,9 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
             if doc is None:
                 gens.remove(g)
                 continue
+            if not doc[1].strip():  # no tokens to train on, and held out it would be the domain's whole eval set
+                out.empty.append(doc[0])
+                continue
             data = doc[1].encode("utf-8", errors="replace")
             h = doc_hash(data)
             if h in seen:
@@ -163,9 +167,13 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
             if out.bytes >= budget:
                 break
     bar.close()
+    empty = (f" ({len(out.empty)} empty document(s) skipped: {', '.join(map(str, out.empty[:5]))}"
+             f"{' ...' if len(out.empty) > 5 else ''})") if out.empty else ""
     if out.documents < 2:
-        raise PrepareError([f"domains.{name}: {out.documents} document(s) found; a domain needs at least 2 "
-                            "(one to train on, one held out)"])
+        raise PrepareError([f"domains.{name}: {out.documents} non-empty document(s) found{empty}; a domain needs at "
+                            "least 2 (one to train on, one held out)"])
+    if empty:
+        print(f"warning: domains.{name}:{empty}", file=sys.stderr)
     if not out.heldout:  # a tiny domain: hold out its smallest-hash document
         out.train.remove(best[1])
         out.heldout.append(best[1])

@@ -40,4 +40,7 @@ class ScalemixSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from sweeps.launch import run_sweep  # lazy: plugin discovery must stay fast
-        return run_sweep(self.config, arguments, self.launcher.launch, self.validate_batch_is_legal)
+        code = run_sweep(self.config, arguments, self.launcher.launch, self.validate_batch_is_legal)
+        if code:  # Hydra ignores a sweeper's return value: the exit status is how CI sees a failed sweep
+            raise SystemExit(code)
+        return code

@@ -1,0 +1,198 @@
+"""Fault injection: disturb a real two-run sweep, relaunch it, and compare its runs table (and eval curves)
+with an undisturbed sweep's: identical, and nothing half-written is ever read as done.
+
+    SIGKILL at a random point of the whole sweep (launcher, job wrappers and runs at once), of one run's
+    trainer, and of one job wrapper (its run dies with it); truncated and garbage files in the run
+    directories; a full disk and a read-only run directory (a small tmpfs, remounted: needs mount
+    permission, else skipped with the reason).
+
+Random points come from SCALEMIX_FAULT_SEED (default 0), so a failure can be replayed.
+"""
+import fcntl
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.data.synthetic import make_synthetic_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
+        "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2",
+        "eval.heldout_tokens=2048", "sweep.max_parallel=2", "train.runtime.checkpoint_every=4", "sweep.retries=5"]
+RNG = random.Random(int(os.environ.get("SCALEMIX_FAULT_SEED", 0)))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
+    return d
+
+
+def start(root: Path, data: Path) -> subprocess.Popen:
+    env = {**os.environ, "SCALEMIX_DATA": str(data), "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "sweep.py", *TINY, f"sweep.root={root}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout=300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def sweep(root: Path, data: Path) -> tuple[int, str]:
+    return finish(start(root, data))
+
+
+def table(sweep_dir: Path) -> dict:
+    """What the analysis reads: each finished run's result (deterministic fields) and eval curve."""
+    from analysis.results import load
+    res = load(sweep_dir)
+    keep = ["run_id", "loss", "steps", "tokens", "train_loss"] + [c for c in res.runs if c.startswith("loss_")]
+    runs = sorted(map(tuple, res.runs[keep].itertuples(index=False)))
+    curves = sorted(map(tuple, res.curves[["run_id", "step", "loss"]].itertuples(index=False)))
+    return {"runs": runs, "curves": curves}
+
+
+def nothing_half_written_is_done(sweep_dir: Path, reference: dict) -> None:
+    """Every result.json that reads as done (a JSON object with this run's id) is the reference's, exactly."""
+    want = {r[0]: r for r in reference["runs"]}
+    for f in sweep_dir.glob("*/result.json"):
+        try:
+            row = json.loads(f.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue        # unreadable: not done (the status and the relaunch treat it so)
+        if isinstance(row, dict) and row.get("run_id") == f.parent.name:
+            assert row["loss"] == want[row["run_id"]][1], f
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("reference")
+    t = time.monotonic()
+    rc, out = sweep(root, data)
+    assert rc == 0, out[-3000:]
+    return {"table": table(root / "chinchilla"), "seconds": time.monotonic() - t, "root": root}
+
+
+def relaunch_until_done(root: Path, data: Path, reference: dict, tries: int = 2) -> str:
+    for _ in range(tries):
+        rc, out = sweep(root, data)
+        if rc == 0:
+            break
+    assert rc == 0, out[-3000:]
+    assert table(root / "chinchilla") == reference["table"]
+    return out
+
+
+def wait_for(what, cond, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if found := cond():
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def locked_pid(lock: Path) -> int | None:
+    """The pid written in a held lock file (RunLock: 'host pid'; the train lock: 'pid N'), else None."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                                # nobody holds it
+    except BlockingIOError:
+        text = lock.read_text().split()
+        return int(text[-1]) if text and text[-1].isdigit() else None
+    finally:
+        os.close(fd)
+
+
+def test_sigkill_of_the_whole_sweep_at_a_random_point(tmp_path, data, reference):
+    proc = start(tmp_path, data)
+    time.sleep(RNG.uniform(0.5, reference["seconds"]))
+    os.killpg(proc.pid, signal.SIGKILL)            # launcher, job wrappers and runs at once
+    finish(proc)
+    if (tmp_path / "chinchilla").exists():
+        nothing_half_written_is_done(tmp_path / "chinchilla", reference["table"])
+    relaunch_until_done(tmp_path, data, reference)
+
+
+def test_sigkill_of_one_run_and_of_the_other_runs_job_wrapper_mid_training(tmp_path, data, reference):
+    """One run's trainer is killed (its wrapper records the failure); the other run's job wrapper is killed
+    (its trainer dies with it: no orphan keeps training the run directory)."""
+    proc = start(tmp_path, data)
+
+    def both_training():   # both runs past their first checkpoint, with the pids holding their locks
+        found = []
+        for d in sorted((tmp_path / "chinchilla").glob("*/")):
+            if list(d.glob("ckpt/*.sha256")) and (run := locked_pid(d / ".train.lock")) and (
+                    job := locked_pid(d / ".lock")):
+                found.append((d, run, job))
+        return found if len(found) == 2 else None
+    (a, run_a, _), (b, run_b, job_b) = wait_for("both runs to checkpoint", both_training)
+    os.kill(run_a, signal.SIGKILL)
+    os.kill(job_b, signal.SIGKILL)
+    wait_for("the orphaned run to die with its wrapper", lambda: locked_pid(b / ".train.lock") is None, 30)
+    rc, out = finish(proc)
+    assert rc == 1 and "failed" in out, out[-3000:]      # the killed run is a failure the sweep reports
+    nothing_half_written_is_done(tmp_path / "chinchilla", reference["table"])
+    relaunch_until_done(tmp_path, data, reference)
+
+
+def test_truncated_and_garbage_files_in_run_directories(tmp_path, data, reference):
+    shutil.copytree(reference["root"] / "chinchilla", tmp_path / "chinchilla")
+    a, b = sorted(d for d in (tmp_path / "chinchilla").iterdir() if not d.name.startswith("."))
+    (a / "result.json").write_text((a / "result.json").read_text()[:40])          # cut short
+    (a / "failed.json").write_bytes(b"\xff\x00garbage")
+    with open(a / "metrics.jsonl", "ab") as f:
+        f.write(b'\xff\xfe{"kind": "eval", "step": "abc"}\n[1, 2]\n{"kind": "train", "st')
+    (b / "result.json").write_bytes(os.urandom(64))                                # garbage
+    (b / "spec.yaml").write_text("model: [1, 2")                                    # torn YAML
+    newest = sorted((b / "ckpt").glob("*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])                                   # a checkpoint cut short
+    nothing_half_written_is_done(tmp_path / "chinchilla", reference["table"])
+    out = relaunch_until_done(tmp_path, data, reference)
+    assert "2/2 done" in out
+
+
+def mount_tmpfs(path: Path, size: str) -> str | None:
+    """None if mounted, else why not (no permission outside a privileged container, no mount binary)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                           text=True, timeout=30)
+    except FileNotFoundError:
+        return "no mount command"
+    return None if r.returncode == 0 else f"cannot mount a tmpfs here: {r.stderr.strip()}"
+
+
+def remount(path: Path, opts: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{opts}", str(path)], check=True, capture_output=True, timeout=30)
+
+
+def test_a_full_disk_then_a_read_only_run_directory(tmp_path, data, reference):
+    root = tmp_path / "mnt"
+    if why := mount_tmpfs(root, "400k"):       # room for the specs and logs, not for the checkpoints
+        pytest.skip(why)
+    try:
+        rc, out = sweep(root, data)
+        assert rc != 0, out[-3000:]                                   # reported, not a success
+        nothing_half_written_is_done(root / "chinchilla", reference["table"])
+        remount(root, "ro")                                           # read-only: refused with the reason
+        rc, out = sweep(root, data)
+        assert rc == 1 and "cannot write the run directories" in out and "Read-only file system" in out, out[-3000:]
+        remount(root, "rw,size=64m")                                  # space freed, writable again
+        relaunch_until_done(root, data, reference)
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
