@@ -126,11 +126,12 @@ def test_branch_refuses_a_cosine_run_and_a_foreign_trunk(setup, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def branch_cli(trunk, spec, root, trunk_name, branch_name) -> subprocess.Popen:
-    RunDir(root / trunk_name).prepare(trunk, rt())
-    RunDir(root / branch_name).prepare(spec, rt())
+def branch_cli(trunk, spec, trunk_dir, branch_dir) -> subprocess.Popen:
+    """`python -m harness.branches trunk_dir branch_dir` in a fresh process (the job wrapper's command)."""
+    RunDir(trunk_dir).prepare(trunk, rt())
+    RunDir(branch_dir).prepare(spec, rt())
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "harness.branches", str(root / trunk_name), str(root / branch_name)],
+    return subprocess.Popen([sys.executable, "-m", "harness.branches", str(trunk_dir), str(branch_dir)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -141,21 +142,24 @@ def logged_step(run_dir) -> int:
         return 0
 
 
-@pytest.mark.parametrize("where", ["trunk", "branch"])
-def test_sigkill_in_the_trunk_or_the_branch_then_relaunch_is_bit_exact(setup, where):
+def test_sigkill_in_the_trunk_then_in_the_branch_relaunches_bit_exact(setup):
     root, specs, trunk = setup
     spec = specs[-1]                  # forks at step 12
-    t, b = f"trunk_{where}", f"branch_{where}"
-    p = branch_cli(trunk, spec, root, t, b)
-    if where == "trunk":              # past the trunk's checkpoint at step 3, before the fork
-        wait_for(lambda: (root / t / "ckpt" / "step_00000003.sha256").exists() and logged_step(root / t) >= 5, p)
-    else:                             # inside the cooldown, past the fork's checkpoint
-        wait_for(lambda: (root / b / "ckpt" / "step_00000012.sha256").exists() and logged_step(root / b) >= 14, p)
+    t, b = root / "trunk_killed", root / "branch_killed"
+    p = branch_cli(trunk, spec, t, b)
+    # in the trunk: past its checkpoint at step 3, before the fork
+    wait_for(lambda: (t / "ckpt" / "step_00000003.sha256").exists() and logged_step(t) >= 5, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert not (root / b / "result.json").exists()
-    q = branch_cli(trunk, spec, root, t, b)
+    assert not (b / "ckpt").exists()
+    p = branch_cli(trunk, spec, t, b)
+    # in the cooldown: past the fork's checkpoint (the branch's metrics start with the trunk's 12 lines)
+    wait_for(lambda: (b / "ckpt" / "step_00000012.sha256").exists() and logged_step(b) >= 14, p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (b / "result.json").exists()
+    q = branch_cli(trunk, spec, t, b)
     out, err = q.communicate(timeout=300)
     assert q.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["trunk_run_id"] == trunk.run_id
-    assert_same_run(root / b, root / f"independent{spec.steps}", spec)
+    assert_same_run(b, root / f"independent{spec.steps}", spec)
