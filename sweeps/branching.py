@@ -106,10 +106,12 @@ def summary(p) -> list[str]:
     known = True
     for tid, (_, branches) in groups.items():
         fpt, end = branches[0].counts.flops_per_token, branches[-1].branch.start_tokens
-        h = p.throughput.hours(fpt, end)
-        known &= h is not None
         trunk_flops += fpt * end
-        trunk_hours += h or 0.0
+        starts = [0] + [b.branch.start_tokens for b in branches]
+        for a, b in zip(starts, starts[1:]):   # each segment is advanced in its branch's process: a start-up each
+            h = p.throughput.hours(fpt, b - a) if b > a else 0.0
+            known &= h is not None
+            trunk_hours += h or 0.0
         lines.append(f"  trunk {tid} {branches[-1].label}: to {si(end)} tokens ({fpt * end:.2e} FLOPs), "
                      f"forks at " + " ".join(si(b.branch.start_tokens) for b in branches))
     rest_flops = rest_hours = 0.0
