@@ -163,3 +163,13 @@ def test_sigkill_in_the_trunk_then_in_the_branch_relaunches_bit_exact(setup):
     assert q.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["trunk_run_id"] == trunk.run_id
     assert_same_run(b, root / f"independent{spec.steps}", spec)
+
+
+def test_a_branch_whose_trunk_has_passed_its_fork_trains_from_step_0(setup):
+    """The trunk is at step 12 after both forks; a lost branch (forking at 8) is the same run trained in full."""
+    root, specs, trunk = setup
+    spec, b = specs[0], root / "branch_lost"
+    with pytest.warns(UserWarning, match="past run .* branch point 8: training it from step 0"):
+        row = run_branch(trunk, root / "trunk", spec, b, rt())
+    assert "trunk_run_id" not in row and "flops_spent" not in row
+    assert_same_run(b, root / f"independent{spec.steps}", spec)
