@@ -73,15 +73,17 @@ class Results:
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
     """Run directories (those holding spec.yaml or result.json) directly in `sweep_dir` or one level down
-    (runs/ holding <sweep>/<run_id>/)."""
+    (runs/ holding <sweep>/<run_id>/). Hidden directories hold a sweep's machinery (.hydra, .slots, the
+    .trunks of cooldown branches, which are not result rows) and are left out."""
     def is_run(p: Path) -> bool:
-        return p.is_dir() and ((p / "spec.yaml").exists() or (p / "result.json").exists())
+        return p.is_dir() and not p.name.startswith(".") and (
+            (p / "spec.yaml").exists() or (p / "result.json").exists())
 
     found = []
     for child in sorted(sweep_dir.iterdir()):
         if is_run(child):
             found.append(child)
-        elif child.is_dir():
+        elif child.is_dir() and not child.name.startswith("."):
             found += [g for g in sorted(child.iterdir()) if is_run(g)]
     return found
 

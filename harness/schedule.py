@@ -8,7 +8,9 @@
     constant  warmup, then flat at lr
 
 `step` counts from 0 (the first update); warmup reaches the peak at its last step, and the last
-step of the run (total_steps - 1) takes the final value exactly.
+step of the run (total_steps - 1) takes the final value exactly. Warmup lasts `warmup_steps` when that is
+set, else warmup_frac of the run: a fixed warmup makes a WSD run's lr up to its cooldown the same for
+every run length, which is what lets cooldown branches fork from one trunk (harness.branches).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from harness.spec import OptimSpec
 
 
 def warmup_steps(optim: OptimSpec, total_steps: int) -> int:
-    return int(optim.warmup_frac * total_steps)
+    return optim.warmup_steps or int(optim.warmup_frac * total_steps)
 
 
 def cooldown_steps(optim: OptimSpec, total_steps: int) -> int:

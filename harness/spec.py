@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ class OptimSpec:
     grad_clip: float = 1.0           # max global grad norm; 0 disables
     schedule: str = "cosine"         # cosine | wsd | constant
     warmup_frac: float = 0.02        # fraction of steps of linear warmup
+    warmup_steps: int = 0            # > 0: warmup length in steps, overrides warmup_frac (the same for every run
+                                     # length: WSD cooldown branches share one trunk, harness.branches)
     cooldown_frac: float = 0.2       # WSD: fraction of steps in the final decay
     cooldown_shape: str = "linear"   # WSD: linear | 1-sqrt (Hägele et al. 2024)
     z_loss: float = 1e-4             # PaLM z-loss on the output logits; 0 disables
@@ -44,9 +47,11 @@ class OptimSpec:
             e.append(f"optim.cooldown_shape={self.cooldown_shape!r}: use one of {COOLDOWNS}")
         if not 0 <= self.warmup_frac < 1:
             e.append(f"optim.warmup_frac={self.warmup_frac}: must be in [0, 1)")
+        if self.warmup_steps < 0:
+            e.append(f"optim.warmup_steps={self.warmup_steps}: must be >= 0 (0: use warmup_frac)")
         if not 0 <= self.cooldown_frac <= 1:
             e.append(f"optim.cooldown_frac={self.cooldown_frac}: must be in [0, 1]")
-        if self.schedule == "wsd" and self.warmup_frac + self.cooldown_frac > 1:
+        if self.schedule == "wsd" and not self.warmup_steps and self.warmup_frac + self.cooldown_frac > 1:
             e.append(f"optim.warmup_frac + optim.cooldown_frac = {self.warmup_frac + self.cooldown_frac}: "
                      "must be at most 1")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -149,6 +154,14 @@ class RunSpec(Spec):
                      f"{max(1, self.batch_tokens // self.model.seq_len) * self.model.seq_len}")
         elif self.tokens > 0 and self.tokens < self.batch_tokens:
             e.append(f"tokens={self.tokens} is less than one batch (batch_tokens={self.batch_tokens})")
+        o = self.optim
+        if o.warmup_steps > 0 and self.tokens >= self.batch_tokens > 0:
+            from harness.schedule import cooldown_steps  # harness.schedule imports this module
+            cool = cooldown_steps(o, self.steps)
+            if o.warmup_steps + cool > self.steps:
+                e.append(f"optim.warmup_steps={o.warmup_steps}"
+                         + (f" + the cooldown's {cool} steps" if cool else "")
+                         + f" exceed the run's {self.steps} steps: lower optim.warmup_steps")
         if self.eval.every_steps < 0:
             e.append(f"eval.every_steps={self.eval.every_steps}: must be >= 0")
         if self.eval.heldout_tokens <= 0:
@@ -159,9 +172,25 @@ class RunSpec(Spec):
     def from_dict(cls, d: dict) -> RunSpec:
         return from_plain(cls, d)
 
+    def canonical_json(self) -> str:
+        """Fields added after run ids were in use (LATE_FIELDS) are left out while they hold their default:
+        earlier runs keep their ids, so a relaunch still finds them finished."""
+        d = self.to_dict()
+        for section, name in LATE_FIELDS:
+            if d[section][name] == _default(type(getattr(self, section)), name):
+                del d[section][name]
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
     @functools.cached_property   # computed once per spec: status over a 1000-run plan asks for it thousands of times
     def run_id(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
+LATE_FIELDS = (("optim", "warmup_steps"),)   # (RunSpec section, field), in the order they were added
+
+
+def _default(cls, name: str):
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
 @dataclass(frozen=True)

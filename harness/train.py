@@ -48,10 +48,13 @@ from model_zoo.moe_stats import unpack_metrics as moe_metrics
 TIMING = ("time_setup_s", "time_warmup_s", "time_eval_s", "time_checkpoint_s")
 
 
-def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str = "") -> dict:
+def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str = "",
+        stop_at: int | None = None) -> dict | None:
     """Train `spec` in `run_dir` (resuming if it holds a checkpoint); return the result row.
 
     Returns at once with the stored row if run_dir already holds this spec's result.json.
+    stop_at: train only up to this step, checkpoint there and return None (no result): how a cooldown
+    branches' trunk is advanced from one branch point to the next (harness.branches).
     """
     runtime = runtime or Runtime()
     rd = RunDir(run_dir)
@@ -63,7 +66,7 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
     rd.prepare(spec, runtime)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        return Trainer(spec, runtime, rd, sweep, corpus).train()
+        return Trainer(spec, runtime, rd, sweep, corpus, stop_at).train()
     finally:  # resolve() sets process-wide numerics; give the caller its own back
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -107,8 +110,10 @@ class Window:
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus):
+    def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus, stop_at: int | None = None):
         self.spec, self.runtime, self.rd, self.sweep, self.corpus = spec, runtime, rd, sweep, corpus
+        self.stop_at = spec.steps if stop_at is None else min(stop_at, spec.steps)
+        self.branch: dict | None = None   # set when resumed from a trunk's fork (harness.branches)
         self.t_launch = time.perf_counter()
         self.setup = SetupClock()      # this launch's set-up by phase: metrics.jsonl's "setup" line
         self.hw: Hardware = resolve(runtime)   # on CUDA: the device's context is created here
@@ -162,7 +167,8 @@ class Trainer:
                 "window_start": self.window.start_step, "elapsed_s": self.elapsed(),
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
                 "last_train": self.last_train, "timing": self.timing_so_far(),
-                "skip": sorted(self.skip), "rollbacks": self.rollbacks, "recent_losses": list(self.recent)}
+                "skip": sorted(self.skip), "rollbacks": self.rollbacks, "recent_losses": list(self.recent),
+                "branch": self.branch}
 
     def resume(self) -> None:
         state = self.ckpts.load_latest()
@@ -182,6 +188,7 @@ class Trainer:
         self.prior = {k: state[k] for k in ("elapsed_s", "steady_tokens", "steady_s")}
         self.last_eval, self.last_train = state["last_eval"], state["last_train"]
         self.prior["timing"] = state.get("timing", {})
+        self.branch = state.get("branch")
         self.rd.rewind_metrics(self.step)
 
     def save(self) -> None:
@@ -227,20 +234,24 @@ class Trainer:
                 self.metrics.write(json.dumps({"kind": "setup", "step": self.step, **self.setup.phases}) + "\n")
                 while True:
                     try:
-                        while self.step < self.steps:
+                        while self.step < self.stop_at:
                             if self.step in self.skip:
                                 self.skip_step(prefetch.next(self.step))
                             else:
                                 self.train_step(prefetch.next(self.step))
                             self.after_step(flag)
-                        if not self.last_eval or self.last_eval.get("step") != self.steps:
-                            self.evaluate()
-                        self.save()
                         break
                     except Diverged as d:
                         prefetch.close()
                         self.roll_back(d)
                         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
+                if self.step < self.steps:   # stopped at stop_at: a checkpoint there, and no result
+                    if self.ckpts.steps()[-1:] != [self.step]:
+                        self.save()
+                    return None
+                if not self.last_eval or self.last_eval.get("step") != self.steps:
+                    self.evaluate()
+                self.save()
                 result = {**self.result(), **self.downstream()}
                 self.rd.write_result(result)
                 self.tracker.summary(result)
@@ -424,6 +435,10 @@ class Trainer:
                    corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256,
                    rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         row.update(self.timing_so_far(), time_train_s=steady_s)
+        if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
+            start = self.branch["branch_start_tokens"]
+            row.update(self.branch, flops_trunk_share=c.flops_per_token * start,
+                       flops_spent=c.flops_per_token * (tokens - start))
         return row
 
 

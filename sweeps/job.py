@@ -1,4 +1,8 @@
-"""One job = one run: lock it, start `python -m harness <run_dir>`, record how it ended.
+"""One job = one run: lock it, start `python -m harness <run_dir>`, record how it ended. (Or one trunk of
+cooldown branches, runs/<sweep>/.trunks/<id>/: each of its branches in fork order, as one run each, started
+as `python -m harness.branches <trunk_dir> <run_dir>`; the job holds the trunk's lock throughout. One job
+for the whole trunk keeps the order trunk -> fork -> cooldown inside one process tree, with no waiting on
+other jobs: on Slurm a requeued job resumes the trunk or the branch it was in.)
 
 The run trains in a child process so that this wrapper stays responsive to signals while it
 trains. Preemption (Slurm or submitit) works like this:
@@ -19,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.branches import read_group, trunk_dir
 from harness.rundir import BUSY_EXIT_CODE
 from harness.signals import REQUEUE_EXIT_CODE
 from sweeps.lock import RunLock, RunSlots
@@ -66,15 +71,37 @@ def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_ca
     slots: wait for one of the sweep's `slots` slots first (local launches); the run then trains on
     slot_gpus[slot] (None: CPU, or the devices this process sees)."""
     run_dir = Path(run_dir)
+    trunk = trunk_dir(run_dir.parent, run_dir.name)
+    job, target = (_run_trunk, trunk) if not run_dir.is_dir() and trunk.is_dir() else (_run_job, run_dir)
     if not slots:
-        return _run_job(run_dir, sweep, log_path, retries, None, inductor_cache, threads)
+        return job(target, sweep, log_path, retries, None, inductor_cache, threads)
     with RunSlots(run_dir.parent / ".slots", int(slots)) as slot:
         gpu = slot_gpus[slot] if slot_gpus else None
-        return _run_job(run_dir, sweep, log_path, retries, gpu, inductor_cache, threads)
+        return job(target, sweep, log_path, retries, gpu, inductor_cache, threads)
+
+
+def _run_trunk(trunk: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
+               inductor_cache: str | None, threads: int) -> dict:
+    """Each branch of the trunk in fork order (one run each: its own lock, status and failure record)."""
+    lock = RunLock(trunk)
+    if not lock.acquire():
+        return {"run_id": trunk.name, "status": "locked", "reason": "another launch is running this trunk"}
+    with lock:
+        ran = []
+        for run_id in read_group(trunk):
+            run_dir = trunk.parent.parent / run_id
+            command = ["-m", "harness.branches", str(trunk), str(run_dir), "--sweep", sweep]
+            ran.append(_run_job(run_dir, sweep, log_path, retries, gpu, inductor_cache, threads, command))
+            if ran[-1]["status"] == "preempted":
+                break
+    bad = [r for r in ran if r["status"] != "done"]
+    return {"run_id": trunk.name, "status": bad[0]["status"] if bad else "done",
+            "reason": "; ".join(f"{r['run_id']}: {r['status']} {r['reason']}" for r in bad), "branches": ran}
 
 
 def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
-             inductor_cache: str | None, threads: int) -> dict:
+             inductor_cache: str | None, threads: int, command: list[str] | None = None) -> dict:
+    """command: the arguments to Python (default: -m harness <run_dir>)."""
     run_id = run_dir.name
     lock = RunLock(run_dir)
     if not lock.acquire():
@@ -86,7 +113,8 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
             return {"run_id": run_id, "status": st.state, "reason": st.reason}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "harness", str(run_dir), "--sweep", sweep],
+            command = command or ["-m", "harness", str(run_dir), "--sweep", sweep]
+            proc = subprocess.Popen([sys.executable, *command],
                                     stdout=log, stderr=subprocess.STDOUT,
                                     env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
             received, previous = forward_signals(proc)

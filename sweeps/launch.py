@@ -22,8 +22,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.branches import trunk_dir, write_group
 from harness.rundir import RunDir, read_json_object
 from harness.spec import SpecError
+from sweeps.branching import trunks
 from sweeps.plan import Plan, plan, plan_table
 from sweeps.progress import Progress
 from sweeps.status import counts, status_table, sweep_status
@@ -137,6 +139,10 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 run_dir.prepare(r.spec, p.runtime)
                 run_dir.prune_wandb(KEEP_LAUNCHES)
             run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+        for trunk, branches in trunks(p.runs).values():   # a trunk's job runs its branches in fork order (sweeps.job)
+            RunDir(trunk_dir(p.sweep_dir, trunk.run_id)).prepare(trunk, p.runtime)
+            write_group(trunk_dir(p.sweep_dir, trunk.run_id), trunk,
+                        [(r.run_id, r.branch.start_step) for r in branches])
         prune_launches(p.sweep_dir / ".hydra", KEEP_LAUNCHES)
     except OSError as e:   # a full disk, a read-only file system: say so, not a traceback
         print(f"sweep {p.name}: nothing launched: cannot write the run directories under {p.sweep_dir} "
@@ -153,10 +159,12 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     slots = parallelism(config, gpus)                     # None: the cluster schedules
     slot_gpus = slot_gpu_ids(slots, gpus, max(1, int(config.sweep.jobs_per_gpu))) if slots else None
+    # one job per run, but one per trunk for cooldown branches: it forks them one after the other
+    jobs = list(dict.fromkeys(r.branch.trunk.run_id if r.branch else r.run_id for r in todo))
     job_idx = 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
-        for batch in chunks(todo, slots and QUEUE_DEPTH * slots):
-            overrides = [job_overrides(arguments, r.run_id, slots, slot_gpus) for r in batch]
+        for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
+            overrides = [job_overrides(arguments, job, slots, slot_gpus) for job in batch]
             if validate and job_idx == 0:
                 validate(overrides[:1])
             try:

@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.branches import Branch
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
-from sweeps import grids, schema
+from sweeps import branching, grids, schema
 from sweeps.cost import Throughput
 
 
@@ -23,6 +24,7 @@ class PlannedRun:
     label: str                      # what the grid meant by it, e.g. "C1e+11 L2-d64 lr3e-03"
     counts: Counts
     budget: float | None = None
+    branch: Branch | None = None    # computed as a cooldown branch of a shared trunk (grid.cooldown_branches)
 
     @property
     def run_id(self) -> str:
@@ -87,6 +89,10 @@ def plan(cfg, strict: bool = True) -> Plan:
     evals = build(EvalSpec, c["eval"], "eval", errors)
     runtime = build(Runtime, c["train"]["runtime"], "train.runtime", errors) or Runtime()
     shapes = grids.moe_shapes(g.get("moe"), grids.shapes(g["shapes"], rungs, errors), errors)
+    branches = g.get("cooldown_branches")
+    if branches:
+        errors += (bad := branching.config_errors(branches))
+        shapes = shapes if bad else branching.expand(branches, shapes)
     domains = [d for d, _ in data.weights] if data and data.weights else corpus_domains(data)
     mixtures = grids.mixtures(g.get("mixtures"), domains, errors)
     lrs = [float(x) for x in g.get("lrs") or []]
@@ -110,6 +116,8 @@ def plan(cfg, strict: bool = True) -> Plan:
                     for seed in seeds + extra:
                         runs.append(planned(shape, mix, lr, seed, data, optim, evals, c["train"]["batch_tokens"],
                                             show_lr=bool(lrs), show_seed=len(seeds) > 1 or bool(extra)))
+    if branches:
+        runs = branching.assign(branches, runs, errors)
     for r in runs:
         errors += [e for e in r.spec.errors() if e not in errors]
     min_steps = int(g.get("min_steps", 1))
@@ -285,4 +293,5 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     lines = [table, f"total: {len(p.runs)} runs, {si(sum(r.spec.tokens for r in p.runs))} tokens, "
                     f"{total_flops:.3e} FLOPs, {est}",
              f"sweep dir: {p.sweep_dir}   N = non-embedding parameters (Kaplan); N total adds embedding and head"]
+    lines += branching.summary(p)
     return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])
