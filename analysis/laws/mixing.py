@@ -97,6 +97,13 @@ def corpus_tokens(table: pd.DataFrame, domains: list[str]) -> dict[str, float] |
     return {d: float(table[TOKENS_PREFIX + d].median()) for d in domains}
 
 
+def column_for(name: str, table: pd.DataFrame, domains: list[str]) -> str:
+    """A domain's name means its held-out loss; a column name means itself; anything else is taken for a domain."""
+    if name in domains or (name not in table.columns and not name.startswith(LOSS_PREFIX)):
+        return LOSS_PREFIX + name
+    return name
+
+
 def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: dict | None) -> Objective:
     """An Objective from the forms fit() accepts; FitError naming the fix when a column is missing."""
     if isinstance(objective, Objective):
@@ -113,10 +120,9 @@ def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: 
         obj = Objective(tuple((LOSS_PREFIX + d, float(props.get(d, 0.0))) for d in domains
                             if props.get(d, 0.0) > 0), objective)
     elif isinstance(objective, str):
-        col = LOSS_PREFIX + objective if objective in domains else objective
-        obj = Objective(((col, 1.0),), objective)
+        obj = Objective(((column_for(objective, table, domains), 1.0),), objective)
     elif isinstance(objective, dict):
-        w = {(LOSS_PREFIX + k if k in domains else k): float(v) for k, v in objective.items() if v}
+        w = {column_for(k, table, domains): float(v) for k, v in objective.items() if v}
         total = sum(w.values())
         obj = Objective(tuple((k, v / total) for k, v in sorted(w.items())), "weighted: " + ", ".join(
             f"{k} {v / total:.2g}" for k, v in sorted(w.items())))
@@ -167,8 +173,8 @@ def check_table(table: pd.DataFrame, obj_columns: list[str] | None = None) -> li
 
 
 def n_params(family: str, K: int, size_terms: int = 0) -> int:
-    """Parameters per target (ridge: the unregularised minimum it needs)."""
-    return {"loglinear": K, "ridge": 3, "ye": K + 1, "joint": 2 * K + 1 + 2 * size_terms}[family]
+    """Parameters per target (ridge: penalised, but no more trusted with fewer mixtures than the log-linear law)."""
+    return {"loglinear": K, "ridge": K, "ye": K + 1, "joint": 2 * K + 1 + 2 * size_terms}[family]
 
 
 # ------------------------------------------------------------------------------------------ families
@@ -596,31 +602,40 @@ class MixingLaw:
         best_obs = obs[np.argmin(sign * self.objective.value(self.table))]
         x0s.append(best_obs)
 
-        def solve(params) -> np.ndarray:
-            f = lambda w: sign * float(self.model.predict(params, w[None], self._S(1, N, D))[0, 0] @ self.objective.vector)
-            cons = [{"type": "eq", "fun": lambda w: w.sum() - 1}]
+        S1 = self._S(K + 1, N, D)
+        vec = self.objective.vector
+        eye = np.eye(K) * 1e-6
+
+        def solve(params, x_starts) -> np.ndarray:
+            def f_and_grad(w):                       # value and forward-difference gradient in one prediction
+                pts = np.vstack([w, w + eye])
+                v = sign * (self.model.predict(params, pts, S1)[0] @ vec)
+                return float(v[0]), (v[1:] - v[0]) / 1e-6
+            cons = [{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(K)}]
             if nat is not None:
                 cons.append({"type": "ineq", "fun": lambda w: max_kl - float(
                     np.sum(np.where(w > 0, w * np.log(np.maximum(w, 1e-300) / nat), 0)))})
             best = None
-            for x0 in x0s:
+            for x0 in x_starts:
                 x0 = np.clip(x0, lo, hi)
                 x0 = x0 / x0.sum() if x0.sum() > 0 else np.full(K, 1 / K)
-                r = minimize(f, x0, method="SLSQP", bounds=list(zip(lo, hi)), constraints=cons,
+                r = minimize(f_and_grad, x0, jac=True, method="SLSQP", bounds=list(zip(lo, hi)), constraints=cons,
                              options=dict(maxiter=300, ftol=1e-12))
                 w = np.clip(r.x, lo, hi)
                 w = w / w.sum()
-                if best is None or f(w) < best[0]:
-                    best = (f(w), w)
+                if best is None or f_and_grad(w)[0] < best[0]:
+                    best = (f_and_grad(w)[0], w)
             return best[1]
 
-        w_star = solve(self.params)
+        w_star = solve(self.params, x0s)
         if np.any((w_star > hi - 1e-4) & (hi < 1)) or np.any((w_star < lo + 1e-4) & (lo > 0)):
             warns.append("the optimum sits on a bound or token cap: the constraint, not the law, decides there")
         weights_ci = {d: (np.nan, np.nan) for d in self.domains}
         if self.boot and self.config.recommend_resamples:
             n = min(self.config.recommend_resamples, self._n_boot())
-            ws = np.array([solve({k: v[i:i + 1] for k, v in self.boot.items()}) for i in range(n)])
+            # each bootstrap law from the point optimum and from uniform (its optimum is near the point's)
+            ws = np.array([solve({k: v[i:i + 1] for k, v in self.boot.items()}, [w_star, np.full(K, 1 / K)])
+                           for i in range(n)])
             q = [(1 - self.config.ci_level) / 2, (1 + self.config.ci_level) / 2]
             lo_q, hi_q = np.quantile(ws, q, axis=0)
             weights_ci = {d: (float(a), float(b)) for d, a, b in zip(self.domains, lo_q, hi_q)}
@@ -738,8 +753,8 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     size = _fit_size(table, cfg, keys)
     if size is not None:
         logN, logD = np.log(table[cfg.n_col].to_numpy(float)), np.log(table[cfg.d_col].to_numpy(float))
-        at_size = (np.isclose(table[cfg.n_col].astype(float), size[0]) &
-                   np.isclose(table[cfg.d_col].astype(float), size[1])).to_numpy()
+        at_size = (np.isclose(table[cfg.n_col].to_numpy(float), size[0]) &
+                   np.isclose(table[cfg.d_col].to_numpy(float), size[1]))
         use_n, use_d = bool(np.ptp(logN) > 0), bool(np.ptp(logD) > 0)
     else:
         logN = logD = np.zeros(len(table))
@@ -792,7 +807,9 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
                         "max_rel_error": float(np.nanmax(rel)), "spearman": float(rho)})
         cv_pred.append(pd.DataFrame({"family": name, "run_id": run_ids, "measured": m, "predicted": p}))
     if not cv_rows:
-        raise FitError("mixing law: no family could be cross-validated: " + "; ".join(notes))
+        raise FitError("mixing law: too few mixtures to cross-validate any family: " + "; ".join(notes)
+                       + f". Add mixtures (python sweep.py +grid=mixture grid.mixtures.samples=<more>; {K} domains "
+                         f"need more than {K + 1} mixtures at one size)")
     cv = pd.DataFrame(cv_rows).sort_values("mean_rel_error", ignore_index=True)
     chosen = cv["family"].iloc[0] if law == "auto" else law
 
@@ -889,3 +906,35 @@ def synthetic_ye_table(n_mixtures: int, n_domains: int, noise: float = 0.002, se
                        **{W_PREFIX + d: W[:, i] for i, d in enumerate(doms)},
                        **{LOSS_PREFIX + d: L[:, i] for i, d in enumerate(doms)}})
     return df, params
+
+
+def synthetic_joint_table(n_mixtures: int, n_domains: int, sizes, noise: float = 0.002, seed: int = 0,
+                          params: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Runs whose per-domain losses follow the joint (Shukor et al. additive) law with known parameters at every
+    (N, D) in `sizes`; the same mixtures (Dirichlet samples plus the pure domains) at each size."""
+    rng = np.random.default_rng(seed)
+    K = n_domains
+    doms = [f"d{i:02d}" for i in range(K)]
+    if params is None:
+        logC = np.log(rng.uniform(0.3, 1.0, (K, K)))
+        logC[np.diag_indices(K)] = np.log(rng.uniform(2.0, 4.0, K))     # own-domain data helps most
+        params = {"E": rng.uniform(1.2, 2.0, K), "A": rng.uniform(20, 40, K), "alpha": rng.uniform(0.3, 0.4, K),
+                  "B": rng.uniform(200, 400, K), "beta": rng.uniform(0.28, 0.36, K), "logC": logC,
+                  "gamma": rng.uniform(0.3, 0.6, (K, K)), "domains": doms}
+    W = np.vstack([rng.dirichlet(np.ones(K), size=max(n_mixtures - K, 0)), np.eye(K)])[:n_mixtures]
+    rows = []
+    for N, D in sizes:
+        L = joint_truth(params, W, N, D) * np.exp(noise * rng.standard_normal((len(W), K)))
+        for i, w in enumerate(W):
+            rows.append({"run_id": f"m{i:03d}-N{N:.0e}", "params_nonembedding": N, "tokens": D,
+                         **{W_PREFIX + d: w[j] for j, d in enumerate(doms)},
+                         **{LOSS_PREFIX + d: L[i, j] for j, d in enumerate(doms)}})
+    return pd.DataFrame(rows), params
+
+
+def joint_truth(params: dict, W: np.ndarray, N: float, D: float) -> np.ndarray:
+    """[mixtures, domains] the joint law's losses with known parameters (synthetic_joint_table's)."""
+    with np.errstate(divide="ignore"):
+        logW = np.log(W)
+    s = np.exp(params["logC"][None] + params["gamma"][None] * logW[:, None, :]).sum(-1)     # [m, target]
+    return params["E"] + params["A"] / N ** params["alpha"] + params["B"] / D ** params["beta"] + 1 / s
