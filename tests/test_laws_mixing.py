@@ -166,3 +166,25 @@ def test_olmix_csv_round_trip(ye_case, tmp_path):
     back = read_olmix(tmp_path)
     assert set(back.columns) == set(table.columns)
     pd.testing.assert_frame_equal(back[table.columns], table, check_exact=False)
+
+
+def test_report_section_from_run_directories(tmp_path):
+    """A mixture sweep's run dirs (result.json with w_, loss_ and corpus_tokens_ columns) get a report section with
+    the held-out check, the recommendation and its figures."""
+    import json
+
+    from analysis.report import write_report
+    table, _ = synthetic_ye_table(24, 4, noise=0.002, seed=7)
+    for row in table.to_dict("records"):
+        d = tmp_path / "sweep" / row["run_id"]
+        d.mkdir(parents=True)
+        row.update({f"corpus_tokens_d0{j}": 1e6 * (j + 1) for j in range(4)},
+                   params_nonembedding=1e5, tokens=2e6, flops=1.2e12, flops_6n=1.2e12, loss=row["loss_d00"])
+        (d / "result.json").write_text(json.dumps(row))
+    from analysis.laws.common import FitConfig
+    md, _ = write_report(tmp_path / "sweep", config=FitConfig(n_bootstrap=40))
+    text = md.read_text()
+    assert "## Data mixture" in text and "natural token proportions (d00 0.10" in text
+    assert "Held-out-mixture check" in text and "Recommended mixture" in text
+    for name in ("mixture_heldout", "mixture_recommendation", "mixture_effects"):
+        assert (md.parent / "figures" / f"{name}.png").exists()
