@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.laws.common import FitError
+from analysis.laws.common import FitError, ci
 from analysis.laws.mixing import FORMS, W_PREFIX, MixingConfig, MixingLaw, domains_of, fit, natural_proportions
 
 TITLE = "Data mixture"
@@ -164,3 +164,86 @@ def plot_effects(eff: pd.DataFrame):
     ax.set(xlabel="change of the objective for +0.02 weight")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------ confirmation
+def confirmation_mixtures(law: MixingLaw, rec=None) -> dict[str, dict[str, float]]:
+    """The mixtures a confirmation trains: the recommendation, uniform, and natural (where known)."""
+    rec = rec or law.recommend()
+    out = {"recommended": rec.weights, "uniform": {d: 1 / len(law.domains) for d in law.domains}}
+    if law.natural:
+        out["natural"] = dict(law.natural)
+    return out
+
+
+def confirm_command(mixes: dict[str, dict[str, float]], tokens: float, seeds=(0, 1),
+                    name: str = "mixture_confirm") -> str:
+    """The sweep command that trains `mixes` at `tokens` with each seed (a list-kind mixture grid)."""
+    items = ",".join("{" + ",".join(f"{d}:{w:.6f}" for d, w in m.items() if w > 5e-7) + "}" for m in mixes.values())
+    return (f"python sweep.py +grid=mixture grid.name={name} grid.mixtures.kind=list 'grid.mixtures.list=[{items}]' "
+            f"grid.shapes.tokens={int(tokens)} 'grid.seeds=[{','.join(map(str, seeds))}]'")
+
+
+def compare_confirmation(law: MixingLaw, runs: pd.DataFrame, mixes: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Per confirmation mixture: measured objective (mean and seed std over its runs), the law's prediction at the
+    fitted size with its interval, and both differences to the natural (else uniform) mixture. A law fitted at one
+    size predicts levels at that size only; what should carry over to the larger scale is the ranking and the gaps."""
+    doms = law.domains
+    W = runs[[W_PREFIX + d for d in doms]].to_numpy(float)
+    names = list(mixes)
+    M = np.array([[mixes[n].get(d, 0.0) for d in doms] for n in names])
+    which = np.argmin(((W[:, None, :] - M[None]) ** 2).sum(-1), axis=1)
+    measured = law.objective.value(runs)
+    ref = "natural" if "natural" in mixes else "uniform"
+    samples = law.samples(M)
+    pred = law.predict(M)
+    lo, hi = law.interval(M)
+    rows = []
+    for i, n in enumerate(names):
+        m = measured[which == i]
+        r = measured[which == names.index(ref)]
+        gap = samples[:, i] - samples[:, names.index(ref)] if len(samples) else np.array([])
+        g_lo, g_hi = ci(gap, law.config.ci_level) if len(gap) else (np.nan, np.nan)
+        rows.append({"mixture": n, "runs": len(m), "measured": m.mean() if len(m) else np.nan,
+                     "seed std": m.std(ddof=1) if len(m) > 1 else np.nan, "predicted (fit size)": pred[i],
+                     "predicted lo": lo[i], "predicted hi": hi[i],
+                     f"measured - {ref}": m.mean() - r.mean() if len(m) and len(r) else np.nan,
+                     f"predicted - {ref}": pred[i] - pred[names.index(ref)], "gap lo": g_lo, "gap hi": g_hi})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+    from pathlib import Path
+
+    from analysis import results
+    p = argparse.ArgumentParser(prog="python -m analysis.mixing_report",
+                                description="Fit the mixing law of a mixture sweep; print the recommendation and the "
+                                            "command that confirms it at a larger scale (or compare a confirmation).")
+    p.add_argument("sweep_dir")
+    p.add_argument("--tokens-factor", type=float, default=4.0, help="confirmation D as a multiple of the fitted D")
+    p.add_argument("--confirm", metavar="CONFIRM_DIR", help="a finished confirmation sweep to compare with")
+    p.add_argument("--bootstrap", type=int, default=MixingConfig.n_bootstrap)
+    args = p.parse_args(argv)
+    runs = results.load(args.sweep_dir).runs
+    doms = domains_of(runs)
+    law = fit(runs, "natural" if natural_proportions(runs, doms) else "uniform",
+              config=MixingConfig(n_bootstrap=args.bootstrap))
+    print(law.summary())
+    mixes_file = Path(args.sweep_dir) / "confirmation_mixtures.json"
+    if args.confirm:
+        mixes = json.loads(mixes_file.read_text())
+        print(compare_confirmation(law, results.load(args.confirm).runs, mixes).to_string(index=False))
+        return
+    rec = law.recommend()
+    print(rec.table().to_string(index=False))
+    mixes = confirmation_mixtures(law, rec)
+    mixes_file.write_text(json.dumps(mixes, indent=1))
+    D = (law.fit_size[1] if law.fit_size else float(runs["tokens"].max())) * args.tokens_factor
+    print(f"wrote {mixes_file}\nconfirm at D = {D:.3g}:\n  " + confirm_command(mixes, D)
+          + f"\nthen: python -m analysis.mixing_report {args.sweep_dir} --confirm runs/mixture_confirm")
+
+
+if __name__ == "__main__":
+    main()

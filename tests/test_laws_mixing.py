@@ -188,3 +188,26 @@ def test_report_section_from_run_directories(tmp_path):
     assert "Held-out-mixture check" in text and "Recommended mixture" in text
     for name in ("mixture_heldout", "mixture_recommendation", "mixture_effects"):
         assert (md.parent / "figures" / f"{name}.png").exists()
+
+
+def test_confirmation_command_and_comparison(ye_case):
+    from analysis.mixing_report import compare_confirmation, confirm_command, confirmation_mixtures
+    table, P, law = ye_case
+    law.natural = {d: 0.4 if d == "d00" else 0.15 for d in law.domains}
+    mixes = confirmation_mixtures(law)
+    assert list(mixes) == ["recommended", "uniform", "natural"]
+    cmd = confirm_command(mixes, 8e5)
+    assert "grid.mixtures.kind=list" in cmd and "grid.shapes.tokens=800000" in cmd and "'grid.seeds=[0,1]'" in cmd
+    # "measured" runs: each mixture twice, losses from the true law (as if the confirmation scale kept the gaps)
+    rows = []
+    for seed in (0, 1):
+        for m in mixes.values():
+            w = np.array([m[d] for d in law.domains])
+            L = ye_truth(P, w)[0] * (1 + 0.001 * (seed - 0.5))
+            rows.append({**{f"w_{d}": w[j] for j, d in enumerate(law.domains)},
+                         **{f"loss_{d}": L[j] for j, d in enumerate(law.domains)}})
+    cmp = compare_confirmation(law, pd.DataFrame(rows), mixes).set_index("mixture")
+    assert list(cmp["runs"]) == [2, 2, 2]
+    gap = cmp.loc["recommended"]
+    assert gap["measured - natural"] < 0 and gap["gap lo"] < gap["gap hi"] < 0
+    assert gap["predicted - natural"] == pytest.approx(gap["measured - natural"], rel=0.1)
