@@ -152,6 +152,9 @@ def test_natural_objective_from_corpus_tokens_and_metric_objective(ye_case):
     table = ye_case[0].copy()
     for j, d in enumerate(["d00", "d01", "d02", "d03", "d04"]):
         table[f"corpus_tokens_{d}"] = 1e6 * (j + 1)
+    assert fit(ye_case[0], config=MixingConfig(n_bootstrap=0)).objective.name == "uniform"   # no token counts
+    only_mean = ye_case[0][[c for c in ye_case[0] if c.startswith("w_")]].assign(loss=ye_case[0]["loss_d00"])
+    assert fit(only_mean, config=MixingConfig(n_bootstrap=0)).objective.columns == ["loss"]
     law = fit(table, config=MixingConfig(n_bootstrap=0))
     assert law.objective.name == "natural"
     assert dict(law.objective.weights)["loss_d04"] == pytest.approx(5 / 15)

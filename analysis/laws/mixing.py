@@ -1,6 +1,6 @@
 """Data-mixing laws: from runs at several mixtures, predict the objective of any mixture and recommend one.
 
-    law = fit(table, objective="natural")        # -> MixingLaw
+    law = fit(table)                             # -> MixingLaw (objective: natural proportions where known)
     law.predict({"code": 0.3, "prose": 0.7})     # the objective at a mixture (at the fitted size, or N=, D=)
     law.recommend(bounds=..., max_epochs=4, D=..., max_kl=...)   # -> Recommendation with intervals
     print(law.summary())
@@ -106,6 +106,14 @@ def column_for(name: str, table: pd.DataFrame, domains: list[str]) -> str:
 
 def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: dict | None) -> Objective:
     """An Objective from the forms fit() accepts; FitError naming the fix when a column is missing."""
+    if objective is None:                  # the default: natural where known, else uniform, else the "loss" column
+        have = [d for d in domains if LOSS_PREFIX + d in table.columns]
+        if len(have) == len(domains):
+            known = natural or natural_proportions(table, domains)
+            return make_objective("natural" if known else "uniform", table, domains, natural)
+        if not have and "loss" in table.columns:
+            return Objective((("loss", 1.0),), "loss")
+        objective = "natural"
     if isinstance(objective, Objective):
         obj = objective
     elif objective in ("natural", "uniform"):
@@ -723,10 +731,14 @@ def _families(names, K, n_mix_fit, n_mix_all, use_n, use_d) -> tuple[list[str], 
     return ok, notes
 
 
-def fit(table: pd.DataFrame, objective="natural", law: str = "auto", *, natural: dict[str, float] | None = None,
+def fit(table: pd.DataFrame, objective=None, law: str = "auto", *, natural: dict[str, float] | None = None,
         config: MixingConfig | None = None, families: tuple[str, ...] = FAMILIES) -> MixingLaw:
     """Fit a mixing law to `table` for `objective`; law="auto" picks the family with the lowest k-fold
-    held-out-mixture error (module docstring). Raises FitError, naming the fix, on a table it cannot use."""
+    held-out-mixture error (module docstring). Raises FitError, naming the fix, on a table it cannot use.
+
+    objective None (default): the natural-proportion loss where the natural proportions are known (natural= or
+    corpus_tokens_<domain> columns), else the uniform average of the loss_<domain> columns, else a "loss" column;
+    law.objective.name says which."""
     with one_blas_thread():             # many small matrix products: BLAS threads only add contention
         return _fit(table, objective, law, natural, config, families)
 
