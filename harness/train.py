@@ -428,6 +428,9 @@ class Trainer:
             row[k] = getattr(c, k)
         row.update(tokens=tokens, flops=c.flops_per_token * tokens, flops_6n=c.flops_per_token_6n * tokens)
         row.update({f"w_{d}": w for d, w in zip(self.domains, self.stream.stage_weights[0].tolist())})
+        # each domain's unique train tokens: analysis derives the natural mixture and repetition caps from them
+        row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
+                    for d in self.corpus.domains})
         row.update({k: v for k, v in self.last_eval.items() if k.startswith("loss")})
         row.update(train_loss=self.last_train.get("loss"), lr=spec.optim.lr, batch_tokens=spec.batch_tokens,
                    schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),

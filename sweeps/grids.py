@@ -196,6 +196,61 @@ def simplex_lattice(domains: list[str], step: float) -> list[dict[str, float]]:
             for combo in itertools.product(range(n + 1), repeat=len(domains)) if sum(combo) == n]
 
 
+def natural_weights(cfg: dict, domains: list[str], errors: list[str]) -> dict[str, float] | None:
+    """The corpus's natural token proportions: grid.mixtures.natural ({domain: weight}) or, from the manifest
+    of grid.mixtures.corpus, each domain's share of the train tokens."""
+    if cfg.get("natural"):
+        w = {d: float(cfg["natural"].get(d, 0.0)) for d in domains}
+    else:
+        from harness.data.corpus import data_root, open_corpus
+        corpus = open_corpus(str(cfg.get("corpus") or ""), data_root()) if cfg.get("corpus") else None
+        if corpus is None:
+            errors.append(f"grid.mixtures.center=natural: corpus {cfg.get('corpus')!r} is not built here, so its "
+                          "token proportions are unknown: build it (python -m harness.data.prepare corpus=<name>), "
+                          "set grid.mixtures.natural={domain: weight}, or use grid.mixtures.center=uniform")
+            return None
+        w = {d: float(corpus.manifest["domains"][d]["train_tokens"]) for d in domains}
+    total = math.fsum(w.values())
+    if total <= 0:
+        errors.append(f"grid.mixtures.natural: no positive weight over the domains {domains}")
+        return None
+    return {d: v / total for d, v in w.items()}
+
+
+def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list[dict[str, float]] | None:
+    """Seeded Dirichlet samples. center=uniform: alpha = grid.mixtures.alpha for every domain. center=natural
+    (RegMix, Liu et al. 2024): alpha = c * K * natural proportions, so samples spread around the natural mixture,
+    with the concentration c drawn log-uniformly from grid.mixtures.concentration ([lo, hi]) per sample, so that
+    both near-natural and lopsided mixtures are covered. How many: grid.mixtures.samples, or
+    samples_per_domain x the number of domains (a law has about K to 2K parameters per target)."""
+    rng = np.random.default_rng(int(cfg.get("seed", 0)))
+    K = len(domains)
+    n = cfg.get("samples")
+    n = int(n) if n is not None else int(cfg.get("samples_per_domain", 4)) * K
+    center = cfg.get("center", "uniform")
+    if center == "uniform":
+        alpha = np.full(K, float(cfg.get("alpha", 1.0)))
+        return [dict(zip(domains, map(float, rng.dirichlet(alpha)))) for _ in range(n)]
+    if center != "natural":
+        errors.append(f"grid.mixtures.center={center!r}: use natural (RegMix: around the corpus's token "
+                      "proportions) or uniform")
+        return None
+    nat = natural_weights(cfg, domains, errors)
+    if nat is None:
+        return None
+    conc = cfg.get("concentration", [0.5, 5.0])
+    lo, hi = (float(conc), float(conc)) if np.isscalar(conc) else map(float, conc)
+    if not 0 < lo <= hi:
+        errors.append(f"grid.mixtures.concentration={conc}: a positive number or [lo, hi] with 0 < lo <= hi")
+        return None
+    base = np.maximum(np.array([nat[d] for d in domains]), 1e-3)     # a domain with no tokens still gets sampled
+    out = []
+    for _ in range(n):
+        c = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        out.append(dict(zip(domains, map(float, rng.dirichlet(c * K * base / base.sum())))))
+    return out
+
+
 def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mixture]:
     if not cfg:
         return [Mixture("data", ())]
@@ -212,9 +267,9 @@ def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mi
             return []
         found = simplex_lattice(domains, step)
     elif kind == "dirichlet":
-        rng = np.random.default_rng(int(cfg.get("seed", 0)))
-        alpha = np.full(len(domains), float(cfg.get("alpha", 1.0)))
-        found = [dict(zip(domains, map(float, rng.dirichlet(alpha)))) for _ in range(int(cfg["samples"]))]
+        found = dirichlet_mixtures(cfg, domains, errors)
+        if found is None:
+            return []
     elif kind == "list":
         found = [dict(m) for m in cfg["list"]]
     else:
@@ -222,6 +277,12 @@ def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mi
         return []
     if cfg.get("include_pure", True) and kind != "list":
         found += [{d: float(d == e) for d in domains} for e in domains]
+    if cfg.get("include_uniform", False) and kind != "list":
+        found.append({d: 1 / len(domains) for d in domains})
+    if cfg.get("include_natural", False) and kind != "list":
+        if (nat := natural_weights(cfg, domains, errors)) is None:
+            return []
+        found.append(nat)
     out, seen = [], set()
     for w in found:
         nz = normalized({d: v for d, v in w.items() if v > 0})

@@ -114,7 +114,8 @@ def test_budget_too_large_for_the_corpus_is_an_error(corpus, monkeypatch):
 
 def test_mixture_grid_lattice_plus_pure_domains(corpus, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
-    p = plan(cfg("+grid=mixture", "data.corpus=syn", "grid.mixtures.step=0.5"))
+    p = plan(cfg("+grid=mixture", "data.corpus=syn", "grid.mixtures.kind=simplex", "grid.mixtures.step=0.5",
+                 "grid.mixtures.include_uniform=false", "grid.mixtures.include_natural=false"))
     mixes = {r.spec.data.weights for r in p.runs}
     # 3 domains, step 1/2: 3 pure + 3 half/half; the pure ones are part of the lattice already
     assert len(mixes) == len(p.runs) == 6

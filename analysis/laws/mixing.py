@@ -1,0 +1,952 @@
+"""Data-mixing laws: from runs at several mixtures, predict the objective of any mixture and recommend one.
+
+    law = fit(table)                             # -> MixingLaw (objective: natural proportions where known)
+    law.predict({"code": 0.3, "prose": 0.7})     # the objective at a mixture (at the fitted size, or N=, D=)
+    law.recommend(bounds=..., max_epochs=4, D=..., max_kl=...)   # -> Recommendation with intervals
+    print(law.summary())
+
+A pure function of a table: one row per run with `w_<domain>` columns (training weights, summing to 1),
+the targets (per-domain held-out losses `loss_<domain>`, or any metric column), and optionally N
+(`params_nonembedding`) and D (`tokens`). Natural token proportions come from `corpus_tokens_<domain>`
+columns (result.json writes them) or the `natural=` argument.
+
+The objective is the user's: "natural" (held-out losses weighted by the corpus's natural token
+proportions: the default, so every run is scored on the same evaluation mixture whatever it trained on),
+"uniform", one domain's name, {column_or_domain: weight}, or Objective(column="acc_x", maximize=True).
+
+Law families, each fitted per target column, the objective being their weighted sum:
+    loglinear  log y = sum_j t_j w_j                              (RegMix-style regression, on log y)
+    ridge      log y = ridge on [w_j, log(w_j + eps)] (GCV-chosen penalty): a flexible regression
+    ye         y = c + exp(sum_j t_j w_j)                         (Ye et al. 2024; k absorbed as sum w = 1)
+    joint      y = E + A/N^alpha + B/D^beta + 1 / sum_j C_j w_j^gamma_j   (Shukor et al. 2025, additive law;
+               the N and D terms are kept only when the table varies N or D)
+
+`fit(..., law="auto")` fits every family that the table has enough mixtures for, scores each by k-fold
+held-out-MIXTURE error (a mixture's runs at every size and seed are held out together), and keeps the
+lowest; intervals come from bootstrap resamples over runs, drawn as multiplicity weights so the linear
+families solve all resamples at once (ye: one profile search over c, vectorised over resamples and targets).
+
+Non-joint families describe one size: when the table holds several (N, D), they are fitted at the size
+with the most mixtures (the "fit size"), and only the joint law uses the others.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares, minimize
+from scipy.stats import spearmanr
+
+from analysis.bootstrap import one_blas_thread, resample_weights
+from analysis.laws.common import FitError, FitWarning, ci
+
+W_PREFIX, LOSS_PREFIX, TOKENS_PREFIX = "w_", "loss_", "corpus_tokens_"
+FAMILIES = ("loglinear", "ridge", "ye", "joint")
+WEIGHT_TOL = 1e-3                 # |sum of a run's weights - 1| allowed (weights rounded to 6 decimals by the grid)
+LOG_EPS = 1e-3                    # ridge's log(w + eps) feature: pure mixtures have zeros
+RIDGE_LAMBDAS = np.geomspace(1e-6, 1e2, 25)
+YE_Z = (-7.0, 3.0)                # ye: c = min(y) - spread * exp(z), z searched in this range
+GOLDEN = (math.sqrt(5) - 1) / 2
+BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
+DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
+
+
+# ------------------------------------------------------------------------------------------ objective
+@dataclass(frozen=True)
+class Objective:
+    """What a mixture is scored on: sum_c weights[c] * table[c] (minimised), or one column (maximize=True:
+    maximised, e.g. a downstream accuracy). `name` is for reports."""
+    weights: tuple[tuple[str, float], ...]
+    name: str
+    maximize: bool = False
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in self.weights]
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.array([v for _, v in self.weights], float)
+
+    def value(self, table: pd.DataFrame) -> np.ndarray:
+        return table[self.columns].to_numpy(float) @ self.vector
+
+
+def domains_of(table: pd.DataFrame) -> list[str]:
+    return sorted(c[len(W_PREFIX):] for c in table.columns if c.startswith(W_PREFIX))
+
+
+def natural_proportions(table: pd.DataFrame, domains: list[str]) -> dict[str, float] | None:
+    """Natural token proportions from corpus_tokens_<domain> columns (None when the table has none)."""
+    cols = [TOKENS_PREFIX + d for d in domains]
+    if not set(cols) <= set(table.columns):
+        return None
+    tokens = table[cols].apply(pd.to_numeric, errors="coerce").median().to_numpy(float)
+    if not np.all(np.isfinite(tokens)) or tokens.sum() <= 0:
+        return None
+    return dict(zip(domains, tokens / tokens.sum()))
+
+
+def corpus_tokens(table: pd.DataFrame, domains: list[str]) -> dict[str, float] | None:
+    cols = [TOKENS_PREFIX + d for d in domains]
+    if not set(cols) <= set(table.columns):
+        return None
+    return {d: float(table[TOKENS_PREFIX + d].median()) for d in domains}
+
+
+def column_for(name: str, table: pd.DataFrame, domains: list[str]) -> str:
+    """A domain's name means its held-out loss; a column name means itself; anything else is taken for a domain."""
+    if name in domains or (name not in table.columns and not name.startswith(LOSS_PREFIX)):
+        return LOSS_PREFIX + name
+    return name
+
+
+def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: dict | None) -> Objective:
+    """An Objective from the forms fit() accepts; FitError naming the fix when a column is missing."""
+    if objective is None:                  # the default: natural where known, else uniform, else the "loss" column
+        have = [d for d in domains if LOSS_PREFIX + d in table.columns]
+        if len(have) == len(domains):
+            known = natural or natural_proportions(table, domains)
+            return make_objective("natural" if known else "uniform", table, domains, natural)
+        if not have and "loss" in table.columns:
+            return Objective((("loss", 1.0),), "loss")
+        objective = "natural"
+    if isinstance(objective, Objective):
+        obj = objective
+    elif objective in ("natural", "uniform"):
+        if objective == "natural":
+            props = natural or natural_proportions(table, domains)
+            if props is None:
+                raise FitError("objective='natural' needs the corpus's natural token proportions: pass natural="
+                               "{domain: proportion} or a table with corpus_tokens_<domain> columns (result.json "
+                               "writes them); or use objective='uniform'")
+        else:
+            props = {d: 1 / len(domains) for d in domains}
+        obj = Objective(tuple((LOSS_PREFIX + d, float(props.get(d, 0.0))) for d in domains
+                            if props.get(d, 0.0) > 0), objective)
+    elif isinstance(objective, str):
+        obj = Objective(((column_for(objective, table, domains), 1.0),), objective)
+    elif isinstance(objective, dict):
+        w = {column_for(k, table, domains): float(v) for k, v in objective.items() if v}
+        total = sum(w.values())
+        obj = Objective(tuple((k, v / total) for k, v in sorted(w.items())), "weighted: " + ", ".join(
+            f"{k} {v / total:.2g}" for k, v in sorted(w.items())))
+    else:
+        raise FitError(f"objective={objective!r}: use 'natural', 'uniform', a domain name, a column name, "
+                       "{column: weight}, or Objective(...)")
+    missing = [c for c in obj.columns if c not in table.columns]
+    if missing:
+        have = sorted(c for c in table.columns if c.startswith(LOSS_PREFIX)) or sorted(table.columns)[:12]
+        raise FitError(f"objective {obj.name!r}: column(s) {missing} are not in the table (never evaluated); "
+                       f"have {have}. Evaluate every run on every domain's held-out set, or pick another objective")
+    return obj
+
+
+# ------------------------------------------------------------------------------------------ checks
+def check_table(table: pd.DataFrame, obj_columns: list[str] | None = None) -> list[str]:
+    """Raise FitError naming each problem in a mixture table; returns its domains."""
+    domains = domains_of(table)
+    if len(domains) < 2:
+        raise FitError(f"mixing law: the table has {len(domains)} w_<domain> column(s); it needs the training "
+                       "weights of 2 or more domains as w_<domain> columns (analysis.results writes them; "
+                       "read_olmix converts ratios.csv)")
+    errs = []
+    W = table[[W_PREFIX + d for d in domains]].apply(pd.to_numeric, errors="coerce")
+    ids = table["run_id"].astype(str) if "run_id" in table else pd.Series(table.index.astype(str), index=table.index)
+    for d in domains:
+        bad = W[W_PREFIX + d].isna()
+        if bad.any():
+            errs.append(f"w_{d} is missing for {int(bad.sum())} run(s) (e.g. {list(ids[bad][:3])}): a domain absent "
+                        f"from a run's mixture has weight 0; fill with table['w_{d}'].fillna(0) if those runs "
+                        "trained on none of it, else drop them")
+    if (W < 0).any().any():
+        errs.append("negative weights in w_<domain> columns: weights are proportions in [0, 1]")
+    sums = W.fillna(0).sum(axis=1)
+    off = (sums - 1).abs() > WEIGHT_TOL
+    if off.any():
+        errs.append(f"weights of {int(off.sum())} run(s) do not sum to 1 (within {WEIGHT_TOL}): e.g. "
+                    + ", ".join(f"{i}: {s:.4g}" for i, s in zip(ids[off][:3], sums[off][:3]))
+                    + "; divide each row's w_ columns by their sum, or add the missing domains' columns")
+    for c in obj_columns or []:
+        y = pd.to_numeric(table[c], errors="coerce")
+        if y.isna().any():
+            errs.append(f"{c} is missing for {int(y.isna().sum())} run(s) (e.g. {list(ids[y.isna()][:3])}): "
+                        "re-evaluate them on that domain's held-out set, or drop them")
+    if errs:
+        raise FitError("mixing law:\n  " + "\n  ".join(errs))
+    return domains
+
+
+def n_params(family: str, K: int, size_terms: int = 0) -> int:
+    """Parameters per target (ridge: penalised, but no more trusted with fewer mixtures than the log-linear law)."""
+    return {"loglinear": K, "ridge": K, "ye": K + 1, "joint": 2 * K + 1 + 2 * size_terms}[family]
+
+
+# ------------------------------------------------------------------------------------------ families
+def _gram(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """[B,p,p] X' diag(M_b) X for every resample, as one matrix product with the rows' outer products."""
+    p = X.shape[1]
+    return (M @ (X[:, :, None] * X[:, None, :]).reshape(len(X), p * p)).reshape(len(M), p, p)
+
+
+def _solve_weighted(X: np.ndarray, Y: np.ndarray, M: np.ndarray, penalty: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least squares for every resample: X [n,p], Y [n,T], M [B,n] -> beta [B,p,T]."""
+    n, p = X.shape
+    G = _gram(X, M)
+    scale = np.trace(G, axis1=1, axis2=2)[:, None, None] / p
+    G = G + (penalty[None] * M.sum(1)[:, None, None] if penalty is not None else 0) \
+        + 1e-9 * scale * np.eye(p)[None]                         # a domain absent from a resample: t_j -> 0
+    XY = (M @ (X[:, :, None] * Y[:, None, :]).reshape(n, -1)).reshape(len(M), p, Y.shape[1])
+    return np.linalg.solve(G, XY)
+
+
+class LogLinear:
+    name = "loglinear"
+
+    def features(self, W):
+        return W
+
+    def fit(self, W, Y, S, M):
+        return {"beta": _solve_weighted(self.features(W), np.log(Y), M)}
+
+    def predict(self, p, W, S):
+        return np.exp(self.features(W) @ p["beta"])
+
+
+class Ridge(LogLinear):
+    name = "ridge"
+
+    def __init__(self):
+        self.mu = self.sd = None
+        self.lam = None
+
+    def features(self, W):
+        F = np.hstack([W, np.log(W + LOG_EPS)])
+        return np.hstack([np.ones((len(W), 1)), (F - self.mu) / self.sd])
+
+    def fit(self, W, Y, S, M):
+        if self.mu is None or M.shape[0] == 1:             # standardise on the point fit's rows
+            keep = M[0] > 0
+            F = np.hstack([W[keep], np.log(W[keep] + LOG_EPS)])
+            self.mu, self.sd = F.mean(0), np.where(F.std(0) > 0, F.std(0), 1.0)
+            self.lam = self.gcv(self.features(W[keep]), np.log(Y[keep]))
+        P = np.eye(2 * W.shape[1] + 1) * self.lam
+        P[0, 0] = 0                                        # the intercept is not shrunk
+        return {"beta": _solve_weighted(self.features(W), np.log(Y), M, P)}
+
+    @staticmethod
+    def gcv(F, logY) -> float:
+        """The penalty minimising generalised cross-validation (summed over targets), per row."""
+        n = len(F)
+        Fc, Yc = F[:, 1:] - F[:, 1:].mean(0), logY - logY.mean(0)
+        U, s, _ = np.linalg.svd(Fc, full_matrices=False)
+        UtY = U.T @ Yc
+        best, best_lam = np.inf, RIDGE_LAMBDAS[0]
+        for lam in RIDGE_LAMBDAS * n:
+            f = s ** 2 / (s ** 2 + lam)
+            resid = (Yc ** 2).sum() - ((UtY ** 2) * (f * (2 - f))[:, None]).sum()
+            df = f.sum() + 1
+            score = n * resid / max(n - df, 1e-9) ** 2
+            if score < best:
+                best, best_lam = score, lam / n
+        return float(best_lam)
+
+
+class Ye:
+    """y = c + exp(t . w) per target. For a fixed c, log(y - c) is linear in w (least squares); c is found by a
+    golden-section search on the squared error in y itself, for all resamples and targets at once."""
+    name = "ye"
+
+    def __init__(self):
+        self.z0 = None
+
+    def _bounds(self, Y):
+        lo = Y.min(0)
+        spread = np.maximum(np.ptp(Y, 0), 1e-6 * np.maximum(np.abs(lo), 1))
+        return lo, spread
+
+    def _eval(self, z, W, Yt, M, Ginv, lo, spread):
+        """z [B,T] -> (rss [B,T], c [B,T], t [B,T,K])."""
+        c = lo[None] - spread[None] * np.exp(z)
+        R = Yt[None] - c[..., None]                                        # [B,T,n] > 0
+        B, T, n = R.shape
+        b = ((np.log(R) * M[:, None, :]).reshape(B * T, n) @ W).reshape(B, T, -1)   # one matrix product
+        t = b @ Ginv                                                       # Ginv is symmetric
+        R -= np.exp((t.reshape(B * T, -1) @ W.T).reshape(B, T, n))
+        rss = (R * R * M[:, None, :]).sum(-1)
+        return rss, c, t
+
+    def _parabolic(self, z0, W, Yt, M, Ginv, lo, spread, h: float = 0.3, steps: int = 3):
+        """Successive parabolic interpolation from z0 (a resample's c is near the point fit's): 3 + `steps`
+        evaluations, in float32 (the bootstrap's precision need; twice as fast as float64)."""
+        W32 = W.astype(np.float32)
+        ev = lambda z: self._eval(z.astype(np.float32), W32, Yt, M, Ginv, lo.astype(np.float32),
+                                  spread.astype(np.float32))[0].astype(float)
+        lo_z, hi_z = np.maximum(z0 - 1.5, YE_Z[0]), np.minimum(z0 + 1.5, YE_Z[1])
+        zs = np.stack([z0 - h, z0, z0 + h])
+        fs = np.stack([ev(z) for z in zs])
+        for _ in range(steps):
+            order = np.argsort(zs, axis=0)
+            z_s, f_s = np.take_along_axis(zs, order, 0), np.take_along_axis(fs, order, 0)
+            (a, b, c), (fa, fb, fc) = z_s, f_s
+            num = (b - a) ** 2 * (fb - fc) - (b - c) ** 2 * (fb - fa)
+            den = (b - a) * (fb - fc) - (b - c) * (fb - fa)
+            best = np.take_along_axis(zs, np.argmin(fs, 0)[None], 0)[0]
+            ok = np.abs(den) > 1e-300
+            step = np.where(ok, b - 0.5 * num / np.where(ok, den, 1), best)
+            # not a minimum (concave) or no progress: walk downhill from the best point instead
+            convex = ok & ((fa - fb) * (c - b) + (fc - fb) * (b - a) > 0)
+            downhill = np.where(np.argmin(fs, 0) == np.argmax(zs, 0), best + h, best - h)
+            znew = np.clip(np.where(convex, step, downhill), lo_z, hi_z)
+            fnew = ev(znew)
+            worst = np.argmax(fs, 0)
+            np.put_along_axis(zs, worst[None], znew[None], 0)
+            np.put_along_axis(fs, worst[None], fnew[None], 0)
+        return np.take_along_axis(zs, np.argmin(fs, 0)[None], 0)[0]
+
+    def fit(self, W, Y, S, M):
+        lo, spread = self._bounds(Y)
+        Yt = Y.T
+        G = _gram(W, M)
+        G += 1e-9 * np.trace(G, axis1=1, axis2=2)[:, None, None] / W.shape[1] * np.eye(W.shape[1])
+        Ginv = np.linalg.inv(G)
+        B, T = M.shape[0], Y.shape[1]
+        if B == 1 or self.z0 is None:                      # point fit: a coarse scan first, then golden section
+            zs = np.linspace(*YE_Z, 41)
+            scan = np.stack([self._eval(np.full((B, T), z), W, Yt, M, Ginv, lo, spread)[0] for z in zs])
+            i = np.argmin(scan, axis=0)
+            a, b = zs[np.maximum(i - 1, 0)], zs[np.minimum(i + 1, len(zs) - 1)]
+            if B == 1:
+                self.z0 = zs[i[0]]
+        else:                                              # resamples: parabolic steps from the point fit's c
+            z = self._parabolic(np.broadcast_to(self.z0, (B, T)), W, Yt.astype(np.float32), M.astype(np.float32),
+                                Ginv.astype(np.float32), lo, spread)
+            _, c, t = self._eval(z, W, Yt, M, Ginv, lo, spread)
+            return {"c": c, "t": t}
+        x1, x2 = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+        f1 = self._eval(x1, W, Yt, M, Ginv, lo, spread)[0]
+        f2 = self._eval(x2, W, Yt, M, Ginv, lo, spread)[0]
+        for _ in range(22):                                # golden section, one new point per iteration
+            left = f1 < f2                                 # the minimum lies in [a, x2], else in [x1, b]
+            a, b = np.where(left, a, x1), np.where(left, x2, b)
+            new_x1, new_x2 = np.where(left, b - GOLDEN * (b - a), x2), np.where(left, x1, a + GOLDEN * (b - a))
+            f_new = self._eval(np.where(left, new_x1, new_x2), W, Yt, M, Ginv, lo, spread)[0]
+            f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
+            x1, x2 = new_x1, new_x2
+        _, c, t = self._eval((a + b) / 2, W, Yt, M, Ginv, lo, spread)
+        return {"c": c, "t": t}
+
+    def predict(self, p, W, S):
+        return p["c"][:, None, :] + np.exp(W @ p["t"].transpose(0, 2, 1))
+
+
+class Joint:
+    """Shukor et al. (2025)'s additive law per target: y = E + A/N^alpha + B/D^beta + 1/sum_j C_j w_j^gamma_j,
+    fitted by least squares on log residuals (analytic Jacobian); the size terms only where N or D vary.
+    theta = (log E, log A, alpha, log B, beta, log C_1..K, gamma_1..K)."""
+    name = "joint"
+
+    def __init__(self, use_n: bool, use_d: bool):
+        self.use_n, self.use_d = use_n, use_d
+
+    def _terms(self, th, W, S):
+        K = W.shape[1]
+        logN, logD = S
+        E = np.exp(th[0])
+        tA = np.exp(th[1] - th[2] * logN) if self.use_n else np.zeros_like(logN)
+        tB = np.exp(th[3] - th[4] * logD) if self.use_d else np.zeros_like(logD)
+        with np.errstate(divide="ignore"):
+            logW = np.log(W)
+        Cw = np.exp(th[5:5 + K][None] + th[5 + K:][None] * logW)           # 0 where w = 0
+        s = Cw.sum(1)
+        return E, tA, tB, Cw, s, logW
+
+    def _pred(self, th, W, S):
+        E, tA, tB, _, s, _ = self._terms(th, W, S)
+        return E + tA + tB + 1 / s
+
+    def _jac(self, th, W, S, y, sw):
+        E, tA, tB, Cw, s, logW = self._terms(th, W, S)
+        pred = E + tA + tB + 1 / s
+        logN, logD = S
+        J = np.zeros((len(y), len(th)))
+        J[:, 0] = E
+        if self.use_n:
+            J[:, 1], J[:, 2] = tA, -logN * tA
+        if self.use_d:
+            J[:, 3], J[:, 4] = tB, -logD * tB
+        K = W.shape[1]
+        dm = -Cw / s[:, None] ** 2
+        J[:, 5:5 + K] = dm
+        J[:, 5 + K:] = np.where(W > 0, dm * np.where(W > 0, logW, 0), 0)
+        return J / pred[:, None] * sw[:, None]
+
+    def _bounds(self, K):
+        lo = np.r_[-10, -20, 0, -20, 0, np.full(K, -20), np.full(K, 0.01)]
+        hi = np.r_[3, 40, 3, 40, 3, np.full(K, 20), np.full(K, 3)]
+        return lo, hi
+
+    def _one(self, W, S, y, m, starts):
+        keep = m > 0
+        Wk, Sk, yk, sw = W[keep], (S[0][keep], S[1][keep]), y[keep], np.sqrt(m[keep])
+        lo, hi = self._bounds(W.shape[1])
+        best = None
+        for th0 in starts:
+            res = least_squares(lambda th: (np.log(self._pred(th, Wk, Sk)) - np.log(yk)) * sw, np.clip(th0, lo, hi),
+                                jac=lambda th: self._jac(th, Wk, Sk, yk, sw), bounds=(lo, hi), method="trf",
+                                x_scale="jac", max_nfev=400)
+            if best is None or res.cost < best.cost:
+                best = res
+        return best.x
+
+    def starts(self, W, y):
+        K = W.shape[1]
+        out = []
+        for e_frac in (0.5, 0.8):
+            E = e_frac * y.min()
+            gap = max(y.mean() - E, 1e-3)
+            for g in (0.3, 1.0):
+                # 1/sum C w^g = gap at uniform weights: C = 1 / (gap * K * K^-g)
+                logC = -math.log(gap * K * K ** -g)
+                out.append(np.r_[math.log(E), 0.0, 0.3, 0.0, 0.3, np.full(K, logC), np.full(K, g)])
+        return out
+
+    def fit(self, W, Y, S, M):
+        B, T = M.shape[0], Y.shape[1]
+        theta = np.zeros((B, T, 5 + 2 * W.shape[1]))
+        for t in range(T):
+            if B == 1 or getattr(self, "theta0", None) is None:
+                theta[0, t] = self._one(W, S, Y[:, t], M[0], self.starts(W, Y[:, t]))
+                continue
+            for b in range(B):                               # resamples: warm-started at the point fit
+                theta[b, t] = self._one(W, S, Y[:, t], M[b], [self.theta0[t]])
+        if B == 1:
+            self.theta0 = theta[0]
+        return {"theta": theta}
+
+    def predict(self, p, W, S):
+        th = p["theta"]
+        return np.stack([np.stack([self._pred(th[b, t], W, S) for t in range(th.shape[1])], -1)
+                         for b in range(th.shape[0])])
+
+
+def make_family(name: str, use_n: bool = False, use_d: bool = False):
+    return {"loglinear": LogLinear, "ridge": Ridge, "ye": Ye}[name]() if name != "joint" else Joint(use_n, use_d)
+
+
+# ------------------------------------------------------------------------------------------ config and law
+@dataclass(frozen=True)
+class MixingConfig:
+    """How a mixing law is fitted and checked. n_col/d_col: N and D columns (used only by the joint law)."""
+    n_bootstrap: int = 1000
+    seed: int = 0
+    ci_level: float = 0.9
+    folds: int = 5
+    n_col: str = "params_nonembedding"
+    d_col: str = "tokens"
+    recommend_resamples: int = 100      # bootstrap laws re-optimised for the recommendation's weight intervals
+    joint_bootstrap: int = 200          # the joint law refits each resample with least squares: fewer by default
+
+    def errors(self) -> list[str]:
+        e = []
+        if self.n_bootstrap < 0:
+            e.append(f"MixingConfig.n_bootstrap={self.n_bootstrap}: must be >= 0 (0: no intervals)")
+        if not 0 < self.ci_level < 1:
+            e.append(f"MixingConfig.ci_level={self.ci_level}: must be in (0, 1), e.g. 0.9")
+        if self.folds < 2:
+            e.append(f"MixingConfig.folds={self.folds}: k-fold needs at least 2")
+        return e
+
+
+@dataclass
+class Recommendation:
+    weights: dict[str, float]
+    weights_ci: dict[str, tuple[float, float]]
+    predicted: float                       # objective at the recommended weights (the law's point estimate)
+    predicted_ci: tuple[float, float]
+    baselines: dict[str, dict]             # name -> {"weights", "predicted", "predicted_ci", "p_better"}
+    upper_bounds: dict[str, float]         # effective per-domain upper bound (bounds and token caps)
+    epochs: dict[str, float]               # epochs of each domain at D (when corpus tokens are known)
+    N: float | None = None
+    D: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"domain": d, "weight": w, "lo": self.weights_ci[d][0], "hi": self.weights_ci[d][1],
+                 "upper bound": self.upper_bounds.get(d, 1.0), "epochs at D": self.epochs.get(d, np.nan)}
+                for d, w in self.weights.items()]
+        return pd.DataFrame(rows)
+
+
+@dataclass
+class MixingLaw:
+    family: str
+    objective: Objective
+    domains: list[str]
+    targets: list[str]
+    table: pd.DataFrame                  # the rows used (with "_fit_size" marking the fit size's rows)
+    params: dict                         # point fit, leading resample axis of length 1
+    boot: dict | None                    # bootstrap params, leading axis n_resamples
+    model: object
+    config: MixingConfig
+    cv: pd.DataFrame                     # per family: mean/max relative error, Spearman on held-out mixtures
+    cv_predictions: pd.DataFrame         # per held-out run: family, measured, predicted
+    fit_size: tuple[float, float] | None
+    natural: dict[str, float] | None
+    corpus_tokens: dict[str, float] | None
+    seed_noise: float                    # std of the objective over repeated runs of one mixture (nan: none)
+    warnings: list[str] = field(default_factory=list)
+
+    # -------------------------------------------------- prediction
+    def _W(self, weights) -> np.ndarray:
+        if isinstance(weights, dict):
+            weights = [weights]
+        if isinstance(weights, pd.DataFrame):
+            cols = [W_PREFIX + d for d in self.domains]
+            W = weights[cols].to_numpy(float) if set(cols) <= set(weights) else weights[self.domains].to_numpy(float)
+        elif isinstance(weights, (list, tuple)) and weights and isinstance(weights[0], dict):
+            unknown = {k for w in weights for k in w} - set(self.domains)
+            if unknown:
+                raise ValueError(f"weights name domain(s) {sorted(unknown)} the law was not fitted on "
+                                 f"(it knows {self.domains})")
+            W = np.array([[w.get(d, 0.0) for d in self.domains] for w in weights], float)
+        else:
+            W = np.atleast_2d(np.asarray(weights, float))
+        if W.shape[1] != len(self.domains):
+            raise ValueError(f"weights have {W.shape[1]} entries; the law has {len(self.domains)} domains "
+                             f"{self.domains}")
+        if np.any(np.abs(W.sum(1) - 1) > WEIGHT_TOL):
+            raise ValueError(f"weights sum to {W.sum(1)} (not 1): normalise them")
+        return W
+
+    def _S(self, m: int, N=None, D=None):
+        n0, d0 = self.fit_size or (1.0, 1.0)
+        return (np.full(m, math.log(N or n0)), np.full(m, math.log(D or d0)))
+
+    def predict_targets(self, weights, N=None, D=None, params=None) -> np.ndarray:
+        """[resamples, mixtures, targets] predicted target columns (resamples = 1 for the point fit)."""
+        W = self._W(weights)
+        return self.model.predict(params or self.params, W, self._S(len(W), N, D))
+
+    def predict(self, weights, N=None, D=None) -> np.ndarray:
+        """The objective at each mixture (N and D: only the joint law uses them; default the fit size)."""
+        return self.predict_targets(weights, N, D)[0] @ self.objective.vector
+
+    def samples(self, weights, N=None, D=None) -> np.ndarray:
+        """[resamples, mixtures] the objective under every bootstrap law (empty without a bootstrap)."""
+        if not self.boot:
+            return np.empty((0, len(self._W(weights))))
+        return self.predict_targets(weights, N, D, self.boot) @ self.objective.vector
+
+    def interval(self, weights, N=None, D=None) -> tuple[np.ndarray, np.ndarray]:
+        s = self.samples(weights, N, D)
+        if not len(s):
+            nan = np.full(s.shape[1], np.nan)
+            return nan, nan
+        q = [(1 - self.config.ci_level) / 2, (1 + self.config.ci_level) / 2]
+        lo, hi = np.nanquantile(s, q, axis=0)
+        return lo, hi
+
+    # -------------------------------------------------- effects
+    def effects(self, base: dict | None = None, step: float = 0.02) -> pd.DataFrame:
+        """Per domain: the objective's change when its weight grows by `step` (the others shrunk in proportion),
+        at `base` (default: the natural mixture, else uniform), with bootstrap intervals."""
+        base = base or self.natural or {d: 1 / len(self.domains) for d in self.domains}
+        w0 = self._W(base)[0]
+        rows = []
+        for j, d in enumerate(self.domains):
+            s = min(step, 1 - w0[j])
+            w1 = w0 * (1 - w0[j] - s) / max(1 - w0[j], 1e-12)
+            w1[j] = w0[j] + s
+            pair = np.vstack([w0, w1])
+            delta = float(np.diff(self.predict(pair))[0]) / s * step
+            bs = self.samples(pair)
+            lo, hi = ci(np.diff(bs, axis=1)[:, 0] / s * step, self.config.ci_level) if len(bs) else (np.nan, np.nan)
+            rows.append({"domain": d, "base weight": w0[j], "effect": delta, "lo": lo, "hi": hi})
+        return pd.DataFrame(rows)
+
+    # -------------------------------------------------- recommendation
+    def recommend(self, bounds: dict[str, tuple[float, float]] | None = None, *, min_weight: float = 0.0,
+                  max_weight: float = 1.0, D: float | None = None, N: float | None = None,
+                  max_epochs: float | None = DEFAULT_MAX_EPOCHS, corpus_tokens: dict[str, float] | None = None,
+                  max_kl: float | None = None, starts: int = 8) -> Recommendation:
+        """Weights that optimise the objective under bounds, per-domain token caps and an optional closeness
+        to the natural mixture; intervals from re-optimising under bootstrap laws.
+
+        Token caps: at D training tokens, domain d can supply at most max_epochs * U_d tokens (U_d its unique
+        tokens), so w_d <= max_epochs * U_d / D (Muennighoff et al. 2023: up to about 4 epochs repeated data is
+        worth nearly as much as new). max_kl: KL(w || natural) <= max_kl."""
+        K = len(self.domains)
+        lo = np.full(K, float(min_weight))
+        hi = np.full(K, float(max_weight))
+        for d, (a, b) in (bounds or {}).items():
+            if d not in self.domains:
+                raise ValueError(f"bounds: domain {d!r} is not one of {self.domains}")
+            lo[self.domains.index(d)], hi[self.domains.index(d)] = a, b
+        warns: list[str] = []
+        tokens = corpus_tokens or self.corpus_tokens
+        D = D or (self.fit_size[1] if self.fit_size else None)
+        epochs = {}
+        if max_epochs is not None and tokens and D:
+            cap = np.array([max_epochs * tokens[d] / D for d in self.domains])
+            hi = np.minimum(hi, cap)
+        if lo.sum() > 1 + 1e-9 or hi.sum() < 1 - 1e-9 or np.any(lo > hi + 1e-12):
+            raise ValueError(f"recommend: no mixture satisfies the bounds (lower sum {lo.sum():.3g}, upper sum "
+                             f"{hi.sum():.3g} after token caps at D={D}): loosen bounds or max_epochs, or lower D")
+        nat = None
+        if max_kl is not None:
+            if not self.natural:
+                raise ValueError("recommend(max_kl=...): the law has no natural proportions (pass natural= to fit)")
+            nat = np.array([self.natural[d] for d in self.domains])
+        sign = -1.0 if self.objective.maximize else 1.0
+        rng = np.random.default_rng(self.config.seed)
+        x0s = [np.full(K, 1 / K)] + ([nat] if nat is not None else []) \
+            + ([np.array([self.natural[d] for d in self.domains])] if self.natural else []) \
+            + list(rng.dirichlet(np.ones(K), size=starts))
+        obs = self.table[[W_PREFIX + d for d in self.domains]].to_numpy(float)
+        best_obs = obs[np.argmin(sign * self.objective.value(self.table))]
+        x0s.append(best_obs)
+
+        S1 = self._S(K + 1, N, D)
+        vec = self.objective.vector
+        eye = np.eye(K) * 1e-6
+
+        def solve(params, x_starts) -> np.ndarray:
+            def f_and_grad(w):                       # value and forward-difference gradient in one prediction
+                pts = np.vstack([w, w + eye])
+                v = sign * (self.model.predict(params, pts, S1)[0] @ vec)
+                return float(v[0]), (v[1:] - v[0]) / 1e-6
+            cons = [{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(K)}]
+            if nat is not None:
+                cons.append({"type": "ineq", "fun": lambda w: max_kl - float(
+                    np.sum(np.where(w > 0, w * np.log(np.maximum(w, 1e-300) / nat), 0)))})
+            best = None
+            for x0 in x_starts:
+                x0 = np.clip(x0, lo, hi)
+                x0 = x0 / x0.sum() if x0.sum() > 0 else np.full(K, 1 / K)
+                r = minimize(f_and_grad, x0, jac=True, method="SLSQP", bounds=list(zip(lo, hi)), constraints=cons,
+                             options=dict(maxiter=300, ftol=1e-12))
+                w = np.clip(r.x, lo, hi)
+                w = w / w.sum()
+                if best is None or f_and_grad(w)[0] < best[0]:
+                    best = (f_and_grad(w)[0], w)
+            return best[1]
+
+        w_star = solve(self.params, x0s)
+        if np.any((w_star > hi - 1e-4) & (hi < 1)) or np.any((w_star < lo + 1e-4) & (lo > 0)):
+            warns.append("the optimum sits on a bound or token cap: the constraint, not the law, decides there")
+        weights_ci = {d: (np.nan, np.nan) for d in self.domains}
+        if self.boot and self.config.recommend_resamples:
+            n = min(self.config.recommend_resamples, self._n_boot())
+            # each bootstrap law from the point optimum and from uniform (its optimum is near the point's)
+            ws = np.array([solve({k: v[i:i + 1] for k, v in self.boot.items()}, [w_star, np.full(K, 1 / K)])
+                           for i in range(n)])
+            q = [(1 - self.config.ci_level) / 2, (1 + self.config.ci_level) / 2]
+            lo_q, hi_q = np.quantile(ws, q, axis=0)
+            weights_ci = {d: (float(a), float(b)) for d, a, b in zip(self.domains, lo_q, hi_q)}
+        pred = float(self.predict(w_star, N, D)[0])
+        p_lo, p_hi = self.interval(w_star, N, D)
+        baselines = {}
+        named = {"uniform": np.full(K, 1 / K)}
+        if self.natural:
+            named["natural"] = np.array([self.natural[d] for d in self.domains])
+        for name, w in named.items():
+            both = np.vstack([w_star, w])
+            s = self.samples(both, N, D)
+            p_better = float(np.mean(sign * (s[:, 0] - s[:, 1]) < 0)) if len(s) else np.nan
+            b_lo, b_hi = self.interval(w, N, D)
+            baselines[name] = {"weights": dict(zip(self.domains, w)), "predicted": float(self.predict(w, N, D)[0]),
+                               "predicted_ci": (float(b_lo[0]), float(b_hi[0])), "p_better": p_better}
+        if tokens and D:
+            epochs = {d: float(w * D / tokens[d]) for d, w in zip(self.domains, w_star)}
+        return Recommendation(dict(zip(self.domains, map(float, w_star))), weights_ci, pred,
+                              (float(p_lo[0]), float(p_hi[0])), baselines, dict(zip(self.domains, map(float, hi))),
+                              epochs, N, D, warns)
+
+    def optimum_path(self, sizes: list[tuple[float, float]], **kwargs) -> pd.DataFrame:
+        """The recommended weights at each (N, D): how the optimum moves with scale (joint law; the others
+        only through token caps, which tighten as D grows)."""
+        rows = []
+        for N, D in sizes:
+            r = self.recommend(N=N, D=D, **kwargs)
+            rows.append({"N": N, "D": D, "predicted": r.predicted, **{f"w_{d}": w for d, w in r.weights.items()}})
+        return pd.DataFrame(rows)
+
+    def _n_boot(self) -> int:
+        return len(next(iter(self.boot.values()))) if self.boot else 0
+
+    # -------------------------------------------------- text
+    def cv_summary(self) -> str:
+        row = self.cv.set_index("family").loc[self.family]
+        return (f"held-out-mixture error of the {self.family} law ({int(row['folds'])}-fold over "
+                f"{int(row['mixtures'])} mixtures): mean {row['mean_rel_error']:.2%}, max {row['max_rel_error']:.2%}, "
+                f"Spearman {row['spearman']:.3f}")
+
+    def summary(self) -> str:
+        lines = [f"mixing law: {self.family} ({FORMS[self.family]}), objective {self.objective.name!r} "
+                 f"({'maximised' if self.objective.maximize else 'minimised'}), {len(self.domains)} domains, "
+                 f"{len(self.table)} runs" + (f", fit size N={self.fit_size[0]:.3g} D={self.fit_size[1]:.3g}"
+                                             if self.fit_size else "")]
+        lines.append("  " + self.cv_summary())
+        lines.append("  k-fold held-out-mixture error by family: " + ", ".join(
+            f"{r.family} {r.mean_rel_error:.2%}" for r in self.cv.itertuples()))
+        if np.isfinite(self.seed_noise):
+            lines.append(f"  seed noise (std of the objective over repeated runs of a mixture): {self.seed_noise:.4g}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+FORMS = {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
+         "ye": "y = c + exp(t . w), Ye et al. 2024",
+         "joint": "y = E + A/N^alpha + B/D^beta + 1/sum C_j w_j^gamma_j, Shukor et al. 2025"}
+
+
+# ------------------------------------------------------------------------------------------ fitting
+def _mixture_keys(W: np.ndarray) -> np.ndarray:
+    _, inv = np.unique(np.round(W, 4), axis=0, return_inverse=True)
+    return inv.ravel()
+
+
+def _fit_size(table: pd.DataFrame, cfg: MixingConfig, keys: np.ndarray) -> tuple[float, float] | None:
+    if cfg.n_col not in table or cfg.d_col not in table:
+        return None
+    sizes = table[[cfg.n_col, cfg.d_col]].astype(float)
+    counts = pd.DataFrame({"N": sizes[cfg.n_col], "D": sizes[cfg.d_col], "k": keys}).groupby(["N", "D"])["k"].nunique()
+    best = counts[counts == counts.max()].index.max()        # most mixtures; ties: the largest size
+    return float(best[0]), float(best[1])
+
+
+def _families(names, K, n_mix_fit, n_mix_all, use_n, use_d) -> tuple[list[str], list[str]]:
+    ok, notes = [], []
+    for name in names:
+        need = n_params(name, K, use_n + use_d)
+        have = n_mix_all if name == "joint" else n_mix_fit
+        if have < need + 1:
+            notes.append(f"{name}: {have} mixtures, needs more than its {need} parameters per target")
+        else:
+            ok.append(name)
+    return ok, notes
+
+
+def fit(table: pd.DataFrame, objective=None, law: str = "auto", *, natural: dict[str, float] | None = None,
+        config: MixingConfig | None = None, families: tuple[str, ...] = FAMILIES) -> MixingLaw:
+    """Fit a mixing law to `table` for `objective`; law="auto" picks the family with the lowest k-fold
+    held-out-mixture error (module docstring). Raises FitError, naming the fix, on a table it cannot use.
+
+    objective None (default): the natural-proportion loss where the natural proportions are known (natural= or
+    corpus_tokens_<domain> columns), else the uniform average of the loss_<domain> columns, else a "loss" column;
+    law.objective.name says which."""
+    with one_blas_thread():             # many small matrix products: BLAS threads only add contention
+        return _fit(table, objective, law, natural, config, families)
+
+
+def _fit(table, objective, law, natural, config, families) -> MixingLaw:
+    cfg = config or MixingConfig()
+    if errs := cfg.errors():
+        raise FitError("\n".join(errs))
+    if law != "auto" and law not in FAMILIES:
+        raise FitError(f"law={law!r}: use 'auto' or one of {FAMILIES}")
+    table = table.reset_index(drop=True)
+    domains = check_table(table)
+    obj = make_objective(objective, table, domains, natural)
+    check_table(table, obj.columns)
+    Y_all = table[obj.columns].to_numpy(float)
+    if law != "joint" and np.any(Y_all <= 0):
+        bad = [c for c, col in zip(obj.columns, Y_all.T) if np.any(col <= 0)]
+        raise FitError(f"objective columns {bad} have values <= 0; the laws model log y or y - c with y > 0: "
+                       "use a loss, or a positive metric (e.g. 1 - accuracy, or accuracy with maximize=True)")
+    W_all = table[[W_PREFIX + d for d in domains]].to_numpy(float)
+    W_all = W_all / W_all.sum(1, keepdims=True)
+    K = len(domains)
+    keys = _mixture_keys(W_all)
+    size = _fit_size(table, cfg, keys)
+    if size is not None:
+        logN, logD = np.log(table[cfg.n_col].to_numpy(float)), np.log(table[cfg.d_col].to_numpy(float))
+        at_size = (np.isclose(table[cfg.n_col].to_numpy(float), size[0]) &
+                   np.isclose(table[cfg.d_col].to_numpy(float), size[1]))
+        use_n, use_d = bool(np.ptp(logN) > 0), bool(np.ptp(logD) > 0)
+    else:
+        logN = logD = np.zeros(len(table))
+        at_size, use_n, use_d = np.ones(len(table), bool), False, False
+    S_all = (logN, logD)
+    n_mix_fit, n_mix_all = len(np.unique(keys[at_size])), len(np.unique(keys))
+    candidates = list(families) if law == "auto" else [law]
+    if law == "auto" and not (use_n or use_d) and "joint" in candidates:
+        # at one size the joint law is only another mixture law (its N and D terms drop out), and the slowest
+        candidates.remove("joint")
+    ok, notes = _families(candidates, K, n_mix_fit, n_mix_all, use_n, use_d)
+    if not ok:
+        raise FitError(f"mixing law: too few mixtures for {candidates}: " + "; ".join(notes) + ". Add mixtures "
+                       f"(python sweep.py +grid=mixture grid.mixtures.samples=<more>), or use law='loglinear' "
+                       f"(needs {K + 1} mixtures for {K} domains)")
+    warns = [f"not considered: {n}" for n in notes] if law == "auto" else []
+
+    def rows_for(name):
+        return np.ones(len(table), bool) if name == "joint" else at_size
+
+    # k-fold over held-out mixtures: every run of a held-out mixture (all sizes, all seeds) leaves the fold
+    uniq = np.unique(keys[at_size])
+    folds = min(cfg.folds, len(uniq))
+    perm = np.random.default_rng(cfg.seed).permutation(uniq)
+    fold_of = {k: i % folds for i, k in enumerate(perm)}
+    cv_rows, cv_pred = [], []
+    for name in ok:
+        measured, predicted, run_ids = [], [], []
+        for f in range(folds):
+            test = at_size & np.array([fold_of.get(k, -1) == f for k in keys])
+            train = rows_for(name) & ~np.isin(keys, keys[test])
+            if len(np.unique(keys[train])) < n_params(name, K, use_n + use_d) + 1:
+                continue
+            model = make_family(name, use_n, use_d)
+            M = train[None].astype(float)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = model.fit(W_all, Y_all, S_all, M)
+                pred = model.predict(p, W_all[test], (logN[test], logD[test]))[0] @ obj.vector
+            measured += list(obj.value(table[test]))
+            predicted += list(pred)
+            run_ids += list(table.loc[test, "run_id"] if "run_id" in table else np.flatnonzero(test))
+        if not measured:
+            notes.append(f"{name}: no fold had enough mixtures left to fit")
+            continue
+        m, p = np.array(measured), np.array(predicted)
+        rel = np.abs(p / m - 1)
+        rho = spearmanr(m, p).statistic if len(m) > 2 and np.ptp(m) > 0 else np.nan
+        cv_rows.append({"family": name, "folds": folds, "mixtures": len(uniq), "mean_rel_error": float(np.nanmean(rel)),
+                        "max_rel_error": float(np.nanmax(rel)), "spearman": float(rho)})
+        cv_pred.append(pd.DataFrame({"family": name, "run_id": run_ids, "measured": m, "predicted": p}))
+    if not cv_rows:
+        raise FitError("mixing law: too few mixtures to cross-validate any family: " + "; ".join(notes)
+                       + f". Add mixtures (python sweep.py +grid=mixture grid.mixtures.samples=<more>; {K} domains "
+                         f"need more than {K + 1} mixtures at one size)")
+    cv = pd.DataFrame(cv_rows).sort_values("mean_rel_error", ignore_index=True)
+    chosen = cv["family"].iloc[0] if law == "auto" else law
+
+    model = make_family(chosen, use_n, use_d)
+    rows = rows_for(chosen)
+    params = model.fit(W_all, Y_all, S_all, rows[None].astype(float))
+    boot = None
+    n_boot = cfg.n_bootstrap if chosen != "joint" else min(cfg.n_bootstrap, cfg.joint_bootstrap)
+    if n_boot:
+        idx = np.flatnonzero(rows)
+        R = resample_weights(len(idx), n_boot, cfg.seed)
+        parts = []
+        for a in range(0, n_boot, BOOT_BLOCK):
+            M = np.zeros((min(BOOT_BLOCK, n_boot - a), len(table)))
+            M[:, idx] = R[a:a + BOOT_BLOCK]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parts.append(model.fit(W_all, Y_all, S_all, M))
+        boot = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    used = table.assign(_fit_size=at_size)
+    obj_vals = obj.value(table)
+    noise = pd.Series(obj_vals[at_size]).groupby(keys[at_size]).std().dropna()
+    res = MixingLaw(chosen, obj, domains, list(obj.columns), used, params, boot, model, cfg, cv,
+                    pd.concat(cv_pred, ignore_index=True), size, natural or natural_proportions(table, domains),
+                    corpus_tokens(table, domains), float(np.sqrt((noise ** 2).mean())) if len(noise) else np.nan,
+                    warns)
+    if cv.set_index("family").loc[chosen, "mean_rel_error"] > 0.02:
+        res.warnings.append(f"{chosen} predicts held-out mixtures only within "
+                            f"{cv.set_index('family').loc[chosen, 'mean_rel_error']:.1%} on average: treat its "
+                            "recommendation as a direction, not a number")
+    for w in res.warnings:
+        warnings.warn(w, FitWarning, stacklevel=2)
+    return res
+
+
+# ------------------------------------------------------------------------------------------ interop
+def read_olmix(path, ratios: str = "ratios.csv", metrics: str = "metrics.csv") -> pd.DataFrame:
+    """A mixture table from Olmix-style CSVs in `path`: ratios.csv (run_id, [name], one column per domain) and
+    metrics.csv (run_id, [name], metric columns), joined on run_id. Domain columns become w_<domain>; a metric
+    column named after a domain becomes loss_<domain>; other metrics keep their names."""
+    from pathlib import Path
+    p = Path(path)
+    r, m = pd.read_csv(p / ratios), pd.read_csv(p / metrics)
+    for name, df in (("ratios", r), ("metrics", m)):
+        if "run_id" not in df:
+            raise FitError(f"{p / (ratios if name == 'ratios' else metrics)}: needs a run_id column "
+                           f"(has {list(df.columns)[:8]})")
+    doms = [c for c in r.columns if c not in ("run_id", "name", "index")]
+    out = r[["run_id"]].assign(**{W_PREFIX + d: pd.to_numeric(r[d], errors="coerce") for d in doms})
+    mets = {c: (LOSS_PREFIX + c if c in doms else c) for c in m.columns if c not in ("run_id", "name", "index")}
+    out = out.merge(m[["run_id", *mets]].rename(columns=mets), on="run_id", how="inner")
+    if len(out) < len(r):
+        warnings.warn(f"read_olmix: {len(r) - len(out)} run(s) in {ratios} have no row in {metrics}", FitWarning,
+                      stacklevel=2)
+    return out
+
+
+def write_olmix(table: pd.DataFrame, path, metrics: list[str] | None = None) -> tuple:
+    """Write ratios.csv and metrics.csv (Olmix's layout) from a mixture table; loss_<domain> columns are
+    written under the domain's name. Returns the two paths."""
+    from pathlib import Path
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    doms = domains_of(table)
+    ids = table["run_id"] if "run_id" in table else pd.Series([f"run{i}" for i in range(len(table))])
+    ratios = pd.DataFrame({"run_id": ids.to_numpy(), **{d: table[W_PREFIX + d].to_numpy() for d in doms}})
+    cols = metrics or [c for c in table.columns if c.startswith(LOSS_PREFIX)]
+    mets = pd.DataFrame({"run_id": ids.to_numpy(), **{(c[len(LOSS_PREFIX):] if c.startswith(LOSS_PREFIX) else c):
+                                                      table[c].to_numpy() for c in cols}})
+    ratios.to_csv(p / "ratios.csv", index=False)
+    mets.to_csv(p / "metrics.csv", index=False)
+    return p / "ratios.csv", p / "metrics.csv"
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+def synthetic_ye_table(n_mixtures: int, n_domains: int, noise: float = 0.002, seed: int = 0,
+                       params: dict | None = None, concentration: float = 1.0) -> tuple[pd.DataFrame, dict]:
+    """Runs whose per-domain losses follow Ye et al.'s law with known parameters (returned): c_i in [1.5, 3],
+    t_ii < 0 (a domain's own data helps most), small off-diagonal transfer; multiplicative log-normal noise.
+    Mixtures: Dirichlet samples (concentration x K around uniform) plus the pure domains."""
+    rng = np.random.default_rng(seed)
+    K = n_domains
+    doms = [f"d{i:02d}" for i in range(K)]
+    if params is None:
+        c = rng.uniform(1.5, 3.0, K)
+        t = rng.uniform(-0.3, 0.1, (K, K))
+        t[np.diag_indices(K)] = rng.uniform(-2.5, -1.0, K)
+        logk = np.log(rng.uniform(0.5, 1.5, K))
+        params = {"c": c, "t": t + logk[:, None], "domains": doms}
+    W = np.vstack([rng.dirichlet(np.full(K, concentration), size=max(n_mixtures - K, 0)), np.eye(K)])[:n_mixtures]
+    L = params["c"][None] + np.exp(W @ params["t"].T)
+    L = L * np.exp(noise * rng.standard_normal(L.shape))
+    df = pd.DataFrame({"run_id": [f"m{i:04d}" for i in range(len(W))],
+                       **{W_PREFIX + d: W[:, i] for i, d in enumerate(doms)},
+                       **{LOSS_PREFIX + d: L[:, i] for i, d in enumerate(doms)}})
+    return df, params
+
+
+def synthetic_joint_table(n_mixtures: int, n_domains: int, sizes, noise: float = 0.002, seed: int = 0,
+                          params: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Runs whose per-domain losses follow the joint (Shukor et al. additive) law with known parameters at every
+    (N, D) in `sizes`; the same mixtures (Dirichlet samples plus the pure domains) at each size."""
+    rng = np.random.default_rng(seed)
+    K = n_domains
+    doms = [f"d{i:02d}" for i in range(K)]
+    if params is None:
+        logC = np.log(rng.uniform(0.3, 1.0, (K, K)))
+        logC[np.diag_indices(K)] = np.log(rng.uniform(2.0, 4.0, K))     # own-domain data helps most
+        params = {"E": rng.uniform(1.2, 2.0, K), "A": rng.uniform(20, 40, K), "alpha": rng.uniform(0.3, 0.4, K),
+                  "B": rng.uniform(200, 400, K), "beta": rng.uniform(0.28, 0.36, K), "logC": logC,
+                  "gamma": rng.uniform(0.3, 0.6, (K, K)), "domains": doms}
+    W = np.vstack([rng.dirichlet(np.ones(K), size=max(n_mixtures - K, 0)), np.eye(K)])[:n_mixtures]
+    rows = []
+    for N, D in sizes:
+        L = joint_truth(params, W, N, D) * np.exp(noise * rng.standard_normal((len(W), K)))
+        for i, w in enumerate(W):
+            rows.append({"run_id": f"m{i:03d}-N{N:.0e}", "params_nonembedding": N, "tokens": D,
+                         **{W_PREFIX + d: w[j] for j, d in enumerate(doms)},
+                         **{LOSS_PREFIX + d: L[i, j] for j, d in enumerate(doms)}})
+    return pd.DataFrame(rows), params
+
+
+def joint_truth(params: dict, W: np.ndarray, N: float, D: float) -> np.ndarray:
+    """[mixtures, domains] the joint law's losses with known parameters (synthetic_joint_table's)."""
+    with np.errstate(divide="ignore"):
+        logW = np.log(W)
+    s = np.exp(params["logC"][None] + params["gamma"][None] * logW[:, None, :]).sum(-1)     # [m, target]
+    return params["E"] + params["A"] / N ** params["alpha"] + params["B"] / D ** params["beta"] + 1 / s

@@ -1,0 +1,53 @@
+"""Benchmark: a data-mixing law fitted to 500 mixtures x 17 domains with 1000 bootstrap resamples.
+
+    python bench/mixing_bench.py [--mixtures 500] [--domains 17] [--resamples 1000] [--repeats 3]
+
+Times `analysis.laws.mixing.fit` (every family that applies, 5-fold held-out-mixture selection, then the chosen
+family's bootstrap; no recommendation) on a table generated from Ye et al.'s law, and then each family alone.
+Prints wall and CPU seconds and the load average: on a shared machine the wall time depends on what else runs,
+the CPU time much less. Record results in bench/README.md ("Data-mixing laws").
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import time
+
+from analysis.laws.mixing import MixingConfig, fit, synthetic_ye_table
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(table, **kwargs) -> tuple[float, float, object]:
+    load, c, t = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+    law = fit(table, "uniform", **kwargs)
+    return time.perf_counter() - t, cpu_seconds() - c, law, load
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--mixtures", type=int, default=500)
+    p.add_argument("--domains", type=int, default=17)
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
+    cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0)
+    print(f"{args.mixtures} mixtures x {args.domains} domains, {args.resamples} resamples "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()})")
+    for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f})
+                                                                  for f in ("loglinear", "ridge", "ye")]]:
+        for _ in range(args.repeats):
+            wall, cpu, law, load = timed(table, config=cfg, **kw)
+            print(f"  {label:<34} {wall:6.2f} s wall  {cpu:6.2f} CPU-s  load {load:5.1f}  -> {law.family}, "
+                  f"CV mean error {law.cv['mean_rel_error'].iloc[0]:.3%}")
+
+
+if __name__ == "__main__":
+    main()
