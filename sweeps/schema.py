@@ -103,13 +103,18 @@ GRID = Section({
         "kind": STR(), "budgets": NUM(above=0, list_of=True), "sizes_per_budget": POS_INT,
         "tokens_per_param": POS_NUM, "count": STR(), "spacing": NUM(above=1), "min_each_side": INT(min=0),
         "depths": INT(min=1, list_of=True), "depth": POS_INT, "tokens": POS_NUM}),
-    "mixtures": Section({"kind": STR(), "step": POS_NUM, "samples": POS_INT, "alpha": POS_NUM, "seed": INT(),
-                         "include_pure": BOOL, "list": [Mapping(NUM(min=0))]}, nullable=True),
+    "mixtures": Section({"kind": STR(), "step": POS_NUM, "samples": INT(min=1, nullable=True), "alpha": POS_NUM,
+                         "seed": INT(), "include_pure": BOOL, "include_uniform": BOOL, "include_natural": BOOL,
+                         "center": STR(), "corpus": STR(nullable=True), "natural": Mapping(NUM(min=0), nullable=True),
+                         "concentration": NUM(above=0, list_of=True),
+                         "samples_per_domain": POS_INT, "list": [Mapping(NUM(min=0))]}, nullable=True),
     "moe": Section({"dense": BOOL, "n_experts": INT(min=1, list_of=True), "top_k": INT(min=1, list_of=True),
                     "n_shared_experts": INT(min=0), "capacity_factor": NUM(min=0), "router_aux_coef": NUM(min=0),
                     "router_z_coef": NUM(min=0)}, nullable=True),
     "lrs": NUM(above=0, nullable=True, list_of=True), "lr_from": STR(nullable=True),
-    "seeds": INT(nullable=True, list_of=True), "min_steps": INT(min=0)})
+    "seeds": INT(nullable=True, list_of=True), "min_steps": INT(min=0),
+    "replicates": Section({"seeds": INT(list_of=True), "budgets": NUM(above=0, list_of=True)}, nullable=True),
+    "cooldown_branches": Section({"multipliers": NUM(list_of=True), "fork": ANY}, nullable=True)})
 
 TRAIN = Section({"batch_tokens": POS_INT, "seed": INT(), "optim": from_dataclass(OptimSpec),
                  "runtime": from_dataclass(Runtime)})
