@@ -22,7 +22,8 @@ from pathlib import Path
 
 from harness.rundir import RunDir
 from harness.spec import SpecError
-from sweeps.plan import Plan, plan, plan_table
+from sweeps import grids
+from sweeps.plan import Plan, plain_cfg, plan, plan_table
 from sweeps.progress import Progress
 from sweeps.status import counts, status_table, sweep_status
 
@@ -112,11 +113,12 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         print(status_table(p, sweep_status(p, retries)))
         return []
     print(plan_table(p, sweep_status(p, retries)))
+    designed = grids.conventions(plain_cfg(config)["grid"]["shapes"])
     for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
         run_dir = RunDir(p.run_dir(r))
         if not run_dir.result_file.exists():
             run_dir.prepare(r.spec, p.runtime)
-        run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+        run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget, **designed})
     statuses = sweep_status(p, retries)
     todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
