@@ -95,3 +95,21 @@ def test_summary_leads_with_a_caution_when_the_law_is_unconstrained(tmp_path):
 
 def test_the_fixture_report_has_no_caution(written):
     assert "**Caution:**" not in (written / "report.md").read_text()
+
+
+def test_report_writes_its_laws_and_says_where_its_conventions_come_from(written):
+    from analysis import lawfile
+    laws = lawfile.load(written / "laws.json")                     # validated on load
+    assert laws.surface is not None and laws.surface.samples.shape == (60, 5) and laws.verdict is None
+    assert set(laws.power) == {"approach 1", "approach 2"} and laws.config.n_col == "params_nonembedding"
+    assert "(FitConfig's default: no run's grid.json records the conventions" in (written / "report.md").read_text()
+
+
+def test_an_explicit_convention_is_stated_as_an_override():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = results.load(FIXTURE)
+    ctx = report.Context(res, res.fit_config(n_col="params_total", n_bootstrap=0))
+    text = report.section_data(ctx)[1].text
+    assert "N = total parameters (`params_total`)" in text
+    assert "(override: n_col=params_total instead of the sweep's params_nonembedding (FitConfig's default" in text
