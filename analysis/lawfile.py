@@ -393,7 +393,7 @@ def resolve(path: str | Path, n_col: str | None = None, c_col: str | None = None
                    (("n_col", n_col, laws.config.n_col), ("c_col", c_col, laws.config.c_col))
                    if want is not None and want != have]
         if not differs:
-            return laws, f"read {found}"
+            return laws, f"read {found}" + stale(found, p)
         if not p.is_dir():
             raise LawFileError(f"{found}: asked for {', '.join(differs)}: a saved law cannot be converted to another "
                                "convention without its runs; pass the sweep directory instead (it is refitted), or "
@@ -418,6 +418,16 @@ def resolve(path: str | Path, n_col: str | None = None, c_col: str | None = None
     why = "its laws.json has other conventions" if found is not None else "no laws.json there"
     return laws, (f"refitted {p} from its {len(res.runs)} runs in {time.perf_counter() - t0:.0f} s ({why}; "
                   f"`python -m analysis.report {p}` saves the laws)")
+
+
+def stale(found: Path, sweep_dir: Path) -> str:
+    """A note when runs of `sweep_dir` finished after `found` was written ("" when none did, or not a sweep dir)."""
+    if not sweep_dir.is_dir() or found.parent.parent != sweep_dir:
+        return ""
+    written = found.stat().st_mtime
+    newer = sum(1 for r in sweep_dir.glob("*/result.json") if r.stat().st_mtime > written)
+    return (f"; {newer} run(s) finished after it was written: rerun `python -m analysis.report {sweep_dir}` to include "
+            "them" if newer else "")
 
 
 def verdict_of(ctx) -> dict | None:

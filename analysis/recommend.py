@@ -349,9 +349,11 @@ def _check_lines(verdict: dict) -> list[str]:
     return lines
 
 
-def _fmt_ci(lo_hi) -> str:
+def _fmt_ci(lo_hi, spec: str = ".3g") -> str:
     lo, hi = lo_hi
-    return f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else "(no interval: fitted without bootstrap)"
+    if np.isnan(lo) or np.isnan(hi):
+        return "(no interval: fitted without bootstrap)"
+    return f"[{lo:{spec}}, {hi:{spec}}]"
 
 
 def _text(out: dict) -> str:
@@ -381,8 +383,7 @@ def _text(out: dict) -> str:
                       f"(Sardana et al. 2023; 2N FLOPs per inference token):",
                   f"  train N = {inf['N']:.3g} {_fmt_ci(inf['N_ci'])} on D = {inf['D']:.3g} {_fmt_ci(inf['D_ci'])} "
                   f"({inf['tokens_per_param']:.3g} tokens/param)",
-                  f"  {inf['total_flops']:.3g} FLOPs in all, {inf['saving']:.1%} [{inf['saving_ci'][0]:.1%}, "
-                  f"{inf['saving_ci'][1]:.1%}] less than "
+                  f"  {inf['total_flops']:.3g} FLOPs in all, {inf['saving']:.1%} {_fmt_ci(inf['saving_ci'], '.1%')} less than "
                   f"the compute-optimal N = {inf['chinchilla_N']:.3g} ({inf['chinchilla_total_flops']:.3g} FLOPs)"]
     if (dc := out.get("data_constrained")) is not None:
         lines += ["", f"with only {dc['unique_tokens']:.3g} unique tokens (Muennighoff et al. 2023, R* = {dc['r_star']}):",

@@ -73,7 +73,7 @@ class Results:
             raise ConventionsError(f"{dirs[0]}/grid.json: {', '.join(bad)}: fix the file, or override with explicit "
                                    "n_col and c_col (report: --n-col and --c-col)")
         missing = len(self.grid_conventions) - len(dirs)
-        return Conventions(n_col, c_col, True, "as the sweep's grid.json records (its grid was designed around them)"
+        return Conventions(n_col, c_col, True, "from the sweep's grid.json: the N and C its grid was designed around"
                            + (f"; {missing} run(s) record none" if missing else ""))
 
     def fit_config(self, n_col: str | None = None, c_col: str | None = None, **kw) -> FitConfig:

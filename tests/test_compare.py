@@ -22,7 +22,7 @@ def saved_law(path: Path, law, config: FitConfig, c_range=(1e14, 1e16), seed: in
     return lawfile.write(path, lawfile.content(path.parent.name, config, {"approach 3": s}, verdict=verdict))
 
 
-CFG = FitConfig(n_col="params_compute", c_col="flops", origin="as the sweep's grid.json records")
+CFG = FitConfig(n_col="params_compute", c_col="flops", origin="from the sweep's grid.json: the N and C its grid was designed around")
 
 
 def test_compare_writes_a_side_by_side_table_and_figure(tmp_path):

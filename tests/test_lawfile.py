@@ -198,3 +198,16 @@ def test_a_sweep_without_laws_json_is_refitted_and_says_so(tmp_path):
         saved_elsewhere = tmp_path / "laws.json"
         lawfile.write(saved_elsewhere, lawfile.content("s", FitConfig(), {}))
         lawfile.resolve(saved_elsewhere, c_col="flops")
+
+
+def test_a_laws_json_older_than_its_runs_is_flagged(saved, tmp_path):
+    sweep = tmp_path / "sweep"
+    run = sweep / "r0"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text("{}")
+    (sweep / "report").mkdir()
+    shutil.copy(saved, sweep / "report" / "laws.json")
+    assert lawfile.resolve(sweep)[1] == f"read {sweep / 'report' / 'laws.json'}"
+    later = (sweep / "report" / "laws.json").stat().st_mtime + 60
+    os.utime(run / "result.json", (later, later))                        # a run finished after the report
+    assert "1 run(s) finished after it was written: rerun `python -m analysis.report" in lawfile.resolve(sweep)[1]

@@ -96,7 +96,7 @@ def test_conventions_come_from_grid_json_and_overrides_are_stated(tmp_path):
     res = results.load(sweep_with_grid(tmp_path, [{"n_col": "params_compute", "c_col": "flops"}] * 3 + [None]))
     conv = res.conventions
     assert (conv.n_col, conv.c_col, conv.recorded) == ("params_compute", "flops", True)
-    assert "grid.json records" in conv.note and "1 run(s) record none" in conv.note
+    assert conv.note.startswith("from the sweep's grid.json") and "1 run(s) record none" in conv.note
     cfg = res.fit_config(n_bootstrap=7)
     assert (cfg.n_col, cfg.c_col, cfg.n_bootstrap, cfg.origin) == ("params_compute", "flops", 7, conv.note)
     over = res.fit_config(n_col="params_total")
