@@ -5,13 +5,15 @@
 Without --laws it first writes one: the report on the committed fixture sweep (35 runs, 1000 bootstrap resamples,
 so the file holds 1000 x 5 approach-3 samples). Then it times, as separate processes (what a user waits for),
 `python -c pass`, `python -c "import numpy"` (the floor: the CLI needs numpy) and the CLI itself, --repeat times
-each, interleaved, and prints min / median / max wall seconds with the machine's load average. Record results in
-bench/README.md.
+each, interleaved, and prints min / median / max wall seconds with the machine's load average; then, inside one
+process per repeat, where the CLI's time goes (numpy import, the analysis modules' import, reading and checking
+laws.json, the recommendation with its intervals). Record results in bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -28,6 +30,24 @@ def wall(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+PHASES = """
+import json, sys, time, warnings
+t0 = time.perf_counter()
+import numpy
+t1 = time.perf_counter()
+from analysis import lawfile, recommend
+t2 = time.perf_counter()
+laws = lawfile.load(sys.argv[1])
+t3 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    recommend.recommend(laws.surface, budget=float(sys.argv[2]))
+t4 = time.perf_counter()
+print(json.dumps({"import numpy": t1 - t0, "import analysis": t2 - t1, "load laws.json": t3 - t2,
+                  "recommend": t4 - t3}))
+"""
 
 
 def main() -> None:
@@ -59,6 +79,10 @@ def main() -> None:
           f"laws.json {Path(laws).stat().st_size / 1e3:.0f} kB; {args.repeat} runs each")
     for name, t in times.items():
         print(f"  {name:<62} min {min(t):.2f} s, median {statistics.median(t):.2f} s, max {max(t):.2f} s")
+    phases = [json.loads(subprocess.run([sys.executable, "-c", PHASES, laws, args.budget], cwd=ROOT, env=env, check=True,
+                                        capture_output=True, text=True).stdout) for _ in range(args.repeat)]
+    print("  inside the process (median s): " + ", ".join(
+        f"{k} {statistics.median(p[k] for p in phases):.3f}" for k in phases[0]))
 
 
 if __name__ == "__main__":
