@@ -3,8 +3,6 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 TORCH_CPU ?= torch==2.13.0
 SWEEP ?= chinchilla
-# At CPU-demo scale the output head is most of a model's FLOPs: count it in N and use exact FLOPs.
-REPORT_ARGS ?= --n-col params_compute --c-col flops
 
 .PHONY: setup test test-fast demo data lint bench clean
 
@@ -32,7 +30,7 @@ data:
 demo:
 	@test -f data/demo/manifest.json || $(PYTHON) -m harness.data.prepare corpus=demo
 	$(PYTHON) sweep.py +grid=$(SWEEP)
-	$(PYTHON) -m analysis.report runs/$(SWEEP) $(REPORT_ARGS)
+	$(PYTHON) -m analysis.report runs/$(SWEEP)
 
 lint:
 	$(PYTHON) -m ruff check .

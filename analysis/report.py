@@ -1,5 +1,7 @@
 """`python -m analysis.report <sweep_dir>`: fit every law the sweep supports and write report.md, a
-self-contained report.html (figures embedded as base64) and figures/*.png.
+self-contained report.html (figures embedded as base64), figures/*.png and laws.json (the fitted laws, reusable
+without refitting: analysis/lawfile.py). N and C are the sweep's own conventions (its grid.json) unless
+--n-col / --c-col override them, which the report then states.
 
 A report is a list of section functions (SECTIONS). Each takes the Context (tables, conventions, fits)
 and returns a list of blocks, or None when the columns or fits it needs are absent, so it is skipped.
@@ -21,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import mixing_report, noise, plots, recommend, results, validate, verdict
+from analysis import lawfile, mixing_report, noise, plots, recommend, results, validate, verdict
 from analysis.laws import approach1, approach2, approach3, moe, moe_report
-from analysis.laws.common import FitConfig, FitError
+from analysis.laws.common import C_COLS, N_COLS, FitConfig, FitError
 
 
 # ---------------------------------------------------------------- blocks a section returns
@@ -190,7 +192,8 @@ def section_data(ctx: Context):
     moe = f" ({n_moe} MoE runs are left to the MoE section; the laws here describe the dense ones)" if n_moe else ""
     out = [Heading("Sweep and conventions"),
            Para(f"{len(res.runs)} finished runs{moe}, {len(res.skipped)} run directories skipped, "
-                f"{len(ctx.curves)} eval points on training curves. Conventions: {ctx.config.describe()}.")]
+                f"{len(ctx.curves)} eval points on training curves. Conventions: {ctx.config.describe()}"
+                + (f" ({ctx.config.origin})." if ctx.config.origin else "."))]
     if res.skipped:
         out.append(Table(pd.DataFrame(res.skipped, columns=["run dir", "reason"]), "Skipped run directories"))
     cols = [c for c in ("run_id", "n_layers", "d_model", ctx.config.n_col, "tokens", ctx.config.c_col, "loss")
@@ -454,12 +457,15 @@ def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, config: FitConfig | None = None,
-                 budgets=None) -> tuple[Path, Path]:
+                 budgets=None, **config_kw) -> tuple[Path, Path, Path]:
+    """report.md, report.html and laws.json in out_dir (default <sweep_dir>/report). `config`: the fit's conventions;
+    None: the sweep's own (its grid.json), with `config_kw` (n_col, c_col: stated overrides; n_bootstrap, seed)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir else sweep_dir / "report"
     res = results.load(sweep_dir)
-    ctx = build_context(res, config or FitConfig(), budgets)
-    return render(ctx, out, f"Scaling-law report: {sweep_dir.name}")
+    ctx = build_context(res, config or res.fit_config(**config_kw), budgets)
+    md, page = render(ctx, out, f"Scaling-law report: {sweep_dir.name}")
+    return md, page, lawfile.save_for_report(out, sweep_dir.name, ctx)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -468,17 +474,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="output directory (default <sweep_dir>/report)")
     p.add_argument("--budgets", type=float, nargs="*", help="FLOP budgets to recommend for (default: 10x, 100x the "
                                                             "largest swept budget and 1e17, 1e19, 1e21, 1e23)")
-    p.add_argument("--n-col", default=FitConfig.n_col, help="N convention: params_nonembedding | params_total | ...")
-    p.add_argument("--c-col", default=FitConfig.c_col, help="compute convention: flops_6n | flops")
+    p.add_argument("--n-col", choices=N_COLS, help="N convention (default: the one the sweep's grid was designed "
+                                                   "around, from its grid.json); an override is stated in the report")
+    p.add_argument("--c-col", choices=C_COLS, help="compute convention (default: the sweep's, from its grid.json)")
     p.add_argument("--bootstrap", type=int, default=FitConfig.n_bootstrap)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     from analysis.results import sweep_dir_problem
     if problem := sweep_dir_problem(args.sweep_dir):   # not a report of pandas errors: say what is missing
         p.error(problem)
-    cfg = FitConfig(n_col=args.n_col, c_col=args.c_col, n_bootstrap=args.bootstrap, seed=args.seed)
-    md, page = write_report(args.sweep_dir, args.out, cfg, args.budgets)
-    print(f"wrote {md}\nwrote {page}")
+    try:
+        md, page, laws = write_report(args.sweep_dir, args.out, budgets=args.budgets, n_col=args.n_col,
+                                      c_col=args.c_col, n_bootstrap=args.bootstrap, seed=args.seed)
+    except (results.ConventionsError, FileNotFoundError) as e:
+        raise SystemExit(f"analysis.report: {e}") from None
+    print(f"wrote {md}\nwrote {page}\nwrote {laws}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@
     curves  one row per eval line of each run's metrics.jsonl: run_id, step, tokens, flops, loss,
             loss_<domain> (what approach 1 and cooldown branches read)
 
+A sweep's conventions are the N and C columns its grid was designed around (the launcher records them in each
+run's grid.json as `n_col`, `c_col`): `Results.conventions` gives them (one per sweep; runs that disagree are an
+error), `Results.fit_config()` a FitConfig under them, an explicit n_col / c_col overriding them and saying so.
+Sweeps launched before grid.json recorded them fall back to FitConfig's defaults, and say so.
+
 A run directory without result.json is not finished (or failed): it is skipped, named in
 `Results.skipped` with the reason, and a warning says how many. `python -m analysis.results
 <sweep_dir>` prints a summary.
@@ -20,7 +25,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.laws.common import C_COLS, N_COLS, FitConfig
+
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
+
+
+class ConventionsError(ValueError):
+    """A sweep's runs record different conventions, or ones the fits do not know."""
+
+
+@dataclass(frozen=True)
+class Conventions:
+    n_col: str
+    c_col: str
+    recorded: bool                  # False: no run's grid.json records them; FitConfig's defaults stand in
+    note: str                       # where they come from, for reports
 
 
 @dataclass
@@ -28,6 +47,49 @@ class Results:
     runs: pd.DataFrame
     curves: pd.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (run dir, reason)
+    grid_conventions: dict[str, tuple[str, str] | None] = field(default_factory=dict)  # run dir -> (n_col, c_col)
+
+    @property
+    def conventions(self) -> Conventions:
+        """The (n_col, c_col) the sweep's grid was designed around, from the finished runs' grid.json."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for run_dir, conv in self.grid_conventions.items():
+            if conv is not None:
+                found.setdefault(conv, []).append(run_dir)
+        if len(found) > 1:
+            raise ConventionsError(
+                "the runs' grid.json record different conventions (they were launched by different grids): "
+                + "; ".join(f"n_col={n}, c_col={c}: {len(d)} run(s), e.g. {d[0]}" for (n, c), d in found.items())
+                + ". Load each grid's runs separately, or fit them all under one convention with explicit n_col and "
+                  "c_col (report: --n-col and --c-col)")
+        if not found:
+            return Conventions(FitConfig.n_col, FitConfig.c_col, False,
+                               "FitConfig's default: no run's grid.json records the conventions (the sweep was "
+                               "launched before they were recorded)")
+        (n_col, c_col), dirs = found.popitem()
+        bad = [f"n_col={n_col!r} (use one of {N_COLS})"] if n_col not in N_COLS else []
+        bad += [f"c_col={c_col!r} (use one of {C_COLS})"] if c_col not in C_COLS else []
+        if bad:
+            raise ConventionsError(f"{dirs[0]}/grid.json: {', '.join(bad)}: fix the file, or override with explicit "
+                                   "n_col and c_col (report: --n-col and --c-col)")
+        missing = len(self.grid_conventions) - len(dirs)
+        return Conventions(n_col, c_col, True, "from the sweep's grid.json: the N and C its grid was designed around"
+                           + (f"; {missing} run(s) record none" if missing else ""))
+
+    def fit_config(self, n_col: str | None = None, c_col: str | None = None, **kw) -> FitConfig:
+        """A FitConfig under the sweep's conventions; an explicit n_col / c_col overrides them, stated in `origin`.
+        `kw`: the other FitConfig fields (n_bootstrap, seed, ...)."""
+        try:
+            conv = self.conventions
+        except ConventionsError as e:
+            if n_col is None or c_col is None:
+                raise
+            return FitConfig(n_col=n_col, c_col=c_col, origin=f"override: n_col={n_col}, c_col={c_col} ({e})", **kw)
+        changed = [f"{name}={value} instead of the sweep's {base}"
+                   for name, value, base in (("n_col", n_col, conv.n_col), ("c_col", c_col, conv.c_col))
+                   if value is not None and value != base]
+        origin = f"override: {', '.join(changed)} ({conv.note})" if changed else conv.note
+        return FitConfig(n_col=n_col or conv.n_col, c_col=c_col or conv.c_col, origin=origin, **kw)
 
     @property
     def domains(self) -> list[str]:
@@ -56,6 +118,11 @@ class Results:
     def summary(self) -> str:
         r = self.runs
         lines = [f"{len(r)} finished runs, {len(self.skipped)} skipped, {len(self.curves)} curve points"]
+        try:
+            conv = self.conventions
+            lines.append(f"  conventions: N = {conv.n_col}, C = {conv.c_col} ({conv.note})")
+        except ConventionsError as e:
+            lines.append(f"  conventions: {e}")
         if len(r):
             for col in ("params_nonembedding", "tokens", "flops", "loss"):
                 if col in r:
@@ -122,12 +189,13 @@ def read_curve(path: Path, run_id: str, problems: list[str] | None = None) -> li
 
 
 def grid_meta(run_dir: Path) -> dict:
-    """{"budget", "label"} from the run's grid.json ({} for runs launched before it existed)."""
+    """{"budget", "label", "n_col", "c_col"} from the run's grid.json ({} for runs launched before it existed;
+    no n_col / c_col for runs launched before it recorded them)."""
     try:
         meta = json.loads((run_dir / "grid.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {k: meta.get(k) for k in ("budget", "label")}
+    return {k: meta.get(k) for k in ("budget", "label", "n_col", "c_col")}
 
 
 def sweep_dir_problem(sweep_dir: str | Path) -> str | None:
@@ -149,7 +217,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep_dir={sweep_dir}: not a directory (expected runs/<sweep>/ or runs/)")
-    rows, curves, skipped, problems = [], [], [], []
+    rows, curves, skipped, problems, conventions = [], [], [], [], {}
     for d in run_dirs(sweep_dir):
         result = d / "result.json"
         if not result.exists():
@@ -164,9 +232,11 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
             skipped.append((str(d), "result.json is not a runs-table row (no numeric loss)"))
             continue
         row.setdefault("run_id", d.name)
-        for key, value in grid_meta(d).items():     # the grid's budget and label, where the sweep wrote them
-            if value is not None:
-                row.setdefault(key, value)
+        meta = grid_meta(d)
+        conventions[str(d)] = (meta["n_col"], meta["c_col"]) if meta.get("n_col") and meta.get("c_col") else None
+        for key in ("budget", "label"):             # the grid's budget and label, where the sweep wrote them
+            if meta.get(key) is not None:
+                row.setdefault(key, meta[key])
         rows.append(row)
         curves += read_curve(d / "metrics.jsonl", row["run_id"], problems)
     for problem in problems:
@@ -187,7 +257,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
     curve_df = pd.DataFrame(curves, columns=None if curves else list(CURVE_KEYS) + ["loss"])
     if len(curve_df):
         curve_df = curve_df.sort_values(["run_id", "step"], ignore_index=True)
-    return Results(runs=runs, curves=curve_df, skipped=skipped)
+    return Results(runs=runs, curves=curve_df, skipped=skipped, grid_conventions=conventions)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,8 +2,9 @@
 
     spec.yaml      RunSpec.to_dict(): what the run computes (its hash is the run id)
     runtime.yaml   Runtime: how this launch executes (rewritten at every launch)
-    grid.json      what the sweep meant by the run: {"sweep", "label", "budget"} (grid metadata, not part
-                   of the run's identity; analysis groups isoFLOP runs by this budget)
+    grid.json      what the sweep meant by the run: {"sweep", "label", "budget", "n_col", "c_col"} (grid metadata,
+                   not part of the run's identity; analysis groups isoFLOP runs by this budget and fits under the
+                   N and C columns the grid was designed around)
     metrics.jsonl  one JSON object per line: {"kind": "train" | "eval" | "downstream", "step", ...}, and
                    per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...)
     result.json    the runs-table row; written last and atomically, so its presence means done

@@ -140,6 +140,16 @@ def fixed_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]
 SHAPES = {"compute": compute_shapes, "rungs": rung_shapes, "fixed": fixed_shapes}
 
 
+def conventions(cfg: dict) -> dict:
+    """{"n_col", "c_col"}: the N and C the grid's shapes were designed around, named as the runs table's columns
+    (recorded in each run's grid.json; analysis fits under them by default). C is the exact FLOP count: budgets
+    are divided by each shape's exact FLOPs per token. {} for a grid that picks no N (the fixed shape)."""
+    count = cfg.get("count")
+    if count is None:
+        return {}
+    return {"n_col": "params_compute" if count == "compute" else f"params_{count}", "c_col": "flops"}
+
+
 def shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
     kind = cfg.get("kind")
     if kind not in SHAPES:

@@ -25,8 +25,9 @@ from pathlib import Path
 from harness.branches import trunk_dir, write_group
 from harness.rundir import RunDir, read_json_object
 from harness.spec import SpecError
+from sweeps import grids
 from sweeps.branching import trunks
-from sweeps.plan import Plan, plan, plan_table
+from sweeps.plan import Plan, plain_cfg, plan, plan_table
 from sweeps.progress import Progress
 from sweeps.status import counts, status_table, sweep_status
 
@@ -131,6 +132,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         print(status_table(p, sweep_status(p, retries)))
         return EXIT_DONE
     print(plan_table(p, sweep_status(p, retries)))
+    designed = grids.conventions(plain_cfg(config)["grid"]["shapes"])
     try:
         for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
             run_dir = RunDir(p.run_dir(r))
@@ -138,7 +140,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             if not (row and row.get("run_id") == r.run_id):   # also rewrites a spec.yaml that a crash cut short
                 run_dir.prepare(r.spec, p.runtime)
                 run_dir.prune_wandb(KEEP_LAUNCHES)
-            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget})
+            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget, **designed})
         for trunk, branches in trunks(p.runs).values():   # a trunk's job runs its branches in fork order (sweeps.job)
             RunDir(trunk_dir(p.sweep_dir, trunk.run_id)).prepare(trunk, p.runtime)
             write_group(trunk_dir(p.sweep_dir, trunk.run_id), trunk,

@@ -135,3 +135,25 @@ def test_the_direction_is_stated_only_where_its_interval_supports_it(tmp_path):
         assert ("should grow faster than" in said[name]) == (not lo <= 0.5 <= hi)
     assert "model size should grow faster than data" in said["size"]
     assert "cannot tell whether model size or data should grow faster" in said["equal"]
+
+
+def test_the_fixture_report_has_no_caution(written):
+    assert "**Caution:**" not in (written / "report.md").read_text()
+
+
+def test_report_writes_its_laws_and_says_where_its_conventions_come_from(written):
+    from analysis import lawfile
+    laws = lawfile.load(written / "laws.json")                     # validated on load
+    assert laws.surface is not None and laws.surface.samples.shape == (60, 5) and laws.verdict is None
+    assert set(laws.power) == {"approach 1", "approach 2"} and laws.config.n_col == "params_nonembedding"
+    assert "(FitConfig's default: no run's grid.json records the conventions" in (written / "report.md").read_text()
+
+
+def test_an_explicit_convention_is_stated_as_an_override():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = results.load(FIXTURE)
+    ctx = report.Context(res, res.fit_config(n_col="params_total", n_bootstrap=0))
+    text = report.section_data(ctx)[1].text
+    assert "N = total parameters (`params_total`)" in text
+    assert "(override: n_col=params_total instead of the sweep's params_nonembedding (FitConfig's default" in text

@@ -78,3 +78,51 @@ def test_params_compute_counts_the_output_head_even_when_tied(tmp_path):
         (d / "result.json").write_text(json.dumps(row))
     runs = results.load(tmp_path).runs.set_index("run_id")
     assert runs.loc["r0", "params_compute"] == runs.loc["r1", "params_compute"] == 1000 + 2048 * 64
+
+
+def sweep_with_grid(tmp_path, conventions: list[dict | None]) -> Path:
+    """The first len(conventions) fixture runs, each with a grid.json recording the given conventions (None: a
+    grid.json from before conventions were recorded)."""
+    out = tmp_path / "sweep"
+    out.mkdir(parents=True)
+    runs = sorted(d for d in FIXTURE.iterdir() if (d / "result.json").exists())
+    for d, conv in zip(runs, conventions):
+        shutil.copytree(d, out / d.name)
+        (out / d.name / "grid.json").write_text(json.dumps({"sweep": "s", "label": "x", "budget": 1e14, **(conv or {})}))
+    return out
+
+
+def test_conventions_come_from_grid_json_and_overrides_are_stated(tmp_path):
+    res = results.load(sweep_with_grid(tmp_path, [{"n_col": "params_compute", "c_col": "flops"}] * 3 + [None]))
+    conv = res.conventions
+    assert (conv.n_col, conv.c_col, conv.recorded) == ("params_compute", "flops", True)
+    assert conv.note.startswith("from the sweep's grid.json") and "1 run(s) record none" in conv.note
+    cfg = res.fit_config(n_bootstrap=7)
+    assert (cfg.n_col, cfg.c_col, cfg.n_bootstrap, cfg.origin) == ("params_compute", "flops", 7, conv.note)
+    over = res.fit_config(n_col="params_total")
+    assert (over.n_col, over.c_col) == ("params_total", "flops")
+    assert over.origin.startswith("override: n_col=params_total instead of the sweep's params_compute")
+    assert res.fit_config(n_col="params_compute").origin == conv.note        # naming the sweep's own is no override
+    assert "conventions: N = params_compute, C = flops" in res.summary()
+
+
+def test_sweeps_without_recorded_conventions_fall_back_to_the_default_and_say_so():
+    with pytest.warns(UserWarning):
+        res = results.load(FIXTURE)                                          # no grid.json at all
+    cfg = res.fit_config()
+    assert (cfg.n_col, cfg.c_col) == ("params_nonembedding", "flops_6n") and not res.conventions.recorded
+    assert "default" in cfg.origin and "no run's grid.json records" in cfg.origin
+
+
+def test_conflicting_or_unknown_conventions_are_clear_errors(tmp_path):
+    mixed = results.load(sweep_with_grid(tmp_path / "a", [{"n_col": "params_compute", "c_col": "flops"},
+                                                          {"n_col": "params_nonembedding", "c_col": "flops"}]))
+    with pytest.raises(results.ConventionsError, match="different conventions.*params_compute.*params_nonembedding"):
+        mixed.fit_config()
+    with pytest.raises(results.ConventionsError, match="--n-col and --c-col"):
+        mixed.fit_config(n_col="params_total")                              # one override does not settle both
+    both = mixed.fit_config(n_col="params_total", c_col="flops")            # both named: fitted, and said why
+    assert both.n_col == "params_total" and both.origin.startswith("override") and "different" in both.origin
+    bad = results.load(sweep_with_grid(tmp_path / "b", [{"n_col": "params_everything", "c_col": "flops"}]))
+    with pytest.raises(results.ConventionsError, match=r"grid.json: n_col='params_everything' \(use one of"):
+        bad.fit_config()

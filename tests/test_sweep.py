@@ -61,6 +61,10 @@ def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
     assert len(tables.curves)
     # the grid's nominal budget travels to the runs table beside the exact FLOPs (isoFLOP groups use it)
     assert list(tables.runs["budget"]) == [1e10, 1e10] and tables.runs["label"].str.startswith("C1e+10 L").all()
+    # and the N and C its grid was designed around (scale=cpu: count=compute), which the fits then use by default
+    conv = tables.conventions
+    assert (conv.n_col, conv.c_col, conv.recorded) == ("params_compute", "flops", True)
+    assert tables.fit_config().n_col == "params_compute" and "override" in tables.fit_config(n_col="params_total").origin
     grid_files = sorted(sweep_dir.glob("*/grid.json"))
     split = tables.time_split()                                           # where the sweep's wall time went
     shares = [int(x.split("%")[0]) for x in split.split(": ")[1].split(", ")]

@@ -29,6 +29,7 @@ from scipy.optimize import minimize
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
 from analysis.laws.common import (
+    ChinchillaForm,
     FitConfig,
     FitError,
     check_table,
@@ -176,37 +177,6 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
     """[..., 5] theta (e, a, b, alpha, beta) -> [..., 5] (E, A, B, alpha, beta)."""
     theta = np.asarray(theta, float)
     return np.concatenate([np.exp(theta[..., :3]), theta[..., 3:]], axis=-1)
-
-
-class ChinchillaForm:
-    """The closed form that fitted and known laws share: L(N, D) = E + A/N^alpha + B/D^beta and its
-    compute-optimal frontier under C = k N D (Hoffmann et al. 2022, eq. 4). Subclasses hold the
-    attributes E, A, B, alpha, beta and k."""
-
-    def predict(self, N, D):
-        N, D = np.asarray(N, float), np.asarray(D, float)
-        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
-
-    @property
-    def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
-
-    def n_opt(self, C):
-        return self.G * (np.asarray(C, float) / self.k) ** self.a
-
-    def d_opt(self, C):
-        return (np.asarray(C, float) / self.k) ** self.b / self.G
-
-    def loss_opt(self, C):
-        return self.predict(self.n_opt(C), self.d_opt(C))
 
 
 @dataclass

@@ -1,12 +1,19 @@
-"""What every law shares: the fit conventions (FitConfig), the checks on its input table, and
-power laws y = k x^a fitted in log space with bootstrap intervals."""
+"""What every law shares: the fit conventions (FitConfig), the checks on its input table, the
+Chinchilla closed form, and power laws y = k x^a fitted in log space with bootstrap intervals.
+
+numpy only at import (pandas where a table is read): a saved law (analysis/lawfile.py) is used
+without pandas or scipy, so that `python -m analysis.recommend laws.json` starts fast.
+"""
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 N_COLS = ("params_nonembedding", "params_total", "params_active", "params_active_nonembedding", "params_compute")
 C_COLS = ("flops", "flops_6n")
@@ -65,6 +72,7 @@ class FitConfig:
     seed: int = 0
     ci_level: float = 0.9
     processes: int = 2                 # bootstrap worker processes
+    origin: str = ""                   # where n_col and c_col came from (the sweep's grid.json, a default, an override)
 
     def errors(self) -> list[str]:
         e = []
@@ -101,10 +109,43 @@ def check_table(runs: pd.DataFrame, cfg: FitConfig, min_runs: int, what: str, co
 
 
 def usable(runs: pd.DataFrame, cfg: FitConfig) -> pd.DataFrame:
+    import pandas as pd
+
     cols = [cfg.n_col, "tokens", cfg.c_col, cfg.loss_col]
     x = runs[cols].apply(pd.to_numeric, errors="coerce")
     ok = np.isfinite(x).all(axis=1) & (x > 0).all(axis=1)
     return runs[ok.to_numpy()]
+
+
+class ChinchillaForm:
+    """The closed form that fitted and known laws share: L(N, D) = E + A/N^alpha + B/D^beta and its
+    compute-optimal frontier under C = k N D (Hoffmann et al. 2022, eq. 4). Subclasses hold the
+    attributes E, A, B, alpha, beta and k."""
+
+    def predict(self, N, D):
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
+
+    @property
+    def a(self) -> float:
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def n_opt(self, C):
+        return self.G * (np.asarray(C, float) / self.k) ** self.a
+
+    def d_opt(self, C):
+        return (np.asarray(C, float) / self.k) ** self.b / self.G
+
+    def loss_opt(self, C):
+        return self.predict(self.n_opt(C), self.d_opt(C))
 
 
 def flops_per_param_token(runs: pd.DataFrame, cfg: FitConfig) -> float:
