@@ -170,3 +170,30 @@ def test_unswept_size_without_a_law_is_an_error_naming_the_key(tmp_path):
         plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path}"))
     with pytest.raises(SpecError, match="no result.json found there"):
         plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path / 'nothing'}"))
+
+
+# ------------------------------------------------------------------------------------ the report
+
+
+def render_report(runs: pd.DataFrame, out: Path) -> str:
+    from analysis import report, results
+    ctx = report.Context(results.Results(runs=runs, curves=pd.DataFrame()), FitConfig(n_bootstrap=200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md, _ = report.render(ctx, out, "lr")
+    return md.read_text()
+
+
+def test_report_shows_the_lr_sweep_the_law_and_the_edge_warning(tmp_path):
+    from analysis import lr_report, report
+    assert lr_report.report_section in report.SECTIONS
+    lrs = LRS[2:9]
+    shifted = lambda n: lr_star(n) * np.where(np.asarray(n) < 2e4, 8.0, 1.0)   # the smallest size: top edge
+    text = render_report(lr_table(SIZES, lrs, law=shifted), tmp_path)
+    section = text.split("## Learning-rate sweep")[1]
+    assert (tmp_path / "figures" / "lr_sweep.png").stat().st_size > 10_000
+    assert "chosen lr" in section and "yes: top" in section and "parabola through 3 lrs" in section
+    assert f"**lr law:** lr_opt = {K:.4g} * N^{P:.3f} (90% interval" in section     # exact data: the known law
+    assert "**Warning:** N=1e+04: the best lr 0.0313 is the largest tried" in section
+    one_lr = lr_table(SIZES, [3e-3])
+    assert "## Learning-rate sweep" not in render_report(one_lr, tmp_path / "one")   # not an lr sweep: no section
