@@ -56,10 +56,12 @@ def report_section(ctx):
                          "Left: final loss against lr per size, the chosen lr starred. Right: the chosen lr against N "
                          "with the lr law and its bootstrap band."),
            report.Table(table(optima, law), f"Per size: the lrs tried and the chosen lr (N = {cfg.n_col})")]
-    if law is not None:
-        out.append(report.Para(f"**lr law:** {law.summary()} (sizes resampled; RMS log residual "
-                               f"{law.rms_log_residual:.3f}, i.e. the swept sizes' optima lie within about "
-                               f"{100 * (math.exp(law.rms_log_residual) - 1):.0f}% of the law)."))
+    if law is not None and len(law.points) > 2:   # through 2 points a line has no residual to speak of
+        out.append(report.Para(f"**lr law:** {law.summary()}; the interval resamples sizes. RMS log residual "
+                               f"{law.rms_log_residual:.3f}: the swept sizes' optima lie about "
+                               f"{100 * (math.exp(law.rms_log_residual) - 1):.0f}% from the law."))
+    elif law is not None:
+        out.append(report.Para(f"**lr law:** {law.summary()}."))
     else:
         out.append(report.Para(f"**lr law not fitted:** {why}"))
     if cfg.n_col != PLANNER_N:

@@ -190,6 +190,8 @@ def lr_sweep(curves: pd.DataFrame, optima: pd.DataFrame, law=None, n_label: str 
             ax2.fill_between(n, lo, hi, color="#7570b3", alpha=0.15, lw=0)
     ax2.set(xscale="log", yscale="log", xlabel=n_label, ylabel="optimal learning rate",
             title="Optimal lr against model size")
+    for axis in (ax2.xaxis, ax2.yaxis):   # a range under a decade labels every minor tick, overlapping
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.legend(fontsize=8)
     fig.tight_layout()
     return fig

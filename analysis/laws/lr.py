@@ -37,7 +37,8 @@ def edge_note(n: float, lr: float, edge: str, tried: list[float]) -> str:
 
 
 def curves(runs: pd.DataFrame, config: FitConfig | None = None) -> pd.DataFrame:
-    """Columns N, D, lr, loss (the mean over seeds; inf where every seed diverged), seeds."""
+    """Columns N, D, lr, loss (the mean over seeds; inf where a seed diverged: an lr that diverges for some
+    seeds is not one to train at), seeds."""
     cfg = config or FitConfig()
     need = [cfg.n_col, "tokens", LR_COL, cfg.loss_col]
     missing = [c for c in need if c not in runs.columns]
