@@ -292,6 +292,9 @@ class LrSweep:
             return None
         if far := self.law.extrapolation(n):
             note(warnings, f"{key}: {far}; add this size to the lr grid (grid.shapes.depths), {RERUN}")
+        for left_out in self.law.left_out["note"]:   # the law used here is blind to those sizes
+            note(warnings, f"{key}: the lr law (used for sizes the lr sweep did not run) leaves out {left_out}, "
+                           f"{RERUN}")
         return LrChoice(float(f"{self.law(n):.{LR_DIGITS}g}"), "lr law")
 
 

@@ -162,6 +162,7 @@ def test_lr_sweep_optimum_at_the_edge_is_warned_in_the_dry_run(tmp_path, capsys)
     assert "warning: grid.lr_from=" in out and "at edge: the true best lr may lie above 0.032" in out
     assert "extend the lr sweep's grid.lrs (add 0.064)" in out and "python sweep.py +grid=lr" in out
     assert "lr sweep, at edge" in out and "dry run: nothing launched" in out
+    assert "the lr law (used for sizes the lr sweep did not run) leaves out N=3.38e+03" in out   # L2 takes the law
 
 
 def test_unswept_size_without_a_law_is_an_error_naming_the_key(tmp_path):
