@@ -166,3 +166,47 @@ def domain_losses(runs: pd.DataFrame, cfg: FitConfig, domains: list[str]) -> plt
     fig.colorbar(sc, ax=axes[0].tolist(), label="log10 N")
     fig.suptitle("Per-domain held-out losses")
     return fig
+
+
+def lr_sweep(curves: pd.DataFrame, optima: pd.DataFrame, law=None, n_label: str = "N") -> plt.Figure:
+    """Left: loss against lr per size (analysis.laws.lr.curves), the chosen lr starred, an optimum at the lr
+    grid's edge as a red triangle pointing past the edge. Right: lr_opt against N with the fitted lr law."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = list(optima[["N", "D"]].itertuples(index=False, name=None))
+    colors = _budget_colors(len(sizes))
+    several_d = optima["N"].duplicated().any()
+    for color, (n, d) in zip(colors, sizes):
+        g = curves[(curves["N"] == n) & (curves["D"] == d) & np.isfinite(curves["loss"])]
+        label = f"N = {n:.3g}" + (f", D = {d:.3g}" if several_d else "")
+        ax.plot(g["lr"], g["loss"], "o-", color=color, ms=4, lw=1.2, label=label)
+        o = optima[(optima["N"] == n) & (optima["D"] == d)].iloc[0]
+        if o["edge"] in ("high", "low"):
+            ax.scatter([o["lr_best"]], [o["loss_best"]], marker=">" if o["edge"] == "high" else "<", s=150,
+                       color="#d62728", edgecolor="k", zorder=4)
+        elif np.isfinite(o["lr_opt"]):
+            ax.scatter([o["lr_opt"]], [o["loss_opt"]], marker="*", s=160, color=color, edgecolor="k", zorder=4)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss",
+           title="Loss against lr per size (star: chosen lr; red: best at the grid's edge)")
+    ax.legend(fontsize=8)
+    inside = optima[optima["edge"] == ""]
+    edge = optima[optima["edge"].isin(["high", "low"])]
+    ax2.scatter(inside["N"], inside["lr_opt"], color="#7570b3", edgecolor="k", s=36, zorder=3,
+                label="optimum inside the lr grid")
+    for side, marker in (("high", "^"), ("low", "v")):   # pointing to where the true optimum lies
+        e = edge[edge["edge"] == side]
+        if len(e):
+            ax2.scatter(e["N"], e["lr_best"], marker=marker, s=80, color="#d62728", edgecolor="k", zorder=3,
+                        label=f"best lr at the grid's {'top' if side == 'high' else 'bottom'} (left out)")
+    if law is not None:
+        n = np.geomspace(optima["N"].min() / 2, optima["N"].max() * 2, 100)
+        lo, hi = law.interval(n)
+        ax2.plot(n, law(n), color="#7570b3", lw=1.8, label=f"lr law: {law.k:.3g} N^{law.p:.3f}")
+        if np.isfinite(lo).any():
+            ax2.fill_between(n, lo, hi, color="#7570b3", alpha=0.15, lw=0)
+    ax2.set(xscale="log", yscale="log", xlabel=n_label, ylabel="optimal learning rate",
+            title="Optimal lr against model size")
+    for axis in (ax2.xaxis, ax2.yaxis):   # a range under a decade labels every minor tick, overlapping
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import lawfile, mixing_report, noise, plots, recommend, results, validate, verdict
+from analysis import lawfile, lr_report, mixing_report, noise, plots, recommend, results, validate, verdict
 from analysis.laws import approach1, approach2, approach3, moe, moe_report
 from analysis.laws.common import C_COLS, N_COLS, FitConfig, FitError
 
@@ -389,7 +389,8 @@ def section_domains(ctx: Context):
 
 SECTIONS: list[Callable[[Context], list | None]] = [
     section_summary, section_data, section_fits, section_isoflop, section_optimal, section_surface,
-    section_holdout, section_recommendations, section_domains, moe_report.report_section, mixing_report.report_section]
+    section_holdout, section_recommendations, section_domains, moe_report.report_section,
+    mixing_report.report_section, lr_report.report_section]
 
 
 def register(fn: Callable[[Context], list | None], after: Callable | None = None) -> None:

@@ -10,7 +10,8 @@ optimum. Each axis here is a pure function of its config; `sweeps.plan` crosses 
               fixed:   one depth at a fixed token count (the mixture grid)
     mixtures  null (the data config's weights) | simplex lattice | Dirichlet samples (seeded) | list,
               plus the pure domains
-    lrs       null (train.optim.lr, or per size from an lr sweep: lr_from) | a list of learning rates
+    lrs       null (train.optim.lr, or per size from an lr sweep: lr_from, with the lr law for sizes it did
+              not run) | a list of learning rates
 """
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model_zoo import Counts, LadderRule, ModelSpec, count
+
+if TYPE_CHECKING:  # lr_from imports these when it runs: planning without grid.lr_from never loads pandas
+    import pandas as pd
+
+    from analysis.laws.lr import LrLaw
 
 
 @dataclass(frozen=True)
@@ -304,17 +311,97 @@ def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mi
 
 # ---------------------------------------------------------------------------------- learning rates
 
-def best_lrs(sweep_dir: str | Path) -> dict[int, float]:
-    """Non-embedding N -> the learning rate with the lowest loss, from an lr sweep's result.json files."""
-    best: dict[int, tuple[float, float]] = {}
-    for f in Path(sweep_dir).glob("*/result.json"):
-        r = json.loads(f.read_text())
-        n = int(r["params_nonembedding"])
-        if n not in best or r["loss"] < best[n][0]:
-            best[n] = (float(r["loss"]), float(r["lr"]))
-    return {n: lr for n, (_, lr) in sorted(best.items())}
+@dataclass(frozen=True)
+class LrChoice:
+    lr: float
+    source: str         # where it came from, as the plan table shows it: "lr sweep", "lr law", ...
 
 
-def lr_for(n: int, table: dict[int, float]) -> float:
-    """The tuned lr of the nearest size in log N (sizes outside the table take the nearest end's)."""
-    return table[min(table, key=lambda m: abs(math.log(m / n)))]
+# The planner rounds a chosen lr to 3 significant digits: an lr optimum is not known better than that (the loss
+# is flat near it), and the rounded value keeps run ids stable when the same optimum is recomputed.
+LR_DIGITS = 3
+RERUN = "then rerun `python sweep.py +grid=lr` and plan again"
+
+
+@dataclass
+class LrSweep:
+    """What grid.lr_from found: each swept size's optimum (analysis.laws.lr.optima) and lr_opt(N) = k N^p (None
+    with the reason in law_error when fewer than 2 sizes have their optimum inside the lr grid).
+
+    A size the lr sweep ran takes its own optimum: measured at that very N, it assumes nothing about the form of
+    lr(N), and near the optimum the loss is flat, so the noise of a 3-lr parabola costs little; a power law that
+    misfits a measured size would be a silent systematic error instead (the report shows the law's residuals
+    at the swept sizes). Sizes the sweep did not run take the law: the nearest size's lr (what this replaced)
+    is off by (N ratio)^p, a factor of 1.3 for p = -0.4 and sizes 2x apart."""
+    path: str
+    optima: pd.DataFrame             # one row per swept (N, D)
+    law: LrLaw | None
+    law_error: str = ""
+
+    def choose(self, n: int, tokens: int, errors: list[str], warnings: list[str]) -> LrChoice | None:
+        """The lr for non-embedding size n trained on `tokens`; problems appended (each message once)."""
+        def note(sink: list[str], msg: str) -> None:
+            if msg not in sink:
+                sink.append(msg)
+        rows = self.optima[self.optima["N"] == n]
+        key = f"grid.lr_from={self.path!r}"
+        if len(rows):
+            row = rows.iloc[int(np.argmin(np.abs(np.log(rows["D"].to_numpy(float) / max(tokens, 1)))))]
+            if row["edge"] == "diverged":
+                note(errors, f"{key}: {row['note']}, {RERUN}")
+                return None
+            if row["edge"]:
+                law = f"; the lr law gives {self.law(n):.3g} here" if self.law is not None else ""
+                note(warnings, f"{key}: {row['note']}, {RERUN}. Until then runs at N={n:,} use the edge lr "
+                               f"{row['lr_best']:.3g}{law}")
+                return LrChoice(float(row["lr_best"]), "lr sweep, at edge")
+            return LrChoice(float(f"{row['lr_opt']:.{LR_DIGITS}g}"), "lr sweep")
+        if self.law is None:
+            note(errors, f"{key}: N={n:,} was not in the lr sweep and the lr law could not be fitted: "
+                         f"{self.law_error}. Add this size to the lr grid (grid.shapes.depths) or fix the lr grid, "
+                         f"{RERUN}")
+            return None
+        if far := self.law.extrapolation(n):
+            note(warnings, f"{key}: {far}; add this size to the lr grid (grid.shapes.depths), {RERUN}")
+        for left_out in self.law.left_out["note"]:   # the law used here is blind to those sizes
+            note(warnings, f"{key}: the lr law (used for sizes the lr sweep did not run) leaves out {left_out}, "
+                           f"{RERUN}")
+        return LrChoice(float(f"{self.law(n):.{LR_DIGITS}g}"), "lr law")
+
+
+def lr_from(sweep_dir: str | Path, errors: list[str], warnings: list[str]) -> LrSweep | None:
+    """Read an lr sweep's result.json files (problems appended, not raised; None when nothing is usable)."""
+    import warnings as warnings_
+
+    import pandas as pd
+
+    from analysis.laws import lr as lr_law
+    from analysis.laws.common import FitConfig, FitError
+    path = Path(sweep_dir)
+    key = f"grid.lr_from={str(sweep_dir)!r}"
+    found = sorted(path.glob("*/result.json"))
+    if not found:
+        errors.append(f"{key}: no result.json found there; run the lr grid first (python sweep.py +grid=lr) "
+                      "or unset grid.lr_from")
+        return None
+    table = pd.DataFrame([json.loads(f.read_text()) for f in found])
+    try:
+        optima = lr_law.optima(table)
+    except FitError as e:
+        errors.append(f"{key}: {e}")
+        return None
+    if not len(optima):
+        errors.append(f"{key}: no size there was trained at 2 or more lrs: point it at an lr sweep "
+                      "(python sweep.py +grid=lr, whose grid.lrs lists the lrs)")
+        return None
+    try:  # the planner needs the law's value, not its interval; its notes reach the plan through choose()
+        with warnings_.catch_warnings():
+            warnings_.simplefilter("ignore")
+            law, why = lr_law.fit(table, FitConfig(n_bootstrap=0)), ""
+    except FitError as e:
+        law, why = None, str(e)
+    unfinished = sum(1 for d in path.iterdir() if (d / "spec.yaml").exists() and not (d / "result.json").exists())
+    if unfinished:
+        warnings.append(f"{key}: {unfinished} run(s) of the lr sweep have no result.json (pending or failed): "
+                        f"the lrs are chosen from its {len(found)} finished run(s)")
+    return LrSweep(str(sweep_dir), optima, law, why)

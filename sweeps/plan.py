@@ -25,6 +25,7 @@ class PlannedRun:
     counts: Counts
     budget: float | None = None
     branch: Branch | None = None    # computed as a cooldown branch of a shared trunk (grid.cooldown_branches)
+    lr_source: str = "train.optim.lr"   # where spec.optim.lr came from: grid.lrs, lr sweep, lr law (grid.lr_from)
 
     @property
     def run_id(self) -> str:
@@ -95,11 +96,9 @@ def plan(cfg, strict: bool = True) -> Plan:
         shapes = shapes if bad else branching.expand(branches, shapes)
     domains = [d for d, _ in data.weights] if data and data.weights else corpus_domains(data)
     mixtures = grids.mixtures(g.get("mixtures"), domains, errors)
-    lrs = [float(x) for x in g.get("lrs") or []]
-    lr_table = grids.best_lrs(g["lr_from"]) if g.get("lr_from") else {}
-    if g.get("lr_from") and not lr_table:
-        errors.append(f"grid.lr_from={g['lr_from']!r}: no result.json found there; run the lr grid first "
-                      "(python sweep.py +grid=lr) or unset grid.lr_from")
+    lrs = [grids.LrChoice(float(x), "grid.lrs") for x in g.get("lrs") or []]
+    lr_warnings: list[str] = []
+    lr_sweep = grids.lr_from(g["lr_from"], errors, lr_warnings) if g.get("lr_from") else None
     seeds = g.get("seeds") or [c["train"].get("seed", 0)]
     replicate_seeds, replicate_budgets = replicates(g.get("replicates"), seeds, errors)
     if stray := sorted(replicate_budgets - {s.budget for s in shapes}):
@@ -109,9 +108,10 @@ def plan(cfg, strict: bool = True) -> Plan:
     if None not in (data, optim, evals):
         for shape in shapes:
             n = shape.rung.counts.params_nonembedding
-            base_lr = grids.lr_for(n, lr_table) if lr_table else optim.lr
+            base = (lr_sweep.choose(n, shape.tokens, errors, lr_warnings) if lr_sweep
+                    else grids.LrChoice(optim.lr, "train.optim.lr"))
             for mix in mixtures:
-                for lr in lrs or [base_lr]:
+                for lr in lrs or ([base] if base else []):
                     extra = replicate_seeds if shape.budget in replicate_budgets else []
                     for seed in seeds + extra:
                         runs.append(planned(shape, mix, lr, seed, data, optim, evals, c["train"]["batch_tokens"],
@@ -129,7 +129,7 @@ def plan(cfg, strict: bool = True) -> Plan:
     if len(set(ids)) != len(ids):
         errors.append("grid: two runs of the grid are identical (same RunSpec); remove the duplicate axis values")
     blockers: list[str] = []
-    warnings = corpus_errors(runs, sw, errors, blockers) if runs else []
+    warnings = lr_warnings + (corpus_errors(runs, sw, errors, blockers) if runs else [])
     if errors and strict:
         raise SpecError(errors)
     root = Path(sw["root"])
@@ -163,16 +163,16 @@ def build(cls, d: dict, key: str, errors: list[str]):
         return None
 
 
-def planned(shape, mix, lr, seed, data, optim, evals, batch_tokens, show_lr, show_seed) -> PlannedRun:
+def planned(shape, mix, lr: grids.LrChoice, seed, data, optim, evals, batch_tokens, show_lr, show_seed) -> PlannedRun:
     spec = RunSpec(model=shape.rung.spec, tokens=shape.tokens, batch_tokens=int(batch_tokens),
-                   optim=OptimSpec(**{**optim.__dict__, "lr": lr}),
+                   optim=OptimSpec(**{**optim.__dict__, "lr": lr.lr}),
                    data=DataSpec(**{**data.__dict__, "weights": mix.weights}) if mix.weights else data,
                    eval=evals, seed=int(seed))
     parts = ([f"C{shape.budget:.2g}"] if shape.budget else []) + [shape.rung.name]
     parts += [mix.name] if mix.weights else []
-    parts += [f"lr{lr:.0e}"] if show_lr else []
+    parts += [f"lr{lr.lr:.0e}"] if show_lr else []
     parts += [f"s{seed}"] if show_seed else []
-    return PlannedRun(spec, " ".join(parts), shape.rung.counts, shape.budget)
+    return PlannedRun(spec, " ".join(parts), shape.rung.counts, shape.budget, lr.source)
 
 
 # -------------------------------------------------------------------------------- corpus checks
@@ -270,7 +270,8 @@ def split_errors(runs: list[PlannedRun], corpus) -> list[str]:
 # ---------------------------------------------------------------------------------- the table
 
 def plan_table(p: Plan, statuses: dict | None = None) -> str:
-    """One row per run: id, N, D, tokens/param, FLOPs, estimated device-hours, cost, status; then totals."""
+    """One row per run: id, N, D, tokens/param, lr and where it came from, FLOPs, estimated device-hours, cost,
+    status; then totals."""
     from sweeps.table import render, si
     rows, hours, cost, known = [], 0.0, 0.0, True
     for r in p.runs:
@@ -280,12 +281,13 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
         cost += (h or 0.0) * p.price_per_gpu_hour
         n = r.counts.params_nonembedding
         rows.append([r.run_id, r.label, si(n), si(r.counts.params_total), si(r.spec.tokens),
-                     f"{r.spec.tokens / n:.2g}", f"{r.flops:.2e}", f"{h:.3g}" if h is not None else "unmeasured",
+                     f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, f"{r.flops:.2e}",
+                     f"{h:.3g}" if h is not None else "unmeasured",
                      f"{h * p.price_per_gpu_hour:.2f}" if h is not None else "-",
                      statuses[r.run_id].state if statuses else "planned"])
     unit = "GPU-h" if p.throughput.device_kind.lower() != "cpu" else "CPU-h"
-    table = render(["run id", "run", "N", "N total", "D", "D/N", "FLOPs", f"est {unit}", "cost $", "status"],
-                   rows, right={2, 3, 4, 5, 6, 7, 8})
+    table = render(["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", "FLOPs", f"est {unit}", "cost $",
+                    "status"], rows, right={2, 3, 4, 5, 6, 8, 9, 10})
     total_flops = sum(r.flops for r in p.runs)
     est = (f"{hours:.3g} {unit} ({p.throughput.device_kind}), ${cost:,.2f} at ${p.price_per_gpu_hour:g}/h"
            if known else f"{unit} unmeasured for device kind {p.throughput.device_kind!r} "

@@ -145,20 +145,22 @@ def test_lr_grid_and_per_size_lr_from_its_results(tmp_path):
     lr_plan = plan(cfg("+grid=lr"))
     c = cfg("+grid=lr")
     assert len(lr_plan.runs) == len(c.scale.lr_depths) * len(c.scale.lrs)
-    # fake an lr sweep's results: the best lr grows with size, so each size must pick its own
-    best = {}
+    assert {r.lr_source for r in lr_plan.runs} == {"grid.lrs"}
+    # fake an lr sweep's results: loss a parabola in log lr whose minimum (inside the grid) grows with size, so
+    # each size must pick its own; the planner takes the parabola's vertex, not the best grid point
+    sizes = sorted({r.counts.params_nonembedding for r in lr_plan.runs})
+    best = dict(zip(sizes, (2e-3, 3e-3, 5e-3, 7e-3)))
     for r in lr_plan.runs:
         n = r.counts.params_nonembedding
-        best.setdefault(n, sorted(float(x) for x in c.scale.lrs)[len(best) % len(c.scale.lrs)])
-        loss = abs(math.log(r.spec.optim.lr / best[n]))
+        loss = 3 + math.log(r.spec.optim.lr / best[n]) ** 2
         d = tmp_path / r.run_id
         d.mkdir()
-        (d / "result.json").write_text(json.dumps({"params_nonembedding": n, "lr": r.spec.optim.lr, "loss": loss}))
-    table = grids.best_lrs(tmp_path)
-    assert table == best
+        (d / "result.json").write_text(json.dumps({"params_nonembedding": n, "tokens": r.spec.tokens,
+                                                   "lr": r.spec.optim.lr, "loss": loss}))
     p = plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path}"))
-    for r in p.runs:
-        assert r.spec.optim.lr == grids.lr_for(r.counts.params_nonembedding, table)
+    for r in p.runs:   # every chinchilla size was in the lr sweep: its own optimum, to 3 significant digits
+        assert r.spec.optim.lr == pytest.approx(best[r.counts.params_nonembedding], rel=5e-3)
+        assert r.lr_source == "lr sweep"
     assert len({r.spec.optim.lr for r in p.runs}) > 1
     with pytest.raises(SpecError, match="grid.lr_from"):
         plan(cfg("+grid=chinchilla", f"grid.lr_from={tmp_path / 'nothing'}"))
