@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.rundir import read_metrics
+
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
 
@@ -88,17 +90,8 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_curve(path: Path, run_id: str) -> list[dict]:
     """The eval lines of one metrics.jsonl; a torn last line (a killed run) is ignored."""
-    rows = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("kind") == "eval":
-            rows.append({"run_id": run_id, **{k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}})
-    return rows
+    return [{"run_id": run_id, **{k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}}
+            for row in read_metrics(path, kind="eval")]
 
 
 def grid_meta(run_dir: Path) -> dict:

@@ -35,7 +35,7 @@ from harness.data.mixture import MixtureStream
 from harness.device import Hardware, resolve
 from harness.evaluate import HeldoutSet
 from harness.prefetch import Prefetcher
-from harness.rundir import RunDir
+from harness.rundir import RunDir, result_row
 from harness.schedule import lr_at
 from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
@@ -337,24 +337,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- result
     def result(self) -> dict:
-        spec, m, c = self.spec, self.spec.model, self.counts
         steady_tokens, steady_s = self.steady()
         tps = steady_tokens / steady_s if steady_s > 0 else self.last_train.get("tokens_per_s")
-        tokens = self.steps * spec.batch_tokens
-        row = {"run_id": spec.run_id, "sweep": self.sweep, "family": m.family, "d_model": m.d_model,
-               "n_layers": m.n_layers, "n_heads": m.n_heads, "ffn_hidden": m.ffn_hidden, "vocab_size": m.vocab_size,
-               "seq_len": m.seq_len, "n_experts": m.n_experts, "top_k": m.top_k, "expert_hidden": m.expert_hidden,
-               "n_shared_experts": m.n_shared_experts}
-        for k in ("params_total", "params_embedding", "params_head", "params_nonembedding", "params_active",
-                  "params_active_nonembedding"):
-            row[k] = getattr(c, k)
-        row.update(tokens=tokens, flops=c.flops_per_token * tokens, flops_6n=c.flops_per_token_6n * tokens)
-        row.update({f"w_{d}": w for d, w in zip(self.domains, self.stream.stage_weights[0].tolist())})
-        row.update({k: v for k, v in self.last_eval.items() if k.startswith("loss")})
-        row.update(train_loss=self.last_train.get("loss"), lr=spec.optim.lr, batch_tokens=spec.batch_tokens,
-                   schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),
-                   tokens_per_s=tps, mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(),
-                   corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256)
+        row = result_row(self.spec, self.counts, sweep=self.sweep,
+                         weights=zip(self.domains, self.stream.stage_weights[0].tolist()), last_eval=self.last_eval,
+                         train_loss=self.last_train.get("loss"), wall_s=self.elapsed(), tokens_per_s=tps,
+                         mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(), corpus=self.corpus.name,
+                         tokenizer_sha256=self.corpus.tokenizer_sha256)
         row.update(self.timing_so_far(), time_train_s=steady_s)
         return row
 
