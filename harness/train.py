@@ -41,8 +41,7 @@ from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
 from harness.step import LossStep
 from harness.tracking import Tracker
-from model_zoo.moe_stats import stats_size as moe_stats_size
-from model_zoo.moe_stats import unpack_metrics as moe_metrics
+from model_zoo.moe_stats import window_metrics as moe_window_metrics
 
 # result.json's time breakdown besides time_train_s (steady-state training) and wall_s (all of it)
 TIMING = ("time_setup_s", "time_warmup_s", "time_eval_s", "time_checkpoint_s")
@@ -122,19 +121,16 @@ class Trainer:
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
-        # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
-        nd = len(self.domains)
-        # ... then the MoE telemetry (model_zoo.moe_stats.pack_stats), averaged over micro-batches too
-        n_moe = moe_stats_size(spec.model)
-        self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd) + [1 / self.n_micro] * n_moe,
-                                  device=self.hw.device)
+        self.stats = step_module.layout   # the named slices of the step's statistics vector
+        self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
+        self.scale = torch.tensor(self.stats.scale(self.n_micro), device=self.hw.device)
         self.step = 0
         self.t_mark = time.perf_counter()
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
         # where the wall time went (result.json's time_*_s), summed over launches: set-up (build, data, resume,
         # tracker), each launch's first log window (compilation, warm-up), evals, checkpoints
         self.timing = dict.fromkeys(TIMING, 0.0)
-        self.window = Window(torch.zeros(3 + 2 * nd + n_moe, device=self.hw.device), 0)
+        self.window = Window(torch.zeros(self.stats.size, device=self.hw.device), 0)
         self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
         self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
         self.last_eval: dict = {}
@@ -282,17 +278,16 @@ class Trainer:
         # a window that began before a resume was only timed since the resume
         tokens = (step - max(window.start_step, self.launch_step)) * self.spec.batch_tokens
         self.windows.append((tokens, seconds))
-        v = host.tolist()
-        nd = len(self.domains)
+        v = self.log_stats.unpack(host.tolist())
         tps = tokens / seconds if seconds > 0 else None
         row = {"kind": "train", "step": step, "tokens": step * self.spec.batch_tokens,
                "flops": step * self.spec.batch_tokens * self.counts.flops_per_token, "lr": lr,
-               "loss": v[0] / n_steps, "z_loss": v[1] / n_steps, "aux_loss": v[2] / n_steps, "grad_norm": v[-1],
-               "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
-        for i, d in enumerate(self.domains):
-            count = v[3 + nd + i]
-            row[f"train_loss_{d}"] = v[3 + i] / count if count else None
-        row.update(moe_metrics(v[3 + 2 * nd:-1], self.spec.model, n_steps))   # expert load, aux, z, dropped
+               "loss": v["ce"][0] / n_steps, "z_loss": v["z_loss"][0] / n_steps, "aux_loss": v["aux_loss"][0] / n_steps,
+               "grad_norm": v["grad_norm"][0], "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
+        for d, ce_sum, count in zip(self.domains, v["domain_ce_sum"], v["domain_tokens"]):
+            row[f"train_loss_{d}"] = ce_sum / count if count else None
+        moe = {k.removeprefix("moe_"): x for k, x in v.items() if k.startswith("moe_")}
+        row.update(moe_window_metrics(moe, self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss is {row['loss']} at step {step}: the run diverged "
                                      f"(lower optim.lr={self.spec.optim.lr} or raise warmup_frac)")
