@@ -16,7 +16,7 @@ ALLOWED = {
     "model_zoo": set(),
     "harness": {"model_zoo"},
     "sweeps": {"model_zoo", "harness"},
-    "hydra_plugins": {"sweeps"},
+    "hydra_plugins": {"model_zoo", "harness", "sweeps"},
     "analysis": {"harness.rundir"},
 }
 
