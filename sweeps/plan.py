@@ -153,9 +153,9 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str]) -> list[s
     data = runs[0].spec.data
     corpus = open_corpus(data)
     if corpus is None:
-        from harness.data.corpus import data_root
+        from harness.data.corpus import build_hint, data_root
         return [f"data.corpus={data.corpus!r} is not built under {data_root()}: vocab and repetition not checked "
-                "(build it with `python -m harness.data.prepare`); the launch will refuse to start without it"]
+                f"(build it with {build_hint(data.corpus)}); the launch will refuse to start without it"]
     vocab = {r.spec.model.vocab_size for r in runs}
     if vocab != {corpus.vocab_size}:
         errors.append(f"model.vocab_size={sorted(vocab)} but corpus {corpus.name!r} has vocab_size="
