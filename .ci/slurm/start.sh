@@ -28,6 +28,25 @@ DB_PASS=scalemix-local-slurm         # a local-only account: mariadb listens on 
 die() { echo "slurm/start.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "slurm/start.sh: $*"; }
 alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+start_once() {  # name: start Slurm daemon `name` (it forks, writing $RUNDIR/name.pid) unless it runs already
+  local name=$1
+  if alive "$RUNDIR/$name.pid"; then
+    log "$name already running (pid $(cat "$RUNDIR/$name.pid"))"
+  else
+    log "starting $name"
+    "$name" || die "$name failed; see $LOGDIR/$name.log"
+  fi
+}
+running() {  # name check...: true (saying so) when `name` already runs, started by this script or not
+  local name=$1; shift
+  if alive "$RUNDIR/$name.pid"; then
+    log "$name already running (pid $(cat "$RUNDIR/$name.pid"))"
+  elif "$@" >/dev/null 2>&1; then
+    log "using a $name not started by this script (.ci/slurm/stop.sh will leave it running)"
+  else
+    return 1
+  fi
+}
 wait_for() {  # seconds description command...
   local t=$1 what=$2; shift 2; local end=$((SECONDS + t))
   until "$@" >/dev/null 2>&1; do (( SECONDS < end )) || die "timeout (${t}s) waiting for $what"; sleep 0.2; done
@@ -65,11 +84,7 @@ if [[ ! -s $MUNGE_KEY ]]; then
 fi
 chown munge:munge "$MUNGE_KEY"; chmod 0400 "$MUNGE_KEY"
 munge_ok() { munge -n -S "$MUNGE_SOCK" | unmunge -S "$MUNGE_SOCK"; }
-if alive "$RUNDIR/munged.pid"; then
-  log "munged already running (pid $(cat "$RUNDIR/munged.pid"))"
-elif munge_ok >/dev/null 2>&1; then
-  log "using a munged not started by this script (.ci/slurm/stop.sh will leave it running)"
-else
+if ! running munged munge_ok; then
   log "starting munged"
   rm -f "$MUNGE_SOCK" "$MUNGE_SOCK.lock" /run/munge/munged.pid
   # as the munge user (munged refuses key/dirs it does not own); it forks and writes its pid file
@@ -88,11 +103,7 @@ if [[ $ACCT == 1 ]]; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   fi
   db_ok() { mariadb-admin --socket="$DB_SOCK" ping; }
-  if alive "$RUNDIR/mariadbd.pid"; then
-    log "mariadbd already running (pid $(cat "$RUNDIR/mariadbd.pid"))"
-  elif db_ok >/dev/null 2>&1; then
-    log "using a mariadbd not started by this script"
-  else
+  if ! running mariadbd db_ok; then
     log "starting mariadbd"
     setsid mariadbd --user=mysql --datadir=/var/lib/mysql --socket="$DB_SOCK" --skip-networking \
       --pid-file=/run/mysqld/mysqld.pid --innodb-buffer-pool-size=64M \
@@ -122,12 +133,7 @@ DBD
   umask 022
   cmp -s "$DBD_CONF.new" "$DBD_CONF" && rm -f "$DBD_CONF.new" || mv -f "$DBD_CONF.new" "$DBD_CONF"
   chmod 0600 "$DBD_CONF"          # slurmdbd refuses a world-readable conf holding a password
-  if alive "$RUNDIR/slurmdbd.pid"; then
-    log "slurmdbd already running (pid $(cat "$RUNDIR/slurmdbd.pid"))"
-  else
-    log "starting slurmdbd"
-    slurmdbd || die "slurmdbd failed; see $LOGDIR/slurmdbd.log"
-  fi
+  start_once slurmdbd
   # port 6819 answers once slurmdbd finished creating its tables
   wait_for 60 "slurmdbd on port 6819 (see $LOGDIR/slurmdbd.log)" bash -c "exec 3<>/dev/tcp/$HOST/6819"
   ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
@@ -187,19 +193,9 @@ else
 fi
 
 # ------------------------------------------------------------------ slurmctld + slurmd
-if alive "$RUNDIR/slurmctld.pid"; then
-  log "slurmctld already running (pid $(cat "$RUNDIR/slurmctld.pid"))"
-else
-  log "starting slurmctld"
-  slurmctld || die "slurmctld failed; see $LOGDIR/slurmctld.log"
-fi
+start_once slurmctld
 wait_for 30 "slurmctld to answer (see $LOGDIR/slurmctld.log)" bash -c "scontrol ping | grep -q UP"
-if alive "$RUNDIR/slurmd.pid"; then
-  log "slurmd already running (pid $(cat "$RUNDIR/slurmd.pid"))"
-else
-  log "starting slurmd"
-  slurmd || die "slurmd failed; see $LOGDIR/slurmd.log"
-fi
+start_once slurmd
 
 # ------------------------------------------------------------------ wait for an idle node
 end=$((SECONDS + TIMEOUT)); state=""; resumed=0
