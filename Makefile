@@ -28,7 +28,7 @@ data:
 	$(PYTHON) -m harness.data.prepare
 
 demo:
-	@test -f data/demo/manifest.json || $(PYTHON) -m harness.data.prepare corpus=demo
+	@test -f "$${SCALEMIX_DATA:-data}/demo/manifest.json" || $(PYTHON) -m harness.data.prepare corpus=demo
 	$(PYTHON) sweep.py +grid=$(SWEEP)
 	$(PYTHON) -m analysis.report runs/$(SWEEP)
 

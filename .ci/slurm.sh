@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster for the tests marked `slurm` (tests/test_slurm.py).
-#   .ci/slurm.sh start   install the Debian packages if missing (root), start munge, mariadb+slurmdbd,
-#                        slurmctld and slurmd through ../shared/slurm/start-local-slurm.sh
-#   .ci/slurm.sh stop    stop only the daemons that script started
-# Without it the slurm tests skip (no `sinfo`) or fail (sinfo present but no cluster).
+# A real one-node Slurm cluster for the tests marked `slurm` (tests/test_slurm.py), and for trying
+# `python sweep.py ... hydra/launcher=slurm hydra.launcher.partition=debug` on one machine.
+#   .ci/slurm.sh start   install the Debian packages if missing (root, apt), then .ci/slurm/start.sh:
+#                        munge, mariadb+slurmdbd (accounting, for sacct), slurmctld and slurmd
+#   .ci/slurm.sh stop    .ci/slurm/stop.sh: stop only the daemons start.sh started ([--purge]: and their state)
+# Without a cluster the slurm tests skip (no `sinfo`) or fail (sinfo present but no partition up).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-SHARED="${SCALEMIX_SHARED:-../shared}/slurm"
+cd "$(dirname "$0")"
 PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 
 case "${1:-start}" in
@@ -18,10 +18,10 @@ case "${1:-start}" in
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    bash "$SHARED/start-local-slurm.sh"
+    bash slurm/start.sh
     ;;
   stop)
-    bash "$SHARED/stop-local-slurm.sh" "${@:2}"
+    bash slurm/stop.sh "${@:2}"
     ;;
   *) echo "usage: $0 start|stop [--purge]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """The report's learning-rate section: loss against lr per size, each size's chosen lr, the lr law.
 
-    report_section(ctx)  -> blocks for analysis.report (registered there); None unless some size was trained
+    report_section(ctx)  -> blocks for analysis.report (registered with analysis.report_blocks.register); None unless some size was trained
                             at more than one lr (an lr sweep: python sweep.py +grid=lr)
 
 A pure function of the runs table, through analysis/laws/lr.py: the same optima and law the planner's
@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.laws import lr as lr_law
 from analysis.laws.common import FitError
+from analysis.report_blocks import register
 
 TITLE = "Learning-rate sweep"
 PLANNER_N = "params_nonembedding"      # the N sweeps.grids.lr_from fits the law in
@@ -33,8 +34,10 @@ def table(optima: pd.DataFrame, law) -> pd.DataFrame:
     return out
 
 
+@register
 def report_section(ctx):
-    from analysis import plots, report
+    from analysis import plots
+    from analysis import report_blocks as report
     runs, cfg = ctx.runs, ctx.config
     if not lr_law.has_lr_sweep(runs, cfg):
         return None

@@ -1,6 +1,6 @@
 """The report's data-mixture section: which mixture, how sure, and how well the law predicts held-out mixtures.
 
-    report_section(ctx)   -> blocks for analysis.report (registered there; None when the sweep did not vary
+    report_section(ctx)   -> blocks for analysis.report (registered with analysis.report_blocks.register; None when the sweep did not vary
                              its mixture over enough mixtures)
     blocks(runs, ...)     -> the same as neutral tuples, from a runs table alone (notebooks, other reports)
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis.laws.common import FitError, ci
 from analysis.laws.mixing import FORMS, W_PREFIX, MixingConfig, MixingLaw, domains_of, fit, natural_proportions
+from analysis.report_blocks import register
 
 TITLE = "Data mixture"
 
@@ -97,9 +98,10 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
     return out
 
 
+@register
 def report_section(ctx):
     """analysis.report section: None (skipped) when the sweep did not vary its mixture."""
-    from analysis import report
+    from analysis import report_blocks as report
     runs = ctx.runs
     if not has_mixtures(runs):
         return None

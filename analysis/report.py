@@ -3,10 +3,11 @@ self-contained report.html (figures embedded as base64), figures/*.png and laws.
 without refitting: analysis/lawfile.py). N and C are the sweep's own conventions (its grid.json) unless
 --n-col / --c-col override them, which the report then states.
 
-A report is a list of section functions (SECTIONS). Each takes the Context (tables, conventions, fits)
-and returns a list of blocks, or None when the columns or fits it needs are absent, so it is skipped.
-Other laws (MoE, data mixing) add a section with `register(fn, after=...)` without touching this file's
-other sections.
+A report is the registry of section functions (analysis.report_blocks.SECTIONS): this module's own,
+then those that laws plug in. Each takes the Context (tables, conventions, fits) and returns a list of
+blocks, or None when the columns or fits it needs are absent, so it is skipped. Another law (MoE, data
+mixing) adds its section with `register(fn, after=...)` from its own module (analysis/laws/moe_report.py)
+without touching this file.
 """
 from __future__ import annotations
 
@@ -17,66 +18,32 @@ import html
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import lawfile, lr_report, mixing_report, noise, plots, recommend, results, validate, verdict
-from analysis.laws import approach1, approach2, approach3, moe, moe_report
+from analysis import (  # noqa: F401, I001  (the last two register sections)
+    lawfile,
+    lr_report,
+    mixing_report,
+    noise,
+    plots,
+    recommend,
+    report_blocks,
+    results,
+    validate,
+    verdict,
+)
+from analysis.laws import (
+    approach1,
+    approach2,
+    approach3,
+    moe,
+    moe_report,  # noqa: F401  (registers its section)
+)
 from analysis.laws.common import C_COLS, N_COLS, FitConfig, FitError
-
-
-# ---------------------------------------------------------------- blocks a section returns
-@dataclass
-class Heading:
-    text: str
-
-
-@dataclass
-class Para:
-    text: str                       # markdown-light: **bold** and `code` are rendered in HTML too
-
-
-@dataclass
-class Table:
-    df: pd.DataFrame
-    caption: str = ""
-
-
-@dataclass
-class Figure:
-    name: str                       # file stem under figures/
-    fig: object                     # matplotlib Figure
-    caption: str = ""
-
-
-@dataclass
-class Context:
-    results: results.Results
-    config: FitConfig
-    budgets: list[float] | None = None
-    fits: dict[str, object] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    holdout: validate.Holdout | None = None
-    verdict: verdict.Verdict | None = None      # the quality checks on the fits: what the report may advise
-
-    @property
-    def runs(self) -> pd.DataFrame:
-        """The runs the Chinchilla laws describe: the dense ones. An MoE sweep's MoE runs follow their
-        own law (analysis/laws/moe.py), whose section reads results.runs."""
-        r = self.results.runs
-        return r[r["family"] != "moe"] if "family" in r.columns else r
-
-    @property
-    def curves(self) -> pd.DataFrame:
-        c = self.results.curves
-        return c[c["run_id"].isin(self.runs["run_id"])] if "run_id" in c.columns and "run_id" in self.runs else c
-
-    @property
-    def a3(self):
-        return self.fits.get("approach 3")
+from analysis.report_blocks import SECTIONS, Context, Figure, Heading, Para, Table, register  # noqa: F401
 
 
 def build_context(res: results.Results, config: FitConfig, budgets=None) -> Context:
@@ -387,15 +354,10 @@ def section_domains(ctx: Context):
                    "Held-out loss on each domain against compute, coloured by model size.")]
 
 
-SECTIONS: list[Callable[[Context], list | None]] = [
+# this module's sections, in order, ahead of those the laws registered when imported above
+SECTIONS[:0] = [
     section_summary, section_data, section_fits, section_isoflop, section_optimal, section_surface,
-    section_holdout, section_recommendations, section_domains, moe_report.report_section,
-    mixing_report.report_section, lr_report.report_section]
-
-
-def register(fn: Callable[[Context], list | None], after: Callable | None = None) -> None:
-    """Add a section (e.g. a MoE or mixing law's), after `after` or at the end."""
-    SECTIONS.insert(SECTIONS.index(after) + 1 if after else len(SECTIONS), fn)
+    section_holdout, section_recommendations, section_domains]
 
 
 # ---------------------------------------------------------------- rendering
@@ -425,7 +387,7 @@ def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
-    for section in SECTIONS:
+    for section in report_blocks.SECTIONS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             blocks = section(ctx)
@@ -493,8 +455,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run the importable module's main, not this __main__ copy: plugged-in sections (e.g. the MoE one)
-    # import analysis.report and build its block classes, which this copy's isinstance checks would
-    # not recognise, silently dropping those sections.
-    from analysis.report import main as _main
-    _main()
+    main()

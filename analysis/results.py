@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.laws.common import C_COLS, N_COLS, FitConfig
+from harness.rundir import read_metrics
 
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
@@ -160,31 +161,18 @@ def is_number(x) -> bool:
 
 
 def read_curve(path: Path, run_id: str, problems: list[str] | None = None) -> list[dict]:
-    """The eval lines of one metrics.jsonl. A torn last line (a killed run) is ignored; other lines that
-    are not JSON objects, or eval lines without a numeric step, tokens and loss (bytes that are not UTF-8,
-    a disk error), are skipped and counted in `problems`, so one bad file never stops the report."""
+    """The eval lines of one metrics.jsonl (harness.rundir.read_metrics: torn and garbage lines skipped); eval
+    lines without a numeric step, tokens and loss are skipped too and counted in `problems`."""
     rows, bad = [], 0
-    if not path.exists():
-        return rows
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-    for i, line in enumerate(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += i < len(lines) - 1      # the last line may be torn by a kill: not a problem
-            continue
-        if not isinstance(row, dict):
+    for row in read_metrics(path, kind="eval", problems=problems):
+        point = {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
+        if not all(is_number(point.get(k)) for k in ("step", "tokens", "loss")) or not all(
+                is_number(v) or v is None for v in point.values()):
             bad += 1
             continue
-        if row.get("kind") == "eval":
-            point = {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
-            if not all(is_number(point.get(k)) for k in ("step", "tokens", "loss")) or not all(
-                    is_number(v) or v is None for v in point.values()):
-                bad += 1
-                continue
-            rows.append({"run_id": run_id, **point})
+        rows.append({"run_id": run_id, **point})
     if bad and problems is not None:
-        problems.append(f"{path}: skipped {bad} unreadable line(s)")
+        problems.append(f"{path}: skipped {bad} eval line(s) without a numeric step, tokens and loss")
     return rows
 
 

@@ -1,21 +1,14 @@
-"""Tables (and run directories) generated from a known law, for tests, fixtures and benchmarks.
+"""Tables generated from a known law, for tests, fixtures and benchmarks.
 
 `KnownLaw` is L(N, D) = E + A/N^alpha + B/D^beta. `isoflop_table` samples runs on isoFLOP lines
 (C = k N D) around each budget's optimum, `curves_table` gives each run a loss curve as if every
-prefix were a finished run (what approach 1's envelope reads), and `write_sweep` writes real run
-directories (spec.yaml from a RunSpec on the CPU ladder, metrics.jsonl, result.json) in the harness's
-format, so that analysis reads a synthetic sweep exactly as a real one. Noise is multiplicative
-(log-normal) on the loss, as the Huber-on-log-residuals fit assumes.
-
-    python -m analysis.synthetic tests/fixtures/sweep_small      # regenerate the committed fixture
+prefix were a finished run (what approach 1's envelope reads). Noise is multiplicative (log-normal)
+on the loss, as the Huber-on-log-residuals fit assumes. tests/synthetic_sweep.py writes such a law's
+runs as real run directories (the committed fixture tests/fixtures/sweep_small).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,89 +117,3 @@ def long_runs(law: KnownLaw, sizes, max_budget: float, schedule: str = "constant
                      "flops": max_budget, "flops_6n": max_budget, "loss": curves[-1]["loss"], "schedule": schedule,
                      "steps": steps, "warmup_frac": warmup_frac, "cooldown_frac": cooldown_frac})
     return pd.DataFrame(runs), pd.DataFrame(curves)
-
-
-def write_sweep(out_dir: str | Path, law: KnownLaw = FIXTURE_LAW, budgets=(1e14, 3e14, 1e15, 3e15, 1e16),
-                sizes_per_budget: int = 7, depths=range(2, 17), noise: float = 0.007, curve_noise: float = 0.004,
-                evals_per_run: int = 8, seed: int = 0, n_col: str = "params_nonembedding", sweep: str = "synthetic",
-                unfinished: int = 1, vocab_size: int = 256, seq_len: int = 128, batch_tokens: int = 2048) -> Path:
-    """Write run directories in the harness's format for a sweep whose losses follow `law` (in N = n_col).
-
-    As the planner does: per budget C (exact FLOPs), the `sizes_per_budget` CPU-ladder rungs around the law's
-    optimum, each with D = C / flops_per_token (whole batches). Eval points follow the law at the tokens seen
-    so far. `unfinished` extra run dirs get spec.yaml and a partial metrics.jsonl but no result.json."""
-    from harness.rundir import atomic_write_bytes, dump_yaml
-    from harness.spec import DataSpec, RunSpec
-    from model_zoo.counting import count
-    from model_zoo.spec import CPU_RULE, ladder
-
-    rng = np.random.default_rng(seed)
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    rungs = [(spec, count(spec)) for spec in ladder(CPU_RULE, depths, vocab_size=vocab_size, seq_len=seq_len).values()]
-    mixture = tuple(sorted((d, 1 / len(DOMAIN_FACTORS)) for d in DOMAIN_FACTORS))
-    planned = []
-    for C in budgets:
-        D = np.array([C / c.flops_per_token // batch_tokens * batch_tokens for _, c in rungs])
-        loss = np.array([law.loss(c.n(n_col.removeprefix("params_")), d) if d > 0 else np.inf
-                         for (_, c), d in zip(rungs, D)])
-        lo = int(np.clip(np.argmin(loss) - sizes_per_budget // 2, 0, len(rungs) - sizes_per_budget))
-        planned += [(rungs[j], int(D[j])) for j in range(lo, lo + sizes_per_budget)]
-    for i, ((spec, counts), tokens) in enumerate(planned + planned[:unfinished]):
-        finished = i < len(planned)
-        run = RunSpec(model=spec, tokens=tokens if finished else tokens * 2, batch_tokens=batch_tokens,
-                      data=DataSpec(corpus="synthetic-fixture", weights=mixture), seed=seed).validate()
-        d = out / run.run_id
-        d.mkdir()
-        atomic_write_bytes(d / "spec.yaml", dump_yaml(run.to_dict()).encode())
-        N = counts.n(n_col.removeprefix("params_"))
-        lines, last = [], {}
-        steps = run.steps
-        eval_steps = sorted({max(1, int(round(steps * f))) for f in np.geomspace(1 / 16, 1, evals_per_run)})
-        if not finished:
-            eval_steps = eval_steps[: len(eval_steps) // 2]
-        for step in eval_steps:
-            t = step * batch_tokens
-            eps = noise if step == steps else curve_noise
-            loss = float(law.loss(N, t) * np.exp(eps * rng.standard_normal()))
-            lines.append({"kind": "train", "step": step, "tokens": t, "flops": t * counts.flops_per_token,
-                          "lr": run.optim.lr, "loss": loss * 1.01, "grad_norm": 0.5, "tokens_per_s": 20000.0,
-                          "mfu": 0.0, "elapsed_s": t / 20000.0})
-            last = {"kind": "eval", "step": step, "tokens": t, "flops": t * counts.flops_per_token, "loss": loss,
-                    **{f"loss_{dom}": loss * f for dom, f in sorted(DOMAIN_FACTORS.items())}}
-            lines.append(last)
-        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-        if not finished:
-            continue
-        m = spec
-        row = {"run_id": run.run_id, "sweep": sweep, "family": m.family, "d_model": m.d_model, "n_layers": m.n_layers,
-               "n_heads": m.n_heads, "ffn_hidden": m.ffn_hidden, "vocab_size": m.vocab_size, "seq_len": m.seq_len,
-               "n_experts": m.n_experts, "top_k": m.top_k, "expert_hidden": m.expert_hidden,
-               "n_shared_experts": m.n_shared_experts,
-               **{k: getattr(counts, k) for k in ("params_total", "params_embedding", "params_head",
-                                                  "params_nonembedding", "params_active",
-                                                  "params_active_nonembedding")},
-               "tokens": tokens, "flops": counts.flops_per_token * tokens, "flops_6n": counts.flops_per_token_6n * tokens,
-               **{f"w_{dom}": w for dom, w in mixture},
-               **{k: v for k, v in last.items() if k.startswith("loss")},
-               "train_loss": last["loss"] * 1.01, "lr": run.optim.lr, "batch_tokens": batch_tokens,
-               "schedule": run.optim.schedule, "seed": seed, "steps": steps, "wall_s": tokens / 20000.0,
-               "tokens_per_s": 20000.0, "mfu": 0.0, "device": "synthetic", "git_sha": "",
-               "corpus": "synthetic-fixture", "tokenizer_sha256": "", "synthetic_law": json.dumps(law.__dict__)}
-        atomic_write_bytes(d / "result.json", json.dumps(row, indent=1).encode())
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m analysis.synthetic", description="Write a synthetic sweep.")
-    p.add_argument("out_dir")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    out = write_sweep(args.out_dir, seed=args.seed)
-    print(f"wrote {sum(1 for _ in out.iterdir())} run dirs to {out} from {FIXTURE_LAW}")
-
-
-if __name__ == "__main__":
-    main()

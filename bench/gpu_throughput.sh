@@ -7,18 +7,17 @@
 #   bash bench/gpu_throughput.sh bench/out "384 512"         # each call appends to OUT and prints the table
 #   bash bench/gpu_throughput.sh bench/out "640 768"         # of everything measured so far
 #
-# REF=path/to/ref_throughput.py overrides where the reference is (default ../shared/bench/, or shared/bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/out}
 WIDTHS=${2:-128 192 256 384 512 640 768}
-REF=${REF:-../shared/bench/ref_throughput.py}
-[ -f "$REF" ] || REF=shared/bench/ref_throughput.py
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT/gpu.txt"
+# both sides' MFU against the same peak: the harness' table (harness/device.py) for this GPU
+PEAK=$(python -c 'import torch; from harness.device import peak_flops; print(peak_flops(torch.device("cuda")) or "")')
 for d in $WIDTHS; do
   L=$((d / 64))   # the reference ladder: 64-wide heads, d_model = 64 * n_layers
-  python "$REF" --d "$d" --layers "$L" --heads "$L" | tee -a "$OUT/ref.jsonl"
+  python bench/ref_throughput.py --d "$d" --layers "$L" --heads "$L" ${PEAK:+--peak "$PEAK"} | tee -a "$OUT/ref.jsonl"
   python bench/throughput.py --device cuda --d "$d" | tee -a "$OUT/harness.jsonl"
 done
 python bench/throughput.py --compare "$OUT/ref.jsonl" "$OUT/harness.jsonl" | tee "$OUT/ratio.txt"

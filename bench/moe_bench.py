@@ -2,7 +2,7 @@
 
 For each dense rung (GPU_RULE: d 512 x 8 layers, d 768 x 12 layers; vocab 8192, seq 1024) the MoE twin
 replaces every MLP by 8 experts of half the width, top-2 (granularity 2): two active experts are one dense
-MLP, so active parameters match up to the router (d * 8 per layer). Measured like model_zoo/throughput.py
+MLP, so active parameters match up to the router (d * 8 per layer). Measured like bench/model_throughput.py
 (torch.compile, bf16 autocast, fused AdamW, the reference batch rule) on windows of real text (--data) or
 random ids, for each MoE backend (grouped: torch._grouped_mm; padded: bmm over padded groups; loop:
 per-expert loop, run eagerly inside the compiled model; grouped-sS: grouped with S weight-gradient
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 
+from bench.ref_throughput import batch_rule  # noqa: E402
 from harness.spec import OptimSpec  # noqa: E402
 from model_zoo import GPU_RULE, ModelSpec, build, count  # noqa: E402
 from model_zoo.moe import set_impl  # noqa: E402
@@ -242,7 +243,7 @@ def main(argv=None):
     rows = []
     for n_layers in layers:
         dense, moe = twin_specs(n_layers, a.vocab, a.seq, a.experts, a.top_k, a.tiny)
-        batch = a.batch or min(256, max(8, 2**18 // a.seq * 256 // dense.d_model))
+        batch = a.batch or batch_rule(dense.d_model, a.seq)
         tokens = batch * a.seq
         runs = [("dense", dense, None)] + [(f"moe-{impl}", moe, impl) for impl in a.impls]
         dense_tps = None

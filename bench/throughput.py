@@ -9,7 +9,7 @@ metrics logging, a final eval and checkpoint), on the reference trainer's shapes
 
 tokens_per_s is the run's steady-state rate as result.json reports it: tokens over time of every
 log window but the first (which holds compilation), eval and checkpoint time excluded. The reference
-(../shared/bench/ref_throughput.py) times 30 steps after 5 warm-up steps; here 40 steps with
+(bench/ref_throughput.py) times 30 steps after 5 warm-up steps; here 40 steps with
 log_every 5 time 35 steps after the first 5.
 """
 from __future__ import annotations
@@ -28,13 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.ref_throughput import LADDER, batch_rule  # noqa: E402
 from harness.data.synthetic import make_synthetic_corpus  # noqa: E402
 from harness.spec import RunSpec, Runtime  # noqa: E402
 from harness.train import run  # noqa: E402
 from model_zoo import count  # noqa: E402
 from model_zoo.spec import CPU_RULE, ModelSpec, swiglu_hidden  # noqa: E402
-
-LADDER = [(128, 2, 2), (192, 3, 3), (256, 4, 4), (384, 6, 6), (512, 8, 8), (640, 10, 10), (768, 12, 12)]
 
 
 def machine() -> str:
@@ -43,11 +42,6 @@ def machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return f"{platform.node()}: {os.cpu_count()} x {cpu}, load average {os.getloadavg()[0]:.1f}"
-
-
-def ref_batch(d: int, seq: int) -> int:
-    """The reference's batch rule: fewer sequences for wide models."""
-    return min(256, max(8, 2**18 // seq * 256 // d))
 
 
 def measure(model: ModelSpec, batch: int, steps: int, corpus: Path, rt: Runtime, out: Path) -> dict:
@@ -109,7 +103,7 @@ def shapes(a) -> list[tuple[ModelSpec, int]]:
         return out
     ladder = [(d, L, h) for d, L, h in LADDER if not a.d or d in a.d]
     return [(ModelSpec(d_model=d, n_layers=L, n_heads=h, ffn_hidden=swiglu_hidden(d), vocab_size=a.vocab or 8192,
-                       seq_len=a.seq), a.batch or ref_batch(d, a.seq)) for d, L, h in ladder]
+                       seq_len=a.seq), a.batch or batch_rule(d, a.seq)) for d, L, h in ladder]
 
 
 def compare(ref_file: str, ours_file: str) -> None:
@@ -126,7 +120,7 @@ def compare(ref_file: str, ours_file: str) -> None:
         ratio = o["tokens_per_s"] / r["tokens_per_s"]
         worst = min(worst, ratio)
         print(f"{key[0]:>5} {r['layers']:>3} {key[2]:>5} {r['tokens_per_s']:>12.4g} {o['tokens_per_s']:>14.4g} "
-              f"{ratio:>6.3f} {r['mfu']:>8.3f} {o['mfu'] or 0:>6.3f}")
+              f"{ratio:>6.3f} {r.get('mfu') or 0:>8.3f} {o['mfu'] or 0:>6.3f}")
     print(f"worst ratio {worst:.3f} (target >= 1.0)")
 
 

@@ -35,9 +35,6 @@ class HeldoutSet:
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
 
-    def empty_domains(self) -> list[str]:
-        return [d for d, (x, _) in self.sets.items() if len(x) == 0]
-
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
                  autocast: contextlib.AbstractContextManager | None = None) -> dict[str, float]:

@@ -6,8 +6,9 @@
                    not part of the run's identity; analysis groups isoFLOP runs by this budget and fits under the
                    N and C columns the grid was designed around)
     metrics.jsonl  one JSON object per line: {"kind": "train" | "eval" | "downstream", "step", ...}, and
-                   per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...)
-    result.json    the runs-table row; written last and atomically, so its presence means done
+                   per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...);
+                   read_metrics() is its one reader
+    result.json    the runs-table row (result_row()); written last and atomically, so its presence means done
     ckpt/          checkpoints (harness.checkpoint)
     wandb/         the wandb run's local files (offline by default)
 """
@@ -92,6 +93,73 @@ def load_yaml(path: Path, empty_ok: bool = False) -> dict:
     return d
 
 
+def read_metrics(path: Path, kind: str | None = None, problems: list[str] | None = None) -> list[dict]:
+    """The lines of a metrics.jsonl ([] when there is none), those of one `kind` if given. A torn last line (a run
+    killed mid-write) is skipped silently; other lines that are not JSON objects (bytes that are not UTF-8, a disk
+    error, a stray write) are skipped and counted in `problems`, so one bad file never stops a reader."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    rows, bad = [], 0
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += i < len(lines) - 1
+            continue
+        if not isinstance(row, dict):
+            bad += 1
+            continue
+        if kind is None or row.get("kind") == kind:
+            rows.append(row)
+    if bad and problems is not None:
+        problems.append(f"{path}: skipped {bad} unreadable line(s)")
+    return rows
+
+
+def last_metrics_line(path: Path, kind: str, tail_bytes: int = 16384) -> dict:
+    """The newest line of `kind` among the file's last `tail_bytes` (cheap on a long log), or {}."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - tail_bytes))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("kind") == kind:
+            return row
+    return {}
+
+
+SHAPE_FIELDS = ("family", "d_model", "n_layers", "n_heads", "ffn_hidden", "vocab_size", "seq_len", "n_experts",
+                "top_k", "expert_hidden", "n_shared_experts")
+COUNT_FIELDS = ("params_total", "params_embedding", "params_head", "params_nonembedding", "params_active",
+                "params_active_nonembedding")
+
+
+def result_row(spec: RunSpec, counts, *, sweep: str, weights, last_eval: dict, train_loss, wall_s: float,
+               tokens_per_s, mfu, device: str, git_sha: str, corpus: str, tokenizer_sha256: str) -> dict:
+    """result.json's row (the runs table's columns, analysis.results): the spec's shape and counts
+    (model_zoo.count), tokens and FLOPs, mixture weights as w_<domain>, the last eval's loss columns, and
+    how the run went. `weights`: (domain, weight) pairs of the first stage."""
+    m, tokens = spec.model, spec.steps * spec.batch_tokens
+    row = {"run_id": spec.run_id, "sweep": sweep, **{k: getattr(m, k) for k in SHAPE_FIELDS},
+           **{k: getattr(counts, k) for k in COUNT_FIELDS},
+           "tokens": tokens, "flops": counts.flops_per_token * tokens, "flops_6n": counts.flops_per_token_6n * tokens,
+           **{f"w_{d}": w for d, w in weights},
+           **{k: v for k, v in last_eval.items() if k.startswith("loss")}}
+    row.update(train_loss=train_loss, lr=spec.optim.lr, batch_tokens=spec.batch_tokens, schedule=spec.optim.schedule,
+               seed=spec.seed, steps=spec.steps, wall_s=wall_s, tokens_per_s=tokens_per_s, mfu=mfu, device=device,
+               git_sha=git_sha, corpus=corpus, tokenizer_sha256=tokenizer_sha256)
+    return row
+
+
 def load_spec(path: Path) -> RunSpec:
     return RunSpec.from_dict(load_yaml(path))
 
@@ -159,15 +227,9 @@ class RunDir:
         """
         if not self.metrics_file.exists():
             return
-        keep = []
-        for line in self.metrics_file.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill
-            if isinstance(row, dict) and isinstance(row.get("step", 0), int) and row.get("step", 0) <= step:
-                keep.append(line)   # (anything else is garbage: a disk error, a stray write)
-        atomic_write_bytes(self.metrics_file, "".join(x + "\n" for x in keep).encode())
+        keep = [row for row in read_metrics(self.metrics_file)
+                if isinstance(row.get("step", 0), int) and row.get("step", 0) <= step]   # else garbage
+        atomic_write_bytes(self.metrics_file, "".join(json.dumps(row) + "\n" for row in keep).encode())
 
     def prune_wandb(self, keep: int) -> list[Path]:
         """Delete all but the newest `keep` wandb run folders (one is made per launch of the run); returns them.

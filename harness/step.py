@@ -1,21 +1,67 @@
 """The loss of one micro-batch, as one module so torch.compile fuses it with the model.
 
 loss = mean CE + z_loss * mean(lse^2) + aux_loss (MoE auxiliary losses, already weighted).
-Besides the loss it returns a small stats vector that the loop sums on the device between log steps
-(no host sync per step): [ce mean, z term, aux, per-domain CE sums..., per-domain token counts..., MoE stats].
+Besides the loss it returns the step's statistics, which the loop sums on the device between log
+steps (no host sync per step). They travel as one flat vector, so that summing, checkpointing and the
+one host copy per log window stay single tensor operations; `StatsLayout` names its slices, and every
+reader goes through those names.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from model_zoo.moe_stats import pack_stats
+from model_zoo.moe_stats import stats_fields as moe_stats_fields
+
+
+@dataclass(frozen=True)
+class StatsLayout:
+    """The named slices of the statistics vector: (name, length, averaged over micro-batches).
+
+    Averaged fields (means of a micro-batch) are scaled by 1/n_micro when summed, so a step adds its
+    mean; the others (per-domain CE sums and token counts) are plain sums.
+    """
+    fields: tuple[tuple[str, int, bool], ...]
+
+    @classmethod
+    def for_model(cls, n_domains: int, spec) -> StatsLayout:
+        """ce, z_loss, aux_loss; domain_ce_sum and domain_tokens (one per domain, in the stream's domain
+        order); then the model's MoE telemetry as moe_<name> (model_zoo.moe_stats; none for dense)."""
+        return cls((("ce", 1, True), ("z_loss", 1, True), ("aux_loss", 1, True),
+                    ("domain_ce_sum", n_domains, False), ("domain_tokens", n_domains, False),
+                    *((f"moe_{k}", n, True) for k, n in moe_stats_fields(spec).items())))
+
+    def plus(self, name: str, length: int = 1) -> StatsLayout:
+        """This layout with one more (summed) field at the end, e.g. the grad norm the log copy carries."""
+        return StatsLayout((*self.fields, (name, length, False)))
+
+    @property
+    def size(self) -> int:
+        return sum(n for _, n, _ in self.fields)
+
+    def scale(self, n_micro: int) -> list[float]:
+        """Per element: what one micro-batch's statistics are multiplied by when added to the step's sums."""
+        return [x for _, n, mean in self.fields for x in [1 / n_micro if mean else 1.0] * n]
+
+    def pack(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([values[name].reshape(-1) for name, _, _ in self.fields])
+
+    def unpack(self, vector) -> dict:
+        """Each field's slice of `vector` (a tensor or a list), by name."""
+        out, i = {}, 0
+        for name, n, _ in self.fields:
+            out[name] = vector[i:i + n]
+            i += n
+        return out
 
 
 class LossStep(nn.Module):
     def __init__(self, model: nn.Module, z_loss: float, n_domains: int):
         super().__init__()
         self.model, self.z_loss, self.n_domains = model, z_loss, n_domains
+        self.layout = StatsLayout.for_model(n_domains, model.spec)
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor):
         out = self.model(inputs, targets)
@@ -27,8 +73,8 @@ class LossStep(nn.Module):
         # is one fused reduction kernel (a scatter_add would be B*T atomic adds onto n_domains addresses,
         # serialised on the GPU, and not deterministic).
         mask = (domains.reshape(-1, 1) == torch.arange(self.n_domains, device=domains.device)).float()
-        dom_sum = (out.ce.detach().float().reshape(-1, 1) * mask).sum(0)
-        dom_cnt = mask.sum(0)
-        stats = torch.cat([torch.stack([ce.detach(), z.detach(), aux.detach()]), dom_sum, dom_cnt,
-                           pack_stats(out.moe_stats, ce.device)])   # MoE telemetry (model_zoo.moe_stats), dense: empty
+        stats = self.layout.pack({
+            "ce": ce.detach(), "z_loss": z.detach(), "aux_loss": aux.detach(),
+            "domain_ce_sum": (out.ce.detach().float().reshape(-1, 1) * mask).sum(0), "domain_tokens": mask.sum(0),
+            **{f"moe_{k}": v.detach().float() for k, v in out.moe_stats.items()}})
         return loss, stats

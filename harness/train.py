@@ -35,14 +35,13 @@ from harness.data.mixture import MixtureStream
 from harness.device import Hardware, resolve
 from harness.evaluate import HeldoutSet
 from harness.prefetch import Prefetcher
-from harness.rundir import RunDir
+from harness.rundir import RunDir, result_row
 from harness.schedule import lr_at
 from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
 from harness.step import LossStep
 from harness.tracking import Tracker
-from model_zoo.moe_stats import stats_size as moe_stats_size
-from model_zoo.moe_stats import unpack_metrics as moe_metrics
+from model_zoo.moe_stats import window_metrics as moe_window_metrics
 
 # result.json's time breakdown besides time_train_s (steady-state training) and wall_s (all of it)
 TIMING = ("time_setup_s", "time_warmup_s", "time_eval_s", "time_checkpoint_s")
@@ -138,19 +137,16 @@ class Trainer:
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
-        # stats vector layout (harness.step): 3 scalars averaged over micro-batches, then domain sums/counts
-        nd = len(self.domains)
-        # ... then the MoE telemetry (model_zoo.moe_stats.pack_stats), averaged over micro-batches too
-        n_moe = moe_stats_size(spec.model)
-        self.scale = torch.tensor([1 / self.n_micro] * 3 + [1.0] * (2 * nd) + [1 / self.n_micro] * n_moe,
-                                  device=self.hw.device)
+        self.stats = step_module.layout   # the named slices of the step's statistics vector
+        self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
+        self.scale = torch.tensor(self.stats.scale(self.n_micro), device=self.hw.device)
         self.step = 0
         self.t_mark = time.perf_counter()
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
         # where the wall time went (result.json's time_*_s), summed over launches: set-up (build, data, resume,
         # tracker), each launch's first log window (compilation, warm-up), evals, checkpoints
         self.timing = dict.fromkeys(TIMING, 0.0)
-        self.window = Window(torch.zeros(3 + 2 * nd + n_moe, device=self.hw.device), 0)
+        self.window = Window(torch.zeros(self.stats.size, device=self.hw.device), 0)
         self.pending = None        # (step, lr, stats on host, grad norm on host, event) awaiting a read
         self.windows: list[tuple[int, float]] = []   # (tokens, seconds) of this launch's log windows
         self.last_eval: dict = {}
@@ -356,17 +352,16 @@ class Trainer:
         # a window that began before a resume was only timed since the resume
         tokens = (step - max(window.start_step, self.launch_step)) * self.spec.batch_tokens
         self.windows.append((tokens, seconds))
-        v = host.tolist()
-        nd = len(self.domains)
+        v = self.log_stats.unpack(host.tolist())
         tps = tokens / seconds if seconds > 0 else None
         row = {"kind": "train", "step": step, "tokens": step * self.spec.batch_tokens,
                "flops": step * self.spec.batch_tokens * self.counts.flops_per_token, "lr": lr,
-               "loss": v[0] / n_steps, "z_loss": v[1] / n_steps, "aux_loss": v[2] / n_steps, "grad_norm": v[-1],
-               "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
-        for i, d in enumerate(self.domains):
-            count = v[3 + nd + i]
-            row[f"train_loss_{d}"] = v[3 + i] / count if count else None
-        row.update(moe_metrics(v[3 + 2 * nd:-1], self.spec.model, n_steps))   # expert load, aux, z, dropped
+               "loss": v["ce"][0] / n_steps, "z_loss": v["z_loss"][0] / n_steps, "aux_loss": v["aux_loss"][0] / n_steps,
+               "grad_norm": v["grad_norm"][0], "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
+        for d, ce_sum, count in zip(self.domains, v["domain_ce_sum"], v["domain_tokens"]):
+            row[f"train_loss_{d}"] = ce_sum / count if count else None
+        moe = {k.removeprefix("moe_"): x for k, x in v.items() if k.startswith("moe_")}
+        row.update(moe_window_metrics(moe, self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
             raise Diverged(window.start_step, step, row["loss"], "not finite")
         factor = self.runtime.spike_factor
@@ -415,33 +410,22 @@ class Trainer:
 
     # ---------------------------------------------------------------- result
     def result(self) -> dict:
-        spec, m, c = self.spec, self.spec.model, self.counts
         steady_tokens, steady_s = self.steady()
         tps = steady_tokens / steady_s if steady_s > 0 else self.last_train.get("tokens_per_s")
-        tokens = self.steps * spec.batch_tokens
-        row = {"run_id": spec.run_id, "sweep": self.sweep, "family": m.family, "d_model": m.d_model,
-               "n_layers": m.n_layers, "n_heads": m.n_heads, "ffn_hidden": m.ffn_hidden, "vocab_size": m.vocab_size,
-               "seq_len": m.seq_len, "n_experts": m.n_experts, "top_k": m.top_k, "expert_hidden": m.expert_hidden,
-               "n_shared_experts": m.n_shared_experts}
-        for k in ("params_total", "params_embedding", "params_head", "params_nonembedding", "params_active",
-                  "params_active_nonembedding"):
-            row[k] = getattr(c, k)
-        row.update(tokens=tokens, flops=c.flops_per_token * tokens, flops_6n=c.flops_per_token_6n * tokens)
-        row.update({f"w_{d}": w for d, w in zip(self.domains, self.stream.stage_weights[0].tolist())})
+        row = result_row(self.spec, self.counts, sweep=self.sweep,
+                         weights=zip(self.domains, self.stream.stage_weights[0].tolist()), last_eval=self.last_eval,
+                         train_loss=self.last_train.get("loss"), wall_s=self.elapsed(), tokens_per_s=tps,
+                         mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(), corpus=self.corpus.name,
+                         tokenizer_sha256=self.corpus.tokenizer_sha256)
         # each domain's unique train tokens: analysis derives the natural mixture and repetition caps from them
         row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
                     for d in self.corpus.domains})
-        row.update({k: v for k, v in self.last_eval.items() if k.startswith("loss")})
-        row.update(train_loss=self.last_train.get("loss"), lr=spec.optim.lr, batch_tokens=spec.batch_tokens,
-                   schedule=spec.optim.schedule, seed=spec.seed, steps=self.steps, wall_s=self.elapsed(),
-                   tokens_per_s=tps, mfu=self.mfu(tps), device=self.hw.name, git_sha=git_sha(),
-                   corpus=self.corpus.name, tokenizer_sha256=self.corpus.tokenizer_sha256,
-                   rollbacks=self.rollbacks, skipped_steps=len(self.skip))
+        row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         row.update(self.timing_so_far(), time_train_s=steady_s)
         if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
             start = self.branch["branch_start_tokens"]
-            row.update(self.branch, flops_trunk_share=c.flops_per_token * start,
-                       flops_spent=c.flops_per_token * (tokens - start))
+            fpt = self.counts.flops_per_token
+            row.update(self.branch, flops_trunk_share=fpt * start, flops_spent=fpt * (row["tokens"] - start))
         return row
 
 

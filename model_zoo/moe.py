@@ -118,7 +118,7 @@ class Dispatch:
     def __init__(self, ids: torch.Tensor, n_experts: int, cap: int):
         n, k = ids.shape
         flat = ids.t().reshape(-1)                              # assignment a = j * N + t
-        # (A counting sort by one-hot cumsum was slower on an H100 than this radix sort: bench/README.md.)
+        # torch's radix sort: faster on the GPU than a counting sort by one-hot cumsum (bench/README.md, MoE)
         self.sorted_expert, self.order = torch.sort(flat, stable=True)
         self.inv = torch.empty_like(self.order)
         self.inv[self.order] = torch.arange(n * k, device=ids.device)
@@ -303,7 +303,7 @@ class MoELayer(nn.Module):
             w_gate_up, w_down = self.w_gate_up.to(xf.dtype), self.w_down.to(xf.dtype)
             y_sorted = experts_padded(x_sorted, w_gate_up, w_down, d)
         y = gather_rows(y_sorted, d.inv, d.order)          # back to k-major [k*N, d]
-        # gates applied here, in the gather's kernel (scaling the activations instead was slower: bench/README.md)
+        # gates applied to the output, in the gather's kernel: cheaper than scaling the activations (bench/README.md)
         y = (y.view(s.top_k, B * T, dim) * gates.t().unsqueeze(-1)).sum(0).to(x.dtype)
         if self.w_shared_gate_up is not None:
             y = y + self.shared(xf)

@@ -27,27 +27,21 @@ def moe_metrics(moe_stats: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-# The trainer sums per-step stats on the device and reads them once per log window (no host sync per
-# step): MoE telemetry rides in that vector as [load (L*E), aux (L), z (L), dropped (L)].
-
-
-def stats_size(spec: ModelSpec) -> int:
-    """Length of the packed MoE stats of one step (0 for a dense model)."""
-    return spec.n_layers * (spec.n_experts + 3) if spec.family == "moe" else 0
-
-
-def pack_stats(moe_stats: dict[str, torch.Tensor], device=None) -> torch.Tensor:
-    """A model's moe_stats as one flat float32 vector (empty for dense), in stats_size order."""
-    if not moe_stats:
-        return torch.zeros(0, device=device)
-    return torch.cat([moe_stats[k].detach().float().reshape(-1) for k in ("load", "aux", "z", "dropped")])
-
-
-def unpack_metrics(vec, spec: ModelSpec, n_steps: int = 1) -> dict[str, float]:
-    """moe_metrics of a packed vector summed over n_steps steps (its mean over the window)."""
+def stats_fields(spec: ModelSpec) -> dict[str, int]:
+    """The telemetry a model of `spec` returns in ModelOutput.moe_stats, as flat lengths per step:
+    load (n_layers * n_experts), aux, z, dropped (n_layers each); {} for a dense model. The trainer
+    sums them on the device with its other step statistics (harness.step.StatsLayout)."""
     if spec.family != "moe":
         return {}
-    v = torch.as_tensor(vec, dtype=torch.float32) / max(n_steps, 1)
     L, E = spec.n_layers, spec.n_experts
-    load, aux, z, dropped = v[:L * E].view(L, E), v[L * E:L * (E + 1)], v[L * (E + 1):L * (E + 2)], v[L * (E + 2):]
-    return moe_metrics({"load": load, "aux": aux, "z": z, "dropped": dropped})
+    return {"load": L * E, "aux": L, "z": L, "dropped": L}
+
+
+def window_metrics(sums: dict, spec: ModelSpec, n_steps: int = 1) -> dict[str, float]:
+    """moe_metrics of the telemetry summed over n_steps steps (its mean over the window);
+    `sums` maps stats_fields' names to their summed values (flat sequences of floats)."""
+    if spec.family != "moe":
+        return {}
+    mean = {k: torch.as_tensor(sums[k], dtype=torch.float32) / max(n_steps, 1) for k in stats_fields(spec)}
+    mean["load"] = mean["load"].view(spec.n_layers, spec.n_experts)
+    return moe_metrics(mean)

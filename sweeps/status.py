@@ -13,7 +13,6 @@ reruns, and the retry limit applies to it as to any failure.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
-from harness.rundir import atomic_write_bytes, read_json_object
+from harness.rundir import atomic_write_bytes, last_metrics_line, read_json_object
 from sweeps.lock import holder
 
 FAILED = "failed.json"
@@ -58,21 +57,7 @@ def clear_failure(run_dir: Path) -> None:
 
 def last_train_line(run_dir: Path) -> dict:
     """The newest {"kind": "train"} metrics line (reads only the file's tail)."""
-    p = Path(run_dir) / "metrics.jsonl"
-    if not p.exists():
-        return {}
-    with open(p, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 16384))
-        lines = f.read().decode(errors="replace").splitlines()
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and row.get("kind") == "train":
-            return row
-    return {}
+    return last_metrics_line(Path(run_dir) / "metrics.jsonl", "train")
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:

@@ -271,5 +271,5 @@ def test_bad_mixtures_are_refused_before_training(corpus, tmp_path):
         MixtureStream(corpus, DataSpec(weights=(("alpha", 0.5), ("delta", 0.5))), 8, 16, 0)
     with pytest.raises(SpecError, match="needs total_tokens"):
         MixtureStream(corpus, DataSpec(stages=(Stage(0.5, (("alpha", 1.0),)),)), 8, 16, 0)
-    with pytest.raises(CorpusError, match=r"data.corpus='nope'.*make data"):
+    with pytest.raises(CorpusError, match=r"data.corpus='nope'.*harness.data.prepare corpus=nope"):
         resolve_corpus_path("nope", tmp_path)

@@ -1,6 +1,7 @@
 """The report's MoE section: dense and MoE at equal compute, observed and as the MoE law predicts.
 
-    report_section(ctx)  -> blocks for analysis.report (registered there; None when the sweep has no MoE run)
+    report_section(ctx)  -> blocks for analysis.report (registered in analysis.report_blocks.SECTIONS when this
+                            module is imported; None when the sweep has no MoE run)
     section(runs)        -> the same as markdown (str), standalone; with fig_dir also moe_vs_dense.png
 
 A pure function of the runs table (and of the law fitted to it, or one passed in): which configuration
@@ -17,6 +18,7 @@ import pandas as pd
 
 from analysis.laws.common import FitConfig, FitError, unconstrained
 from analysis.laws.moe import PARAMS, MoELaw, default_config, experts_and_granularity, fit
+from analysis.report_blocks import Figure, Heading, Para, Table, register
 
 TITLE = "Mixture of experts against dense at equal compute"
 ACTIVE = ("params_active_nonembedding", "params_active")
@@ -126,14 +128,14 @@ def section(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | N
     return "\n".join(md)
 
 
+@register
 def report_section(ctx):
     """analysis.report section: None (skipped) when the sweep has no MoE run. N is counted as active."""
-    from analysis import report
     if not has_moe(ctx.results.runs):
         return None
     cfg = ctx.config if ctx.config.n_col in ACTIVE else dataclasses.replace(ctx.config, n_col=ACTIVE[0])
-    kinds = {"heading": lambda b: report.Heading(b[1]), "para": lambda b: report.Para(b[1]),
-             "table": lambda b: report.Table(b[1], b[2]), "figure": lambda b: report.Figure(b[1], b[2], b[3])}
+    kinds = {"heading": lambda b: Heading(b[1]), "para": lambda b: Para(b[1]),
+             "table": lambda b: Table(b[1], b[2]), "figure": lambda b: Figure(b[1], b[2], b[3])}
     return [kinds[b[0]](b) for b in blocks(ctx.results.runs, config=cfg)]
 
 

@@ -30,6 +30,12 @@ def data_root() -> Path:
     return Path(os.environ.get("SCALEMIX_DATA", "data"))
 
 
+def build_hint(corpus: str) -> str:
+    """How to build the corpus named `corpus` (the make target where there is one)."""
+    make = {"default": " (`make data`)", "demo": " (`make demo` builds it first)"}.get(corpus, "")
+    return f"`python -m harness.data.prepare corpus={corpus}`{make}"
+
+
 def resolve_corpus_path(corpus: str, data_root: str | Path = "data") -> Path:
     """A corpus named in a spec is a directory under data_root, or a path."""
     p = Path(corpus)
@@ -39,8 +45,7 @@ def resolve_corpus_path(corpus: str, data_root: str | Path = "data") -> Path:
     if q.is_dir():
         return q
     raise CorpusError(f"data.corpus={corpus!r}: no corpus directory at {q} (nor at {p}); "
-                      f"build it with `make data` (or `python -m harness.data.prepare corpus={corpus}`), "
-                      f"or set data_root to where it lives")
+                      f"build it with {build_hint(corpus)}, or set $SCALEMIX_DATA to where it lives")
 
 
 class Corpus:
@@ -49,7 +54,7 @@ class Corpus:
         mf = self.path / "manifest.json"
         if not mf.is_file():
             raise CorpusError(f"{self.path}: no manifest.json; is this a prepared corpus? "
-                              "Build one with `make data`.")
+                              f"Build one with {build_hint(self.path.name)}.")
         self.manifest = json.loads(mf.read_text())
         self.name: str = self.manifest.get("name", self.path.name)
         self.vocab_size: int = int(self.manifest["vocab_size"])
@@ -64,12 +69,6 @@ class Corpus:
                 raise CorpusError(f"{tok}: sha256 {got[:16]}... differs from the manifest's "
                                   f"{self.tokenizer_sha256[:16]}...; the corpus was modified: rebuild it with "
                                   f"`python -m harness.data.prepare corpus={self.name} force=true`")
-
-    def check_domains(self, names, key: str = "data.weights") -> None:
-        missing = [n for n in names if n not in self.manifest["domains"]]
-        if missing:
-            raise CorpusError(f"{key}: domain(s) {missing} not in corpus {self.name!r}, "
-                              f"which has {self.domains}")
 
     @cached_property
     def _train(self) -> dict[str, np.ndarray]:

@@ -158,7 +158,7 @@ class MixtureStream:
             if missing := [d for d, _ in pairs if d not in known]:
                 e.append(f"{key}: domain(s) {missing} not in corpus {self.corpus.name!r}, which has {self.domains}")
         if data.stages and self.total_tokens is None and any(
-                getattr(s, "start_tokens", 0) <= 0 for s in data.stages):
+                s.start_tokens <= 0 for s in data.stages):
             e.append("data.stages use start_frac: MixtureStream needs total_tokens (the run's tokens)")
         if e:
             raise SpecError(e)
@@ -170,7 +170,7 @@ class MixtureStream:
         return np.array([float(w.get(d, 0.0)) for d in self.domains])
 
     def _stage_start_token(self, stage) -> int:
-        start = getattr(stage, "start_tokens", 0) or round(stage.start_frac * self.total_tokens)
+        start = stage.start_tokens or round(stage.start_frac * self.total_tokens)
         return max(int(start), 1)
 
     # ---- closed-form bookkeeping ------------------------------------------------------------

@@ -5,7 +5,7 @@
     python -m harness.data.prepare corpus=my_recipe.yaml   # your own recipe (bring your own data)
     python -m harness.data.prepare corpus=demo scale=0.5 vocab_size=4096 out=data/demo_half force=true
 
-Arguments are key=value: corpus, out (default data/<name>), cache (default ~/.cache/scalemix),
+Arguments are key=value: corpus, out (default $SCALEMIX_DATA/<name>, else data/<name>), cache (default ~/.cache/scalemix),
 workers (tokenizer processes; default: all cores), scale (multiplies every byte budget), force,
 progress, and any top-level recipe key (vocab_size, heldout_frac, tokenizer_sample_bytes, name).
 
@@ -39,6 +39,7 @@ import yaml
 
 from harness.data import byo, sources
 from harness.data import tokenizer as tk
+from harness.data.corpus import data_root
 from harness.data.shards import dtype_for_vocab, write_shard
 
 RECIPES = Path(__file__).resolve().parents[2] / "conf" / "data" / "recipes"
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(str(args.pop("corpus", "default")))
         recipe = scaled(recipe, float(args.pop("scale", 1.0)))
-        out = Path(str(args.pop("out", Path("data") / recipe["name"])))
+        out = Path(str(args.pop("out", data_root() / recipe["name"])))
         cache = Path(str(args.pop("cache", Path.home() / ".cache" / "scalemix"))).expanduser()
         workers, force, progress = int(args.pop("workers", 0)), bool(args.pop("force", False)), bool(args.pop("progress", True))
         unknown = [k for k in args if k not in ("vocab_size", "heldout_frac", "tokenizer_sample_bytes", "name")]

@@ -1,9 +1,10 @@
-"""Training throughput of model_zoo's transformer, measured exactly as ../shared/bench/ref_throughput.py
+"""Training throughput of model_zoo's transformer alone, measured exactly as bench/ref_throughput.py
 measures its reference model (random tokens, torch.compile, bf16 autocast, fused AdamW, same batch
-rule, same step count), so that the two print comparable JSON lines. Run both in one job:
+rule, same step count), so that the two print comparable JSON lines: the model's share of the gap
+between the harness (bench/throughput.py) and the reference. Run both in one job:
 
-    python ../shared/bench/ref_throughput.py --d 512 --layers 8 --heads 8
-    python -m model_zoo.throughput --layers 8          # GPU_RULE rung L8-d512 (same shape)
+    python bench/ref_throughput.py --d 512 --layers 8 --heads 8
+    python bench/model_throughput.py --layers 8          # GPU_RULE rung L8-d512 (same shape)
 
 The loss here is the mean CE only (no z-loss), as in the reference. MFU uses count(spec).flops_per_token.
 """
@@ -11,12 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.spec import OptimSpec
-from model_zoo import GPU_RULE, build, count
+import torch  # noqa: E402
+
+from bench.ref_throughput import batch_rule  # noqa: E402
+from harness.device import peak_flops  # noqa: E402
+from harness.spec import OptimSpec  # noqa: E402
+from model_zoo import GPU_RULE, build, count  # noqa: E402
 
 
 def measure(spec, batch: int, steps: int, compile_: bool) -> dict:
@@ -54,13 +61,13 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="sequences per step (default: the reference's rule)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--peak", type=float, default=989e12, help="FLOP/s for MFU (H100 SXM bf16 dense)")
+    p.add_argument("--peak", type=float, help="FLOP/s for MFU (default: harness.device's figure for this GPU)")
     a = p.parse_args(argv)
+    peak = a.peak or peak_flops(torch.device("cuda"))
     for n_layers in a.layers:
         spec = GPU_RULE.shape(n_layers, vocab_size=a.vocab, seq_len=a.seq)
-        batch = a.batch or min(256, max(8, 2**18 // a.seq * 256 // spec.d_model))
-        r = measure(spec, batch, a.steps, not a.no_compile)
-        r["mfu"] = r["tokens_per_s"] * r["flops_per_token"] / a.peak
+        r = measure(spec, a.batch or batch_rule(spec.d_model, a.seq), a.steps, not a.no_compile)
+        r["mfu"] = r["tokens_per_s"] * r["flops_per_token"] / peak if peak else None
         print(json.dumps(r), flush=True)
 
 

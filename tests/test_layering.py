@@ -1,0 +1,126 @@
+"""The import graph: each package imports only the ones below it, analysis reads run directories
+through one format module (harness.rundir), and no module imports itself back through others.
+
+    model_zoo  <-  harness  <-  sweeps  <-  sweep.py, hydra_plugins
+    analysis   reads runs/ through harness.rundir only (never training, launch or torch code)
+"""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("model_zoo", "harness", "sweeps", "analysis", "hydra_plugins")
+# what each package may import from the project besides itself
+ALLOWED = {
+    "model_zoo": set(),
+    "harness": {"model_zoo"},
+    "sweeps": {"model_zoo", "harness"},
+    "hydra_plugins": {"model_zoo", "harness", "sweeps"},
+    "analysis": {"harness.rundir"},
+}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    out["sweep"] = ROOT / "sweep.py"
+    return out
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules `path` imports, at the top or inside a function (a lazy import is still an arrow)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    g = {}
+    for name, path in mods.items():
+        deps = imports(path, set(mods))
+        # `from pkg import sub` names both pkg and pkg.sub: keep the submodule only
+        g[name] = {d for d in deps if d != name and not any(o.startswith(d + ".") for o in deps)}
+    return g
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_each_package_imports_only_what_is_below_it():
+    wrong = []
+    for mod, deps in graph().items():
+        if mod == "sweep":
+            continue
+        allowed = ALLOWED[top(mod)]
+        for d in deps:
+            if top(d) != top(mod) and not any(d == a or d.startswith(a + ".") or top(d) == a for a in allowed):
+                wrong.append(f"{mod} -> {d}")
+    assert not wrong, "imports against the layering (model_zoo <- harness <- sweeps; analysis reads run " \
+                      "directories through harness.rundir only):\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_cycles():
+    g = graph()
+    index, low, stack, on, cycles = {}, {}, [], set(), []
+
+    def visit(v):   # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in g.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in g:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_analysis_loads_without_training_launch_or_torch_code():
+    """What the import graph cannot see (the format module's own imports, third-party ones): importing
+    every analysis module leaves torch, the trainer and the launcher unloaded."""
+    names = [m for m in modules() if top(m) == "analysis"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in names) +
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('sweeps', 'harness.train', "
+            "'harness.step', 'harness.data', 'model_zoo.dense', 'model_zoo.moe')))\nprint(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"analysis imports {out.stdout.strip()}"
+
+
+def test_the_checker_sees_a_wrong_arrow(tmp_path, monkeypatch):
+    """The graph walk finds imports inside functions too (a lazy import is still an arrow)."""
+    p = tmp_path / "m.py"
+    p.write_text("def f():\n    from harness.train import run\n    import sweeps.plan\n")
+    assert imports(p, {"harness", "harness.train", "sweeps", "sweeps.plan"}) >= {"harness.train", "sweeps.plan"}
