@@ -1,5 +1,6 @@
 """The verdict: every quality check fires on a table built to trigger it and changes the verdict; a well-determined
 synthetic law triggers none. Noise is measured from seed replicates, and suggestions are runnable sweep lines."""
+import copy
 import dataclasses
 import json
 import os
@@ -209,3 +210,19 @@ def test_moe_law_checks():
                                      ((0.42, 0.58), "cannot tell"), ((np.nan, np.nan), "cannot tell")])
 def test_direction_only_where_the_interval_supports_it(ci, says):
     assert says in verdict.allocation_direction(0.5, ci, 0.9)
+
+
+def test_a_cross_check_without_intervals_is_a_caveat_not_a_failure(good):
+    """Approach 2 only cross-checks approach 3 (recommendations come from approach 3): its undefined bootstrap
+    (e.g. 3 sizes per budget, where most resamples lose a size) weakens the verdict; approach 3's own would fail it."""
+    runs, fits, _ = good
+    a2 = copy.deepcopy(fits["approach 2"])
+    a2.n_opt.samples = np.full_like(a2.n_opt.samples, np.nan)
+    a2.d_opt.samples = np.full_like(a2.d_opt.samples, np.nan)
+    v = judge({**fits, "approach 2": a2}, runs)
+    check = v.fired("interval")[0]
+    assert check.severity == verdict.CAVEAT and check.law == "approach 2" and "cross-checks" in check.message
+    assert v.level == verdict.WEAK
+    a3 = fits["approach 3"]
+    nan = np.full_like(a3.samples, np.nan)
+    assert judge({**fits, "approach 3": dataclasses.replace(a3, samples=nan)}, runs).level == verdict.UNDETERMINED
