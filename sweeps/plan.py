@@ -172,7 +172,7 @@ def planned(shape, mix, lr: grids.LrChoice, seed, data, optim, evals, batch_toke
     parts += [mix.name] if mix.weights else []
     parts += [f"lr{lr.lr:.0e}"] if show_lr else []
     parts += [f"s{seed}"] if show_seed else []
-    return PlannedRun(spec, " ".join(parts), shape.rung.counts, shape.budget, lr.source)
+    return PlannedRun(spec, " ".join(parts), shape.rung.counts, shape.budget, lr_source=lr.source)
 
 
 # -------------------------------------------------------------------------------- corpus checks
