@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 TORCH_CPU ?= torch==2.13.0
-SWEEP ?= chinchilla
+SWEEP ?= demo
 
 .PHONY: setup test test-fast demo data lint bench clean
 
