@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import lawfile, recommend
+from analysis import lawfile, recommend, refit
 from analysis.laws.common import C_COLS, N_COLS
 
 COLORS = ("#1b9e77", "#7570b3")
@@ -152,7 +152,7 @@ def figure(laws: list[lawfile.Laws], names: tuple[str, str], budgets: list[float
 def compare(a: str | Path, b: str | Path, out_dir: str | Path = "compare", budgets: list[float] | None = None,
             names: tuple[str, str] | None = None, n_col: str | None = None, c_col: str | None = None) -> Path:
     """Write compare.md and compare_optimal.png to out_dir; returns compare.md's path."""
-    resolved = [lawfile.resolve(p, n_col=n_col, c_col=c_col) for p in (a, b)]
+    resolved = [refit.resolve(p, n_col=n_col, c_col=c_col) for p in (a, b)]
     laws = [r[0] for r in resolved]
     if names is None:
         names = tuple(x.sweep for x in laws)

@@ -3,8 +3,7 @@
     content(sweep, config, fits, failures, verdict)  the file's content from fitted laws (a dict, schema SCHEMA)
     write(path, content)                             atomically; the report writes <sweep>/report/laws.json
     load(path) -> Laws                               validated: every problem named by its key, with the fix
-    resolve(path) -> (Laws, how)                     a laws.json, a report dir, or a sweep dir (its report/laws.json,
-                                                     else a fresh fit, said in `how`)
+    (analysis.refit.resolve(path) -> (Laws, how): a laws.json, a report dir, or a sweep dir, refitted if need be)
 
 Approach 3 is kept whole (parameters, their intervals, the bootstrap samples, k, fitted ranges), so recommendations
 come with intervals from the file alone; approaches 1 and 2 keep their power laws N_opt = k C^a, D_opt = k' C^b with
@@ -165,7 +164,7 @@ def content(sweep: str, config: FitConfig, fits: dict[str, object], failures: di
     out = {"schema": SCHEMA, "sweep": str(sweep),
            "conventions": {"n_col": config.n_col, "c_col": config.c_col, "ci_level": config.ci_level,
                            "n_bootstrap": config.n_bootstrap, "seed": config.seed, "origin": config.origin},
-           "verdict": verdict, "approach1": None, "approach2": None, "approach3": None, "failures": failures,
+           "verdict": jsonable(verdict), "approach1": None, "approach2": None, "approach3": None, "failures": failures,
            "warnings": sorted({w for f in fits.values() for w in getattr(f, "warnings", [])})}
     for name, fit in fits.items():
         if name == "approach 3":
@@ -379,45 +378,6 @@ def find(path: str | Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def resolve(path: str | Path, n_col: str | None = None, c_col: str | None = None,
-            n_bootstrap: int | None = None) -> tuple[Laws, str]:
-    """(laws, how they were obtained) for a laws.json, a report dir or a sweep dir. A sweep dir without a laws.json,
-    or whose laws.json was fitted under other conventions than an explicit n_col / c_col, is fitted now (every
-    approach the report fits); `how` says so. A laws.json alone cannot be converted to other conventions."""
-    found, p = find(path), Path(path)
-    if found is not None:
-        laws = load(found)
-        differs = [f"{k}={want} (it has {have})" for k, want, have in
-                   (("n_col", n_col, laws.config.n_col), ("c_col", c_col, laws.config.c_col))
-                   if want is not None and want != have]
-        if not differs:
-            return laws, f"read {found}" + stale(found, p)
-        if not p.is_dir():
-            raise LawFileError(f"{found}: asked for {', '.join(differs)}: a saved law cannot be converted to another "
-                               "convention without its runs; pass the sweep directory instead (it is refitted), or "
-                               f"rewrite the file with `python -m analysis.report <sweep_dir> --n-col .. --c-col ..`")
-    elif not p.is_dir():
-        raise LawFileError(f"{path}: neither a laws.json nor a directory; give a sweep dir (runs/<sweep>) or its "
-                           "report/laws.json")
-    import time
-    import warnings
-
-    from analysis import report, results
-    if not results.run_dirs(p):
-        raise LawFileError(f"{p}: holds no laws.json and no run directories (spec.yaml / result.json): not a sweep dir; "
-                           "give runs/<sweep> or a laws.json")
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = results.load(p)
-        kw = {} if n_bootstrap is None else {"n_bootstrap": n_bootstrap}
-        ctx = report.build_context(res, res.fit_config(n_col=n_col, c_col=c_col, **kw))
-    laws = from_content(content(p.name, ctx.config, ctx.fits, ctx.failures, verdict_of(ctx)), p)
-    why = "its laws.json has other conventions" if found is not None else "no laws.json there"
-    return laws, (f"refitted {p} from its {len(res.runs)} runs in {time.perf_counter() - t0:.0f} s ({why}; "
-                  f"`python -m analysis.report {p}` saves the laws)")
 
 
 def stale(found: Path, sweep_dir: Path) -> str:

@@ -162,18 +162,18 @@ def is_number(x) -> bool:
 
 def read_curve(path: Path, run_id: str, problems: list[str] | None = None) -> list[dict]:
     """The eval lines of one metrics.jsonl (harness.rundir.read_metrics: torn and garbage lines skipped); eval
-    lines without a numeric step, tokens and loss are skipped too and counted in `problems`."""
-    rows, bad = [], 0
-    for row in read_metrics(path, kind="eval", problems=problems):
-        point = {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
-        if not all(is_number(point.get(k)) for k in ("step", "tokens", "loss")) or not all(
-                is_number(v) or v is None for v in point.values()):
-            bad += 1
-            continue
-        rows.append({"run_id": run_id, **point})
-    if bad and problems is not None:
-        problems.append(f"{path}: skipped {bad} eval line(s) without a numeric step, tokens and loss")
-    return rows
+    lines without a numeric step, tokens and loss are skipped too and counted with them in `problems`."""
+    return [{"run_id": run_id, **curve_point(row)}
+            for row in read_metrics(path, kind="eval", problems=problems, valid=lambda row: valid_point(curve_point(row)))]
+
+
+def curve_point(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
+
+
+def valid_point(point: dict) -> bool:
+    return all(is_number(point.get(k)) for k in ("step", "tokens", "loss")) and all(
+        is_number(v) or v is None for v in point.values())
 
 
 def grid_meta(run_dir: Path) -> dict:

@@ -93,10 +93,12 @@ def load_yaml(path: Path, empty_ok: bool = False) -> dict:
     return d
 
 
-def read_metrics(path: Path, kind: str | None = None, problems: list[str] | None = None) -> list[dict]:
+def read_metrics(path: Path, kind: str | None = None, problems: list[str] | None = None,
+                 valid=None) -> list[dict]:
     """The lines of a metrics.jsonl ([] when there is none), those of one `kind` if given. A torn last line (a run
     killed mid-write) is skipped silently; other lines that are not JSON objects (bytes that are not UTF-8, a disk
-    error, a stray write) are skipped and counted in `problems`, so one bad file never stops a reader."""
+    error, a stray write), and lines of `kind` that fail `valid(row)`, are skipped and counted in `problems`, so
+    one bad file never stops a reader."""
     path = Path(path)
     if not path.exists():
         return []
@@ -112,6 +114,9 @@ def read_metrics(path: Path, kind: str | None = None, problems: list[str] | None
             bad += 1
             continue
         if kind is None or row.get("kind") == kind:
+            if valid is not None and not valid(row):
+                bad += 1
+                continue
             rows.append(row)
     if bad and problems is not None:
         problems.append(f"{path}: skipped {bad} unreadable line(s)")

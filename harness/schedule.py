@@ -15,8 +15,10 @@ every run length, which is what lets cooldown branches fork from one trunk (harn
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from harness.spec import OptimSpec
+if TYPE_CHECKING:   # annotations only: harness.spec imports this module (cooldown_steps)
+    from harness.spec import OptimSpec
 
 
 def warmup_steps(optim: OptimSpec, total_steps: int) -> int:

@@ -100,7 +100,8 @@ def plan(cfg, strict: bool = True) -> Plan:
     lr_warnings: list[str] = []
     lr_sweep = grids.lr_from(g["lr_from"], errors, lr_warnings) if g.get("lr_from") else None
     seeds = g.get("seeds") or [c["train"].get("seed", 0)]
-    replicate_seeds, replicate_budgets = replicates(g.get("replicates"), seeds, errors)
+    grid_budgets = sorted({s.budget for s in shapes if s.budget})
+    replicate_seeds, replicate_budgets = replicates(g.get("replicates"), seeds, grid_budgets, errors)
     if stray := sorted(replicate_budgets - {s.budget for s in shapes}):
         errors.append(f"grid.replicates.budgets: {stray} are not budgets of this grid "
                       f"({sorted({s.budget for s in shapes if s.budget})})")
@@ -139,19 +140,30 @@ def plan(cfg, strict: bool = True) -> Plan:
                 blockers=blockers)
 
 
-def replicates(cfg: dict | None, seeds: list, errors: list[str]) -> tuple[list[int], set[float]]:
+def replicates(cfg: dict | None, seeds: list, grid_budgets: list[float], errors: list[str]
+               ) -> tuple[list[int], set[float]]:
     """grid.replicates = {seeds: [...], budgets: [...]}: the runs of those budgets again with those extra seeds,
-    so that the analysis measures run-to-run noise without replicating the whole grid."""
+    so that the analysis measures run-to-run noise without replicating the whole grid. A budget may be named
+    `smallest` or `largest` (of the grid's), which stays right when the budgets are overridden."""
     if not cfg:
         return [], set()
     unknown = set(cfg) - {"seeds", "budgets"}
     if unknown:
         errors.append(f"grid.replicates: unknown key(s) {sorted(unknown)}; use {{seeds: [1], budgets: [1e11]}}")
     extra = [int(s) for s in cfg.get("seeds") or [] if int(s) not in seeds]
-    budgets = {float(b) for b in cfg.get("budgets") or []}
+    named = {"smallest": grid_budgets[:1], "largest": grid_budgets[-1:]}
+    budgets = set()
+    for b in cfg.get("budgets") or []:
+        if b in named:
+            budgets.update(named[b])
+        else:
+            try:
+                budgets.add(float(b))
+            except (TypeError, ValueError):
+                errors.append(f"grid.replicates.budgets: {b!r} is neither a budget (FLOPs) nor smallest / largest")
     if not extra or not budgets:
         errors.append("grid.replicates: give both seeds (not already in grid.seeds) and budgets, "
-                      "e.g. {seeds: [1], budgets: [1e11]}, or set it to null")
+                      "e.g. {seeds: [1], budgets: [smallest]}, or set it to null")
     return extra, budgets
 
 

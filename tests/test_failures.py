@@ -20,7 +20,7 @@ from sweeps.plan import plan
 from sweeps.status import RunStatus, record_failure, run_status
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
+TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
         "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2", "eval.heldout_tokens=2048",
         "sweep.max_parallel=2"]
 
@@ -233,7 +233,8 @@ def test_a_1000_run_plan_and_its_status_take_well_under_5_cpu_seconds(tmp_path):
     (bench/plan_scale.py measures both, with run directories in every state)."""
     from sweeps.status import sweep_status
     lrs = ",".join(f"{x:.1e}" for x in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2))
-    c = cfg("+grid=lr", f"grid.lrs=[{lrs}]", f"grid.seeds=[{','.join(map(str, range(25)))}]", "data.corpus=syn",
+    c = cfg("+grid=lr", "scale.lr_depths=[1,2,3,4]", f"grid.lrs=[{lrs}]", f"grid.seeds=[{','.join(map(str, range(25)))}]",
+            "data.corpus=syn",
             "sweep.max_epochs=1000", f"sweep.root={tmp_path}")
     t = time.process_time()
     p = plan(c)

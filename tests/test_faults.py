@@ -24,7 +24,7 @@ import pytest
 from harness.data.synthetic import make_synthetic_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
+TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
         "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2",
         "eval.heldout_tokens=2048", "sweep.max_parallel=2", "train.runtime.checkpoint_every=4", "sweep.retries=5"]
 RNG = random.Random(int(os.environ.get("SCALEMIX_FAULT_SEED", 0)))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import lawfile, recommend, results
+import analysis.recommend.__main__ as recommend_cli
+from analysis import lawfile, recommend, refit, results
 from analysis.laws import approach2, approach3
 from analysis.laws.common import FitConfig
 
@@ -121,10 +122,10 @@ def test_unreadable_files_are_refused(tmp_path):
     with pytest.raises(lawfile.LawFileError, match="no such file"):
         lawfile.load(tmp_path / "nope.json")
     with pytest.raises(lawfile.LawFileError, match="neither a laws.json nor a directory"):
-        lawfile.resolve(tmp_path / "nope")                              # neither a file nor a directory
+        refit.resolve(tmp_path / "nope")                              # neither a file nor a directory
     (tmp_path / "empty").mkdir()
     with pytest.raises(lawfile.LawFileError, match="not a sweep dir"):
-        lawfile.resolve(tmp_path / "empty")                             # a directory with no laws.json and no runs
+        refit.resolve(tmp_path / "empty")                             # a directory with no laws.json and no runs
 
 
 def test_a_law_with_non_positive_exponents_is_not_saved_as_usable(fitted):
@@ -135,7 +136,7 @@ def test_a_law_with_non_positive_exponents_is_not_saved_as_usable(fitted):
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = recommend.main([str(a) for a in argv])
+    rc = recommend_cli.main([str(a) for a in argv])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -162,7 +163,7 @@ def test_cli_refuses_far_budgets_and_undetermined_laws(saved, tmp_path, capsys):
     assert rc == 1 and "refused" in err and "--allow-far" in err
     assert run_cli(capsys, saved, "--budget", "1e22", "--allow-far")[0] == 0
     with pytest.raises(SystemExit):                                           # argparse: exit 2, names the argument
-        recommend.main([str(saved), "--budget", "-3"])
+        recommend_cli.main([str(saved), "--budget", "-3"])
     assert "--budget -3: must be a finite number > 0" in capsys.readouterr().err
     data = mutate(json.loads(saved.read_text()), "verdict", {"level": "not determined", "checks": ["too few budgets"]})
     (tmp_path / "laws.json").write_text(json.dumps(data))
@@ -188,16 +189,16 @@ def test_cli_on_laws_json_imports_no_pandas_scipy_or_matplotlib(saved):
 def test_a_sweep_without_laws_json_is_refitted_and_says_so(tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(FIXTURE, sweep)
-    laws, how = lawfile.resolve(sweep, n_bootstrap=0)
+    laws, how = refit.resolve(sweep, n_bootstrap=0)
     assert how.startswith(f"refitted {sweep} from its 35 runs") and "no laws.json there" in how
     assert laws.surface is not None and set(laws.power) == {"approach 1", "approach 2"}
     assert np.isnan(laws.surface.ci("a")).all()                  # no bootstrap: no interval, not a fake one
-    laws2, how2 = lawfile.resolve(sweep, c_col="flops", n_bootstrap=0)
+    laws2, how2 = refit.resolve(sweep, c_col="flops", n_bootstrap=0)
     assert laws2.config.c_col == "flops" and laws2.config.origin.startswith("override: c_col=flops")
     with pytest.raises(lawfile.LawFileError, match="cannot be converted"):
         saved_elsewhere = tmp_path / "laws.json"
         lawfile.write(saved_elsewhere, lawfile.content("s", FitConfig(), {}))
-        lawfile.resolve(saved_elsewhere, c_col="flops")
+        refit.resolve(saved_elsewhere, c_col="flops")
 
 
 def test_a_laws_json_older_than_its_runs_is_flagged(saved, tmp_path):
@@ -207,7 +208,7 @@ def test_a_laws_json_older_than_its_runs_is_flagged(saved, tmp_path):
     (run / "result.json").write_text("{}")
     (sweep / "report").mkdir()
     shutil.copy(saved, sweep / "report" / "laws.json")
-    assert lawfile.resolve(sweep)[1] == f"read {sweep / 'report' / 'laws.json'}"
+    assert refit.resolve(sweep)[1] == f"read {sweep / 'report' / 'laws.json'}"
     later = (sweep / "report" / "laws.json").stat().st_mtime + 60
     os.utime(run / "result.json", (later, later))                        # a run finished after the report
-    assert "1 run(s) finished after it was written: rerun `python -m analysis.report" in lawfile.resolve(sweep)[1]
+    assert "1 run(s) finished after it was written: rerun `python -m analysis.report" in refit.resolve(sweep)[1]

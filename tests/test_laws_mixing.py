@@ -185,7 +185,7 @@ def test_report_section_from_run_directories(tmp_path):
                    params_nonembedding=1e5, tokens=2e6, flops=1.2e12, flops_6n=1.2e12, loss=row["loss_d00"])
         (d / "result.json").write_text(json.dumps(row))
     from analysis.laws.common import FitConfig
-    md, _ = write_report(tmp_path / "sweep", config=FitConfig(n_bootstrap=40))
+    md, _, _ = write_report(tmp_path / "sweep", config=FitConfig(n_bootstrap=40))
     text = md.read_text()
     assert "## Data mixture" in text and "natural token proportions (d00 0.10" in text
     assert "Held-out-mixture check" in text and "Recommended mixture" in text

@@ -15,7 +15,7 @@ PACKAGES = ("model_zoo", "harness", "sweeps", "analysis", "hydra_plugins")
 ALLOWED = {
     "model_zoo": set(),
     "harness": {"model_zoo"},
-    "sweeps": {"model_zoo", "harness"},
+    "sweeps": {"model_zoo", "harness", "analysis.laws"},   # pure law code (the lr law behind grid.lr_from)
     "hydra_plugins": {"model_zoo", "harness", "sweeps"},
     "analysis": {"harness.rundir"},
 }
@@ -32,9 +32,16 @@ def modules() -> dict[str, Path]:
 
 
 def imports(path: Path, known: set[str]) -> set[str]:
-    """Project modules `path` imports, at the top or inside a function (a lazy import is still an arrow)."""
+    """Project modules `path` imports, at the top or inside a function (a lazy import is still an arrow; an
+    import for annotations only, under `if TYPE_CHECKING:`, is not)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    type_only = {id(n) for block in ast.walk(tree)      # `if TYPE_CHECKING:` imports never run
+                 if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                 for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

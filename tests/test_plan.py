@@ -36,6 +36,9 @@ def test_default_chinchilla_grid_brackets_each_budget_with_exact_tokens():
     c = cfg("+grid=chinchilla")
     g = c.grid.shapes
     budgets = [float(b) for b in g.budgets]
+    replicated = [r for r in p.runs if r.spec.seed != c.train.seed]   # grid.replicates: the smallest budget again
+    assert {r.budget for r in replicated} == {min(budgets)}
+    p.runs = [r for r in p.runs if r.spec.seed == c.train.seed]
     assert len(p.runs) == len(budgets) * g.sizes_per_budget
     ratio = float(g.tokens_per_param)
     for C in budgets:
@@ -149,7 +152,7 @@ def test_lr_grid_and_per_size_lr_from_its_results(tmp_path):
     # fake an lr sweep's results: loss a parabola in log lr whose minimum (inside the grid) grows with size, so
     # each size must pick its own; the planner takes the parabola's vertex, not the best grid point
     sizes = sorted({r.counts.params_nonembedding for r in lr_plan.runs})
-    best = dict(zip(sizes, (2e-3, 3e-3, 5e-3, 7e-3)))
+    best = {n: 2e-3 * 2.5 ** (i / (len(sizes) - 1)) for i, n in enumerate(sizes)}   # 2e-3 .. 5e-3: inside the grid
     for r in lr_plan.runs:
         n = r.counts.params_nonembedding
         loss = 3 + math.log(r.spec.optim.lr / best[n]) ** 2

@@ -187,6 +187,12 @@ class PowerLaw:
     def a_ci(self) -> tuple[float, float]:
         return ci(self.samples[:, 1], self.ci_level)
 
+    @property
+    def k_ci(self) -> tuple[float, float]:
+        """Interval of k (laws.json stores it, so recommendations need no refit)."""
+        lo, hi = ci(self.samples[:, 0], self.ci_level)
+        return float(np.exp(lo)), float(np.exp(hi))
+
     def interval(self, x) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise bootstrap interval of y at x (nan when there are no samples)."""
         lx = np.log(np.atleast_1d(np.asarray(x, float)))
