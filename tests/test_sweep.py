@@ -18,7 +18,7 @@ from sweeps.status import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
 # two runs of the smallest CPU rungs, a few steps each: the whole sweep is seconds of compute
-TINY = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
+TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
         "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2", "eval.heldout_tokens=2048", "sweep.max_parallel=2"]
 
 
