@@ -3,9 +3,7 @@
     python -m harness runs/chinchilla/3f2a9c0d1e4b
     python -m harness --spec-json '{"model": {...}, "tokens": ...}' --out runs/x [--runtime-json '{...}']
 
-Exit codes: 0 done, 2 invalid spec (every problem listed, nothing trained), 16 another process is
-training this run directory (nothing done), 75 preempted after a checkpoint (requeue the job: the
-relaunch resumes).
+Exit codes: harness/cli.py (0 done, 2 invalid spec, 16 run directory busy, 75 preempted: requeue).
 """
 from __future__ import annotations
 
@@ -14,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from harness.rundir import BUSY_EXIT_CODE, RunDir, RunDirBusy, load_runtime, load_spec
-from harness.signals import REQUEUE_EXIT_CODE, Preempted
-from harness.spec import RunSpec, Runtime, SpecError, from_plain
+from harness.cli import train_and_exit_code
+from harness.rundir import RunDir, load_runtime, load_spec
+from harness.spec import RunSpec, Runtime, from_plain
 
 
 def main(argv=None) -> int:
@@ -35,26 +33,17 @@ def main(argv=None) -> int:
         print(f"error: {run_dir}/spec.yaml not found: give a run directory written by the planner, "
               "or --spec-json with --out", file=sys.stderr)
         return 2
-    try:
+
+    def train() -> dict:
         spec = RunSpec.from_dict(json.loads(a.spec_json)) if a.spec_json else load_spec(run_dir / "spec.yaml")
         runtime = load_runtime(run_dir / "runtime.yaml") if (run_dir / "runtime.yaml").exists() else Runtime()
         if a.runtime_json:
             runtime = from_plain(Runtime, {**vars(runtime), **json.loads(a.runtime_json)})
         from harness.train import run
         with RunDir(run_dir).exclusive():
-            result = run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
-    except RunDirBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return BUSY_EXIT_CODE
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Preempted as e:
-        print(f"preempted: {e}", file=sys.stderr)
-        return REQUEUE_EXIT_CODE
-    print(json.dumps({k: result.get(k) for k in ("run_id", "loss", "steps", "tokens_per_s", "wall_s")}))
-    return 0
+            return run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
 
+    return train_and_exit_code(train, ("run_id", "loss", "steps", "tokens_per_s", "wall_s"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,9 +35,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.rundir import RunDir, atomic_write_bytes, load_runtime, load_spec
+from harness.cli import train_and_exit_code
+from harness.rundir import RunDir, atomic_write_bytes, load_runtime, load_spec, read_metrics
 from harness.schedule import cooldown_steps
-from harness.signals import REQUEUE_EXIT_CODE, Preempted
+from harness.signals import Preempted
 from harness.spec import RunSpec, Runtime, SpecError
 
 TRUNKS = ".trunks"          # runs/<sweep>/.trunks/<trunk_id>/: hidden, so analysis does not take a trunk for a run
@@ -165,15 +166,9 @@ def fork(trunk: RunSpec, trunk_path: str | Path, spec: RunSpec, rd: RunDir, star
         raise RuntimeError(f"trunk {trunk_path}: no intact checkpoint at step {start} to fork run {spec.run_id} "
                            f"from (newest: {None if state is None else state['step']})")
     rd.prepare(spec, runtime)
-    lines = []
-    for line in trunk_rd.metrics_file.read_text().splitlines() if trunk_rd.metrics_file.exists() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue   # torn by a kill
-        # the trunk's training and evals up to the fork are this run's too; its set-up lines are not
-        if row.get("kind") in ("train", "eval") and row["step"] <= start:
-            lines.append(line + "\n")
+    # the trunk's training and evals up to the fork are this run's too; its set-up lines are not
+    lines = [json.dumps(row) + "\n" for row in read_metrics(trunk_rd.metrics_file)
+             if row.get("kind") in ("train", "eval") and isinstance(row.get("step"), int) and row["step"] <= start]
     atomic_write_bytes(rd.metrics_file, "".join(lines).encode())
     state.update(run_id=spec.run_id, elapsed_s=0.0, steady_tokens=0, steady_s=0.0, timing={},
                  branch={"trunk_run_id": trunk.run_id, "branch_start_step": start,
@@ -193,19 +188,12 @@ def main(argv=None) -> int:
         if not (d / "spec.yaml").is_file():
             print(f"error: {d}/spec.yaml not found: give directories written by the planner", file=sys.stderr)
             return 2
-    try:
+    def train() -> dict:
         runtime = load_runtime(branch_path / "runtime.yaml") if (branch_path / "runtime.yaml").exists() else Runtime()
-        result = run_branch(load_spec(trunk_path / "spec.yaml"), trunk_path, load_spec(branch_path / "spec.yaml"),
-                            branch_path, runtime, sweep=a.sweep or branch_path.parent.name)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Preempted as e:
-        print(f"preempted: {e}", file=sys.stderr)
-        return REQUEUE_EXIT_CODE
-    print(json.dumps({k: result.get(k) for k in ("run_id", "loss", "steps", "trunk_run_id", "flops_spent")}))
-    return 0
+        return run_branch(load_spec(trunk_path / "spec.yaml"), trunk_path, load_spec(branch_path / "spec.yaml"),
+                          branch_path, runtime, sweep=a.sweep or branch_path.parent.name)
 
+    return train_and_exit_code(train, ("run_id", "loss", "steps", "trunk_run_id", "flops_spent"))
 
 if __name__ == "__main__":
     sys.exit(main())
