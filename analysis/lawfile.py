@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.laws.common import C_COLS, N_COLS, ChinchillaForm, FitConfig, PowerLaw, ci
+from analysis.laws.common import C_COLS, N_COLS, PARAMS, FitConfig, PowerLaw, SampledLaw
 
 SCHEMA = "scalemix.laws/1"
 LEVELS = ("determined", "weakly determined", "not determined")
 FORM = "L(N, D) = E + A / N^alpha + B / D^beta"
-PARAMS = ("E", "A", "B", "alpha", "beta")
 APPROACHES = {"approach 1": "approach1", "approach 2": "approach2"}    # fit name -> key in the file
 REFIT = "python -m analysis.report <sweep_dir>"
 
@@ -38,7 +37,7 @@ class LawFileError(ValueError):
 
 # ---------------------------------------------------------------- the laws, as loaded
 @dataclass
-class Surface(ChinchillaForm):
+class Surface(SampledLaw):
     """Approach 3's L(N, D) as saved: what recommendations need (analysis.recommend takes it as it takes a fitted
     LossSurface), without the residual table or the optimiser's state."""
     E: float
@@ -57,42 +56,6 @@ class Surface(ChinchillaForm):
     warnings: list[str] = field(default_factory=list)
 
     approach = "approach 3"
-
-    @property
-    def params(self) -> dict[str, float]:
-        return {p: getattr(self, p) for p in PARAMS}
-
-    def ci(self, name: str) -> tuple[float, float]:
-        """Interval of a parameter (E, A, B, alpha, beta) or of the exponents a, b, from the saved samples."""
-        s = self.samples
-        if len(s) == 0:
-            return (float("nan"), float("nan"))
-        if name in PARAMS:
-            return ci(s[:, PARAMS.index(name)], self.config.ci_level)
-        al, be = s[:, 3], s[:, 4]
-        return ci({"a": be / (al + be), "b": al / (al + be)}[name], self.config.ci_level)
-
-    def interval(self, fn: str, *args) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise bootstrap interval of n_opt / d_opt / loss_opt (C) or predict (N, D): every resample at once."""
-        point = np.asarray(getattr(self, fn)(*args), float)
-        if len(self.samples) == 0:
-            nan = np.full(point.shape, np.nan)
-            return nan, nan
-        vals = getattr(_Resampled(*(self.samples.T[:, :, None]), k=self.k), fn)(*(np.ravel(a) for a in args))
-        lvl = self.config.ci_level
-        lo, hi = np.nanquantile(vals, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
-        return lo.reshape(point.shape), hi.reshape(point.shape)
-
-
-@dataclass
-class _Resampled(ChinchillaForm):
-    """All bootstrap samples as one law whose parameters are [n, 1] columns: evaluated at m points, [n, m]."""
-    E: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    k: float
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from analysis.laws.approach3 import ChinchillaForm
+from analysis.laws.common import ChinchillaForm
 
 
 @dataclass(frozen=True)

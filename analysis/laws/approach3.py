@@ -29,11 +29,11 @@ from scipy.optimize import minimize
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
 from analysis.laws.common import (
-    ChinchillaForm,
+    PARAMS,
     FitConfig,
     FitError,
+    SampledLaw,
     check_table,
-    ci,
     flops_per_param_token,
     implausible_exponents,
     usable,
@@ -43,7 +43,6 @@ from analysis.laws.isoshape import solve as solve3
 HUBER_DELTA = 1e-3
 GRID = dict(alpha=np.arange(0, 2.01, 0.5), beta=np.arange(0, 2.01, 0.5), e=np.arange(-1, 1.01, 0.5),
             a=np.arange(0, 25.1, 5), b=np.arange(0, 25.1, 5))
-PARAMS = ("E", "A", "B", "alpha", "beta")
 MIN_RUNS = 8
 SEARCHES = ("grid", "vp")
 # L-BFGS-B stops when the relative decrease is below ftol * max(|f|, 1) or the largest gradient entry is
@@ -180,7 +179,7 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class LossSurface(ChinchillaForm):
+class LossSurface(SampledLaw):
     """The fitted L(N, D) with its compute-optimal allocation and bootstrap samples of (E, A, B, alpha, beta)."""
     E: float
     A: float
@@ -212,35 +211,11 @@ class LossSurface(ChinchillaForm):
                    n_runs=n_runs, n_range=(np.nan, np.nan), d_range=(np.nan, np.nan), c_range=c_range,
                    objective=np.nan, grad_norm=0.0, converged=True, residuals=pd.DataFrame())
 
-    @property
-    def params(self) -> dict[str, float]:
-        return {p: getattr(self, p) for p in PARAMS}
-
     # ---- intervals from the bootstrap
     def sample_surfaces(self) -> list[LossSurface]:
         return [LossSurface(*s, k=self.k, config=self.config, n_runs=self.n_runs, n_range=self.n_range,
                             d_range=self.d_range, c_range=self.c_range, objective=np.nan, grad_norm=np.nan,
                             converged=True, residuals=self.residuals.iloc[:0]) for s in self.samples]
-
-    def ci(self, name: str) -> tuple[float, float]:
-        """Interval of a parameter (E, A, B, alpha, beta) or of the exponents a, b."""
-        s = self.samples
-        if len(s) == 0:
-            return (float("nan"), float("nan"))
-        if name in PARAMS:
-            return ci(s[:, PARAMS.index(name)], self.config.ci_level)
-        al, be = s[:, 3], s[:, 4]
-        return ci({"a": be / (al + be), "b": al / (al + be)}[name], self.config.ci_level)
-
-    def interval(self, fn: str, *args) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise bootstrap interval of n_opt / d_opt / loss_opt (C) or predict (N, D)."""
-        vals = np.array([getattr(s, fn)(*args) for s in self.sample_surfaces()])
-        if vals.size == 0:
-            nan = np.full(np.shape(getattr(self, fn)(*args)), np.nan)
-            return nan, nan
-        lvl = self.config.ci_level
-        lo, hi = np.nanquantile(vals, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
-        return lo, hi
 
     def summary(self) -> str:
         rows = []

@@ -148,6 +148,51 @@ class ChinchillaForm:
         return self.predict(self.n_opt(C), self.d_opt(C))
 
 
+PARAMS = ("E", "A", "B", "alpha", "beta")
+
+
+class SampledLaw(ChinchillaForm):
+    """A ChinchillaForm with bootstrap samples [n, 5] of PARAMS (attribute `samples`) and a FitConfig (`config`):
+    intervals of its parameters and of anything it computes. Shared by the fitted law (approach 3) and the saved
+    one (analysis.lawfile), so both give the same intervals."""
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {p: getattr(self, p) for p in PARAMS}
+
+    def ci(self, name: str) -> tuple[float, float]:
+        """Interval of a parameter (E, A, B, alpha, beta) or of the exponents a, b."""
+        s = self.samples
+        if len(s) == 0:
+            return (float("nan"), float("nan"))
+        if name in PARAMS:
+            return ci(s[:, PARAMS.index(name)], self.config.ci_level)
+        al, be = s[:, 3], s[:, 4]
+        return ci({"a": be / (al + be), "b": al / (al + be)}[name], self.config.ci_level)
+
+    def interval(self, fn: str, *args) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise bootstrap interval of n_opt / d_opt / loss_opt (C) or predict (N, D): every resample at once."""
+        point = np.asarray(getattr(self, fn)(*args), float)
+        if len(self.samples) == 0:
+            nan = np.full(point.shape, np.nan)
+            return nan, nan
+        vals = getattr(_Resampled(*(self.samples.T[:, :, None]), k=self.k), fn)(*(np.ravel(a) for a in args))
+        lvl = self.config.ci_level
+        lo, hi = np.nanquantile(vals, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
+        return lo.reshape(point.shape), hi.reshape(point.shape)
+
+
+@dataclass
+class _Resampled(ChinchillaForm):
+    """All bootstrap samples as one law whose parameters are [n, 1] columns: evaluated at m points, [n, m]."""
+    E: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    k: float
+
+
 def flops_per_param_token(runs: pd.DataFrame, cfg: FitConfig) -> float:
     """k in C = k N D under this config: 6 for 6ND with the same N; the median ratio otherwise."""
     return float(np.median(runs[cfg.c_col] / (runs[cfg.n_col] * runs["tokens"])))
