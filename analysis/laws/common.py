@@ -176,15 +176,16 @@ class SampledLaw(ChinchillaForm):
         if len(self.samples) == 0:
             nan = np.full(point.shape, np.nan)
             return nan, nan
-        vals = getattr(_Resampled(*(self.samples.T[:, :, None]), k=self.k), fn)(*(np.ravel(a) for a in args))
+        vals = getattr(ResampledLaws(*(self.samples.T[:, :, None]), k=self.k), fn)(*(np.ravel(a) for a in args))
         lvl = self.config.ci_level
         lo, hi = np.nanquantile(vals, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
         return lo.reshape(point.shape), hi.reshape(point.shape)
 
 
 @dataclass
-class _Resampled(ChinchillaForm):
-    """All bootstrap samples as one law whose parameters are [n, 1] columns: evaluated at m points, [n, m]."""
+class ResampledLaws(ChinchillaForm):
+    """All bootstrap resamples as one array-valued law: the closed forms broadcast (parameters as [n] arrays give
+    [n] values; as [n, 1] columns evaluated at m points, [n, m])."""
     E: np.ndarray
     A: np.ndarray
     B: np.ndarray

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analysis.laws.common import ChinchillaForm, ci, warn
+from analysis.laws.common import ResampledLaws, ci, warn
 
 if TYPE_CHECKING:      # the CLI on a laws.json must start fast: no pandas, scipy or matplotlib on its path
     import pandas as pd
@@ -140,20 +140,9 @@ def tokens_for_loss(law, N, target_loss: float):
 
 
 # ---- bootstrap intervals: every quantity is evaluated on all resampled laws at once (arrays of parameters)
-@dataclass
-class _Laws(ChinchillaForm):
-    """All bootstrap resamples of a LossSurface as one array-valued law: the closed forms broadcast."""
-    E: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    k: float
-
-
-def _resampled(law: LossSurface) -> _Laws | None:
+def _resampled(law: LossSurface) -> ResampledLaws | None:
     s = np.asarray(getattr(law, "samples", np.empty((0, 5))), float)
-    return _Laws(*s.T, k=law.k) if len(s) else None
+    return ResampledLaws(*s.T, k=law.k) if len(s) else None
 
 
 def _interval(samples, level: float) -> tuple[float, float]:
