@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slurm,
                                  reason="no Slurm client here (sinfo); CI starts a one-node cluster with .ci/slurm.sh")]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
          "hydra.launcher.mem_gb=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
-GRID = ["+grid=chinchilla", "data.corpus=syn", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
+GRID = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
         "grid.min_steps=2", "eval.heldout_tokens=2048"]
 
 
