@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import (  # noqa: F401, I001  (the last two register sections)
+from analysis import (  # noqa: F401  (lr_report and mixing_report are imported to register their sections)
     lawfile,
     lr_report,
     mixing_report,
@@ -219,7 +219,6 @@ def section_fits(ctx: Context):
 
 
 def section_isoflop(ctx: Context):
-    import dataclasses
     a2 = ctx.fits.get("approach 2")
     if a2 is None:
         return None
