@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model_zoo.chunked_ce import chunked_head_losses
 from model_zoo.output import ModelOutput
 from model_zoo.spec import ModelSpec
 
@@ -104,6 +105,13 @@ def token_losses(logits, targets):
     return lse - target_logit, lse
 
 
+def use_chunked_head(h: torch.Tensor) -> bool:
+    """Eager fp32 on the CPU: the fused, chunked head and loss (model_zoo/chunked_ce.py). A compiled graph
+    fuses the plain path itself, and under autocast the head's matmul must run in the autocast dtype."""
+    return (h.device.type == "cpu" and h.dtype == torch.float32 and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu"))
+
+
 class Transformer(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -140,10 +148,14 @@ class Transformer(nn.Module):
             x, block_aux, block_stats = block(x, cos, sin)
             aux.append(block_aux)
             stats.append(block_stats)
-        logits = self.head(self.norm(x)).float()   # matmul in the autocast dtype, softmax in fp32
-        if targets is None:
-            return logits
-        ce, lse = token_losses(logits, targets)
+        h = self.norm(x)
+        if targets is not None and use_chunked_head(h):
+            ce, lse = chunked_head_losses(h, self.head.weight, targets)
+        else:
+            logits = self.head(h).float()   # matmul in the autocast dtype, softmax in fp32
+            if targets is None:
+                return logits
+            ce, lse = token_losses(logits, targets)
         if self.spec.family != "moe":
             return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {})
         moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
@@ -164,4 +176,4 @@ class Transformer(nn.Module):
         groups = [{"params": decay, "weight_decay": optim.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-                                 fused=device_type == "cuda")
+                                 fused=device_type in ("cuda", "cpu"))   # one kernel per step, not one per tensor
