@@ -118,7 +118,8 @@ def weight_errors(key: str, weights: tuple[tuple[str, float], ...]) -> list[str]
 
 @dataclass(frozen=True)
 class EvalSpec:
-    every_steps: int = 0             # held-out eval period in steps; 0: about 10 evals per run
+    every_steps: int = 0             # held-out eval period in steps; 0: `points` evals spread over the run
+    points: int = 10                 # evals per run when every_steps is 0 (the eval curve's resolution)
     heldout_tokens: int = 65536      # per domain, fixed set (the first tokens of the held-out split)
     downstream: tuple[str, ...] = () # lm-eval task names run at the end
 
@@ -164,6 +165,8 @@ class RunSpec(Spec):
                          + f" exceed the run's {self.steps} steps: lower optim.warmup_steps")
         if self.eval.every_steps < 0:
             e.append(f"eval.every_steps={self.eval.every_steps}: must be >= 0")
+        if self.eval.points < 1:
+            e.append(f"eval.points={self.eval.points}: must be >= 1 (evals per run when eval.every_steps is 0)")
         if self.eval.heldout_tokens <= 0:
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
         return e
@@ -186,7 +189,7 @@ class RunSpec(Spec):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-LATE_FIELDS = (("optim", "warmup_steps"),)   # (RunSpec section, field), in the order they were added
+LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"))   # (RunSpec section, field), in the order they were added
 
 
 def _default(cls, name: str):

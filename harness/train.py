@@ -72,10 +72,11 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
 
 
 def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:
-    """(eval period, checkpoint period) in steps; 0 in the spec/runtime means about 10 per run."""
+    """(eval period, checkpoint period) in steps; 0 in the spec/runtime means eval.points (10 by default)
+    evals and about 10 checkpoints per run."""
     steps = spec.steps
-    auto = max(1, steps // 10)
-    return spec.eval.every_steps or auto, runtime.checkpoint_every or auto
+    return (spec.eval.every_steps or max(1, steps // spec.eval.points),
+            runtime.checkpoint_every or max(1, steps // 10))
 
 
 class SetupClock:

@@ -7,7 +7,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from harness.spec import OptimSpec, Runtime
+from harness.spec import EvalSpec, OptimSpec, Runtime
 from model_zoo.spec import GPU_RULE, ModelSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -40,6 +40,7 @@ def test_no_yaml_restates_a_dataclass_default():
     owners = {  # (file, keys to the node) -> the defaults that node composes
         ("train/default.yaml", ("optim",)): dataclasses.asdict(OptimSpec()),
         ("train/default.yaml", ("runtime",)): dataclasses.asdict(Runtime()),
+        ("eval/default.yaml", ()): dataclasses.asdict(EvalSpec()),
         ("model/gpu.yaml", ("rule",)): dataclasses.asdict(GPU_RULE),
         ("grid/moe.yaml", ("grid", "moe")): {f.name: f.default for f in dataclasses.fields(ModelSpec)
                                             if f.name in MOE_FIELDS},

@@ -8,7 +8,7 @@ import dataclasses
 
 from hydra.core.config_store import ConfigStore
 
-from harness.spec import OptimSpec, Runtime
+from harness.spec import EvalSpec, OptimSpec, Runtime
 from model_zoo.spec import GPU_RULE, ModelSpec
 
 # plain dicts of the defaults, not the (frozen) dataclasses: a frozen structured config would be read-only
@@ -17,6 +17,7 @@ _MOE_FIELDS = ("n_shared_experts", "capacity_factor", "router_aux_coef", "router
 SCHEMA = {
     "optim": dataclasses.asdict(OptimSpec()),          # train.optim
     "runtime": dataclasses.asdict(Runtime()),          # train.runtime
+    "eval": dataclasses.asdict(EvalSpec()),            # eval
     "gpu_rule": dataclasses.asdict(GPU_RULE),          # model=gpu: model.rule
     "moe_model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.name in _MOE_FIELDS},   # grid.moe
 }
