@@ -12,7 +12,7 @@ summation order.
 rank, gradients all-reduced), fsdp (FSDP2 `fully_shard` per transformer block and at the root: parameters,
 gradients and optimizer state sharded over ranks; bf16 parameters for compute when the run is in bf16), or
 auto: none at G = 1, else ddp while a replica's training state fits a device, fsdp beyond
-(`memory_estimate`). Only rank 0 writes the run directory; checkpoints go through
+(harness.memory). Only rank 0 writes the run directory; checkpoints go through
 torch.distributed.checkpoint (harness.dcp), so a run resumes on any G.
 """
 from __future__ import annotations
@@ -28,13 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from harness.memory import FIT_SHARE
 from harness.spec import RunSpec, Runtime, SpecError
 
 PARALLEL = ("auto", "none", "ddp", "fsdp")
-# auto picks fsdp when a replica's training state (weights, grads, AdamW moments, activations) would take more
-# than this share of one device's memory: the rest is the allocator's slack, compile workspaces, the eval
-FIT_SHARE = 0.8
-DEFAULT_PORT = 29500
 
 
 @dataclass(frozen=True)
@@ -113,19 +110,9 @@ def rendezvous_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------- set-up
 
-def memory_estimate(spec: RunSpec, params: int, micro_batch: int, bf16: bool = True) -> int:
-    """Bytes one replica needs to train: fp32 weights, grads and the two AdamW moments (16 B a parameter),
-    plus activations kept for backward (about 34 d_model bytes a token a layer in bf16: Korthikanti et al.
-    2022, no recomputation) and the fp32 logits with their gradient (3 copies of vocab floats a token)."""
-    m = spec.model
-    tokens = micro_batch * m.seq_len
-    act = tokens * m.n_layers * m.d_model * (34 if bf16 else 68)
-    return 16 * params + act + 12 * tokens * m.vocab_size
-
-
 def choose_parallel(setting: str, world: int, need_bytes: int, device_bytes: int | None) -> str:
-    """The wrapper for `train.runtime.parallel=setting`: auto is none at world 1, ddp while a replica fits
-    FIT_SHARE of the device (or on CPU: no limit known), else fsdp."""
+    """The wrapper for `train.runtime.parallel=setting`: auto is none at world 1, ddp while a replica
+    (harness.memory.memory_estimate) fits FIT_SHARE of the device (on CPU no limit is known), else fsdp."""
     if setting != "auto":
         return setting
     if world == 1:

@@ -43,6 +43,7 @@ from harness.dcp import Store
 from harness.device import Hardware, resolve
 from harness.distributed import Dist
 from harness.evaluate import HeldoutSet
+from harness.memory import memory_estimate
 from harness.prefetch import Prefetcher
 from harness.rundir import RunDir, result_row
 from harness.schedule import lr_at
@@ -97,7 +98,7 @@ def start_group(spec: RunSpec, runtime: Runtime, env: dict[str, str]) -> Dist:
     device_bytes = torch.cuda.get_device_properties(local_rank).total_memory if cuda else None
     params = model_zoo.count(spec.model).params_total
     local = spec.batch_size // world
-    need = distributed.memory_estimate(spec, params, runtime.micro_batch_size or local, bf16=cuda)
+    need = memory_estimate(spec.model, params, runtime.micro_batch_size or local, bf16=cuda)
     parallel = distributed.choose_parallel(runtime.parallel, world, need, device_bytes)
     if parallel == "none":
         return Dist()

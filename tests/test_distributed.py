@@ -22,6 +22,7 @@ from harness import distributed, preflight
 from harness.data.corpus import Corpus
 from harness.data.mixture import MixtureStream
 from harness.dcp import Store
+from harness.memory import memory_estimate
 from harness.spec import DataSpec, Runtime, SpecError, Stage
 
 STEPS, K = 12, 6     # steps of the runs, checkpoint period (a run stopped at K resumes from there)
@@ -223,7 +224,7 @@ def test_slurm_environment_gives_the_rendezvous():
 
 def test_auto_picks_ddp_while_a_replica_fits_and_fsdp_beyond(setup):
     root, spec = setup
-    need = distributed.memory_estimate(spec, model_zoo.count(spec.model).params_total, 4)
+    need = memory_estimate(spec.model, model_zoo.count(spec.model).params_total, 4)
     assert need > 16 * model_zoo.count(spec.model).params_total
     assert distributed.choose_parallel("auto", 1, need, 10 * need) == "none"
     assert distributed.choose_parallel("auto", 2, need, 10 * need) == "ddp"
