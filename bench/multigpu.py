@@ -2,6 +2,7 @@
 
     python bench/multigpu.py prepare OUT [--layers 12 --steps 40]   # OUT/corpus, OUT/spec.json
     python bench/multigpu.py compare OUT                            # OUT/runs/* -> OUT/multigpu.csv, a table
+    python bench/multigpu.py corpus DIR                             # DIR/syn: the corpus alone (gpu_sweep_scaling.sh)
 
 Every run trains the same RunSpec (a GPU-ladder rung on seq_len 1024, the GPU scale's 128-sequence batch), so
 their loss curves must agree within bf16 noise whatever the process count or wrapper, and their steady-state
@@ -110,7 +111,7 @@ def compare(out: Path) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("prepare", "compare"))
+    p.add_argument("what", choices=("prepare", "compare", "corpus"))
     p.add_argument("out", type=Path)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--steps", type=int, default=40)
@@ -119,6 +120,9 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", type=int, default=65536, help="eval.heldout_tokens per domain")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.what == "corpus":
+        make_corpus(a.out / "syn", tokens_per_domain=20_000_000)
+        return 0
     if a.what == "prepare":
         prepare(a.out, a.layers, a.steps, a.batch, a.seq, a.heldout)
         return 0

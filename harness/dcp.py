@@ -144,8 +144,8 @@ class Store:
                     return self._load(step, model, opt)
                 except Exception as e:   # verified files that still do not load: treat as broken
                     problem = f"does not load ({type(e).__name__}: {e})"
-            warnings.warn(f"checkpoint of step {step} in {self.dir} is unusable: {problem}; trying an older one",
-                          stacklevel=2)
+            where = self._dcp(step) if self._dcp(step).is_dir() else self.pt._pt(step)
+            warnings.warn(f"checkpoint {where} is unusable: {problem}; trying an older one", stacklevel=2)
         return None
 
     def _load(self, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:

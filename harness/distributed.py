@@ -81,19 +81,21 @@ def parse_nodelist(nodelist: str) -> list[str]:
 
 def rendezvous_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) for
-    this process: as given by torchrun, else derived from a Slurm task's SLURM_* (one task per GPU; the master
-    is the first node of the job's node list, the port derived from the job id), else {} (one process).
+    this process: as given by torchrun, else derived from the SLURM_* of a task of an srun step (one task per
+    GPU; the master is the first node of the step's node list, the port derived from the job id; a batch
+    script's own process, which srun did not start, is one process), else {} (one process).
     SpecError when a world of several processes has no rendezvous to meet at."""
     env = dict(os.environ if environ is None else environ)
     if "WORLD_SIZE" in env:
         out = {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                                    "MASTER_PORT") if k in env}
-    elif int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in env:
+    elif int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1 and "SLURM_PROCID" in env:   # a task of an srun step
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
         hosts = slurm_hostnames(nodelist) if nodelist else []
-        out = {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"],
-               "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
-               "LOCAL_WORLD_SIZE": str(int(env["SLURM_NTASKS"]) // max(1, int(env.get("SLURM_NNODES", "1")))),
+        tasks = int(env["SLURM_STEP_NUM_TASKS"])
+        out = {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": str(tasks), "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+               "LOCAL_WORLD_SIZE": str(tasks // max(1, int(env.get("SLURM_STEP_NUM_NODES")
+                                                            or env.get("SLURM_NNODES", "1")))),
                "MASTER_PORT": env.get("MASTER_PORT") or str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)}
         if env.get("MASTER_ADDR") or hosts:
             out["MASTER_ADDR"] = env.get("MASTER_ADDR") or hosts[0]
@@ -158,6 +160,9 @@ def init(runtime: Runtime, env: dict[str, str], device_type: str) -> None:
         return
     backend = "nccl" if device_type == "cuda" else "gloo"
     timeout = datetime.timedelta(minutes=int(os.environ.get("SCALEMIX_DIST_TIMEOUT_MIN", "30")))
+    if device_type == "cuda":   # before any collective: NCCL binds each rank to the current device
+        named = runtime.device.startswith("cuda:") and not env   # one process on a named GPU
+        torch.cuda.set_device(torch.device(runtime.device) if named else int(env.get("LOCAL_RANK", "0")))
     if not env:   # one process, but a wrapper asked for: a group of one needs no rendezvous
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
         return

@@ -96,8 +96,8 @@ def torchrun(run_dir: Path, sweep: str, procs: int) -> list[str]:
 
 
 def slurm_task() -> tuple[int, int]:
-    """(this task's rank, the job step's tasks) under Slurm; (0, 1) elsewhere."""
-    return int(os.environ.get("SLURM_PROCID", "0")), int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    """(this task's rank, the tasks of its srun step) under Slurm; (0, 1) elsewhere."""
+    return int(os.environ.get("SLURM_PROCID", "0")), int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1)
 
 
 def _run_task(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None,

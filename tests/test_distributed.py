@@ -200,7 +200,7 @@ def test_a_world_without_a_rendezvous_is_refused(setup):
     with pytest.raises(SpecError, match=r"no rendezvous \(MASTER_ADDR, MASTER_PORT not set\)"):
         distributed.rendezvous_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     with pytest.raises(SpecError, match=r"no rendezvous \(MASTER_ADDR not set\)"):   # Slurm tasks with no node list
-        distributed.rendezvous_env({"SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_JOB_ID": "7"})
+        distributed.rendezvous_env({"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0", "SLURM_JOB_ID": "7"})
     root, spec = setup   # the command line says so and exits 2 without training
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO), RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
     env.pop("MASTER_ADDR", None)
@@ -212,14 +212,16 @@ def test_a_world_without_a_rendezvous_is_refused(setup):
 
 
 def test_slurm_environment_gives_the_rendezvous():
-    env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_NNODES": "2",
-           "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "1234"}
+    env = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+           "SLURM_STEP_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "1234"}
     got = distributed.rendezvous_env(env)
     assert got == {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
                    "MASTER_PORT": str(20000 + 1234), "MASTER_ADDR": got["MASTER_ADDR"]}
     assert got["MASTER_ADDR"] == "gpu07"   # the job's first node (scontrol's answer where installed, else ours)
     assert distributed.parse_nodelist("a[1-3,10],b,gpu[007-008]") == ["a1", "a2", "a3", "a10", "b", "gpu007", "gpu008"]
-    assert distributed.rendezvous_env({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) == {}   # one task: one process
+    assert distributed.rendezvous_env({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}) == {}   # one task
+    # a batch script's own process (not started by srun) is one process, whatever the job's task count
+    assert distributed.rendezvous_env({"SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_JOB_NODELIST": "a1"}) == {}
 
 
 def test_auto_picks_ddp_while_a_replica_fits_and_fsdp_beyond(setup):
