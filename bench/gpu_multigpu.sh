@@ -10,13 +10,14 @@
 # From the repo root, $OUT an empty directory for the results (multigpu.csv, summary.txt, each run's
 # metrics.jsonl, result.json and log); the runs' checkpoints stay under $WORK (default /tmp).
 #   OUT=/tmp/out bash bench/gpu_multigpu.sh            # LAYERS=12 (d 768) STEPS=30 BATCH=128 by default
+#   OUT=/tmp/out2 LAYERS=20 MICRO=16 bash bench/gpu_multigpu.sh   # a larger rung: MICRO sequences a forward per rank
 # About 3-4 minutes on one H200 with a cold compile cache (each run: start-up, compile, 30 steps, a DCP save).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to a directory for the results}
 WORK=${WORK:-/tmp/scalemix_multigpu}
 LAYERS=${LAYERS:-12}; STEPS=${STEPS:-30}; BATCH=${BATCH:-128}; RUN_TIMEOUT=${RUN_TIMEOUT:-110}
-SEQ=${SEQ:-1024}; HELDOUT=${HELDOUT:-65536}; BUDGET_S=${BUDGET_S:-215}   # no run starts after BUDGET_S seconds
+SEQ=${SEQ:-1024}; HELDOUT=${HELDOUT:-65536}; MICRO=${MICRO:-0}; BUDGET_S=${BUDGET_S:-215}   # no run starts after BUDGET_S seconds
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled SCALEMIX_NO_PROGRESS=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$WORK/inductor}   # a second call compiles warm
 mkdir -p "$OUT" "$WORK"
@@ -28,7 +29,7 @@ python bench/multigpu.py prepare "$WORK" --layers "$LAYERS" --steps "$STEPS" --b
   --seq "$SEQ" --heldout "$HELDOUT" | tee -a "$OUT/summary.txt"
 SPEC=$(cat "$WORK/spec.json")
 rt() {  # runtime JSON: parallel=$1; one eval and one checkpoint, at the end
-  echo "{\"parallel\": \"$1\", \"log_every\": 5, \"checkpoint_every\": 100000, \"keep_checkpoints\": 1, \"wandb\": \"disabled\", \"progress\": false}"
+  echo "{\"parallel\": \"$1\", \"micro_batch_size\": $MICRO, \"log_every\": 5, \"checkpoint_every\": 100000, \"keep_checkpoints\": 1, \"wandb\": \"disabled\", \"progress\": false}"
 }
 train() {  # name procs parallel
   local name=$1 procs=$2 parallel=$3 dir="$WORK/runs/$1" t=$SECONDS

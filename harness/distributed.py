@@ -165,15 +165,20 @@ def init(runtime: Runtime, env: dict[str, str], device_type: str) -> None:
         torch.cuda.set_device(torch.device(runtime.device) if named else int(env.get("LOCAL_RANK", "0")))
     if not env:   # one process, but a wrapper asked for: a group of one needs no rendezvous
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
-        return
-    os.environ.update(env)   # init_method env:// reads these
-    dist.init_process_group(backend, init_method="env://", rank=int(env["RANK"]),
-                            world_size=int(env["WORLD_SIZE"]), timeout=timeout)
+    else:
+        os.environ.update(env)   # init_method env:// reads these
+        dist.init_process_group(backend, init_method="env://", rank=int(env["RANK"]),
+                                world_size=int(env["WORLD_SIZE"]), timeout=timeout)
+    global _HOST_GROUP
+    # host-side agreements (a preemption flag) over gloo: no wait for the GPU's queued work
+    _HOST_GROUP = dist.new_group(backend="gloo") if backend == "nccl" else None
 
 
 def shutdown() -> None:
+    global _HOST_GROUP
     if dist.is_initialized():
         dist.destroy_process_group()
+    _HOST_GROUP = None
 
 
 def wrap(loss_step: torch.nn.Module, model: torch.nn.Module, d: Dist, device: torch.device, bf16: bool,
@@ -220,10 +225,13 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
+_HOST_GROUP = None   # a gloo group beside nccl's (init)
+
+
+def any_rank(flag: bool) -> bool:
     """True on every rank if it is True on any (e.g. a preemption signal only some ranks received yet)."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_HOST_GROUP)
     return bool(t.item())
 
 

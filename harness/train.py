@@ -389,7 +389,7 @@ class Trainer:
             self.evaluate()
         preempted = bool(flag)
         if self.d.sharded:   # every rank stops at the same step: agree at log steps (a signal reaches ranks apart)
-            preempted = s % self.runtime.log_every == 0 and distributed.any_rank(preempted, self.hw.device)
+            preempted = s % self.runtime.log_every == 0 and distributed.any_rank(preempted)
         if preempted:
             self.save()
             flag.chain()

@@ -233,3 +233,35 @@ def test_auto_picks_ddp_while_a_replica_fits_and_fsdp_beyond(setup):
     assert distributed.choose_parallel("auto", 2, need, need) == "fsdp"
     assert distributed.choose_parallel("auto", 2, need, None) == "ddp"   # CPU: no device limit known
     assert distributed.choose_parallel("fsdp", 2, need, 10 * need) == "fsdp"
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_the_run_resumes(setup, tmp_path):
+    """Slurm or torchrun may signal ranks apart: the ranks agree at the next log step, all checkpoint there (one
+    DCP checkpoint) and stop; the relaunch resumes and ends where an uninterrupted run does, bit for bit."""
+    import signal
+    import time
+    root, _ = setup
+    spec = tiny_spec(root / "syn", steps=40, eval={"every_steps": 20})
+    straight, out = tmp_path / "straight", tmp_path / "preempted"
+    train(spec, straight, world=2, checkpoint_every=20, parallel="ddp", log_every=2)
+    ctx, port = mp.get_context("fork"), free_port()
+    rt = vars(runtime(checkpoint_every=20, parallel="ddp", log_every=2))
+    procs = [ctx.Process(target=_rank, args=(r, 2, port, spec.canonical_json(), rt, str(out), None)) for r in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 300
+    while not ((out / "metrics.jsonl").exists() and len(metrics(out)) >= 3):
+        assert time.monotonic() < deadline and all(p.is_alive() for p in procs), "the run ended before the signal"
+        time.sleep(0.02)
+    os.kill(procs[1].pid, signal.SIGUSR1)   # rank 1 only
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [1, 1]   # both raised Preempted (python -m harness: exit 75)
+    stopped = sorted(int(p.name[5:13]) for p in (out / "ckpt").glob("step_*.dcp"))
+    assert stopped and stopped[-1] < 40 and stopped[-1] % 2 == 0, stopped   # at a log step, before the end
+    assert not (out / "result.json").exists()
+    train(spec, out, world=2, checkpoint_every=20, parallel="ddp", log_every=2)
+    la, lb = metrics(out), metrics(straight)
+    assert [(r["step"], r["loss"], r["grad_norm"]) for r in la] == [(r["step"], r["loss"], r["grad_norm"]) for r in lb]
+    assert len(la) == 20
