@@ -24,7 +24,7 @@ from harness.rundir import atomic_write_bytes, last_metrics_line, read_json_obje
 from sweeps.lock import holder
 
 FAILED = "failed.json"
-CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")   # harness.checkpoint's file names
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.(pt|dcp)$")   # harness.checkpoint's files, harness.dcp's directories
 STATES = ("done", "running", "failed", "pending")
 
 

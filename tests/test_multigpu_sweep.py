@@ -141,3 +141,11 @@ def test_cpu_sweep_trains_each_run_over_two_processes(data, tmp_path):
         row = json.loads(f.read_text())
         assert (row["world_size"], row["parallel"]) == (2, "ddp") and row["loss"] > 0
         assert list((f.parent / "ckpt").glob("step_*.dcp"))
+
+
+def test_status_sees_the_checkpoints_of_a_run_over_several_gpus(tmp_path):
+    from sweeps.status import checkpoint_steps, run_status
+    (tmp_path / "r" / "ckpt" / "step_00000010.dcp").mkdir(parents=True)
+    (tmp_path / "r" / "ckpt" / "step_00000005.pt").touch()
+    assert checkpoint_steps(tmp_path / "r") == [5, 10]
+    assert "resumes from step 10" in run_status(tmp_path / "r", "r", retries=2).reason
