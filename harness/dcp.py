@@ -7,7 +7,8 @@
                                          sums reduced over ranks, timing...), written by rank 0
                                          complete.json: every file's size, written last by rank 0
 
-Written into a temp directory and renamed once complete.json is in it; a directory without it, or whose files
+Every rank writes into the same directory: over several nodes the run directory must be on a shared file system
+(as Slurm clusters' home and scratch are). Written into a temp directory and renamed once complete.json is in it; a directory without it, or whose files
 differ in size from it, is not a checkpoint (torn by a kill). One-process runs keep their single-file format
 (harness.checkpoint); `Store` reads both, so a run moves between 1 and G processes in either direction: a .pt
 loads into a sharded model (each rank takes its part of the full tensors), a .dcp into a plain model (DCP
