@@ -38,7 +38,7 @@ def main(cfg: DictConfig):
     return run_job(Path(sw.root) / str(sw.name) / str(cfg.run_id), sweep=str(sw.name), log_path=out / "harness.log",
                    retries=int(sw.retries), inductor_cache=sw.inductor_cache,
                    threads=int(cfg.train.runtime.threads or 0), slots=cfg.slots,
-                   slot_gpus=str(cfg.slot_gpus).split(",") if cfg.slot_gpus else None)
+                   slot_gpus=str(cfg.slot_gpus).split(",") if cfg.slot_gpus else None, procs=cfg.get("procs"))
 
 
 if __name__ == "__main__":

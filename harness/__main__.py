@@ -2,6 +2,7 @@
 
     python -m harness runs/chinchilla/3f2a9c0d1e4b
     python -m harness --spec-json '{"model": {...}, "tokens": ...}' --out runs/x [--runtime-json '{...}']
+    torchrun --nproc_per_node 2 -m harness runs/chinchilla/3f2a9c0d1e4b     # one run over 2 GPUs (harness.distributed)
 
 Exit codes: harness/cli.py (0 done, 2 invalid spec, 16 run directory busy, 75 preempted: requeue).
 """
@@ -39,9 +40,13 @@ def main(argv=None) -> int:
         runtime = load_runtime(run_dir / "runtime.yaml") if (run_dir / "runtime.yaml").exists() else Runtime()
         if a.runtime_json:
             runtime = from_plain(Runtime, {**vars(runtime), **json.loads(a.runtime_json)})
+        from harness.distributed import rendezvous_env
         from harness.train import run
+        sweep = a.sweep or ("" if a.out else run_dir.parent.name)
+        if int(rendezvous_env().get("RANK", "0")) > 0:   # one of G processes: rank 0 holds the directory's lock
+            return run(spec, runtime, run_dir, sweep=sweep)
         with RunDir(run_dir).exclusive():
-            return run(spec, runtime, run_dir, sweep=a.sweep or ("" if a.out else run_dir.parent.name))
+            return run(spec, runtime, run_dir, sweep=sweep)
 
     return train_and_exit_code(train, ("run_id", "loss", "steps", "tokens_per_s", "wall_s"))
 

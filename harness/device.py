@@ -58,6 +58,8 @@ def runtime_errors(rt: Runtime) -> list[str]:
         e.append(f"runtime.device={rt.device!r}: CUDA is not available on this machine; use cpu or auto")
     if rt.compile not in ("auto", "on", "off"):
         e.append(f"runtime.compile={rt.compile!r}: use auto, on or off")
+    if rt.parallel not in ("auto", "none", "ddp", "fsdp"):
+        e.append(f"runtime.parallel={rt.parallel!r}: use auto, none, ddp or fsdp")
     if rt.precision not in ("auto", "bf16", "fp32"):
         e.append(f"runtime.precision={rt.precision!r}: use auto, bf16 or fp32")
     if rt.wandb not in ("offline", "online", "disabled"):
@@ -71,14 +73,15 @@ def runtime_errors(rt: Runtime) -> list[str]:
     return e
 
 
-def resolve(rt: Runtime) -> Hardware:
-    """Also sets the process-wide numerics: TF32 on CUDA; deterministic kernels and threads on CPU."""
+def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
+    """Also sets the process-wide numerics: TF32 on CUDA; deterministic kernels and threads on CPU.
+    local_rank: one of several processes on this node (harness.distributed): it takes GPU local_rank."""
     if rt.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(rt.device)
     if device.type == "cuda" and device.index is None:  # "cuda" means the current device; name its index
-        device = torch.device("cuda", torch.cuda.current_device())
+        device = torch.device("cuda", torch.cuda.current_device() if local_rank is None else local_rank)
     if rt.threads:
         torch.set_num_threads(rt.threads)
     if device.type == "cuda":

@@ -37,20 +37,37 @@ class HeldoutSet:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
-                 autocast: contextlib.AbstractContextManager | None = None) -> dict[str, float]:
-        """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}."""
+                 autocast: contextlib.AbstractContextManager | None = None, rank: int = 0,
+                 world: int = 1) -> dict[str, float]:
+        """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}.
+
+        Over `world` ranks each takes a contiguous share of every domain's windows and the sums are added
+        across ranks; every rank makes the same number of forward calls (a short share repeats a window whose
+        loss it drops), since an FSDP-sharded model's forward is a collective."""
         was_training = model.training
         model.eval()
         sums = {}
         for d, (xs, ys) in self.sets.items():
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for i in range(0, len(xs), batch_size):
-                x, y = xs[i:i + batch_size].to(device), ys[i:i + batch_size].to(device)
+            share = -(-len(xs) // world)
+            mine = range(min(rank * share, len(xs)), min((rank + 1) * share, len(xs)))
+            for i in range(0, share if world > 1 else len(xs), batch_size):
+                lo, hi = mine.start + i, min(mine.start + i + batch_size, mine.stop)
+                keep = hi > lo
+                if not keep:   # this rank's share is used up: a stand-in window, its loss dropped
+                    lo, hi = 0, 1
+                x, y = xs[lo:hi].to(device), ys[lo:hi].to(device)
                 with autocast or contextlib.nullcontext():
                     out = model(x, y)
-                total += out.ce.double().sum()
+                if keep:
+                    total += out.ce.double().sum()
             sums[d] = (total, xs.numel())
         model.train(was_training)
+        if world > 1:
+            import torch.distributed as dist
+            totals = torch.stack([t for t, _ in sums.values()])
+            dist.all_reduce(totals)
+            sums = {d: (t, n) for (d, (_, n)), t in zip(sums.items(), totals)}
         losses = {f"loss_{d}": (t.item() / n if n else math.nan) for d, (t, n) in sums.items()}
         losses["loss"] = math.fsum(w * losses[f"loss_{d}"] for d, w in self.weights.items() if w > 0)
         return losses

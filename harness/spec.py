@@ -202,7 +202,7 @@ class Runtime:
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     compile: str = "auto"            # auto (on for CUDA) | on | off
     precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    micro_batch_size: int = 0        # sequences per forward; 0: the whole batch (accumulate when smaller)
+    micro_batch_size: int = 0        # sequences per forward (per rank); 0: a rank's whole share (accumulate when smaller)
     checkpoint_every: int = 0        # steps; 0: about 10 checkpoints per run
     keep_checkpoints: int = 2
     log_every: int = 10              # steps between metrics.jsonl lines
@@ -212,6 +212,8 @@ class Runtime:
     threads: int = 0                 # torch CPU threads; 0: torch default
     max_rollbacks: int = 3           # a non-finite or spiking loss rolls back to the last good checkpoint this often
     spike_factor: float = 3.0        # a log window's loss above this x the lowest of the last few is a spike; 0: off
+    parallel: str = "auto"           # over several processes (torchrun / Slurm tasks): auto | none | ddp | fsdp
+                                     # (harness.distributed; auto: none for one process, ddp, fsdp past memory)
 
 
 def from_plain(cls, d, key: str = ""):

@@ -8,6 +8,10 @@
           on SIGTERM/SIGUSR1/SIGUSR2: checkpoint at the step boundary, raise Preempted
     end: final eval, final checkpoint, result.json (last, atomic)
 
+Over G processes (torchrun, Slurm tasks: harness.distributed) every rank trains its rows of each step's
+batch under DDP or FSDP2; the log window's statistics and the evals are summed over ranks, rank 0 alone
+writes the run directory, and checkpoints are DCP directories any G resumes from (harness.dcp).
+
 Resume is exact: the batch at step s is a pure function of s (so the step is the data position), and
 the checkpoint holds the model, optimizer, RNG states and the log window's on-device sums, so a
 resumed run computes, and logs, what an uninterrupted one does. On CPU (fixed thread count, the
@@ -17,8 +21,11 @@ between two uninterrupted runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,12 +35,15 @@ import numpy as np
 import torch
 
 import model_zoo
-from harness import preflight
-from harness.checkpoint import Checkpoints, rng_state, set_rng_state
+from harness import distributed, preflight
+from harness.checkpoint import rng_state, set_rng_state
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
 from harness.data.mixture import MixtureStream
+from harness.dcp import Store
 from harness.device import Hardware, resolve
+from harness.distributed import Dist
 from harness.evaluate import HeldoutSet
+from harness.memory import memory_estimate
 from harness.prefetch import Prefetcher
 from harness.rundir import RunDir, result_row
 from harness.schedule import lr_at
@@ -61,14 +71,39 @@ def run(spec: RunSpec, runtime: Runtime | None, run_dir: str | Path, sweep: str 
         if why := stale_result_reason(done, current_tokenizer_sha256(spec.data.corpus, data_root())):
             raise SpecError([f"{rd.path}: {why}"])
         return done
-    corpus = preflight.check(spec, runtime)
-    rd.prepare(spec, runtime)
+    env = distributed.rendezvous_env()   # {} for one process; SpecError for a world with no rendezvous
+    corpus = preflight.check(spec, runtime, env)
+    d = start_group(spec, runtime, env)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        return Trainer(spec, runtime, rd, sweep, corpus, stop_at).train()
+        if d.main:
+            rd.prepare(spec, runtime)
+        distributed.barrier()
+        return Trainer(spec, runtime, rd, sweep, corpus, stop_at, d).train()
     finally:  # resolve() sets process-wide numerics; give the caller its own back
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        if d.sharded:
+            distributed.shutdown()
+
+
+def start_group(spec: RunSpec, runtime: Runtime, env: dict[str, str]) -> Dist:
+    """This process's Dist: the plain one-process path (no process group) unless launched as one of several
+    processes or asked for ddp/fsdp; then the process group is joined and the wrapper chosen."""
+    world, rank = int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0"))
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    if world == 1 and runtime.parallel in ("auto", "none"):
+        return Dist()
+    cuda = runtime.device.startswith("cuda") or (runtime.device == "auto" and torch.cuda.is_available())
+    device_bytes = torch.cuda.get_device_properties(local_rank).total_memory if cuda else None
+    params = model_zoo.count(spec.model).params_total
+    local = spec.batch_size // world
+    need = memory_estimate(spec.model, params, runtime.micro_batch_size or local, bf16=cuda)
+    parallel = distributed.choose_parallel(runtime.parallel, world, need, device_bytes)
+    if parallel == "none":
+        return Dist()
+    distributed.init(runtime, env, "cuda" if cuda else "cpu")
+    return Dist(rank, world, local_rank, parallel)
 
 
 def periods(spec: RunSpec, runtime: Runtime) -> tuple[int, int]:
@@ -110,37 +145,47 @@ class Window:
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus, stop_at: int | None = None):
+    def __init__(self, spec: RunSpec, runtime: Runtime, rd: RunDir, sweep: str, corpus, stop_at: int | None = None,
+                 d: Dist | None = None):
         self.spec, self.runtime, self.rd, self.sweep, self.corpus = spec, runtime, rd, sweep, corpus
+        self.d = d = d or Dist()
         self.stop_at = spec.steps if stop_at is None else min(stop_at, spec.steps)
         self.branch: dict | None = None   # set when resumed from a trunk's fork (harness.branches)
         self.t_launch = time.perf_counter()
         self.setup = SetupClock()      # this launch's set-up by phase: metrics.jsonl's "setup" line
-        self.hw: Hardware = resolve(runtime)   # on CUDA: the device's context is created here
+        self.hw: Hardware = resolve(runtime, d.local_rank if d.sharded else None)   # on CUDA: the context is made here
         self.setup.lap("device")
         self.steps = spec.steps
         self.eval_every, self.ckpt_every = periods(spec, runtime)
         B = spec.batch_size
-        self.micro = runtime.micro_batch_size or B
-        self.n_micro = B // self.micro
+        self.micro = runtime.micro_batch_size or B // d.world   # sequences per forward on this rank
+        self.n_micro = B // d.world // self.micro
 
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)
         np.random.seed(spec.seed)
         self.counts = model_zoo.count(spec.model)
         self.model = model_zoo.build(spec.model).to(self.hw.device)
+        if d.sharded:   # wrapped before the optimizer is built: fully_shard replaces the parameters
+            step_module = LossStep(self.model, spec.optim.z_loss, len(corpus.domains))
+            self.loss_step = distributed.wrap(step_module, self.model, d, self.hw.device,
+                                              self.hw.dtype == torch.bfloat16, self.hw.compile)
         self.opt = self.model.configure_optimizer(spec.optim, self.hw.device.type)
         self.setup.lap("model")
-        self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens)
+        self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens,
+                                    rank=d.rank, world=d.world)
         self.domains = list(self.stream.domains)
-        step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
-        self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
+        if not d.sharded:
+            step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
+            self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
-        self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
+        self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main)
         self.stats = step_module.layout   # the named slices of the step's statistics vector
         self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
-        self.scale = torch.tensor(self.stats.scale(self.n_micro), device=self.hw.device)
+        # over G ranks a step's mean is the sum over ranks of each rank's mean / G: the window sums then add up
+        # across ranks, whatever G (checkpoints hold the summed window, so it resumes on any G)
+        self.scale = torch.tensor(self.stats.scale(self.n_micro * d.world), device=self.hw.device)
         self.step = 0
         self.t_mark = time.perf_counter()
         self.prior = {"elapsed_s": 0.0, "steady_tokens": 0, "steady_s": 0.0}
@@ -158,9 +203,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
-        steady_tokens, steady_s = self.steady()
         return {"run_id": self.spec.run_id, "step": self.step, "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "rng": rng_state(), "window_sums": self.window.sums.cpu(),
+                "optimizer": self.opt.state_dict(), **self.meta_state(self.window.sums)}
+
+    def meta_state(self, window_sums: torch.Tensor) -> dict:
+        """The state besides the model and the optimizer (window_sums: this window's, summed over ranks)."""
+        steady_tokens, steady_s = self.steady()
+        return {"run_id": self.spec.run_id, "step": self.step, "rng": rng_state(), "window_sums": window_sums.cpu(),
                 "window_start": self.window.start_step, "elapsed_s": self.elapsed(),
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
                 "last_train": self.last_train, "timing": self.timing_so_far(),
@@ -168,32 +217,39 @@ class Trainer:
                 "branch": self.branch}
 
     def resume(self) -> None:
-        state = self.ckpts.load_latest()
+        state = self.ckpts.load_latest(self.model, self.opt)
         if state is None:
-            self.rd.rewind_metrics(0)
+            if self.d.main:
+                self.rd.rewind_metrics(0)
             return
         self.restore(state)
 
     def restore(self, state: dict) -> None:
+        """The state besides the model and optimizer, which self.ckpts.load_latest has loaded."""
         self.skip, self.rollbacks = set(state.get("skip", [])), state.get("rollbacks", 0)
         self.recent = list(state.get("recent_losses", []))
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.step = state["step"]
-        self.window = Window(state["window_sums"].to(self.hw.device), state["window_start"])
+        sums = state["window_sums"].to(self.hw.device)
+        # the window's sums so far, over all ranks: rank 0 carries them, the others start from 0
+        self.window = Window(sums if self.d.main else torch.zeros_like(sums), state["window_start"])
         self.prior = {k: state[k] for k in ("elapsed_s", "steady_tokens", "steady_s")}
         self.last_eval, self.last_train = state["last_eval"], state["last_train"]
         self.prior["timing"] = state.get("timing", {})
         self.branch = state.get("branch")
-        self.rd.rewind_metrics(self.step)
+        if self.d.main:
+            self.rd.rewind_metrics(self.step)
 
     def save(self) -> None:
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
         t = time.perf_counter()
-        self.ckpts.save(self.step, self.state())
+        if self.d.sharded:
+            meta = self.meta_state(distributed.all_sum(self.window.sums))
+            self.ckpts.save(self.step, self.model, self.opt, meta)
+        else:
+            self.ckpts.save(self.step, self.model, self.opt, {}, full_state=self.state())
         dt = time.perf_counter() - t
         self.t_mark += dt
         self.timing["time_checkpoint_s"] += dt
@@ -221,11 +277,13 @@ class Trainer:
         self.setup.lap("resume")
         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
         self.setup.lap("prefetch")
-        self.tracker = Tracker(self.rd.path, self.spec, self.runtime, self.sweep, self.steps, self.step)
+        quiet = dataclasses.replace(self.runtime, wandb="disabled", progress=False)   # ranks other than 0
+        self.tracker = Tracker(self.rd.path, self.spec, self.runtime if self.d.main else quiet, self.sweep,
+                               self.steps, self.step)
         self.setup.lap("tracker")
         try:
             with PreemptionFlag() as flag:
-                self.metrics = self.rd.open_metrics()
+                self.metrics = self.open_metrics()
                 self.t_mark = time.perf_counter()  # a window's time runs from the previous read to its own
                 self.timing["time_setup_s"] = self.t_mark - self.t_launch
                 self.metrics.write(json.dumps({"kind": "setup", "step": self.step, **self.setup.phases}) + "\n")
@@ -250,7 +308,8 @@ class Trainer:
                     self.evaluate()
                 self.save()
                 result = {**self.result(), **self.downstream()}
-                self.rd.write_result(result)
+                if self.d.main:
+                    self.rd.write_result(result)
                 self.tracker.summary(result)
                 return result
         finally:
@@ -278,14 +337,15 @@ class Trainer:
             raise FloatingPointError(f"{d}: the run diverged and there is no checkpoint at or before step {d.first} "
                                      f"to roll back to (train.runtime.checkpoint_every): {hint}") from None
         self.ckpts.discard_after(good[-1])
-        state = self.ckpts.load_latest()
+        state = self.ckpts.load_latest(self.model, self.opt)
         skip, rollbacks = self.skip | set(range(d.first, d.last)), self.rollbacks + 1
         self.pending = None
         self.restore(state)
         self.skip, self.rollbacks = skip, rollbacks
         self.metrics.close()
-        self.rd.rewind_metrics(self.step)
-        self.metrics = self.rd.open_metrics()
+        if self.d.main:
+            self.rd.rewind_metrics(self.step)
+        self.metrics = self.open_metrics()
         self.write({"kind": "rollback", "step": self.step, "detected_step": d.last, "loss": d.loss,
                     "skipped_steps": [d.first, d.last], "rollbacks": self.rollbacks, "reason": str(d)})
 
@@ -293,17 +353,21 @@ class Trainer:
         lr = lr_at(self.spec.optim, self.step, self.steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        for mb in batch.split(self.n_micro):
-            with self.hw.autocast():
-                loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
-            (loss / self.n_micro).backward()
-            self.window.sums.add_(stats * self.scale)
+        if self.d.sharded:
+            self.sharded_micro_steps(batch)
+        else:
+            for mb in batch.split(self.n_micro):
+                with self.hw.autocast():
+                    loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
+                (loss / self.n_micro).backward()
+                self.window.sums.add_(stats * self.scale)
         self.flush()  # the previous log step's stats are ready by now: read them while this step runs
         clip = self.spec.optim.grad_clip
         log_now = (self.step + 1) % self.runtime.log_every == 0 or self.step + 1 == self.steps
         grad_norm = None
         if clip > 0 or log_now:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+            grad_norm = distributed.full(grad_norm) if self.d.sharded else grad_norm
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
@@ -311,21 +375,34 @@ class Trainer:
         if log_now:
             self.queue_log(lr, grad_norm)
 
+    def sharded_micro_steps(self, batch) -> None:
+        """This rank's rows of the step: gradients reduced across ranks on the last micro-batch only."""
+        for i, mb in enumerate(batch.split(self.n_micro)):
+            with distributed.grad_sync(self.loss_step, self.model, self.d, last=i == self.n_micro - 1):
+                with self.hw.autocast():
+                    loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
+                (loss / self.n_micro).backward()
+            self.window.sums.add_(stats * self.scale)
+
     def after_step(self, flag: PreemptionFlag) -> None:
         s = self.step
         if s % self.eval_every == 0 or s == self.steps:
             self.evaluate()
-        if flag:
+        preempted = bool(flag)
+        if self.d.sharded:   # every rank stops at the same step: agree at log steps (a signal reaches ranks apart)
+            preempted = s % self.runtime.log_every == 0 and distributed.any_rank(preempted)
+        if preempted:
             self.save()
             flag.chain()
-            raise Preempted(flag.signum, s)
+            raise Preempted(flag.signum or signal.SIGTERM, s)
         if s % self.ckpt_every == 0 and s < self.steps:
             self.save()
 
     # ---------------------------------------------------------------- logging
     def queue_log(self, lr: float, grad_norm: torch.Tensor) -> None:
         """Copy the window's sums to the host without waiting; flush() reads them a step later."""
-        stats = torch.cat([self.window.sums, grad_norm.detach().float().reshape(1)])
+        sums = distributed.all_sum(self.window.sums) if self.d.sharded else self.window.sums
+        stats = torch.cat([sums, grad_norm.detach().float().reshape(1)])
         if self.hw.device.type == "cuda":
             host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
             host.copy_(stats, non_blocking=True)
@@ -374,10 +451,14 @@ class Trainer:
         self.last_train = row
 
     def mfu(self, tokens_per_s: float | None) -> float | None:
-        """Model FLOPs utilisation against the GPU's bf16 peak; None on CPU (no meaningful peak)."""
+        """Model FLOPs utilisation against the GPUs' bf16 peak (all G of them); None on CPU (no meaningful peak)."""
         if tokens_per_s is None or not self.hw.peak:
             return None
-        return tokens_per_s * self.counts.flops_per_token / self.hw.peak
+        return tokens_per_s * self.counts.flops_per_token / (self.hw.peak * self.d.world)
+
+    def open_metrics(self):
+        """metrics.jsonl on rank 0; the other ranks compute the same rows and write them nowhere."""
+        return self.rd.open_metrics() if self.d.main else open(os.devnull, "w")
 
     def write(self, row: dict) -> None:
         self.metrics.write(json.dumps(row) + "\n")
@@ -389,7 +470,7 @@ class Trainer:
             torch.cuda.synchronize()
         t = time.perf_counter()
         batch = min(self.micro, max(1, 2**16 // self.spec.model.seq_len))  # bounds the eager eval's logits memory
-        losses = self.heldout.evaluate(self.model, self.hw.device, batch, self.hw.autocast())
+        losses = self.heldout.evaluate(self.model, self.hw.device, batch, self.hw.autocast(), self.d.rank, self.d.world)
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
                "flops": tokens * self.counts.flops_per_token, **losses}
@@ -402,7 +483,7 @@ class Trainer:
     def downstream(self) -> dict:
         """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""
         tasks = self.spec.eval.downstream
-        if not tasks:
+        if not tasks or not self.d.main:   # over ranks: rank 0's full DDP replica (FSDP is refused in preflight)
             return {}
         from harness.downstream import evaluate  # imports lm-eval: only when asked for
         acc = evaluate(self.model, self.corpus, self.spec, tasks, self.hw.device, autocast=self.hw.autocast)
@@ -422,6 +503,8 @@ class Trainer:
         row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
                     for d in self.corpus.domains})
         row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
+        if self.d.sharded:
+            row.update(world_size=self.d.world, parallel=self.d.parallel)
         row.update(self.timing_so_far(), time_train_s=steady_s)
         if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
             start = self.branch["branch_start_tokens"]

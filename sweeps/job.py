@@ -34,8 +34,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 def child_env(gpu: str | int | None, inductor_cache: str | None, threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    if gpu is not None:  # pinned: the run sees exactly one GPU
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if gpu is not None:  # pinned: the run sees exactly its GPU ('0+1': its GPUs, a run over several)
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu).replace("+", ",")
     if inductor_cache:  # one cache for every run of the sweep: compiles after the first are warm
         Path(inductor_cache).mkdir(parents=True, exist_ok=True)
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(inductor_cache).resolve())
@@ -65,23 +65,69 @@ def failure_reason(path: Path, limit: int = 500) -> str:
 
 
 def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None = None,
-            threads: int = 0, slots: int | None = None, slot_gpus: list[str] | None = None) -> dict:
+            threads: int = 0, slots: int | None = None, slot_gpus: list[str] | None = None,
+            procs: int | None = None) -> dict:
     """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run).
 
     slots: wait for one of the sweep's `slots` slots first (local launches); the run then trains on
-    slot_gpus[slot] (None: CPU, or the devices this process sees)."""
+    slot_gpus[slot] (None: CPU, or the devices this process sees). procs > 1: a run over that many GPUs
+    (processes on CPU), started as `torchrun --standalone --nproc_per_node procs -m harness <run_dir>`.
+    In a Slurm job of several tasks (one per GPU) every task runs this: each starts its rank of the run
+    (harness.distributed takes the rendezvous from SLURM_*); task 0 holds the run's lock and records how it ended."""
     run_dir = Path(run_dir)
+    task, tasks = slurm_task()
+    if tasks > 1:
+        return _run_task(run_dir, sweep, log_path, retries, inductor_cache, threads, task)
     trunk = trunk_dir(run_dir.parent, run_dir.name)
     job, target = (_run_trunk, trunk) if not run_dir.is_dir() and trunk.is_dir() else (_run_job, run_dir)
+    command = torchrun(run_dir, sweep, procs) if procs and procs > 1 and job is _run_job else None
     if not slots:
-        return job(target, sweep, log_path, retries, None, inductor_cache, threads)
-    with RunSlots(run_dir.parent / ".slots", int(slots)) as slot:
+        return job(target, sweep, log_path, retries, None, inductor_cache, threads, command)
+    with RunSlots(run_dir.parent / f".slots{procs}" if procs and procs > 1 else run_dir.parent / ".slots",
+                  int(slots)) as slot:
         gpu = slot_gpus[slot] if slot_gpus else None
-        return job(target, sweep, log_path, retries, gpu, inductor_cache, threads)
+        return job(target, sweep, log_path, retries, gpu, inductor_cache, threads, command)
+
+
+def torchrun(run_dir: Path, sweep: str, procs: int) -> list[str]:
+    """The arguments to Python that train run_dir over `procs` local processes (a free port each: --standalone)."""
+    return ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+            "-m", "harness", str(run_dir), "--sweep", sweep]
+
+
+def slurm_task() -> tuple[int, int]:
+    """(this task's rank, the tasks of its srun step) under Slurm; (0, 1) elsewhere."""
+    return int(os.environ.get("SLURM_PROCID", "0")), int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1)
+
+
+def _run_task(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None,
+              threads: int, task: int) -> dict:
+    """One Slurm task's rank of a run over several GPUs. Task 0 is the run's job as usual (lock, status, failure
+    record); the others train their rank unless the run is already done, logging to a log of their own."""
+    from harness.distributed import rendezvous_env
+    os.environ.update(rendezvous_env())   # RANK, WORLD_SIZE, MASTER_ADDR, ...: the child inherits them
+    if task == 0:
+        return _run_job(run_dir, sweep, log_path, retries, None, inductor_cache, threads)
+    st = run_status(run_dir, run_dir.name, retries, check_lock=False)
+    if st.state in ("done", "failed"):
+        return {"run_id": run_dir.name, "status": st.state, "reason": st.reason}
+    log_path = log_path.with_name(f"{log_path.stem}.task{task}{log_path.suffix}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "harness", str(run_dir), "--sweep", sweep], stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(None, inductor_cache, threads),
+                                preexec_fn=die_with_parent)
+        received, previous = forward_signals(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+    return {"run_id": run_dir.name, "status": "done" if rc == 0 else f"rank {task} exit {rc}", "reason": ""}
 
 
 def _run_trunk(trunk: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
-               inductor_cache: str | None, threads: int) -> dict:
+               inductor_cache: str | None, threads: int, command: list[str] | None = None) -> dict:
     """Each branch of the trunk in fork order (one run each: its own lock, status and failure record)."""
     lock = RunLock(trunk)
     if not lock.acquire():
@@ -117,7 +163,8 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
             proc = subprocess.Popen([sys.executable, *command],
                                     stdout=log, stderr=subprocess.STDOUT,
                                     env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
-            received, previous = forward_signals(proc)
+            # torchrun stops its workers on SIGTERM (each checkpoints, harness.signals) but dies of USR1/USR2
+            received, previous = forward_signals(proc, as_term=command[:2] == ["-m", "torch.distributed.run"])
             try:
                 rc = proc.wait()
             finally:
@@ -152,16 +199,17 @@ def die_with_parent() -> None:
         pass
 
 
-def forward_signals(proc: subprocess.Popen) -> tuple[list[int], dict]:
+def forward_signals(proc: subprocess.Popen, as_term: bool = False) -> tuple[list[int], dict]:
     """Pass preemption signals on to the run (which may also get them straight from Slurm: the
-    harness only sets a flag, so twice is harmless); remember them for after it exits."""
+    harness only sets a flag, so twice is harmless); remember them for after it exits. as_term: pass each
+    on as SIGTERM (to torchrun, which hands SIGTERM to its workers)."""
     received: list[int] = []
 
     def handler(signum, frame):
         received.append(signum)
         if proc.poll() is None:
             try:
-                proc.send_signal(signum)
+                proc.send_signal(signal.SIGTERM if as_term else signum)
             except ProcessLookupError:
                 pass
     previous = {}

@@ -5,6 +5,10 @@
          ─► launcher.launch(jobs) with one override set per run: run_id=<id> [slots=<P> slot_gpus=<ids>]
          ─► live summary while it runs; at the end the sweep dir and the next command
 
+Runs over several GPUs (sweeps.placement: sweep.gpus_per_run, or a run too large for one GPU) are launched
+first, as their own phase: locally each slot owns that many GPUs and the job starts torchrun; on Slurm
+`configure` gives the jobs of that phase their nodes, tasks per node (one per GPU) and GPUs per node.
+
 On a local launcher (submitit's local mode starts every job it is given at once) P = sweep.max_parallel
 runs train at a time: each job first takes one of P slots (sweeps.lock.RunSlots, waiting for a free
 one), and slot k trains on GPU slot_gpus[k]. So a run starts as soon as any other ends. Jobs are
@@ -25,7 +29,7 @@ from pathlib import Path
 from harness.branches import trunk_dir, write_group
 from harness.rundir import RunDir, read_json_object
 from harness.spec import SpecError
-from sweeps import grids
+from sweeps import grids, placement
 from sweeps.branching import trunks
 from sweeps.plan import Plan, plain_cfg, plan, plan_table
 from sweeps.progress import Progress
@@ -97,20 +101,45 @@ def slot_gpu_ids(slots: int, gpus: int, per_gpu: int) -> list[str] | None:
 
 
 def job_overrides(arguments: Sequence[str], run_id: str, slots: int | None = None,
-                  slot_gpus: list[str] | None = None) -> list[str]:
+                  slot_gpus: list[str] | None = None, procs: int | None = None) -> list[str]:
     """The sweep's own overrides plus this run's id (quoted: 525411e98221 would parse as a float) and, on a
-    local launcher, the slots it waits for and their GPUs."""
+    local launcher, the slots it waits for, their GPUs and the processes of a run over several GPUs."""
     out = [*arguments, f"run_id='{run_id}'"]
     if slots:
         out.append(f"slots={slots}")
     if slot_gpus:
         out.append(f"slot_gpus='{','.join(slot_gpus)}'")
+    if procs and procs > 1:
+        out.append(f"procs={procs}")
     return out
 
 
-def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None) -> int:
+def gpu_groups(todo: list, gpus_of: dict[str, int]) -> list[tuple[int, list]]:
+    """The runs to launch by the GPUs each trains over, most GPUs first (each group is one launch phase)."""
+    groups: dict[int, list] = {}
+    for r in todo:
+        groups.setdefault(gpus_of[r.run_id], []).append(r)
+    return sorted(groups.items(), key=lambda kv: -kv[0])
+
+
+def local_slots(config, k: int, gpus: int) -> tuple[int | None, list[str] | None]:
+    """(slots, the GPUs of each slot) for runs over k GPUs on a local launcher: 1-GPU runs as before
+    (sweep.jobs_per_gpu share a GPU); a k-GPU run owns k GPUs ('0+1'); on CPU k processes per run."""
+    per_gpu = max(1, int(config.sweep.jobs_per_gpu))
+    if k == 1:
+        slots = parallelism(config, gpus)
+        return slots, (slot_gpu_ids(slots, gpus, per_gpu) if slots else None)
+    if gpus:
+        ids = placement.slot_devices(device_ids(gpus), k)
+        return len(ids), ids
+    return max(1, (parallelism(config, 0) or 1) // k), None
+
+
+def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Callable | None = None,
+              configure: Callable[[dict], None] | None = None) -> int:
     """Status, dry run or launch; returns the exit code (EXIT_*). Raises SystemExit(EXIT_REFUSED) for
-    a config refused before launch."""
+    a config refused before launch. configure(params): set the cluster launcher's job shape (nodes,
+    tasks_per_node, gpus_per_node) before the runs over that many GPUs are launched."""
     retries = int(config.sweep.retries)
     if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
         try:
@@ -159,27 +188,42 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     # and the short ones fill in at the end
     todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
-    slots = parallelism(config, gpus)                     # None: the cluster schedules
-    slot_gpus = slot_gpu_ids(slots, gpus, max(1, int(config.sweep.jobs_per_gpu))) if slots else None
-    # one job per run, but one per trunk for cooldown branches: it forks them one after the other
-    jobs = list(dict.fromkeys(r.branch.trunk.run_id if r.branch else r.run_id for r in todo))
+    groups = gpu_groups(todo, {r.run_id: r.gpus for r in p.runs})
+    if gpus and groups and groups[0][0] > gpus:
+        raise refuse(f"sweep {p.name}: nothing launched: {len(groups[0][1])} run(s) need {groups[0][0]} GPUs each "
+                     f"(sweep.gpus_per_run={config.sweep.get('gpus_per_run', 'auto')}) but {gpus} GPU(s) are visible "
+                     f"here; lower sweep.gpus_per_run, or launch on Slurm (hydra/launcher=slurm)")
+    shapes = {}
+    if not is_local(config):   # every phase's Slurm job shape, checked before anything is launched
+        try:
+            shapes = {k: placement.slurm_shape(k, int(config.sweep.get("node_gpus", 8)),
+                                               config.hydra.launcher.get("gpus_per_node")) for k, _ in groups}
+        except ValueError as e:
+            raise refuse(f"sweep {p.name}: nothing launched: {e}; set sweep.gpus_per_run to a multiple of "
+                         "sweep.node_gpus or at most it") from None
     job_idx = 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
-        for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
-            overrides = [job_overrides(arguments, job, slots, slot_gpus) for job in batch]
-            if validate and job_idx == 0:
-                validate(overrides[:1])
-            try:
-                results = launch(overrides, initial_job_idx=job_idx)
-            except Exception as e:  # a launcher error (e.g. a cancelled Slurm job): the files still say what finished
-                log.error("batch starting at job %d: %s: %s", job_idx, type(e).__name__, e)
-                results = []
-            for o, res in zip(overrides, results):
+        for k, group in groups:   # the runs over the most GPUs first: they are the longest, the rest fills in
+            slots, slot_gpus = local_slots(config, k, gpus) if is_local(config) else (None, None)
+            if configure and shapes:
+                configure(shapes[k])
+            # one job per run, but one per trunk for cooldown branches: it forks them one after the other
+            jobs = list(dict.fromkeys(r.branch.trunk.run_id if r.branch else r.run_id for r in group))
+            for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
+                overrides = [job_overrides(arguments, job, slots, slot_gpus, k) for job in batch]
+                if validate and job_idx == 0:
+                    validate(overrides[:1])
                 try:
-                    res.return_value  # noqa: B018  (raises the job's exception, if it had one)
-                except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
-                    log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
-            job_idx += len(batch)
+                    results = launch(overrides, initial_job_idx=job_idx)
+                except Exception as e:  # a launcher error (a cancelled Slurm job): the files still say what finished
+                    log.error("batch starting at job %d: %s: %s", job_idx, type(e).__name__, e)
+                    results = []
+                for o, res in zip(overrides, results):
+                    try:
+                        res.return_value  # noqa: B018  (raises the job's exception, if it had one)
+                    except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
+                        log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
+                job_idx += len(batch)
     return finish(p, retries, arguments)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.branches import Branch
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
-from sweeps import branching, grids, schema
+from sweeps import branching, grids, placement, schema
 from sweeps.cost import Throughput
 
 
@@ -26,6 +26,7 @@ class PlannedRun:
     budget: float | None = None
     branch: Branch | None = None    # computed as a cooldown branch of a shared trunk (grid.cooldown_branches)
     lr_source: str = "train.optim.lr"   # where spec.optim.lr came from: grid.lrs, lr sweep, lr law (grid.lr_from)
+    gpus: int = 1                   # GPUs (processes) the run trains over (sweeps.placement)
 
     @property
     def run_id(self) -> str:
@@ -47,6 +48,13 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)   # only with plan(strict=False): the dry run shows both
     blockers: list[str] = field(default_factory=list)  # stop a launch, not a dry run (e.g. the corpus is not built)
+    gpus_total: int | None = None   # GPUs the sweep spreads over, when sweep.gpus names them (the wall-clock estimate)
+    efficiency: float = 1.0         # sweep.multi_gpu_efficiency: a G-GPU run's speed / (G x one GPU's)
+
+    def hours(self, run: PlannedRun) -> float | None:
+        """Device-hours of `run` (all its GPUs together) from the measured one-GPU throughput; None if unmeasured."""
+        h = self.throughput.hours(run.counts.flops_per_token, run.spec.tokens)
+        return None if h is None else (h if run.gpus == 1 else h / self.efficiency)
 
     def run_dir(self, run: PlannedRun) -> Path:
         return self.sweep_dir / run.run_id
@@ -119,6 +127,7 @@ def plan(cfg, strict: bool = True) -> Plan:
                                             show_lr=bool(lrs), show_seed=len(seeds) > 1 or bool(extra)))
     if branches:
         runs = branching.assign(branches, runs, errors)
+    runs = placement.assign(runs, sw, runtime.micro_batch_size if runtime else 0, errors)
     for r in runs:
         errors += [e for e in r.spec.errors() if e not in errors]
     min_steps = int(g.get("min_steps", 1))
@@ -137,7 +146,13 @@ def plan(cfg, strict: bool = True) -> Plan:
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
-                blockers=blockers)
+                blockers=blockers, gpus_total=gpus_total(sw), efficiency=float(sw.get("multi_gpu_efficiency", 1.0)))
+
+
+def gpus_total(sw: dict) -> int | None:
+    """The GPUs a local sweep spreads over, when sweep.gpus names a number (auto: known only at launch)."""
+    g = sw.get("gpus")
+    return int(g) if isinstance(g, int) and g > 0 else None
 
 
 def replicates(cfg: dict | None, seeds: list, grid_budgets: list[float], errors: list[str]
@@ -287,23 +302,33 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     from sweeps.table import render, si
     rows, hours, cost, known = [], 0.0, 0.0, True
     for r in p.runs:
-        h = p.throughput.hours(r.counts.flops_per_token, r.spec.tokens)
+        h = p.hours(r)
         known &= h is not None
         hours += h or 0.0
         cost += (h or 0.0) * p.price_per_gpu_hour
         n = r.counts.params_nonembedding
         rows.append([r.run_id, r.label, si(n), si(r.counts.params_total), si(r.spec.tokens),
                      f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, f"{r.flops:.2e}",
-                     f"{h:.3g}" if h is not None else "unmeasured",
+                     str(r.gpus), f"{h:.3g}" if h is not None else "unmeasured",
                      f"{h * p.price_per_gpu_hour:.2f}" if h is not None else "-",
                      statuses[r.run_id].state if statuses else "planned"])
     unit = "GPU-h" if p.throughput.device_kind.lower() != "cpu" else "CPU-h"
-    table = render(["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", "FLOPs", f"est {unit}", "cost $",
-                    "status"], rows, right={2, 3, 4, 5, 6, 8, 9, 10})
+    table = render(["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", "FLOPs", "GPUs", f"est {unit}",
+                    "cost $", "status"], rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11})
     total_flops = sum(r.flops for r in p.runs)
     est = (f"{hours:.3g} {unit} ({p.throughput.device_kind}), ${cost:,.2f} at ${p.price_per_gpu_hour:g}/h"
            if known else f"{unit} unmeasured for device kind {p.throughput.device_kind!r} "
                          f"(no rows in the throughput table: run bench/ to measure)")
+    if known and any(r.gpus > 1 for r in p.runs):
+        est += (f"; runs over several GPUs at {p.efficiency:g} scaling efficiency (sweep.multi_gpu_efficiency"
+                + (", 1 = perfect: measure it with bench/gpu_multigpu.sh)" if p.efficiency == 1 else ")"))
+    if known and p.gpus_total and unit == "GPU-h":
+        need = max(r.gpus for r in p.runs)
+        if need > p.gpus_total:
+            est += f"; a run needs {need} GPUs but sweep.gpus={p.gpus_total}"
+        else:
+            wall = placement.wall_hours([(p.hours(r) / r.gpus, r.gpus) for r in p.runs], p.gpus_total)
+            est += f"; about {wall:.3g} h wall-clock on {p.gpus_total} GPUs (longest first)"
     lines = [table, f"total: {len(p.runs)} runs, {si(sum(r.spec.tokens for r in p.runs))} tokens, "
                     f"{total_flops:.3e} FLOPs, {est}",
              f"sweep dir: {p.sweep_dir}   N = non-embedding parameters (Kaplan); N total adds embedding and head"]

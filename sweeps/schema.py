@@ -95,7 +95,9 @@ SWEEP = Section({
     "max_parallel": INT(min=1, nullable=True, words=("auto",)), "jobs_per_gpu": POS_INT,
     "gpus": INT(min=0, nullable=True, words=("auto",)), "retries": INT(min=0), "max_epochs": POS_NUM,
     "device_kind": STR(), "throughput_table": STR(nullable=True), "price_per_gpu_hour": NUM(min=0),
-    "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM})
+    "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM,
+    "gpus_per_run": INT(min=1, words=("auto",)), "gpu_memory_gb": POS_NUM, "node_gpus": POS_INT,
+    "multi_gpu_efficiency": NUM(above=0)})
 
 GRID = Section({
     "name": STR(),
@@ -135,6 +137,7 @@ def scale_section() -> Section:
 def schema() -> Section:
     return Section({
         "run_id": STR(nullable=True), "slots": INT(min=1, nullable=True), "slot_gpus": ANY,
+        "procs": INT(min=1, nullable=True),
         "sweep": SWEEP, "model": MODEL, "data": from_dataclass(DataSpec), "train": TRAIN,
         "eval": from_dataclass(EvalSpec), "scale": scale_section(), "grid": Section(GRID.keys, nullable=True)})
 

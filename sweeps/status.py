@@ -24,7 +24,7 @@ from harness.rundir import atomic_write_bytes, last_metrics_line, read_json_obje
 from sweeps.lock import holder
 
 FAILED = "failed.json"
-CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")   # harness.checkpoint's file names
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.(pt|dcp)$")   # harness.checkpoint's files, harness.dcp's directories
 STATES = ("done", "running", "failed", "pending")
 
 
@@ -114,10 +114,12 @@ def counts(statuses: dict[str, RunStatus]) -> Counter:
 
 def status_table(plan, statuses: dict[str, RunStatus]) -> str:
     from sweeps.table import render
-    rows = [[r.run_id, r.label, statuses[r.run_id].state,
+    rows = [[r.run_id, r.label, str(getattr(r, "gpus", 1)), statuses[r.run_id].state,
              f"{statuses[r.run_id].tokens / r.spec.tokens:.0%}" if statuses[r.run_id].state != "done" else "100%",
              statuses[r.run_id].reason] for r in plan.runs]
     c = counts(statuses)
     summary = ", ".join(f"{c.get(s, 0)} {s}" for s in STATES)
-    return (render(["run id", "run", "state", "progress", "reason"], rows)
+    busy = sum(getattr(r, "gpus", 1) for r in plan.runs if statuses[r.run_id].state == "running")
+    summary += f"; {busy} GPU(s) busy" if busy and any(getattr(r, "gpus", 1) > 1 for r in plan.runs) else ""
+    return (render(["run id", "run", "GPUs", "state", "progress", "reason"], rows)
             + f"\n{plan.name}: {len(plan.runs)} runs: {summary}   ({plan.sweep_dir})")

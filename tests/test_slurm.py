@@ -126,3 +126,21 @@ def test_preempted_job_checkpoints_requeues_and_resumes_to_the_same_result(data,
     assert got[-1]["step"] == steps
     a, b = (json.loads((d / "result.json").read_text()) for d in (run_dir, ref))
     assert a["loss"] == b["loss"] and a["run_id"] == b["run_id"]
+
+
+def test_a_run_over_two_slurm_tasks_trains_as_one_ddp_run(data, tmp_path):
+    """sweep.gpus_per_run=2: the planner asks Slurm for one node with 2 tasks (one per GPU; here gloo on CPU); each
+    task starts its rank of the run with the rendezvous taken from SLURM_*; rank 0 writes the result."""
+    args = [*GRID, "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=1", f"sweep.root={tmp_path}",
+            "sweep.gpus_per_run=2", *SLURM, "hydra.launcher.name=scalemix-test-2tasks"]
+    r = subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, env=env_for(data), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    results = list((tmp_path / "chinchilla").glob("*/result.json"))
+    assert len(results) == 1
+    row = json.loads(results[0].read_text())
+    assert (row["world_size"], row["parallel"]) == (2, "ddp") and row["loss"] > 0
+    sweep_dir = tmp_path / "chinchilla"
+    assert list(sweep_dir.glob(".hydra/*/*/harness.task1.log"))   # the second task ran rank 1
+    submitted = "".join(p.read_text() for p in sweep_dir.glob(".hydra/*/.submitit/*/*_submission.sh"))
+    assert "--ntasks-per-node=2" in submitted and "--nodes=1" in submitted

@@ -26,6 +26,9 @@ How a batch is made (stratified sampling, the default):
     per-domain window counters and the epoch accounting stay closed-form; a batch that holds the
     switch has B+1 slots for its B rows. At most one switch per sequence.
   * Rows are shuffled within the batch (seeded by (seed, step)) so micro-batches mix domains.
+  * A run over G processes (harness.distributed): rank r's stream (rank=r, world=G) builds the same batch
+    and hands out its rows [r B/G, (r+1) B/G) only (gathering no other rows' tokens), so the ranks' batches
+    of a step are, together, the 1-process batch.
 Random sampling draws each sequence's domain from its stage's weights and a window uniformly
 (with replacement), both seeded by (seed, step) (a spliced sequence: one draw per stage); epochs
 are then expected, not exact, values.
@@ -116,9 +119,13 @@ class MixturePlan:
 
 class MixtureStream:
     def __init__(self, corpus: Corpus, data: DataSpec, batch_size: int, seq_len: int, seed: int,
-                 total_tokens: int | None = None):
+                 total_tokens: int | None = None, rank: int = 0, world: int = 1):
         self.corpus, self.data, self.batch_size, self.seq_len, self.seed = corpus, data, batch_size, seq_len, seed
         self.total_tokens = total_tokens
+        if batch_size % world or not 0 <= rank < world:
+            raise SpecError([f"world size {world} (rank {rank}) does not divide the batch of {batch_size} sequences: "
+                             f"use a world size that divides {batch_size}"])
+        self.rows = range(rank * batch_size // world, (rank + 1) * batch_size // world)   # this rank's rows
         self.domains: list[str] = corpus.domains
         self._check(data)
         self.stage_weights = [self._vector(data.weights)] + [self._vector(s.weights) for s in data.stages]
@@ -295,21 +302,24 @@ class MixtureStream:
                 j = self._stage_of(np.array([sp[0] for sp in splices]))
                 old, old_w = self._draw(rng, W, j)
                 new, new_w = self._draw(rng, W, j + 1)
-        rows = np.empty((B, T + 1), dtype=np.int64)
-        dom = np.empty((B, T), dtype=np.int64)
+        lo, hi = self.rows.start, self.rows.stop   # this rank's rows of the batch (all of it for one process)
+        rows = np.empty((hi - lo, T + 1), dtype=np.int64)
+        dom = np.empty((hi - lo, T), dtype=np.int64)
         pure_rows = np.arange(B)
         if S:  # the spliced rows go to seeded places among the batch's rows
             at = rng.choice(B, S, replace=False)
             pure_rows = np.setdiff1d(pure_rows, at)
             for i, (_, r, _, _), od, ow, nd, nw in zip(at, splices, old, old_w, new, new_w):
-                rows[i, :r + 1] = self._tokens[od][ow * T:ow * T + r + 1]
-                rows[i, r + 1:] = self._tokens[nd][nw * T:nw * T + T - r]
-                dom[i, :r], dom[i, r:] = od, nd
+                if lo <= i < hi:
+                    rows[i - lo, :r + 1] = self._tokens[od][ow * T:ow * T + r + 1]
+                    rows[i - lo, r + 1:] = self._tokens[nd][nw * T:nw * T + T - r]
+                    dom[i - lo, :r], dom[i - lo, r:] = od, nd
+        mine = (pure_rows >= lo) & (pure_rows < hi)
         for d in range(D):
-            m = labels == d
+            m = (labels == d) & mine
             if m.any():
-                rows[pure_rows[m]] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
-        dom[pure_rows] = labels[:, None]
+                rows[pure_rows[m] - lo] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
+        dom[pure_rows[mine] - lo] = labels[mine][:, None]
         x = torch.from_numpy(rows)
         return TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), torch.from_numpy(dom))
 

@@ -40,7 +40,13 @@ class ScalemixSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from sweeps.launch import run_sweep  # lazy: plugin discovery must stay fast
-        code = run_sweep(self.config, arguments, self.launcher.launch, self.validate_batch_is_legal)
+        code = run_sweep(self.config, arguments, self.launcher.launch, self.validate_batch_is_legal, self.configure)
         if code:  # Hydra ignores a sweeper's return value: the exit status is how CI sees a failed sweep
             raise SystemExit(code)
         return code
+
+    def configure(self, params: dict) -> None:
+        """Set a submitit launcher's job shape (nodes, tasks_per_node, gpus_per_node) for the next launch() calls:
+        it reads its params at each launch."""
+        if hasattr(self.launcher, "params"):
+            self.launcher.params.update(params)
