@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.laws.common import C_COLS, N_COLS, FitConfig
-from harness.rundir import read_metrics
+from harness.rundir import params_compute, read_metrics
 
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
@@ -234,8 +234,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
                       f"(see Results.skipped)", stacklevel=2)
     runs = pd.DataFrame(rows)
     if {"params_active_nonembedding", "vocab_size", "d_model"} <= set(runs.columns):
-        # the head's matmul costs vocab * d_model per token whether or not it is tied to the embedding
-        runs["params_compute"] = runs["params_active_nonembedding"] + runs["vocab_size"] * runs["d_model"]
+        runs["params_compute"] = params_compute(runs["params_active_nonembedding"], runs["vocab_size"], runs["d_model"])
     if not allow_mixed_tokenizers and "tokenizer_sha256" in runs and runs["tokenizer_sha256"].nunique() > 1:
         groups = runs.groupby("tokenizer_sha256")["run_id"].apply(list).to_dict()
         raise ValueError(f"{sweep_dir}: runs were trained with {len(groups)} different tokenizers (the corpus was "

@@ -148,6 +148,13 @@ COUNT_FIELDS = ("params_total", "params_embedding", "params_head", "params_nonem
                 "params_active_nonembedding")
 
 
+def params_compute(active_nonembedding, vocab_size, d_model):
+    """The runs table's `params_compute` (the N of a grid with `count: compute`): what a token is multiplied by, the
+    active non-embedding parameters plus the output head, whose vocab x d_model matmul costs the same whether or not
+    it is tied to the embedding. Ints or pandas columns alike."""
+    return active_nonembedding + vocab_size * d_model
+
+
 def result_row(spec: RunSpec, counts, *, sweep: str, weights, last_eval: dict, train_loss, wall_s: float,
                tokens_per_s, mfu, device: str, git_sha: str, corpus: str, tokenizer_sha256: str) -> dict:
     """result.json's row (the runs table's columns, analysis.results): the spec's shape and counts
