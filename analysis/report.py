@@ -56,10 +56,8 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
         "approach 3": lambda: approach3.fit(ctx.runs, config),
         "holdout": lambda: validate.holdout_largest_budget(ctx.runs, config),
     }
-    if moe_report.has_moe(res.runs):     # judged with the rest; N counts active parameters as the MoE section does
-        moe_cfg = config if config.n_col in moe_report.ACTIVE else dataclasses.replace(config,
-                                                                                       n_col=moe_report.ACTIVE[0])
-        attempts["moe"] = lambda: moe.fit(res.runs, moe_cfg)
+    if moe_report.has_moe(res.runs):     # judged with the rest, and shown by the MoE section (fitted once, here)
+        attempts["moe"] = lambda: moe.fit(res.runs, moe_report.fit_config(config))
     for name, fn in attempts.items():
         try:
             out = fn()
