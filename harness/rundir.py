@@ -2,9 +2,10 @@
 
     spec.yaml      RunSpec.to_dict(): what the run computes (its hash is the run id)
     runtime.yaml   Runtime: how this launch executes (rewritten at every launch)
-    grid.json      what the sweep meant by the run: {"sweep", "label", "budget", "n_col", "c_col"} (grid metadata,
-                   not part of the run's identity; analysis groups isoFLOP runs by this budget and fits under the
-                   N and C columns the grid was designed around)
+    grid.json      what the sweep meant by the run: {"sweep", "label", "budget", "n_col", "c_col", "grid", "scale"}
+                   (grid metadata, not part of the run's identity; analysis groups isoFLOP runs by this budget, fits
+                   under the N and C columns the grid was designed around, and names the grid and scale config
+                   the sweep was launched with in the command lines it suggests)
     metrics.jsonl  one JSON object per line: {"kind": "train" | "eval" | "downstream", "step", ...}, and
                    per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...);
                    read_metrics() is its one reader
