@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
 from harness.data.mixture import MixtureStream
-from harness.device import runtime_errors
+from harness.device import machine_errors, runtime_errors
 from harness.downstream_tasks import task_errors
 from harness.spec import RunSpec, Runtime, SpecError
 
 
 def check(spec: RunSpec, runtime: Runtime) -> Corpus:
     """The opened corpus if the run can start; else SpecError naming every problem."""
-    errors = spec.errors() + runtime_errors(runtime)
+    errors = spec.errors() + runtime_errors(runtime) + machine_errors(runtime)
     mbs = runtime.micro_batch_size
     if mbs > 0 and spec.batch_size > 0 and spec.batch_size % mbs:
         errors.append(f"runtime.micro_batch_size={mbs} does not divide the batch of {spec.batch_size} sequences "

@@ -44,6 +44,14 @@ def refuse(message: str) -> SystemExit:
     return SystemExit(EXIT_REFUSED)
 
 
+def machine_errors(runtime) -> list[str]:
+    """What the runs' train.runtime asks of this machine that it cannot do (a CUDA device that is not there,
+    torch.compile without its toolchain, bf16 on a CPU without it): a local launcher's jobs run here, so each would
+    fail in its preflight. A cluster's jobs run on its nodes, which check it there."""
+    from harness.device import machine_errors as errors  # lazy: torch loads only for a launch, not a dry run
+    return errors(runtime, key="train.runtime")
+
+
 def is_local(config) -> bool:
     target = str(config.hydra.launcher.get("_target_", ""))
     return "Slurm" not in target
@@ -124,8 +132,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return EXIT_DONE
     try:
         p = plan(config)
-        if p.blockers:
-            raise SpecError(p.blockers)
+        if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
+            raise SpecError(blockers)
     except SpecError as e:
         raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
     if config.sweep.status:
