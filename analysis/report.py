@@ -1,6 +1,7 @@
 """`python -m analysis.report <sweep_dir>`: fit every law the sweep supports and write report.md, a
 self-contained report.html (figures embedded as base64), figures/*.png and laws.json (the fitted laws, reusable
-without refitting: analysis/lawfile.py). N and C are the sweep's own conventions (its grid.json) unless
+without refitting: analysis/lawfile.py), each atomically: a report killed while writing leaves every file either
+as it was or complete. N and C are the sweep's own conventions (its grid.json) unless
 --n-col / --c-col override them, which the report then states.
 
 A report is the registry of section functions (analysis.report_blocks.SECTIONS): this module's own,
@@ -16,6 +17,7 @@ import base64
 import dataclasses
 import html
 import io
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,13 +44,33 @@ from analysis.laws import (
     moe,
     moe_report,  # noqa: F401  (registers its section)
 )
+from analysis.laws import lr as lr_law
 from analysis.laws.common import C_COLS, N_COLS, FitConfig, FitError
 from analysis.report_blocks import SECTIONS, Context, Figure, Heading, Para, Table, register  # noqa: F401
+from harness.rundir import atomic_write_bytes
+
+CHINCHILLA_FITS = ("approach 1", "approach 2", "approach 3", "holdout")
+
+
+def not_a_chinchilla_grid(runs: pd.DataFrame, config: FitConfig) -> str:
+    """Why the Chinchilla laws must not be fitted to these runs ("" when they may): an lr sweep trains each size at
+    several learning rates, so its losses vary with the lr, not with N and D alone, and the laws would describe the
+    lrs (fitted to one, approach 3's recommendations once crashed)."""
+    if not lr_law.has_lr_sweep(runs, config):
+        return ""
+    n_sizes = runs[config.n_col].nunique()
+    return (f"not fitted to a learning-rate sweep ({n_sizes} size(s), each trained at several learning rates): its "
+            "losses vary with the lr as much as with N and D, so the loss surface, the isoFLOP profiles and the "
+            "compute-optimal allocation would describe the lrs, not the scaling. They need a Chinchilla grid (4 or "
+            "more compute budgets, several sizes each, one lr per size): `python sweep.py +grid=chinchilla "
+            "grid.lr_from=<this sweep's directory>` trains one at the lrs this sweep chose")
 
 
 def build_context(res: results.Results, config: FitConfig, budgets=None) -> Context:
     """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal. Then judge the
-    fits (analysis/verdict.py) against the run-to-run noise measured from seed replicates (analysis/noise.py)."""
+    fits (analysis/verdict.py) against the run-to-run noise measured from seed replicates (analysis/noise.py).
+    An lr sweep gets no Chinchilla law (not_a_chinchilla_grid says why) and so no verdict on one: its section is
+    the lr law (analysis/lr_report.py)."""
     ctx = Context(res, config, budgets)
     attempts: dict[str, Callable] = {
         "approach 1": lambda: approach1.fit(ctx.runs, ctx.curves, config),
@@ -56,10 +78,12 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
         "approach 3": lambda: approach3.fit(ctx.runs, config),
         "holdout": lambda: validate.holdout_largest_budget(ctx.runs, config),
     }
-    if moe_report.has_moe(res.runs):     # judged with the rest; N counts active parameters as the MoE section does
-        moe_cfg = config if config.n_col in moe_report.ACTIVE else dataclasses.replace(config,
-                                                                                       n_col=moe_report.ACTIVE[0])
-        attempts["moe"] = lambda: moe.fit(res.runs, moe_cfg)
+    if why := not_a_chinchilla_grid(ctx.runs, config):
+        ctx.not_chinchilla = why
+        ctx.failures.update({name: why for name in CHINCHILLA_FITS})     # laws.json says why each is missing
+        attempts = {}
+    if moe_report.has_moe(res.runs):     # judged with the rest, and shown by the MoE section (fitted once, here)
+        attempts["moe"] = lambda: moe.fit(res.runs, moe_report.fit_config(config))
     for name, fn in attempts.items():
         try:
             out = fn()
@@ -70,8 +94,9 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
             ctx.holdout = out
         else:
             ctx.fits[name] = out
-    measured = noise.estimate(res.runs, config.loss_col, config.ci_level)
-    ctx.verdict = verdict.judge(ctx.fits, ctx.runs, config, noise=measured, failures=ctx.failures)
+    if not ctx.not_chinchilla:
+        measured = noise.estimate(res.runs, config.loss_col, config.ci_level)
+        ctx.verdict = verdict.judge(ctx.fits, ctx.runs, config, noise=measured, failures=ctx.failures)
     return ctx
 
 
@@ -114,6 +139,9 @@ def law_text(a3, level: float) -> str:
 
 def section_summary(ctx: Context):
     """The verdict first; then advice only as far as the verdict and the law's own intervals allow."""
+    if ctx.not_chinchilla:
+        return [Heading("Summary"), Para(f"**No Chinchilla law:** {ctx.not_chinchilla}. The learning-rate section "
+                                         "below gives each size's chosen lr and the lr law.")]
     v, a3, level = judged(ctx), ctx.a3, ctx.config.ci_level
     out = [Heading("Summary"), Para(v.headline())]
     if a3 is None:
@@ -169,7 +197,8 @@ def section_data(ctx: Context):
         out.append(Table(r[cols].sort_values(ctx.config.c_col if ctx.config.c_col in r else cols[0]),
                          "Runs (sorted by compute)"))
     for name, why in ctx.failures.items():
-        out.append(Para(f"**{name} not fitted:** {why}"))
+        if why != ctx.not_chinchilla:         # (that reason is the Summary's)
+            out.append(Para(f"**{name} not fitted:** {why}"))
     return out
 
 
@@ -280,6 +309,8 @@ def section_surface(ctx: Context):
 
 def section_holdout(ctx: Context):
     h = ctx.holdout
+    if ctx.not_chinchilla:
+        return None
     if h is None:
         return [Heading("Extrapolation check"), Para("Not run: " + ctx.failures.get("holdout", "no fit"))]
     t = h.table[["run_id", "N", "D", "loss", "predicted", "rel_error"]].copy()
@@ -288,6 +319,8 @@ def section_holdout(ctx: Context):
 
 
 def section_recommendations(ctx: Context):
+    if ctx.not_chinchilla:
+        return None
     a3, v = ctx.a3, judged(ctx)
     if not v.recommends:
         failed = sorted({c.name for c in v.failures}, key=verdict.CHECKS.index)
@@ -406,17 +439,37 @@ def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
             elif isinstance(b, Figure):
                 buf = io.BytesIO()
                 b.fig.savefig(buf, format="png", bbox_inches="tight")
-                (fig_dir / f"{b.name}.png").write_bytes(buf.getvalue())
+                atomic_write_bytes(fig_dir / f"{b.name}.png", buf.getvalue())
                 plots.plt.close(b.fig)
                 md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
                 data = base64.b64encode(buf.getvalue()).decode()
                 body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text("\n".join(md))
-    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                         f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    atomic_write_bytes(md_path, "\n".join(md).encode())
+    atomic_write_bytes(html_path, (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                                   f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>").encode())
     return md_path, html_path
+
+
+def remove_stale_temps(*dirs: Path) -> None:
+    """A report killed while writing leaves a temp file (harness.rundir.atomic_write_bytes: .<name>.tmp<pid>) beside
+    the complete file it was to replace: remove those of processes no longer alive."""
+    for d in dirs:
+        for tmp in d.glob(".*.tmp*") if d.is_dir() else []:
+            pid = tmp.name.rpartition(".tmp")[2]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, another user's
+        return True
+    return True
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, config: FitConfig | None = None,
@@ -425,6 +478,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, confi
     None: the sweep's own (its grid.json), with `config_kw` (n_col, c_col: stated overrides; n_bootstrap, seed)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir else sweep_dir / "report"
+    remove_stale_temps(out, out / "figures")
     res = results.load(sweep_dir)
     ctx = build_context(res, config or res.fit_config(**config_kw), budgets)
     md, page = render(ctx, out, f"Scaling-law report: {sweep_dir.name}")

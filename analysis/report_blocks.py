@@ -48,6 +48,7 @@ class Context:
     failures: dict[str, str] = field(default_factory=dict)
     holdout: validate.Holdout | None = None
     verdict: object | None = None                # analysis.verdict.Verdict: the checks on the fits, what may be advised
+    not_chinchilla: str = ""        # why the Chinchilla laws (approaches 1-3, their verdict and advice) were not fitted
 
     @property
     def runs(self) -> pd.DataFrame:

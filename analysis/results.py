@@ -2,7 +2,8 @@
 
     runs    one row per finished run, from its result.json (columns as written by the harness:
             shape fields, params_*, tokens, flops, flops_6n, w_<domain>, loss, loss_<domain>, ...),
-            plus the grid's `budget` (nominal C) and `label` from the run's grid.json where the sweep wrote one
+            plus the grid's `budget` (nominal C) and `label`, and the `grid` and `scale` config names the sweep was
+            launched with (`+grid=<grid> scale=<scale>`), from the run's grid.json where the sweep wrote them
     curves  one row per eval line of each run's metrics.jsonl: run_id, step, tokens, flops, loss,
             loss_<domain> (what approach 1 and cooldown branches read)
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.laws.common import C_COLS, N_COLS, FitConfig
-from harness.rundir import read_metrics
+from harness.rundir import params_compute, read_metrics
 
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
@@ -177,13 +178,13 @@ def valid_point(point: dict) -> bool:
 
 
 def grid_meta(run_dir: Path) -> dict:
-    """{"budget", "label", "n_col", "c_col"} from the run's grid.json ({} for runs launched before it existed;
-    no n_col / c_col for runs launched before it recorded them)."""
+    """{"budget", "label", "n_col", "c_col", "grid", "scale"} from the run's grid.json ({} for runs launched before
+    it existed; the keys added later are None for runs launched before they were recorded)."""
     try:
         meta = json.loads((run_dir / "grid.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {k: meta.get(k) for k in ("budget", "label", "n_col", "c_col")}
+    return {k: meta.get(k) for k in ("budget", "label", "n_col", "c_col", "grid", "scale")}
 
 
 def sweep_dir_problem(sweep_dir: str | Path) -> str | None:
@@ -222,7 +223,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
         row.setdefault("run_id", d.name)
         meta = grid_meta(d)
         conventions[str(d)] = (meta["n_col"], meta["c_col"]) if meta.get("n_col") and meta.get("c_col") else None
-        for key in ("budget", "label"):             # the grid's budget and label, where the sweep wrote them
+        for key in ("budget", "label", "grid", "scale"):   # the grid's metadata, where the sweep wrote it
             if meta.get(key) is not None:
                 row.setdefault(key, meta[key])
         rows.append(row)
@@ -234,8 +235,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
                       f"(see Results.skipped)", stacklevel=2)
     runs = pd.DataFrame(rows)
     if {"params_active_nonembedding", "vocab_size", "d_model"} <= set(runs.columns):
-        # the head's matmul costs vocab * d_model per token whether or not it is tied to the embedding
-        runs["params_compute"] = runs["params_active_nonembedding"] + runs["vocab_size"] * runs["d_model"]
+        runs["params_compute"] = params_compute(runs["params_active_nonembedding"], runs["vocab_size"], runs["d_model"])
     if not allow_mixed_tokenizers and "tokenizer_sha256" in runs and runs["tokenizer_sha256"].nunique() > 1:
         groups = runs.groupby("tokenizer_sha256")["run_id"].apply(list).to_dict()
         raise ValueError(f"{sweep_dir}: runs were trained with {len(groups)} different tokenizers (the corpus was "

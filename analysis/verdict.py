@@ -83,12 +83,13 @@ class Suggestion:
     flops: float
     seconds: float            # at the sweep's measured throughput, one run at a time; nan when unmeasured
     command: str
+    caveat: str = ""          # what the command line could not know (a sweep launched before grid.json named its grid)
 
     def describe(self) -> str:
         cost = f"{self.runs} run(s), {self.flops:.3g} FLOPs"
         if np.isfinite(self.seconds):
             cost += f", about {duration(self.seconds)} at this sweep's measured throughput (one run at a time)"
-        return f"{self.what} ({cost}). Exact plan and cost: `{self.command}`"
+        return f"{self.what} ({cost}). Exact plan and cost: `{self.command}`" + (f" ({self.caveat})" if self.caveat else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -490,13 +491,27 @@ def throughput(runs: pd.DataFrame) -> float:
     return float(f[ok].sum() / w[ok].sum()) if ok.any() else float("nan")
 
 
-def grid_command(runs: pd.DataFrame) -> str:
-    """`python sweep.py +grid=<grid> [scale=gpu]` for the sweep the runs came from (conf/config.yaml names a sweep
-    <grid.name><scale.suffix>; the GPU scale's suffix is -gpu)."""
-    name = str(runs["sweep"].mode().iloc[0]) if "sweep" in runs and runs["sweep"].notna().any() else "<grid>"
-    if name.endswith("-gpu"):
-        return f"python sweep.py +grid={name.removesuffix('-gpu')} scale=gpu"
-    return f"python sweep.py +grid={name}"
+def most_common(runs: pd.DataFrame, col: str) -> str | None:
+    return str(runs[col].mode().iloc[0]) if col in runs and runs[col].notna().any() else None
+
+
+def grid_command(runs: pd.DataFrame) -> tuple[str, str]:
+    """(`python sweep.py +grid=<grid> [scale=<scale>] [sweep.name=<sweep>]` that adds runs to the sweep the runs came
+    from, a caveat or ""). The grid and scale are the config names grid.json records; the sweep is named whenever
+    its name is not the one the grid and scale give it (conf/config.yaml: <grid.name><scale.suffix>, the GPU
+    scale's suffix -gpu). A sweep launched before grid.json recorded its grid: the sweep's name stands in for it."""
+    sweep, grid, scale = (most_common(runs, c) for c in ("sweep", "grid", "scale"))
+    if grid is None:
+        name = sweep or "<grid>"
+        base = name.removesuffix("-gpu")
+        cmd = f"python sweep.py +grid={base}" + (" scale=gpu" if name.endswith("-gpu") else "")
+        return cmd, (f"the runs' grid.json does not name the grid the sweep was launched with (launched before it "
+                     f"did), so `+grid={base}` is the sweep's name: if that is not its grid, put the grid there and "
+                     f"add sweep.name={name}")
+    cmd = f"python sweep.py +grid={grid}" + (f" scale={scale}" if scale not in (None, "cpu") else "")
+    if sweep is not None and sweep != grid + ("-gpu" if scale == "gpu" else ""):
+        cmd += f" sweep.name={sweep}"
+    return cmd, ""
 
 
 def budget_list(values) -> str:
@@ -520,7 +535,7 @@ def suggest(checks: list[Check], budgets: pd.DataFrame, profiles: list[dict], ru
     fired = {c.name for c in checks if c.severity != OK}
     if not len(budgets):
         return []
-    cmd = grid_command(runs)
+    cmd, caveat = grid_command(runs)
     secs = (lambda flops: flops / rate) if np.isfinite(rate) and rate > 0 else (lambda flops: float("nan"))
     C = budgets["C"].tolist()
     k = int(max(3, round(float(budgets["sizes"].median()))))
@@ -544,7 +559,8 @@ def suggest(checks: list[Check], budgets: pd.DataFrame, profiles: list[dict], ru
                          f"{' and '.join(sides)} end of the sizes at {len(edge)} budget(s)")
         line = f"{cmd} 'grid.shapes.budgets={budget_list(C + new)}'"
         line += f" grid.shapes.sizes_per_budget={k_new}" if k_new != k else ""
-        out.append(Suggestion("Add " + "; and ".join(parts), n_runs, flops, secs(flops), line + " sweep.dry_run=true"))
+        out.append(Suggestion("Add " + "; and ".join(parts), n_runs, flops, secs(flops), line + " sweep.dry_run=true",
+                              caveat))
     if not noise.measured:
         seeds = sorted(pd.to_numeric(runs["seed"], errors="coerce").dropna().astype(int).unique()) \
             if "seed" in runs else [0]
@@ -554,7 +570,7 @@ def suggest(checks: list[Check], budgets: pd.DataFrame, profiles: list[dict], ru
         out.append(Suggestion(f"Measure run-to-run noise: train the {k} sizes of the smallest budget ({c0:.3g} FLOPs) "
                               f"again with seed {both[1]}", k, k * c0, secs(k * c0),
                               f"{cmd} 'grid.shapes.budgets={budget_list([c0])}' 'grid.seeds=[{both[0]},{both[1]}]' "
-                              "sweep.dry_run=true"))
+                              "sweep.dry_run=true", caveat))
     flat = [p for p in profiles if p["vertex"] is None or (noise.measured and p["spread"] < FLAT_SDS * noise.sd)]
     if flat:
         ratio = float(np.exp(np.median([np.median(np.diff(np.log(np.sort(p["N"])))) for p in flat])))
@@ -564,7 +580,7 @@ def suggest(checks: list[Check], budgets: pd.DataFrame, profiles: list[dict], ru
                               f"their {ratio:.2g}x spacing (at most {k} new runs each; sizes already run are skipped)",
                               k * len(cf), flops, secs(flops),
                               f"{cmd} 'grid.shapes.budgets={budget_list(cf)}' grid.shapes.spacing={1.5 * ratio:.2g} "
-                              "sweep.dry_run=true"))
+                              "sweep.dry_run=true", caveat))
     return out
 
 

@@ -54,8 +54,6 @@ def runtime_errors(rt: Runtime) -> list[str]:
     e = []
     if not (rt.device in ("auto", "cpu", "cuda") or rt.device.startswith("cuda:")):
         e.append(f"runtime.device={rt.device!r}: use auto, cpu, cuda or cuda:N")
-    elif rt.device.startswith("cuda") and not torch.cuda.is_available():
-        e.append(f"runtime.device={rt.device!r}: CUDA is not available on this machine; use cpu or auto")
     if rt.compile not in ("auto", "on", "off"):
         e.append(f"runtime.compile={rt.compile!r}: use auto, on or off")
     if rt.parallel not in ("auto", "none", "ddp", "fsdp"):
@@ -70,6 +68,63 @@ def runtime_errors(rt: Runtime) -> list[str]:
     for key in ("keep_checkpoints", "log_every"):
         if getattr(rt, key) < 1:
             e.append(f"runtime.{key}={getattr(rt, key)}: must be >= 1")
+    return e
+
+
+def cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def compile_problem(device_type: str) -> str | None:
+    """Why torch.compile cannot work for `device_type` here (None: it can): TorchDynamo unsupported on this Python,
+    no Triton for CUDA kernels, or no C++ compiler for CPU kernels (inductor generates and compiles C++)."""
+    import torch._dynamo
+    if not torch._dynamo.is_dynamo_supported():
+        return "TorchDynamo does not support this Python or platform"
+    if device_type == "cuda":
+        from torch.utils._triton import has_triton
+        return None if has_triton() else "Triton, which inductor needs for CUDA kernels, is not installed"
+    import shutil
+
+    from torch._inductor import cpp_builder
+    try:
+        cxx = cpp_builder.get_cpp_compiler()
+    except Exception as e:   # inductor raises its own error types when it finds no compiler
+        return f"inductor found no C++ compiler for CPU kernels ({type(e).__name__})"
+    return None if shutil.which(cxx) else f"inductor's C++ compiler {cxx!r} is not on PATH"
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's check: AVX-512 BF16 or AMX); without it CPU autocast
+    emulates bf16."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def machine_errors(rt: Runtime, key: str = "runtime") -> list[str]:
+    """What `rt` asks of this machine that it cannot do, each naming `key`.<field> and the fix: a CUDA device
+    that is not there, torch.compile without its toolchain, bf16 on a CPU without native bf16. Checked by
+    preflight before a run and by a local sweep before it launches any job (runtime_errors checks the values)."""
+    e = []
+    n_cuda = cuda_devices()
+    if rt.device.startswith("cuda"):
+        if not n_cuda:
+            e.append(f"{key}.device={rt.device!r}: CUDA is not available on this machine; use {key}.device=cpu or auto")
+        elif rt.device.startswith("cuda:") and rt.device[5:].isdigit() and int(rt.device[5:]) >= n_cuda:
+            e.append(f"{key}.device={rt.device!r}: this machine has {n_cuda} CUDA device(s) (cuda:0..cuda:{n_cuda - 1});"
+                     f" use one of them, or {key}.device=cuda")
+    if e:
+        return e
+    kind = "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and n_cuda) else "cpu"
+    if rt.compile == "on" or (rt.compile == "auto" and kind == "cuda"):
+        if why := compile_problem(kind):
+            e.append(f"{key}.compile={rt.compile}: torch.compile cannot work on this machine's {kind} ({why}); "
+                     f"use {key}.compile=off")
+    if rt.precision == "bf16" and kind == "cpu" and not cpu_bf16():
+        e.append(f"{key}.precision=bf16 on the CPU: this CPU has no native bf16 (oneDNN finds neither AVX-512 BF16 "
+                 f"nor AMX), so autocast would emulate it; use {key}.precision=fp32 (or auto: fp32 on CPU)")
     return e
 
 

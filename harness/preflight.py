@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
 from harness.data.mixture import MixtureStream
-from harness.device import runtime_errors
+from harness.device import machine_errors, runtime_errors
 from harness.distributed import setup_errors
 from harness.downstream_tasks import task_errors
 from harness.spec import RunSpec, Runtime, SpecError
@@ -12,7 +12,7 @@ from harness.spec import RunSpec, Runtime, SpecError
 def check(spec: RunSpec, runtime: Runtime, env: dict[str, str] | None = None) -> Corpus:
     """The opened corpus if the run can start; else SpecError naming every problem. env: the rendezvous of a run
     over several processes (harness.distributed.rendezvous_env)."""
-    errors = spec.errors() + runtime_errors(runtime) + setup_errors(spec, runtime, env or {})
+    errors = spec.errors() + runtime_errors(runtime) + machine_errors(runtime) + setup_errors(spec, runtime, env or {})
     mbs = runtime.micro_batch_size
     if mbs > 0 and spec.batch_size > 0 and spec.batch_size % mbs:
         errors.append(f"runtime.micro_batch_size={mbs} does not divide the batch of {spec.batch_size} sequences "

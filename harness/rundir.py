@@ -2,9 +2,10 @@
 
     spec.yaml      RunSpec.to_dict(): what the run computes (its hash is the run id)
     runtime.yaml   Runtime: how this launch executes (rewritten at every launch)
-    grid.json      what the sweep meant by the run: {"sweep", "label", "budget", "n_col", "c_col"} (grid metadata,
-                   not part of the run's identity; analysis groups isoFLOP runs by this budget and fits under the
-                   N and C columns the grid was designed around)
+    grid.json      what the sweep meant by the run: {"sweep", "label", "budget", "n_col", "c_col", "grid", "scale"}
+                   (grid metadata, not part of the run's identity; analysis groups isoFLOP runs by this budget, fits
+                   under the N and C columns the grid was designed around, and names the grid and scale config
+                   the sweep was launched with in the command lines it suggests)
     metrics.jsonl  one JSON object per line: {"kind": "train" | "eval" | "downstream", "step", ...}, and
                    per launch one {"kind": "setup", "step", "<phase>_s": seconds} (device, model, data, ...);
                    read_metrics() is its one reader
@@ -146,6 +147,13 @@ SHAPE_FIELDS = ("family", "d_model", "n_layers", "n_heads", "ffn_hidden", "vocab
                 "top_k", "expert_hidden", "n_shared_experts")
 COUNT_FIELDS = ("params_total", "params_embedding", "params_head", "params_nonembedding", "params_active",
                 "params_active_nonembedding")
+
+
+def params_compute(active_nonembedding, vocab_size, d_model):
+    """The runs table's `params_compute` (the N of a grid with `count: compute`): what a token is multiplied by, the
+    active non-embedding parameters plus the output head, whose vocab x d_model matmul costs the same whether or not
+    it is tied to the embedding. Ints or pandas columns alike."""
+    return active_nonembedding + vocab_size * d_model
 
 
 def result_row(spec: RunSpec, counts, *, sweep: str, weights, last_eval: dict, train_loss, wall_s: float,

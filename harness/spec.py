@@ -13,7 +13,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from model_zoo.spec import ModelSpec, Spec, SpecError
+# from_plain and unknown_key are re-exported: harness and sweeps build their configs' dataclasses through this module
+from model_zoo.spec import ModelSpec, Spec, SpecError, from_plain, unknown_key  # noqa: F401
 
 SCHEDULES = ("cosine", "wsd", "constant")
 COOLDOWNS = ("linear", "1-sqrt")
@@ -171,10 +172,6 @@ class RunSpec(Spec):
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
         return e
 
-    @classmethod
-    def from_dict(cls, d: dict) -> RunSpec:
-        return from_plain(cls, d)
-
     def canonical_json(self) -> str:
         """Fields added after run ids were in use (LATE_FIELDS) are left out while they hold their default:
         earlier runs keep their ids, so a relaunch still finds them finished."""
@@ -214,96 +211,3 @@ class Runtime:
     spike_factor: float = 3.0        # a log window's loss above this x the lowest of the last few is a spike; 0: off
     parallel: str = "auto"           # over several processes (torchrun / Slurm tasks): auto | none | ddp | fsdp
                                      # (harness.distributed; auto: none for one process, ddp, fsdp past memory)
-
-
-def from_plain(cls, d, key: str = ""):
-    """Build a (nested) frozen dataclass from plain dicts/lists, e.g. parsed YAML or JSON.
-
-    Every unknown key (with the nearest known one) and every value of the wrong type is named by its
-    full key (`key` prefixes them, e.g. "train.optim") and raised together as one SpecError."""
-    if not dataclasses.is_dataclass(cls):
-        return d
-    errors: list[str] = []
-    out = _build(cls, d, key, errors)
-    if errors:
-        raise SpecError(errors)
-    return out
-
-
-def unknown_key(key: str, name: str, known) -> str:
-    """"<key>.<name>: unknown key; did you mean <key>.<nearest>?" (or the known keys when none is near)."""
-    import difflib
-    full = f"{key}.{name}" if key else str(name)
-    near = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.5)
-    prefix = f"{key}." if key else ""
-    hint = f"did you mean {prefix}{near[0]}?" if near else f"known keys: {', '.join(sorted(map(str, known)))}"
-    return f"{full}: unknown key; {hint}"
-
-
-def _build(cls, d, key: str, errors: list[str]):
-    if not isinstance(d, dict):
-        errors.append(f"{key or cls.__name__}={d!r}: expected a mapping of {cls.__name__} fields")
-        return None
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    errors += [unknown_key(key, k, known) for k in d if k not in known]
-    hints = _field_types(cls)
-    n_before = len(errors)
-    kwargs = {name: _coerce(hints[name], value, f"{key}.{name}" if key else name, errors)
-              for name, value in d.items() if name in known}
-    missing = [n for n, f in known.items() if n not in d and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    errors += [f"{key}.{n}: required" if key else f"{n}: required" for n in missing]
-    if len(errors) > n_before:
-        return None
-    return cls(**kwargs)
-
-
-def _field_types(cls):
-    import typing
-    return typing.get_type_hints(cls)
-
-
-def _coerce(tp, value, key: str, errors: list[str]):
-    """`value` as field type `tp`; a wrong type is appended to errors (named by key) and None returned."""
-    import typing
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, errors)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(args[0], value, key, errors)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        names = None
-        if isinstance(value, dict):  # {domain: weight} written as a mapping
-            names, value = [str(k) for k in value], list(value.items())
-        if not isinstance(value, (list, tuple)):
-            errors.append(f"{key}={value!r}: expected a list" + (" or a mapping" if args and args[0] is not str else ""))
-            return None
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, f"{key}.{names[i]}" if names else f"{key}[{i}]", errors)
-                         for i, v in enumerate(value))
-        if len(value) != len(args):
-            errors.append(f"{key}={value!r}: expected {len(args)} items")
-            return None
-        return tuple(_coerce(a, v, key if len(args) == 2 else f"{key}[{i}]", errors)
-                     for i, (a, v) in enumerate(zip(args, value)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(f"{key}={value!r}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, float) and value.is_integer():   # 1e6 written for a count
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{key}={value!r}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{key}={value!r}: expected a number")
-        elif not math.isfinite(value):
-            errors.append(f"{key}={value!r}: expected a finite number")
-        return value
-    if tp is str and not isinstance(value, str):
-        errors.append(f"{key}={value!r}: expected a string")
-    return value

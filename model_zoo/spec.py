@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 FAMILIES = ("dense", "moe")
 
@@ -47,6 +49,7 @@ def swiglu_hidden(d_model: int, multiple: int = 256) -> int:
 class Spec:
     """What every frozen spec dataclass shares: validation that raises all errors at once, and a
     canonical JSON form (sorted keys, no spaces) whose hash identifies it. Subclasses define errors()."""
+    KEY: ClassVar[str] = ""         # the config key its fields are named under in errors, e.g. "model"
 
     def errors(self) -> list[str]:
         raise NotImplementedError
@@ -55,6 +58,11 @@ class Spec:
         if errs := self.errors():
             raise SpecError(errs)
         return self
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """From plain dicts/lists (parsed YAML or JSON); every unknown key and wrong type raised as one SpecError."""
+        return from_plain(cls, d, cls.KEY)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,6 +73,7 @@ class Spec:
 
 @dataclass(frozen=True)
 class ModelSpec(Spec):
+    KEY: ClassVar[str] = "model"
     d_model: int
     n_layers: int
     n_heads: int
@@ -124,13 +133,98 @@ class ModelSpec(Spec):
                 e.append(f"model.capacity_factor={self.capacity_factor}: 0 (dropless) or positive")
         return e
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise SpecError([f"model.{k}: unknown key (known: {sorted(known)})" for k in sorted(unknown)])
-        return cls(**d)
+
+def from_plain(cls, d, key: str = ""):
+    """Build a (nested) frozen dataclass from plain dicts/lists, e.g. parsed YAML or JSON.
+
+    Every unknown key (with the nearest known one) and every value of the wrong type is named by its
+    full key (`key` prefixes them, e.g. "train.optim") and raised together as one SpecError."""
+    if not dataclasses.is_dataclass(cls):
+        return d
+    errors: list[str] = []
+    out = _build(cls, d, key, errors)
+    if errors:
+        raise SpecError(errors)
+    return out
+
+
+def unknown_key(key: str, name: str, known) -> str:
+    """"<key>.<name>: unknown key; did you mean <key>.<nearest>?" (or the known keys when none is near)."""
+    import difflib
+    full = f"{key}.{name}" if key else str(name)
+    near = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.5)
+    prefix = f"{key}." if key else ""
+    hint = f"did you mean {prefix}{near[0]}?" if near else f"known keys: {', '.join(sorted(map(str, known)))}"
+    return f"{full}: unknown key; {hint}"
+
+
+def _build(cls, d, key: str, errors: list[str]):
+    if not isinstance(d, dict):
+        errors.append(f"{key or cls.__name__}={d!r}: expected a mapping of {cls.__name__} fields")
+        return None
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    errors += [unknown_key(key, k, known) for k in d if k not in known]
+    hints = _field_types(cls)
+    n_before = len(errors)
+    kwargs = {name: _coerce(hints[name], value, f"{key}.{name}" if key else name, errors)
+              for name, value in d.items() if name in known}
+    missing = [n for n, f in known.items() if n not in d and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    errors += [f"{key}.{n}: required" if key else f"{n}: required" for n in missing]
+    if len(errors) > n_before:
+        return None
+    return cls(**kwargs)
+
+
+def _field_types(cls):
+    import typing
+    return typing.get_type_hints(cls)
+
+
+def _coerce(tp, value, key: str, errors: list[str]):
+    """`value` as field type `tp`; a wrong type is appended to errors (named by key) and None returned."""
+    import typing
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, errors)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(args[0], value, key, errors)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        names = None
+        if isinstance(value, dict):  # {domain: weight} written as a mapping
+            names, value = [str(k) for k in value], list(value.items())
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{key}={value!r}: expected a list" + (" or a mapping" if args and args[0] is not str else ""))
+            return None
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}.{names[i]}" if names else f"{key}[{i}]", errors)
+                         for i, v in enumerate(value))
+        if len(value) != len(args):
+            errors.append(f"{key}={value!r}: expected {len(args)} items")
+            return None
+        return tuple(_coerce(a, v, key if len(args) == 2 else f"{key}[{i}]", errors)
+                     for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{key}={value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():   # 1e6 written for a count
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{key}={value!r}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{key}={value!r}: expected a number")
+        elif not math.isfinite(value):
+            errors.append(f"{key}={value!r}: expected a finite number")
+        return value
+    if tp is str and not isinstance(value, str):
+        errors.append(f"{key}={value!r}: expected a string")
+    return value
 
 
 @dataclass(frozen=True)

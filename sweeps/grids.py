@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.rundir import params_compute
 from model_zoo import Counts, LadderRule, ModelSpec, count
 
 if TYPE_CHECKING:  # lr_from imports these when it runs: planning without grid.lr_from never loads pandas
@@ -45,8 +46,8 @@ class Rung:
         return f"L{s.n_layers}-d{s.d_model}{moe}"
 
     def n(self, convention: str) -> int:
-        if convention == "compute":  # what a token is multiplied by: active non-embedding + the output head
-            return self.counts.params_active_nonembedding + self.spec.vocab_size * self.spec.d_model
+        if convention == "compute":
+            return params_compute(self.counts.params_active_nonembedding, self.spec.vocab_size, self.spec.d_model)
         return self.counts.n(convention)
 
 

@@ -48,6 +48,14 @@ def refuse(message: str) -> SystemExit:
     return SystemExit(EXIT_REFUSED)
 
 
+def machine_errors(runtime) -> list[str]:
+    """What the runs' train.runtime asks of this machine that it cannot do (a CUDA device that is not there,
+    torch.compile without its toolchain, bf16 on a CPU without it): a local launcher's jobs run here, so each would
+    fail in its preflight. A cluster's jobs run on its nodes, which check it there."""
+    from harness.device import machine_errors as errors  # lazy: torch loads only for a launch, not a dry run
+    return errors(runtime, key="train.runtime")
+
+
 def is_local(config) -> bool:
     target = str(config.hydra.launcher.get("_target_", ""))
     return "Slurm" not in target
@@ -153,8 +161,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return EXIT_DONE
     try:
         p = plan(config)
-        if p.blockers:
-            raise SpecError(p.blockers)
+        if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
+            raise SpecError(blockers)
     except SpecError as e:
         raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
     if config.sweep.status:
@@ -162,6 +170,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return EXIT_DONE
     print(plan_table(p, sweep_status(p, retries)))
     designed = grids.conventions(plain_cfg(config)["grid"]["shapes"])
+    launched = launched_with(config)
     try:
         for r in p.runs:  # every spec.yaml exists before any job starts: the job only needs its run_id
             run_dir = RunDir(p.run_dir(r))
@@ -169,7 +178,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             if not (row and row.get("run_id") == r.run_id):   # also rewrites a spec.yaml that a crash cut short
                 run_dir.prepare(r.spec, p.runtime)
                 run_dir.prune_wandb(KEEP_LAUNCHES)
-            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget, **designed})
+            run_dir.write_grid({"sweep": p.name, "label": r.label, "budget": r.budget, **designed, **launched})
         for trunk, branches in trunks(p.runs).values():   # a trunk's job runs its branches in fork order (sweeps.job)
             RunDir(trunk_dir(p.sweep_dir, trunk.run_id)).prepare(trunk, p.runtime)
             write_group(trunk_dir(p.sweep_dir, trunk.run_id), trunk,
@@ -225,6 +234,17 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                         log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
                 job_idx += len(batch)
     return finish(p, retries, arguments)
+
+
+def launched_with(config) -> dict:
+    """{"grid", "scale"}: the config names this sweep was composed from (`+grid=<grid> scale=<scale>`, Hydra's
+    choices), for grid.json: a sweep's name need not be its grid's (sweep.name=...), and analysis prints command
+    lines that extend this sweep. {} where Hydra recorded no choices (a config composed without its hydra node)."""
+    try:
+        choices = config.hydra.runtime.choices
+    except Exception:   # omegaconf raises its own error types for a missing node
+        return {}
+    return {k: str(choices[k]) for k in ("grid", "scale") if choices.get(k)}
 
 
 def prune_launches(hydra_dir: Path, keep: int) -> list[Path]:

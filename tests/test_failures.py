@@ -115,6 +115,33 @@ def test_seq_len_longer_than_a_split_and_a_missing_corpus_are_refused_before_lau
     assert e.value.code == 2 and not launched and not (tmp_path / "chinchilla").exists()
 
 
+
+@pytest.mark.parametrize("override, probe, message", [
+    ("train.runtime.device=cuda", {"cuda_devices": 0},
+     "train.runtime.device='cuda': CUDA is not available on this machine; use train.runtime.device=cpu or auto"),
+    ("train.runtime.device=cuda:2", {"cuda_devices": 2, "compile_problem": None},
+     "train.runtime.device='cuda:2': this machine has 2 CUDA device(s) (cuda:0..cuda:1)"),
+    ("train.runtime.compile=on", {"cuda_devices": 0, "compile_problem": "no C++ compiler (test)"},
+     "train.runtime.compile=on: torch.compile cannot work on this machine's cpu (no C++ compiler (test)); "
+     "use train.runtime.compile=off"),
+    ("train.runtime.precision=bf16", {"cuda_devices": 0, "cpu_bf16": False},
+     "train.runtime.precision=bf16 on the CPU: this CPU has no native bf16"),
+])
+def test_device_compile_and_precision_this_machine_cannot_do_are_refused_before_launch(
+        tmp_path, monkeypatch, capsys, override, probe, message):
+    """Each was found only in every run's preflight (a retryable failure per run); a local sweep now refuses it
+    before any job launches, naming the key and the fix. The machine is faked: the probes answer as given."""
+    from harness import device
+    for name, value in probe.items():
+        monkeypatch.setattr(device, name, lambda *a, v=value: v)
+    launched = []
+    with pytest.raises(SystemExit) as e:
+        run_sweep(cfg(*TINY, f"sweep.root={tmp_path}", override), [], lambda *a, **k: launched.append(a))
+    assert e.value.code == 2 and not launched and not (tmp_path / "chinchilla").exists()
+    assert message in capsys.readouterr().err
+    # the same machine, the same runtime without the override: nothing to refuse (the check is not blanket)
+    assert device.machine_errors(plan(cfg(*TINY, f"sweep.root={tmp_path}")).runtime) == []
+
 def test_the_failure_reason_is_the_whole_error_not_the_last_log_line(tmp_path):
     log = tmp_path / "harness.log"
     log.write_text("step 1\nerror: invalid spec:\n  - data.weights: domain(s) ['x'] not in corpus\n"

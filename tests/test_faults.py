@@ -4,12 +4,14 @@ with an undisturbed sweep's: identical, and nothing half-written is ever read as
     SIGKILL at a random point of the whole sweep (launcher, job wrappers and runs at once), of one run's
     trainer, and of one job wrapper (its run dies with it); truncated and garbage files in the run
     directories; a full disk and a read-only run directory (a small tmpfs, remounted: needs mount
-    permission, else skipped with the reason).
+    permission, else skipped with the reason); SIGKILL of `python -m analysis.report` in the middle of writing
+    report.md, report.html, laws.json or a figure.
 
 Random points come from SCALEMIX_FAULT_SEED (default 0), so a failure can be replayed.
 """
 import fcntl
 import json
+import math
 import os
 import random
 import shutil
@@ -28,6 +30,7 @@ TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.sha
         "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2",
         "eval.heldout_tokens=2048", "sweep.max_parallel=2", "train.runtime.checkpoint_every=4", "sweep.retries=5"]
 RNG = random.Random(int(os.environ.get("SCALEMIX_FAULT_SEED", 0)))
+pytestmark = pytest.mark.slow           # `pytest -m slow tests/test_faults.py`: every test here runs real processes
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +199,84 @@ def test_a_full_disk_then_a_read_only_run_directory(tmp_path, data, reference):
         relaunch_until_done(root, data, reference)
     finally:
         subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
+
+
+# `python -m analysis.report` whose write of the file named argv[1] (or of its temp file) stops half way with SIGKILL:
+# every open() for writing goes through the cut, whichever way the report opens it (Path.write_*, open)
+CUT_REPORT = """
+import builtins, io, os, signal, sys
+target, real_open = sys.argv[1], builtins.open
+
+class Cut:
+    def __init__(self, f):
+        self.f = f
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.f.__exit__(*exc)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+def cutting_open(file, mode="r", *a, **k):
+    f = real_open(file, mode, *a, **k)
+    name = os.path.basename(str(file))
+    return Cut(f) if "w" in mode and (name == target or name.startswith("." + target + ".tmp")) else f
+
+builtins.open = io.open = cutting_open
+from analysis.report import main
+main(sys.argv[2:])
+"""
+
+
+def report(sweep_dir: Path, out: Path, bootstrap: int, cut: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    args = [str(sweep_dir), "--out", str(out), "--bootstrap", str(bootstrap)]
+    cmd = [sys.executable, "-c", CUT_REPORT, cut, *args] if cut else [sys.executable, "-m", "analysis.report", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+
+
+def lr_sweep(sweep_dir: Path) -> Path:
+    """Result files of a small lr sweep (3 sizes x 5 lrs, loss = f(N) + a parabola in log lr): a report of it fits
+    only the lr law, so that each of the report processes below takes seconds, and writes a figure, report.md,
+    report.html and laws.json like any report."""
+    for n in (1e4, 1e5, 1e6):
+        for lr in (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2):
+            run = sweep_dir / f"n{n:.0e}-lr{lr:.0e}"
+            run.mkdir(parents=True)
+            loss = 3 + 20 * n ** -0.3 + 0.05 * math.log(lr / (0.3 * n ** -0.35)) ** 2
+            run.joinpath("result.json").write_text(json.dumps({"run_id": run.name, "params_nonembedding": n, "lr": lr,
+                                                               "tokens": 20 * n, "flops": 120 * n * n, "loss": loss}))
+    return sweep_dir
+
+
+def test_sigkill_while_the_report_is_written_leaves_old_or_new_files_never_torn(tmp_path):
+    """A report exists (old: no bootstrap); a new one (bootstrap intervals: other contents) is killed half way
+    through writing each of its files in turn. Every file is then byte for byte the old or the new one, never
+    torn, no temp file is read as the report, and a rerun completes the new report."""
+    sweep_dir, out = lr_sweep(tmp_path / "lr"), tmp_path / "report"
+    for where, boot in ((tmp_path / "new", 8), (out, 0)):
+        r = report(sweep_dir, where, boot)
+        assert r.returncode == 0, r.stderr[-3000:]
+    new, old = files(tmp_path / "new"), files(out)
+    assert new.keys() == old.keys() and new["report.md"] != old["report.md"] and new["laws.json"] != old["laws.json"]
+    first_figure = new["report.md"].decode().split("](figures/")[1].split(")")[0]
+    for target in (first_figure, "report.md", "report.html", "laws.json"):
+        r = report(sweep_dir, out, 8, cut=target)
+        assert r.returncode == -signal.SIGKILL, f"{target}: not cut ({r.returncode}): {r.stderr[-2000:]}"
+        now = files(out)
+        complete = {k: v for k, v in now.items() if not Path(k).name.startswith(".")}
+        assert complete.keys() == new.keys(), target
+        torn = [k for k, v in complete.items() if v not in (old[k], new[k])]
+        assert not torn, f"killed while writing {target}: torn {torn}"
+        assert len(now) == len(complete) + 1, f"{target}: the cut write's temp file is left beside its file"
+    r = report(sweep_dir, out, 8)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert files(out) == new                          # complete, and the killed runs' temp files are gone

@@ -174,3 +174,30 @@ def test_an_unconstrained_moe_law_is_flagged_once_before_its_recommendation():
     assert md.count("lies outside 0.05-2") == 1
     assert md.index("**Caution:** MoE law: alpha") < md.index("the law prefers")
     assert not [w for w in fit(synthetic_runs(KNOWN, noise=0.003, seed=1), NO_BOOT).warnings if "lies outside" in w]
+
+
+def test_a_report_fits_the_moe_law_once(tmp_path, monkeypatch):
+    """build_context fits the MoE law (the verdict judges it) and the MoE section shows that same law; a fit that
+    failed there is reported by the section with its reason, not attempted again."""
+    from analysis import report
+    from analysis.laws import moe, moe_report
+    from analysis.results import Results
+    calls = []
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return fit(*a, **kw)
+
+    monkeypatch.setattr(moe, "fit", counted)
+    monkeypatch.setattr(moe_report, "fit", counted)
+    runs = synthetic_runs(KNOWN, noise=0.003, seed=5)
+    ctx = report.build_context(Results(runs, pd.DataFrame()), FitConfig(n_bootstrap=0))
+    assert len(calls) == 1 and ctx.fits["moe"].config.n_col == "params_active_nonembedding"
+    report.render(ctx, tmp_path, "MoE sweep")
+    assert len(calls) == 1
+    assert f"MoE law parameters ({ctx.fits['moe'].n_runs} runs)" in (tmp_path / "report.md").read_text()
+
+    failed = report.Context(Results(runs, pd.DataFrame()), FitConfig(n_bootstrap=0),
+                            failures={"moe": "MoE law: 3 usable run(s)"})
+    text = [b.text for b in moe_report.report_section(failed) if hasattr(b, "text")]
+    assert "The MoE law was not fitted: MoE law: 3 usable run(s)" in text and len(calls) == 1

@@ -204,3 +204,32 @@ def test_report_shows_the_lr_sweep_the_law_and_the_edge_warning(tmp_path):
     assert "**Warning:** N=1e+04: the best lr 0.0313 is the largest tried" in section
     one_lr = lr_table(SIZES, [3e-3])
     assert "## Learning-rate sweep" not in render_report(one_lr, tmp_path / "one")   # not an lr sweep: no section
+
+
+def test_the_report_of_an_lr_sweep_is_its_lr_law_not_a_chinchilla_law(tmp_path):
+    """`python -m analysis.report runs/lr` on the lr grid's runs (sizes x lrs at one D/N, each with its FLOPs): the
+    Chinchilla laws were fitted to them (approach 3's recommendations once crashed on them) and the verdict asked for
+    `+grid=lr 'grid.shapes.budgets=...'`, which the lr grid cannot take. Now they are skipped with the reason (in
+    the report and laws.json) and the lr section is the report."""
+    from analysis import lawfile
+    from analysis.report import write_report
+    law = lambda n: PLANNER_K * n ** PLANNER_P
+    p = plan(cfg("+grid=lr", "grid.shapes.depths=[1,3,4]", SWEEP_LRS))
+    for r in p.runs:
+        n, lr = r.counts.params_nonembedding, r.spec.optim.lr
+        (tmp_path / "lr" / r.run_id).mkdir(parents=True)
+        (tmp_path / "lr" / r.run_id / "result.json").write_text(json.dumps({
+            "run_id": r.run_id, "sweep": "lr", "params_nonembedding": n, "tokens": r.spec.tokens, "lr": lr,
+            "flops": r.counts.flops_per_token * r.spec.tokens,
+            "loss": 3.0 + 20 * n ** -0.3 + CURVATURE * math.log(lr / law(n)) ** 2}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md, _, laws = write_report(tmp_path / "lr", n_bootstrap=20)
+    text = md.read_text()
+    assert "**No Chinchilla law:** not fitted to a learning-rate sweep (3 size(s)" in text
+    assert "## Learning-rate sweep" in text and "**lr law:**" in text
+    for absent in ("## Fitted laws", "## Recommendations", "## Extrapolation check", "grid.shapes.budgets", "Verdict"):
+        assert absent not in text, absent
+    saved = lawfile.load(laws)
+    assert saved.surface is None and saved.verdict is None
+    assert saved.failures["approach 3"].startswith("not fitted to a learning-rate sweep")

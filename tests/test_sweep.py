@@ -199,3 +199,14 @@ def test_dry_run_launches_nothing(data, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "dry run: nothing launched" in out and "total: 2 runs" in out
     assert not (tmp_path / "chinchilla").exists()
+
+
+def test_grid_json_names_the_grid_and_scale_the_sweep_was_launched_with(data, tmp_path, monkeypatch):
+    """A renamed sweep (sweep.name=foo) still records `+grid=chinchilla`, so analysis can print a line that
+    extends it (analysis.verdict.grid_command)."""
+    monkeypatch.setenv("SCALEMIX_DATA", str(data))
+    c = cfg(*TINY, f"sweep.root={tmp_path}", "sweep.name=foo")
+    run_sweep(c, [*TINY, "sweep.name=foo"], lambda overrides, initial_job_idx: [])
+    metas = [json.loads(f.read_text()) for f in sorted((tmp_path / "foo").glob("*/grid.json"))]
+    assert len(metas) == 2 and all(m["sweep"] == "foo" and m["grid"] == "chinchilla" and m["scale"] == "cpu"
+                                   for m in metas)

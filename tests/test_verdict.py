@@ -226,3 +226,22 @@ def test_a_cross_check_without_intervals_is_a_caveat_not_a_failure(good):
     a3 = fits["approach 3"]
     nan = np.full_like(a3.samples, np.nan)
     assert judge({**fits, "approach 3": dataclasses.replace(a3, samples=nan)}, runs).level == verdict.UNDETERMINED
+
+
+def test_suggested_lines_name_the_grid_the_sweep_was_launched_with():
+    """grid.json's grid and scale (runs-table columns `grid`, `scale`) give the `+grid=`; a renamed sweep is named
+    with sweep.name so the new runs join it; a sweep launched before grid.json named its grid falls back to the
+    sweep's name and says so."""
+    runs = isoflop_table(CHINCHILLA, [2.5e11, 4e11, 6.4e11], sizes_per_budget=3, span=4, noise=0.01, seed=3)
+    fits = fit_all(runs)
+    cases = {("foo", "demo", "cpu"): "python sweep.py +grid=demo sweep.name=foo '",
+             ("demo", "demo", "cpu"): "python sweep.py +grid=demo '",
+             ("chinchilla-gpu", "chinchilla", "gpu"): "python sweep.py +grid=chinchilla scale=gpu '",
+             ("bar-gpu", "chinchilla", "gpu"): "python sweep.py +grid=chinchilla scale=gpu sweep.name=bar-gpu '"}
+    for (sweep, grid, scale), start in cases.items():
+        v = judge(fits, runs.assign(sweep=sweep, grid=grid, scale=scale))
+        assert v.suggestions and all(s.command.startswith(start) and not s.caveat for s in v.suggestions), \
+            [s.command for s in v.suggestions]
+    old = judge(fits, runs.assign(sweep="foo"))
+    assert all(s.command.startswith("python sweep.py +grid=foo '") for s in old.suggestions)
+    assert "does not name the grid the sweep was launched with" in old.suggestions[0].describe()

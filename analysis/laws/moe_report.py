@@ -46,10 +46,17 @@ def _ci(v: float, lo: float, hi: float) -> str:
     return f"{v:.4g}" if not np.isfinite(lo) else f"{v:.4g} [{lo:.3g}, {hi:.3g}]"
 
 
+def fit_config(config: FitConfig) -> FitConfig:
+    """The MoE law's conventions under a report's: N counts active parameters (a report under a total or
+    non-embedding N switches to active non-embedding; the section says which)."""
+    return config if config.n_col in ACTIVE else dataclasses.replace(config, n_col=ACTIVE[0])
+
+
 def blocks(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | None = None,
-           figure: bool = True) -> list[tuple]:
+           figure: bool = True, failure: str | None = None) -> list[tuple]:
     """The section as neutral blocks: ("heading", text) ("para", text) ("table", df, caption)
-    ("figure", name, matplotlib figure, caption)."""
+    ("figure", name, matplotlib figure, caption). `law`: the MoE law already fitted to `runs` (None: fitted here,
+    unless `failure` says why it could not be)."""
     cfg = law.config if law is not None else (config or default_config())
     out: list[tuple] = [("heading", TITLE)]
     if not has_moe(runs):
@@ -63,11 +70,13 @@ def blocks(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | No
         observed[f"C={c:.2g}"] = [f"{v:.4f}" if np.isfinite(v) else "-" for v in pivot[c]]
     out.append(("table", observed, f"Observed: the lowest {cfg.loss_col} among the sizes tried at each budget "
                                    f"(N = {cfg.n_col}; E experts, granularity G = ffn_hidden / expert_hidden)"))
-    if law is None:
+    if law is None and failure is None:
         try:
             law = fit(runs, cfg)
         except FitError as e:
-            return out + [("para", f"The MoE law was not fitted: {e}")]
+            failure = str(e)
+    if law is None:
+        return out + [("para", f"The MoE law was not fitted: {failure}")]
     out.append(("para", "**MoE law** L(N, D, E, G) = c + (a + g / G^gamma) E^-delta / N^alpha + b / D^beta: "
                         "Krajewski et al. (2024)'s granularity law with Clark et al. (2022)'s expert-count factor "
                         "(why this form: `analysis/laws/moe.py`); dense runs are E = G = 1. " + cfg.describe() + "."))
@@ -130,13 +139,15 @@ def section(runs: pd.DataFrame, law: MoELaw | None = None, config: FitConfig | N
 
 @register
 def report_section(ctx):
-    """analysis.report section: None (skipped) when the sweep has no MoE run. N is counted as active."""
+    """analysis.report section: None (skipped) when the sweep has no MoE run. N is counted as active. The law is
+    the one analysis.report.build_context fitted and judged (ctx.fits["moe"]), or its failure; fitted here only
+    for a Context built without it."""
     if not has_moe(ctx.results.runs):
         return None
-    cfg = ctx.config if ctx.config.n_col in ACTIVE else dataclasses.replace(ctx.config, n_col=ACTIVE[0])
     kinds = {"heading": lambda b: Heading(b[1]), "para": lambda b: Para(b[1]),
              "table": lambda b: Table(b[1], b[2]), "figure": lambda b: Figure(b[1], b[2], b[3])}
-    return [kinds[b[0]](b) for b in blocks(ctx.results.runs, config=cfg)]
+    return [kinds[b[0]](b) for b in blocks(ctx.results.runs, law=ctx.fits.get("moe"), config=fit_config(ctx.config),
+                                           failure=ctx.failures.get("moe"))]
 
 
 def plot(law: MoELaw, obs: pd.DataFrame, cfg: FitConfig):
