@@ -15,6 +15,7 @@ import torch
 
 from harness.data.corpus import Corpus
 from harness.spec import DataSpec
+from model_zoo import docmask
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -31,9 +32,13 @@ def heldout_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> tuple[to
 
 
 class HeldoutSet:
+    """With data.document_mask=on the model attends within documents and the targets
+    model_zoo.docmask.loss_keep drops are left out of each domain's mean, as in training."""
+
     def __init__(self, corpus: Corpus, data: DataSpec, heldout_tokens: int, seq_len: int):
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
+        self.eod_id = corpus.eod_id if data.document_mask == "on" else None
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
@@ -44,12 +49,21 @@ class HeldoutSet:
         sums = {}
         for d, (xs, ys) in self.sets.items():
             total = torch.zeros((), dtype=torch.float64, device=device)
+            count = xs.numel()
             for i in range(0, len(xs), batch_size):
                 x, y = xs[i:i + batch_size].to(device), ys[i:i + batch_size].to(device)
                 with autocast or contextlib.nullcontext():
-                    out = model(x, y)
-                total += out.ce.double().sum()
-            sums[d] = (total, xs.numel())
+                    if self.eod_id is None:
+                        out = model(x, y)
+                    else:
+                        out = model(x, y, docmask.document_ids(x, self.eod_id))
+                if self.eod_id is None:
+                    total += out.ce.double().sum()
+                else:
+                    keep = docmask.loss_keep(x, self.eod_id)
+                    total += (out.ce.double() * keep).sum()
+                    count -= int((~keep).sum())
+            sums[d] = (total, count)
         model.train(was_training)
         losses = {f"loss_{d}": (t.item() / n if n else math.nan) for d, (t, n) in sums.items()}
         losses["loss"] = math.fsum(w * losses[f"loss_{d}"] for d, w in self.weights.items() if w > 0)

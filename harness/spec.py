@@ -18,6 +18,7 @@ from model_zoo.spec import ModelSpec, Spec, SpecError
 SCHEDULES = ("cosine", "wsd", "constant")
 COOLDOWNS = ("linear", "1-sqrt")
 SAMPLING = ("stratified", "random")
+DOCUMENT_MASKS = ("off", "on")
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,13 @@ class DataSpec:
     sampling: str = "stratified"                          # stratified | random
     epoch_caps: tuple[tuple[str, float], ...] = ()        # (domain, max epochs)
     reference_weights: tuple[tuple[str, float], ...] = () # mixture the reference loss is taken on; () = weights
+    document_mask: str = "off"                            # on: attention and RoPE positions per document
+                                                          # (model_zoo/docmask.py); off: across the packed window
 
     def errors(self) -> list[str]:
         e = []
+        if self.document_mask not in DOCUMENT_MASKS:
+            e.append(f"data.document_mask={self.document_mask!r}: use one of {DOCUMENT_MASKS}")
         if self.sampling not in SAMPLING:
             e.append(f"data.sampling={self.sampling!r}: use one of {SAMPLING}")
         for key, w in [("data.weights", self.weights)] + [
@@ -186,7 +191,7 @@ class RunSpec(Spec):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-LATE_FIELDS = (("optim", "warmup_steps"),)   # (RunSpec section, field), in the order they were added
+LATE_FIELDS = (("optim", "warmup_steps"), ("data", "document_mask"))   # (RunSpec section, field), in the order they were added
 
 
 def _default(cls, name: str):
@@ -300,5 +305,6 @@ def _coerce(tp, value, key: str, errors: list[str]):
             errors.append(f"{key}={value!r}: expected a finite number")
         return value
     if tp is str and not isinstance(value, str):
-        errors.append(f"{key}={value!r}: expected a string")
+        quote = " (in YAML quote on/off/yes/no: bare, they read as true/false)" if isinstance(value, bool) else ""
+        errors.append(f"{key}={value!r}: expected a string{quote}")
     return value

@@ -132,7 +132,8 @@ class Trainer:
         self.setup.lap("model")
         self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens)
         self.domains = list(self.stream.domains)
-        step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
+        eod = corpus.eod_id if spec.data.document_mask == "on" else None
+        step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
         self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
@@ -154,6 +155,8 @@ class Trainer:
         self.skip: set[int] = set()     # steps whose batches a rollback skipped (never trained on)
         self.rollbacks = 0
         self.recent: list[float] = []   # the last RECENT log windows' losses (spike detection)
+        # data.document_mask=on: training FLOPs of the pairs attended so far (model_zoo.counting.training_flops)
+        self.flops_masked = 0 if eod is not None else None
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
@@ -164,7 +167,7 @@ class Trainer:
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
                 "last_train": self.last_train, "timing": self.timing_so_far(),
                 "skip": sorted(self.skip), "rollbacks": self.rollbacks, "recent_losses": list(self.recent),
-                "branch": self.branch}
+                "branch": self.branch, "flops_masked": self.flops_masked}
 
     def resume(self) -> None:
         state = self.ckpts.load_latest()
@@ -185,6 +188,7 @@ class Trainer:
         self.last_eval, self.last_train = state["last_eval"], state["last_train"]
         self.prior["timing"] = state.get("timing", {})
         self.branch = state.get("branch")
+        self.flops_masked = state.get("flops_masked", self.flops_masked)
         self.rd.rewind_metrics(self.step)
 
     def save(self) -> None:
@@ -360,6 +364,11 @@ class Trainer:
                "grad_norm": v["grad_norm"][0], "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
         for d, ce_sum, count in zip(self.domains, v["domain_ce_sum"], v["domain_tokens"]):
             row[f"train_loss_{d}"] = ce_sum / count if count else None
+        if self.flops_masked is not None:   # per-document attention: count the pairs attended (counting.py)
+            pairs, trained = v["attention_pairs"][0], n_steps * self.spec.batch_tokens
+            self.flops_masked += model_zoo.counting.training_flops(self.spec.model, trained, round(pairs))
+            row.update(flops_masked=self.flops_masked,
+                       attention_pair_frac=pairs / (trained * (self.spec.model.seq_len + 1) / 2))
         moe = {k.removeprefix("moe_"): x for k, x in v.items() if k.startswith("moe_")}
         row.update(moe_window_metrics(moe, self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
@@ -421,6 +430,8 @@ class Trainer:
         row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
                     for d in self.corpus.domains})
         row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
+        if self.flops_masked is not None:   # `flops` keeps the grid's convention; this one counts the mask
+            row.update(flops_masked=self.flops_masked)
         row.update(self.timing_so_far(), time_train_s=steady_s)
         if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
             start = self.branch["branch_start_tokens"]

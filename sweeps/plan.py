@@ -225,6 +225,9 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers:
         errors.append(f"data.weights: domain(s) {unknown} not in corpus {corpus.name!r} ({sorted(domains)})")
         return []
     errors += split_errors(runs, corpus)
+    if any(r.spec.data.document_mask == "on" for r in runs):
+        from harness.data.corpus import document_mask_errors
+        errors += document_mask_errors(corpus)
     caps = dict(data.epoch_caps)
     cap = {d: float(caps.get(d, sw.get("max_epochs", math.inf))) for d in domains}   # repeats allowed per domain
     over: dict[str, list[tuple[float, str]]] = {}
