@@ -15,7 +15,7 @@ from harness.branches import Branch
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
 from sweeps import branching, grids, schema
-from sweeps.cost import Throughput
+from sweeps.cost import Throughput, scale_lines
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)   # only with plan(strict=False): the dry run shows both
     blockers: list[str] = field(default_factory=list)  # stop a launch, not a dry run (e.g. the corpus is not built)
+    target_flops: float | None = None   # sweep.target_flops: the final run's budget, costed beside the grid
 
     def run_dir(self, run: PlannedRun) -> Path:
         return self.sweep_dir / run.run_id
@@ -137,7 +138,7 @@ def plan(cfg, strict: bool = True) -> Plan:
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
-                blockers=blockers)
+                blockers=blockers, target_flops=float(sw["target_flops"]) if sw.get("target_flops") else None)
 
 
 def replicates(cfg: dict | None, seeds: list, grid_budgets: list[float], errors: list[str]
@@ -310,5 +311,9 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     lines = [table, f"total: {len(p.runs)} runs, {si(sum(r.spec.tokens for r in p.runs))} tokens, "
                     f"{total_flops:.3e} FLOPs, {est}",
              f"sweep dir: {p.sweep_dir}   N = non-embedding parameters (Kaplan); N total adds embedding and head"]
+    masks = sorted({r.spec.data.document_mask for r in p.runs})
+    lines += [f"attention: data.document_mask={'/'.join(masks)}"
+              + (" (per-document causal attention; FLOPs above count the full causal window)" if "on" in masks else "")]
     lines += branching.summary(p)
+    lines += scale_lines(p.throughput, p.price_per_gpu_hour, p.target_flops, total_flops)
     return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])
