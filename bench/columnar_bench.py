@@ -77,11 +77,14 @@ def build(source: dict, out: Path, workers: int) -> dict:
     m = prepare(recipe, out, out.parent / "cache", workers=workers, progress=False)
     wall = time.time() - t
     dom = m["domains"]["d"]
-    # children (the tokenizer processes) and this process: the larger peak is what the machine must hold
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    # this process holds the documents (the .jsonl path) or not (streamed); the tokenizer processes (children)
+    # hold their span caches either way
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"source": source["kind"], "mb": round(dom["bytes"] / 1e6, 1), "wall_s": round(wall, 1),
             "mb_per_s": round(dom["bytes"] / 1e6 / wall, 2), "build": m["build"], "stream": dom.get("stream"),
-            "train_tokens": dom["train_tokens"], "peak_rss_mb": round(rss / 1024, 0), "workers": workers}
+            "train_tokens": dom["train_tokens"], "peak_rss_mb": round(rss / 1024), "peak_rss_workers_mb": round(rss_children / 1024),
+            "workers": workers}
 
 
 def main() -> None:

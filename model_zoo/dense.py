@@ -1,7 +1,8 @@
 """A decoder-only transformer: RMSNorm, RoPE, causal SDPA attention, SwiGLU MLP, no biases.
 
 The same architecture as bench/ref_throughput.py (so throughputs compare), plus optional QK-norm,
-tied embeddings, and a pluggable MoE layer in place of the MLP (model_zoo/moe.py).
+tied embeddings, a pluggable MoE layer in place of the MLP (model_zoo/moe.py), and per-document attention in
+packed sequences (forward's `documents`, model_zoo/docmask.py).
 model_zoo/counting.py counts this model's parameters and FLOPs without building it.
 """
 from __future__ import annotations

@@ -15,11 +15,14 @@ collect (tests/test_columnar.py). Throughput of each pass goes to the manifest's
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
+
+import numpy as np
 
 from harness.data import sources
 from harness.data.shards import ShardWriter
@@ -138,15 +141,30 @@ def encode(name: str, docs: StreamedDocs, pool, workers: int, encode_chunk, out_
     writers = {TRAIN: ShardWriter(out_dir / "train.bin", dtype), HELDOUT: ShardWriter(out_dir / "heldout.bin", dtype)}
     bar = tqdm(unit="char", unit_scale=True, desc=f"tokenize {name}", disable=not progress,
                file=sys.stderr)
-    jobs = _jobs(docs, cache, eod, dtype)
-    import numpy as np
-    while batch := list(islice(jobs, JOBS_IN_FLIGHT * max(1, workers))):
-        fates = [f for f, _ in batch]
-        results = pool.imap(encode_chunk, [j for _, j in batch]) if pool is not None else map(encode_chunk,
-                                                                                              [j for _, j in batch])
-        for fate, (raw, n_chars) in zip(fates, results):
-            writers[fate].write(np.frombuffer(raw, dtype=dtype))
+    # the pool's feeder thread pulls jobs as the workers take them; the semaphore holds it to JOBS_IN_FLIGHT
+    # per worker ahead of the writer, so the text in flight stays bounded without a barrier between batches
+    ahead = threading.Semaphore(JOBS_IN_FLIGHT * max(1, workers))
+    fates: deque = deque()
+
+    stop = threading.Event()
+
+    def feed():
+        for fate, job in _jobs(docs, cache, eod, dtype):
+            ahead.acquire()
+            if stop.is_set():   # the writer failed: end the feed, so the pool can be closed
+                return
+            fates.append(fate)
+            yield job
+
+    results = pool.imap(encode_chunk, feed()) if pool is not None else map(encode_chunk, feed())
+    try:
+        for raw, n_chars in results:
+            writers[fates.popleft()].write(np.frombuffer(raw, dtype=dtype))
+            ahead.release()
             bar.update(n_chars)
+    finally:
+        stop.set()
+        ahead.release()
     bar.close()
     counts = {"train": writers[TRAIN].close(), "heldout": writers[HELDOUT].close()}
     docs.seconds["tokenize_s"] = time.time() - t0
