@@ -66,9 +66,12 @@ def block_mask(documents: torch.Tensor, n_heads: int | None = None):
     return create_block_mask(same_document_causal, B, None, T, T, device=documents.device)
 
 
+USE_FLEX = True   # False: the dense mask on CUDA too (bench/docmask_bench.py measures both kernels)
+
+
 def attention_mask(documents: torch.Tensor):
     """What `attend` takes for this forward: a BlockMask when compiling on CUDA, else a dense mask."""
-    if documents.is_cuda and torch.compiler.is_compiling():
+    if USE_FLEX and documents.is_cuda and torch.compiler.is_compiling():
         return block_mask(documents)
     return dense_mask(documents)
 
