@@ -81,4 +81,4 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
     if isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     from torch.nn.attention.flex_attention import flex_attention
-    return flex_attention(q, k, v, block_mask=mask)
+    return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask)
