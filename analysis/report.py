@@ -189,6 +189,7 @@ def section_data(ctx: Context):
            Para(f"{len(res.runs)} finished runs{moe}, {len(res.skipped)} run directories skipped, "
                 f"{len(ctx.curves)} eval points on training curves. Conventions: {ctx.config.describe()}"
                 + (f" ({ctx.config.origin})." if ctx.config.origin else "."))]
+    out.append(Para(attention_setting(res.runs)))
     if res.skipped:
         out.append(Table(pd.DataFrame(res.skipped, columns=["run dir", "reason"]), "Skipped run directories"))
     cols = [c for c in ("run_id", "n_layers", "d_model", ctx.config.n_col, "tokens", ctx.config.c_col, "loss")
@@ -200,6 +201,19 @@ def section_data(ctx: Context):
         if why != ctx.not_chinchilla:         # (that reason is the Summary's)
             out.append(Para(f"**{name} not fitted:** {why}"))
     return out
+
+
+def attention_setting(runs: pd.DataFrame) -> str:
+    """Which attention the runs trained with (data.document_mask; results written before it existed: off)."""
+    masks = runs["document_mask"].fillna("off") if "document_mask" in runs else pd.Series(["off"] * len(runs))
+    counts = masks.value_counts().to_dict()
+    what = {"on": "per-document attention (data.document_mask=on: causal within each packed document, RoPE "
+                  "positions restart per document, the next document's first token is not a target)",
+            "off": "attention across packed documents (data.document_mask=off)"}
+    if len(counts) > 1:
+        return ("Attention: **mixed** — " + ", ".join(f"{n} runs with {what.get(k, k)}" for k, n in counts.items())
+                + "; their losses are not on one footing.")
+    return f"Attention: {what.get(next(iter(counts), 'off'), next(iter(counts), 'off'))}."
 
 
 def section_fits(ctx: Context):

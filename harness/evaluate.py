@@ -15,6 +15,7 @@ import torch
 
 from harness.data.corpus import Corpus
 from harness.spec import DataSpec
+from model_zoo import docmask
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -31,9 +32,13 @@ def heldout_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> tuple[to
 
 
 class HeldoutSet:
+    """With data.document_mask=on the model attends within documents and the targets
+    model_zoo.docmask.loss_keep drops are left out of each domain's mean, as in training."""
+
     def __init__(self, corpus: Corpus, data: DataSpec, heldout_tokens: int, seq_len: int):
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
+        self.eod_id = corpus.eod_id if data.document_mask == "on" else None
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
@@ -49,6 +54,9 @@ class HeldoutSet:
         sums = {}
         for d, (xs, ys) in self.sets.items():
             total = torch.zeros((), dtype=torch.float64, device=device)
+            count = xs.numel()    # targets scored over all ranks' shares (a document mask drops some)
+            if self.eod_id is not None:
+                count -= int((~docmask.loss_keep(xs, self.eod_id)).sum())
             share = -(-len(xs) // world)
             mine = range(min(rank * share, len(xs)), min((rank + 1) * share, len(xs)))
             for i in range(0, share if world > 1 else len(xs), batch_size):
@@ -58,10 +66,17 @@ class HeldoutSet:
                     lo, hi = 0, 1
                 x, y = xs[lo:hi].to(device), ys[lo:hi].to(device)
                 with autocast or contextlib.nullcontext():
-                    out = model(x, y)
-                if keep:
+                    if self.eod_id is None:
+                        out = model(x, y)
+                    else:
+                        out = model(x, y, docmask.document_ids(x, self.eod_id))
+                if not keep:
+                    continue
+                if self.eod_id is None:
                     total += out.ce.double().sum()
-            sums[d] = (total, xs.numel())
+                else:
+                    total += (out.ce.double() * docmask.loss_keep(x, self.eod_id)).sum()
+            sums[d] = (total, count)
         model.train(was_training)
         if world > 1:
             import torch.distributed as dist

@@ -1,7 +1,7 @@
 """Every check a run can fail before compute is spent, reported together as one SpecError."""
 from __future__ import annotations
 
-from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
+from harness.data.corpus import Corpus, CorpusError, data_root, document_mask_errors, resolve_corpus_path
 from harness.data.mixture import MixtureStream
 from harness.device import machine_errors, runtime_errors
 from harness.distributed import setup_errors
@@ -38,6 +38,8 @@ def corpus_errors(spec: RunSpec, corpus: Corpus) -> list[str]:
     except CorpusError as err:
         return [str(err)]
     e = task_errors(spec.eval.downstream, corpus.domains)
+    if spec.data.document_mask == "on":
+        e += document_mask_errors(corpus)
     if corpus.vocab_size > spec.model.vocab_size:
         e.append(f"model.vocab_size={spec.model.vocab_size} < corpus {corpus.name!r} vocab_size={corpus.vocab_size}: "
                  f"set model.vocab_size >= {corpus.vocab_size}")

@@ -169,7 +169,8 @@ def result_row(spec: RunSpec, counts, *, sweep: str, weights, last_eval: dict, t
            **{k: v for k, v in last_eval.items() if k.startswith("loss")}}
     row.update(train_loss=train_loss, lr=spec.optim.lr, batch_tokens=spec.batch_tokens, schedule=spec.optim.schedule,
                seed=spec.seed, steps=spec.steps, wall_s=wall_s, tokens_per_s=tokens_per_s, mfu=mfu, device=device,
-               git_sha=git_sha, corpus=corpus, tokenizer_sha256=tokenizer_sha256)
+               git_sha=git_sha, corpus=corpus, tokenizer_sha256=tokenizer_sha256,
+               document_mask=spec.data.document_mask)
     return row
 
 

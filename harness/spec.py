@@ -19,6 +19,7 @@ from model_zoo.spec import ModelSpec, Spec, SpecError, from_plain, unknown_key  
 SCHEDULES = ("cosine", "wsd", "constant")
 COOLDOWNS = ("linear", "1-sqrt")
 SAMPLING = ("stratified", "random")
+DOCUMENT_MASKS = ("off", "on")
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,13 @@ class DataSpec:
     sampling: str = "stratified"                          # stratified | random
     epoch_caps: tuple[tuple[str, float], ...] = ()        # (domain, max epochs)
     reference_weights: tuple[tuple[str, float], ...] = () # mixture the reference loss is taken on; () = weights
+    document_mask: str = "off"                            # on: attention and RoPE positions per document
+                                                          # (model_zoo/docmask.py); off: across the packed window
 
     def errors(self) -> list[str]:
         e = []
+        if self.document_mask not in DOCUMENT_MASKS:
+            e.append(f"data.document_mask={self.document_mask!r}: use one of {DOCUMENT_MASKS}")
         if self.sampling not in SAMPLING:
             e.append(f"data.sampling={self.sampling!r}: use one of {SAMPLING}")
         for key, w in [("data.weights", self.weights)] + [
@@ -186,7 +191,8 @@ class RunSpec(Spec):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"))   # (RunSpec section, field), in the order they were added
+# (RunSpec section, field), in the order they were added
+LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"), ("data", "document_mask"))
 
 
 def _default(cls, name: str):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model_zoo import docmask
 from model_zoo.moe_stats import stats_fields as moe_stats_fields
 
 
@@ -26,12 +27,14 @@ class StatsLayout:
     fields: tuple[tuple[str, int, bool], ...]
 
     @classmethod
-    def for_model(cls, n_domains: int, spec) -> StatsLayout:
+    def for_model(cls, n_domains: int, spec, document_mask: bool = False) -> StatsLayout:
         """ce, z_loss, aux_loss; domain_ce_sum and domain_tokens (one per domain, in the stream's domain
-        order); then the model's MoE telemetry as moe_<name> (model_zoo.moe_stats; none for dense)."""
+        order); then the model's MoE telemetry as moe_<name> (model_zoo.moe_stats; none for dense); with
+        document masks last the attended (query, key) pairs (model_zoo.counting.attention_pairs)."""
         return cls((("ce", 1, True), ("z_loss", 1, True), ("aux_loss", 1, True),
                     ("domain_ce_sum", n_domains, False), ("domain_tokens", n_domains, False),
-                    *((f"moe_{k}", n, True) for k, n in moe_stats_fields(spec).items())))
+                    *((f"moe_{k}", n, True) for k, n in moe_stats_fields(spec).items()),
+                    *((("attention_pairs", 1, False),) if document_mask else ())))
 
     def plus(self, name: str, length: int = 1) -> StatsLayout:
         """This layout with one more (summed) field at the end, e.g. the grad norm the log copy carries."""
@@ -58,23 +61,39 @@ class StatsLayout:
 
 
 class LossStep(nn.Module):
-    def __init__(self, model: nn.Module, z_loss: float, n_domains: int):
+    """eod_id: None, or the corpus' end-of-document id to train with per-document attention
+    (data.document_mask=on): the model attends within documents, and the loss, z-loss and per-domain
+    statistics skip the targets model_zoo.docmask.loss_keep drops (the next document's first token)."""
+
+    def __init__(self, model: nn.Module, z_loss: float, n_domains: int, eod_id: int | None = None):
         super().__init__()
-        self.model, self.z_loss, self.n_domains = model, z_loss, n_domains
-        self.layout = StatsLayout.for_model(n_domains, model.spec)
+        self.model, self.z_loss, self.n_domains, self.eod_id = model, z_loss, n_domains, eod_id
+        self.layout = StatsLayout.for_model(n_domains, model.spec, document_mask=eod_id is not None)
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor):
-        out = self.model(inputs, targets)
-        ce = out.ce.mean()
-        z = self.z_loss * out.lse.float().square().mean() if self.z_loss else torch.zeros_like(ce)
+        if self.eod_id is None:
+            out = self.model(inputs, targets)
+            ce = out.ce.mean()
+            z = self.z_loss * out.lse.float().square().mean() if self.z_loss else torch.zeros_like(ce)
+        else:
+            documents = docmask.document_ids(inputs, self.eod_id)
+            out = self.model(inputs, targets, documents)
+            pairs = (docmask.positions(documents) + 1).sum().float()   # a query at position p attends p + 1 keys
+            keep = docmask.loss_keep(inputs, self.eod_id).float()
+            n = keep.sum().clamp(min=1.0)
+            ce = (out.ce * keep).sum() / n
+            z = self.z_loss * (out.lse.float().square() * keep).sum() / n if self.z_loss else torch.zeros_like(ce)
         aux = torch.as_tensor(out.aux_loss, dtype=ce.dtype, device=ce.device)
         loss = ce + z + aux
         # Per-domain CE sums and token counts: a scatter-add written as a masked reduction. Compiled, it
         # is one fused reduction kernel (a scatter_add would be B*T atomic adds onto n_domains addresses,
         # serialised on the GPU, and not deterministic).
         mask = (domains.reshape(-1, 1) == torch.arange(self.n_domains, device=domains.device)).float()
+        if self.eod_id is not None:
+            mask = mask * keep.reshape(-1, 1)
         stats = self.layout.pack({
             "ce": ce.detach(), "z_loss": z.detach(), "aux_loss": aux.detach(),
             "domain_ce_sum": (out.ce.detach().float().reshape(-1, 1) * mask).sum(0), "domain_tokens": mask.sum(0),
-            **{f"moe_{k}": v.detach().float() for k, v in out.moe_stats.items()}})
+            **{f"moe_{k}": v.detach().float() for k, v in out.moe_stats.items()},
+            **({"attention_pairs": pairs} if self.eod_id is not None else {})})
         return loss, stats

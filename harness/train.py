@@ -166,8 +166,9 @@ class Trainer:
         np.random.seed(spec.seed)
         self.counts = model_zoo.count(spec.model)
         self.model = model_zoo.build(spec.model).to(self.hw.device)
+        eod = corpus.eod_id if spec.data.document_mask == "on" else None
         if d.sharded:   # wrapped before the optimizer is built: fully_shard replaces the parameters
-            step_module = LossStep(self.model, spec.optim.z_loss, len(corpus.domains))
+            step_module = LossStep(self.model, spec.optim.z_loss, len(corpus.domains), eod_id=eod)
             self.loss_step = distributed.wrap(step_module, self.model, d, self.hw.device,
                                               self.hw.dtype == torch.bfloat16, self.hw.compile)
         self.opt = self.model.configure_optimizer(spec.optim, self.hw.device.type)
@@ -176,7 +177,7 @@ class Trainer:
                                     rank=d.rank, world=d.world)
         self.domains = list(self.stream.domains)
         if not d.sharded:
-            step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
+            step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
@@ -200,6 +201,8 @@ class Trainer:
         self.skip: set[int] = set()     # steps whose batches a rollback skipped (never trained on)
         self.rollbacks = 0
         self.recent: list[float] = []   # the last RECENT log windows' losses (spike detection)
+        # data.document_mask=on: training FLOPs of the pairs attended so far (model_zoo.counting.training_flops)
+        self.flops_masked = 0 if eod is not None else None
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
@@ -214,7 +217,7 @@ class Trainer:
                 "steady_tokens": steady_tokens, "steady_s": steady_s, "last_eval": self.last_eval,
                 "last_train": self.last_train, "timing": self.timing_so_far(),
                 "skip": sorted(self.skip), "rollbacks": self.rollbacks, "recent_losses": list(self.recent),
-                "branch": self.branch}
+                "branch": self.branch, "flops_masked": self.flops_masked}
 
     def resume(self) -> None:
         state = self.ckpts.load_latest(self.model, self.opt)
@@ -237,6 +240,7 @@ class Trainer:
         self.last_eval, self.last_train = state["last_eval"], state["last_train"]
         self.prior["timing"] = state.get("timing", {})
         self.branch = state.get("branch")
+        self.flops_masked = state.get("flops_masked", self.flops_masked)
         if self.d.main:
             self.rd.rewind_metrics(self.step)
 
@@ -438,6 +442,11 @@ class Trainer:
                "grad_norm": v["grad_norm"][0], "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed()}
         for d, ce_sum, count in zip(self.domains, v["domain_ce_sum"], v["domain_tokens"]):
             row[f"train_loss_{d}"] = ce_sum / count if count else None
+        if self.flops_masked is not None:   # per-document attention: count the pairs attended (counting.py)
+            pairs, trained = v["attention_pairs"][0], n_steps * self.spec.batch_tokens
+            self.flops_masked += model_zoo.counting.training_flops(self.spec.model, trained, round(pairs))
+            row.update(flops_masked=self.flops_masked,
+                       attention_pair_frac=pairs / (trained * (self.spec.model.seq_len + 1) / 2))
         moe = {k.removeprefix("moe_"): x for k, x in v.items() if k.startswith("moe_")}
         row.update(moe_window_metrics(moe, self.spec.model, n_steps))   # expert load, aux, z, dropped
         if not np.isfinite(row["loss"]):
@@ -505,6 +514,8 @@ class Trainer:
         row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         if self.d.sharded:
             row.update(world_size=self.d.world, parallel=self.d.parallel)
+        if self.flops_masked is not None:   # `flops` keeps the grid's convention; this one counts the mask
+            row.update(flops_masked=self.flops_masked)
         row.update(self.timing_so_far(), time_train_s=steady_s)
         if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
             start = self.branch["branch_start_tokens"]

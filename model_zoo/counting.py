@@ -36,6 +36,18 @@ is 2 m n FLOPs (multiply + add). The forward counts:
   lookup, the optimizer. They are O(d) per token, not O(d^2).
 Per-token attention FLOPs assume full-length sequences of seq_len tokens.
 
+Per-document attention (data.document_mask=on, model_zoo/docmask.py)
+--------------------------------------------------------------------
+Attention work then depends on where the batch's documents end, so it is counted per batch, not per
+spec: `attention_pairs` is the number of (query, key) pairs the mask allows, each query counting
+itself (a query at position p of its document attends p + 1 keys; the diagonal is included, so a
+window that is one document has T (T + 1) / 2 pairs, not the T^2 / 2 of the convention above).
+`training_flops(spec, tokens, pairs)` = 3 x (weight matmuls per token x tokens + 4 d L per pair):
+the FLOPs of the attended pairs, the useful work (what an exact varlen kernel computes). The flex
+kernel computes whole 128 x 128 tiles, masking inside partial ones, so it executes
+`block_pairs(documents)` pairs, a few percent more; the trainer logs the attended-pair count
+(metrics `flops_masked`), and bench/gpu_docmask.sh reports both for its batches.
+
 `flops_per_token_6n` = 6 * params_active_nonembedding is Kaplan's C = 6 N D rule: it leaves out the
 head matmul and attention, and counts the tiny norm gains as if they were matmul weights.
 """
@@ -82,16 +94,61 @@ def layer_params(spec: ModelSpec) -> tuple[int, int]:
     return attention + norms + mlp, attention + norms + mlp_active
 
 
-def forward_flops_per_token(spec: ModelSpec, causal: bool = True) -> int:
-    """Forward FLOPs per token: weight matmuls (active only) + attention (causal: half the keys)."""
+def matmul_flops_per_token(spec: ModelSpec) -> int:
+    """Forward FLOPs per token of the weight matmuls (active only), head included."""
     d, L = spec.d_model, spec.n_layers
     if spec.family == "moe":
         mlp = spec.d_model * spec.n_experts + (spec.top_k + spec.n_shared_experts) * 3 * d * spec.expert_hidden
     else:
         mlp = 3 * d * spec.ffn_hidden
-    matmuls = 2 * (L * (4 * d * d + mlp) + d * spec.vocab_size)   # 2 FLOPs per multiply-add
-    attention = L * 4 * spec.seq_len * d                         # QK^T and AV, 2*T*d each
-    return matmuls + (attention // 2 if causal else attention)
+    return 2 * (L * (4 * d * d + mlp) + d * spec.vocab_size)   # 2 FLOPs per multiply-add
+
+
+def attention_flops_per_pair(spec: ModelSpec) -> int:
+    """Forward FLOPs of one attended (query, key) pair over all layers: QK^T and AV, 2 d each."""
+    return 4 * spec.d_model * spec.n_layers
+
+
+def forward_flops_per_token(spec: ModelSpec, causal: bool = True) -> int:
+    """Forward FLOPs per token: weight matmuls (active only) + attention (causal: half the keys)."""
+    attention = spec.seq_len * attention_flops_per_pair(spec)     # QK^T and AV, 2*T*d each
+    return matmul_flops_per_token(spec) + (attention // 2 if causal else attention)
+
+
+def attention_pairs(documents) -> int:
+    """(query, key) pairs a per-document causal mask allows in a [B, T] array of document ids (each row's
+    ids non-decreasing, model_zoo.docmask.document_ids): sum over documents of l (l + 1) / 2."""
+    import numpy as np
+    docs = np.asarray(documents)
+    total = 0
+    for row in docs.reshape(-1, docs.shape[-1]):
+        lengths = np.diff(np.flatnonzero(np.r_[True, row[1:] != row[:-1], True]))
+        total += int((lengths * (lengths + 1) // 2).sum())
+    return total
+
+
+def block_pairs(documents, block: int = 128) -> int:
+    """(query, key) pairs a block-sparse kernel computes under the same mask: every block x block tile holding
+    at least one allowed pair is computed whole (flex attention's default tile is 128 x 128)."""
+    import numpy as np
+    docs = np.asarray(documents)
+    T = docs.shape[-1]
+    nb = -(-T // block)
+    total = 0
+    for row in docs.reshape(-1, T):
+        q = np.arange(T)
+        allowed = (row[:, None] == row[None, :]) & (q[None, :] <= q[:, None])
+        pad = np.zeros((nb * block, nb * block), dtype=bool)
+        pad[:T, :T] = allowed
+        tiles = pad.reshape(nb, block, nb, block).any(axis=(1, 3))
+        sizes = np.minimum(block, T - np.arange(nb) * block)
+        total += int((np.outer(sizes, sizes) * tiles).sum())
+    return total
+
+
+def training_flops(spec: ModelSpec, tokens: int, pairs: int) -> int:
+    """Training FLOPs (3 x forward) of `tokens` tokens whose attention covers `pairs` (query, key) pairs."""
+    return 3 * (matmul_flops_per_token(spec) * tokens + attention_flops_per_pair(spec) * pairs)
 
 
 def count(spec: ModelSpec) -> Counts:

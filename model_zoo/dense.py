@@ -1,7 +1,8 @@
 """A decoder-only transformer: RMSNorm, RoPE, causal SDPA attention, SwiGLU MLP, no biases.
 
 The same architecture as bench/ref_throughput.py (so throughputs compare), plus optional QK-norm,
-tied embeddings, and a pluggable MoE layer in place of the MLP (model_zoo/moe.py).
+tied embeddings, a pluggable MoE layer in place of the MLP (model_zoo/moe.py), and per-document attention in
+packed sequences (forward's `documents`, model_zoo/docmask.py).
 model_zoo/counting.py counts this model's parameters and FLOPs without building it.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model_zoo import docmask
 from model_zoo.chunked_ce import chunked_head_losses
 from model_zoo.output import ModelOutput
 from model_zoo.spec import ModelSpec
@@ -44,12 +46,15 @@ class Attention(nn.Module):
         norm = (lambda: nn.RMSNorm(spec.head_dim, eps=NORM_EPS)) if spec.qk_norm else nn.Identity
         self.q_norm, self.k_norm = norm(), norm()
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, mask=None):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).transpose(1, 3).unbind(2)
         q = rope(self.q_norm(q.float()), cos, sin).to(v.dtype)   # [B, H, T, hd]; norm and rotate in fp32,
         k = rope(self.k_norm(k.float()), cos, sin).to(v.dtype)   # attend in v's (the autocast) dtype
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)                # flash kernel on GPU
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)            # flash kernel on GPU
+        else:                                                                      # per-document (docmask.py)
+            y = docmask.attend(q, k, v, mask)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -81,8 +86,8 @@ class Block(nn.Module):
         else:
             self.mlp = SwiGLU(spec.d_model, spec.ffn_hidden)
 
-    def forward(self, x, cos, sin):
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x, cos, sin, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         if self.is_moe:
             y, aux, stats = self.mlp(self.mlp_norm(x))
             return x + y, aux, stats
@@ -138,14 +143,22 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, documents=None):
+        """documents: None (every position attends to all earlier ones), or [B, T] document ids
+        (model_zoo.docmask.document_ids): attention within each document, RoPE positions restarting
+        at each document's first position."""
         T = idx.shape[1]
         assert T <= self.spec.seq_len, f"sequence of {T} tokens > model.seq_len={self.spec.seq_len}"
-        cos, sin = self.cos[:T], self.sin[:T]
+        if documents is None:
+            cos, sin, mask = self.cos[:T], self.sin[:T], None
+        else:   # [B, 1, T, hd/2]: each row's positions, broadcast over heads
+            pos = docmask.positions(documents)
+            cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
+            mask = docmask.attention_mask(documents)   # built once, shared by every layer
         x = self.embed(idx)
         aux, stats = [], []
         for block in self.blocks:
-            x, block_aux, block_stats = block(x, cos, sin)
+            x, block_aux, block_stats = block(x, cos, sin, mask)
             aux.append(block_aux)
             stats.append(block_stats)
         h = self.norm(x)

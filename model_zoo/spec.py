@@ -223,7 +223,8 @@ def _coerce(tp, value, key: str, errors: list[str]):
             errors.append(f"{key}={value!r}: expected a finite number")
         return value
     if tp is str and not isinstance(value, str):
-        errors.append(f"{key}={value!r}: expected a string")
+        quote = " (in YAML quote on/off/yes/no: bare, they read as true/false)" if isinstance(value, bool) else ""
+        errors.append(f"{key}={value!r}: expected a string{quote}")
     return value
 
 

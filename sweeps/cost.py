@@ -8,6 +8,15 @@ Rows count for `sweep.device_kind` when it is a substring of their "device" (cas
 A run's speed is the achieved FLOP/s interpolated in log(FLOPs per token) between the measured
 shapes (clamped at the ends), plus the rows' median "startup_s" (compile, first eval) if they
 have one. With no matching row the estimate is None and the plan prints "unmeasured".
+
+Scale (`scale_lines`, printed under the plan table): the device kind's bf16 peak and the MFU measured at
+the largest benchmarked shape (the peak is the rows' own: achieved FLOP/s / their "mfu"); with
+`sweep.target_flops` set, the GPU-hours and cost of the final run at that budget; and a table of published
+runs (sweeps/known_runs.json, with sources) and what each would take on this device kind at that MFU.
+The final run is sized by Chinchilla's rule (D = 20 N, C = 6 N D; Hoffmann et al. 2022) until the sweep's
+own law is fitted (`python -m analysis.recommend <sweep dir> --budget C` then answers from it), and its
+time assumes the MFU of the largest measured shape (larger models usually reach a higher MFU, so the
+hours are an upper estimate for one well-configured job; they leave out restarts and evaluation).
 """
 from __future__ import annotations
 
@@ -17,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+KNOWN_RUNS = Path(__file__).with_name("known_runs.json")
+TOKENS_PER_PARAM = 20   # Hoffmann et al. 2022: the compute-optimal D/N, the prior before a sweep's own law
+
 
 @dataclass(frozen=True)
 class Throughput:
@@ -25,6 +37,9 @@ class Throughput:
     log_flops_per_s: tuple[float, ...] = ()
     startup_s: float = 0.0
     source: str = ""
+    peak: float | None = None          # bf16 peak FLOP/s of the measured device (from the rows' mfu)
+    mfu_largest: float | None = None   # MFU of the largest measured shape
+    largest: str = ""                  # which shape that was, e.g. "d 768"
 
     @classmethod
     def load(cls, path: str | None, device_kind: str) -> Throughput:
@@ -40,11 +55,16 @@ class Throughput:
                        and r.get("tokens_per_s")), key=lambda r: r["flops_per_token"])
         if not rows:
             return cls(device_kind, source=str(path))
+        with_mfu = [r for r in rows if r.get("mfu")]
+        peak = float(np.median([r["flops_per_token"] * r["tokens_per_s"] / r["mfu"] for r in with_mfu])) \
+            if with_mfu else None
         return cls(device_kind,
                    tuple(float(np.log(r["flops_per_token"])) for r in rows),
                    tuple(float(np.log(r["flops_per_token"] * r["tokens_per_s"])) for r in rows),
                    float(np.median([r.get("startup_s", 0.0) for r in rows])),
-                   f"{path} ({table.get('machine', '?')}, {table.get('date', '?')})")
+                   f"{path} ({table.get('machine', '?')}, {table.get('date', '?')})",
+                   peak, float(with_mfu[-1]["mfu"]) if with_mfu else None,
+                   f"d {with_mfu[-1].get('d', '?')}, {with_mfu[-1].get('date', 'undated')}" if with_mfu else "")
 
     @property
     def measured(self) -> bool:
@@ -55,3 +75,75 @@ class Throughput:
             return None
         rate = float(np.exp(np.interp(np.log(flops_per_token), self.log_fpt, self.log_flops_per_s)))
         return (flops_per_token * tokens / rate + self.startup_s) / 3600
+
+    def large_run_hours(self, flops: float) -> float | None:
+        """Device-hours of `flops` at the largest measured shape's MFU (None where that is not measured)."""
+        if not (self.peak and self.mfu_largest):
+            return None
+        return flops / (self.peak * self.mfu_largest) / 3600
+
+
+def chinchilla_run(flops: float) -> tuple[float, float]:
+    """(N, D) of the compute-optimal run at `flops` under D = 20 N, C = 6 N D."""
+    n = (flops / (6 * TOKENS_PER_PARAM)) ** 0.5
+    return n, TOKENS_PER_PARAM * n
+
+
+def known_runs(path: Path = KNOWN_RUNS) -> list[dict]:
+    """The published runs, each with flops (published or 6 N D), gpu_hours and cost_usd filled in where the
+    source allows, and `cost_kind`: published | estimate | None."""
+    table = json.loads(path.read_text())
+    prices = table.get("price_per_gpu_hour", {})
+    out = []
+    for r in table["runs"]:
+        r = dict(r)
+        r["flops"] = r["flops"] or 6 * r["params"] * r["tokens"]
+        if r["gpu_hours"] is None and r.get("gpus") and r.get("days"):
+            r["gpu_hours"] = r["gpus"] * r["days"] * 24
+        price = next((v for k, v in prices.items() if r["hardware"].startswith(k)), None)
+        r["cost_kind"] = r.get("cost_source") if r.get("cost_usd") else None
+        if r["cost_usd"] is None and r["gpu_hours"] and price is not None:
+            r["cost_usd"], r["cost_kind"] = r["gpu_hours"] * price, "estimate"
+        out.append(r)
+    return out
+
+
+def scale_lines(tp: Throughput, price_per_hour: float, target_flops: float | None, grid_flops: float) -> list[str]:
+    """What the plan's compute means: the device's peak and measured MFU, the final run at the target budget,
+    and the published runs beside it (see the module docstring)."""
+    from sweeps.table import render, si
+    kind = tp.device_kind
+    if kind.lower() == "cpu":
+        return []
+    if tp.peak is None:
+        lines = [f"scale: no measured MFU for device kind {kind!r} in the throughput table; GPU-hours of the final "
+                 "run and of the published runs are not estimated (run bench/gpu_throughput.sh)"]
+    else:
+        lines = [f"scale: {kind} bf16 peak {tp.peak / 1e12:.0f} TFLOP/s; MFU measured {tp.mfu_largest:.1%} at the "
+                 f"largest benchmarked shape ({tp.largest}; {tp.source}), assumed for the runs below"]
+    money = (lambda h: f"${h * price_per_hour:,.0f}") if price_per_hour else (lambda h: "-")
+    if target_flops:
+        n, d = chinchilla_run(target_flops)
+        h = tp.large_run_hours(target_flops)
+        est = (f"{h:,.0f} GPU-h ({h / 24 / 8:,.1f} days on 8 GPUs), {money(h)} at ${price_per_hour:g}/h"
+               if h is not None else "GPU-hours unmeasured")
+        lines.append(f"final run at sweep.target_flops={target_flops:.3g}: N {si(n)} params, D {si(d)} tokens "
+                     f"(Chinchilla D = 20 N until the sweep's law is fitted: python -m analysis.recommend <sweep dir> "
+                     f"--budget {target_flops:.3g}); {est}; the grid above is {grid_flops / target_flops:.2%} of it")
+    rows = []
+    for r in known_runs():
+        h = tp.large_run_hours(r["flops"])
+        published_cost = (f"${r['cost_usd']:,.0f}" + (" (est.)" if r["cost_kind"] == "estimate" else "")
+                          if r["cost_usd"] else "-")
+        rows.append([r["name"], si(r["params"]), si(r["tokens"]),
+                     f"{r['flops']:.2e}" + ("" if r["flops_source"] == "published" else " (6ND)"), r["hardware"],
+                     f"{r['gpus']} x {r['days']:g} d" if r.get("gpus") else "-",
+                     f"{r['gpu_hours']:,.0f}" if r["gpu_hours"] else "-", published_cost,
+                     f"{h:,.0f}" if h is not None else "-", money(h) if h is not None else "-",
+                     f"{grid_flops / r['flops']:.1e}"])
+    lines.append(render(["known run", "N", "D", "FLOPs", "hardware", "GPUs x days", "GPU-h", "cost",
+                         f"{kind}-h", f"cost on {kind}", "grid / run"], rows, right={1, 2, 3, 6, 7, 8, 9, 10}))
+    lines.append("known runs' sources (sweeps/known_runs.json; FLOPs marked 6ND are 6 N D, cost (est.) is GPU-h x "
+                 "MPT-7B's $2/A100-h):")
+    lines += [f"  {r['name']}: {r['source']}" for r in known_runs()]
+    return lines

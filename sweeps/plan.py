@@ -15,7 +15,7 @@ from harness.branches import Branch
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
 from sweeps import branching, grids, placement, schema
-from sweeps.cost import Throughput
+from sweeps.cost import Throughput, scale_lines
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)   # only with plan(strict=False): the dry run shows both
     blockers: list[str] = field(default_factory=list)  # stop a launch, not a dry run (e.g. the corpus is not built)
+    target_flops: float | None = None   # sweep.target_flops: the final run's budget, costed beside the grid
     gpus_total: int | None = None   # GPUs the sweep spreads over, when sweep.gpus names them (the wall-clock estimate)
     efficiency: float = 1.0         # sweep.multi_gpu_efficiency: a G-GPU run's speed / (G x one GPU's)
 
@@ -146,7 +147,8 @@ def plan(cfg, strict: bool = True) -> Plan:
     return Plan(name=str(sw["name"]), sweep_dir=root / str(sw["name"]), runs=runs, runtime=runtime,
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
-                blockers=blockers, gpus_total=gpus_total(sw), efficiency=float(sw.get("multi_gpu_efficiency", 1.0)))
+                blockers=blockers, gpus_total=gpus_total(sw), efficiency=float(sw.get("multi_gpu_efficiency", 1.0)),
+                target_flops=float(sw["target_flops"]) if sw.get("target_flops") else None)
 
 
 def gpus_total(sw: dict) -> int | None:
@@ -240,6 +242,9 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers:
         errors.append(f"data.weights: domain(s) {unknown} not in corpus {corpus.name!r} ({sorted(domains)})")
         return []
     errors += split_errors(runs, corpus)
+    if any(r.spec.data.document_mask == "on" for r in runs):
+        from harness.data.corpus import document_mask_errors
+        errors += document_mask_errors(corpus)
     caps = dict(data.epoch_caps)
     cap = {d: float(caps.get(d, sw.get("max_epochs", math.inf))) for d in domains}   # repeats allowed per domain
     over: dict[str, list[tuple[float, str]]] = {}
@@ -332,5 +337,9 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     lines = [table, f"total: {len(p.runs)} runs, {si(sum(r.spec.tokens for r in p.runs))} tokens, "
                     f"{total_flops:.3e} FLOPs, {est}",
              f"sweep dir: {p.sweep_dir}   N = non-embedding parameters (Kaplan); N total adds embedding and head"]
+    masks = sorted({r.spec.data.document_mask for r in p.runs})
+    lines += [f"attention: data.document_mask={'/'.join(masks)}"
+              + (" (per-document causal attention; FLOPs above count the full causal window)" if "on" in masks else "")]
     lines += branching.summary(p)
+    lines += scale_lines(p.throughput, p.price_per_gpu_hour, p.target_flops, total_flops)
     return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])

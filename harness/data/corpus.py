@@ -85,6 +85,22 @@ class Corpus:
         return self._heldout[domain]
 
 
+EOD_SCAN_TOKENS = 1 << 22   # a prepared shard ends every document with EOD: one turns up long before this
+
+
+def document_mask_errors(corpus: Corpus) -> list[str]:
+    """data.document_mask=on finds documents by the corpus' EOD token: every domain's train and held-out
+    shards must hold it (looked for in their first EOD_SCAN_TOKENS tokens)."""
+    missing = [f"{d}/{split}" for d in corpus.domains for split, toks in
+               (("train", corpus.train(d)), ("heldout", corpus.heldout(d)))
+               if len(toks) and not (np.asarray(toks[:EOD_SCAN_TOKENS]) == corpus.eod_id).any()]
+    if not missing:
+        return []
+    return [f"data.document_mask=on: corpus {corpus.name!r} has no end-of-document token (eod_id={corpus.eod_id}, "
+            f"manifest.json) in {', '.join(missing)}, so its document boundaries are unknown: set "
+            f"data.document_mask=off, or rebuild the corpus with the right eod_id for its pre-tokenized domains"]
+
+
 def open_corpus(corpus: str, data_root: str | Path) -> Corpus | None:
     """The corpus a spec names, or None when it is not built here (callers that must have it use
     Corpus(resolve_corpus_path(...)) and get the error that says how to build it)."""

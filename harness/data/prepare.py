@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harness.data import byo, sources
+from harness.data import byo, sources, streamed
 from harness.data import tokenizer as tk
+from harness.data.columnar import ColumnarError
 from harness.data.corpus import data_root
 from harness.data.shards import dtype_for_vocab, write_shard
 
@@ -108,9 +109,14 @@ def recipe_errors(r: dict) -> list[str]:
                     e.append(f"domains.{name}: source kind {kind!r} unknown; use one of {sorted(sources.LOCAL) + ['apt']}")
                 elif kind == "text_dir":
                     byo.check_readable(byo.text_files(Path(s["path"]).expanduser()))
+                elif kind in sources.STREAMED:
+                    if not s.get("path"):
+                        e.append(f"domains.{name}: a {kind} source needs `path`")
+                    else:
+                        sources.check(s)
                 elif kind == "apt" and not s.get("packages"):
                     e.append(f"domains.{name}: an apt source needs `packages`")
-        except byo.ByoError as err:
+        except (byo.ByoError, ColumnarError) as err:
             e.append(f"domains.{name}: {err}")
         except StopIteration:
             e.append(f"domains.{name}: no documents in {d.get('path')}")
@@ -272,7 +278,10 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     doms = recipe["domains"]
     text_doms = {n: d for n, d in doms.items() if d.get("kind") != "tokens"}
     seen: set = set()
-    collected = {n: collect(n, d, frac, seen, cache, progress) for n, d in text_doms.items()}
+    sample_bytes = float(recipe.get("tokenizer_sample_bytes", 4e6))
+    collected = {n: streamed.scan(n, d, frac, seen, cache, progress, sample_bytes, doc_hash, is_heldout, PrepareError)
+                 if streamed.is_streamed(d) else collect(n, d, frac, seen, cache, progress)
+                 for n, d in text_doms.items()}
     t_extract = time.time() - t0
 
     if recipe.get("tokenizer"):
@@ -285,7 +294,7 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
             tok_sha, vocab = hashlib.sha256(str(src).encode()).hexdigest(), int(recipe["vocab_size"])
         eod = int(recipe.get("eod_id", 0))
     else:
-        tok = tk.train_bpe(tokenizer_sample(collected, float(recipe.get("tokenizer_sample_bytes", 4e6))),
+        tok = tk.train_bpe(tokenizer_sample(collected, sample_bytes),
                            int(recipe["vocab_size"]), tmp / "tokenizer.json")
         tok_sha, vocab, eod = tk.sha256_file(tmp / "tokenizer.json"), tok.get_vocab_size(), tok.token_to_id(tk.EOD)
     t_tok = time.time() - t0 - t_extract
@@ -298,7 +307,8 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     enc_bytes, t_enc0 = 0, time.time()
     pool = encoder_pool(tmp / "tokenizer.json", workers) if text_doms else None
     try:
-        _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress, cache)
+        _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress, cache,
+                          workers)
     finally:
         if pool is not None:
             pool.close()
@@ -318,8 +328,8 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
 
 
 def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, eod, dtype, progress,
-                      cache: Path) -> None:
-    keys = [(name, k) for name in collected for k in ("train", "heldout")]
+                      cache: Path, workers: int = 1) -> None:
+    keys = [(name, k) for name, c in collected.items() if isinstance(c, DomainDocs) for k in ("train", "heldout")]
     encoded = dict(zip(keys, encode_groups([getattr(collected[n], k) for n, k in keys], pool, eod, dtype,
                                            "tokenize", progress)))
     for name, d in doms.items():
@@ -343,16 +353,23 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
             arrays = {k: tk.pack_documents(v, eod, dtype) for k, v in split.items()}
             info.update(documents=n_docs, duplicates=dups, bytes=None,
                         train_documents=len(split["train"]), heldout_documents=len(split["heldout"]))
+        elif isinstance(c := collected[name], streamed.StreamedDocs):   # tokens go to the shards as they come
+            n_tokens = streamed.encode(name, c, pool, workers, _encode_chunk, tmp / name, cache, eod, dtype, progress)
+            info.update(documents=c.documents, duplicates=c.duplicates, bytes=c.bytes,
+                        train_documents=c.count(streamed.TRAIN), heldout_documents=c.count(streamed.HELDOUT),
+                        stream={**{k: round(v, 2) for k, v in c.seconds.items()}, "passes": 3,
+                                "mb_per_s": round(c.bytes / 1e6 / max(sum(c.seconds.values()), 1e-9), 2)})
         else:
-            c = collected[name]
             arrays = {k: encoded.pop((name, k)) for k in ("train", "heldout")}
             info.update(documents=c.documents, duplicates=c.duplicates, bytes=c.bytes,
                         train_documents=len(c.train), heldout_documents=len(c.heldout))
-        for k, arr in arrays.items():
-            write_shard(tmp / name / f"{k}.bin", arr)
+        if "stream" not in info:
+            for k, arr in arrays.items():
+                write_shard(tmp / name / f"{k}.bin", arr)
+            n_tokens = {k: len(arr) for k, arr in arrays.items()}
         total = info["documents"] + info["duplicates"]
         info.update(duplicate_rate=round(info["duplicates"] / total, 6) if total else 0.0,
-                    train_tokens=int(len(arrays["train"])), heldout_tokens=int(len(arrays["heldout"])))
+                    train_tokens=int(n_tokens["train"]), heldout_tokens=int(n_tokens["heldout"]))
         manifest["domains"][name] = info
 
 

@@ -61,3 +61,30 @@ def read_shard(path: str | os.PathLike) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(n,))
+
+
+class ShardWriter:
+    """A shard written piece by piece (for corpora too large to hold): the header's token count is filled in
+    on close, and the file appears under its final name only then, as with write_shard."""
+
+    def __init__(self, path: str | os.PathLike, dtype):
+        self.path, self.dtype, self.n = Path(path), np.dtype(dtype), 0
+        if self.dtype not in (np.uint16, np.uint32):
+            raise ShardError(f"shard dtype must be uint16 or uint32, got {self.dtype}")
+        self.tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+        self.f = open(self.tmp, "wb")
+        self.f.write(b"\0" * HEADER_BYTES)
+
+    def write(self, tokens: np.ndarray) -> None:
+        tokens = np.ascontiguousarray(tokens, dtype=self.dtype)
+        self.f.write(tokens.tobytes())
+        self.n += tokens.size
+
+    def close(self) -> int:
+        self.f.seek(0)
+        self.f.write(_HEADER.pack(MAGIC, self.dtype.itemsize, self.n).ljust(HEADER_BYTES, b"\0"))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.n

@@ -9,6 +9,8 @@ A source is a dict from a corpus recipe (conf/data/recipes/*.yaml), e.g.
     {kind: apt, packages: [dict-wn], include: ["*.dict.dz"], format: dictd}
                                                 Debian packages, fetched with `apt-get download`
     {kind: text_dir, path: /my/data}            bring your own: .txt / .jsonl (`text`) / compressed
+    {kind: parquet, path: /my/pq, column: text} parquet / Arrow files, one document per row (harness.data.columnar)
+    {kind: mds, path: /my/mds, column: text}    a MosaicML streaming (MDS) dataset, one document per sample
 Every source yields (identifier, text) documents. File-based sources visit files in the order of a
 hash of their path, so a byte cap takes a spread of the source rather than its first directory.
 """
@@ -158,6 +160,25 @@ def text_dir(src: dict) -> Iterator[Doc]:
     yield from byo.text_documents(Path(src["path"]).expanduser())
 
 
+def parquet(src: dict) -> Iterator[Doc]:
+    from harness.data.columnar import parquet_documents
+    yield from parquet_documents(Path(src["path"]).expanduser(), str(src.get("column", "text")))
+
+
+def mds(src: dict) -> Iterator[Doc]:
+    from harness.data.columnar import mds_documents
+    yield from mds_documents(Path(src["path"]).expanduser(), str(src.get("column", "text")))
+
+
+def check(src: dict) -> None:
+    """Errors a columnar source can show before any document is read (ColumnarError)."""
+    from harness.data import columnar
+    if src.get("kind") == "parquet":
+        columnar.check_parquet(Path(src["path"]).expanduser(), str(src.get("column", "text")))
+    elif src.get("kind") == "mds":
+        columnar.check_mds(Path(src["path"]).expanduser(), str(src.get("column", "text")))
+
+
 # ---- Debian packages ------------------------------------------------------------------------
 ROFF_ESCAPE = re.compile(r"\\(?:f[BIRP1-4]|f\(..|s[+-]?\d|\(..|\*\(..|\*.|[&|^e\-])")
 TAG = re.compile(r"<(script|style|nav|header|footer)\b.*?</\1>|<[^>]+>", re.S | re.I)
@@ -242,11 +263,13 @@ def apt_source(src: dict, cache: Path) -> Iterator[Doc]:
 
 
 LOCAL = {"python_stdlib": python_stdlib, "pydoc_topics": pydoc_topics, "site_docs": site_docs,
-         "licences": licences, "math": math_source, "text_dir": text_dir}
+         "licences": licences, "math": math_source, "text_dir": text_dir, "parquet": parquet, "mds": mds}
+STREAMED = ("parquet", "mds")   # sources too large to hold: prepare reads them twice instead (harness.data.streamed)
 
 DEFAULT_LICENCE = {"python_stdlib": "PSF-2.0", "pydoc_topics": "PSF-2.0",
                    "site_docs": "mixed: each package's own licence", "licences": "licence texts (verbatim copies)",
-                   "math": "CC0 (generated)", "text_dir": "user-supplied", "apt": "see the Debian package copyright"}
+                   "math": "CC0 (generated)", "text_dir": "user-supplied", "apt": "see the Debian package copyright",
+                   "parquet": "user-supplied", "mds": "user-supplied"}
 
 
 def describe(src: dict) -> str:
@@ -257,6 +280,8 @@ def describe(src: dict) -> str:
         return f"python{sys.version_info.major}.{sys.version_info.minor} stdlib"
     if kind == "text_dir":
         return f"dir:{src['path']}"
+    if kind in STREAMED:
+        return f"{kind}:{src['path']}[{src.get('column', 'text')}]"
     return kind
 
 

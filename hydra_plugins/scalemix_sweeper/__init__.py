@@ -8,7 +8,7 @@ import dataclasses
 
 from hydra.core.config_store import ConfigStore
 
-from harness.spec import EvalSpec, OptimSpec, Runtime
+from harness.spec import DataSpec, EvalSpec, OptimSpec, Runtime
 from model_zoo.spec import GPU_RULE, ModelSpec
 
 # plain dicts of the defaults, not the (frozen) dataclasses: a frozen structured config would be read-only
@@ -20,6 +20,7 @@ SCHEMA = {
     "eval": dataclasses.asdict(EvalSpec()),            # eval
     "gpu_rule": dataclasses.asdict(GPU_RULE),          # model=gpu: model.rule
     "moe_model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.name in _MOE_FIELDS},   # grid.moe
+    "data_options": {"document_mask": DataSpec().document_mask},   # data: what a mixture file need not restate
 }
 for _name, _node in SCHEMA.items():
     ConfigStore.instance().store(group="schema", name=_name, node=_node, provider="scalemix")
