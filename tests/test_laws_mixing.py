@@ -276,3 +276,18 @@ def test_curriculum_plan_and_seed_noise_verdicts():
     assert "recommended vs uniform: -0.5000" in far[1] and far[1].endswith("beats it by more than the seed noise.")
     assert "does NOT beat it" in far[2]                                    # 0.01 apart with sd 0.014: noise
     assert "no verdict" in verdicts(None, {"recommended": np.array([1.0]), "uniform": np.array([2.0])})[0]
+
+
+def test_one_size_family_predicts_each_fitted_size_and_warns_elsewhere():
+    """A table at several sizes: a one-size family is fitted again at each size with enough mixtures, so
+    predict(N=, D=) at such a size equals a fit to that size's runs alone; at an unfitted size it warns."""
+    from analysis.laws.common import FitWarning
+    sizes = [(1e5, 2e6), (1e6, 2e7)]
+    table, _ = synthetic_joint_table(12, 3, sizes, noise=0.002, seed=4)
+    law = fit(table, "uniform", law="loglinear", config=MixingConfig(n_bootstrap=0))
+    W = np.random.default_rng(1).dirichlet(np.ones(3), 5)
+    for N, D in sizes:
+        alone = fit(table[table["tokens"] == D], "uniform", law="loglinear", config=MixingConfig(n_bootstrap=0))
+        np.testing.assert_allclose(law.predict(W, N=N, D=D), alone.predict(W), rtol=1e-9)
+    with pytest.warns(FitWarning, match="not N=5e\\+06.*fit a size law"):
+        law.predict(W, N=5e6, D=1e8)

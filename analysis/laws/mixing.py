@@ -582,6 +582,8 @@ class MixingLaw:
     corpus_tokens: dict[str, float] | None
     seed_noise: float                    # std of the objective over repeated runs of one mixture (nan: none)
     warnings: list[str] = field(default_factory=list)
+    # a one-size family fitted again at each other size of the table with enough mixtures: (N, D) -> (model, params)
+    per_size: dict = field(default_factory=dict)
 
     # -------------------------------------------------- prediction
     def _W(self, weights) -> np.ndarray:
@@ -612,7 +614,27 @@ class MixingLaw:
     def predict_targets(self, weights, N=None, D=None, params=None) -> np.ndarray:
         """[resamples, mixtures, targets] predicted target columns (resamples = 1 for the point fit)."""
         W = self._W(weights)
-        return self.model.predict(params or self.params, W, self._S(len(W), N, D))
+        model, params = self._at_size(N, D, params)
+        return model.predict(params, W, self._S(len(W), N, D))
+
+    def _at_size(self, N, D, params):
+        """The model and parameters for (N, D): a size law's own; a one-size family's fit at that size (per_size) or,
+        for a size it was not fitted at, the fit size's with a warning (its levels belong to the fit size)."""
+        if self.family in SIZE_LAWS or (N is None and D is None) or not self.fit_size:
+            return self.model, params or self.params
+        n, d = N or self.fit_size[0], D or self.fit_size[1]
+        if np.isclose(n, self.fit_size[0]) and np.isclose(d, self.fit_size[1]):
+            return self.model, params or self.params
+        for (n_s, d_s), (model, p_s) in self.per_size.items():
+            if np.isclose(n, n_s) and np.isclose(d, d_s):
+                if params is not None and params is not self.params:
+                    raise ValueError(f"the {self.family} law has bootstrap resamples at its fit size only, not at "
+                                     f"N={n:.3g}, D={d:.3g}: use a size law (fit(..., law='additive' or 'joint'))")
+                return model, p_s
+        warnings.warn(f"the {self.family} law describes the sizes it was fitted at ({self.fit_size} and "
+                      f"{list(self.per_size)}), not N={n:.3g}, D={d:.3g}: predicted at its fit size; for other sizes "
+                      "fit a size law (law='additive' or 'joint') to runs at several sizes", FitWarning, stacklevel=3)
+        return self.model, params or self.params
 
     def predict(self, weights, N=None, D=None) -> np.ndarray:
         """The objective at each mixture (N and D: only the size laws use them; default the fit size)."""
@@ -952,6 +974,17 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
                     pd.concat(cv_pred, ignore_index=True), size, natural or natural_proportions(table, domains),
                     corpus_tokens(table, domains), float(np.sqrt((noise ** 2).mean())) if len(noise) else np.nan,
                     warns)
+    if chosen not in SIZE_LAWS and size is not None:
+        # the one-size family again at each other size with enough mixtures, so predict(N=, D=) there is its own
+        sizes_all = np.c_[table[cfg.n_col].to_numpy(float), table[cfg.d_col].to_numpy(float)]
+        for n_s, d_s in np.unique(sizes_all, axis=0):
+            rows_s = np.isclose(sizes_all[:, 0], n_s) & np.isclose(sizes_all[:, 1], d_s)
+            if (n_s, d_s) == size or _shortfall(chosen, K, 0, keys[rows_s], points[rows_s]):
+                continue
+            m_s = make_family(chosen)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res.per_size[(float(n_s), float(d_s))] = (m_s, m_s.fit(W_all, Y_all, S_all, rows_s[None].astype(float)))
     if cv.set_index("family").loc[chosen, "mean_rel_error"] > 0.02:
         res.warnings.append(f"{chosen} predicts held-out mixtures only within "
                             f"{cv.set_index('family').loc[chosen, 'mean_rel_error']:.1%} on average: treat its "
