@@ -855,13 +855,17 @@ def _families(names, K, size_terms, keys, points, at_size) -> tuple[list[str], l
 
 
 def fit(table: pd.DataFrame, objective=None, law: str = "auto", *, natural: dict[str, float] | None = None,
-        config: MixingConfig | None = None, families: tuple[str, ...] = FAMILIES) -> MixingLaw:
+        config: MixingConfig | None = None, families: tuple[str, ...] | None = None) -> MixingLaw:
     """Fit a mixing law to `table` for `objective`; law="auto" picks the family with the lowest k-fold
     held-out-mixture error (module docstring). Raises FitError, naming the fix, on a table it cannot use.
 
     objective None (default): the natural-proportion loss where the natural proportions are known (natural= or
     corpus_tokens_<domain> columns), else the uniform average of the loss_<domain> columns, else a "loss" column;
-    law.objective.name says which."""
+    law.objective.name says which.
+
+    families: the candidates of law="auto" (default FAMILIES, the size laws only where the table varies N or D;
+    pass families=FAMILIES to consider the additive law's mixture term at one size too: slower, and on the demo
+    corpus the best, bench/README.md)."""
     with one_blas_thread():             # many small matrix products: BLAS threads only add contention
         return _fit(table, objective, law, natural, config, families)
 
@@ -897,10 +901,10 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     S_all = (logN, logD)
     size_keys = np.unique(np.c_[logN, logD], axis=0, return_inverse=True)[1].ravel()
     points = keys * (size_keys.max() + 1) + size_keys
-    candidates = list(families) if law == "auto" else [law]
-    if law == "auto" and not (use_n or use_d):
+    candidates = list(families or FAMILIES) if law == "auto" else [law]
+    if law == "auto" and not (use_n or use_d) and families is None:
         # at one size the size laws are one mixture law (their N and D terms drop out), and the slowest to fit:
-        # considered only when asked for (law="additive"), or where the table varies N or D
+        # considered only when asked for (law="additive", or families=(..., "additive")), or where N or D vary
         candidates = [c for c in candidates if c not in SIZE_LAWS]
     ok, notes = _families(candidates, K, use_n + use_d, keys, points, at_size)
     if not ok:
