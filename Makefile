@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 TORCH_CPU ?= torch==2.13.0
 SWEEP ?= demo
 
-.PHONY: setup test test-fast demo data lint bench clean
+.PHONY: setup test test-fast demo data lint bench clean mixture-confirm
 
 # On a machine without CUDA, install the pinned CPU torch first, so that nothing later
 # resolves an unpinned `torch` to a multi-GB CUDA build.
@@ -26,6 +26,16 @@ test-fast:
 
 data:
 	$(PYTHON) -m harness.data.prepare
+
+# Confirm a mixture sweep's recommendation: fit its law, train the recommended, uniform and natural mixtures
+# (and a two-stage curriculum) at MIX_FACTOR x its D with 2 seeds, then compare predicted with measured.
+#   make mixture-confirm MIX=mixture [MIX_ALSO="runs/other_sweep"] [MIX_FACTOR=4] [MIX_ARGS="scale.mixture_depth=2"]
+MIX ?= mixture
+MIX_FACTOR ?= 4
+mixture-confirm:
+	$(PYTHON) -m analysis.mixing_report runs/$(MIX) $(if $(MIX_ALSO),--also $(MIX_ALSO)) \
+		--tokens-factor $(MIX_FACTOR) --sweep-args "$(MIX_ARGS)"
+	PYTHON=$(PYTHON) sh runs/$(MIX)/confirm.sh
 
 demo:
 	@test -f "$${SCALEMIX_DATA:-data}/demo/manifest.json" || $(PYTHON) -m harness.data.prepare corpus=demo

@@ -83,6 +83,11 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
                         f"{best['objective'].iloc[0]:.4f} (" + ", ".join(
                             f"{d} {best[W_PREFIX + d].iloc[0]:.2f}" for d in law.domains) + ")."))
     out += [("para", f"Warning: {w}") for w in law.warnings + rec.warnings]
+    out.append(("para", "Confirmation: `make mixture-confirm MIX=<sweep>` trains the recommendation, uniform and natural "
+                        "(2 seeds each) and a two-stage curriculum (natural, the last 15% of tokens on the "
+                        "recommendation) at 4x D, then writes predicted against measured with intervals and whether "
+                        "the recommendation beats each baseline by more than the seed noise to "
+                        "<sweep>/mixture_confirmation.md."))
     eff = law.effects()
     out.append(("table", pd.DataFrame({"domain": eff["domain"], "effect of +0.02 weight [CI]": [
         _ci(e, lo, hi, "+.4f") for e, lo, hi in zip(eff["effect"], eff["lo"], eff["hi"])]}),
@@ -169,6 +174,9 @@ def plot_effects(eff: pd.DataFrame):
 
 
 # ------------------------------------------------------------------------------------------ confirmation
+CURRICULUM_FRAC = 0.15          # the curriculum's last stage: the final 15% of tokens (the issue's 10-20%)
+
+
 def confirmation_mixtures(law: MixingLaw, rec=None) -> dict[str, dict[str, float]]:
     """The mixtures a confirmation trains: the recommendation, uniform, and natural (where known)."""
     rec = rec or law.recommend()
@@ -178,40 +186,174 @@ def confirmation_mixtures(law: MixingLaw, rec=None) -> dict[str, dict[str, float
     return out
 
 
+def curriculum_plan(mixes: dict[str, dict[str, float]], toward: str = "recommended",
+                    frac: float = CURRICULUM_FRAC) -> dict:
+    """The two-stage curriculum a confirmation compares: train on the base mixture (natural, else uniform) and
+    remix the last `frac` of the tokens toward `toward`: "recommended", or domain names joined by commas (the
+    last stage is then half the base mixture, half uniform over those domains)."""
+    if not 0 < frac < 1:
+        raise ValueError(f"curriculum frac={frac}: must be in (0, 1), e.g. 0.15 (the last 15% of tokens)")
+    base_name = "natural" if "natural" in mixes else "uniform"
+    base = mixes[base_name]
+    if toward == "recommended":
+        late = dict(mixes["recommended"])
+    else:
+        chosen = [d.strip() for d in toward.split(",") if d.strip()]
+        if unknown := [d for d in chosen if d not in base]:
+            raise ValueError(f"curriculum toward={toward!r}: {unknown} not among the domains {sorted(base)}")
+        late = {d: 0.5 * base[d] + (0.5 / len(chosen) if d in chosen else 0.0) for d in base}
+    total = sum(late.values())
+    return {"base": base_name, "start_frac": 1 - frac, "weights": {d: w / total for d, w in late.items()},
+            "name": f"{base_name} -> {toward} (last {frac:.0%})"}
+
+
+def _mixture_text(m: dict[str, float]) -> str:
+    return "{" + ",".join(f"{d}:{w:.6f}" for d, w in m.items() if w > 5e-7) + "}"
+
+
 def confirm_command(mixes: dict[str, dict[str, float]], tokens: float, seeds=(0, 1),
-                    name: str = "mixture_confirm") -> str:
+                    name: str = "mixture_confirm", extra: str = "") -> str:
     """The sweep command that trains `mixes` at `tokens` with each seed (a list-kind mixture grid)."""
-    items = ",".join("{" + ",".join(f"{d}:{w:.6f}" for d, w in m.items() if w > 5e-7) + "}" for m in mixes.values())
+    items = ",".join(_mixture_text(m) for m in mixes.values())
     return (f"python sweep.py +grid=mixture grid.name={name} grid.mixtures.kind=list 'grid.mixtures.list=[{items}]' "
-            f"grid.shapes.tokens={int(tokens)} 'grid.seeds=[{','.join(map(str, seeds))}]'")
+            f"grid.shapes.tokens={int(tokens)} 'grid.seeds=[{','.join(map(str, seeds))}]'" + (f" {extra}" if extra
+                                                                                              else ""))
 
 
-def compare_confirmation(law: MixingLaw, runs: pd.DataFrame, mixes: dict[str, dict[str, float]]) -> pd.DataFrame:
+def curriculum_command(mixes: dict, plan: dict, tokens: float, seeds=(0, 1), name: str = "mixture_curriculum",
+                       extra: str = "") -> str:
+    """The sweep command that trains the curriculum: the base mixture, its last stage remixed (data.stages)."""
+    stage = f"'data.stages=[{{start_frac:{plan['start_frac']:.4g},weights:{_mixture_text(plan['weights'])}}}]'"
+    return confirm_command({plan["base"]: mixes[plan["base"]]}, tokens, seeds, name, (stage + " " + extra).strip())
+
+
+def _match(law: MixingLaw, runs: pd.DataFrame, M: np.ndarray) -> np.ndarray:
+    W = runs[[W_PREFIX + d for d in law.domains]].to_numpy(float)
+    return np.argmin(((W[:, None, :] - M[None]) ** 2).sum(-1), axis=1)
+
+
+def seed_noise(groups: list[np.ndarray]) -> tuple[float, int]:
+    """Pooled standard deviation over repeated runs of each group (seeds), with its degrees of freedom."""
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if not dof:
+        return float("nan"), 0
+    ss = sum(((g - g.mean()) ** 2).sum() for g in groups if len(g) > 1)
+    return float(np.sqrt(ss / dof)), dof
+
+
+def compare_confirmation(law: MixingLaw, runs: pd.DataFrame, mixes: dict[str, dict[str, float]],
+                         size_law: MixingLaw | None = None, curriculum: pd.DataFrame | None = None,
+                         curriculum_name: str = "curriculum") -> pd.DataFrame:
     """Per confirmation mixture: measured objective (mean and seed std over its runs), the law's prediction at the
     fitted size with its interval, and both differences to the natural (else uniform) mixture. A law fitted at one
-    size predicts levels at that size only; what should carry over to the larger scale is the ranking and the gaps."""
+    size predicts levels at that size only; what should carry over to the larger scale is the ranking and the gaps.
+    `size_law` (a law in N and D, fitted where the mixture runs span several sizes) adds its prediction, with
+    interval, at the confirmation runs' own N and D. `curriculum`: runs of a two-stage curriculum, one more row
+    (measured only: no law here models a change of mixture during training)."""
     doms = law.domains
-    W = runs[[W_PREFIX + d for d in doms]].to_numpy(float)
     names = list(mixes)
     M = np.array([[mixes[n].get(d, 0.0) for d in doms] for n in names])
-    which = np.argmin(((W[:, None, :] - M[None]) ** 2).sum(-1), axis=1)
+    which = _match(law, runs, M)
     measured = law.objective.value(runs)
     ref = "natural" if "natural" in mixes else "uniform"
     samples = law.samples(M)
     pred = law.predict(M)
     lo, hi = law.interval(M)
+    if size_law is not None:
+        N, D = float(runs[size_law.config.n_col].median()), float(runs[size_law.config.d_col].median())
+        s_pred, (s_lo, s_hi) = size_law.predict(M, N=N, D=D), size_law.interval(M, N=N, D=D)
     rows = []
     for i, n in enumerate(names):
         m = measured[which == i]
         r = measured[which == names.index(ref)]
         gap = samples[:, i] - samples[:, names.index(ref)] if len(samples) else np.array([])
         g_lo, g_hi = ci(gap, law.config.ci_level) if len(gap) else (np.nan, np.nan)
-        rows.append({"mixture": n, "runs": len(m), "measured": m.mean() if len(m) else np.nan,
-                     "seed std": m.std(ddof=1) if len(m) > 1 else np.nan, "predicted (fit size)": pred[i],
-                     "predicted lo": lo[i], "predicted hi": hi[i],
-                     f"measured - {ref}": m.mean() - r.mean() if len(m) and len(r) else np.nan,
-                     f"predicted - {ref}": pred[i] - pred[names.index(ref)], "gap lo": g_lo, "gap hi": g_hi})
+        row = {"mixture": n, "runs": len(m), "measured": m.mean() if len(m) else np.nan,
+               "seed std": m.std(ddof=1) if len(m) > 1 else np.nan, "predicted (fit size)": pred[i],
+               "predicted lo": lo[i], "predicted hi": hi[i],
+               f"measured - {ref}": m.mean() - r.mean() if len(m) and len(r) else np.nan,
+               f"predicted - {ref}": pred[i] - pred[names.index(ref)], "gap lo": g_lo, "gap hi": g_hi}
+        if size_law is not None:
+            row.update({"predicted (this size)": s_pred[i], "this size lo": s_lo[i], "this size hi": s_hi[i]})
+        rows.append(row)
+    if curriculum is not None and len(curriculum):
+        m, r = law.objective.value(curriculum), measured[which == names.index(ref)]
+        rows.append({"mixture": curriculum_name, "runs": len(m), "measured": m.mean(),
+                     "seed std": m.std(ddof=1) if len(m) > 1 else np.nan,
+                     f"measured - {ref}": m.mean() - r.mean() if len(r) else np.nan})
     return pd.DataFrame(rows)
+
+
+def verdicts(cmp: pd.DataFrame, runs_by_mixture: dict[str, np.ndarray], ci_level: float = 0.9) -> list[str]:
+    """Whether the recommendation (and the curriculum, if run) beats each baseline by more than the seed noise:
+    the difference of mean objectives against a one-sided t bound on the pooled seed standard deviation."""
+    from scipy.stats import t as student_t
+    sd, dof = seed_noise(list(runs_by_mixture.values()))
+    if not dof:
+        return ["Seed noise not measured (one run per mixture): no verdict; train with 2 or more seeds."]
+    q = float(student_t.ppf(ci_level, dof))
+    out = [f"Seed noise: pooled standard deviation of the objective {sd:.4f} ({dof} degrees of freedom, "
+           f"{len(runs_by_mixture)} mixtures)."]
+    for cand in [c for c in ("recommended", *[k for k in runs_by_mixture if "->" in k]) if c in runs_by_mixture]:
+        a = runs_by_mixture[cand]
+        for base in ("uniform", "natural"):
+            if base not in runs_by_mixture:
+                continue
+            b = runs_by_mixture[base]
+            diff = a.mean() - b.mean()
+            se = sd * np.sqrt(1 / len(a) + 1 / len(b))
+            beats = diff < -q * se
+            out.append(f"{cand} vs {base}: {diff:+.4f} ({'better' if diff < 0 else 'worse'}; standard error "
+                       f"{se:.4f}, one-sided {ci_level:.0%} bound {q * se:.4f}): "
+                       + ("beats it by more than the seed noise." if beats else
+                          "does NOT beat it by more than the seed noise."))
+    return out
+
+
+def plot_confirmation(cmp: pd.DataFrame):
+    """Measured (mean +- seed std) against predicted (with interval) per confirmation mixture."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = np.arange(len(cmp))
+    ax.errorbar(x - 0.1, cmp["measured"], yerr=cmp["seed std"].fillna(0), fmt="o", color="k", capsize=3,
+                label="measured (mean, seed std)")
+    col = "predicted (this size)" if "predicted (this size)" in cmp else None
+    if col:
+        ok = cmp[col].notna()
+        ax.errorbar(x[ok] + 0.1, cmp.loc[ok, col], fmt="s", color="#3b3680", capsize=3, label="predicted (size law)",
+                    yerr=np.vstack([cmp.loc[ok, col] - cmp.loc[ok, "this size lo"],
+                                    cmp.loc[ok, "this size hi"] - cmp.loc[ok, col]]))
+    else:            # no size law: the fit-size law's predicted gap, placed on the measured reference mixture
+        gap = next(c for c in cmp.columns if c.startswith("predicted - "))
+        ref = gap[len("predicted - "):]
+        ok = cmp[gap].notna()
+        base = float(cmp.loc[cmp["mixture"] == ref, "measured"].iloc[0])
+        ax.errorbar(x[ok] + 0.1, base + cmp.loc[ok, gap], fmt="s", color="#3b3680", capsize=3,
+                    label=f"measured {ref} + predicted gap (90%)",
+                    yerr=np.vstack([cmp.loc[ok, gap] - cmp.loc[ok, "gap lo"], cmp.loc[ok, "gap hi"] - cmp.loc[ok, gap]]))
+    ax.set_xticks(x, cmp["mixture"], rotation=15, fontsize=8)
+    ax.set(ylabel="objective")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def load_runs(dirs: list[str]) -> pd.DataFrame:
+    from analysis import results
+    return pd.concat([results.load(d).runs for d in dirs], ignore_index=True)
+
+
+def size_law_for(law: MixingLaw, runs: pd.DataFrame, objective, cfg: MixingConfig) -> MixingLaw | None:
+    """The law in N and D with the lower held-out error, where the runs span sizes (else None)."""
+    from analysis.laws.mixing import SIZE_LAWS
+    fams = [f for f in law.cv.sort_values("mean_rel_error")["family"] if f in SIZE_LAWS]
+    if not fams:
+        return None
+    if law.family == fams[0]:
+        return law
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(runs, objective, law=fams[0], config=cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,32 +361,74 @@ def main(argv: list[str] | None = None) -> None:
     import json
     from pathlib import Path
 
-    from analysis import results
     p = argparse.ArgumentParser(prog="python -m analysis.mixing_report",
                                 description="Fit the mixing law of a mixture sweep; print the recommendation and the "
-                                            "command that confirms it at a larger scale (or compare a confirmation).")
-    p.add_argument("sweep_dir")
+                                            "commands that confirm it at a larger scale (or compare a confirmation).")
+    p.add_argument("sweep_dir", help="the mixture sweep (the recommendation and its files are written here)")
+    p.add_argument("--also", nargs="*", default=[], metavar="DIR",
+                   help="more mixture sweeps fitted with it (seed replicates, other token counts)")
     p.add_argument("--tokens-factor", type=float, default=4.0, help="confirmation D as a multiple of the fitted D")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="confirmation seeds (2+ measure the noise)")
+    p.add_argument("--curriculum", default="recommended", metavar="TOWARD",
+                   help="the curriculum's last stage: 'recommended', domains 'a,b' (see curriculum_plan), or 'none'")
+    p.add_argument("--curriculum-frac", type=float, default=CURRICULUM_FRAC)
+    p.add_argument("--sweep-args", default="", help="extra sweep.py overrides for the confirmation (e.g. the model)")
     p.add_argument("--confirm", metavar="CONFIRM_DIR", help="a finished confirmation sweep to compare with")
+    p.add_argument("--curriculum-dir", metavar="DIR", help="the finished curriculum sweep (with --confirm)")
     p.add_argument("--bootstrap", type=int, default=MixingConfig.n_bootstrap)
     args = p.parse_args(argv)
-    runs = results.load(args.sweep_dir).runs
+    sweep = Path(args.sweep_dir)
+    runs = load_runs([args.sweep_dir, *args.also])
     doms = domains_of(runs)
-    law = fit(runs, "natural" if natural_proportions(runs, doms) else "uniform",
-              config=MixingConfig(n_bootstrap=args.bootstrap))
+    objective = "natural" if natural_proportions(runs, doms) else "uniform"
+    cfg = MixingConfig(n_bootstrap=args.bootstrap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        law = fit(runs, objective, config=cfg)
     print(law.summary())
-    mixes_file = Path(args.sweep_dir) / "confirmation_mixtures.json"
+    mixes_file = sweep / "confirmation_mixtures.json"
     if args.confirm:
-        mixes = json.loads(mixes_file.read_text())
-        print(compare_confirmation(law, results.load(args.confirm).runs, mixes).to_string(index=False))
+        saved = json.loads(mixes_file.read_text())
+        mixes, plan = saved["mixtures"], saved.get("curriculum")
+        conf = load_runs([args.confirm])
+        cur = load_runs([args.curriculum_dir]) if args.curriculum_dir else None
+        size_law = size_law_for(law, runs, objective, cfg)
+        cmp = compare_confirmation(law, conf, mixes, size_law, cur, plan["name"] if plan else "curriculum")
+        M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
+        which, vals = _match(law, conf, M), law.objective.value(conf)
+        groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
+        if cur is not None and len(cur):
+            groups[plan["name"] if plan else "curriculum"] = law.objective.value(cur)
+        lines = verdicts(cmp, groups, cfg.ci_level)
+        text = cmp.to_string(index=False, float_format=lambda x: f"{x:.4f}")
+        print(text + "\n" + "\n".join(lines))
+        md = [f"# Mixture confirmation: {args.confirm}", "", law.summary(), "",
+              (f"Size law for levels at the confirmation size: {size_law.family} ({size_law.cv_summary()})"
+               if size_law is not None else "No size law (the fitted runs share one N and D): predicted levels are "
+               "at the fit size; compare gaps."), "", "```", text, "```", "", *[f"- {x}" for x in lines]]
+        (sweep / "mixture_confirmation.md").write_text("\n".join(md) + "\n")
+        cmp.to_csv(sweep / "mixture_confirmation.csv", index=False)
+        plot_confirmation(cmp).savefig(sweep / "mixture_confirmation.png", dpi=120)
+        print(f"wrote {sweep / 'mixture_confirmation.md'} (+ .csv, .png)")
         return
     rec = law.recommend()
     print(rec.table().to_string(index=False))
     mixes = confirmation_mixtures(law, rec)
-    mixes_file.write_text(json.dumps(mixes, indent=1))
+    plan = None if args.curriculum == "none" else curriculum_plan(mixes, args.curriculum, args.curriculum_frac)
+    mixes_file.write_text(json.dumps({"mixtures": mixes, "curriculum": plan}, indent=1))
     D = (law.fit_size[1] if law.fit_size else float(runs["tokens"].max())) * args.tokens_factor
-    print(f"wrote {mixes_file}\nconfirm at D = {D:.3g}:\n  " + confirm_command(mixes, D)
-          + f"\nthen: python -m analysis.mixing_report {args.sweep_dir} --confirm runs/mixture_confirm")
+    name = sweep.name
+    cmds = [confirm_command(mixes, D, args.seeds, f"{name}_confirm", args.sweep_args)]
+    if plan:
+        cmds.append(curriculum_command(mixes, plan, D, args.seeds, f"{name}_curriculum", args.sweep_args))
+    also = ("--also " + " ".join(args.also)) if args.also else ""
+    cmds.append(f"python -m analysis.mixing_report {args.sweep_dir} {also} --confirm {sweep.parent / (name + '_confirm')}"
+                + (f" --curriculum-dir {sweep.parent / (name + '_curriculum')}" if plan else ""))
+    script = sweep / "confirm.sh"
+    script.write_text(f"#!/bin/sh\n# written by python -m analysis.mixing_report: train the recommendation, uniform and "
+                      f"natural\n# (and the curriculum) at D = {D:.3g}, then compare with the law's predictions\nset -e\n"
+                      + "\n".join("${PYTHON:-python}" + c[len("python"):] for c in cmds) + "\n")
+    print(f"wrote {mixes_file} and {script}; confirm at D = {D:.3g} with: sh {script}\n  " + "\n  ".join(cmds))
 
 
 if __name__ == "__main__":

@@ -98,15 +98,55 @@ def test_loglinear_recovers_its_coefficients():
     np.testing.assert_allclose(law.params["beta"][0, :, 0], t, atol=0.01)
 
 
-def test_joint_law_predicts_a_larger_scale():
+def test_additive_law_predicts_a_larger_scale():
     sizes = [(1e5, 2e6), (3e5, 6e6), (1e6, 2e7)]
     table, P = synthetic_joint_table(20, 3, sizes, noise=0.002, seed=2)
-    law = fit(table, "uniform", law="joint", config=MixingConfig(n_bootstrap=0))
+    law = fit(table, "uniform", law="additive", config=MixingConfig(n_bootstrap=0))
     W = np.random.default_rng(5).dirichlet(np.ones(3), 20)
     N, D = 3e6, 6e7                                              # 3x beyond the largest fitted size
     truth = joint_truth(P, W, N, D).mean(1)
     assert np.max(np.abs(law.predict(W, N=N, D=D) / truth - 1)) < 0.005
-    assert np.max(np.abs(law.params["theta"][0, :, 2] - P["alpha"])) < 0.1   # alpha, the N exponent
+    assert np.max(np.abs(law.params["theta"][0, :, 8] - P["alpha"])) < 0.1   # alpha, the N exponent (after E, C, gamma)
+
+
+def test_joint_law_moves_the_optimum_with_d():
+    """Shukor et al.'s joint law (A and B depend on the mixture): fitted at 5 sizes, it predicts 3x beyond them and
+    its recommendation follows the true optimum as it moves with N and D (within 0.5% of the true optimum)."""
+    sizes = [(1e5, 2e6), (3e5, 6e6), (1e6, 2e7), (1e5, 2e7), (1e6, 2e6)]
+    table, P = synthetic_joint_table(14, 3, sizes, noise=0.002, seed=2, kind="joint")
+    law = fit(table, "uniform", law="joint", config=MixingConfig(n_bootstrap=0, folds=2))
+    W = np.random.default_rng(5).dirichlet(np.ones(3), 20)
+    optima = []
+    for N, D in [(3e6, 6e7), (1e5, 2e6)]:
+        truth = lambda w, N=N, D=D: float(joint_truth(P, w, N, D).mean())
+        assert np.max(np.abs(law.predict(W, N=N, D=D) / joint_truth(P, W, N, D).mean(1) - 1)) < 0.01
+        w = np.array(list(law.recommend(N=N, D=D, max_epochs=None).weights.values()))
+        assert truth(w) <= true_optimum(truth, 3) * 1.005
+        optima.append(w)
+    assert abs(optima[0][1] - optima[1][1]) > 0.1                 # the optimum moved, and the law followed it
+
+
+def test_pure_mixtures_stay_in_training_folds_unless_asked():
+    table, _ = synthetic_ye_table(20, 4, noise=0.002, seed=5)
+    pure = set(table["run_id"][table[[f"w_d0{j}" for j in range(4)]].max(axis=1) == 1])
+    assert len(pure) == 4
+    cfg = MixingConfig(n_bootstrap=0)
+    law = fit(table, "uniform", law="loglinear", config=cfg)
+    assert not pure & set(law.cv_predictions["run_id"]) and "pure mixtures never held out" in law.cv_summary()
+    law = fit(table, "uniform", law="loglinear", config=MixingConfig(n_bootstrap=0, cv_corners=True))
+    assert pure <= set(law.cv_predictions["run_id"])
+
+
+def test_size_laws_need_points_not_only_mixtures():
+    """A size law's N and D terms are pinned by the sizes: 12 mixtures at 4 sizes are enough for the additive law
+    (11 parameters for 3 domains, more than 11 mixtures not needed), 4 mixtures are not (more mixtures than its 7
+    mixture parameters needed)."""
+    sizes = [(1e5, 2e6), (3e5, 6e6), (1e6, 2e7), (3e6, 6e7)]
+    table, _ = synthetic_joint_table(12, 3, sizes, noise=0.002, seed=3)
+    assert fit(table, "uniform", law="additive", config=MixingConfig(n_bootstrap=0, folds=2)).family == "additive"
+    few = table[table["run_id"].str[:4].isin(["m000", "m001", "m002", "m009"])]
+    with pytest.raises(FitError, match="additive: 4 mixtures, needs more than its 7 mixture parameters"):
+        fit(few, "uniform", law="additive", config=MixingConfig(n_bootstrap=0))
 
 
 def test_constraints_hold(ye_case):
@@ -215,3 +255,39 @@ def test_confirmation_command_and_comparison(ye_case):
     assert gap["measured - natural"] < 0 and gap["gap lo"] < gap["gap hi"] < 0
     # the recommendation is chosen where the point law looks best, so its predicted gain runs optimistic
     assert gap["predicted - natural"] == pytest.approx(gap["measured - natural"], rel=0.2)
+
+
+def test_curriculum_plan_and_seed_noise_verdicts():
+    from analysis.mixing_report import curriculum_command, curriculum_plan, seed_noise, verdicts
+    mixes = {"recommended": {"a": 0.7, "b": 0.3, "c": 0.0}, "uniform": {d: 1 / 3 for d in "abc"},
+             "natural": {"a": 0.2, "b": 0.3, "c": 0.5}}
+    plan = curriculum_plan(mixes, "recommended", 0.15)
+    assert plan["base"] == "natural" and plan["start_frac"] == pytest.approx(0.85) and plan["weights"]["a"] == 0.7
+    toward = curriculum_plan(mixes, "c", 0.2)["weights"]                  # half natural, half the chosen domain
+    assert toward == pytest.approx({"a": 0.1, "b": 0.15, "c": 0.75})
+    cmd = curriculum_command(mixes, plan, 1e5)
+    assert "'data.stages=[{start_frac:0.85,weights:{a:0.700000,b:0.300000}}]'" in cmd and "{a:0.200000" in cmd
+    with pytest.raises(ValueError, match="'x'.*not among the domains"):
+        curriculum_plan(mixes, "x")
+    sd, dof = seed_noise([np.array([1.0, 1.2]), np.array([2.0, 2.2])])
+    assert dof == 2 and sd == pytest.approx(np.sqrt(0.02))
+    far = verdicts(None, {"recommended": np.array([1.0, 1.02]), "uniform": np.array([1.5, 1.52]),
+                          "natural": np.array([1.01, 1.03])})
+    assert "recommended vs uniform: -0.5000" in far[1] and far[1].endswith("beats it by more than the seed noise.")
+    assert "does NOT beat it" in far[2]                                    # 0.01 apart with sd 0.014: noise
+    assert "no verdict" in verdicts(None, {"recommended": np.array([1.0]), "uniform": np.array([2.0])})[0]
+
+
+def test_one_size_family_predicts_each_fitted_size_and_warns_elsewhere():
+    """A table at several sizes: a one-size family is fitted again at each size with enough mixtures, so
+    predict(N=, D=) at such a size equals a fit to that size's runs alone; at an unfitted size it warns."""
+    from analysis.laws.common import FitWarning
+    sizes = [(1e5, 2e6), (1e6, 2e7)]
+    table, _ = synthetic_joint_table(12, 3, sizes, noise=0.002, seed=4)
+    law = fit(table, "uniform", law="loglinear", config=MixingConfig(n_bootstrap=0))
+    W = np.random.default_rng(1).dirichlet(np.ones(3), 5)
+    for N, D in sizes:
+        alone = fit(table[table["tokens"] == D], "uniform", law="loglinear", config=MixingConfig(n_bootstrap=0))
+        np.testing.assert_allclose(law.predict(W, N=N, D=D), alone.predict(W), rtol=1e-9)
+    with pytest.warns(FitWarning, match="not N=5e\\+06.*fit a size law"):
+        law.predict(W, N=5e6, D=1e8)
