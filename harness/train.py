@@ -136,7 +136,8 @@ class Trainer:
         self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
-        self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
+        # written off the training thread; save(wait=True) where the run stops or a reader follows
+        self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints, background=True)
         self.stats = step_module.layout   # the named slices of the step's statistics vector
         self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
         self.scale = torch.tensor(self.stats.scale(self.n_micro), device=self.hw.device)
@@ -187,12 +188,15 @@ class Trainer:
         self.branch = state.get("branch")
         self.rd.rewind_metrics(self.step)
 
-    def save(self) -> None:
+    def save(self, wait: bool = False) -> None:
+        """Checkpoint the current step: the host copy here, the write in the background (wait: until it is on disk)."""
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
         t = time.perf_counter()
         self.ckpts.save(self.step, self.state())
+        if wait:
+            self.ckpts.wait()
         dt = time.perf_counter() - t
         self.t_mark += dt
         self.timing["time_checkpoint_s"] += dt
@@ -243,16 +247,20 @@ class Trainer:
                         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
                 if self.step < self.steps:   # stopped at stop_at: a checkpoint there, and no result
                     if self.ckpts.steps()[-1:] != [self.step]:
-                        self.save()
+                        self.save(wait=True)   # the fork reads it next
                     return None
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
-                self.save()
+                self.save(wait=True)   # result.json last: after the checkpoint is on disk
                 result = {**self.result(), **self.downstream()}
                 self.rd.write_result(result)
                 self.tracker.summary(result)
                 return result
+        except BaseException:
+            self.ckpts.close(raise_errors=False)   # a checkpoint queued before the error is still good: finish it
+            raise
         finally:
+            self.ckpts.close()
             prefetch.close()
             self.tracker.close()
             if getattr(self, "metrics", None) is not None:
@@ -315,7 +323,7 @@ class Trainer:
         if s % self.eval_every == 0 or s == self.steps:
             self.evaluate()
         if flag:
-            self.save()
+            self.save(wait=True)
             flag.chain()
             raise Preempted(flag.signum, s)
         if s % self.ckpt_every == 0 and s < self.steps:

@@ -9,6 +9,9 @@ On a local launcher (submitit's local mode starts every job it is given at once)
 runs train at a time: each job first takes one of P slots (sweeps.lock.RunSlots, waiting for a free
 one), and slot k trains on GPU slot_gpus[k]. So a run starts as soon as any other ends. Jobs are
 handed over QUEUE_DEPTH * P at a time, which bounds how many waiting processes exist at once.
+With sweep.worker=true a local launch bypasses the Hydra launcher: P long-lived worker processes (one per
+slot, sweeps.pool / sweeps.worker) take the same jobs from a queue and train them back to back, each run
+as its job would (locks, skip-finished, resume, failure records), without a process start between runs.
 
 Called by the Sweeper plugin (hydra_plugins/scalemix_sweeper); each job runs sweep.py's task
 function, which calls sweeps.job.run_job. `run_sweep` returns the sweep's exit code (EXIT_*), which
@@ -163,6 +166,13 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     slot_gpus = slot_gpu_ids(slots, gpus, max(1, int(config.sweep.jobs_per_gpu))) if slots else None
     # one job per run, but one per trunk for cooldown branches: it forks them one after the other
     jobs = list(dict.fromkeys(r.branch.trunk.run_id if r.branch else r.run_id for r in todo))
+    if slots and is_local(config) and config.sweep.worker and jobs:   # local: a worker per slot instead of a process per run
+        from sweeps.pool import run_pool
+        with Progress(p, todo, float(config.sweep.progress_every_s)):
+            run_pool(jobs, launch_dir(config, p), sweep_dir=p.sweep_dir, sweep=p.name, retries=retries, slots=slots,
+                     slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
+                     threads=int(config.train.runtime.threads or 0))
+        return finish(p, retries, arguments)
     job_idx = 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):
         for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
@@ -181,6 +191,15 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                     log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
             job_idx += len(batch)
     return finish(p, retries, arguments)
+
+
+def launch_dir(config, p: Plan) -> Path:
+    """This launch's folder for logs: Hydra's sweep dir (.hydra/<time>), where its launcher would put them."""
+    try:
+        return Path(str(config.hydra.sweep.dir))
+    except Exception:   # a config composed without its hydra node (tests): the same layout
+        import time
+        return p.sweep_dir / ".hydra" / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def prune_launches(hydra_dir: Path, keep: int) -> list[Path]:
