@@ -133,7 +133,7 @@ class Trainer:
         self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens)
         self.domains = list(self.stream.domains)
         step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
-        self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
+        self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
         # written off the training thread; save(wait=True) where the run stops or a reader follows
@@ -435,6 +435,11 @@ class Trainer:
             fpt = self.counts.flops_per_token
             row.update(self.branch, flops_trunk_share=fpt * start, flops_spent=fpt * (row["tokens"] - start))
         return row
+
+
+def compile_step(step_module: LossStep, hw: Hardware) -> torch.nn.Module:
+    """The loss step the loop calls: compiled where the runtime says so (harness.warm compiles it the same way)."""
+    return torch.compile(step_module) if hw.compile else step_module
 
 
 def git_sha() -> str:

@@ -30,20 +30,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, retries: int, slots: int,
-             slot_gpus: list[str] | None, inductor_cache: str | None, threads: int, poll_s: float = 0.2) -> None:
-    """Train `jobs` (run or trunk ids, in order) on min(slots, len(jobs)) workers; returns when all have ended."""
+             slot_gpus: list[str] | None, inductor_cache: str | None, threads: int, compile_ahead: bool = False,
+             poll_s: float = 0.2) -> None:
+    """Train `jobs` (run or trunk ids, in order) on min(slots, len(jobs)) workers; returns when all have ended.
+    compile_ahead: beside them, compile the shapes of the jobs they take next (sweeps.ahead)."""
     launch_dir = Path(launch_dir)
     queue = JobQueue.write(launch_dir / "queue.json", jobs, sweep_dir=str(sweep_dir), sweep=sweep,
                            retries=retries, slots=slots, slot_gpus=slot_gpus)
     env = child_env(None, inductor_cache, threads)   # each worker pins its slot's GPU itself (sweeps.worker)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])   # this checkout's code
 
-    def start(k: int) -> subprocess.Popen:
-        with open(launch_dir / f"worker{k}.log", "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "sweeps.worker", str(queue.path), str(k)], env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    def start(k: int, module: str = "sweeps.worker", name: str = "") -> subprocess.Popen:
+        with open(launch_dir / f"{name or f'worker{k}'}.log", "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", module, str(queue.path), *([str(k)] if not name else [])],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     procs = {k: start(k) for k in range(min(slots, len(jobs)))}
+    ahead = start(0, "sweeps.ahead", "ahead") if compile_ahead and len(jobs) > slots else None
     received: list[int] = []
 
     def forward(signum, frame):
@@ -79,6 +82,9 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        if ahead is not None and ahead.poll() is None:   # nothing left to compile for
+            ahead.kill()
+            ahead.wait()
 
 
 def record_crash(marker: Path, rc: int, retries: int) -> None:
