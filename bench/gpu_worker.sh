@@ -6,6 +6,7 @@
 #
 #   OUT=/some/dir bash bench/gpu_worker.sh                 # sweep.worker=true (the default)
 #   OUT=/some/dir MODE=process bash bench/gpu_worker.sh    # before: a process per run (sweep.worker=false)
+#   OUT=/some/dir AHEAD=false bash bench/gpu_worker.sh     # the worker without compiling the next shapes ahead
 #   BUDGETS='[1e15,3e15,1e16]' SIZES=4 ...                 # the issue's 12-run grid (about 5 min of training)
 #
 # Needs the demo corpus at data/demo (or $SCALEMIX_DATA/demo), hydra/omegaconf/submitit importable
@@ -18,6 +19,7 @@ OUT=${OUT:-bench/out/gpu_worker}
 MODE=${MODE:-worker}
 BUDGETS=${BUDGETS:-[1e15,3e15]}
 SIZES=${SIZES:-4}
+AHEAD=${AHEAD:-true}
 LIMIT_S=${LIMIT_S:-210}            # the sweep is stopped (SIGTERM: runs checkpoint) after this many seconds
 mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled HYDRA_FULL_ERROR=1 SCALEMIX_NO_PROGRESS=1
@@ -25,10 +27,11 @@ export SCALEMIX_DATA=${SCALEMIX_DATA:-$PWD/data}
 ROOT=$(mktemp -d /tmp/gpu_worker.XXXXXX)
 case "$MODE" in worker) W=true ;; process) W=false ;; *) echo "MODE=worker|process" >&2; exit 2 ;; esac
 ARGS=(+grid=chinchilla scale=gpu data/mixture@data=demo model.vocab_size=2048 "grid.shapes.budgets=$BUDGETS"
-      "grid.shapes.sizes_per_budget=$SIZES" sweep.jobs_per_gpu=1 sweep.gpus=1 "sweep.worker=$W" "sweep.root=$ROOT")
+      "grid.shapes.sizes_per_budget=$SIZES" sweep.jobs_per_gpu=1 sweep.gpus=1 "sweep.worker=$W"
+      "sweep.compile_ahead=$AHEAD" "sweep.root=$ROOT")
 { date -u; uptime; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; git rev-parse HEAD || true
-  echo "MODE=$MODE BUDGETS=$BUDGETS SIZES=$SIZES"; } > "$OUT/env.txt" 2>&1
+  echo "MODE=$MODE AHEAD=$AHEAD BUDGETS=$BUDGETS SIZES=$SIZES"; } > "$OUT/env.txt" 2>&1
 python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { cat "$OUT/plan.txt"; exit 1; }
 T0=$(date +%s.%N)
 set +e
@@ -41,6 +44,7 @@ echo "sweep exit $RC, wall $WALL s (limit $LIMIT_S s)" | tee "$OUT/ratio.txt"
 tail -n 5 "$OUT/sweep.log"
 # the workers' own logs: per run, seconds from start to end inside the worker (the rest is the launcher's)
 cat "$ROOT"/chinchilla-gpu/.hydra/*/worker*.log > "$OUT/workers.log" 2>/dev/null || true
+cat "$ROOT"/chinchilla-gpu/.hydra/*/ahead.log > "$OUT/ahead.log" 2>/dev/null || true   # shapes compiled ahead
 python bench/worker_ratio.py "$ROOT/chinchilla-gpu" --wall "$WALL" --csv "$OUT/runs.csv" --label "$MODE" \
   | tee -a "$OUT/ratio.txt"
 rm -rf "$ROOT"

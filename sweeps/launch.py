@@ -172,7 +172,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             run_pool(jobs, launch_dir(config, p), sweep_dir=p.sweep_dir, sweep=p.name, retries=retries, slots=slots,
                      slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
                      threads=int(config.train.runtime.threads or 0),
-                     compile_ahead=bool(slot_gpus) or p.runtime.compile == "on")
+                     compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile == "on"))
         return finish(p, retries, arguments)
     job_idx = 0
     with Progress(p, todo, float(config.sweep.progress_every_s)):

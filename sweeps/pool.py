@@ -40,18 +40,21 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
     env = child_env(None, inductor_cache, threads)   # each worker pins its slot's GPU itself (sweeps.worker)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])   # this checkout's code
 
-    def start(k: int, module: str = "sweeps.worker", name: str = "") -> subprocess.Popen:
-        with open(launch_dir / f"{name or f'worker{k}'}.log", "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", module, str(queue.path), *([str(k)] if not name else [])],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    def start(module: str, *args: str, log_name: str) -> subprocess.Popen:
+        with open(launch_dir / log_name, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", module, str(queue.path), *args], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
-    procs = {k: start(k) for k in range(min(slots, len(jobs)))}
-    ahead = start(0, "sweeps.ahead", "ahead") if compile_ahead and len(jobs) > slots else None
+    def worker(k: int) -> subprocess.Popen:
+        return start("sweeps.worker", str(k), log_name=f"worker{k}.log")
+
+    procs = {k: worker(k) for k in range(min(slots, len(jobs)))}
+    ahead = start("sweeps.ahead", log_name="ahead.log") if compile_ahead and len(jobs) > slots else None
     received: list[int] = []
 
     def forward(signum, frame):
         received.append(signum)
-        for proc in procs.values():
+        for proc in [*procs.values(), *([ahead] if ahead is not None else [])]:   # compiling ahead: stop too
             if proc.poll() is None:
                 try:
                     proc.send_signal(signum)
@@ -77,7 +80,7 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
                     continue
                 record_crash(marker, rc, retries)
                 if not received and queue.left():
-                    procs[k] = start(k)   # the rest of the queue on a fresh process
+                    procs[k] = worker(k)   # the rest of the queue on a fresh process
             time.sleep(poll_s)
     finally:
         for s, h in previous.items():

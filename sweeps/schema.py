@@ -95,7 +95,8 @@ SWEEP = Section({
     "max_parallel": INT(min=1, nullable=True, words=("auto",)), "jobs_per_gpu": POS_INT,
     "gpus": INT(min=0, nullable=True, words=("auto",)), "retries": INT(min=0), "max_epochs": POS_NUM,
     "device_kind": STR(), "throughput_table": STR(nullable=True), "price_per_gpu_hour": NUM(min=0),
-    "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM, "worker": BOOL})
+    "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM, "worker": BOOL,
+    "compile_ahead": BOOL})
 
 GRID = Section({
     "name": STR(),

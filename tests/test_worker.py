@@ -143,3 +143,21 @@ def test_the_option_is_validated():
     from sweeps.schema import errors
     assert errors({"sweep": {"worker": "yes"}}) == ["sweep.worker='yes': expected true or false"]
     assert errors({"sweep": {"worker": False}}) == []
+
+
+def test_compile_ahead_takes_each_new_shape_after_the_workers_first_jobs(setup, monkeypatch, capsys):
+    """sweeps.ahead skips the jobs the workers start with, and shapes already seen; a CPU runtime compiles nothing."""
+    import harness.warm
+    from sweeps import ahead
+    root, specs = setup
+    a, b, c = specs                                   # c has a's shape
+    q = queue_of(root, [a, b, c], "ahead")
+    compiled = []
+    monkeypatch.setattr(harness.warm, "compile_ahead", lambda spec, rt: compiled.append(spec.run_id) or 1.0)
+    monkeypatch.setattr(os, "nice", lambda n: 0)
+    assert ahead.main([str(q.path)]) == 0
+    assert compiled == [b.run_id]                    # a: the worker's first job; c: a's shape, compiled by then
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["job"] == b.run_id
+    monkeypatch.undo()
+    from harness.warm import compile_ahead
+    assert compile_ahead(b, RT) is None               # compile=auto on CPU: off, nothing to do
