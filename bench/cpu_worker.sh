@@ -4,6 +4,8 @@
 #
 #   bash bench/cpu_worker.sh                                   # the demo grid's smallest budget: 6 runs, 2 slots
 #   GRID_ARGS='+grid=demo' bash bench/cpu_worker.sh            # the whole demo sweep (15 runs)
+#   SCALEMIX_DATA=/tmp/d GRID_ARGS="$TINY" bash bench/cpu_worker.sh   # tiny runs on a synthetic corpus 'syn' (see
+#       bench/README.md, "Sweep worker"): set-up and process starts dominate, so the difference shows under load
 #
 # Needs the demo corpus ($SCALEMIX_DATA/demo, default data/demo). Prints, per mode, the sweep's wall time and
 # bench/worker_ratio.py's table (wall / sum of the runs' steady-state training time).
@@ -22,7 +24,7 @@ for i in $(seq "$REPEATS"); do
     T1=$(date +%s.%N)
     WALL=$(python -c "print(round($T1 - $T0, 1))")
     echo "--- sweep.worker=$W: wall $WALL s, load $(cut -d' ' -f1-3 /proc/loadavg)"
-    python bench/worker_ratio.py "$ROOT/demo" --wall "$WALL" --label "worker=$W" | tail -n 2
+    python bench/worker_ratio.py "$(ls -d "$ROOT"/*/ | head -n 1)" --wall "$WALL" --label "worker=$W" | tail -n 2
     rm -rf "$ROOT"
   done
 done

@@ -20,7 +20,7 @@ MODE=${MODE:-worker}
 BUDGETS=${BUDGETS:-[1e15,3e15]}
 SIZES=${SIZES:-4}
 AHEAD=${AHEAD:-true}
-LIMIT_S=${LIMIT_S:-210}            # the sweep is stopped (SIGTERM: runs checkpoint) after this many seconds
+LIMIT_S=${LIMIT_S:-200}            # the sweep is stopped (SIGTERM: runs checkpoint) after this many seconds
 mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled HYDRA_FULL_ERROR=1 SCALEMIX_NO_PROGRESS=1
 export SCALEMIX_DATA=${SCALEMIX_DATA:-$PWD/data}
@@ -35,12 +35,16 @@ ARGS=(+grid=chinchilla scale=gpu data/mixture@data=demo model.vocab_size=2048 "g
 python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { cat "$OUT/plan.txt"; exit 1; }
 T0=$(date +%s.%N)
 set +e
-timeout -s TERM -k 30 "$LIMIT_S" python sweep.py "${ARGS[@]}" > "$OUT/sweep.log" 2>&1
+timeout -s TERM -k 15 "$LIMIT_S" python sweep.py "${ARGS[@]}" > "$OUT/sweep.log" 2>&1
 RC=$?
 set -e
 T1=$(date +%s.%N)
 WALL=$(python -c "print(round($T1 - $T0, 2))")
 echo "sweep exit $RC, wall $WALL s (limit $LIMIT_S s)" | tee "$OUT/ratio.txt"
+if [ "$RC" != 0 ]; then   # cut off or failed: the ratio below covers only the finished runs, not the sweep
+  echo "WARNING: the sweep did not finish (exit $RC): the ratio is NOT a valid measurement; lower BUDGETS/SIZES" \
+    | tee -a "$OUT/ratio.txt"
+fi
 tail -n 5 "$OUT/sweep.log"
 # the workers' own logs: per run, seconds from start to end inside the worker (the rest is the launcher's)
 cat "$ROOT"/chinchilla-gpu/.hydra/*/worker*.log > "$OUT/workers.log" 2>/dev/null || true

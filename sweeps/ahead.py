@@ -19,6 +19,7 @@ from pathlib import Path
 from harness.branches import trunk_dir
 from harness.rundir import load_runtime, load_spec
 from sweeps.jobqueue import JobQueue
+from sweeps.worker import configure_compiler
 
 
 def job_dir(sweep_dir: Path, job: str) -> Path:
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(q.meta["slot_gpus"][0])
     os.nice(10)   # the workers' training loops come first
     from harness.warm import compile_ahead  # imports torch: after the GPU is chosen
+    configure_compiler()   # each shape static, as the workers (and a run alone) compile it: the same cache entries
     seen = set()
     for i, job in enumerate(q.jobs):
         d = job_dir(sweep_dir, job)

@@ -22,6 +22,14 @@ STEPS = 16
 RT = runtime(checkpoint_every=4)
 
 
+@pytest.fixture(autouse=True)
+def keep_dynamo_config(monkeypatch):
+    """serve() in this process would change dynamo's process-wide settings for the tests after these (the pool's
+    worker processes, which set them for real, are separate processes)."""
+    import sweeps.worker
+    monkeypatch.setattr(sweeps.worker, "configure_compiler", lambda: None)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Three runs (two of one shape, one of another) and each trained alone, in its own process."""
@@ -155,6 +163,7 @@ def test_compile_ahead_takes_each_new_shape_after_the_workers_first_jobs(setup, 
     compiled = []
     monkeypatch.setattr(harness.warm, "compile_ahead", lambda spec, rt: compiled.append(spec.run_id) or 1.0)
     monkeypatch.setattr(os, "nice", lambda n: 0)
+    monkeypatch.setattr(ahead, "configure_compiler", lambda: None)
     assert ahead.main([str(q.path)]) == 0
     assert compiled == [b.run_id]                    # a: the worker's first job; c: a's shape, compiled by then
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["job"] == b.run_id
