@@ -1,11 +1,12 @@
 """A sweep's wall time against the sum of its runs' steady-state training times (issue 12: target <= 1.15).
 
-    python bench/worker_ratio.py runs/<sweep> --wall 212.4 [--csv out.csv] [--label worker]
+    python bench/worker_ratio.py runs/<sweep> --wall 212.4 [--slots 2] [--csv out.csv] [--label worker]
 
 Reads each run's result.json (time_train_s: steady-state training, every launch's first log window excluded;
 time_setup_s, time_warmup_s, time_eval_s, time_checkpoint_s; wall_s) and prints one line per run, the sums,
-and wall / sum(time_train_s). With one run per GPU at a time (sweep.jobs_per_gpu=1) a run's time_train_s
-is its steady-state training time alone on the device.
+and slots x wall / sum(time_train_s): the device time the sweep held against the time its runs trained (slots:
+the runs that trained at once, sweep.max_parallel). With one run per GPU at a time (sweep.jobs_per_gpu=1) a
+run's time_train_s is its steady-state training time alone on the device.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--wall", type=float, required=True, help="the sweep command's wall time, seconds")
     p.add_argument("--csv", help="also write the per-run table here")
     p.add_argument("--label", default="", help="a name for this measurement in the summary line")
+    p.add_argument("--slots", type=int, default=1, help="runs that trained at once (sweep.max_parallel)")
     a = p.parse_args(argv)
     rs = rows(Path(a.sweep_dir))
     if not rs:
@@ -48,9 +50,10 @@ def main(argv=None) -> int:
               f"{r['time_eval_s']:6.1f} {r['time_checkpoint_s']:6.2f} {r['wall_s']:7.1f}  {r['tokens_per_s'] or 0:.4g}")
     total = {k: sum(r[k] for r in rs) for k in COLUMNS}
     print("sum              " + " ".join(f"{k.removeprefix('time_')}={v:.1f}" for k, v in total.items()))
-    ratio = a.wall / total["time_train_s"] if total["time_train_s"] > 0 else float("inf")
-    print(f"{a.label + ': ' if a.label else ''}{len(rs)} runs, sweep wall {a.wall:.1f} s, sum of steady-state training "
-          f"{total['time_train_s']:.1f} s, ratio {ratio:.3f} (target <= 1.15), training share {1 / ratio:.1%}")
+    ratio = a.slots * a.wall / total["time_train_s"] if total["time_train_s"] > 0 else float("inf")
+    print(f"{a.label + ': ' if a.label else ''}{len(rs)} runs, sweep wall {a.wall:.1f} s x {a.slots} slot(s), sum of "
+          f"steady-state training {total['time_train_s']:.1f} s, ratio {ratio:.3f} (target <= 1.15), "
+          f"training share {1 / ratio:.1%}")
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rs[0]))

@@ -78,7 +78,10 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
                     if rc not in (0, REQUEUE_EXIT_CODE):
                         log.error("worker %d exited %d between runs; see %s", k, rc, launch_dir / f"worker{k}.log")
                     continue
-                record_crash(marker, rc, retries)
+                try:
+                    record_crash(marker, rc, retries)
+                except OSError as e:   # a full or read-only disk: the run stays pending, the status says so
+                    log.error("worker %d exited %d in run %s; cannot record it: %s", k, rc, marker, e)
                 if not received and queue.left():
                     procs[k] = worker(k)   # the rest of the queue on a fresh process
             time.sleep(poll_s)

@@ -164,8 +164,12 @@ def serve(queue_path: Path, k: int) -> int:
         execute = InProcess(launch_dir, k, stop)
         while not stop and (job := queue.take()) is not None:
             log_path = launch_dir / f"{job}.log"
-            res = run_job(sweep_dir / job, sweep=m["sweep"], log_path=log_path, retries=int(m["retries"]),
-                          execute=execute)
+            try:
+                res = run_job(sweep_dir / job, sweep=m["sweep"], log_path=log_path, retries=int(m["retries"]),
+                              execute=execute)
+            except Exception as e:   # around the run (its log, its lock: a full or read-only disk), not in it
+                traceback.print_exc()
+                res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
             print(json.dumps({key: v for key, v in res.items() if key != "branches"}), flush=True)
             if res["status"] == "preempted":
                 break
