@@ -23,7 +23,7 @@ from sweeps.job import FORWARDED, child_env, die_with_parent, record_exit
 from sweeps.jobqueue import JobQueue
 from sweeps.lock import RunLock
 from sweeps.status import run_status
-from sweeps.worker import current_file
+from sweeps.worker import RESTART_EXIT_CODE, current_file
 
 log = logging.getLogger("scalemix.sweep")
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +74,10 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
                     continue
                 del procs[k]
                 marker = current_file(launch_dir, k)
+                if rc == RESTART_EXIT_CODE:   # a run crashed in it (and was recorded): the rest on a fresh process
+                    if not received and queue.left():
+                        procs[k] = worker(k)
+                    continue
                 if rc in (0, REQUEUE_EXIT_CODE) or not marker.exists():
                     if rc not in (0, REQUEUE_EXIT_CODE):
                         log.error("worker %d exited %d between runs; see %s", k, rc, launch_dir / f"worker{k}.log")

@@ -43,6 +43,8 @@ from sweeps.lock import RunSlots
 
 # the module `python -m <name>` runs for each training command the job wrapper issues
 ENTRY = {"harness": "harness.__main__", "harness.branches": "harness.branches"}
+RESTART_EXIT_CODE = 70   # a run crashed in this process: the pool replaces it with a fresh one for the rest
+CLEAN_EXITS = (0, 2, 16, REQUEUE_EXIT_CODE)   # done, refused before training, busy, preempted (harness/cli.py)
 RECOMPILE_LIMIT = 1024   # graphs kept per compiled function: one per model shape the worker has trained
 
 
@@ -99,6 +101,7 @@ class InProcess:
 
     def __init__(self, launch_dir: Path, k: int, stop: Stop):
         self.marker, self.stop = current_file(launch_dir, k), stop
+        self.crashed = False   # a run raised in this process: what it left behind (a CUDA error) may not be clean
 
     def __call__(self, command: list[str], run_dir: Path, log_path: Path, gpu, inductor_cache, threads):
         if self.stop:   # preempted between jobs: leave the run for the next launch
@@ -112,6 +115,7 @@ class InProcess:
         with output_to(log_path), warnings.catch_warnings():
             rc = exit_code(main, command[2:])
         self.marker.unlink(missing_ok=True)
+        self.crashed |= rc not in CLEAN_EXITS
         gc.collect()   # the run's model and optimizer: freed before the next one is built
         release_device_memory()
         print(json.dumps({"run_dir": str(run_dir), "rc": rc, "seconds": round(time.perf_counter() - t, 3)}),
@@ -151,7 +155,8 @@ def configure_compiler() -> None:
 
 
 def serve(queue_path: Path, k: int) -> int:
-    """Train jobs from the queue until it is empty (0) or a preemption signal stops it (75)."""
+    """Train jobs from the queue until it is empty (0), a preemption signal stops it (75) or a run crashed in it
+    (70: the pool starts a fresh worker for the rest)."""
     queue = JobQueue(queue_path)
     m = queue.meta
     launch_dir, sweep_dir = queue.path.parent, Path(m["sweep_dir"])
@@ -173,6 +178,8 @@ def serve(queue_path: Path, k: int) -> int:
             print(json.dumps({key: v for key, v in res.items() if key != "branches"}), flush=True)
             if res["status"] == "preempted":
                 break
+            if execute.crashed:   # recorded as failed like any run; the next ones start in a fresh process
+                return RESTART_EXIT_CODE
     return REQUEUE_EXIT_CODE if stop else 0
 
 

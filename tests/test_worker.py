@@ -1,5 +1,5 @@
 """sweep.worker: runs trained back to back in one process equal the same runs trained alone, bit for bit;
-an exception fails its run only; a worker killed mid-run has that run recorded as failed, the rest of the
+an exception fails its run only (the rest of the queue goes to a fresh worker); a worker killed mid-run has that run recorded as failed, the rest of the
 queue trained by a fresh worker, and the killed run resumes bit-exact."""
 import json
 import os
@@ -16,7 +16,7 @@ from model_zoo.spec import CPU_RULE
 from sweeps.jobqueue import JobQueue
 from sweeps.pool import run_pool
 from sweeps.status import failure, run_status
-from sweeps.worker import serve
+from sweeps.worker import RESTART_EXIT_CODE, serve
 
 STEPS = 16
 RT = runtime(checkpoint_every=4)
@@ -78,7 +78,7 @@ def test_runs_back_to_back_in_one_process_equal_runs_alone(setup, monkeypatch):
     assert serve(q.path, 0) == 0                          # an empty queue: nothing to do
 
 
-def test_an_exception_fails_its_run_and_the_worker_goes_on(setup, monkeypatch):
+def test_an_exception_fails_its_run_and_the_queue_goes_on(setup, monkeypatch):
     root, specs = setup
     from harness.train import Trainer
     bad = specs[1].run_id
@@ -90,6 +90,7 @@ def test_an_exception_fails_its_run_and_the_worker_goes_on(setup, monkeypatch):
         return step(self, batch)
     monkeypatch.setattr(Trainer, "train_step", boom)
     q = queue_of(root, specs, "crash")
+    assert serve(q.path, 0) == RESTART_EXIT_CODE      # the pool starts a fresh worker for the rest of the queue
     assert serve(q.path, 0) == 0
     sweep_dir = root / "crash"
     rec = failure(sweep_dir / bad)       # recorded as the child process' exit would be: exit 1, the exception line
