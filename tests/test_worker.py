@@ -1,6 +1,7 @@
 """sweep.worker: runs trained back to back in one process equal the same runs trained alone, bit for bit;
-an exception fails its run only (the rest of the queue goes to a fresh worker); a worker killed mid-run has that run recorded as failed, the rest of the
-queue trained by a fresh worker, and the killed run resumes bit-exact."""
+an exception fails its run only (the rest of the queue goes to a fresh worker); a worker killed mid-run has
+that run recorded as failed, the rest of the queue trained by a fresh worker, and the killed run resumes
+bit-exact."""
 import json
 import os
 import signal
