@@ -11,7 +11,7 @@
 #
 # Needs the demo corpus at data/demo (or $SCALEMIX_DATA/demo), hydra/omegaconf/submitit importable
 # (PYTHONPATH=/tmp/site:$PWD after `pip install --no-index --target /tmp/site .whl/*.whl`), no network.
-# Writes to $OUT: plan.txt, sweep.log, runs.csv, ratio.txt (the summary line last), env.txt.
+# Writes to $OUT: plan.txt, sweep.log, runs.csv, ratio.txt (the summary line last), env.txt, logs/.
 # Run directories and the inductor cache go to a fresh temporary directory (checkpoints are not copied back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +46,10 @@ if [ "$RC" != 0 ]; then   # cut off or failed: the ratio below covers only the f
     | tee -a "$OUT/ratio.txt"
 fi
 tail -n 5 "$OUT/sweep.log"
-# the workers' own logs: per run, seconds from start to end inside the worker (the rest is the launcher's)
-cat "$ROOT"/chinchilla-gpu/.hydra/*/worker*.log > "$OUT/workers.log" 2>/dev/null || true
-cat "$ROOT"/chinchilla-gpu/.hydra/*/ahead.log > "$OUT/ahead.log" 2>/dev/null || true   # shapes compiled ahead
+# the launch's logs: worker<k>.log (per run: seconds inside the worker), ahead.log (shapes compiled ahead),
+# <run id>.log (each run's output: its summary line, or the traceback of a failure)
+mkdir -p "$OUT/logs"
+cp "$ROOT"/chinchilla-gpu/.hydra/*/*.log "$OUT/logs/" 2>/dev/null || true
 python bench/worker_ratio.py "$ROOT/chinchilla-gpu" --wall "$WALL" --csv "$OUT/runs.csv" --label "$MODE" \
   | tee -a "$OUT/ratio.txt"
 rm -rf "$ROOT"
