@@ -8,6 +8,13 @@ checkpoint counts only when its sidecar exists and the .pt file's size and sha25
 checkpoint torn by a kill, truncated or corrupted on disk is detected, and the previous one is used,
 with a warning. Loading uses `weights_only=True`: a checkpoint holds tensors and plain values only.
 
+`Checkpoints(..., background=True)` (the trainer's) writes off the training thread: save() copies the
+state to host memory (the live tensors go on changing) and returns; one writer thread serialises, hashes,
+writes and prunes, in order. Every reader (steps, verify, load_latest, discard_after) first waits for the
+writes queued before it, and wait() re-raises a write's error, so nothing reads a checkpoint that is
+still being written. A kill during a background write leaves what a kill during a synchronous one leaves:
+the previous intact checkpoint.
+
 The data position needs no state of its own: MixtureStream's batch at step s is a pure function of
 (corpus, mixture, seed, s), so the step number is the data position.
 """
@@ -16,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
 import random
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -65,21 +74,105 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def host_copy(x):
+    """`x` with every tensor copied to host memory, containers rebuilt: a snapshot the caller may go on mutating."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, dict):
+        return {k: host_copy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(host_copy(v) for v in x)
+    return x
+
+
+class Writer:
+    """One daemon thread running submitted writes in order; wait() blocks until they are done and re-raises
+    the first error (a full disk) in the caller's thread."""
+
+    def __init__(self):
+        self.tasks: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, daemon=True, name="checkpoint-writer")
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            task = self.tasks.get()
+            if task is None:   # close()
+                self.tasks.task_done()
+                return
+            try:
+                if self.error is None:   # after a failed write, later ones are dropped: wait() reports the first
+                    task()
+            except BaseException as e:
+                self.error = e
+            finally:
+                self.tasks.task_done()
+
+    def submit(self, task) -> None:
+        self.raise_error()
+        self.tasks.put(task)
+
+    def wait(self) -> None:
+        self.tasks.join()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            e, self.error = self.error, None
+            raise e
+
+    def close(self) -> None:
+        """Finish the queued writes and end the thread (a long-lived worker trains many runs: no idle threads)."""
+        self.tasks.put(None)
+        self.thread.join()
+
+
 class Checkpoints:
-    def __init__(self, directory: str | Path, keep: int = 2):
+    def __init__(self, directory: str | Path, keep: int = 2, background: bool = False):
         self.dir = Path(directory)
         self.keep = max(1, keep)
+        self.background = background
+        self.writer: Writer | None = None   # started by the first background save
+
+    def wait(self) -> None:
+        """Block until every queued write is on disk; raise the error of one that failed."""
+        if self.writer is not None:
+            self.writer.wait()
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for the queued writes and stop the writer thread; raise a failed write's error (unless the caller
+        is already handling an error of its own)."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
+            if raise_errors:
+                writer.raise_error()
 
     def _pt(self, step: int) -> Path:
         return self.dir / f"step_{step:08d}.pt"
 
     def steps(self) -> list[int]:
         """Steps that have a checkpoint file (verified or not), oldest first."""
+        self.wait()
+        return self._steps_on_disk()
+
+    def _steps_on_disk(self) -> list[int]:
         if not self.dir.is_dir():
             return []
         return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _NAME.match(p.name)))
 
     def save(self, step: int, state: dict) -> Path:
+        """Write the checkpoint of `step`; in background mode queue the write of a host copy and return."""
+        if not self.background:
+            return self._write(step, state)
+        if self.writer is None:
+            self.writer = Writer()
+        snapshot = host_copy(state)
+        self.writer.submit(lambda: self._write(step, snapshot))
+        return self._pt(step)
+
+    def _write(self, step: int, state: dict) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -93,13 +186,13 @@ class Checkpoints:
 
     def discard_after(self, step: int) -> None:
         """Delete the checkpoints after `step` (a rollback: they hold the state that diverged)."""
-        for s in self.steps():
+        for s in self.steps():   # steps() waits for queued writes
             if s > step:
                 for p in (self._pt(s), self._pt(s).with_suffix(".sha256")):
                     p.unlink(missing_ok=True)
 
-    def _prune(self) -> None:
-        for step in self.steps()[:-self.keep]:
+    def _prune(self) -> None:   # on the writer thread in background mode: must not wait for itself
+        for step in self._steps_on_disk()[:-self.keep]:
             for p in (self._pt(step), self._pt(step).with_suffix(".sha256")):
                 p.unlink(missing_ok=True)
         for p in self.dir.glob(".*.tmp*"):  # temp files of a writer that was killed
@@ -107,6 +200,7 @@ class Checkpoints:
 
     def verify(self, step: int) -> str | None:
         """None if the checkpoint at `step` is complete and intact, else why not."""
+        self.wait()
         pt, side = self._pt(step), self._pt(step).with_suffix(".sha256")
         if not side.exists():
             return "no checksum sidecar (the write was interrupted)"
@@ -123,6 +217,7 @@ class Checkpoints:
 
     def load_latest(self, map_location="cpu") -> dict | None:
         """The newest intact checkpoint's state, or None; skips broken ones with a warning."""
+        self.wait()
         for step in reversed(self.steps()):
             problem = self.verify(step)
             if problem is None:

@@ -54,9 +54,18 @@ class Store:
     """The checkpoints of one run directory in both formats. `sharded`: this run saves DCP directories (every
     rank calls save/load, which are collectives); else single .pt files as harness.checkpoint writes them."""
 
-    def __init__(self, directory: str | Path, keep: int, sharded: bool, main: bool = True):
+    def __init__(self, directory: str | Path, keep: int, sharded: bool, main: bool = True, background: bool = False):
+        """background: one process's .pt checkpoints are written off the training thread (harness.checkpoint);
+        DCP saves are collectives and stay synchronous."""
         self.dir, self.keep, self.sharded, self.main = Path(directory), max(1, keep), sharded, main
-        self.pt = Checkpoints(directory, keep)
+        self.pt = Checkpoints(directory, keep, background=background and not sharded)
+
+    def wait(self) -> None:
+        """Block until every queued .pt write is on disk (raises a failed write's error)."""
+        self.pt.wait()
+
+    def close(self, raise_errors: bool = True) -> None:
+        self.pt.close(raise_errors)
 
     def _dcp(self, step: int) -> Path:
         return self.dir / f"step_{step:08d}.dcp"
@@ -120,6 +129,7 @@ class Store:
             shutil.rmtree(p, ignore_errors=True)
 
     def remove(self, step: int) -> None:
+        self.pt.wait()
         shutil.rmtree(self._dcp(step), ignore_errors=True)
         for p in (self.pt._pt(step), self.pt._pt(step).with_suffix(".sha256")):
             p.unlink(missing_ok=True)
@@ -138,6 +148,7 @@ class Store:
         """Load the newest intact checkpoint's model and optimizer into `model`/`opt` (whatever their sharding)
         and return the rest of its state (step, RNG, ...); None if there is none. Skips broken ones with a
         warning."""
+        self.pt.wait()   # a queued write is the newest checkpoint
         for step in reversed(self.steps()):
             problem = self.verify(step)
             if problem is None:

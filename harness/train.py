@@ -178,10 +178,11 @@ class Trainer:
         self.domains = list(self.stream.domains)
         if not d.sharded:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
-            self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
+            self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.setup.lap("data")
-        self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main)
+        # one process: written off the training thread; save(wait=True) where the run stops or a reader follows
+        self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main, background=True)
         self.stats = step_module.layout   # the named slices of the step's statistics vector
         self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
         # over G ranks a step's mean is the sum over ranks of each rank's mean / G: the window sums then add up
@@ -244,7 +245,8 @@ class Trainer:
         if self.d.main:
             self.rd.rewind_metrics(self.step)
 
-    def save(self) -> None:
+    def save(self, wait: bool = False) -> None:
+        """Checkpoint the current step: the host copy here, the write in the background (wait: until it is on disk)."""
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
@@ -254,6 +256,8 @@ class Trainer:
             self.ckpts.save(self.step, self.model, self.opt, meta)
         else:
             self.ckpts.save(self.step, self.model, self.opt, {}, full_state=self.state())
+            if wait:
+                self.ckpts.wait()
         dt = time.perf_counter() - t
         self.t_mark += dt
         self.timing["time_checkpoint_s"] += dt
@@ -306,17 +310,21 @@ class Trainer:
                         prefetch = Prefetcher(self.stream, self.step, self.steps, self.hw.device)
                 if self.step < self.steps:   # stopped at stop_at: a checkpoint there, and no result
                     if self.ckpts.steps()[-1:] != [self.step]:
-                        self.save()
+                        self.save(wait=True)   # the fork reads it next
                     return None
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
-                self.save()
+                self.save(wait=True)   # result.json last: after the checkpoint is on disk
                 result = {**self.result(), **self.downstream()}
                 if self.d.main:
                     self.rd.write_result(result)
                 self.tracker.summary(result)
                 return result
+        except BaseException:
+            self.ckpts.close(raise_errors=False)   # a checkpoint queued before the error is still good: finish it
+            raise
         finally:
+            self.ckpts.close()
             prefetch.close()
             self.tracker.close()
             if getattr(self, "metrics", None) is not None:
@@ -396,7 +404,7 @@ class Trainer:
         if self.d.sharded:   # every rank stops at the same step: agree at log steps (a signal reaches ranks apart)
             preempted = s % self.runtime.log_every == 0 and distributed.any_rank(preempted)
         if preempted:
-            self.save()
+            self.save(wait=True)
             flag.chain()
             raise Preempted(flag.signum or signal.SIGTERM, s)
         if s % self.ckpt_every == 0 and s < self.steps:
@@ -522,6 +530,11 @@ class Trainer:
             fpt = self.counts.flops_per_token
             row.update(self.branch, flops_trunk_share=fpt * start, flops_spent=fpt * (row["tokens"] - start))
         return row
+
+
+def compile_step(step_module: LossStep, hw: Hardware) -> torch.nn.Module:
+    """The loss step the loop calls: compiled where the runtime says so (harness.warm compiles it the same way)."""
+    return torch.compile(step_module) if hw.compile else step_module
 
 
 def git_sha() -> str:

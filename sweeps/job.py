@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.branches import read_group, trunk_dir
@@ -66,14 +67,16 @@ def failure_reason(path: Path, limit: int = 500) -> str:
 
 def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_cache: str | None = None,
             threads: int = 0, slots: int | None = None, slot_gpus: list[str] | None = None,
-            procs: int | None = None) -> dict:
+            procs: int | None = None, execute: Execute | None = None) -> dict:
     """Run one prepared run directory; returns {"run_id", "status", "reason"} (never raises for a failed run).
 
     slots: wait for one of the sweep's `slots` slots first (local launches); the run then trains on
     slot_gpus[slot] (None: CPU, or the devices this process sees). procs > 1: a run over that many GPUs
     (processes on CPU), started as `torchrun --standalone --nproc_per_node procs -m harness <run_dir>`.
     In a Slurm job of several tasks (one per GPU) every task runs this: each starts its rank of the run
-    (harness.distributed takes the rendezvous from SLURM_*); task 0 holds the run's lock and records how it ended."""
+    (harness.distributed takes the rendezvous from SLURM_*); task 0 holds the run's lock and records how it ended.
+    execute: how the training command runs (default `spawn`: a child process; sweeps.worker runs it in-process);
+    a run over several processes is always spawned (torchrun)."""
     run_dir = Path(run_dir)
     task, tasks = slurm_task()
     if tasks > 1:
@@ -81,12 +84,13 @@ def run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_ca
     trunk = trunk_dir(run_dir.parent, run_dir.name)
     job, target = (_run_trunk, trunk) if not run_dir.is_dir() and trunk.is_dir() else (_run_job, run_dir)
     command = torchrun(run_dir, sweep, procs) if procs and procs > 1 and job is _run_job else None
+    execute = spawn if command is not None else (execute or spawn)
     if not slots:
-        return job(target, sweep, log_path, retries, None, inductor_cache, threads, command)
+        return job(target, sweep, log_path, retries, None, inductor_cache, threads, execute, command)
     with RunSlots(run_dir.parent / f".slots{procs}" if procs and procs > 1 else run_dir.parent / ".slots",
                   int(slots)) as slot:
         gpu = slot_gpus[slot] if slot_gpus else None
-        return job(target, sweep, log_path, retries, gpu, inductor_cache, threads, command)
+        return job(target, sweep, log_path, retries, gpu, inductor_cache, threads, execute, command)
 
 
 def torchrun(run_dir: Path, sweep: str, procs: int) -> list[str]:
@@ -107,7 +111,7 @@ def _run_task(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_
     from harness.distributed import rendezvous_env
     os.environ.update(rendezvous_env())   # RANK, WORLD_SIZE, MASTER_ADDR, ...: the child inherits them
     if task == 0:
-        return _run_job(run_dir, sweep, log_path, retries, None, inductor_cache, threads)
+        return _run_job(run_dir, sweep, log_path, retries, None, inductor_cache, threads, spawn)
     st = run_status(run_dir, run_dir.name, retries, check_lock=False)
     if st.state in ("done", "failed"):
         return {"run_id": run_dir.name, "status": st.state, "reason": st.reason}
@@ -127,7 +131,7 @@ def _run_task(run_dir: Path, sweep: str, log_path: Path, retries: int, inductor_
 
 
 def _run_trunk(trunk: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
-               inductor_cache: str | None, threads: int, command: list[str] | None = None) -> dict:
+               inductor_cache: str | None, threads: int, execute: Execute, command: list[str] | None = None) -> dict:
     """Each branch of the trunk in fork order (one run each: its own lock, status and failure record)."""
     lock = RunLock(trunk)
     if not lock.acquire():
@@ -137,7 +141,7 @@ def _run_trunk(trunk: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         for run_id in read_group(trunk):
             run_dir = trunk.parent.parent / run_id
             command = ["-m", "harness.branches", str(trunk), str(run_dir), "--sweep", sweep]
-            ran.append(_run_job(run_dir, sweep, log_path, retries, gpu, inductor_cache, threads, command))
+            ran.append(_run_job(run_dir, sweep, log_path, retries, gpu, inductor_cache, threads, execute, command))
             if ran[-1]["status"] == "preempted":
                 break
     bad = [r for r in ran if r["status"] != "done"]
@@ -146,7 +150,7 @@ def _run_trunk(trunk: Path, sweep: str, log_path: Path, retries: int, gpu: str |
 
 
 def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str | None,
-             inductor_cache: str | None, threads: int, command: list[str] | None = None) -> dict:
+             inductor_cache: str | None, threads: int, execute: Execute, command: list[str] | None = None) -> dict:
     """command: the arguments to Python (default: -m harness <run_dir>)."""
     run_id = run_dir.name
     lock = RunLock(run_dir)
@@ -158,18 +162,8 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         if st.state in ("done", "failed"):
             return {"run_id": run_id, "status": st.state, "reason": st.reason}
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            command = command or ["-m", "harness", str(run_dir), "--sweep", sweep]
-            proc = subprocess.Popen([sys.executable, *command],
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
-            # torchrun stops its workers on SIGTERM (each checkpoints, harness.signals) but dies of USR1/USR2
-            received, previous = forward_signals(proc, as_term=command[:2] == ["-m", "torch.distributed.run"])
-            try:
-                rc = proc.wait()
-            finally:
-                for s, h in previous.items():
-                    signal.signal(s, h)
+        command = command or ["-m", "harness", str(run_dir), "--sweep", sweep]
+        rc, received, previous = execute(command, run_dir, log_path, gpu, inductor_cache, threads)
         if rc == 0 and (run_dir / "result.json").exists():
             clear_failure(run_dir)
             return {"run_id": run_id, "status": "done", "reason": ""}
@@ -184,9 +178,35 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
             return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
         if rc == BUSY_EXIT_CODE:  # another process (a bare `python -m harness`) trains this run dir: not a failure
             return {"run_id": run_id, "status": "locked", "reason": failure_reason(log_path)}
-        reason = f"exit {rc}" + (f" (killed by {signal.Signals(-rc).name})" if rc < 0 else "")
-        rec = record_failure(run_dir, rc, f"{failure_reason(log_path)} [{reason}]".strip(), str(log_path))
+        rec = record_exit(run_dir, rc, log_path)
         return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
+
+
+def record_exit(run_dir: Path, rc: int, log_path: Path) -> dict:
+    """failed.json for a run whose training ended with exit code rc (negative: killed by that signal)."""
+    reason = f"exit {rc}" + (f" (killed by {signal.Signals(-rc).name})" if rc < 0 else "")
+    return record_failure(run_dir, rc, f"{failure_reason(log_path)} [{reason}]".strip(), str(log_path))
+
+
+# execute(command, run_dir, log_path, gpu, inductor_cache, threads) -> (exit code, signals received while it
+# ran, the signal handlers that were in place before): runs `python <command>` and appends its output to log_path
+Execute = Callable[[list[str], Path, Path, "str | None", "str | None", int], tuple[int, list[int], dict]]
+
+
+def spawn(command: list[str], run_dir: Path, log_path: Path, gpu: str | None, inductor_cache: str | None,
+          threads: int) -> tuple[int, list[int], dict]:
+    """The training command in a child process (pinned to `gpu`), preemption signals forwarded to it."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT,
+                                env=child_env(gpu, inductor_cache, threads), preexec_fn=die_with_parent)
+        # torchrun stops its workers on SIGTERM (each checkpoints, harness.signals) but dies of USR1/USR2
+        received, previous = forward_signals(proc, as_term=command[:2] == ["-m", "torch.distributed.run"])
+        try:
+            rc = proc.wait()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+    return rc, received, previous
 
 
 def die_with_parent() -> None:

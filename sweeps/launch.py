@@ -13,6 +13,9 @@ On a local launcher (submitit's local mode starts every job it is given at once)
 runs train at a time: each job first takes one of P slots (sweeps.lock.RunSlots, waiting for a free
 one), and slot k trains on GPU slot_gpus[k]. So a run starts as soon as any other ends. Jobs are
 handed over QUEUE_DEPTH * P at a time, which bounds how many waiting processes exist at once.
+With sweep.worker=true a local launch bypasses the Hydra launcher: P long-lived worker processes (one per
+slot, sweeps.pool / sweeps.worker) take the same jobs from a queue and train them back to back, each run
+as its job would (locks, skip-finished, resume, failure records), without a process start between runs.
 
 Called by the Sweeper plugin (hydra_plugins/scalemix_sweeper); each job runs sweep.py's task
 function, which calls sweeps.job.run_job. `run_sweep` returns the sweep's exit code (EXIT_*), which
@@ -218,6 +221,14 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 configure(shapes[k])
             # one job per run, but one per trunk for cooldown branches: it forks them one after the other
             jobs = list(dict.fromkeys(r.branch.trunk.run_id if r.branch else r.run_id for r in group))
+            if slots and k == 1 and is_local(config) and config.sweep.worker and jobs:
+                # local runs of one GPU (or CPU): a long-lived worker per slot instead of a process per run
+                from sweeps.pool import run_pool
+                run_pool(jobs, launch_dir(config, p), sweep_dir=p.sweep_dir, sweep=p.name, retries=retries,
+                         slots=slots, slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
+                         threads=int(config.train.runtime.threads or 0),
+                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile == "on"))
+                continue
             for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
                 overrides = [job_overrides(arguments, job, slots, slot_gpus, k) for job in batch]
                 if validate and job_idx == 0:
@@ -245,6 +256,15 @@ def launched_with(config) -> dict:
     except Exception:   # omegaconf raises its own error types for a missing node
         return {}
     return {k: str(choices[k]) for k in ("grid", "scale") if choices.get(k)}
+
+
+def launch_dir(config, p: Plan) -> Path:
+    """This launch's folder for logs: Hydra's sweep dir (.hydra/<time>), where its launcher would put them."""
+    try:
+        return Path(str(config.hydra.sweep.dir))
+    except Exception:   # a config composed without its hydra node (tests): the same layout
+        import time
+        return p.sweep_dir / ".hydra" / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def prune_launches(hydra_dir: Path, keep: int) -> list[Path]:

@@ -98,3 +98,28 @@ def test_no_temp_files_left_behind(tmp_path):
     (tmp_path / ".step_00000001.pt.tmp999").write_bytes(b"torn")  # a killed writer's leftover
     ck.save(1, state(1))
     assert not list(tmp_path.glob(".*"))
+
+
+def test_background_writes_are_snapshots_and_readers_wait_for_them(tmp_path):
+    """save() returns before the write; the state's tensors may change at once (training goes on) without
+    changing the checkpoint; every reader sees the queued writes; a failed write is raised by wait()."""
+    ck = Checkpoints(tmp_path / "ck", keep=2, background=True)
+    s = state(3)
+    want = {k: v.clone() for k, v in s["model"].items()}
+    ck.save(3, s)
+    s["model"]["w"].add_(1.0)                  # the live tensor moves on
+    s["model"]["b"].zero_()
+    assert ck.steps() == [3] and ck.verify(3) is None
+    got = ck.load_latest()
+    assert all(torch.equal(got["model"][k], want[k]) for k in want)
+    for step in (4, 5, 6):
+        ck.save(step, state(step))
+    assert ck.steps() == [5, 6]                # pruned in order, after the writes
+    ck.close()
+    assert ck.writer is None
+    (tmp_path / "file").write_text("not a directory")
+    bad = Checkpoints(tmp_path / "file" / "ck", background=True)
+    bad.save(1, state(1))
+    with pytest.raises(OSError):
+        bad.wait()
+    bad.close()

@@ -125,7 +125,7 @@ def test_failed_run_records_its_reason_is_retried_then_given_up(data, tmp_path):
 def test_local_launch_caps_parallelism_and_packs_runs_on_gpus(data, tmp_path, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(data))
     c = cfg("+grid=chinchilla", "data.corpus=syn", f"sweep.root={tmp_path}", "sweep.gpus=2", "sweep.jobs_per_gpu=2",
-            "sweep.max_epochs=100")
+            "sweep.max_epochs=100", "sweep.worker=false")   # a process per run through the Hydra launcher
     launched = []
 
     def fake_launch(overrides, initial_job_idx):

@@ -1,0 +1,42 @@
+"""Compile a run's loss step ahead of its training, in another process, so that the run finds it compiled.
+
+torch.compile keeps what it compiles in on-disk caches (Inductor's FX graph cache, AOTAutograd's cache and
+Triton's kernels, under $TORCHINDUCTOR_CACHE_DIR, which a sweep shares: sweep.inductor_cache). A run whose
+model shape was compiled before, by any process, then spends seconds tracing instead of the cold compile.
+sweeps.ahead calls `compile_ahead` for the runs a sweep's workers will train next while they train the
+current ones. It builds what the trainer compiles (harness.train: the model, LossStep, compile_step) and
+calls it forward and backward once on a batch of the run's micro-batch shape; values do not matter.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+import model_zoo
+from harness import preflight
+from harness.data.mixture import MixtureStream
+from harness.device import resolve
+from harness.spec import RunSpec, Runtime
+from harness.step import LossStep
+from harness.train import compile_step
+
+
+def compile_ahead(spec: RunSpec, runtime: Runtime) -> float | None:
+    """Seconds spent compiling `spec`'s loss step (forward and backward); None when its runtime does not compile."""
+    corpus = preflight.check(spec, runtime)
+    hw = resolve(runtime)
+    if not hw.compile:
+        return None
+    t = time.perf_counter()
+    B, T = spec.batch_size, spec.model.seq_len
+    n_domains = len(MixtureStream(corpus, spec.data, B, T, spec.seed, total_tokens=spec.tokens).domains)
+    model = model_zoo.build(spec.model).to(hw.device)
+    step = compile_step(LossStep(model, spec.optim.z_loss, n_domains), hw)
+    tokens = torch.zeros(runtime.micro_batch_size or B, T, dtype=torch.long, device=hw.device)
+    with hw.autocast():
+        loss, _ = step(tokens, tokens, tokens)
+    loss.backward()
+    if hw.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t

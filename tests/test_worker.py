@@ -1,0 +1,174 @@
+"""sweep.worker: runs trained back to back in one process equal the same runs trained alone, bit for bit;
+an exception fails its run only (the rest of the queue goes to a fresh worker); a worker killed mid-run has
+that run recorded as failed, the rest of the queue trained by a fresh worker, and the killed run resumes
+bit-exact."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+from harness_util import cli, make_corpus, metrics, runtime, tiny_spec
+
+from harness.rundir import RunDir
+from model_zoo.spec import CPU_RULE
+from sweeps.jobqueue import JobQueue
+from sweeps.pool import run_pool
+from sweeps.status import failure, run_status
+from sweeps.worker import RESTART_EXIT_CODE, serve
+
+STEPS = 16
+RT = runtime(checkpoint_every=4)
+
+
+@pytest.fixture(autouse=True)
+def keep_dynamo_config(monkeypatch):
+    """serve() in this process would change dynamo's process-wide settings for the tests after these (the pool's
+    worker processes, which set them for real, are separate processes)."""
+    import sweeps.worker
+    monkeypatch.setattr(sweeps.worker, "configure_compiler", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Three runs (two of one shape, one of another) and each trained alone, in its own process."""
+    root = tmp_path_factory.mktemp("worker")
+    corpus = make_corpus(root / "syn")
+    other_shape = {"model": CPU_RULE.shape(3, vocab_size=256, seq_len=32).to_dict()}
+    specs = [tiny_spec(corpus, steps=STEPS), tiny_spec(corpus, steps=STEPS, **other_shape),
+             tiny_spec(corpus, steps=STEPS, seed=1, optim={"lr": 1e-3})]
+    procs = [cli(s, RT, root / "alone" / s.run_id) for s in specs]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    return root, specs
+
+
+def queue_of(root, specs, name: str, slots: int = 1) -> JobQueue:
+    sweep_dir = root / name
+    for s in specs:
+        RunDir(sweep_dir / s.run_id).prepare(s, RT)
+    return JobQueue.write(sweep_dir / ".hydra" / "launch" / "queue.json", [s.run_id for s in specs],
+                          sweep_dir=str(sweep_dir), sweep=name, retries=0, slots=slots, slot_gpus=None)
+
+
+def assert_same_as_alone(root, run_dir):
+    alone = root / "alone" / run_dir.name
+    a, b = (torch.load(d / "ckpt" / f"step_{STEPS:08d}.pt", weights_only=True) for d in (alone, run_dir))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    keys = ("step", "loss", "z_loss", "grad_norm", "lr", "train_loss_alpha", "train_loss_beta", "train_loss_gamma")
+    assert [[r[k] for k in keys] for r in metrics(alone)] == [[r[k] for k in keys] for r in metrics(run_dir)]
+    assert metrics(alone, "eval") == metrics(run_dir, "eval")
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (alone, run_dir))
+    assert {k: v for k, v in ra.items() if k.startswith("loss")} == {k: v for k, v in rb.items() if k.startswith("loss")}
+    assert ra["train_loss"] == rb["train_loss"] and rb["sweep"] == run_dir.parent.name
+
+
+def test_runs_back_to_back_in_one_process_equal_runs_alone(setup, monkeypatch):
+    root, specs = setup
+    q = queue_of(root, specs, "together")
+    assert serve(q.path, 0) == 0 and q.take() is None
+    for s in specs:
+        assert_same_as_alone(root, root / "together" / s.run_id)
+    ran = [json.loads(x) for x in (q.path.parent / f"{specs[0].run_id}.log").read_text().splitlines()[-1:]]
+    assert ran[0]["run_id"] == specs[0].run_id            # each run's own log ends with its summary line
+    assert serve(q.path, 0) == 0                          # an empty queue: nothing to do
+
+
+def test_an_exception_fails_its_run_and_the_queue_goes_on(setup, monkeypatch):
+    root, specs = setup
+    from harness.train import Trainer
+    bad = specs[1].run_id
+    step = Trainer.train_step
+
+    def boom(self, batch):
+        if self.spec.run_id == bad and self.step == 5:
+            raise RuntimeError("boom at step 5")
+        return step(self, batch)
+    monkeypatch.setattr(Trainer, "train_step", boom)
+    q = queue_of(root, specs, "crash")
+    assert serve(q.path, 0) == RESTART_EXIT_CODE      # the pool starts a fresh worker for the rest of the queue
+    assert serve(q.path, 0) == 0
+    sweep_dir = root / "crash"
+    rec = failure(sweep_dir / bad)       # recorded as the child process' exit would be: exit 1, the exception line
+    assert rec["rc"] == 1 and rec["reason"] == "RuntimeError: boom at step 5 [exit 1]" and rec["attempts"] == 1
+    assert run_status(sweep_dir / bad, bad, retries=0).state == "failed"
+    for s in (specs[0], specs[2]):       # before and after it: done, and still equal to the runs alone
+        assert_same_as_alone(root, sweep_dir / s.run_id)
+
+
+def locked_pid(lock) -> int | None:
+    import fcntl
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        text = open(lock).read().split()
+        return int(text[-1]) if text and text[-1].isdigit() else None
+    finally:
+        os.close(fd)
+
+
+def test_a_killed_worker_fails_its_run_a_fresh_one_takes_the_rest_and_the_run_resumes_exactly(setup):
+    root, specs = setup
+    q = queue_of(root, specs, "killed")
+    first = root / "killed" / specs[0].run_id
+    killed = []
+
+    def kill_after_first_checkpoint():
+        end = time.monotonic() + 300
+        while time.monotonic() < end and not killed:
+            if list(first.glob("ckpt/*.sha256")) and (pid := locked_pid(first / ".train.lock")):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.01)
+    t = threading.Thread(target=kill_after_first_checkpoint)
+    t.start()
+    run_pool([s.run_id for s in specs], q.path.parent, sweep_dir=root / "killed", sweep="killed", retries=1, slots=1,
+             slot_gpus=None, inductor_cache=None, threads=1, poll_s=0.05)
+    t.join()
+    assert killed
+    rec = failure(first)
+    assert rec["rc"] == -9 and rec["reason"].endswith("[exit -9 (killed by SIGKILL)]")
+    st = run_status(first, first.name, retries=1)
+    assert st.state == "pending" and "resumes from step" in st.reason
+    for s in specs[1:]:                 # the queue went on in a fresh worker
+        assert_same_as_alone(root, root / "killed" / s.run_id)
+    q2 = JobQueue.write(root / "killed" / ".hydra" / "again" / "queue.json", [first.name], sweep_dir=str(root / "killed"),
+                        sweep="killed", retries=1, slots=1, slot_gpus=None)
+    assert serve(q2.path, 0) == 0
+    assert_same_as_alone(root, first)    # resumed from its checkpoint, bit for bit
+    assert not failure(first)            # done: the failure record is cleared
+
+
+def test_the_option_is_validated():
+    from sweeps.schema import errors
+    assert errors({"sweep": {"worker": "yes"}}) == ["sweep.worker='yes': expected true or false"]
+    assert errors({"sweep": {"worker": False}}) == []
+
+
+def test_compile_ahead_takes_each_new_shape_after_the_workers_first_jobs(setup, monkeypatch, capsys):
+    """sweeps.ahead skips the jobs the workers start with, and shapes already seen; a CPU runtime compiles nothing."""
+    import harness.warm
+    from sweeps import ahead
+    root, specs = setup
+    a, b, c = specs                                   # c has a's shape
+    q = queue_of(root, [a, b, c], "ahead")
+    compiled = []
+    monkeypatch.setattr(harness.warm, "compile_ahead", lambda spec, rt: compiled.append(spec.run_id) or 1.0)
+    monkeypatch.setattr(os, "nice", lambda n: 0)
+    monkeypatch.setattr(ahead, "configure_compiler", lambda: None)
+    assert ahead.main([str(q.path)]) == 0
+    assert compiled == [b.run_id]                    # a: the worker's first job; c: a's shape, compiled by then
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["job"] == b.run_id
+    monkeypatch.undo()
+    from harness.warm import compile_ahead
+    assert compile_ahead(b, RT) is None               # compile=auto on CPU: off, nothing to do
