@@ -120,7 +120,9 @@ def weight_errors(key: str, weights: tuple[tuple[str, float], ...]) -> list[str]
 class EvalSpec:
     every_steps: int = 0             # held-out eval period in steps; 0: about 10 evals per run
     heldout_tokens: int = 65536      # per domain, fixed set (the first tokens of the held-out split)
-    downstream: tuple[str, ...] = () # lm-eval task names run at the end
+    downstream: tuple[str, ...] = () # downstream task names (harness.downstream_tasks) scored in full at the end
+    downstream_items: int = 0        # > 0: also score the first this-many items of each task at every eval (curves)
+    samples_tokens: int = 0          # > 0: greedy samples of the prompt battery, this many tokens, at each checkpoint
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,12 @@ class RunSpec(Spec):
             e.append(f"eval.every_steps={self.eval.every_steps}: must be >= 0")
         if self.eval.heldout_tokens <= 0:
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
+        if self.eval.downstream_items < 0 or (self.eval.downstream_items and not self.eval.downstream):
+            e.append(f"eval.downstream_items={self.eval.downstream_items}: must be >= 0, and > 0 only with "
+                     "eval.downstream tasks to take the subset from (e.g. eval.downstream=[suite])")
+        if not 0 <= self.eval.samples_tokens < max(1, self.model.seq_len):
+            e.append(f"eval.samples_tokens={self.eval.samples_tokens}: must be in [0, model.seq_len="
+                     f"{self.model.seq_len})")
         return e
 
     @classmethod
@@ -186,7 +194,7 @@ class RunSpec(Spec):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-LATE_FIELDS = (("optim", "warmup_steps"),)   # (RunSpec section, field), in the order they were added
+LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "downstream_items"), ("eval", "samples_tokens"))   # (RunSpec section, field), in the order they were added
 
 
 def _default(cls, name: str):

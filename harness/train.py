@@ -135,6 +135,10 @@ class Trainer:
         step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains))
         self.loss_step = torch.compile(step_module) if self.hw.compile else step_module
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training
+        if spec.eval.downstream or spec.eval.samples_tokens:
+            from harness.downstream import InTraining  # torch-only; lm-eval is imported only for lm-eval tasks
+            self.downstream_evals = InTraining(spec, corpus, self.hw.device, self.hw.autocast)
         self.setup.lap("data")
         self.ckpts = Checkpoints(rd.ckpt_dir, runtime.keep_checkpoints)
         self.stats = step_module.layout   # the named slices of the step's statistics vector
@@ -191,6 +195,13 @@ class Trainer:
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
+        if self.downstream_evals is not None:   # the prompt battery, sampled at each checkpoint (eval time)
+            t = time.perf_counter()
+            for row in self.downstream_evals.at_checkpoint(self.model, self.step):
+                self.write(row)
+            dt = time.perf_counter() - t
+            self.t_mark += dt
+            self.timing["time_eval_s"] += dt
         t = time.perf_counter()
         self.ckpts.save(self.step, self.state())
         dt = time.perf_counter() - t
@@ -394,19 +405,21 @@ class Trainer:
                "flops": tokens * self.counts.flops_per_token, **losses}
         self.write(row)
         self.last_eval = row
+        if self.downstream_evals is not None:   # the fixed subset of the downstream suite (eval.downstream_items)
+            for ds_row in self.downstream_evals.at_eval(self.model, self.step):
+                self.write(ds_row)
         dt = time.perf_counter() - t
         self.t_mark += dt  # eval time is not training time
         self.timing["time_eval_s"] += dt
 
     def downstream(self) -> dict:
-        """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""
-        tasks = self.spec.eval.downstream
-        if not tasks:
+        """The full downstream suite's columns at the end of the run (spec.eval.downstream; harness.downstream)."""
+        if self.downstream_evals is None:
             return {}
-        from harness.downstream import evaluate  # imports lm-eval: only when asked for
-        acc = evaluate(self.model, self.corpus, self.spec, tasks, self.hw.device, autocast=self.hw.autocast)
-        self.write({"kind": "downstream", "step": self.step, "tokens": self.step * self.spec.batch_tokens, **acc})
-        return acc
+        scores, rows = self.downstream_evals.at_end(self.model, self.step)
+        for row in rows:
+            self.write(row)
+        return scores
 
     # ---------------------------------------------------------------- result
     def result(self) -> dict:
