@@ -39,6 +39,8 @@ from analysis.laws import (
     approach1,
     approach2,
     approach3,
+    downstream,
+    downstream_report,  # noqa: F401  (registers its section)
     moe,
     moe_report,  # noqa: F401  (registers its section)
 )
@@ -60,6 +62,8 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
         moe_cfg = config if config.n_col in moe_report.ACTIVE else dataclasses.replace(config,
                                                                                        n_col=moe_report.ACTIVE[0])
         attempts["moe"] = lambda: moe.fit(res.runs, moe_cfg)
+    if downstream.has_downstream(ctx.runs):   # accuracy laws, for the report's downstream section and laws.json
+        attempts["downstream"] = lambda: downstream.fit_all(ctx.runs, config)
     for name, fn in attempts.items():
         try:
             out = fn()

@@ -6,7 +6,8 @@ and lm-eval tasks (a user's task YAML, lm-eval's own tasks) through the lm-eval 
     samples(model, corpus, spec, device, max_new_tokens) -> [{"prompt", "completion"}, ...]   (the prompt battery)
 
 Per task: acc_<task> (the task's headline accuracy: acc, acc_norm or exact match), se_<task> (its binomial
-standard error, sqrt(p (1 - p) / (n - 1)), lm-eval's), n_items_<task> and bpb_<task>, the continuous metric:
+standard error, sqrt(p (1 - p) / (n - 1)), lm-eval's), chance_<task> (guessing's accuracy), n_items_<task> and
+bpb_<task>, the continuous metric:
 bits per UTF-8 byte of the correct answer (sum over items of -log2 p(answer | context) / sum of the answers'
 bytes; for text_<domain>, of the whole documents). `cloze` adds acc_cloze / se_cloze / bpb_cloze, the
 unweighted means over domains. `downstream_suite` is the suite's fingerprint (harness.downstream_tasks.Suite).
@@ -136,10 +137,11 @@ def _bpb(logps: Sequence[float], texts: Sequence[str]) -> float:
     return -math.fsum(logps) / LN2 / n_bytes if n_bytes else math.nan
 
 
-def _accuracy(name: str, correct: Sequence[bool]) -> dict[str, float]:
+def _accuracy(task: LocalTask, correct: Sequence[bool]) -> dict[str, float]:
     n = len(correct)
     p = sum(correct) / n
-    return {f"acc_{name}": p, f"se_{name}": math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan}
+    return {f"acc_{task.name}": p, f"se_{task.name}": math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan,
+            f"chance_{task.name}": task.chance}   # the downstream law's floor (analysis.laws.downstream)
 
 
 def score_task(scorer: Scorer, task: LocalTask, items: list[dict]) -> dict[str, float]:
@@ -153,7 +155,7 @@ def score_task(scorer: Scorer, task: LocalTask, items: list[dict]) -> dict[str, 
                                   max(len(scorer.encode(it["answer"])) for it in items) + 2)
         correct = [a.strip() == it["answer"].strip() for a, it in zip(answers, items)]
         gold = [ll for ll, _ in scorer.loglikelihood([(it["context"], it["answer"]) for it in items])]
-        return {**out, **_accuracy(name, correct), f"bpb_{name}": _bpb(gold, [it["answer"] for it in items])}
+        return {**out, **_accuracy(task, correct), f"bpb_{name}": _bpb(gold, [it["answer"] for it in items])}
     pairs = [(it["context"], c) for it in items for c in it["choices"]]
     scored = iter(ll for ll, _ in scorer.loglikelihood(pairs))
     correct, gold_ll = [], []
@@ -165,7 +167,7 @@ def score_task(scorer: Scorer, task: LocalTask, items: list[dict]) -> dict[str, 
             ll_for_pick = ll
         correct.append(max(range(len(ll)), key=ll_for_pick.__getitem__) == it["gold"])
         gold_ll.append(ll[it["gold"]])
-    return {**out, **_accuracy(name, correct),
+    return {**out, **_accuracy(task, correct),
             f"bpb_{name}": _bpb(gold_ll, [it["choices"][it["gold"]] for it in items])}
 
 
