@@ -24,14 +24,19 @@ from harness.scoring import Scorer
 from harness.spec import RunSpec
 from model_zoo.spec import ModelSpec
 
+CPU_SECONDS: dict[str, float] = {}   # process CPU time per timed call (all threads): what a shared, loaded CPU
+                                     # machine can still measure when wall time mostly waits for other jobs
 
-def timed(fn):
+
+def timed(fn, name: str = ""):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+    if name:
+        CPU_SECONDS[name] = round(time.process_time() - c, 2)
     return out, time.perf_counter() - t
 
 
@@ -44,12 +49,12 @@ def measure(shape: str, corpus, device: torch.device, a) -> dict:
                    tokens=a.seq_len, batch_tokens=a.seq_len)
     torch.manual_seed(0)
     model = model_zoo.build(spec.model).to(device).eval()
-    suite, build_s = timed(lambda: prepare(corpus, spec, ("suite",), a.items))
+    suite, build_s = timed(lambda: prepare(corpus, spec, ("suite",), a.items), "build")
     evaluate(model, corpus, spec, ("arith",), device, suite=suite.subset(4))   # warm-up (kernels, allocator)
     scores, full_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, a.items, a.max_batch_tokens,
-                                          suite=suite))
-    _, subset_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, suite=suite.subset(a.subset)))
-    _, battery_s = timed(lambda: samples(model, corpus, spec, device, a.battery_tokens))
+                                          suite=suite), "full_suite")
+    _, subset_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, suite=suite.subset(a.subset)), "subset")
+    _, battery_s = timed(lambda: samples(model, corpus, spec, device, a.battery_tokens), "battery")
     # the KV cache against a full forward per token, on the arithmetic exact-match prompts
     sc = Scorer(model, load_tokenizer(corpus), corpus.eod_id, a.seq_len, device)
     prompts = [it["context"] for it in suite.items["arith_em"][:64]]
@@ -66,6 +71,7 @@ def measure(shape: str, corpus, device: torch.device, a) -> dict:
             "battery_s": round(battery_s, 2), "gen64x16_kv_s": round(cache_s, 3),
             "gen64x16_nocache_s": round(nocache_s, 3), "kv_same_as_full_forward": f"{sum(same)}/{len(same)}",
             "acc_arith": round(scores["acc_arith"], 3),
+            **({f"{k}_cpu_s": v for k, v in CPU_SECONDS.items()} if device.type == "cpu" else {}),
             "suite": suite.fingerprint}
 
 
