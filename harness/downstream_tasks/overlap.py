@@ -60,10 +60,14 @@ def overlap(items: dict[str, list[dict]], encode, train: Sequence[np.ndarray], n
     """{task: {"items", "checked", "contaminated", "contaminated_frac", "mean_overlap", "per_item"}}."""
     hashes = {t: [ngram_hashes(np.array(encode(item_text(it)), np.int64), n) for it in its] for t, its in items.items()}
     wanted = np.unique(np.concatenate([h for hs in hashes.values() for h in hs] or [np.empty(0, np.uint64)]))
-    seen = found_in(train, wanted, n)
+    seen = found_in(train, wanted, n)   # sorted: membership by binary search (np.isin would sort it per item)
+
+    def found(h: np.ndarray) -> np.ndarray:
+        k = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
+        return seen[k] == h if len(seen) else np.zeros(len(h), bool)
     out = {}
     for task, hs in hashes.items():
-        per = [float(np.isin(h, seen).mean()) if len(h) else None for h in hs]
+        per = [float(found(h).mean()) if len(h) else None for h in hs]
         checked = [p for p in per if p is not None]
         dirty = sum(p > 0 for p in checked)
         out[task] = {"items": len(hs), "checked": len(checked), "contaminated": dirty,
