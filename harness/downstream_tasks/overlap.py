@@ -57,7 +57,9 @@ def found_in(train: Sequence[np.ndarray], wanted: np.ndarray, n: int) -> np.ndar
 
 
 def overlap(items: dict[str, list[dict]], encode, train: Sequence[np.ndarray], n: int = DEFAULT_N) -> dict:
-    """{task: {"items", "checked", "contaminated", "contaminated_frac", "mean_overlap", "per_item"}}."""
+    """{task: {"items", "checked", "contaminated", "contaminated_frac", "over_half_frac", "mean_overlap",
+    "per_item"}}: contaminated = any n-gram found (long items nearly always share a phrase with training);
+    over_half = more than half of the item's n-grams found."""
     hashes = {t: [ngram_hashes(np.array(encode(item_text(it)), np.int64), n) for it in its] for t, its in items.items()}
     wanted = np.unique(np.concatenate([h for hs in hashes.values() for h in hs] or [np.empty(0, np.uint64)]))
     seen = found_in(train, wanted, n)   # sorted: membership by binary search (np.isin would sort it per item)
@@ -72,6 +74,7 @@ def overlap(items: dict[str, list[dict]], encode, train: Sequence[np.ndarray], n
         dirty = sum(p > 0 for p in checked)
         out[task] = {"items": len(hs), "checked": len(checked), "contaminated": dirty,
                      "contaminated_frac": dirty / len(checked) if checked else None,
+                     "over_half_frac": sum(p > 0.5 for p in checked) / len(checked) if checked else None,
                      "mean_overlap": float(np.mean(checked)) if checked else None, "per_item": per}
     return out
 
@@ -99,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {"corpus": corpus.name, "suite": suite.fingerprint, "n": a.n, "tasks": result}
     for task, r in result.items():
         frac = "–" if r["contaminated_frac"] is None else f"{r['contaminated_frac']:.1%}"
-        print(f"{task:16s} items {r['items']:4d}  checked {r['checked']:4d}  with a training {a.n}-gram {frac}")
+        half = "–" if r["over_half_frac"] is None else f"{r['over_half_frac']:.1%}"
+        print(f"{task:16s} items {r['items']:4d}  checked {r['checked']:4d}  with a training {a.n}-gram {frac:>6s}  "
+              f"over half of them {half:>6s}  mean overlap {r['mean_overlap'] or 0:.3f}")
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / FILE).write_text(json.dumps(data))
