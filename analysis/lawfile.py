@@ -136,6 +136,12 @@ def content(sweep: str, config: FitConfig, fits: dict[str, object], failures: di
                 failures[name] = f"fitted exponent(s) {bad} not > 0: not a usable law"
             else:
                 out["approach3"] = _surface_content(fit)
+        elif name == "downstream":   # optional: sweeps evaluated with eval.downstream (analysis/laws/downstream.py)
+            entry = jsonable(fit.to_content())
+            if bad := _downstream_errors({"downstream": entry}):   # e.g. an exponent fitted to 0: not a usable law
+                failures[name] = "not a usable law: " + "; ".join(bad)
+            else:
+                out["downstream"] = entry
         elif name in APPROACHES:
             if fit.n_opt.a > 0 and fit.d_opt.a > 0:
                 out[APPROACHES[name]] = _power_content(fit)
@@ -287,6 +293,36 @@ def check(data) -> list[str]:
                 _samples(errs, d.get("samples"), 2, f"{name}.{law}.samples")
         _pair(errs, fit.get("c_range"), f"{name}.c_range", positive=True)
         _num(errs, fit, "n_runs", name, positive=True)
+    errs += _downstream_errors(data)
+    return errs
+
+
+DOWNSTREAM_PARAMS = {"nd": ("E", "A", "B", "alpha", "beta"), "c": ("E", "A", "alpha")}
+
+
+def _downstream_errors(data: dict) -> list[str]:
+    """The optional "downstream" entry (added within schema scalemix.laws/1: files without it stay valid, and
+    readers that predate it ignore it): per task, the task-loss law and the accuracy sigmoid."""
+    if data.get("downstream") is None:
+        return []
+    errs: list[str] = []
+    ds = _mapping(errs, data, "downstream", "")
+    tasks = _mapping(errs, ds, "tasks", "downstream.") if ds is not None else None
+    for task, law in (tasks or {}).items():
+        w = f"downstream.tasks.{task}"
+        if not isinstance(law, dict):
+            errs.append(f"{w}: must be an object")
+            continue
+        form = law.get("loss_form")
+        if form not in DOWNSTREAM_PARAMS:
+            errs.append(f"{w}.loss_form = {form!r}: must be one of {tuple(DOWNSTREAM_PARAMS)}")
+        loss = _mapping(errs, law, "loss_params", f"{w}.")
+        for p in DOWNSTREAM_PARAMS.get(form, ()) if loss is not None else ():
+            _num(errs, loss, p, f"{w}.loss_params", positive=True)
+        acc = _mapping(errs, law, "acc_params", f"{w}.")
+        for p in ("chance", "top", "k", "L0") if acc is not None else ():
+            _num(errs, acc, p, f"{w}.acc_params", positive=p == "k")
+        _num(errs, law, "n_runs", w, positive=True)
     return errs
 
 

@@ -41,6 +41,8 @@ from analysis.laws import (
     approach1,
     approach2,
     approach3,
+    downstream,
+    downstream_report,  # noqa: F401  (registers its section)
     moe,
     moe_report,  # noqa: F401  (registers its section)
 )
@@ -84,6 +86,8 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
         attempts = {}
     if moe_report.has_moe(res.runs):     # judged with the rest, and shown by the MoE section (fitted once, here)
         attempts["moe"] = lambda: moe.fit(res.runs, moe_report.fit_config(config))
+    if downstream.has_downstream(ctx.runs):   # accuracy laws, for the report's downstream section and laws.json
+        attempts["downstream"] = lambda: downstream.fit_all(ctx.runs, config)
     for name, fn in attempts.items():
         try:
             out = fn()

@@ -1,67 +1,65 @@
-"""Downstream evaluation through lm-eval (lm-evaluation-harness), fully offline.
+"""Downstream evaluation: the local task suite (harness.downstream_tasks) scored by the project's own evaluator,
+and lm-eval tasks (a user's task YAML, lm-eval's own tasks) through the lm-eval adapter, fully offline.
 
-    evaluate(model, corpus, spec, ("arith", "cloze"), device) -> {"acc_arith": 0.31, "acc_cloze_code": ...}
+    evaluate(model, corpus, spec, ("suite",), device) -> {"acc_arith": 0.31, "se_arith": 0.021,
+                                                          "n_items_arith": 500, "bpb_arith": 1.9, ...}
+    samples(model, corpus, spec, device, max_new_tokens) -> [{"prompt", "completion"}, ...]   (the prompt battery)
 
-The trainer calls `evaluate` once at the end of a run when `spec.eval.downstream` is non-empty,
-and `check_tasks` (or `task_errors`, SpecError style) validates the names before training; both
-also live in harness.downstream_tasks, which a planner can import without importing lm-eval.
-The tasks are local (harness.downstream_tasks): `arith` and `cloze_<domain>` / `cloze`; lm-eval's
-own tasks run as `lm_eval:<name>` where their datasets are already in the local HF cache.
+Per task: acc_<task> (the task's headline accuracy: acc, acc_norm or exact match), se_<task> (its binomial
+standard error, sqrt(p (1 - p) / (n - 1)), lm-eval's), chance_<task> (guessing's accuracy), n_items_<task> and
+bpb_<task>, the continuous metric:
+bits per UTF-8 byte of the correct answer (sum over items of -log2 p(answer | context) / sum of the answers'
+bytes; for text_<domain>, of the whole documents). `cloze` adds acc_cloze / se_cloze / bpb_cloze, the
+unweighted means over domains. `downstream_suite` is the suite's fingerprint (harness.downstream_tasks.Suite).
 
-How lm-eval is used, and how it is kept offline:
-- `ScalemixLM` is an lm-eval `TemplateLM` (a subclass of `lm_eval.api.model.LM`) around a scalemix
-  model (`model(idx) -> logits [B, T, V]`) and the corpus tokenizer (`data/<corpus>/tokenizer.json`).
-  Every scored string is conditioned on a leading eod token, as a document is in training.
-- Tasks are inline config dicts whose `custom_dataset` returns an in-memory `datasets.Dataset`,
-  loaded with `TaskManager(include_defaults=False).load(...)`: lm-eval never calls
-  `datasets.load_dataset`, so nothing touches the hub or the HF cache (HF_DATASETS_OFFLINE and
-  HF_HUB_OFFLINE are set as well; tests/test_downstream.py runs it with sockets disabled).
-  `include_defaults=False` also skips indexing lm-eval's ~15k built-in task configs (~10 s).
-- `lm_eval.evaluator.evaluate` is called rather than `simple_evaluate`: the latter reseeds the
-  global `random`/numpy/torch generators and collects environment info with subprocesses
-  (`torch.utils.collect_env`), neither of which a training process wants.
-- lm-eval's own tasks read their data with `datasets.load_dataset(<hub name>)`. With the hub off,
-  that works only from the local HF cache (lm-evaluation-harness issues #1723, #1877: fetch once
-  where there is network, copy ~/.cache/huggingface or point HF_HOME at a copy); a missing dataset
-  raises a RuntimeError saying exactly that. Importing this module sets HF_DATASETS_OFFLINE=1 and
-  HF_HUB_OFFLINE=1 unless they are already set (set them to 0 to allow downloads).
-- Known limit: an MoE with a finite capacity_factor routes a whole batch jointly, so a sequence's
-  score can depend on its batch-mates (padding included); dropless MoE and dense models do not.
+The local suite needs no lm-eval (harness.scoring does the scoring; tests check it agrees with lm-eval on the
+same items), so it runs where lm-eval is not installed. yaml:<path> and lm_eval:<name> tasks need lm-eval;
+without it they are refused before any compute, with the install command.
+The trainer builds the suite once before training (so a task without items fails before compute), scores a
+fixed subset at every eval (eval.downstream_items) and the full suite at the end; `python -m harness.downstream
+RUN_DIR` scores a run's newest checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-# Offline before any HF library is imported: they read these once, at import (set them to 0 to allow downloads)
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from lm_eval.api.model import TemplateLM  # noqa: E402
+import torch
 
 from harness.data import tokenizer as corpus_tokenizer
-from harness.data.corpus import Corpus
+from harness.data.corpus import Corpus, data_root, resolve_corpus_path
 from harness.downstream_tasks import (
+    DEFAULT_ITEMS,
     LM_EVAL_PREFIX,
-    available_tasks,
-    build_docs,
+    YAML_PREFIX,
+    HeldoutDocuments,
+    LocalTask,
+    Suite,
+    build_suite,
     check_tasks,
     expand,
-    lm_eval_config,
     task_errors,
 )
+from harness.downstream_tasks.battery import battery
+from harness.scoring import Scorer
 from harness.spec import RunSpec
 from model_zoo.spec import SpecError
 
-__all__ = ["ScalemixLM", "check_tasks", "evaluate", "load_tokenizer", "run_lm_eval", "task_errors"]
+__all__ = ["Scorer", "check_tasks", "evaluate", "load_tokenizer", "prepare", "samples", "task_errors"]
 log = logging.getLogger(__name__)
-DEFAULT_DOCS = 500  # per task: a binomial standard error of at most 0.022 on an accuracy
+DEFAULT_DOCS = DEFAULT_ITEMS
+LN2 = math.log(2)
+
+
+def __getattr__(name: str):
+    """ScalemixLM and run_lm_eval live in harness.lm_eval_adapter (imports lm-eval); reachable from here as before."""
+    if name in ("ScalemixLM", "run_lm_eval"):
+        from harness import lm_eval_adapter
+        return getattr(lm_eval_adapter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------- tokenizers
@@ -106,272 +104,229 @@ def load_tokenizer(corpus: Corpus) -> HFTokenizer | ByteTokenizer:
     return ByteTokenizer()
 
 
-# ---------------------------------------------------------------------------- the lm-eval model
-class ScalemixLM(TemplateLM):
-    """lm-eval's view of a scalemix model: log-likelihoods of text continuations.
-
-    Inputs longer than the model's seq_len keep their last seq_len tokens (truncated from the left,
-    as lm-eval's HF model does); a continuation longer than seq_len is scored in seq_len chunks.
-    Batches are sorted by length and capped at `max_batch_tokens` padded tokens, which bounds the
-    [B, T, V] logits held in memory. The model must already be on `device`.
-    """
-
-    def __init__(self, model: torch.nn.Module, tokenizer, eod_id: int, seq_len: int,
-                 device: torch.device | str = "cpu", max_batch_tokens: int = 16384,
-                 autocast: Callable[[], AbstractContextManager] | None = None):
-        super().__init__()
-        self.model = getattr(model, "_orig_mod", model)  # torch.compile'd: eval shapes vary, skip recompiles
-        self.tokenizer_impl = tokenizer
-        self.eod_id = eod_id
-        self.seq_len = seq_len
-        self._device = torch.device(device)
-        self.max_batch_tokens = max_batch_tokens
-        self._autocast = autocast or self._default_autocast
-
-    @property
-    def eot_token_id(self) -> int:
-        return self.eod_id
-
-    @property
-    def max_length(self) -> int:
-        return self.seq_len
-
-    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        ids = self.tokenizer_impl.encode(string)
-        return ids if add_special_tokens is False else [self.eod_id] + ids
-
-    def tok_decode(self, ids: list[int]) -> str:
-        return self.tokenizer_impl.decode(ids)
-
-    def _default_autocast(self) -> AbstractContextManager:
-        if self._device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    def _rows(self, i: int, ctx: list[int], cont: list[int]):
-        """Scoring rows (request, input ids, continuation ids) of one request: a continuation longer
-        than seq_len is scored in chunks, each with the seq_len tokens before its end as input."""
-        full = ctx + cont
-        for end in range(len(full), len(ctx), -self.seq_len):
-            start = max(len(ctx), end - self.seq_len)
-            yield i, full[max(0, end - self.seq_len - 1):end - 1], full[start:end]
-
-    @torch.inference_mode()
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """requests: ((context, continuation), context_ids, continuation_ids) -> (log p, is_greedy).
-        An empty continuation scores (0.0, True)."""
-        rows = []
-        for i, (_, ctx, cont) in enumerate(requests):
-            if not ctx:  # TemplateLM gives an empty context the eod token; a caller bypassing it must too
-                raise ValueError(f"request {i}: the context must have at least one token (e.g. eod)")
-            rows += self._rows(i, ctx, cont)
-        rows.sort(key=lambda r: -len(r[1]))  # longest first: the first row of a batch sets its width
-
-        logp_sum = torch.zeros(len(requests), dtype=torch.float64)
-        greedy = torch.ones(len(requests), dtype=torch.bool)
-        start = 0
-        while start < len(rows):
-            width = len(rows[start][1])
-            batch = rows[start:start + max(1, self.max_batch_tokens // width)]
-            start += len(batch)
-            idx = torch.full((len(batch), width), self.eod_id, dtype=torch.long)
-            for b, (_, inp, _) in enumerate(batch):
-                idx[b, :len(inp)] = torch.tensor(inp)  # right padding: causal, so it changes nothing before it
-            with self._autocast():
-                logits = self.model(idx.to(self._device))
-            # the positions that predict continuation tokens, all rows at once
-            row_of = torch.tensor([b for b, (_, _, c) in enumerate(batch) for _ in c])
-            request_of = torch.tensor([i for i, _, c in batch for _ in c])
-            pos = torch.tensor([len(inp) - len(c) + k for _, inp, c in batch for k in range(len(c))])
-            target = torch.tensor([t for _, _, c in batch for t in c])
-            logp = F.log_softmax(logits[row_of.to(logits.device), pos.to(logits.device)].float(), dim=-1)
-            target = target.to(logp.device)
-            token_logp = logp.gather(-1, target[:, None])[:, 0].double().cpu()
-            hit = (logp.argmax(-1) == target).cpu()
-            logp_sum.index_add_(0, request_of, token_logp)
-            greedy[request_of[~hit]] = False
-        results = [(float(ll), bool(g)) for ll, g in zip(logp_sum, greedy)]
-        for req, res in zip(requests, results):
-            self.cache_hook.add_partial("loglikelihood", req[0], res)
-        return results
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        """Log-likelihood of whole texts after an eod: every token scored once, in seq_len chunks."""
-        texts = [req.args[0] for req in requests]
-        scored = self._loglikelihood_tokens(
-            [((None, t), [self.eod_id], self.tok_encode(t, add_special_tokens=False)) for t in texts])
-        for text, (ll, _) in zip(texts, scored):
-            self.cache_hook.add_partial("loglikelihood_rolling", (text,), ll)
-        return [ll for ll, _ in scored]
-
-    @torch.inference_mode()
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Greedy decoding (no KV cache: fine for the short answers of small models)."""
-        out = []
-        for req in requests:
-            context, kwargs = req.args
-            kwargs = dict(kwargs or {})
-            if kwargs.get("do_sample"):
-                raise NotImplementedError("ScalemixLM.generate_until decodes greedily only (do_sample=True asked)")
-            until = kwargs.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
-            ids, new = self.tok_encode(context), []
-            for _ in range(int(kwargs.get("max_gen_toks", 256))):
-                with self._autocast():
-                    logits = self.model(torch.tensor([ids[-self.seq_len:]], device=self._device))
-                nxt = int(logits[0, -1].argmax())
-                if nxt == self.eod_id:
-                    break
-                ids.append(nxt)
-                new.append(nxt)
-                text = self.tok_decode(new)
-                if any(u in text for u in until):
-                    break
-            text = self.tok_decode(new)
-            for u in until:
-                text = text.split(u)[0]
-            out.append(text)
-            self.cache_hook.add_partial("generate_until", (context, req.args[1]), text)
-        return out
+# ---------------------------------------------------------------------------- set-up (before any compute)
+def as_corpus(corpus: Corpus | str | Path) -> Corpus:
+    """A Corpus, a corpus name under the data root ($SCALEMIX_DATA, else data/), or a path."""
+    if isinstance(corpus, Corpus):
+        return corpus
+    return Corpus(resolve_corpus_path(str(corpus), data_root()))
 
 
-# ---------------------------------------------------------------------------- evaluation
-def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
-             device: torch.device | str = "cpu", n_docs: int = DEFAULT_DOCS, max_batch_tokens: int = 16384,
-             autocast: Callable[[], AbstractContextManager] | None = None) -> dict[str, float]:
-    """Run downstream tasks on `model`; return {"acc_<task>": accuracy}.
-
-    `cloze` expands to every cloze_<domain> and adds acc_cloze, their unweighted mean. A local task
-    with too few usable held-out documents reports NaN (and a warning) rather than failing the run.
-    `lm_eval:<name>` runs lm-eval's own task <name> in full (reported as acc_<name>); its dataset
-    must already be in the local Hugging Face cache (see the module docstring).
-    `autocast` makes the forward's precision context (the trainer passes Hardware.autocast);
-    by default bf16 autocast on CUDA, none on CPU.
-    """
-    if not isinstance(corpus, Corpus):  # a name under the data root ($SCALEMIX_DATA, else data/) or a path
-        from harness.data.corpus import data_root, resolve_corpus_path
-        corpus = Corpus(resolve_corpus_path(str(corpus), data_root()))
+def prepare(corpus: Corpus, spec: RunSpec, tasks: Sequence[str], n_items: int = DEFAULT_ITEMS) -> Suite:
+    """Check the task names, the tokenizer against the model, lm-eval's presence where needed, and build the local
+    suite: every problem raised (SpecError, FileNotFoundError) before a model is run."""
     check_tasks(tasks, corpus.domains)
-    names = expand(tasks, corpus.domains)
     tokenizer = load_tokenizer(corpus)
     if tokenizer.vocab_size > spec.model.vocab_size:
         raise SpecError([f"model.vocab_size={spec.model.vocab_size} is smaller than the vocabulary of "
                          f"corpus {corpus.name!r}'s tokenizer ({tokenizer.vocab_size})"])
-    local = available_tasks(corpus.domains)
-    configs, hub_tasks = [], [n.removeprefix(LM_EVAL_PREFIX) for n in names if n.startswith(LM_EVAL_PREFIX)]
-    results: dict[str, float] = {}
-    for name in (n for n in names if n in local):
-        docs = build_docs(name, heldout=corpus.heldout, eod_id=corpus.eod_id, decode=tokenizer.decode, n_docs=n_docs)
-        if docs:
-            configs.append(lm_eval_config(local[name], docs))
+    if any(t.startswith((YAML_PREFIX, LM_EVAL_PREFIX)) for t in tasks):
+        try:
+            import lm_eval  # noqa: F401
+        except ImportError:
+            raise SpecError([f"eval.downstream: {[t for t in tasks if t.startswith((YAML_PREFIX, LM_EVAL_PREFIX))]} "
+                             "run through lm-eval, which is not installed: pip install lm-eval (or drop those "
+                             "tasks; the local suite needs no lm-eval)"]) from None
+    return build_suite(tasks, domains=corpus.domains, heldout=corpus.heldout, eod_id=corpus.eod_id,
+                       decode=tokenizer.decode, n_items=n_items)
+
+
+# ---------------------------------------------------------------------------- scoring the local suite
+def _bpb(logps: Sequence[float], texts: Sequence[str]) -> float:
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    return -math.fsum(logps) / LN2 / n_bytes if n_bytes else math.nan
+
+
+def _accuracy(task: LocalTask, correct: Sequence[bool]) -> dict[str, float]:
+    n = len(correct)
+    p = sum(correct) / n
+    return {f"acc_{task.name}": p, f"se_{task.name}": math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan,
+            f"chance_{task.name}": task.chance}   # the downstream law's floor (analysis.laws.downstream)
+
+
+def score_task(scorer: Scorer, task: LocalTask, items: list[dict]) -> dict[str, float]:
+    """acc_, se_, n_items_, bpb_<task> of one local task (see the module docstring)."""
+    name, out = task.name, {f"n_items_{task.name}": len(items)}
+    if task.kind == "rolling":
+        texts = [it["text"] for it in items]
+        return {**out, f"bpb_{name}": _bpb(scorer.rolling(texts), texts)}
+    if task.kind == "generate":
+        answers = scorer.generate([it["context"] for it in items], items[0]["until"],
+                                  max(len(scorer.encode(it["answer"])) for it in items) + 2)
+        correct = [a.strip() == it["answer"].strip() for a, it in zip(answers, items)]
+        gold = [ll for ll, _ in scorer.loglikelihood([(it["context"], it["answer"]) for it in items])]
+        return {**out, **_accuracy(task, correct), f"bpb_{name}": _bpb(gold, [it["answer"] for it in items])}
+    pairs = [(it["context"], c) for it in items for c in it["choices"]]
+    scored = iter(ll for ll, _ in scorer.loglikelihood(pairs))
+    correct, gold_ll = [], []
+    for it in items:
+        ll = [next(scored) for _ in it["choices"]]
+        if task.metric == "acc_norm":   # lm-eval's acc_norm: log-likelihood per character of the choice
+            ll_for_pick = [x / len(c) for x, c in zip(ll, it["choices"])]
         else:
-            log.warning("downstream task %s: no usable held-out documents; reporting NaN", name)
-            results[f"acc_{name}"] = float("nan")
-
-    lm = ScalemixLM(model, tokenizer, corpus.eod_id, spec.model.seq_len, device, max_batch_tokens, autocast)
-    was_training = model.training
-    model.eval()
-    try:
-        scores = run_lm_eval(lm, configs, hub_tasks) if configs or hub_tasks else {}
-    finally:
-        model.train(was_training)
-    for name, metrics in scores.items():
-        results[f"acc_{name}"] = metrics[local[name].metric if name in local else "acc"]
-    if "cloze" in tasks:
-        cloze = [results[f"acc_cloze_{d}"] for d in corpus.domains]
-        results["acc_cloze"] = math.fsum(cloze) / len(cloze)
-    return {k: results[k] for k in sorted(results)}
+            ll_for_pick = ll
+        correct.append(max(range(len(ll)), key=ll_for_pick.__getitem__) == it["gold"])
+        gold_ll.append(ll[it["gold"]])
+    return {**out, **_accuracy(task, correct),
+            f"bpb_{name}": _bpb(gold_ll, [it["choices"][it["gold"]] for it in items])}
 
 
-def run_lm_eval(lm, configs: list[dict], hub_tasks: Sequence[str] = ()) -> dict[str, dict[str, float]]:
-    """lm-eval on inline task configs and on lm-eval's own tasks named in hub_tasks, offline.
-
-    Returns {task: {"acc": ..., "acc_norm": ... (where the task has it), "n": documents}}.
-    """
-    from lm_eval.evaluator import evaluate as lm_eval_evaluate
-    from lm_eval.tasks import TaskManager
-
-    with _quiet_lm_eval():
-        manager = TaskManager(include_defaults=bool(hub_tasks))  # lm-eval's ~15k configs: index only if asked
-        loaded = manager.load(configs) if configs else {"tasks": {}, "groups": {}, "group_map": {}}
-        for name in hub_tasks:
-            part = _load_cached(manager, name)
-            for key in ("tasks", "groups", "group_map"):
-                loaded.setdefault(key, {}).update(part.get(key, {}))
-        res = lm_eval_evaluate(lm, loaded, bootstrap_iters=0, log_samples=False)
-    out = {}
-    for name in [c["task"] for c in configs] + list(hub_tasks):
-        metrics = res["results"].get(name, {})
-        if "acc,none" not in metrics:
-            raise ValueError(f"lm-eval task {name!r} reports no acc metric (it reports {sorted(metrics)}): only "
-                             "multiple-choice tasks, and groups that aggregate acc, fit the acc_<task> columns")
-        out[name] = {m: float(metrics[f"{m},none"]) for m in ("acc", "acc_norm") if f"{m},none" in metrics}
-        out[name]["n"] = int(res["n-samples"].get(name, {}).get("effective", metrics.get("sample_len", 0)))
+def score_suite(scorer: Scorer, suite: Suite) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, task in suite.tasks.items():
+        out.update(score_task(scorer, task, suite.items[name]))
     return out
 
 
-def _load_cached(manager, name: str):
-    """lm-eval's task (or group) `name`, built from the local HF cache; a clear error where it cannot be."""
-    import difflib
-    if name not in manager.all_tasks:
-        close = difflib.get_close_matches(name, manager.all_tasks, n=5)
-        raise SpecError([f"eval.downstream: {LM_EVAL_PREFIX}{name}: lm-eval has no task {name!r}"
-                         + (f"; close names: {close}" if close else "")])
+# ---------------------------------------------------------------------------- evaluation
+def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
+             device: torch.device | str = "cpu", n_docs: int = DEFAULT_ITEMS, max_batch_tokens: int = 16384,
+             autocast: Callable[[], AbstractContextManager] | None = None,
+             suite: Suite | None = None) -> dict[str, float | str]:
+    """Run downstream tasks on `model`; return the flat result columns (the module docstring lists them).
+
+    `suite`: the local items already built by prepare() (the trainer's); else built here from `tasks`.
+    `lm_eval:<name>` and `yaml:<path>` tasks run through lm-eval (acc_<task>, se_<task>, n_items_<task>; no bpb).
+    `autocast` makes the forward's precision context (the trainer passes Hardware.autocast); by default bf16
+    autocast on CUDA, none on CPU.
+    """
+    corpus = as_corpus(corpus)
+    suite = suite if suite is not None else prepare(corpus, spec, tasks, n_docs)
+    scorer = Scorer(model, load_tokenizer(corpus), corpus.eod_id, spec.model.seq_len, device, max_batch_tokens,
+                    autocast)
+    external = [n for n in expand(tasks, corpus.domains) if n.startswith((YAML_PREFIX, LM_EVAL_PREFIX))]
+    was_training = model.training
+    model.eval()
     try:
-        return manager.load(name)
-    except ConnectionError as e:  # datasets: "Couldn't reach <name> on the Hub (OfflineModeIsEnabled)"
-        raise RuntimeError(
-            f"lm-eval task {name!r}: its dataset is not in the local Hugging Face cache and the hub is off "
-            f"(HF_DATASETS_OFFLINE={os.environ.get('HF_DATASETS_OFFLINE')}). Fetch it once where there is network: "
-            f"HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0 python -c \"from lm_eval.tasks import TaskManager; "
-            f"TaskManager().load(['{name}'])\", then copy ~/.cache/huggingface (or set HF_HOME to a copy) "
-            "to this machine (EleutherAI/lm-evaluation-harness#1723).") from e
-
-
-@contextmanager
-def _quiet_lm_eval():
-    """lm-eval logs at INFO, and warns about `custom_dataset` kwargs we do not use: keep real warnings only."""
-    logger, task_logger = logging.getLogger("lm_eval"), logging.getLogger("lm_eval.api.task")
-    level = logger.level
-
-    def not_custom_kwargs(record: logging.LogRecord) -> bool:
-        return "Custom kwargs can be passed" not in record.getMessage()
-
-    logger.setLevel(logging.WARNING)
-    task_logger.addFilter(not_custom_kwargs)
-    try:
-        yield
+        results: dict[str, float | str] = score_suite(scorer, suite)
+        if external:
+            results.update(_lm_eval_tasks(scorer, external))
     finally:
-        logger.setLevel(level)
-        task_logger.removeFilter(not_custom_kwargs)
+        model.train(was_training)
+    if "cloze" in tasks or "suite" in tasks:
+        for prefix in ("acc", "bpb"):
+            vals = [results[f"{prefix}_cloze_{d}"] for d in corpus.domains]
+            results[f"{prefix}_cloze"] = math.fsum(vals) / len(vals)
+        results["se_cloze"] = math.sqrt(math.fsum(results[f"se_cloze_{d}"] ** 2 for d in corpus.domains)) \
+            / len(corpus.domains)
+    if suite.tasks:
+        results["downstream_suite"] = suite.fingerprint
+    return {k: results[k] for k in sorted(results)}
+
+
+def _lm_eval_tasks(scorer: Scorer, names: Sequence[str]) -> dict[str, float]:
+    from harness.lm_eval_adapter import ScalemixLM, run_lm_eval
+    hub = [n.removeprefix(LM_EVAL_PREFIX) for n in names if n.startswith(LM_EVAL_PREFIX)]
+    yamls = [n.removeprefix(YAML_PREFIX) for n in names if n.startswith(YAML_PREFIX)]
+    out = {}
+    for task, m in run_lm_eval(ScalemixLM(scorer), [], hub, yamls).items():
+        p, n = m.get("acc", m.get("exact_match")), m["n"]
+        out[f"acc_{task}"] = p
+        # lm-eval leaves stderr out when it does not bootstrap (bootstrap_iters=0): acc is a mean of 0/1 scores
+        out[f"se_{task}"] = m["acc_stderr"] if math.isfinite(m["acc_stderr"]) else (
+            math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan)
+        out[f"n_items_{task}"] = n
+    return out
+
+
+def samples(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: torch.device | str = "cpu",
+            max_new_tokens: int = 32, autocast: Callable[[], AbstractContextManager] | None = None,
+            prompts: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """Greedy completions of the prompt battery (harness.downstream_tasks.battery): [{"prompt", "completion"}]."""
+    tokenizer = load_tokenizer(corpus)
+    if prompts is None:
+        prompts = battery({d: HeldoutDocuments(corpus.heldout(d)[:20000], corpus.eod_id, tokenizer.decode)
+                           for d in corpus.domains})
+    scorer = Scorer(model, tokenizer, corpus.eod_id, spec.model.seq_len, device, autocast=autocast)
+    was_training = model.training
+    model.eval()
+    try:
+        completions = scorer.generate(prompts, (), min(max_new_tokens, spec.model.seq_len - 1))
+    finally:
+        model.train(was_training)
+    return [{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]
+
+
+# ---------------------------------------------------------------------------- in training
+class InTraining:
+    """What a run does downstream (harness.train.Trainer calls it): built before training, so a bad task fails
+    before compute. Each method returns the metrics.jsonl rows to write.
+
+        eval.downstream_items > 0  at every eval: {"kind": "downstream_subset", ...} on the first items of each task
+        eval.downstream            at the end:    {"kind": "downstream", ...} on the full suite (result.json columns)
+        eval.samples_tokens > 0    at each checkpoint: {"kind": "samples", "samples": [{"prompt", "completion"}]}
+    """
+
+    def __init__(self, spec: RunSpec, corpus: Corpus, device, autocast):
+        self.spec, self.corpus, self.device, self.autocast = spec, corpus, device, autocast
+        self.tasks = tuple(spec.eval.downstream)
+        self.suite = prepare(corpus, spec, self.tasks) if self.tasks else None
+        self.subset = self.suite.subset(spec.eval.downstream_items) if spec.eval.downstream_items else None
+        self.prompts = None
+        if spec.eval.samples_tokens:
+            tokenizer = load_tokenizer(corpus)
+            self.prompts = battery({d: HeldoutDocuments(corpus.heldout(d)[:20000], corpus.eod_id, tokenizer.decode)
+                                    for d in corpus.domains})
+
+    @classmethod
+    def for_run(cls, spec: RunSpec, corpus: Corpus, device, autocast) -> InTraining | None:
+        e = spec.eval
+        return cls(spec, corpus, device, autocast) if e.downstream or e.samples_tokens else None
+
+    def _row(self, kind: str, step: int, **values) -> dict:
+        return {"kind": kind, "step": step, "tokens": step * self.spec.batch_tokens, **values}
+
+    def at_eval(self, model: torch.nn.Module, step: int) -> list[dict]:
+        if self.subset is None:
+            return []
+        local = [t for t in self.tasks if not t.startswith((YAML_PREFIX, LM_EVAL_PREFIX))]  # lm-eval's: at the end
+        scores = evaluate(model, self.corpus, self.spec, local, self.device, autocast=self.autocast, suite=self.subset)
+        return [self._row("downstream_subset", step, **scores)]
+
+    def at_checkpoint(self, model: torch.nn.Module, step: int) -> list[dict]:
+        if self.prompts is None:
+            return []
+        out = samples(model, self.corpus, self.spec, self.device, self.spec.eval.samples_tokens, self.autocast,
+                      self.prompts)
+        return [self._row("samples", step, samples=out)]
+
+    def at_end(self, model: torch.nn.Module, step: int) -> tuple[dict, list[dict]]:
+        """(result.json columns, rows)."""
+        if self.suite is None:
+            return {}, []
+        scores = evaluate(model, self.corpus, self.spec, self.tasks, self.device, autocast=self.autocast,
+                          suite=self.suite)
+        return scores, [self._row("downstream", step, **scores)]
 
 
 # ---------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m harness.downstream RUN_DIR [--tasks arith,cloze] [--n-docs N] [--device auto]
+    """python -m harness.downstream RUN_DIR [--tasks suite] [--n-docs N] [--device auto] [--samples]
 
-    Evaluates the newest intact checkpoint of a run directory and prints the acc_<task> values as
-    JSON (it does not write to the run directory, which belongs to the trainer)."""
+    Evaluates the newest intact checkpoint of a run directory and prints the result columns as JSON
+    (it does not write to the run directory, which belongs to the trainer)."""
     import argparse
     import json
     import time
 
     import model_zoo
     from harness.checkpoint import Checkpoints
-    from harness.data.corpus import data_root, resolve_corpus_path
     from harness.rundir import RunDir, load_spec
 
     p = argparse.ArgumentParser(prog="python -m harness.downstream", description=main.__doc__)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--tasks", help="comma-separated task names (default: the spec's eval.downstream, else arith,cloze)")
-    p.add_argument("--n-docs", type=int, default=DEFAULT_DOCS, help="questions per task")
+    p.add_argument("--tasks", help="comma-separated task names (default: the spec's eval.downstream, else suite)")
+    p.add_argument("--n-docs", type=int, default=DEFAULT_DOCS, help="items per task")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--samples", type=int, default=0, help="also sample the prompt battery, this many tokens each")
     a = p.parse_args(argv)
     rd = RunDir(a.run_dir)
     spec = load_spec(rd.spec_file)
-    tasks = tuple(a.tasks.split(",")) if a.tasks else (spec.eval.downstream or ("arith", "cloze"))
-    corpus = Corpus(resolve_corpus_path(spec.data.corpus, data_root()))
-    check_tasks(tasks, corpus.domains)  # before the checkpoint is read
+    tasks = tuple(a.tasks.split(",")) if a.tasks else (spec.eval.downstream or ("suite",))
+    corpus = as_corpus(spec.data.corpus)
+    t0 = time.perf_counter()
+    suite = prepare(corpus, spec, tasks, a.n_docs)   # before the checkpoint is read
+    build_s = time.perf_counter() - t0
     state = Checkpoints(rd.ckpt_dir).load_latest()
     if state is None:
         p.error(f"{rd.ckpt_dir}: no intact checkpoint to evaluate")
@@ -379,9 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = model_zoo.build(spec.model)
     model.load_state_dict(state["model"])
     t0 = time.perf_counter()
-    scores = evaluate(model.to(device), corpus, spec, tasks, device, n_docs=a.n_docs)
-    print(json.dumps({"run_id": spec.run_id, "step": state["step"], **scores,
-                      "eval_s": round(time.perf_counter() - t0, 2)}, indent=1))
+    scores = evaluate(model.to(device), corpus, spec, tasks, device, suite=suite)
+    out = {"run_id": spec.run_id, "step": state["step"], **scores, "build_s": round(build_s, 2),
+           "eval_s": round(time.perf_counter() - t0, 2)}
+    if a.samples:
+        out["samples"] = samples(model, corpus, spec, device, a.samples)
+    print(json.dumps(out, indent=1))
     return 0
 
 

@@ -127,7 +127,9 @@ class EvalSpec:
     every_steps: int = 0             # held-out eval period in steps; 0: `points` evals spread over the run
     points: int = 10                 # evals per run when every_steps is 0 (the eval curve's resolution)
     heldout_tokens: int = 65536      # per domain, fixed set (the first tokens of the held-out split)
-    downstream: tuple[str, ...] = () # lm-eval task names run at the end
+    downstream: tuple[str, ...] = () # downstream task names (harness.downstream_tasks) scored in full at the end
+    downstream_items: int = 0        # > 0: also score the first this-many items of each task at every eval (curves)
+    samples_tokens: int = 0          # > 0: greedy samples of the prompt battery, this many tokens, at each checkpoint
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,12 @@ class RunSpec(Spec):
             e.append(f"eval.points={self.eval.points}: must be >= 1 (evals per run when eval.every_steps is 0)")
         if self.eval.heldout_tokens <= 0:
             e.append(f"eval.heldout_tokens={self.eval.heldout_tokens}: must be positive")
+        if self.eval.downstream_items < 0 or (self.eval.downstream_items and not self.eval.downstream):
+            e.append(f"eval.downstream_items={self.eval.downstream_items}: must be >= 0, and > 0 only with "
+                     "eval.downstream tasks to take the subset from (e.g. eval.downstream=[suite])")
+        if not 0 <= self.eval.samples_tokens < max(1, self.model.seq_len):
+            e.append(f"eval.samples_tokens={self.eval.samples_tokens}: must be in [0, model.seq_len="
+                     f"{self.model.seq_len})")
         return e
 
     def canonical_json(self) -> str:
@@ -192,7 +200,8 @@ class RunSpec(Spec):
 
 
 # (RunSpec section, field), in the order they were added
-LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"), ("data", "document_mask"))
+LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"), ("data", "document_mask"), ("eval", "downstream_items"),
+               ("eval", "samples_tokens"))
 
 
 def _default(cls, name: str):

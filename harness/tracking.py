@@ -31,7 +31,12 @@ class Tracker:
         self.bar.update(n)
 
     def log(self, row: dict) -> None:
-        if self.wandb_run is not None:
+        if self.wandb_run is not None and row["kind"] == "samples":   # the prompt battery: a table per checkpoint
+            import wandb
+            table = wandb.Table(columns=["step", "prompt", "completion"],
+                                data=[[row["step"], s["prompt"], s["completion"]] for s in row["samples"]])
+            self.wandb_run.log({"samples/battery": table}, step=row["step"])
+        elif self.wandb_run is not None:
             self.wandb_run.log({f"{row['kind']}/{k}": v for k, v in row.items()
                                 if k not in ("kind", "step") and v is not None}, step=row["step"])
         if row["kind"] == "train":

@@ -180,6 +180,10 @@ class Trainer:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training
+        if spec.eval.downstream or spec.eval.samples_tokens:
+            from harness.downstream import InTraining  # torch-only; lm-eval is imported only for lm-eval tasks
+            self.downstream_evals = InTraining(spec, corpus, self.hw.device, self.hw.autocast)
         self.setup.lap("data")
         # one process: written off the training thread; save(wait=True) where the run stops or a reader follows
         self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main, background=True)
@@ -250,6 +254,13 @@ class Trainer:
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()  # queued training work counts as training time, not checkpoint time
+        if self.downstream_evals is not None:   # the prompt battery, sampled at each checkpoint (eval time)
+            t = time.perf_counter()
+            for row in self.downstream_evals.at_checkpoint(self.model, self.step):
+                self.write(row)
+            dt = time.perf_counter() - t
+            self.t_mark += dt
+            self.timing["time_eval_s"] += dt
         t = time.perf_counter()
         if self.d.sharded:
             meta = self.meta_state(distributed.all_sum(self.window.sums))
@@ -493,19 +504,21 @@ class Trainer:
                "flops": tokens * self.counts.flops_per_token, **losses}
         self.write(row)
         self.last_eval = row
+        if self.downstream_evals is not None:   # the fixed subset of the downstream suite (eval.downstream_items)
+            for ds_row in self.downstream_evals.at_eval(self.model, self.step):
+                self.write(ds_row)
         dt = time.perf_counter() - t
         self.t_mark += dt  # eval time is not training time
         self.timing["time_eval_s"] += dt
 
     def downstream(self) -> dict:
-        """lm-eval accuracies {"acc_<task>": ...} at the end of the run (spec.eval.downstream)."""
-        tasks = self.spec.eval.downstream
-        if not tasks or not self.d.main:   # over ranks: rank 0's full DDP replica (FSDP is refused in preflight)
+        """The full downstream suite's columns at the end of the run (spec.eval.downstream; harness.downstream)."""
+        if self.downstream_evals is None or not self.d.main:   # over ranks: rank 0's full DDP replica (FSDP refused)
             return {}
-        from harness.downstream import evaluate  # imports lm-eval: only when asked for
-        acc = evaluate(self.model, self.corpus, self.spec, tasks, self.hw.device, autocast=self.hw.autocast)
-        self.write({"kind": "downstream", "step": self.step, "tokens": self.step * self.spec.batch_tokens, **acc})
-        return acc
+        scores, rows = self.downstream_evals.at_end(self.model, self.step)
+        for row in rows:
+            self.write(row)
+        return scores
 
     # ---------------------------------------------------------------- result
     def result(self) -> dict:

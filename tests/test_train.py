@@ -142,11 +142,20 @@ def test_per_domain_train_loss_uses_the_domain_labels(corpus, tmp_path):
 
 
 def test_downstream_accuracies_land_in_the_result(corpus, tmp_path):
-    spec = tiny_spec(corpus, steps=3, eval={"downstream": ["arith"], "heldout_tokens": 1024, "every_steps": 3})
-    result = run(spec, runtime(), tmp_path)
-    assert 0 <= result["acc_arith"] <= 1
-    assert metrics(tmp_path, "downstream") == [{"kind": "downstream", "step": 3, "tokens": 3 * 256,
-                                                "acc_arith": result["acc_arith"]}]
+    """The full suite at the end (result columns), its fixed subset at every eval, the prompt battery at each
+    checkpoint (harness.downstream.InTraining)."""
+    spec = tiny_spec(corpus, steps=4, eval={"downstream": ["arith"], "heldout_tokens": 1024, "every_steps": 2,
+                                            "downstream_items": 5, "samples_tokens": 3})
+    result = run(spec, runtime(checkpoint_every=2), tmp_path)
+    assert 0 <= result["acc_arith"] <= 1 and result["n_items_arith"] == 500 and result["se_arith"] > 0
+    [end] = metrics(tmp_path, "downstream")
+    assert end["step"] == 4 and {k: end[k] for k in result if k.endswith("_arith")} == \
+        {k: v for k, v in result.items() if k.endswith("_arith")}
+    subset = metrics(tmp_path, "downstream_subset")
+    assert [r["step"] for r in subset] == [2, 4] and all(r["n_items_arith"] == 5 for r in subset)
+    battery = metrics(tmp_path, "samples")
+    assert [r["step"] for r in battery] == [2, 4]
+    assert all(len(s["prompt"]) > 0 and isinstance(s["completion"], str) for s in battery[0]["samples"])
 
 
 @pytest.mark.gpu

@@ -49,3 +49,14 @@ def arith_docs(n_docs: int, seed: int = 1234, ops: tuple[str, ...] = OPS) -> lis
         docs.append({"context": context, "choices": [f" {choices[j]}" for j in order],
                      "gold": int(np.flatnonzero(order == 0)[0])})
     return docs
+
+
+def arith_em_docs(n_docs: int, seed: int = 1234, ops: tuple[str, ...] = OPS) -> list[dict]:
+    """n_docs questions {"context", "answer", "until"} scored by exact match of a greedy answer: the model
+    writes the result itself (no choices to pick from), and its answer ends at the line's end."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(n_docs):
+        context, answer = _question(rng, ops[i % len(ops)])
+        docs.append({"context": context, "answer": f" {answer}", "until": ["\n"]})
+    return docs

@@ -7,7 +7,8 @@ local structure picks the true continuation; chance is 1/4. Choices differ in le
 headline metric is lm-eval's `acc_norm` (log-likelihood per character).
 
 Held-out documents are never trained on, and the questions are a pure function of the corpus and
-the seed, so every run of a sweep answers the same questions.
+the seed, so every run of a sweep answers the same questions. A document gives several questions
+(harness.downstream_tasks.pool) when the domain has fewer documents than questions asked for.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from harness.downstream_tasks.pool import spread
 
 WORD = re.compile(r"\s+\S+")
 
@@ -56,21 +59,16 @@ def _spans(text: str, n_words: int, max_chars: int) -> list[tuple[int, int]]:
 def cloze_docs(documents: Sequence[str], n_docs: int, seed: int = 1234, n_words: int = 4,
                min_context_chars: int = 64, max_context_chars: int = 1024,
                max_continuation_chars: int = 80, n_choices: int = 4) -> list[dict]:
-    """Up to n_docs questions {"context", "choices", "gold"} from distinct documents.
+    """Up to n_docs questions {"context", "choices", "gold"}, spread over the documents (harness.downstream_tasks.pool).
 
-    Documents are visited in a seeded random order and read only when visited, so a large
-    held-out split costs what the questions need."""
+    The context is the document's text before the cut, at most max_context_chars of it (starting at a word)."""
     rng = np.random.default_rng(seed)
     spans = functools.cache(lambda i: _spans(documents[i], n_words, max_continuation_chars))
     docs = []
-    for i in rng.permutation(len(documents)).tolist():
+    for i, (start, end) in spread(len(documents), lambda i: [s for s in spans(i) if s[0] >= min_context_chars], rng):
         if len(docs) == n_docs:
             break
-        cuts = [s for s in spans(i) if min_context_chars <= s[0] <= max_context_chars]
-        if not cuts:
-            continue
         text = documents[i]
-        start, end = cuts[int(rng.integers(len(cuts)))]
         true = text[start:end]
         lead = true[: len(true) - len(true.lstrip())]  # the same leading whitespace for every choice
         choices = [true]
@@ -87,6 +85,15 @@ def cloze_docs(documents: Sequence[str], n_docs: int, seed: int = 1234, n_words:
         if len(choices) < n_choices:
             continue
         order = rng.permutation(n_choices)
-        docs.append({"context": text[:start], "choices": [choices[k] for k in order],
+        docs.append({"context": window(text, start, max_context_chars), "choices": [choices[k] for k in order],
                      "gold": int(np.flatnonzero(order == 0)[0])})
     return docs
+
+
+def window(text: str, end: int, max_chars: int) -> str:
+    """text[:end], or its last max_chars characters starting at a word (after a whitespace) when longer."""
+    if end <= max_chars:
+        return text[:end]
+    start = end - max_chars
+    m = re.search(r"\s", text[start:end])
+    return text[start + m.end() if m else start:end]

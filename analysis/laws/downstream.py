@@ -1,0 +1,318 @@
+"""Downstream laws: a task's accuracy from (N, D) or compute, in two steps (Bhagia et al. 2024, the OLMo ladder).
+
+    step 1  task loss   L(N, D) = E + A / N^alpha + B / D^beta                  form "nd" (approach 3's fit)
+                        L(C)    = E + A / C^alpha                                form "c"
+    step 2  accuracy    acc(L)  = chance + (top - chance) / (1 + exp(k (L - L0)))    k > 0: accuracy falls with L
+
+    fit(runs, task, config)      -> DownstreamLaw   both steps, bootstrap resamples of the runs for intervals
+    holdout(runs, task, config)  -> Holdout         fitted without the largest budget; that budget's accuracy predicted
+    fit_all(runs, config)        -> DownstreamFits  every task of the runs table (acc_<task> and bpb_<task> columns)
+    synthetic_runs(...)          -> a runs table generated from known laws (tests, benchmarks)
+
+The task loss is each run's bpb_<task>: bits per byte of the correct answer, the continuous metric the suite
+reports (harness.downstream); DataDecide (Magnusson et al. 2025) found such metrics rank small-scale data choices
+far better than accuracy. Step 1 is approach 3's Huber-on-log fit (analysis.laws.approach3.fit_theta) with the
+task loss in place of the held-out loss; step 2 a least-squares sigmoid with the task's chance level as its
+floor (chance_<task>, 0 where the runs do not say). Form "auto" takes "nd" when there are at least
+approach3.MIN_RUNS runs, else "c". Intervals: DEFAULT_BOOTSTRAP resamples of the runs, both steps refitted on
+each (step 1 from the full-data optimum: a local polish, not a new grid search).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares, minimize
+
+from analysis.bootstrap import one_blas_thread
+from analysis.laws import approach3
+from analysis.laws.approach2 import group_budgets
+from analysis.laws.common import FitConfig, FitError, ci
+
+FORMS = ("auto", "nd", "c")
+MIN_RUNS_C = 4                 # form "c" has 3 parameters; step 2 another 3
+DEFAULT_BOOTSTRAP = 100        # resamples per task and per fit (each refits both steps): seconds per report
+# a resample's polish from the full-data optimum: approach 3's tolerances (ftol 1e-15, 2000 iterations) made one
+# polish take 0.2-1.2 s at load 22; these take milliseconds and move the parameters by far less than their intervals
+POLISH_OPTIONS = dict(ftol=1e-12, gtol=1e-8, maxiter=200)
+WITHIN_POINTS = 3.0            # the issue's target for the held-out budget's accuracy, in accuracy points
+
+
+# ---------------------------------------------------------------- step 2: accuracy from task loss
+@dataclass(frozen=True)
+class Sigmoid:
+    chance: float
+    top: float
+    k: float
+    L0: float
+
+    def __call__(self, L):
+        return self.chance + (self.top - self.chance) / (1 + np.exp(np.clip(self.k * (np.asarray(L, float) - self.L0),
+                                                                             -500, 500)))
+
+
+def fit_sigmoid(L: np.ndarray, acc: np.ndarray, chance: float, start: Sigmoid | None = None) -> Sigmoid:
+    """Least squares over (top, k, L0), top in [chance, 1], k > 0; a few starts (or `start`) and the best kept."""
+    L, acc = np.asarray(L, float), np.asarray(acc, float)
+    span = max(float(np.ptp(L)), 1e-6)
+    lo, hi = [chance + 1e-9, 1e-3 / span, L.min() - 3 * span], [1.0, 1e3 / span, L.max() + 3 * span]
+    starts = [(start.top, start.k, start.L0)] if start else [
+        (top, k / span, L0) for top in (min(1.0, acc.max() + 0.05), 1.0) for k in (2.0, 8.0)
+        for L0 in np.quantile(L, (0.25, 0.5, 0.75))]
+    best = None
+    for x0 in starts:
+        x0 = np.clip(x0, np.add(lo, 1e-12), np.subtract(hi, 1e-12))
+        res = least_squares(lambda p: Sigmoid(chance, *p)(L) - acc, x0, bounds=(lo, hi), x_scale="jac")
+        if best is None or res.cost < best.cost:
+            best = res
+    return Sigmoid(chance, *map(float, best.x))
+
+
+# ---------------------------------------------------------------- step 1: task loss from (N, D) or C
+@dataclass(frozen=True)
+class TaskLoss:
+    form: str
+    params: dict[str, float]       # nd: E, A, B, alpha, beta; c: E, A, alpha
+
+    def __call__(self, N, D, C):
+        p = self.params
+        if self.form == "nd":
+            return p["E"] + p["A"] / np.asarray(N, float) ** p["alpha"] + p["B"] / np.asarray(D, float) ** p["beta"]
+        return p["E"] + p["A"] / np.asarray(C, float) ** p["alpha"]
+
+
+def _theta_nd(theta: np.ndarray) -> dict[str, float]:
+    e, a, b, al, be = map(float, theta)
+    return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": al, "beta": be}
+
+
+def fit_task_loss(N, D, C, L, form: str, start: TaskLoss | None = None) -> TaskLoss:
+    logN, logD, logC, logL = (np.log(np.asarray(x, float)) for x in (N, D, C, L))
+    if form == "nd":
+        w = np.ones_like(logL)
+        if start is None:
+            theta, _ = approach3.fit_theta(logN, logD, logL, w)
+        else:   # a bootstrap resample: polish from the full-data optimum
+            p = start.params
+            theta0 = np.log([p["E"], p["A"], p["B"]]).tolist() + [p["alpha"], p["beta"]]
+            mN, mD = logN.mean(), logD.mean()
+            res = minimize(approach3.objective, approach3.centre(np.array(theta0), mN, mD), jac=True,
+                           args=(logN - mN, logD - mD, logL, w), method="L-BFGS-B", options=POLISH_OPTIONS)
+            theta = approach3.centre(res.x, mN, mD, -1)
+        return TaskLoss("nd", _theta_nd(theta))
+    # form "c": log L = log(E + A C^-alpha), least squares in log space over (log E, log A, alpha)
+    def resid(p):
+        return np.logaddexp(p[0], p[1] - p[2] * logC) - logL
+    starts = ([[np.log(start.params["E"]), np.log(start.params["A"]), start.params["alpha"]]] if start else
+              [[np.log(0.5 * np.min(np.exp(logL))), np.log(np.ptp(np.exp(logL)) + 1e-9) + al * logC.mean(), al]
+               for al in (0.05, 0.15, 0.3, 0.6)])
+    best = min((least_squares(resid, x0, bounds=([-20, -50, 0.0], [20, 200, 3.0])) for x0 in starts),
+               key=lambda r: r.cost)
+    return TaskLoss("c", {"E": float(np.exp(best.x[0])), "A": float(np.exp(best.x[1])), "alpha": float(best.x[2])})
+
+
+# ---------------------------------------------------------------- both steps
+@dataclass
+class DownstreamLaw:
+    task: str
+    loss: TaskLoss
+    acc: Sigmoid
+    n_runs: int
+    ci_level: float
+    samples: list[tuple[TaskLoss, Sigmoid]] = field(default_factory=list)   # bootstrap refits
+    warnings: list[str] = field(default_factory=list)
+
+    def predict(self, N, D, C) -> tuple[np.ndarray, np.ndarray]:
+        """(task loss, accuracy) at (N, D, C)."""
+        L = self.loss(N, D, C)
+        return L, self.acc(L)
+
+    def interval(self, N, D, C, what: str = "acc") -> tuple[np.ndarray, np.ndarray]:
+        """The ci_level bootstrap interval of the predicted accuracy (what="acc") or task loss ("loss")."""
+        if not self.samples:
+            nan = np.full(np.shape(np.asarray(N, float)), np.nan)
+            return nan, nan
+        draws = np.array([(lo(N, D, C) if what == "loss" else sg(lo(N, D, C))) for lo, sg in self.samples])
+        q = (1 - self.ci_level) / 2
+        return np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0)
+
+    def param_ci(self, step: str, name: str) -> tuple[float, float]:
+        vals = np.array([(lo.params[name] if step == "loss" else getattr(sg, name)) for lo, sg in self.samples])
+        return ci(vals, self.ci_level) if len(vals) else (np.nan, np.nan)
+
+
+def tasks_in(runs: pd.DataFrame) -> list[str]:
+    """Tasks with both an accuracy and a task-loss column, in column order."""
+    return [c.removeprefix("acc_") for c in runs.columns
+            if c.startswith("acc_") and f"bpb_{c.removeprefix('acc_')}" in runs.columns
+            and pd.to_numeric(runs[c], errors="coerce").notna().any()]
+
+
+def _table(runs: pd.DataFrame, task: str, cfg: FitConfig) -> pd.DataFrame:
+    cols = {"N": cfg.n_col, "D": "tokens", "C": cfg.c_col, "L": f"bpb_{task}", "acc": f"acc_{task}"}
+    missing = [c for c in cols.values() if c not in runs.columns]
+    if missing:
+        raise FitError(f"downstream law {task}: the runs table lacks column(s) {missing}")
+    t = pd.DataFrame({k: pd.to_numeric(runs[c], errors="coerce").to_numpy(float) for k, c in cols.items()},
+                     index=runs.index)
+    ok = np.isfinite(t).all(axis=1) & (t[["N", "D", "C", "L"]] > 0).all(axis=1)
+    return t[ok]
+
+
+def chance_of(runs: pd.DataFrame, task: str) -> float:
+    col = f"chance_{task}"
+    vals = pd.to_numeric(runs[col], errors="coerce").dropna() if col in runs.columns else pd.Series([], dtype=float)
+    return float(vals.iloc[0]) if len(vals) else 0.0
+
+
+def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: str = "auto",
+        n_bootstrap: int | None = None, chance: float | None = None) -> DownstreamLaw:
+    """Both steps on every usable run with acc_<task> and bpb_<task>; FitError naming what is missing."""
+    cfg = config or FitConfig()
+    if form not in FORMS:
+        raise FitError(f"downstream law: form={form!r}: use one of {FORMS}")
+    t = _table(runs, task, cfg)
+    chance = chance_of(runs, task) if chance is None else chance
+    form = ("nd" if len(t) >= approach3.MIN_RUNS else "c") if form == "auto" else form
+    need = approach3.MIN_RUNS if form == "nd" else MIN_RUNS_C
+    if len(t) < need:
+        raise FitError(f"downstream law {task}: {len(t)} usable run(s) with acc_{task} and bpb_{task}; form "
+                       f"{form!r} needs at least {need} (run the sweep with eval.downstream=[suite])")
+    if np.ptp(t["acc"]) == 0:
+        raise FitError(f"downstream law {task}: every run has accuracy {t['acc'].iloc[0]:.3g}: no sigmoid to fit")
+    with warnings.catch_warnings(), one_blas_thread():   # L-BFGS-B's BLAS calls on 5 parameters: threads only cost
+        warnings.simplefilter("ignore")
+        loss = fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)
+        acc = fit_sigmoid(t["L"], t["acc"], chance)
+        law = DownstreamLaw(task, loss, acc, len(t), cfg.ci_level)
+        B = DEFAULT_BOOTSTRAP if n_bootstrap is None else n_bootstrap
+        rng = np.random.default_rng(cfg.seed)
+        for _ in range(B):
+            s = t.iloc[rng.integers(len(t), size=len(t))]
+            if s["N"].nunique() < 2 or np.ptp(s["acc"]) == 0:
+                continue
+            try:
+                law.samples.append((fit_task_loss(s["N"], s["D"], s["C"], s["L"], form, start=loss),
+                                    fit_sigmoid(s["L"], s["acc"], chance, start=acc)))
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+    if acc.top - chance < 0.02:
+        law.warnings.append(f"downstream law {task}: the fitted ceiling {acc.top:.3f} is at chance ({chance:.3g}): "
+                            "the runs do not rise above guessing, so the accuracy law says nothing yet")
+    return law
+
+
+# ---------------------------------------------------------------- validation: the largest budget held out
+@dataclass
+class Holdout:
+    task: str
+    budget: float                 # geometric mean C of the held-out runs
+    n_fit_runs: int
+    table: pd.DataFrame           # held-out runs: N, D, C, loss, acc, predicted loss, predicted acc, interval
+
+    @property
+    def measured(self) -> float:
+        return float(self.table["acc"].mean())
+
+    @property
+    def predicted(self) -> float:
+        return float(self.table["acc_pred"].mean())
+
+    @property
+    def error_points(self) -> float:
+        """Predicted minus measured mean accuracy of the held-out runs, in accuracy points (x100)."""
+        return 100 * (self.predicted - self.measured)
+
+    @property
+    def within(self) -> bool:
+        return abs(self.error_points) <= WITHIN_POINTS
+
+
+def holdout(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: str = "auto",
+            n_bootstrap: int | None = None) -> Holdout:
+    """Fit both steps without the largest budget; predict the accuracy of that budget's runs."""
+    cfg = config or FitConfig()
+    t = _table(runs, task, cfg)
+    groups = group_budgets(runs.loc[t.index])
+    if groups.nunique() < 3:
+        raise FitError(f"downstream holdout {task}: {groups.nunique()} budget(s); holding one out needs at least 3")
+    top = (groups == groups.max()).to_numpy()
+    law = fit(runs.loc[t.index[~top]], task, cfg, form, n_bootstrap, chance=chance_of(runs, task))
+    held = t[top].copy()
+    held["L_pred"], held["acc_pred"] = law.predict(held["N"], held["D"], held["C"])
+    lo, hi = law.interval(held["N"], held["D"], held["C"])
+    held["acc_lo"], held["acc_hi"] = lo, hi
+    return Holdout(task, float(np.exp(np.log(held["C"]).mean())), law.n_runs, held.reset_index(drop=True))
+
+
+@dataclass
+class DownstreamFits:
+    laws: dict[str, DownstreamLaw]
+    holdouts: dict[str, Holdout]
+    failures: dict[str, str]
+    config: FitConfig
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for law in self.laws.values() for w in law.warnings]
+
+    def to_content(self) -> dict:
+        """laws.json's "downstream" entry (analysis.lawfile checks it)."""
+        def one(law: DownstreamLaw) -> dict:
+            h = self.holdouts.get(law.task)
+            return {"loss_form": law.loss.form, "loss_params": dict(law.loss.params),
+                    "acc_params": {"chance": law.acc.chance, "top": law.acc.top, "k": law.acc.k, "L0": law.acc.L0},
+                    "n_runs": law.n_runs, "n_bootstrap": len(law.samples),
+                    "holdout": None if h is None else {"budget": h.budget, "n_fit_runs": h.n_fit_runs,
+                                                       "measured": h.measured, "predicted": h.predicted,
+                                                       "error_points": h.error_points, "within": bool(h.within)}}
+        return {"form": "acc = chance + (top - chance) / (1 + exp(k (L - L0))), L = bpb_<task>(N, D or C)",
+                "tasks": {t: one(law) for t, law in self.laws.items()}, "failures": dict(self.failures)}
+
+
+def has_downstream(runs: pd.DataFrame) -> bool:
+    return bool(tasks_in(runs))
+
+
+def fit_all(runs: pd.DataFrame, config: FitConfig | None = None, n_bootstrap: int | None = None) -> DownstreamFits:
+    cfg = config or FitConfig()
+    tasks = tasks_in(runs)
+    if not tasks:
+        raise FitError("downstream laws: no acc_<task> with bpb_<task> columns (run the sweep with "
+                       "eval.downstream=[suite])")
+    out = DownstreamFits({}, {}, {}, cfg)
+    for task in tasks:
+        try:
+            out.laws[task] = fit(runs, task, cfg, n_bootstrap=n_bootstrap)
+        except FitError as e:
+            out.failures[task] = str(e)
+            continue
+        try:
+            out.holdouts[task] = holdout(runs, task, cfg, n_bootstrap=n_bootstrap)
+        except FitError as e:
+            out.failures[f"{task} holdout"] = str(e)
+    return out
+
+
+# ---------------------------------------------------------------- known laws, for tests and benchmarks
+def synthetic_runs(loss: TaskLoss, acc: Sigmoid, budgets, task: str = "syn", sizes_per_budget: int = 5,
+                   span: float = 16.0, loss_noise: float = 0.005, n_items: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Runs on isoFLOP lines (C = 6 N D, sizes spread by `span` around sqrt(C/6) * 0.3): bpb_<task> from `loss` with
+    log-normal noise, acc_<task> the fraction correct of n_items binomial draws at acc(loss) (0: noiseless)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        for N in 0.3 * np.sqrt(C / 6) * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget):
+            D = C / (6 * N)
+            L = float(loss(N, D, C)) * np.exp(loss_noise * rng.standard_normal())
+            p = float(acc(L))
+            a = rng.binomial(n_items, p) / n_items if n_items else p
+            rows.append({"run_id": f"r{len(rows):04d}", "budget": C, "params_nonembedding": N, "tokens": D,
+                         "flops": C, "flops_6n": C, f"bpb_{task}": L, f"acc_{task}": a, f"chance_{task}": acc.chance})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["DownstreamFits", "DownstreamLaw", "Holdout", "Sigmoid", "TaskLoss", "fit", "fit_all", "fit_sigmoid",
+           "fit_task_loss", "has_downstream", "holdout", "synthetic_runs", "tasks_in"]

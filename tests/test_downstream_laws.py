@@ -1,0 +1,118 @@
+"""Downstream laws (analysis/laws/downstream.py): the two-step fit recovers known laws, predicts a held-out budget,
+goes into laws.json (validated) and the report; the contamination check finds what it should."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import lawfile
+from analysis.laws import downstream as ds
+from analysis.laws.common import FitConfig, FitError
+
+LOSS = ds.TaskLoss("nd", {"E": 0.8, "A": 30.0, "B": 60.0, "alpha": 0.3, "beta": 0.28})
+ACC = ds.Sigmoid(chance=0.25, top=0.9, k=6.0, L0=1.4)
+BUDGETS = np.geomspace(1e15, 1e19, 5)
+CFG = FitConfig(n_col="params_nonembedding", c_col="flops")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return ds.synthetic_runs(LOSS, ACC, BUDGETS, loss_noise=0.003, n_items=2000, seed=1)
+
+
+def test_two_step_law_recovers_known_parameters(runs):
+    law = ds.fit(runs, "syn", CFG, n_bootstrap=30)
+    assert law.loss.form == "nd" and law.n_runs == len(runs)
+    for p, tol in (("alpha", 0.02), ("beta", 0.02), ("E", 0.05)):
+        assert law.loss.params[p] == pytest.approx(LOSS.params[p], abs=tol), p
+    assert law.acc.k == pytest.approx(ACC.k, rel=0.15) and law.acc.L0 == pytest.approx(ACC.L0, abs=0.03)
+    assert law.acc.top == pytest.approx(ACC.top, abs=0.03) and law.acc.chance == 0.25   # read from chance_syn
+    lo, hi = law.param_ci("loss", "alpha")
+    assert lo < LOSS.params["alpha"] < hi and hi - lo < 0.1
+    a_lo, a_hi = law.interval([1e9], [1e11], [6e20])
+    assert a_lo[0] < law.predict([1e9], [1e11], [6e20])[1][0] < a_hi[0]
+
+
+def test_compute_form_recovers_known_parameters():
+    loss = ds.TaskLoss("c", {"E": 0.8, "A": 200.0, "alpha": 0.15})
+    runs = ds.synthetic_runs(loss, ACC, BUDGETS, loss_noise=0.002, n_items=0, seed=2)
+    law = ds.fit(runs, "syn", CFG, form="c", n_bootstrap=0)
+    assert law.loss.params["alpha"] == pytest.approx(0.15, abs=0.01)
+    assert law.acc.L0 == pytest.approx(ACC.L0, abs=0.02) and law.acc.k == pytest.approx(ACC.k, rel=0.1)
+
+
+def test_held_out_largest_budget_is_predicted_within_three_points(runs):
+    h = ds.holdout(runs, "syn", CFG, n_bootstrap=30)
+    top = runs[runs["budget"] == BUDGETS[-1]]
+    assert len(h.table) == len(top) and h.n_fit_runs == len(runs) - len(top)
+    assert h.measured == pytest.approx(top["acc_syn"].mean())
+    assert abs(h.error_points) < ds.WITHIN_POINTS and h.within
+    truth = ACC(LOSS(top["params_nonembedding"], top["tokens"], top["flops"])).mean()
+    assert h.table["acc_lo"].mean() - 0.01 < truth < h.table["acc_hi"].mean() + 0.01
+
+
+def test_a_wrong_law_misses_the_held_out_budget():
+    """The check can fail: when the largest budget does not follow the smaller ones (here its accuracy collapses
+    to chance), the prediction misses it by far more than 3 points and says so."""
+    runs = ds.synthetic_runs(LOSS, ACC, BUDGETS, loss_noise=0.003, n_items=2000, seed=1)
+    top = runs["budget"] == BUDGETS[-1]
+    runs.loc[top, "acc_syn"] = 0.25   # the largest budget collapses to chance: nothing smaller predicts that
+    h = ds.holdout(runs, "syn", CFG, n_bootstrap=0)
+    assert not h.within and h.error_points > 20
+
+
+def test_too_few_runs_and_missing_columns_are_named():
+    runs = ds.synthetic_runs(LOSS, ACC, BUDGETS[:1], sizes_per_budget=3, n_items=0)
+    with pytest.raises(FitError, match="needs at least"):
+        ds.fit(runs, "syn", CFG)
+    with pytest.raises(FitError, match="lacks column"):
+        ds.fit(runs.drop(columns=["bpb_syn"]), "syn", CFG)
+    assert ds.tasks_in(runs) == ["syn"] and ds.tasks_in(runs.drop(columns=["bpb_syn"])) == []
+
+
+def test_laws_json_carries_the_downstream_laws(runs, tmp_path):
+    fits = ds.fit_all(runs, CFG, n_bootstrap=5)
+    assert set(fits.laws) == {"syn"} and set(fits.holdouts) == {"syn"}
+    data = lawfile.content("syn", CFG, {"downstream": fits})
+    assert lawfile.check(data) == []
+    entry = data["downstream"]["tasks"]["syn"]
+    assert entry["loss_form"] == "nd" and entry["holdout"]["within"] is True
+    path = lawfile.write(tmp_path / "laws.json", data)
+    assert lawfile.load(path).sweep == "syn"                       # readers of schema 1 still load it
+    entry["acc_params"]["k"] = -1.0
+    entry["loss_params"].pop("beta")
+    errs = lawfile.check(data)
+    assert any("downstream.tasks.syn.acc_params.k" in e for e in errs)
+    assert any("downstream.tasks.syn.loss_params.beta: missing" in e for e in errs)
+
+
+def test_report_section_renders(runs, tmp_path):
+    from analysis import results
+    from analysis.laws import downstream_report
+    from analysis.report_blocks import Context, Figure, Table
+    runs = runs.assign(se_syn=0.01, n_items_syn=2000, tokens=runs["tokens"])
+    ctx = Context(results.Results(runs=runs, curves=pd.DataFrame()), CFG)
+    ctx.fits["downstream"] = ds.fit_all(runs, CFG, n_bootstrap=5)   # as analysis.report.build_context fits them
+    blocks = downstream_report.report_section(ctx)
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert tables[0].df["task"].tolist() == ["syn"] and tables[1].df["within 3"].tolist() == ["yes"]
+    assert any(isinstance(b, Figure) for b in blocks)
+    assert downstream_report.report_section(Context(results.Results(runs=runs.drop(columns=["acc_syn"]),
+                                                                    curves=pd.DataFrame()), CFG)) is None
+
+
+def test_contamination_counts_items_whose_ngrams_are_in_training():
+    from analysis.laws.downstream_report import CONTAMINATION_FILE
+    from harness.downstream_tasks import overlap
+    assert CONTAMINATION_FILE == overlap.FILE
+    train = [np.arange(100, dtype=np.uint16), np.array([7, 7, 7, 7, 7], np.uint16)]
+    items = {"t": [{"text": "a"}, {"text": "b"}, {"text": "c"}, {"text": "d"}]}
+    tokens = {"a": [10, 11, 12, 13, 14], "b": [50, 51, 52, 0, 1], "c": [1, 2], "d": [7, 7, 7, 9]}
+    r = overlap.overlap(items, lambda s: tokens[s], train, n=3)["t"]
+    assert r["per_item"] == [1.0, pytest.approx(1 / 3), None, 0.5]
+    assert r["checked"] == 3 and r["contaminated"] == 3
+    big = np.random.default_rng(0).integers(0, 500, size=3 * overlap.CHUNK // 2).astype(np.uint16)
+    straddle = big[overlap.CHUNK - 2:overlap.CHUNK + 4].tolist()     # an n-gram across the chunk boundary
+    r = overlap.overlap({"t": [{"text": "s"}]}, lambda s: straddle, [big], n=6)["t"]
+    assert r["per_item"] == [1.0]
