@@ -14,4 +14,4 @@ mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD WANDB_MODE=disabled
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 # shellcheck disable=SC2086
-timeout 235 python bench/docmask_bench.py --out "$OUT" --d $WIDTHS --budget-s 150 2>&1 | tee "$OUT/log.txt"
+timeout 235 python bench/docmask_bench.py --out "$OUT" --d $WIDTHS --budget-s 150 ${FLEX:+--flex} 2>&1 | tee "$OUT/log.txt"

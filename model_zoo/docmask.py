@@ -66,7 +66,10 @@ def block_mask(documents: torch.Tensor, n_heads: int | None = None):
     return create_block_mask(same_document_causal, B, None, T, T, device=documents.device)
 
 
-USE_FLEX = True   # False: the dense mask on CUDA too (bench/docmask_bench.py measures both kernels)
+# False: the dense boolean mask through SDPA on CUDA too. Off by default: the compiled flex path crashed with
+# "CUDA error: an illegal memory access" on an H200 (torch 2.11, bench/gpu_docmask.sh, bench/README.md) and is
+# not trusted until it runs there; bench/docmask_bench.py --flex measures it.
+USE_FLEX = False
 
 
 def attention_mask(documents: torch.Tensor):
