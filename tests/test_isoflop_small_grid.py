@@ -77,3 +77,18 @@ def test_public_data_within_003_of_the_authors(name):
     runs = pub.load(BENCH / "data" / file)
     f = fit(runs, FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0))
     assert abs(f.n_opt.a - a_pub) <= 0.03
+
+
+def test_shape_interval_is_the_basic_bootstrap_interval():
+    """The shape methods' exponent interval reflects the bootstrap percentiles about the estimate (and laws.json
+    keeps it so); other methods keep the percentiles."""
+    t = isoflop_table(ASYM, np.geomspace(1e18, 1e22, 5), sizes_per_budget=20, span=100, noise=0.01, seed=1)
+    f = fit(t, FitConfig(n_bootstrap=100, seed=1, processes=1))
+    q = np.nanquantile(f.n_opt.samples[:, 1], [0.05, 0.95])
+    assert f.n_opt.a_ci == pytest.approx((2 * f.n_opt.a - q[1], 2 * f.n_opt.a - q[0]))
+    assert f.n_opt.a_ci[0] < ASYM.a < f.n_opt.a_ci[1]
+    from analysis import lawfile
+    saved = lawfile._power_content(f)["n_opt"]
+    assert saved["a_interval_basic"] is True and saved["a_interval"] == pytest.approx(list(f.n_opt.a_ci))
+    p = fit(t, FitConfig(n_bootstrap=30, seed=1, processes=1), method="parabola")
+    assert p.n_opt.a_ci == pytest.approx(tuple(np.nanquantile(p.n_opt.samples[:, 1], [0.05, 0.95])))
