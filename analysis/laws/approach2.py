@@ -42,7 +42,7 @@ METHODS = ("shape", "shared", "window", "parabola")
 DEFAULT_METHOD = "shape"      # chosen by bench/isoflop_bias.py (bench/README.md, "IsoFLOP vertex bias")
 WINDOW_DEX = 0.5              # `window`: sizes within this many decades of the vertex
 BRACKET_MIN = 2               # distinct sizes wanted on each side of a vertex; fewer draws a warning
-SHAPE_DOF = 10                # `shape`: residual degrees of freedom per budget below which it uses `shared` (bench/README.md)
+SHAPE_DOF = 6                 # `shape`: residual dof per budget below which it uses `shared` (bench/README.md, "Small grids")
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
