@@ -114,7 +114,8 @@ def _surface_content(a3) -> dict:
 def _power_content(fit) -> dict:
     def one(law: PowerLaw) -> dict:
         return {"k": float(law.k), "a": float(law.a), "k_interval": _interval_or_none(law.k_ci),
-                "a_interval": _interval_or_none(law.a_ci), "samples": _finite_rows(law.samples, 2).tolist()}
+                "a_interval": _interval_or_none(law.a_ci), "a_interval_basic": bool(law.basic),
+                "samples": _finite_rows(law.samples, 2).tolist()}
     return {"n_opt": one(fit.n_opt), "d_opt": one(fit.d_opt), "c_range": [float(x) for x in fit.c_range],
             "n_runs": int(fit.n_runs), "warnings": list(fit.warnings), "samples_columns": ["log_k", "a"]}
 
@@ -290,6 +291,8 @@ def check(data) -> list[str]:
                 _num(errs, d, "k", f"{name}.{law}", positive=True)
                 _num(errs, d, "a", f"{name}.{law}", positive=True)
                 _pair(errs, d.get("a_interval"), f"{name}.{law}.a_interval", nullable=True)
+                if not isinstance(d.get("a_interval_basic", False), bool):
+                    errs.append(f"{name}.{law}.a_interval_basic: must be true or false (absent: false)")
                 _samples(errs, d.get("samples"), 2, f"{name}.{law}.samples")
         _pair(errs, fit.get("c_range"), f"{name}.c_range", positive=True)
         _num(errs, fit, "n_runs", name, positive=True)
@@ -350,7 +353,8 @@ def from_content(data: dict, path: str | Path = "laws.json") -> Laws:
     for name, key in APPROACHES.items():
         if (fit := data[key]) is not None:
             laws = [PowerLaw(k=float(fit[w]["k"]), a=float(fit[w]["a"]), ci_level=cfg.ci_level,
-                             samples=np.asarray(fit[w]["samples"], float).reshape(-1, 2)) for w in ("n_opt", "d_opt")]
+                             samples=np.asarray(fit[w]["samples"], float).reshape(-1, 2),
+                             basic=fit[w].get("a_interval_basic") is True) for w in ("n_opt", "d_opt")]
             power[name] = PowerLaws(name, *laws, config=cfg, c_range=tuple(fit["c_range"]), n_runs=int(fit["n_runs"]),
                                     warnings=list(fit.get("warnings", [])))
     return Laws(path=Path(path), sweep=data["sweep"], config=cfg, surface=surface, power=power,

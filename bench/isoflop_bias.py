@@ -10,6 +10,8 @@ often the bootstrap interval (cfg.ci_level) covers the truth (coverage).
     python bench/isoflop_bias.py --reps 24 --boot 200            # the table in bench/README.md
     python bench/isoflop_bias.py --reps 4 --boot 50 --quick      # smoke run
     python bench/isoflop_bias.py --speed                         # 600 points, 1000 bootstraps, per method
+    python bench/isoflop_bias.py --demo-grid --reps 12 --boot 200  # 4 budgets x 3 sizes: shared vs per budget
+    python bench/isoflop_bias.py --sizes 8 --methods per-budget shared --widths 1 2   # when to share
 """
 from __future__ import annotations
 
@@ -55,11 +57,41 @@ def one(law, width, centring, noise, sizes, seed, boot, methods):
         warnings.simplefilter("ignore")
         for m in methods:
             try:
-                f = approach2.fit(t, cfg, method=m)
+                f = _fit(t, cfg, m)
                 out[m] = (f.n_opt.a, *f.n_opt.a_ci)
             except FitError:
                 out[m] = (np.nan, np.nan, np.nan)
     return out
+
+
+def _fit(t, cfg, m):
+    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes (no `shared` fallback)."""
+    if m != "per-budget":
+        return approach2.fit(t, cfg, method=m)
+    saved, approach2.SHAPE_DOF = approach2.SHAPE_DOF, -np.inf
+    try:
+        return approach2.fit(t, cfg, method="shape")
+    finally:
+        approach2.SHAPE_DOF = saved
+
+
+def demo_grid(reps, boot):
+    """The CPU demo's design: 4 budgets over one decade x 3 sizes (one decade wide), 1% noise: per method, the share
+    of bootstrap resamples without an exponent, coverage of the 90% interval and its mean width."""
+    law = LAWS["alpha > beta (.50, .25)"]
+    for m in ("per-budget", "shape", "parabola"):
+        res = []
+        for seed in range(reps):
+            t = isoflop_table(law, np.geomspace(1e18, 1e19, 4), sizes_per_budget=3, span=10, noise=0.01, seed=seed,
+                              jitter_dex=0.05)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                f = _fit(t, FitConfig(n_bootstrap=boot, seed=seed, processes=1), m)
+            res.append((f.n_opt.a, *f.n_opt.a_ci, np.isnan(f.n_opt.samples[:, 1]).mean()))
+        r = np.array(res)
+        print(f"{m:10s} {reps} seeds: sd of a {r[:, 0].std():.3f}, resamples without an exponent {r[:, 3].mean():.0%}, "
+              f"coverage {np.mean((r[:, 1] <= law.a) & (law.a <= r[:, 2])):.2f}, mean width "
+              f"{np.nanmean(r[:, 2] - r[:, 1]):.3f}", flush=True)
 
 
 def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS)):
@@ -115,10 +147,14 @@ def main():
     p.add_argument("--summarise", nargs="+", default=[], help="CSV files of earlier runs: print their tables")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--speed", action="store_true")
+    p.add_argument("--demo-grid", action="store_true", help="the CPU demo's 4 x 3 design (demo_grid)")
     p.add_argument("--out", default="")
     a = p.parse_args()
     if a.speed:
         speed(a.methods)
+        return
+    if a.demo_grid:
+        demo_grid(a.reps, a.boot)
         return
     if a.summarise:
         summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))

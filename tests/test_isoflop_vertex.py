@@ -71,10 +71,12 @@ def test_shape_bootstrap_is_seeded_and_fast_enough():
 
 
 def test_poorly_bracketed_budget_warns_and_is_marked():
-    """The largest budget keeps one size at its optimum and none below: a warning, and `bracketed` False."""
+    """The largest budget keeps one size below its optimum (0.56 N_opt; the next, 0.32, and the size at the optimum
+    itself dropped: which side a vertex exactly at a size falls is rounding): a warning, and `bracketed` False."""
     t = isoflop_table(CHINCHILLA, BUDGETS[:4], sizes_per_budget=9, span=100, noise=0.0)
     top = t["budget"] == t["budget"].max()
-    t = t[~(top & (t["params_nonembedding"] < 0.99 * CHINCHILLA.n_opt(t["budget"])))]
+    rel = t["params_nonembedding"] / CHINCHILLA.n_opt(t["budget"])
+    t = t[~(top & ((rel < 0.5) | (abs(rel - 1) < 0.01)))]
     with pytest.warns(FitWarning, match="poorly bracketed"):
         fit = approach2.fit(t, FitConfig(n_bootstrap=0))
     assert fit.points["bracketed"].tolist() == [True, True, True, False]

@@ -7,6 +7,11 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
     shape     (default) the law's own shape on the isoFLOP line, e + a N^-alpha + b D^-beta, with (e, a, b)
               per budget and (alpha, beta) shared, fitted by variable projection (analysis/laws/isoshape.py).
               It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
+              With too few sizes per budget to fit each budget's shape (fewer than SHAPE_DOF residual degrees
+              of freedom per budget: 3 sizes fit any exponents exactly), it falls back to `shared`, and says so.
+    shared    the same curve with one (a, b) for all budgets, each keeping its offset e: the shape comes from
+              all budgets together (one L(N, D) with a loss offset per budget), defined with 3 sizes a budget
+              and under resampling that leaves a budget 1 or 2 sizes.
     window    a parabola in log N refitted to the sizes within WINDOW_DEX decades of its own vertex.
     parabola  one parabola through every size (Hoffmann et al. 2022): biased when a grid is wide and its
               centring drifts across budgets (bench/README.md, "IsoFLOP vertex bias", has the numbers).
@@ -33,10 +38,11 @@ from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, 
 from analysis.laws.slices import isoflop_slices
 
 MIN_PER_BUDGET = 3
-METHODS = ("shape", "window", "parabola")
+METHODS = ("shape", "shared", "window", "parabola")
 DEFAULT_METHOD = "shape"      # chosen by bench/isoflop_bias.py (bench/README.md, "IsoFLOP vertex bias")
 WINDOW_DEX = 0.5              # `window`: sizes within this many decades of the vertex
 BRACKET_MIN = 2               # distinct sizes wanted on each side of a vertex; fewer draws a warning
+SHAPE_DOF = 6                 # `shape`: residual dof per budget below which it uses `shared` (bench/README.md, "Small grids")
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
@@ -91,7 +97,7 @@ def budget_optimum(N, D, loss, method: str = DEFAULT_METHOD, window_dex: float =
     N, D, loss = (np.asarray(a, float) for a in (N, D, loss))
     if len(np.unique(N)) < MIN_PER_BUDGET:
         return float("nan")
-    if method == "shape":
+    if method in ("shape", "shared"):       # (one budget: `shared` is the same curve)
         x = isoshape.fit(isoshape.Profiles(np.log(N), np.log(D), loss, np.zeros(len(N), int)))["logN_opt"][0]
     else:
         v = (window_vertex(np.log(N), loss, np.log(D), window_dex) if method == "window"
@@ -117,7 +123,7 @@ def _check_budget(C, N, x, notes) -> bool:
         warn(f"approach 2: budget C={C:.3g}: the isoFLOP profile has no minimum; budget left out", notes)
         return False
     below, above = bracketing(np.log(N), x)
-    if not N.min() <= np.exp(x) <= N.max():
+    if not _inside(N, x):
         warn(f"approach 2: budget C={C:.3g}: the optimum N={np.exp(x):.3g} lies outside the sizes run "
              f"({N.min():.3g}..{N.max():.3g}): extrapolated; add sizes on that side", notes)
     elif min(below, above) < BRACKET_MIN:
@@ -142,11 +148,17 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
             continue
         keep.append((N, D, C, loss))
     rows = []
-    if method == "shape" and keep:
+    if method in ("shape", "shared") and keep:
+        shared = method == "shared" or per_budget_dof(keep) < SHAPE_DOF
+        if shared and method == "shape" and notes is not None:
+            notes.append(f"approach 2: {per_budget_dof(keep):.2g} residual degrees of freedom per budget are too few "
+                         f"to fit each budget's shape (>= {SHAPE_DOF} wanted): the profiles share one (a, b), each "
+                         "budget keeping its own offset (method `shared`); add sizes per budget for independent "
+                         "profiles")
         prof = isoshape.Profiles(np.log(np.concatenate([g[0] for g in keep])),
                                  np.log(np.concatenate([g[1] for g in keep])),
                                  np.concatenate([g[3] for g in keep]),
-                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(keep)]))
+                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(keep)]), shared=shared)
         f = isoshape.fit(prof)
         for i, (N, _, C, _) in enumerate(keep):
             x = f["logN_opt"][i]
@@ -156,7 +168,7 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
             rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(f["logD_opt"][i])),
                          "loss_opt": float(f["loss_opt"][i]), "e": e, "a": a, "b": b, "alpha": f["alpha"],
                          "beta": f["beta"], "s": f["s"][i], "t": f["t"][i], "mN": prof.mN[i], "mD": prof.mD[i],
-                         "ym": prof.ym[i]})
+                         "ym": prof.ym[i], "profile": "shared" if shared else "per budget"})
             rows[-1].update(_sides(N, x, len(N)))
     else:
         for N, D, C, loss in keep:
@@ -176,11 +188,21 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
     return pd.DataFrame(rows).sort_values("C", ignore_index=True)
 
 
+def per_budget_dof(groups) -> float:
+    """Residual degrees of freedom per budget of the per-budget shape fit: (runs - 3 per budget - 2 exponents) / budgets."""
+    return (sum(len(g[0]) for g in groups) - 3 * len(groups) - 2) / len(groups)
+
+
 def _sides(N, x, n_used) -> dict:
     below, above = bracketing(np.log(N), x)
-    return {"inside": bool(N.min() <= np.exp(x) <= N.max()), "n_runs": len(N), "n_used": n_used,
+    return {"inside": _inside(N, x), "n_runs": len(N), "n_used": n_used,
             "sizes_below": below, "sizes_above": above,
-            "bracketed": bool(N.min() <= np.exp(x) <= N.max() and min(below, above) >= BRACKET_MIN)}
+            "bracketed": _inside(N, x) and min(below, above) >= BRACKET_MIN}
+
+
+def _inside(N, x, tol: float = 1e-6) -> bool:
+    """The vertex x (log N) within the sizes run; one at an end size to rounding (tol, in log N) is at that size."""
+    return bool(np.log(N.min()) - tol <= x <= np.log(N.max()) + tol)
 
 
 def profile(row: pd.Series, logN: np.ndarray) -> np.ndarray:
@@ -202,8 +224,13 @@ class IsoflopFit(ComputeOptimal):
     window_dex: float = WINDOW_DEX
 
     def describe_method(self) -> str:
-        if self.method == "shape":
+        if self.method in ("shape", "shared"):
             p = self.points
+            if p["profile"].iloc[0] == "shared":
+                return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
+                        f"with one (a, b) and exponents shared by all budgets (alpha {p['alpha'].iloc[0]:.3g}, beta "
+                        f"{p['beta'].iloc[0]:.3g}) and an offset e per budget, fitted by variable projection"
+                        + (" (too few sizes per budget for a shape each)" if self.method == "shape" else ""))
             return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
                     f"with (e, a, b) per budget and exponents shared (alpha {p['alpha'].iloc[0]:.3g}, beta "
                     f"{p['beta'].iloc[0]:.3g}), fitted by variable projection to every size")
@@ -251,10 +278,30 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.
         samples = bootstrap(groups, cfg, method, window_dex, pts, clusters, notes)
         for law, cols in ((n_law, slice(0, 2)), (d_law, slice(2, 4))):
             law.samples, law.ci_level = samples[:, cols], cfg.ci_level
+        # The shape methods' exponent interval is the basic bootstrap interval (Davison and Hinkley 1997, 5.2),
+        # the percentiles reflected about the estimate: over 16 cells of bench/isoflop_bias.py (2-3 decades, 4
+        # centrings, 2 laws, 12 seeds, 30 sizes) the percentile interval covered 0.85 on average although the
+        # bootstrap's spread matched the fits' (its skew points the wrong way); the basic one, the same width,
+        # 0.90 (bench/README.md, "IsoFLOP intervals", with BCa and a jackknife floor, which were not better).
+        n_law.basic = d_law.basic = method in ("shape", "shared")
     used = table.assign(budget_id=gids.to_numpy())
     return IsoflopFit("approach 2", n_law, d_law, pts, cfg, (float(table[cfg.c_col].min()),
                       float(table[cfg.c_col].max())), table["run_id"].nunique() if "run_id" in table else len(table),
                       notes, method=method, used=used, window_dex=window_dex)
+
+
+def _in_fit(logC: np.ndarray, pts: pd.DataFrame) -> np.ndarray:
+    """Which budgets (log C) the full-data fit kept: a resample estimates the same statistic, so a budget left out
+    there (no minimum) stays out (else a resample where it has a wild minimum moves the exponent by a jump)."""
+    return np.isclose(logC[:, None], np.log(pts["C"].to_numpy(float))[None, :], rtol=0, atol=1e-9).any(1)
+
+
+def _profiles(groups, usable_g, pts) -> isoshape.Profiles:
+    return isoshape.Profiles(np.log(np.concatenate([groups[i][0] for i in usable_g])),
+                             np.log(np.concatenate([groups[i][1] for i in usable_g])),
+                             np.concatenate([groups[i][3] for i in usable_g]),
+                             np.concatenate([np.full(len(groups[i][0]), k) for k, i in enumerate(usable_g)]),
+                             shared=pts["profile"].iloc[0] == "shared")
 
 
 def resample_weights_within(groups, cfg: FitConfig, clusters=None) -> list[np.ndarray]:
@@ -275,11 +322,8 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
     Ws = resample_weights_within(groups, cfg, clusters)
     usable_g = [i for i, g in enumerate(groups) if len(np.unique(g[0])) >= MIN_PER_BUDGET]
     logC = np.array([np.log(groups[i][2]).mean() for i in usable_g])
-    if method == "shape":
-        prof = isoshape.Profiles(np.log(np.concatenate([groups[i][0] for i in usable_g])),
-                                 np.log(np.concatenate([groups[i][1] for i in usable_g])),
-                                 np.concatenate([groups[i][3] for i in usable_g]),
-                                 np.concatenate([np.full(len(groups[i][0]), k) for k, i in enumerate(usable_g)]))
+    if method in ("shape", "shared"):
+        prof = _profiles(groups, usable_g, pts)
         with one_blas_thread() if cfg.processes <= 1 else nullcontext():
             xN, xD, edge = isoshape.bootstrap_vertices(prof, [Ws[i] for i in usable_g], float(pts["alpha"].iloc[0]),
                                                        float(pts["beta"].iloc[0]))
@@ -292,7 +336,8 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
         out = parallel_map(_refit_vertices, items, processes=1, desc="approach 2 bootstrap")
         xN = np.array([o[0] for o in out])[:, usable_g]
         xD = np.array([o[1] for o in out])[:, usable_g]
-    return np.column_stack([*_line(logC, xN), *_line(logC, xD)])
+    keep = _in_fit(logC, pts) if pts is not None else np.ones(len(logC), bool)
+    return np.column_stack([*_line(logC, np.where(keep, xN, np.nan)), *_line(logC, np.where(keep, xD, np.nan))])
 
 
 def _line(logC: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

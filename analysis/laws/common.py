@@ -210,11 +210,14 @@ def ci(samples: np.ndarray, level: float) -> tuple[float, float]:
 
 @dataclass
 class PowerLaw:
-    """y = k x^a, fitted by least squares on (log x, log y). `samples`: bootstrap [n, 2] of (log k, a)."""
+    """y = k x^a, fitted by least squares on (log x, log y). `samples`: bootstrap [n, 2] of (log k, a).
+    basic: the exponent's interval is the basic bootstrap interval, the percentiles reflected about a
+    (approach 2's shape methods set it: analysis/laws/approach2.py says why)."""
     k: float
     a: float
     samples: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     ci_level: float = 0.9
+    basic: bool = False
 
     @classmethod
     def fit(cls, x, y) -> PowerLaw:
@@ -231,7 +234,8 @@ class PowerLaw:
 
     @property
     def a_ci(self) -> tuple[float, float]:
-        return ci(self.samples[:, 1], self.ci_level)
+        lo, hi = ci(self.samples[:, 1], self.ci_level)
+        return (2 * self.a - hi, 2 * self.a - lo) if self.basic else (lo, hi)
 
     @property
     def k_ci(self) -> tuple[float, float]:

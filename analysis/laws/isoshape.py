@@ -12,6 +12,15 @@ the linear solve). This curve has the isoFLOP profile's asymmetry (steeper towar
 alpha > beta) that a parabola in log N lacks, so its minimum does not move with the width or the
 centring of the grid of sizes (bench/isoflop_bias.py measures both).
 
+With few sizes per budget (3 sizes and 3 coefficients fit any exponents exactly) the budgets' shapes are not
+determined one by one: `shared=True` then ties a_g and b_g to one A and B for all budgets (the law's own
+coefficients, each budget keeping its own offset e_g), so that the shape comes from every budget together:
+
+    L = e_g + A exp(-alpha (log N - mN)) + B exp(-beta (log D - mD))      (mN, mD: means over all runs)
+
+Its vertices are those of one L(N, D) with a loss offset per budget; e_g is eliminated by centring each
+budget's moments, leaving a 2x2 solve per candidate (Profiles.sse).
+
 Everything is written for many weight vectors at once (rows of W: bootstrap multiplicities), so a
 resample costs one [R, n] x [n, 10] product per budget and candidate: the weighted moments of
 (1, u, v, y) from which the 3x3 normal equations and the residual sum of squares follow.
@@ -19,6 +28,7 @@ resample costs one [R, n] x [n, 10] product per budget and candidate: the weight
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize
 
 # The exponents' search range: published alpha, beta lie in 0.2-0.8 (analysis/laws/common.py); the
 # search is wider so that a narrow grid of sizes may trade them freely (its vertex stays put).
@@ -29,6 +39,8 @@ BOOT_GRID = 11                   # per axis for each bootstrap resample, around 
 BOOT_SPAN = np.log(3.0)          # that local grid spans at most the optimum / 3 .. x 3 along each axis
 BOOT_SIGMAS = 4.0                # ... and at most this many standard errors
 BOOT_PASSES = 3                  # grids per resample at most: re-centred where the best lies on the edge
+POLISH_RESTARTS = 4              # L-BFGS-B runs after the pattern search at most (polish)
+POLISH_STEP = 1e-6               # its central-difference step in log alpha, log beta
 RIDGE = 1e-13                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
 
 
@@ -65,19 +77,28 @@ def solve(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Profiles:
-    """The budgets of one table: per budget its rows, centring and (weighted) isoFLOP line log D = s log N + t."""
+    """The budgets of one table: per budget its rows, centring and (weighted) isoFLOP line log D = s log N + t.
+    shared: one (A, B) for all budgets instead of (a_g, b_g) each (module docstring)."""
 
-    def __init__(self, logN, logD, loss, group_ids):
+    def __init__(self, logN, logD, loss, group_ids, shared: bool = False):
         self.logN, self.logD = np.asarray(logN, float), np.asarray(logD, float)
         self.loss = np.asarray(loss, float)
         self.idx = [np.flatnonzero(group_ids == g) for g in np.unique(group_ids)]
         self.mN = np.array([self.logN[i].mean() for i in self.idx])
         self.mD = np.array([self.logD[i].mean() for i in self.idx])
         self.ym = np.array([self.loss[i].mean() for i in self.idx])      # centring y keeps the SSE accurate
+        self.shared = shared
+
+    @property
+    def n_linear(self) -> int:
+        """Coefficients solved exactly: (e, a, b) per budget, or e per budget and one (A, B)."""
+        return len(self.idx) + 2 if self.shared else 3 * len(self.idx)
 
     def sse(self, alpha, beta, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """For candidate exponents alpha, beta [P] and weights Ws[g] [R, n_g] (budget g's rows): the SSE
-        summed over budgets [P, R] and the coefficients [P, R, G, 3]."""
+        summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring)."""
+        if self.shared:
+            return self._sse_shared(np.atleast_1d(alpha), np.atleast_1d(beta), Ws)
         thetas, total = [], 0.0
         for g, i in enumerate(self.idx):
             u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], np.atleast_1d(alpha),
@@ -86,6 +107,37 @@ class Profiles:
             thetas.append(th)
             total = total + s
         return total, np.stack(thetas, axis=2)
+
+    def _sse_shared(self, alpha, beta, Ws):
+        """sse() with one (A, B): each budget's weighted moments centred on its own means (which eliminates e_g),
+        summed over budgets, give a 2x2 system per candidate and resample."""
+        mN, mD = self.logN.mean(), self.logD.mean()
+        Ms, S = [], 0.0
+        for g, i in enumerate(self.idx):
+            u, v = features(self.logN[i], self.logD[i], mN, mD, alpha, beta)
+            M = moments(u, v, self.loss[i] - self.ym[g], Ws[g])                   # [P, R, 10]
+            w0 = np.where(M[..., 0] > 0, M[..., 0], np.inf)
+            m1 = M[..., 1:3] / w0[..., None], M[..., 6] / w0                    # weighted means of (u, v), y
+            Ms.append(m1)
+            c = np.stack([M[..., 3] - M[..., 1] * m1[0][..., 0], M[..., 4] - M[..., 1] * m1[0][..., 1],
+                          M[..., 5] - M[..., 2] * m1[0][..., 1], M[..., 7] - M[..., 1] * m1[1],
+                          M[..., 8] - M[..., 2] * m1[1], M[..., 9] - M[..., 6] * m1[1]], -1)
+            S = S + c                     # within-budget sums of squares: uu, uv, vv, uy, vy, yy
+        r = RIDGE * (S[..., 0] + S[..., 2])
+        suu, suv, svv = S[..., 0] + r, S[..., 1], S[..., 2] + r
+        det = suu * svv - suv * suv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            A = (svv * S[..., 3] - suv * S[..., 4]) / det
+            B = (suu * S[..., 4] - suv * S[..., 3]) / det
+        sse = S[..., 5] - A * S[..., 3] - B * S[..., 4]
+        sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+        al, be = alpha[:, None], beta[:, None]
+        thetas = []
+        for g, (mu, my) in enumerate(Ms):
+            e = my - A * mu[..., 0] - B * mu[..., 1]
+            # the same curve in budget g's own centring (vertex() and curve() use it)
+            thetas.append(np.stack([e, A * np.exp(-al * (self.mN[g] - mN)), B * np.exp(-be * (self.mD[g] - mD))], -1))
+        return sse, np.stack(thetas, axis=2)
 
     def lines(self, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Weighted least-squares slope s and intercept t of log D on log N per budget: [R, G] each."""
@@ -142,7 +194,30 @@ def fit_exponents(p: Profiles, Ws: list[np.ndarray] | None = None) -> tuple[floa
         step = step / 4 if inside or len(za) == GLOBAL_GRID else step
         offs = np.arange(-4, 5) * step
         za, zb = np.unique(np.clip(A[k] + offs, lo, hi)), np.unique(np.clip(B[k] + offs, lo, hi))
-    return float(np.exp(A[k])), float(np.exp(B[k]))
+    return polish(p, Ws, A[k], B[k])
+
+
+def polish(p: Profiles, Ws: list[np.ndarray], za: float, zb: float) -> tuple[float, float]:
+    """L-BFGS-B on (log alpha, log beta) from the pattern search's best point: where the valley's floor is nearly
+    flat along its length the pattern search's shrinking grids stop short of the bottom (measured: alpha 0.350 for
+    0.340 noise-free on a lopsided grid, SSE 6e-9 where the truth's is 2e-14); the quasi-Newton steps follow it."""
+    lo, hi = np.log(EXP_RANGE)
+    z = np.array([za, zb])
+    f = float(p.sse(np.exp(za), np.exp(zb), Ws)[0][0, 0])
+    steps = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]]) * POLISH_STEP
+
+    def value_and_gradient(x, c):             # central differences: the 5 candidates in one sse() call
+        v = p.sse(np.exp(x[0] + steps[:, 0]), np.exp(x[1] + steps[:, 1]), Ws)[0][:, 0] / c
+        return v[0], np.array([v[1] - v[2], v[3] - v[4]]) / (2 * POLISH_STEP)
+
+    for _ in range(POLISH_RESTARTS):          # each restart rescales the objective to its current value
+        scale = max(f, 1e-300)
+        res = minimize(value_and_gradient, z, args=(scale,), jac=True, method="L-BFGS-B",
+                       bounds=[(lo, hi), (lo, hi)], options=dict(ftol=1e-15, gtol=1e-10, maxiter=200))
+        if not (np.isfinite(res.fun) and res.fun < 1.0 - 1e-9):
+            break
+        z, f = res.x, res.fun * scale
+    return float(np.exp(z[0])), float(np.exp(z[1]))
 
 
 def fit(p: Profiles) -> dict:
@@ -173,7 +248,7 @@ def local_axes(p: Profiles, alpha: float, beta: float) -> tuple[np.ndarray, np.n
                   [0.0, f[1, 2] - 2 * f[1, 1] + f[1, 0]]]) / h ** 2
     H[1, 0] = H[0, 1]
     lam, vec = np.linalg.eigh(H)
-    dof = max(1, sum(len(i) for i in p.idx) - 3 * len(p.idx) - 2)
+    dof = max(1, sum(len(i) for i in p.idx) - p.n_linear - 2)
     s2 = max(f[1, 1], 1e-300) / dof
     se = np.sqrt(2 * s2 / np.maximum(lam, 1e-300))
     return vec, np.clip(BOOT_SIGMAS * se, 1e-3, BOOT_SPAN)
@@ -226,5 +301,8 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
             a_best[r], b_best[r] = A2[k2][better], B2[k2][better]
             edge[rows] = better & _on_edge(k2, A2, B2)
     s, t = p.lines(Ws)
+    # a resample that keeps one size of a budget has no line of its own: the budget's isoFLOP line is the design's
+    s_full, t_full = (z[0] for z in p.lines(_full_weights(p)))
+    s, t = np.where(np.isfinite(s), s, s_full), np.where(np.isfinite(t), t, t_full)
     x = p.vertex(theta, a_best, b_best, s, t)
     return x, s * x + t, float(edge.mean())
