@@ -132,8 +132,25 @@ class Stream:
 def pack(corpus: Path, out: Path, form: str = "text", verify: bool = True, workers: int = 0,
          part_mib: float = DEFAULT_PART_MIB, preset: int = XZ_PRESET, log=print) -> dict:
     """Write the corpus as `out` (or its parts); returns the index, with sizes and times under "pack"."""
-    corpus, out = Path(corpus), Path(out)
     t0 = time.time()
+    workers = workers or os.cpu_count() or 1
+    index, members = archive_members(Path(corpus), form, verify, workers, log)
+    t_decode = time.time() - t0
+    payload, group_bytes = compress_tar(members, workers, preset)
+    t_xz = time.time() - t0 - t_decode
+    paths = write_parts(payload, Path(out), part_mib, index["manifest_sha256"])
+    index["pack"] = {"files": [str(p) for p in paths], "bytes": len(payload),
+                     "raw_bytes": sum(len(v) for _, v in members),
+                     "shard_bytes": sum(HEADER_BYTES + s["tokens"] * np.dtype(index["dtype"]).itemsize
+                                        for s in index["streams"]),
+                     "domain_bytes": group_bytes, "decode_verify_s": round(t_decode, 1), "xz_s": round(t_xz, 1),
+                     "seconds": round(time.time() - t0, 1), "workers": workers}
+    return index
+
+
+def archive_members(corpus: Path, form: str = "text", verify: bool = True, workers: int = 1,
+                    log=print) -> tuple[dict, list[tuple[str, bytes]]]:
+    """The archive's index and its members (name, bytes), in archive order, before compression."""
     if not (corpus / "manifest.json").is_file():
         raise TransportError(f"{corpus}: no manifest.json; build the corpus first (python -m harness.data.prepare)")
     if form not in ("text", "tokens"):
@@ -148,7 +165,6 @@ def pack(corpus: Path, out: Path, form: str = "text", verify: bool = True, worke
     if form == "text" and not byte_level(tok):
         log("the tokenizer is not a byte-level BPE: carrying token shards")
         form = "tokens"
-    workers = workers or os.cpu_count() or 1
     eod, dtype = int(m["eod_id"]), None
     streams: list[Stream] = []
     pool = None
@@ -183,7 +199,6 @@ def pack(corpus: Path, out: Path, form: str = "text", verify: bool = True, worke
         if pool is not None:
             pool.close()
             pool.join()
-    t_decode = time.time() - t0
     index = {"format": FORMAT, "name": m.get("name", corpus.name), "eod_id": eod, "dtype": str(dtype),
              "tokenizer_sha256": tk.sha256_file(tok_path),
              "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
@@ -193,17 +208,7 @@ def pack(corpus: Path, out: Path, form: str = "text", verify: bool = True, worke
                          for s in streams]}
     members = [(INDEX, json.dumps(index, indent=1).encode()), ("manifest.json", manifest_bytes),
                ("tokenizer.json", tok_path.read_bytes())]
-    members += [(k, v) for s in streams for k, v in s.members.items()]
-    raw = sum(len(v) for _, v in members)
-    t1 = time.time()
-    payload = compress_tar(members, workers, preset)
-    t_xz = time.time() - t1
-    paths = write_parts(payload, out, part_mib, index["manifest_sha256"])
-    index["pack"] = {"files": [str(p) for p in paths], "bytes": len(payload), "raw_bytes": raw,
-                     "shard_bytes": sum(HEADER_BYTES + s.tokens * np.dtype(dtype).itemsize for s in streams),
-                     "decode_verify_s": round(t_decode, 1), "xz_s": round(t_xz, 1),
-                     "seconds": round(time.time() - t0, 1), "workers": workers}
-    return index
+    return index, members + [(k, v) for s in streams for k, v in s.members.items()]
 
 
 def _tokenizers_version() -> str:
@@ -211,27 +216,47 @@ def _tokenizers_version() -> str:
     return tokenizers.__version__
 
 
-def tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
-    """An uncompressed tar of the members, the same bytes on every machine (no owners, times or modes)."""
+def tar_bytes(members: list[tuple[str, bytes]]) -> tuple[bytes, list[int]]:
+    """An uncompressed tar of the members, the same bytes on every machine (no owners, times or modes), and
+    where each member's record ends in it."""
     buf = io.BytesIO()
+    ends = []
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+            ends.append(t.offset)
+    return buf.getvalue(), ends
 
 
-def compress_tar(members: list[tuple[str, bytes]], workers: int, preset: int) -> bytes:
-    """An xz-compressed tar of the members: independent xz streams of about SEGMENT_BYTES each, compressed in
-    parallel (xz and Python's lzma read concatenated streams as one)."""
-    tar = tar_bytes(members)
-    segs = [tar[i:i + SEGMENT_BYTES] for i in range(0, len(tar), SEGMENT_BYTES)]
+def compress_tar(members: list[tuple[str, bytes]], workers: int, preset: int) -> tuple[bytes, dict[str, int]]:
+    """An xz-compressed tar of the members, and the compressed bytes of each group of members (a domain's, or
+    `meta`). Each group is cut into independent xz streams of at most SEGMENT_BYTES, compressed in parallel
+    (xz and Python's lzma read concatenated streams as one); so a group's compressed size is its own."""
+    tar, ends = tar_bytes(members)
+    segs, start = [], 0
+    for i, ((name, _), end) in enumerate(zip(members, ends)):
+        group = _group(name)
+        if i + 1 < len(members) and _group(members[i + 1][0]) == group:
+            continue
+        end = len(tar) if i + 1 == len(members) else end   # the last group carries the end-of-archive blocks
+        segs += [(group, tar[j:min(j + SEGMENT_BYTES, end)]) for j in range(start, end, SEGMENT_BYTES)]
+        start = end
     if workers <= 1 or len(segs) == 1:
-        return b"".join(_xz(s, preset) for s in segs)
-    ctx = get_context("fork" if sys.platform == "linux" else "spawn")
-    with ctx.Pool(min(workers, len(segs))) as pool:
-        return b"".join(pool.starmap(_xz, [(s, preset) for s in segs]))
+        out = [_xz(x, preset) for _, x in segs]
+    else:
+        ctx = get_context("fork" if sys.platform == "linux" else "spawn")
+        with ctx.Pool(min(workers, len(segs))) as pool:
+            out = pool.starmap(_xz, [(x, preset) for _, x in segs])
+    sizes: dict[str, int] = {}
+    for (group, _), z in zip(segs, out):
+        sizes[group] = sizes.get(group, 0) + len(z)
+    return b"".join(out), sizes
+
+
+def _group(name: str) -> str:
+    return name.split("/")[0] if "/" in name else "meta"
 
 
 def _xz(data: bytes, preset: int) -> bytes:
@@ -361,6 +386,11 @@ def unpack(paths: list[Path], out: Path | None = None, workers: int = 0, force: 
     for s in index["streams"]:
         if not s["domain"].isidentifier() or s["split"] not in SPLITS:
             raise TransportError(f"stream {s['domain']}/{s['split']}: not a domain/split name")
+    wanted = {k: n for s in index["streams"] for k, n in s["members"].items()}
+    if short := [f"{k} ({len(members[k]) if k in members else 'absent'} of {n} bytes)"
+                 for k, n in wanted.items() if len(members.get(k, b"")) != n or k not in members]:
+        raise TransportError(f"the archive is corrupt or incomplete: {', '.join(short[:4])}"
+                             f"{' ...' if len(short) > 4 else ''}; carry it again (and every part of it)")
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -450,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{pk['bytes'] / MIB:.2f} MiB ({pk['raw_bytes'] / pk['bytes']:.2f}x; shards "
                   f"{pk['shard_bytes'] / MIB:.1f} MiB) in {pk['seconds']} s (decode+verify {pk['decode_verify_s']} s, "
                   f"xz {pk['xz_s']} s)")
+            print("  compressed MiB: " + ", ".join(f"{d} {n / MIB:.2f}" for d, n in pk["domain_bytes"].items()))
             for f in pk["files"]:
                 print(f"  {f}  {Path(f).stat().st_size / MIB:.2f} MiB")
         elif a.cmd == "unpack":
