@@ -2,6 +2,7 @@
 
     python bench/corpus_transport.py --corpus data/large --out /tmp/ct            # xz, both forms, + unpack
     python bench/corpus_transport.py --corpus data/large --out /tmp/ct --zstd     # + zstd -22 --long=31 (slow)
+    python bench/corpus_transport.py --corpus data/large --out /tmp/ct --zstd --sample-tokens 2e6   # per domain
 
 Each form's tar (harness.data.transport.archive_members: the documents as UTF-8 text with their lengths, or
 the shards themselves) is compressed the way `pack` does it (xz preset 9e, independent streams of 48 MiB,
@@ -32,6 +33,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--zstd", action="store_true")
     ap.add_argument("--part-mib", type=float, default=60)
+    ap.add_argument("--sample-tokens", type=float, default=0,
+                    help="only compare the forms and compressors on the first N tokens of each domain's train split "
+                         "(whole documents), then stop")
     args = ap.parse_args()
     from harness.data import transport as tr
     args.out.mkdir(parents=True, exist_ok=True)
@@ -41,6 +45,11 @@ def main() -> None:
         row["load"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+    if args.sample_tokens:
+        sample(args, tr, report)
+        (args.out / "transport_sample.json").write_text(json.dumps(rows, indent=1))
+        return
 
     for form in ("tokens", "text"):
         t = time.time()
@@ -77,6 +86,37 @@ def main() -> None:
     report(form="text", what="unpack (check + encode + hash)", s=round(time.time() - t, 1), byte_identical=same)
     shutil.rmtree(scratch, ignore_errors=True)
     (args.out / "transport.json").write_text(json.dumps(rows, indent=1))
+
+
+def sample(args, tr, report) -> None:
+    """Per domain: the first whole documents of its train shard up to N tokens, as text and as tokens, through
+    xz -9e and zstd -22 --long (one process each), sizes and seconds."""
+    import lzma
+
+    import numpy as np
+
+    from harness.data import tokenizer as tk
+    from harness.data.corpus import Corpus
+    c = Corpus(args.corpus)
+    tok = tk.load(args.corpus / "tokenizer.json")
+    for d in c.domains:
+        ids = np.asarray(c.train(d))
+        cut = int(np.flatnonzero(ids[: int(args.sample_tokens)] == c.eod_id)[-1]) + 1
+        blob, lens = tr.text_blob(tr.decode_pieces(tok, tr.split_at_eod(ids[:cut], c.eod_id)))
+        forms = {"text": blob + lens, "tokens": ids[:cut].tobytes()}
+        for form, data in forms.items():
+            t = time.time()
+            xz = lzma.compress(data, preset=tr.XZ_PRESET)
+            row = dict(domain=d, form=form, tokens=cut, raw_mib=round(len(data) / MIB, 3),
+                       xz9e_mib=round(len(xz) / MIB, 3), xz9e_ratio=round(len(data) / len(xz), 2),
+                       xz9e_bytes_per_token=round(len(xz) / cut, 4), xz_s=round(time.time() - t, 1))
+            if args.zstd and shutil.which("zstd"):
+                t = time.time()
+                z = subprocess.run(["zstd", "--ultra", "-22", "--long=31", "-T1", "-c", "-q"], input=data,
+                                   capture_output=True, check=True).stdout
+                row.update(zstd22_mib=round(len(z) / MIB, 3), zstd22_bytes_per_token=round(len(z) / cut, 4),
+                           zstd_s=round(time.time() - t, 1))
+            report(**row)
 
 
 if __name__ == "__main__":

@@ -452,7 +452,7 @@ def _rebuild_shards(index: dict, members: dict, m: dict, tmp: Path, workers: int
 
 # ---- command line -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.data.transport", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m harness.data.transport", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="corpus directory -> archive (or parts)")
