@@ -89,7 +89,7 @@ def test_a_corrupt_or_truncated_archive_is_refused(corpus, tmp_path):
 
 
 def test_shards_that_encode_differently_on_the_receiver_are_refused(corpus, tmp_path, monkeypatch):
-    tr.pack(corpus, tmp_path / "c.tar.xz", workers=1, preset=1, log=lambda *_: None)
+    tr.pack(corpus, tmp_path / "c.tar.xz", form="text", workers=1, preset=1, log=lambda *_: None)
     from harness.data import encode
     real = encode.encode_groups
     monkeypatch.setattr(encode, "encode_groups", lambda *a, **k: [np.r_[g[:-2], g[-1:]] for g in real(*a, **k)])
@@ -111,8 +111,10 @@ def test_verify_catches_a_modified_shard(corpus, tmp_path):
 
 
 def test_unpack_needs_neither_yaml_nor_hydra_nor_tqdm(corpus, tmp_path):
-    """The GPU machine has numpy and tokenizers but not the config stack: unpack in a process that cannot import them."""
-    idx = tr.pack(corpus, tmp_path / "c.tar.xz", workers=1, preset=1, part_mib=0.004, log=lambda *_: None)
+    """The GPU machine has numpy and tokenizers but not the config stack: unpack in a process that cannot import them
+    (the text form, which encodes there)."""
+    idx = tr.pack(corpus, tmp_path / "c.tar.xz", form="text", workers=1, preset=1, part_mib=0.004,
+                  log=lambda *_: None)
     parts = idx["pack"]["files"]
     assert len(parts) > 1
     code = ("import sys\nfor m in ('yaml', 'hydra', 'omegaconf', 'tqdm', 'submitit', 'pandas', 'scipy'): "
