@@ -183,9 +183,6 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
     return out
 
 
-# ---- tokenization (harness.data.encode) ----------------------------------------------------------
-
-
 def tokenizer_sample(domains: dict[str, DomainDocs], per_domain: float):
     for docs in domains.values():
         used = 0
