@@ -6,9 +6,9 @@
 
 The archive is a tar, xz-compressed (-9e), of the corpus' manifest.json, tokenizer.json and its shards
 (`--form tokens`, the default) or, with `--form text`, each split's documents as UTF-8 (`<domain>/<split>.txt`,
-with `.lens`: each document's byte length, uint32). Measured on the large corpus, the shards compress
-1-6% smaller than the text (1M-token samples of each domain) and 2-3 times faster, and need no encoding on the receiving side
-(bench/README.md, "Corpus transport"), so text is the exception. With --form text, pack decodes each shard
+with `.lens`: each document's byte length, uint32). On 1M-token samples of each domain of the large corpus,
+the shards compressed 1-6% smaller than the text and 2-3 times faster, and they need no encoding on the
+receiving side (bench/README.md, "Large corpus and corpus transport"), so text is the exception. With --form text, pack decodes each shard
 and, unless --no-verify, encodes the text again (harness.data.encode, what the receiver runs) and keeps a
 split as text only when it gives exactly the shard's ids; unpack encodes it. Either way unpack refuses
 (exit 1, nothing left at --out) unless every rebuilt shard's sha256 equals the manifest's.
@@ -261,7 +261,7 @@ def _group(name: str) -> str:
 
 def _xz(data: bytes, preset: int, tokens: bool = False) -> bytes:
     # uint16 ids sit at even offsets (tar data is 512-aligned, the shard header 64 bytes): telling LZMA2 so
-    # (lp=1, pb=1, lc=1) saves about 0.8% on token shards (bench/README.md, "Corpus transport")
+    # (lp=1, pb=1, lc=1) saves about 0.8% on token shards (bench/README.md, "Large corpus and corpus transport")
     lzma2 = {"id": lzma.FILTER_LZMA2, "preset": preset, **({"lc": 1, "lp": 1, "pb": 1} if tokens else {})}
     return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=[lzma2])
 
