@@ -120,7 +120,8 @@ def test_unpack_needs_neither_yaml_nor_hydra_nor_tqdm(corpus, tmp_path):
     code = ("import sys\nfor m in ('yaml', 'hydra', 'omegaconf', 'tqdm', 'submitit', 'pandas', 'scipy'): "
             "sys.modules[m] = None\nfrom harness.data.transport import main\n"
             "sys.exit(main(['unpack', *sys.argv[2:], '--out', sys.argv[1], '--workers', '2']))")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "got"), *parts], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "got"), *parts], cwd=ROOT, capture_output=True,
+                       text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     assert shard_files(tmp_path / "got") == shard_files(corpus)

@@ -5,13 +5,14 @@
     python -m harness.data.transport verify data/large                     # a built corpus against its manifest
 
 The archive is a tar, xz-compressed (-9e), of the corpus' manifest.json, tokenizer.json and its shards
-(`--form tokens`, the default) or, with `--form text`, each split's documents as UTF-8 (`<domain>/<split>.txt`,
-with `.lens`: each document's byte length, uint32). On 1M-token samples of each domain of the large corpus,
-the shards compressed 1-6% smaller than the text and 2-3 times faster, and they need no encoding on the
-receiving side (bench/README.md, "Large corpus and corpus transport"), so text is the exception. With --form text, pack decodes each shard
-and, unless --no-verify, encodes the text again (harness.data.encode, what the receiver runs) and keeps a
-split as text only when it gives exactly the shard's ids; unpack encodes it. Either way unpack refuses
-(exit 1, nothing left at --out) unless every rebuilt shard's sha256 equals the manifest's.
+(`--form tokens`, the default) or, with `--form text`, each split's documents as UTF-8
+(`<domain>/<split>.txt`, with `.lens`: each document's byte length, uint32). On 1M-token samples of each
+domain of the large corpus, the shards compressed 1-6% smaller than the text and 2-3 times faster, and they
+need no encoding on the receiving side (bench/README.md, "Large corpus and corpus transport"), so text is the
+exception. With --form text, pack decodes each shard and, unless --no-verify, encodes the text again
+(harness.data.encode, what the receiver runs) and keeps a split as text only when it gives exactly the shard's
+ids; unpack encodes it. Either way unpack refuses (exit 1, nothing left at --out) unless every rebuilt shard's
+sha256 equals the manifest's.
 
 An archive larger than --part-mib is cut into parts `<out>.part<k>of<n>`, each with a small header
 (pack id, part number, payload sha256), so that each part travels alone; unpack takes every part, in any
