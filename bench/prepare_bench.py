@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--encoders", nargs="+", default=["cached"], choices=["cached", "library"])
     ap.add_argument("--vocab", type=int, default=8192)
     args = ap.parse_args()
+    from harness.data import encode
     from harness.data import prepare as prep
     from harness.data import tokenizer as tk
 
@@ -112,7 +113,7 @@ def main() -> None:
                 if pool is not None:
                     pool.close()
                     pool.join()
-                prep._worker_encoder = None  # an in-process encoder's cache is not forked into the next pool
+                encode._worker_encoder = None  # an in-process encoder's cache is not forked into the next pool
                 gc.collect()
             cpu = _cpu_s() - cpu0  # this process and its (joined) workers
             check = ""

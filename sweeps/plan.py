@@ -51,6 +51,8 @@ class Plan:
     target_flops: float | None = None   # sweep.target_flops: the final run's budget, costed beside the grid
     gpus_total: int | None = None   # GPUs the sweep spreads over, when sweep.gpus names them (the wall-clock estimate)
     efficiency: float = 1.0         # sweep.multi_gpu_efficiency: a G-GPU run's speed / (G x one GPU's)
+    epochs: dict[str, dict[str, float]] = field(default_factory=dict)   # run id -> {domain: epochs it reads}
+    corpus: str = ""                # the corpus the epochs were counted on (empty: not built here)
 
     def hours(self, run: PlannedRun) -> float | None:
         """Device-hours of `run` (all its GPUs together) from the measured one-GPU throughput; None if unmeasured."""
@@ -140,7 +142,8 @@ def plan(cfg, strict: bool = True) -> Plan:
     if len(set(ids)) != len(ids):
         errors.append("grid: two runs of the grid are identical (same RunSpec); remove the duplicate axis values")
     blockers: list[str] = []
-    warnings = lr_warnings + (corpus_errors(runs, sw, errors, blockers) if runs else [])
+    epochs: dict[str, dict[str, float]] = {}
+    warnings = lr_warnings + (corpus_errors(runs, sw, errors, blockers, epochs) if runs else [])
     if errors and strict:
         raise SpecError(errors)
     root = Path(sw["root"])
@@ -148,7 +151,8 @@ def plan(cfg, strict: bool = True) -> Plan:
                 throughput=Throughput.load(sw.get("throughput_table"), sw.get("device_kind", "")),
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
                 blockers=blockers, gpus_total=gpus_total(sw), efficiency=float(sw.get("multi_gpu_efficiency", 1.0)),
-                target_flops=float(sw["target_flops"]) if sw.get("target_flops") else None)
+                target_flops=float(sw["target_flops"]) if sw.get("target_flops") else None,
+                epochs=epochs, corpus=str(runs[0].spec.data.corpus) if epochs else "")
 
 
 def gpus_total(sw: dict) -> int | None:
@@ -220,9 +224,23 @@ def corpus_domains(data: DataSpec | None) -> list[str]:
 FREE_EPOCHS = 4   # Muennighoff et al. 2023: up to ~4 epochs, repeated data is about as good as fresh
 
 
-def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers: list[str] | None = None) -> list[str]:
-    """Check vocab, sequence length and data repetition against the corpus manifest. Returns warnings;
-    a corpus that is absent or unreadable is a blocker: a dry run shows the plan, a launch is refused."""
+def domain_epochs(data: DataSpec, tokens: int, train_tokens: dict[str, int]) -> dict[str, float]:
+    """Epochs of each domain a run of `tokens` reads: its weights (uniform when none), stage by stage
+    (MixtureStream.plan() counts the same to within a window per domain)."""
+    starts = [0] + [min(tokens, st.start_tokens or round(st.start_frac * tokens)) for st in data.stages]
+    spans = [b - a for a, b in zip(starts, starts[1:] + [tokens])]
+    read = dict.fromkeys(train_tokens, 0.0)
+    for span, weights in zip(spans, [data.weights, *(st.weights for st in data.stages)]):
+        for d, w in (weights or [(d, 1 / len(train_tokens)) for d in train_tokens]):
+            read[d] = read.get(d, 0.0) + w * span
+    return {d: r / max(1, train_tokens.get(d, 0)) for d, r in read.items()}
+
+
+def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers: list[str] | None = None,
+                  epochs_out: dict | None = None) -> list[str]:
+    """Check vocab, sequence length and data repetition against the corpus manifest. Returns warnings and
+    fills epochs_out (run id -> {domain: epochs}); a corpus that is absent or unreadable is a blocker: a dry
+    run shows the plan, a launch is refused."""
     from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
     data = runs[0].spec.data
     try:
@@ -249,10 +267,12 @@ def corpus_errors(runs: list[PlannedRun], sw: dict, errors: list[str], blockers:
     cap = {d: float(caps.get(d, sw.get("max_epochs", math.inf))) for d in domains}   # repeats allowed per domain
     over: dict[str, list[tuple[float, str]]] = {}
     worst_repeat = (0.0, "", "")
+    train_tokens = {d: int(info["train_tokens"]) for d, info in domains.items()}
     for r in runs:
-        weights = dict(r.spec.data.weights) or {d: 1 / len(domains) for d in domains}
-        for d, w in weights.items():
-            epochs = w * r.spec.tokens / max(1, int(domains[d]["train_tokens"]))
+        per_domain = domain_epochs(r.spec.data, r.spec.tokens, train_tokens)
+        if epochs_out is not None:
+            epochs_out[r.run_id] = per_domain
+        for d, epochs in per_domain.items():
             worst_repeat = max(worst_repeat, (epochs, d, r.label))
             if epochs > cap[d]:
                 over.setdefault(d, []).append((epochs, r.label))
@@ -342,4 +362,22 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
               + (" (per-document causal attention; FLOPs above count the full causal window)" if "on" in masks else "")]
     lines += branching.summary(p)
     lines += scale_lines(p.throughput, p.price_per_gpu_hour, p.target_flops, total_flops)
+    lines += epochs_table(p)
     return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])
+
+
+def epochs_table(p: Plan) -> list[str]:
+    """How many times each run reads each domain of the corpus (FREE_EPOCHS and past are marked)."""
+    from sweeps.table import render
+    if not p.epochs:
+        return ["epochs per domain: not counted (the corpus is not built here)"]
+    domains = sorted({d for e in p.epochs.values() for d in e})
+    rows = []
+    for r in p.runs:
+        e = p.epochs.get(r.run_id, {})
+        worst = max(e.values(), default=0.0)
+        rows.append([r.run_id, r.label, *(f"{e.get(d, 0.0):.3g}" for d in domains),
+                     f"{worst:.3g}" + (" *" if worst > FREE_EPOCHS else "")])
+    table = render(["run id", "run", *domains, "max"], rows, right=set(range(2, len(domains) + 3)))
+    return ["", f"epochs per domain of corpus {p.corpus!r} (train tokens read / the domain's train tokens; "
+                f"* past {FREE_EPOCHS}):", table]

@@ -149,3 +149,17 @@ def test_cli_reports_errors_and_unknown_presets(capsys, tmp_path):
     assert "presets" in capsys.readouterr().err
     assert main(["corpus=tiny", f"out={tmp_path}/t", "colour=blue"]) == 2
     assert "colour: unknown argument" in capsys.readouterr().err
+
+
+def test_pinned_debian_package_uses_only_that_version_from_the_cache(tmp_path, monkeypatch):
+    from harness.data import apt
+    assert apt.split_pin("dict-wn=1:3.0-37") == ("dict-wn", "1:3.0-37") and apt.split_pin("x") == ("x", None)
+    assert apt.deb_version("dict-wn_1%3a3.0-37_all.deb") == "1:3.0-37"
+    root = tmp_path / "root" / "dict-wn"
+    root.mkdir(parents=True)
+    (root / ".done").write_text("dict-wn_1%3a3.0-36_all.deb")   # an older version unpacked earlier
+    monkeypatch.setattr(apt.shutil, "which", lambda _: None)    # as on a machine without apt
+    assert apt.fetch_packages(["dict-wn=1:3.0-36"], tmp_path) == {"dict-wn": root}
+    assert apt.fetch_packages(["dict-wn"], tmp_path) == {"dict-wn": root}
+    with pytest.raises(apt.AptError, match=r"\['dict-wn=1:3.0-37'\] are not in the cache"):
+        apt.fetch_packages(["dict-wn=1:3.0-37"], tmp_path)

@@ -115,6 +115,33 @@ def test_budget_too_large_for_the_corpus_is_an_error(corpus, monkeypatch):
         plan(cfg("+grid=chinchilla", "data.corpus=syn", "model.vocab_size=1024"))
 
 
+def test_plan_table_states_epochs_per_domain_for_every_run(corpus, monkeypatch):
+    monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
+    p = plan(cfg("+grid=chinchilla", "data.corpus=syn", "sweep.max_epochs=100"))
+    out = plan_table(p)
+    assert "epochs per domain of corpus 'syn'" in out
+    for r in p.runs:   # uniform over 3 domains of 300k train tokens each
+        e = r.spec.tokens / 3 / 300_000
+        assert p.epochs[r.run_id] == pytest.approx(dict.fromkeys(("alpha", "beta", "gamma"), e))
+        row = next(line for line in out.splitlines()[::-1] if line.startswith(r.run_id))
+        assert row.split()[-1] == "*" if e > 4 else row.endswith(f"{e:.3g}")
+    assert "epochs per domain: not counted" in plan_table(plan(cfg("+grid=chinchilla")))   # no corpus here
+
+
+def test_epochs_per_domain_follow_the_curriculum_stages_as_the_stream_reads_them(corpus):
+    from harness.data.corpus import Corpus
+    from harness.data.mixture import MixtureStream
+    from harness.spec import DataSpec, Stage
+    from sweeps.plan import domain_epochs
+    data = DataSpec(corpus="syn", weights=(("alpha", 0.6), ("beta", 0.4)),
+                    stages=(Stage(start_frac=0.75, weights=(("gamma", 1.0),)),))
+    tokens = 400_000
+    got = domain_epochs(data, tokens, {d: 300_000 for d in ("alpha", "beta", "gamma")})
+    assert got == pytest.approx({"alpha": 0.6, "beta": 0.4, "gamma": 1 / 3})   # 300k tokens at 0.6/0.4, 100k of gamma
+    stream = MixtureStream(Corpus(corpus), data, batch_size=4, seq_len=64, seed=0, total_tokens=tokens)
+    assert stream.plan().domains and {d.domain: d.epochs for d in stream.plan().domains} == pytest.approx(got, rel=0.01)
+
+
 def test_mixture_grid_lattice_plus_pure_domains(corpus, monkeypatch):
     monkeypatch.setenv("SCALEMIX_DATA", str(corpus.parent))
     p = plan(cfg("+grid=mixture", "data.corpus=syn", "grid.mixtures.kind=simplex", "grid.mixtures.step=0.5",

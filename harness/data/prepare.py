@@ -31,7 +31,6 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from harness.data import byo, sources, streamed
 from harness.data import tokenizer as tk
 from harness.data.columnar import ColumnarError
 from harness.data.corpus import data_root
+from harness.data.encode import _encode_chunk, encode_all, encode_groups, encoder_pool  # noqa: F401 (callers use prepare.*)
 from harness.data.shards import dtype_for_vocab, write_shard
 
 RECIPES = Path(__file__).resolve().parents[2] / "conf" / "data" / "recipes"
@@ -189,63 +189,6 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
     return out
 
 
-# ---- tokenization -------------------------------------------------------------------------------
-_worker_encoder: tk.DocumentEncoder | None = None
-
-
-def _init_worker(path: str, cache: bool = True) -> None:
-    global _worker_encoder
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _worker_encoder = tk.DocumentEncoder(tk.load(Path(path)), cache=cache)
-
-
-def _encode_chunk(args) -> tuple[bytes, int]:
-    texts, eod, dtype = args
-    return _worker_encoder.encode_docs(texts, eod, dtype).tobytes(), sum(len(t) for t in texts)
-
-
-def encode_all(texts: list[str], pool, eod: int, dtype, desc: str, progress: bool) -> np.ndarray:
-    """All texts' ids, each followed by eod, in order; the pool's processes share the work."""
-    return encode_groups([texts], pool, eod, dtype, desc, progress)[0]
-
-
-def encode_groups(groups: list[list[str]], pool, eod: int, dtype, desc: str, progress: bool) -> list[np.ndarray]:
-    """encode_all of each group, as one stream of chunks, so that no worker idles where a group ends."""
-    from tqdm import tqdm
-    jobs, owner = [], []
-    for g, texts in enumerate(groups):
-        cur, size = [], 0
-        for t in texts:  # chunks of about 1 MB keep the workers busy and the progress bar moving
-            cur.append(t)
-            size += len(t)
-            if size >= 1_000_000:
-                jobs.append((cur, eod, dtype))
-                owner.append(g)
-                cur, size = [], 0
-        if cur:
-            jobs.append((cur, eod, dtype))
-            owner.append(g)
-    parts: list[list[np.ndarray]] = [[] for _ in groups]
-    bar = tqdm(total=sum(len(t) for texts in groups for t in texts), unit="char", unit_scale=True, desc=desc,
-               disable=not progress, file=sys.stderr)
-    results = pool.imap(_encode_chunk, jobs) if pool is not None else map(_encode_chunk, jobs)
-    for (raw, n), g in zip(results, owner):
-        parts[g].append(np.frombuffer(raw, dtype=dtype))
-        bar.update(n)
-    bar.close()
-    return [np.concatenate(p) if p else np.zeros(0, dtype=dtype) for p in parts]
-
-
-def encoder_pool(tok_path: Path, workers: int, cache: bool = True):
-    """`workers` tokenizer processes (None: encode in this process); cache=False encodes with the
-    library alone (tokenizer.DocumentEncoder; for benchmarks and tests)."""
-    if workers <= 1:
-        _init_worker(str(tok_path), cache)
-        return None
-    ctx = get_context("fork" if sys.platform == "linux" else "spawn")
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(str(tok_path), cache))
-
-
 def tokenizer_sample(domains: dict[str, DomainDocs], per_domain: float):
     for docs in domains.values():
         used = 0
@@ -336,7 +279,8 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
         (tmp / name).mkdir()
         info = {"licence": d.get("licence") or _licence(d), "source": _describe(d)}
         if debs := _debs(d, cache):
-            info["debs"] = debs  # exact package versions: the default corpus is only reproducible from these
+            info["debs"] = list(debs)  # exact package versions: the default corpus is only reproducible from these
+            info["deb_sha256"] = {k: v for k, v in debs.items() if v}
         if d.get("kind") == "tokens":
             split = {"train": [], "heldout": []}
             dups, n_docs = 0, 0
@@ -367,6 +311,8 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
             for k, arr in arrays.items():
                 write_shard(tmp / name / f"{k}.bin", arr)
             n_tokens = {k: len(arr) for k, arr in arrays.items()}
+        for k in ("train", "heldout"):   # what a transported copy is checked against
+            info[f"{k}_sha256"] = tk.sha256_file(tmp / name / f"{k}.bin")
         total = info["documents"] + info["duplicates"]
         info.update(duplicate_rate=round(info["duplicates"] / total, 6) if total else 0.0,
                     train_tokens=int(n_tokens["train"]), heldout_tokens=int(n_tokens["heldout"]))
@@ -380,13 +326,16 @@ def _licence(d: dict) -> str:
                                    for s in d["sources"]))
 
 
-def _debs(d: dict, cache: Path) -> list[str]:
-    """The .deb files (name_version_arch) an apt-sourced domain was extracted from."""
-    out = []
+def _debs(d: dict, cache: Path) -> dict[str, str | None]:
+    """{.deb file (name_version_arch): its sha256} of each package an apt-sourced domain was extracted from."""
+    from harness.data.apt import deb_sha256, split_pin
+    out = {}
     for s in d.get("sources", []):
         for p in s.get("packages", []) if s.get("kind") == "apt" else []:
-            done = cache / "root" / p / ".done"
-            out.append(done.read_text().strip() if done.is_file() else p)
+            done = cache / "root" / split_pin(p)[0] / ".done"
+            deb = done.read_text().strip() if done.is_file() else p
+            path = cache / "debs" / deb
+            out[deb] = deb_sha256(path) if path.is_file() else None
     return out
 
 
