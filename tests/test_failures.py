@@ -270,6 +270,12 @@ def test_a_1000_run_plan_and_its_status_take_well_under_5_cpu_seconds(tmp_path):
 
 
 def test_status_reads_checkpoint_names_as_the_harness_writes_them():
-    from harness import checkpoint
+    """sweeps.status counts one process's .pt files (harness.checkpoint) and a sharded run's DCP directories
+    (harness.dcp) as checkpoints, and nothing else."""
+    from harness import checkpoint, dcp
     from sweeps.status import CHECKPOINT_NAME
-    assert CHECKPOINT_NAME.pattern == checkpoint._NAME.pattern
+    written = [checkpoint.Checkpoints("ckpt")._pt(1234).name, dcp.Store("ckpt", 1, sharded=True)._dcp(1234).name]
+    assert all(checkpoint._NAME.match(n) or dcp._DIR.match(n) for n in written)
+    assert all(CHECKPOINT_NAME.match(n).group(1) == "00001234" for n in written)
+    assert not any(CHECKPOINT_NAME.match(n) for n in ("step_00001234.pt.tmp", ".step_00001234.dcp.tmp",
+                                                      "step_00001234.sha256", "step_1234.pt"))
