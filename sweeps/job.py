@@ -219,19 +219,23 @@ def die_with_parent() -> None:
         pass
 
 
-def forward_signals(proc: subprocess.Popen, as_term: bool = False) -> tuple[list[int], dict]:
+def forward_signals(proc: subprocess.Popen | Callable[[], list[subprocess.Popen]],
+                    as_term: bool = False) -> tuple[list[int], dict]:
     """Pass preemption signals on to the run (which may also get them straight from Slurm: the
-    harness only sets a flag, so twice is harmless); remember them for after it exits. as_term: pass each
-    on as SIGTERM (to torchrun, which hands SIGTERM to its workers)."""
+    harness only sets a flag, so twice is harmless); remember them for after it exits. proc: the child, or a
+    function giving the children alive at the time of the signal (sweeps.pool's workers come and go).
+    as_term: pass each on as SIGTERM (to torchrun, which hands SIGTERM to its workers)."""
     received: list[int] = []
+    children = proc if callable(proc) else (lambda: [proc])
 
     def handler(signum, frame):
         received.append(signum)
-        if proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM if as_term else signum)
-            except ProcessLookupError:
-                pass
+        for child in children():
+            if child.poll() is None:
+                try:
+                    child.send_signal(signal.SIGTERM if as_term else signum)
+                except ProcessLookupError:
+                    pass
     previous = {}
     for s in FORWARDED:
         try:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness.signals import REQUEUE_EXIT_CODE
-from sweeps.job import FORWARDED, child_env, die_with_parent, record_exit
+from sweeps.job import child_env, die_with_parent, forward_signals, record_exit
 from sweeps.jobqueue import JobQueue
 from sweeps.lock import RunLock
 from sweeps.status import run_status
@@ -50,22 +50,8 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
 
     procs = {k: worker(k) for k in range(min(slots, len(jobs)))}
     ahead = start("sweeps.ahead", log_name="ahead.log") if compile_ahead and len(jobs) > slots else None
-    received: list[int] = []
-
-    def forward(signum, frame):
-        received.append(signum)
-        for proc in [*procs.values(), *([ahead] if ahead is not None else [])]:   # compiling ahead: stop too
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signum)
-                except ProcessLookupError:
-                    pass
-    previous = {}
-    for s in FORWARDED:
-        try:
-            previous[s] = signal.signal(s, forward)
-        except ValueError:  # not the main thread
-            pass
+    # every worker alive at the signal, and the compile-ahead process: it stops too
+    received, previous = forward_signals(lambda: [*procs.values(), *([ahead] if ahead is not None else [])])
     try:
         while procs:
             for k, proc in list(procs.items()):
