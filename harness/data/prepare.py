@@ -132,6 +132,19 @@ def is_heldout(h: bytes, frac: float) -> bool:
     return int.from_bytes(h[:8], "little") < frac * 2**64
 
 
+def admit(data: bytes, seen: set, tally) -> bytes | None:
+    """The document's hash if no domain so far had it (counted in tally.documents and tally.bytes, and remembered
+    in `seen`); None for a duplicate (counted in tally.duplicates). Both collection paths (collect, streamed.scan)."""
+    h = doc_hash(data)
+    if h in seen:
+        tally.duplicates += 1
+        return None
+    seen.add(h)
+    tally.documents += 1
+    tally.bytes += len(data)
+    return h
+
+
 @dataclass
 class DomainDocs:
     train: list = field(default_factory=list)
@@ -160,13 +173,8 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
                 out.empty.append(doc[0])
                 continue
             data = doc[1].encode("utf-8", errors="replace")
-            h = doc_hash(data)
-            if h in seen:
-                out.duplicates += 1
+            if (h := admit(data, seen, out)) is None:
                 continue
-            seen.add(h)
-            out.documents += 1
-            out.bytes += len(data)
             bar.update(len(data))
             (out.heldout if is_heldout(h, frac) else out.train).append(doc[1])
             if best is None or h < best[0]:
@@ -222,7 +230,7 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     text_doms = {n: d for n, d in doms.items() if d.get("kind") != "tokens"}
     seen: set = set()
     sample_bytes = float(recipe.get("tokenizer_sample_bytes", 4e6))
-    collected = {n: streamed.scan(n, d, frac, seen, cache, progress, sample_bytes, doc_hash, is_heldout, PrepareError)
+    collected = {n: streamed.scan(n, d, frac, seen, cache, progress, sample_bytes, admit, is_heldout, PrepareError)
                  if streamed.is_streamed(d) else collect(n, d, frac, seen, cache, progress)
                  for n, d in text_doms.items()}
     t_extract = time.time() - t0

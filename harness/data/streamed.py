@@ -66,8 +66,9 @@ class StreamedDocs:
 
 
 def scan(name: str, spec: dict, frac: float, seen: set, cache: Path, progress: bool, sample_bytes: float,
-         doc_hash, is_heldout, error) -> StreamedDocs:
-    """Pass 1 and 2 (the fates, then the tokenizer sample); `error(list)` is prepare's PrepareError."""
+         admit, is_heldout, error) -> StreamedDocs:
+    """Pass 1 and 2 (the fates, then the tokenizer sample); `admit`, `is_heldout` and `error(list)` are prepare's
+    (its deduplication and split, and its PrepareError)."""
     from tqdm import tqdm
     t0 = time.time()
     budget = float(spec.get("max_bytes", float("inf")))
@@ -79,14 +80,9 @@ def scan(name: str, spec: dict, frac: float, seen: set, cache: Path, progress: b
             out.empty.append(ident)
             continue
         data = text.encode("utf-8", errors="replace")
-        h = doc_hash(data)
-        if h in seen:
+        if (h := admit(data, seen, out)) is None:
             out.fate.append(DUPLICATE)
-            out.duplicates += 1
             continue
-        seen.add(h)
-        out.documents += 1
-        out.bytes += len(data)
         bar.update(len(data))
         held = is_heldout(h, frac)
         if held:
