@@ -35,19 +35,11 @@ from torch.distributed.checkpoint.state_dict import (
 
 from harness.checkpoint import Checkpoints
 from harness.distributed import barrier
-from harness.rundir import atomic_write_bytes
+from harness.rundir import atomic_write_bytes, fsync_dir
 
 _DIR = re.compile(r"^step_(\d{8})\.dcp$")
 DONE = "complete.json"
 META = "meta.pt"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -118,7 +110,7 @@ class Store:
             atomic_write_bytes(tmp / DONE, json.dumps({"step": step, "files": files}).encode())
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._prune()
         barrier()
 
