@@ -1,6 +1,7 @@
 """Shared helpers for the harness tests: a tiny corpus, a tiny spec, and a CLI subprocess."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -45,3 +46,19 @@ def cli(spec: RunSpec, rt: Runtime, out: Path) -> subprocess.Popen:
 def metrics(run_dir: Path, kind: str = "train") -> list[dict]:
     rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [r for r in rows if r["kind"] == kind]
+
+
+def locked_pid(lock: Path) -> int | None:
+    """The pid written in a held lock file (RunLock: 'host pid'; the train lock: 'pid N'), else None."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                                # nobody holds it
+    except BlockingIOError:
+        text = lock.read_text().split()
+        return int(text[-1]) if text and text[-1].isdigit() else None
+    finally:
+        os.close(fd)

@@ -9,7 +9,6 @@ with an undisturbed sweep's: identical, and nothing half-written is ever read as
 
 Random points come from SCALEMIX_FAULT_SEED (default 0), so a failure can be replayed.
 """
-import fcntl
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness_util import locked_pid
 
 from harness.data.synthetic import make_synthetic_corpus
 
@@ -105,20 +105,6 @@ def wait_for(what, cond, timeout=120):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def locked_pid(lock: Path) -> int | None:
-    """The pid written in a held lock file (RunLock: 'host pid'; the train lock: 'pid N'), else None."""
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None                                # nobody holds it
-    except BlockingIOError:
-        text = lock.read_text().split()
-        return int(text[-1]) if text and text[-1].isdigit() else None
-    finally:
-        os.close(fd)
 
 
 def test_sigkill_of_the_whole_sweep_at_a_random_point(tmp_path, data, reference):

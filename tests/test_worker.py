@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from harness_util import cli, make_corpus, metrics, runtime, tiny_spec
+from harness_util import cli, locked_pid, make_corpus, metrics, runtime, tiny_spec
 
 from harness.rundir import RunDir
 from model_zoo.spec import CPU_RULE
@@ -101,20 +101,6 @@ def test_an_exception_fails_its_run_and_the_queue_goes_on(setup, monkeypatch):
         assert_same_as_alone(root, sweep_dir / s.run_id)
 
 
-def locked_pid(lock) -> int | None:
-    import fcntl
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        text = open(lock).read().split()
-        return int(text[-1]) if text and text[-1].isdigit() else None
-    finally:
-        os.close(fd)
 
 
 def test_a_killed_worker_fails_its_run_a_fresh_one_takes_the_rest_and_the_run_resumes_exactly(setup):
