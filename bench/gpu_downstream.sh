@@ -15,15 +15,15 @@ mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD SCALEMIX_NO_PROGRESS=1 WANDB_MODE=disabled
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$OUT/gpu.txt"
-CORPUS=data/demo
-if [ ! -f data/demo/manifest.json ]; then
+CORPUS=${CORPUS:-data/demo}   # any built corpus directory, e.g. CORPUS=data/large
+if [ ! -f "$CORPUS/manifest.json" ] && [ "$CORPUS" = data/demo ]; then
   timeout 90 python -m harness.data.prepare corpus=demo >> "$OUT/log.txt" 2>&1 || true
 fi
-if [ ! -f data/demo/manifest.json ]; then
+if [ ! -f "$CORPUS/manifest.json" ]; then
   CORPUS=/tmp/scalemix_synth_corpus
   python -c 'from harness.data.synthetic import make_synthetic_corpus as m; m("'$CORPUS'", domains=("code","docs","math","prose"), vocab_size=256, train_tokens=100000, heldout_tokens=400000)' >> "$OUT/log.txt" 2>&1
 fi
 echo "corpus $CORPUS" > "$OUT/corpus.txt"
-timeout 140 python bench/downstream_suite.py --corpus "$CORPUS" --device cuda --seq-len 1024 \
+timeout "${LIMIT_S:-140}" python bench/downstream_suite.py --corpus "$CORPUS" --device cuda --seq-len 1024 \
   --shapes 4x256,8x512,12x768 --out "$OUT" 2>&1 | tee -a "$OUT/log.txt"
 echo "exit ${PIPESTATUS[0]}" >> "$OUT/log.txt"
