@@ -128,6 +128,17 @@ def machine_errors(rt: Runtime, key: str = "runtime") -> list[str]:
     return e
 
 
+def deterministic_cuda() -> None:
+    """Deterministic CUDA kernels for this process (train.runtime.deterministic): cuBLAS with a fixed workspace
+    (read when cuBLAS starts, so set before the first matmul), flash attention's deterministic backward (chosen by
+    torch only when deterministic algorithms are on without warn_only), cuDNN's, and inductor's fallbacks for
+    scatter-style kernels. An op with no deterministic kernel then raises instead of silently differing."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
     """Also sets the process-wide numerics: TF32 on CUDA; deterministic kernels and threads on CPU.
     local_rank: one of several processes on this node (harness.distributed): it takes GPU local_rank."""
@@ -143,6 +154,8 @@ def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        if rt.deterministic:
+            deterministic_cuda()
     else:
         # CPU kernels are deterministic for a fixed thread count; this makes any that are not warn.
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -224,5 +224,8 @@ class Runtime:
     threads: int = 0                 # torch CPU threads; 0: torch default
     max_rollbacks: int = 3           # a non-finite or spiking loss rolls back to the last good checkpoint this often
     spike_factor: float = 3.0        # a log window's loss above this x the lowest of the last few is a spike; 0: off
+    deterministic: bool = False      # CUDA: deterministic kernels only (slower); for checks that compare two runs
+                                     # (a cooldown branch against its independent run): without it two runs of the
+                                     # same spec differ by the GPU's atomics and flash-attention backward (CPU: always)
     parallel: str = "auto"           # over several processes (torchrun / Slurm tasks): auto | none | ddp | fsdp
                                      # (harness.distributed; auto: none for one process, ddp, fsdp past memory)
