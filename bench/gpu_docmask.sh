@@ -12,9 +12,10 @@
 #      timing, filling inductor's on-disk cache; alongside, --agree (compiled flex vs eager dense, fp32, T = 1023);
 #   3. timed, one process at a time (each loads its compiled kernels from the cache): tokens/s, first-step loss and
 #      gradient norm;
-#   4. the first failure (the smoke first) is run again with CUDA_LAUNCH_BLOCKING=1, for a trace at the fault.
+#   4. the first crash (the smoke's first) is run again with CUDA_LAUNCH_BLOCKING=1, for a trace at the fault.
 # Parts that would end past LIMIT seconds (default 170) are skipped and listed. Needs torch with CUDA and numpy.
-# A dry run of the plumbing on a CPU: OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BIG=128 BATCH=2 LIMIT=400 bash ...
+# A dry run of the plumbing on a CPU (the smoke fails there: no CUDA):
+#   OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BIG=128 BATCH=1 EXTRA="--steps 2" SLOW=8 LIMIT=3000 bash bench/gpu_docmask.sh
 # $OUT/docmask.tgz holds docmask/: ratio.txt (the table and the agreement), docmask.csv, agreement.txt, status.txt
 # (each part's exit code and seconds), gpu.txt, logs/*.log.
 set -uo pipefail
@@ -24,6 +25,7 @@ WIDTHS=${WIDTHS:-128 384 768}
 LIMIT=${LIMIT:-170}
 BIG=${BIG:-768}          # widths from here on compile ahead in a second wave (GPU memory)
 DEVICE=${DEVICE:-cuda}   # cpu: a dry run of this script's plumbing (eager; flex and the smoke need CUDA)
+SLOW=${SLOW:-1}          # multiplies each part's time limit (a dry run on a slow machine)
 W="$OUT/docmask"
 rm -rf "$W" && mkdir -p "$W/logs"
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD WANDB_MODE=disabled PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -40,10 +42,11 @@ part() {
   if [ "$limit" -lt 10 ]; then echo "$name skipped (past LIMIT=$LIMIT s)" >> "$W/status.txt"; return 0; fi
   timeout -k 5 "$limit" "$@" > "$W/logs/$name.log" 2>&1; rc=$?
   echo "$name rc=$rc ${limit}s-limit $((SECONDS - t0))s" >> "$W/status.txt"
-  [ "$rc" = 0 ] || echo "$name" >> "$W/failed.txt"
+  case $rc in 0|124|137) ;; *) echo "$name" >> "$W/failed.txt" ;; esac   # a crash, not a time limit
   return 0
 }
-BENCH=(python bench/docmask_bench.py --out "$W" --device "$DEVICE" ${BATCH:+--batch "$BATCH"})
+# shellcheck disable=SC2206
+BENCH=(python bench/docmask_bench.py --out "$W" --device "$DEVICE" ${BATCH:+--batch "$BATCH"} ${EXTRA:-})
 
 SMOKE='
 import torch
@@ -71,18 +74,18 @@ print("smoke OK")
 '
 
 # 1 + 2. smoke, agreement and compile-ahead in parallel (GPU memory: d 128 and 384 together, then d 768)
-part smoke 60 python -c "$SMOKE" &
-part agree 60 "${BENCH[@]}" --agree &
+part smoke $((50 * SLOW)) python -c "$SMOKE" &
+part agree $((50 * SLOW)) "${BENCH[@]}" --agree &
 for d in $WIDTHS; do
   [ "$d" -ge "$BIG" ] && continue
-  for v in off dense flex; do part "compile_${v}_d$d" 60 "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 & done
+  for v in off dense flex; do part "compile_${v}_d$d" $((50 * SLOW)) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 & done
 done
 wait
 for d in $WIDTHS; do
   [ "$d" -lt "$BIG" ] && continue
-  l=$(( $(left) - 100 ))
+  l=$(( $(left) - 75 ))   # what the timed runs need after it
   for v in off dense flex; do
-    part "compile_${v}_d$d" $(( l < 50 ? l : 50 )) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 &
+    part "compile_${v}_d$d" $(( l < 45 * SLOW ? l : 45 * SLOW )) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 &
   done
   wait
 done
@@ -91,11 +94,11 @@ echo "compile-ahead done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
 # 3. timed, one at a time
 for d in $WIDTHS; do
   for v in off dense flex; do
-    l=$(( $(left) - 12 )); part "time_${v}_d$d" $(( l < 40 ? l : 40 )) "${BENCH[@]}" --variant $v --d "$d"
+    l=$(( $(left) - 10 )); part "time_${v}_d$d" $(( l < 35 * SLOW ? l : 35 * SLOW )) "${BENCH[@]}" --variant $v --d "$d"
   done
 done
 
-# 4. the first failure again, with CUDA_LAUNCH_BLOCKING=1 (the smoke is the cheapest repro; a flex variant next)
+# 4. the first crash again, with CUDA_LAUNCH_BLOCKING=1 (the smoke is the cheapest repro; a timed variant next)
 if [ -s "$W/failed.txt" ]; then
   first=$(grep -m1 -x smoke "$W/failed.txt" || grep -m1 '^time_' "$W/failed.txt" || head -1 "$W/failed.txt")
   case $first in
