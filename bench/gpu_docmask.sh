@@ -74,21 +74,26 @@ print("smoke OK")
 '
 
 # 1 + 2. smoke, agreement and compile-ahead in parallel (GPU memory: d 128 and 384 together, then d 768)
+# (the agreement check, the verdict on flex, may run on through the second wave: it needs little GPU memory)
 part smoke $((50 * SLOW)) python -c "$SMOKE" &
-part agree $((50 * SLOW)) "${BENCH[@]}" --agree &
+part agree $((90 * SLOW)) "${BENCH[@]}" --agree &
+pids=()
 for d in $WIDTHS; do
   [ "$d" -ge "$BIG" ] && continue
-  for v in off dense flex; do part "compile_${v}_d$d" $((50 * SLOW)) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 & done
+  for v in off dense flex; do
+    part "compile_${v}_d$d" $((50 * SLOW)) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 &
+    pids+=($!)
+  done
 done
-wait
+[ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
 for d in $WIDTHS; do
   [ "$d" -lt "$BIG" ] && continue
   l=$(( $(left) - 75 ))   # what the timed runs need after it
   for v in off dense flex; do
     part "compile_${v}_d$d" $(( l < 45 * SLOW ? l : 45 * SLOW )) "${BENCH[@]}" --variant $v --d "$d" --steps 0 --warmup 1 &
   done
-  wait
 done
+wait
 echo "compile-ahead done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
 
 # 3. timed, one at a time

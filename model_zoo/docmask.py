@@ -65,10 +65,12 @@ def padded_documents(documents: torch.Tensor, block: int = BLOCK) -> torch.Tenso
     """[B, T'] int64, T' = T rounded up to a multiple of `block`: the ids, then a document of their own.
 
     The flex kernel works in whole tiles: at a length that is not a multiple of the tile it evaluates the mask
-    function on the last tile's positions past T too. Indexing the [B, T] ids there reads past their end (the
-    likely cause of the H200's "illegal memory access" at T = 1023). The padded positions get the id after the
-    row's last one: ids stay nondecreasing (block_mask relies on it), no real query attends a padded key (it is
-    both later and another document), and every index the kernel can form is inside the tensor.
+    function on the last tile's positions past T too. torch 2.13's kernel templates wrap those indices (modulo
+    T); whether every version and code path does is not something to rely on: a read past the end of the [B, T]
+    ids there is a candidate cause of the H200's "illegal memory access" at T = 1023 (torch 2.11). The padded
+    positions get the id after the row's last one: ids stay nondecreasing (block_mask relies on it), no real
+    query attends a padded key (it is both later and another document), and every index up to the tile multiple
+    is inside the tensor.
     """
     pad = -documents.shape[1] % block
     if pad == 0:
