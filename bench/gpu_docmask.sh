@@ -9,15 +9,17 @@
 # on the H200 with the first flex path) leaves the others measured:
 #   1. smoke: one compiled flex forward + backward at T = 1023 (not a multiple of the 128-token tile), vs SDPA;
 #   2. compile-ahead, processes in parallel (two waves, by GPU memory): every variant compiles and warms up without
-#      timing, filling inductor's on-disk cache; alongside, --agree (compiled flex vs eager dense, fp32, T = 1023);
+#      timing, filling inductor's on-disk cache; alongside, --agree (compiled flex vs eager dense at T = 1023, fp32
+#      and bf16, logits and gradients: the verdict on flex's correctness);
 #   3. timed, one process at a time (each loads its compiled kernels from the cache): tokens/s, first-step loss and
-#      gradient norm;
+#      gradient norm; a variant whose compile-ahead crashed is not run again;
 #   4. the first crash (the smoke's first) is run again with CUDA_LAUNCH_BLOCKING=1, for a trace at the fault.
 # Parts that would end past LIMIT seconds (default 170) are skipped and listed. Needs torch with CUDA and numpy.
 # A dry run of the plumbing on a CPU (the smoke fails there: no CUDA):
 #   OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BIG=128 BATCH=1 EXTRA="--steps 2" SLOW=8 LIMIT=3000 bash bench/gpu_docmask.sh
-# $OUT/docmask.tgz holds docmask/: ratio.txt (the table and the agreement), docmask.csv, agreement.txt, status.txt
-# (each part's exit code and seconds), gpu.txt, logs/*.log.
+# $OUT gets two files (the device returns few): ratio.txt and docmask.tgz, which holds docmask/ (built in $WORK):
+# ratio.txt (the table, the agreement, each part's exit code and seconds), docmask.csv, agreement.txt, status.txt,
+# gpu.txt, logs/*.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -26,8 +28,9 @@ LIMIT=${LIMIT:-170}
 BIG=${BIG:-768}          # widths from here on compile ahead in a second wave (GPU memory)
 DEVICE=${DEVICE:-cuda}   # cpu: a dry run of this script's plumbing (eager; flex and the smoke need CUDA)
 SLOW=${SLOW:-1}          # multiplies each part's time limit (a dry run on a slow machine)
-W="$OUT/docmask"
-rm -rf "$W" && mkdir -p "$W/logs"
+WORK=${WORK:-/tmp/docmask-work}
+W="$WORK/docmask"
+rm -rf "$W" && mkdir -p "$W/logs" "$OUT"
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD WANDB_MODE=disabled PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/docmask-inductor}   # shared by the processes
 START=$SECONDS
@@ -96,16 +99,20 @@ done
 wait
 echo "compile-ahead done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
 
-# 3. timed, one at a time
+# 3. timed, one at a time (a variant whose compile-ahead crashed is not run again: its log has the crash, and the
+#    time goes to the CUDA_LAUNCH_BLOCKING re-run)
 for d in $WIDTHS; do
   for v in off dense flex; do
+    if grep -qx "compile_${v}_d$d" "$W/failed.txt" 2>/dev/null; then
+      echo "time_${v}_d$d skipped (compile_${v}_d$d crashed)" >> "$W/status.txt"; continue
+    fi
     l=$(( $(left) - 10 )); part "time_${v}_d$d" $(( l < 35 * SLOW ? l : 35 * SLOW )) "${BENCH[@]}" --variant $v --d "$d"
   done
 done
 
 # 4. the first crash again, with CUDA_LAUNCH_BLOCKING=1 (the smoke is the cheapest repro; a timed variant next)
 if [ -s "$W/failed.txt" ]; then
-  first=$(grep -m1 -x smoke "$W/failed.txt" || grep -m1 '^time_' "$W/failed.txt" || head -1 "$W/failed.txt")
+  first=$(grep -m1 -x smoke "$W/failed.txt" || grep -m1 -E '^(time|compile)_' "$W/failed.txt" || head -1 "$W/failed.txt")
   case $first in
     smoke) part blocking_smoke "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 python -c "$SMOKE" ;;
     agree) part blocking_agree "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 "${BENCH[@]}" --agree ;;
@@ -117,5 +124,6 @@ fi
 "${BENCH[@]}" --table > "$W/logs/table.log" 2>&1
 { echo "parts:"; cat "$W/status.txt"; echo "wall $((SECONDS - START)) s"; } >> "$W/ratio.txt"
 cat "$W/ratio.txt"
-tar czf "$OUT/docmask.tgz" -C "$OUT" docmask
-echo "wrote $OUT/docmask.tgz"
+cp "$W/ratio.txt" "$OUT/ratio.txt"
+tar czf "$OUT/docmask.tgz" -C "$WORK" docmask
+echo "wrote $OUT/docmask.tgz and $OUT/ratio.txt"
