@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The GPU scaling study of record (issue 12, item 4) in device calls of <= 10 minutes: one phase per call, resumable.
+#
+#   OUT=<dir> bash bench/gpu_study.sh PHASE          PHASE: stage | lr | grid | big | status
+#
+#   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
+#           once every part is there
+#   lr      the study's lr sweep           python sweep.py +grid=study_lr   (runs/study-lr, 25 runs, ~9 GPU-min est.)
+#   grid    the isoFLOP grid               python sweep.py +grid=study      (runs/study, 36 runs, ~27 GPU-min est.)
+#   big     the compute-optimal run at 4x the largest budget, sized by the grid's law
+#           (python -m analysis.holdout runs/study --plan-big 4; runs/study-big, 1 run)
+#   status  restore and print the progress line; trains nothing
+#
+# Each call: (a) copies carried corpus parts ($DATA/$CORPUS.tar.xz.part*) to $STAGE and, if $DATA/$CORPUS is absent,
+# unpacks the staged parts (harness.data.transport checks every shard's sha256); (b) installs the carried wheels
+# (.whl) to /tmp/site when hydra is missing; (c) merges the carried state $STATE (the previous call's study.tgz) into
+# $ROOT, keeping newer local run directories (a warm machine still has them); (d) runs the phase's sweep under
+# `timeout` so that it gets SIGTERM $MARGIN s before $LIMIT s after the script started (the runs checkpoint and
+# exit; a relaunch resumes them bit-exactly) and SIGKILL $MARGIN/2 s later, so packing still ends before $LIMIT; (e) packs every study sweep into ONE tarball $OUT/study.tgz (finished
+# runs without checkpoints, unfinished runs with their latest checkpoint while it stays under 15 MiB) and prints the
+# progress line (runs done / planned, GPU-seconds of the study's calls so far, from the ledger inside the tarball).
+#
+# Between calls: copy the returned study.tgz to .study/runs.tgz and carry .study (and .whl, and data parts while
+# data/large is not built there). Device calls, in order (examples/README.md lists the ones made):
+#   carry [data/large.tar.xz.part1of2]                 OUT=$OUT bash bench/gpu_study.sh stage
+#   carry [data/large.tar.xz.part2of2, .whl, .study]   OUT=$OUT bash bench/gpu_study.sh lr    (machine still warm)
+#   carry [.whl, .study] (+ both parts' calls again if the machine went cold)   ... grid, grid, grid, big
+# Writes to $OUT: study.tgz, plan.txt, sweep.log, progress.txt, env.txt, logs.tgz (the launch's per-run logs).
+#
+# Env: LIMIT (600: the call's limit, s), MARGIN (60), JOBS_PER_GPU (2), ROOT (runs), STATE (.study/runs.tgz),
+# STAGE (/tmp/scalemix_stage), CORPUS (large), EXTRA (more sweep overrides; the CPU test's toy scale),
+# MAX_MIB (15: the tarball's checkpoint budget; a returned file may be 16 MiB).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s.%N)
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|grid|big|status}
+: "${OUT:?set OUT to a directory for the results}"
+LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
+STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
+MAX_MIB=${MAX_MIB:-15}
+DATA=${SCALEMIX_DATA:-data}
+SWEEPS=(study-lr study study-big)
+case "$PHASE" in
+  stage|status) GRID= ;;
+  lr) GRID=study_lr; SWEEP=study-lr ;;
+  grid) GRID=study; SWEEP=study ;;
+  big) GRID=study_big; SWEEP=study-big ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | grid | big | status" >&2; exit 2 ;;
+esac
+mkdir -p "$OUT" "$STAGE" "$ROOT"
+export WANDB_MODE=disabled SCALEMIX_NO_PROGRESS=1 HYDRA_FULL_ERROR=1 PYTHONUNBUFFERED=1 SCALEMIX_DATA=$DATA
+elapsed() { python3 -c "import time; print(int(time.time() - $T0))"; }
+
+# (a) the corpus
+shopt -s nullglob
+for f in "$DATA/$CORPUS".tar.xz "$DATA/$CORPUS".tar.xz.part*; do [ -f "$f" ] && cp -f "$f" "$STAGE/"; done
+if [ ! -f "$DATA/$CORPUS/manifest.json" ]; then
+  parts=("$STAGE/$CORPUS".tar.xz*)
+  echo "corpus $DATA/$CORPUS absent; staged: ${parts[*]:-none}"
+  if ! PYTHONPATH=$PWD python -m harness.data.transport unpack "${parts[@]}" --out "$DATA/$CORPUS" --force; then
+    if [ "$PHASE" = stage ]; then echo "staged in $STAGE; the next call (machine still warm) brings the rest"; exit 0; fi
+    echo "error: corpus $CORPUS could not be unpacked from $STAGE: carry every part of $DATA/$CORPUS.tar.xz" >&2
+    exit 3
+  fi
+  PYTHONPATH=$PWD python -m harness.data.transport verify "$DATA/$CORPUS" || exit 3
+  echo "corpus unpacked and verified at $(elapsed) s"
+fi
+[ "$PHASE" = stage ] && { echo "corpus $DATA/$CORPUS ready"; exit 0; }
+
+# (b) hydra, omegaconf, submitit
+if ! python -c 'import hydra, submitit' 2>/dev/null; then
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "error: hydra/submitit missing and no wheels in .whl: carry .whl" >&2; exit 3; }
+fi
+export PYTHONPATH=/tmp/site:$PWD
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; git rev-parse HEAD 2>/dev/null
+  echo "PHASE=$PHASE LIMIT=$LIMIT MARGIN=$MARGIN JOBS_PER_GPU=$JOBS_PER_GPU EXTRA=$EXTRA"; } > "$OUT/env.txt" 2>&1
+
+# (c) the carried state
+if [ -f "$STATE" ]; then python bench/study_state.py restore "$STATE" --root "$ROOT" || exit 3
+else echo "no carried state at $STATE: starting from what $ROOT holds"; fi
+
+# (d) the phase's sweep
+RC=0
+STOPPED=0
+PLANNED=()
+if [ -n "$GRID" ]; then
+  read -r -a EXTRA_ARGS <<< "$EXTRA"     # word-split, never glob-expanded: overrides hold [ ] { }
+  ARGS=(+grid=$GRID "sweep.root=$ROOT" "sweep.jobs_per_gpu=$JOBS_PER_GPU" "${EXTRA_ARGS[@]}")
+  if [ "$PHASE" = big ]; then
+    # shellcheck disable=SC2207
+    BIG=($(python -m analysis.holdout "$ROOT/study" --plan-big 4 --overrides)) || { echo "error: no plan for the big run" >&2; exit 3; }
+    ARGS+=("${BIG[@]}")
+  fi
+  python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }
+  PLANNED=("$SWEEP=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan.txt")")
+  grep -E "^(total|warning)" "$OUT/plan.txt"
+  LEFT=$((LIMIT - MARGIN - $(elapsed)))
+  if [ "$LEFT" -lt "${MIN_LEFT:-30}" ]; then echo "error: only $LEFT s left before the margin: raise LIMIT" >&2; exit 3; fi
+  echo "sweep $GRID for at most $LEFT s (SIGTERM then; $MARGIN s kept for checkpoints and packing)"
+  timeout -s TERM -k $((MARGIN / 2)) "$LEFT" python sweep.py "${ARGS[@]}" > "$OUT/sweep.log" 2>&1
+  RC=$?
+  case $RC in 124|137) STOPPED=1; echo "sweep exit $RC at $(elapsed) s (stopped by the time limit: relaunch resumes)" ;;
+    *) STOPPED=0; echo "sweep exit $RC at $(elapsed) s" ;; esac
+  tail -n 5 "$OUT/sweep.log"
+  logs=("$ROOT/$SWEEP"/.hydra/*/*.log)
+  [ ${#logs[@]} -gt 0 ] && tar czf "$OUT/logs.tgz" "${logs[@]}" 2>/dev/null
+fi
+
+# (e) the state for the next call, and where the study stands
+python bench/study_state.py ledger --root "$ROOT" --phase "$PHASE" --start "$T0" --rc "$RC"
+python bench/study_state.py pack --root "$ROOT" --sweeps "${SWEEPS[@]}" --out "$OUT/study.tgz" --max-mib "$MAX_MIB"
+python bench/study_state.py progress --root "$ROOT" --sweeps "${SWEEPS[@]}" --planned "${PLANNED[@]}" \
+  | tee "$OUT/progress.txt"
+echo "next call: copy $OUT/study.tgz to $STATE and carry $(dirname "$STATE") (and .whl)"
+exit $(( ${STOPPED:-0} ? 0 : RC ))    # cut off by the limit is the plan, not a failure
