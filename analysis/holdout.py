@@ -134,18 +134,23 @@ def ladder_candidates(spec: dict) -> list[dict]:
                    "ladder rule: choose the run by hand (python -m analysis.recommend)")
 
 
-def plan_big(law, rungs: list[dict], budget: float, batch_tokens: int) -> dict:
-    """The ladder rung the law predicts best at `budget` FLOPs (D = budget / its FLOPs per token, whole batches)."""
+def plan_big(law, rungs: list[dict], budget: float, batch_tokens: int, max_tokens: float | None = None) -> dict:
+    """The ladder rung the law predicts best at `budget` FLOPs (D = budget / its FLOPs per token, whole batches),
+    among those reading at most `max_tokens` (the corpus's repeat cap: the law knows nothing of repeated data)."""
     n_col = law.config.n_col
-    rows = []
+    rows, capped = [], []
     for r in rungs:
         if n_col not in r:
             raise FitError(f"plan-big: the law's N is {n_col!r}, which the ladder counts do not give")
         D = int(budget / r["flops_per_token"]) // batch_tokens * batch_tokens
         if D <= 0:
             continue
-        rows.append({**r, "tokens": D, "loss": float(law.predict(r[n_col], D))})
+        row = {**r, "tokens": D, "loss": float(law.predict(r[n_col], D))}
+        (capped if max_tokens and D > max_tokens else rows).append(row)
+    if not rows:
+        raise FitError(f"plan-big: every rung needs more than --max-tokens {max_tokens:.3g} tokens at {budget:.3g} FLOPs")
     best = min(rows, key=lambda x: x["loss"])
+    unconstrained = min(rows + capped, key=lambda x: x["loss"])
     lo, hi = law.interval("predict", best[n_col], best["tokens"])
     n_lo, n_hi = law.interval("n_opt", budget)
     d_lo, d_hi = law.interval("d_opt", budget)
@@ -155,7 +160,10 @@ def plan_big(law, rungs: list[dict], budget: float, batch_tokens: int) -> dict:
             "tokens": best["tokens"], "flops": best["tokens"] * best["flops_per_token"],
             "loss_predicted": best["loss"], "loss_interval": [float(lo), float(hi)],
             "neighbours": [{"name": r["name"], "tokens": r["tokens"], "loss": r["loss"]} for r in rows
-                           if abs(r["depth"] - best["depth"]) <= 2]}
+                           if abs(r["depth"] - best["depth"]) <= 2],
+            "max_tokens": max_tokens, "data_limited": unconstrained is not best,
+            "unconstrained": {"name": unconstrained["name"], "tokens": unconstrained["tokens"],
+                              "loss": unconstrained["loss"]}}
 
 
 def predict_run(law, run: pd.Series, noise_sd: float | None) -> dict:
@@ -209,7 +217,10 @@ def plan_md(p: dict) -> str:
             f"[{d[0]:.3g}, {d[1]:.3g}], loss {p['loss_opt']:.4f}. On the ladder: **{p['name']}** (N {p['N']:.3g}) on "
             f"{p['tokens']:,} tokens ({p['flops']:.3g} FLOPs), predicted loss {p['loss_predicted']:.4f} "
             f"[{p['loss_interval'][0]:.4f}, {p['loss_interval'][1]:.4f}]; neighbours: "
-            + ", ".join(f"{x['name']} {x['loss']:.4f}" for x in p["neighbours"]) + ".\n")
+            + ", ".join(f"{x['name']} {x['loss']:.4f}" for x in p["neighbours"]) + "."
+            + (f" **Data-limited:** the law's best rung, {p['unconstrained']['name']}, would read "
+               f"{p['unconstrained']['tokens']:,} tokens, past --max-tokens {p['max_tokens']:.3g}."
+               if p.get("data_limited") else "") + "\n")
 
 
 def confirm_md(c: dict) -> str:
@@ -289,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-largest", action="store_true", help="fit without the largest budget and predict it")
     p.add_argument("--plan-big", type=float, metavar="F", help="the compute-optimal run at F x the largest budget")
     p.add_argument("--overrides", action="store_true", help="with --plan-big: print only its sweep overrides")
+    p.add_argument("--max-tokens", type=float, help="with --plan-big: rungs reading more tokens are left out (the "
+                                                     "corpus's repeat cap, e.g. 5 epochs of it)")
     p.add_argument("--predict-run", type=Path, metavar="RUN_DIR", help="a finished run against the law's prediction")
     p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP)
     a = p.parse_args(argv)
@@ -318,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             found = lawfile.find(a.sweep_dir)
             if found is None:
                 p.error(f"no laws.json for {a.sweep_dir}: run `python -m analysis.report {a.sweep_dir}` first")
+            if note := lawfile.stale(found, a.sweep_dir):
+                p.error(f"{found} is stale{note}")
             laws = lawfile.load(found)
             if laws.surface is None:
                 raise FitError(f"{found}: approach 3 was not fitted ({laws.failures.get('approach 3', '?')})")
@@ -325,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.plan_big:
             spec, batch = batch_tokens_of(a.sweep_dir)
             largest = float(res.runs["budget"].max()) if "budget" in res.runs else float(res.runs[config.c_col].max())
-            plan = plan_big(law, ladder_candidates(spec), a.plan_big * largest, batch)
+            plan = plan_big(law, ladder_candidates(spec), a.plan_big * largest, batch, a.max_tokens)
             plan["factor"] = a.plan_big
             write_block(report_dir, "big_plan", plan, plan_md(plan))
             say(plan_md(plan))

@@ -29,7 +29,8 @@
 #
 # Env: LIMIT (600: the call's limit, s), MARGIN (60), JOBS_PER_GPU (2), ROOT (runs), STATE (.study/runs.tgz),
 # STAGE (/tmp/scalemix_stage), CORPUS (large), EXTRA (more sweep overrides; the CPU test's toy scale),
-# MAX_MIB (15: the tarball's checkpoint budget; a returned file may be 16 MiB).
+# MAX_MIB (15: the tarball's checkpoint budget; a returned file may be 16 MiB), BIG_FACTOR (4), BIG_MAX_TOKENS
+# (786000000: 5 epochs of the large corpus, scale/study.yaml's cap; the law does not model repeated data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
@@ -88,9 +89,15 @@ PLANNED=()
 if [ -n "$GRID" ]; then
   read -r -a EXTRA_ARGS <<< "$EXTRA"     # word-split, never glob-expanded: overrides hold [ ] { }
   ARGS=(+grid=$GRID "sweep.root=$ROOT" "sweep.jobs_per_gpu=$JOBS_PER_GPU" "${EXTRA_ARGS[@]}")
-  if [ "$PHASE" = big ]; then
+  if [ "$PHASE" = big ]; then    # its shape from the grid's law: fit it here first if the state carries none
+    laws=$ROOT/study/report/laws.json
+    if [ ! -f "$laws" ] || [ -n "$(find "$ROOT/study" -name result.json -newer "$laws" | head -n 1)" ]; then
+      python -m analysis.report "$ROOT/study" > "$OUT/report.log" 2>&1 || { tail -n 20 "$OUT/report.log"; exit 3; }
+    fi
     # shellcheck disable=SC2207
-    BIG=($(python -m analysis.holdout "$ROOT/study" --plan-big 4 --overrides)) || { echo "error: no plan for the big run" >&2; exit 3; }
+    BIG=($(python -m analysis.holdout "$ROOT/study" --plan-big "${BIG_FACTOR:-4}" --overrides \
+      --max-tokens "${BIG_MAX_TOKENS:-786000000}")) \
+      || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/study --plan-big 4)" >&2; exit 3; }
     ARGS+=("${BIG[@]}")
   fi
   python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }

@@ -73,6 +73,10 @@ def test_plan_big_picks_the_rung_nearest_the_optimum(law):
     assert plan["loss_interval"][0] <= plan["loss_predicted"] <= plan["loss_interval"][1]
     assert abs(plan["loss_predicted"] / FIXTURE_LAW.loss(plan["N"], plan["tokens"]) - 1) < 0.01
     assert plan["tokens"] == int(C / (6 * plan["N"]))
+    capped = holdout.plan_big(law, rungs, C, batch_tokens=1, max_tokens=plan["tokens"] / 2)   # the corpus's cap
+    assert capped["data_limited"] and capped["tokens"] <= plan["tokens"] / 2 and capped["N"] > plan["N"]
+    assert capped["unconstrained"]["name"] == plan["name"] and "**Data-limited:**" in holdout.plan_md(capped)
+    assert not plan["data_limited"]
     without_n = [{k: v for k, v in r.items() if k != "params_nonembedding"} for r in rungs]
     with pytest.raises(holdout.FitError, match="params_nonembedding"):      # the law's N must be countable
         holdout.plan_big(law, without_n, C, 1)
@@ -101,10 +105,11 @@ def test_command_on_run_directories(tmp_path, capsys):
     assert holdout.main([str(sweep), "--hold-largest", "--bootstrap", "20"]) == 0
     assert (sweep / "report" / "holdout.md").read_text().startswith("## Hold-out")
     assert (sweep / "report" / "figures" / "holdout.png").stat().st_size > 10_000
-    from analysis import report, results
+    from analysis import results
     res = results.load(sweep)
-    ctx = report.build_context(res, res.fit_config(n_bootstrap=20, processes=1))
-    lawfile.save_for_report(sweep / "report", sweep.name, ctx)
+    config = res.fit_config(n_bootstrap=20, processes=1)     # laws.json as the report writes it (approach 3 alone)
+    laws = lawfile.content(sweep.name, config, {"approach 3": approach3.fit(res.runs, config)}, {}, None)
+    lawfile.write(sweep / "report" / "laws.json", laws)
     capsys.readouterr()
     assert holdout.main([str(sweep), "--plan-big", "4", "--overrides"]) == 0
     out = capsys.readouterr().out.strip()
