@@ -100,6 +100,17 @@ if [ -n "$GRID" ]; then
       || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/study --plan-big 4)" >&2; exit 3; }
     ARGS+=("${BIG[@]}")
   fi
+  if [ "$PHASE" != lr ] && [[ " $EXTRA " != *" grid.lr_from=null "* ]]; then
+    # the grid's lrs come from the lr sweep, and a run's lr is part of its id: a partial lr sweep would train runs
+    # that its completion then orphans
+    python sweep.py +grid=study_lr "sweep.root=$ROOT" sweep.dry_run=true > "$OUT/plan_lr.txt" 2>&1
+    need=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan_lr.txt")
+    have=$(find "$ROOT/study-lr" -name result.json 2>/dev/null | wc -l)
+    if [ -z "$need" ] || [ "$have" -lt "$need" ]; then
+      echo "error: the lr sweep has ${have}/${need:-?} runs done: run the lr phase first (its lrs set the grid's)" >&2
+      exit 3
+    fi
+  fi
   python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }
   PLANNED=("$SWEEP=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan.txt")")
   grep -E "^(total|warning)" "$OUT/plan.txt"
