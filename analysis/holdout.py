@@ -11,8 +11,8 @@ interval (bootstrap percentiles: the uncertainty of the fit) and a wider interva
 measured from the sweep's seed replicates in quadrature (what one measured run should fall in); the measured minimum
 is approach 2's vertex at that budget (fitted with every budget) and the lowest run. --plan-big reads the whole
 sweep's laws.json (`python -m analysis.report` first): at C = F x the largest budget, the law's N_opt and D_opt with
-intervals, and the ladder rung (the sweep's own rule, vocab and sequence length) whose loss at D = C / its FLOPs per
-token the law predicts lowest; --overrides prints that run's sweep overrides (grid/study_big.yaml) and nothing else.
+intervals, and the candidate shape (the sweep's own sizes, or the ladder's rungs from --rungs) whose loss at
+D = C / its FLOPs per token the law predicts lowest; --overrides prints that run's sweep overrides (grid/study_big.yaml) and nothing else.
 --predict-run compares a finished run with the law's prediction at its own N and D (interval as above), and says
 whether it is within 1% and inside the interval.
 
@@ -35,7 +35,7 @@ import pandas as pd
 from analysis import lawfile, noise, results
 from analysis.laws import approach2, approach3
 from analysis.laws.common import FitConfig, FitError, usable
-from harness.rundir import atomic_write_bytes, params_compute
+from harness.rundir import atomic_write_bytes
 
 N_BOOTSTRAP = 200          # resamples for the hold-out's intervals: ~10-20 s of approach 3 on 30 runs (bench/README)
 WITHIN = 0.01              # issue 12's target: the 4x run's measured loss within 1% of the prediction
@@ -105,33 +105,19 @@ def hold_largest(runs: pd.DataFrame, config: FitConfig, n_bootstrap: int = N_BOO
     }
 
 
-def ladder_candidates(spec: dict) -> list[dict]:
-    """The rungs of the ladder the sweep's runs come from (GPU or CPU rule, whichever reproduces this spec), with
-    their N conventions and FLOPs per token; model_zoo counts them without building a model."""
-    from model_zoo import count
-    from model_zoo.spec import CPU_RULE, GPU_RULE
-    m = spec["model"]
-    for rule in (GPU_RULE, CPU_RULE):
-        try:
-            same = rule.shape(int(m["n_layers"]), vocab_size=int(m["vocab_size"]), seq_len=int(m["seq_len"]))
-        except ValueError:
-            continue
-        if same.d_model != int(m["d_model"]):
-            continue
-        out = []
-        for depth in range(1, 49):
-            try:
-                s = rule.shape(depth, vocab_size=int(m["vocab_size"]), seq_len=int(m["seq_len"]))
-            except ValueError:
-                continue
-            c = count(s)
-            out.append({"depth": depth, "name": f"L{depth}-d{s.d_model}", "flops_per_token": c.flops_per_token,
-                        "params_compute": params_compute(c.params_active_nonembedding, s.vocab_size, s.d_model),
-                        "params_nonembedding": c.params_nonembedding, "params_total": c.params_total,
-                        "params_active_nonembedding": c.params_active_nonembedding, "params_active": c.params_active})
-        return out
-    raise FitError(f"plan-big: the runs' model (L{m['n_layers']}-d{m['d_model']}) is on neither the GPU nor the CPU "
-                   "ladder rule: choose the run by hand (python -m analysis.recommend)")
+RUNG_KEYS = ("params_compute", "params_nonembedding", "params_total", "params_active_nonembedding", "params_active")
+
+
+def sweep_rungs(runs: pd.DataFrame) -> list[dict]:
+    """The distinct model shapes a sweep trained, as candidates for --plan-big: depth, name, FLOPs per token (the
+    runs' exact flops / tokens) and every N convention the runs table has. A ladder's rungs beyond the sweep's sizes
+    come from a --rungs file instead (bench/study_rungs.py writes the GPU ladder's: analysis counts no models)."""
+    out = []
+    for (layers, d), g in runs.groupby(["n_layers", "d_model"]):
+        out.append({"depth": int(layers), "name": f"L{int(layers)}-d{int(d)}",
+                    "flops_per_token": float(np.median(g["flops"] / g["tokens"])),
+                    **{k: float(g[k].iloc[0]) for k in RUNG_KEYS if k in g}})
+    return sorted(out, key=lambda r: r["flops_per_token"])
 
 
 def plan_big(law, rungs: list[dict], budget: float, batch_tokens: int, max_tokens: float | None = None) -> dict:
@@ -286,11 +272,10 @@ def figure(h: dict, runs: pd.DataFrame, config: FitConfig, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- command line
-def batch_tokens_of(sweep_dir: Path) -> tuple[dict, int]:
-    import yaml
+def batch_tokens_of(sweep_dir: Path) -> int:
+    from harness.rundir import load_yaml
     for spec_path in sorted(sweep_dir.glob("*/spec.yaml")):
-        spec = yaml.safe_load(spec_path.read_text())
-        return spec, int(spec["batch_tokens"])
+        return int(load_yaml(spec_path)["batch_tokens"])
     raise FitError(f"plan-big: no spec.yaml under {sweep_dir}")
 
 
@@ -300,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-largest", action="store_true", help="fit without the largest budget and predict it")
     p.add_argument("--plan-big", type=float, metavar="F", help="the compute-optimal run at F x the largest budget")
     p.add_argument("--overrides", action="store_true", help="with --plan-big: print only its sweep overrides")
+    p.add_argument("--rungs", type=Path, help="with --plan-big: a JSON list of candidate shapes (depth, name, "
+                                               "flops_per_token, params_* counts; bench/study_rungs.py); default: "
+                                               "the sweep's own sizes")
     p.add_argument("--max-tokens", type=float, help="with --plan-big: rungs reading more tokens are left out (the "
                                                      "corpus's repeat cap, e.g. 5 epochs of it)")
     p.add_argument("--predict-run", type=Path, metavar="RUN_DIR", help="a finished run against the law's prediction")
@@ -338,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise FitError(f"{found}: approach 3 was not fitted ({laws.failures.get('approach 3', '?')})")
             law = laws.surface
         if a.plan_big:
-            spec, batch = batch_tokens_of(a.sweep_dir)
+            batch = batch_tokens_of(a.sweep_dir)
+            rungs = json.loads(a.rungs.read_text()) if a.rungs else sweep_rungs(res.runs)
             largest = float(res.runs["budget"].max()) if "budget" in res.runs else float(res.runs[config.c_col].max())
-            plan = plan_big(law, ladder_candidates(spec), a.plan_big * largest, batch, a.max_tokens)
+            plan = plan_big(law, rungs, a.plan_big * largest, batch, a.max_tokens)
             plan["factor"] = a.plan_big
             write_block(report_dir, "big_plan", plan, plan_md(plan))
             say(plan_md(plan))

@@ -2,6 +2,7 @@
 compared, on runs generated from a known law (analysis/synthetic.py), and the command on real run directories."""
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from analysis.laws.common import FitConfig
 from analysis.synthetic import FIXTURE_LAW, isoflop_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_small"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # bench/ is a folder of scripts, not a package
 CFG = FitConfig(n_col="params_nonembedding", c_col="flops", n_bootstrap=40, processes=1)
 BUDGETS = [1e15, 2.3e15, 5.5e15, 1.3e16, 3e16]          # the study's
 
@@ -118,6 +120,13 @@ def test_command_on_run_directories(tmp_path, capsys):
     data = json.loads((sweep / "report" / "laws.json").read_text())
     assert data["big_plan"]["factor"] == 4 and data["big_plan"]["depth"] == int(depth.split("=")[1])
     lawfile.load(sweep / "report" / "laws.json")          # the added entry leaves the file valid
+    from bench.study_rungs import rungs  # the ladder's rungs beyond the sweep's own sizes
+    (tmp_path / "rungs.json").write_text(json.dumps(rungs(sweep)))
+    assert holdout.main([str(sweep), "--plan-big", "4", "--rungs", str(tmp_path / "rungs.json")]) == 0
+    plan = json.loads((sweep / "report" / "laws.json").read_text())["big_plan"]
+    own = {r["name"] for r in holdout.sweep_rungs(results.load(sweep).runs)}
+    assert plan["name"].startswith(f"L{plan['depth']}-") and len(plan["neighbours"]) >= 3
+    assert max(int(x["name"][1:].split("-")[0]) for x in plan["neighbours"]) > max(int(n[1:].split("-")[0]) for n in own)
     text = (sweep / "report" / "holdout.md").read_text()
     assert "## Hold-out" in text and "## The run at" in text          # both blocks kept
     # a run dir that has not finished is refused with the reason
