@@ -227,7 +227,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 run_pool(jobs, launch_dir(config, p), sweep_dir=p.sweep_dir, sweep=p.name, retries=retries,
                          slots=slots, slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
                          threads=int(config.train.runtime.threads or 0),
-                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile == "on"))
+                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile in ("on", "regional")))
                 continue
             for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
                 overrides = [job_overrides(arguments, job, slots, slot_gpus, k) for job in batch]
