@@ -102,7 +102,9 @@ def main(argv=None) -> int:
     print(f"{a.label + ': ' if a.label else ''}{len(rs)} runs, sweep wall {a.wall:.1f} s x {a.slots} slot(s), sum of "
           f"steady-state training {total['time_train_s']:.1f} s, ratio {ratio:.3f} (target <= 1.15), "
           f"training share {1 / ratio:.1%}")
-    if a.solo:
+    if a.solo and not Path(a.solo).is_file():
+        print(f"no solo measurement ({a.solo} is missing): no ratio against the runs' time alone")
+    elif a.solo:
         solo_times(rs, Path(a.solo), a.solo_mode)
         total_solo = sum(r["solo_s"] for r in rs)
         ratio = a.slots * a.wall / total_solo
