@@ -44,28 +44,35 @@ def batch(spec=SPEC, b: int = 4, seed: int = 1):
 
 
 def train(mode: str, spec=SPEC, steps: int = STEPS):
-    """(losses, statistics vectors, final weights) of `steps` AdamW steps through compile_step in `mode`."""
+    """(losses, statistics vectors, the first step's gradients, final weights) of `steps` AdamW steps through
+    compile_step in `mode`."""
     torch.manual_seed(0)
     model = model_zoo.build(spec)
     step = compile_step(LossStep(model, 1e-4, 2), hardware(mode))
     opt = model.configure_optimizer(OptimSpec(lr=1e-2), "cpu")
-    losses, stats = [], []
+    losses, stats, grads = [], [], None
     for _ in range(steps):
         loss, s = step(*batch(spec))   # one batch: the loss falls as it is learnt
         loss.backward()
+        grads = grads or {k: p.grad.clone() for k, p in model.named_parameters()}
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.detach())
         stats.append(s)
-    return torch.stack(losses), torch.stack(stats), model.state_dict()
+    return torch.stack(losses), torch.stack(stats), grads, model.state_dict()
 
 
-def assert_same_training(a, b, rtol: float, atol: float) -> None:
+def assert_same_training(a, b, rtol: float, atol: float, weights: bool = True) -> None:
+    """Losses and statistics of every step, the first step's gradients, and (weights) the final weights: AdamW
+    divides by the gradients' running RMS, so a weight whose gradient is ~0 moves by up to lr on a rounding
+    difference; kernels that round differently (inductor's) are compared by gradients, not weights."""
     torch.testing.assert_close(a[0], b[0], rtol=rtol, atol=atol)
     torch.testing.assert_close(a[1], b[1], rtol=rtol, atol=atol)
-    assert a[2].keys() == b[2].keys()   # the compiled wrappers add no parameters or state_dict keys
+    assert a[2].keys() == b[2].keys() and a[3].keys() == b[3].keys()   # the compiled wrappers add no parameters
     for k in a[2]:
-        torch.testing.assert_close(a[2][k], b[2][k], rtol=rtol, atol=atol, msg=k)
+        torch.testing.assert_close(a[2][k], b[2][k], rtol=10 * rtol, atol=atol, msg=k)
+    for k in a[3] if weights else ():
+        torch.testing.assert_close(a[3][k], b[3][k], rtol=rtol, atol=atol, msg=k)
 
 
 def test_regional_trains_as_whole_and_eager_aot_traced(monkeypatch):
@@ -111,11 +118,10 @@ def test_evaluation_runs_eager_beside_compiled_regions(monkeypatch):
 
 @pytest.mark.slow
 def test_regional_inductor_matches_whole_and_eager():
-    """The real compiler (C++ kernels on the CPU; about a minute on an idle 2-core machine, whole and regional)."""
+    """The real compiler (C++ kernels on the CPU): 6 minutes at load 20 on the 2-core VM, whole and regional."""
     eager, whole, regional = train("off", steps=2), train("on", steps=2), train("regional", steps=2)
-    assert_same_training(whole, eager, rtol=1e-4, atol=1e-5)
-    assert_same_training(regional, eager, rtol=1e-4, atol=1e-5)
-    assert_same_training(regional, whole, rtol=1e-4, atol=1e-5)
+    for a, b in [(whole, eager), (regional, eager), (regional, whole)]:
+        assert_same_training(a, b, rtol=1e-4, atol=1e-5, weights=False)
 
 
 def test_compile_option_is_validated_and_resolved():
