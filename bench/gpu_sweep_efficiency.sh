@@ -13,7 +13,7 @@
 #      (sweeps.timeline); the per-mode solo tokens/s say whether compile=regional is at least as fast as on
 #
 # Settings (environment): COMPILE=regional|on|auto  BUDGETS='[1e15,3e15,1e16]'  SIZES=4  AHEAD=true|false
-#   JOBS_PER_GPU=1  SOLO_MODES='regional on'  SOLO_STEPS=40  BEFORE='[1e15,3e15]' (empty: skipped)
+#   JOBS_PER_GPU=1  SOLO_MODES='$COMPILE on' (on: 'on regional')  SOLO_STEPS=40  BEFORE='[1e15,3e15]' (empty: skipped)
 #   DEADLINE_S=560 (the whole script: a stage is cut to what is left, and the tarball is always written)
 #   GRID_ARGS='scale=gpu data/mixture@data=demo model.vocab_size=2048' (a CPU smoke test of this script: see
 #   bench/README.md "Sweep efficiency on a GPU")
@@ -28,7 +28,8 @@ BUDGETS=${BUDGETS:-[1e15,3e15,1e16]}
 SIZES=${SIZES:-4}
 AHEAD=${AHEAD:-true}
 JOBS_PER_GPU=${JOBS_PER_GPU:-1}
-SOLO_MODES=${SOLO_MODES:-regional on}
+OTHER=on; [ "$COMPILE" = on ] && OTHER=regional
+SOLO_MODES=${SOLO_MODES:-$COMPILE $OTHER}   # the sweep's mode first (the ratio needs every shape in it)
 SOLO_STEPS=${SOLO_STEPS:-40}
 BEFORE=${BEFORE:-}
 GRID_ARGS=${GRID_ARGS:-scale=gpu data/mixture@data=demo model.vocab_size=2048}

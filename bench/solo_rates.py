@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     if not found:
         print(f"no runs under {a.sweep_dir}", file=sys.stderr)
         return 1
-    for spec, runtime, runs in found.values():   # each shape in every mode before the next: a cut-off call keeps pairs
-        for mode in a.compile:
+    for mode in a.compile:   # every shape in the first mode (the ratio's) before the next: a cut-off call keeps it
+        for spec, runtime, runs in found.values():
             t = time.perf_counter()
             row = solo(spec, runtime, mode, a.steps, a.log_every, root)
             m = spec.model
