@@ -266,11 +266,20 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
         return out + [("para", made + f" Not run yet: `sh {Path(sweep_dir) / 'confirm.sh'}` trains it.")]
     mixes, plan = saved["mixtures"], saved.get("curriculum")
     conf = load_runs([str(conf_dir)])
+    # only runs of the saved mixtures (to the 6 decimals the command wrote): an earlier recommendation's runs in the
+    # same directory would otherwise be matched to the nearest mixture
+    M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
+    Wc = conf[[W_PREFIX + d for d in law.domains]].fillna(0).to_numpy(float)
+    exact = np.abs(Wc[:, None, :] - M[None]).max(-1).min(1) < 1e-5
+    stale = int((~exact).sum())
+    conf = conf[exact].reset_index(drop=True)
+    if not len(conf):
+        return out + [("para", made + f" The confirmation directory {conf_dir} holds no run of the saved mixtures "
+                                      f"({stale} runs of other mixtures): rerun `sh {Path(sweep_dir) / 'confirm.sh'}`.")]
     cur_dir = Path(sweep_dir).parent / saved["curriculum_dir"] if saved.get("curriculum_dir") else None
     cur = load_runs([str(cur_dir)]) if cur_dir and any(cur_dir.glob("*/result.json")) else None
     cur_name = plan["name"] if plan else "curriculum"
     cmp = compare_confirmation(law, conf, mixes, size_law, cur, cur_name)
-    M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
     which, vals = _match(law, conf, M), law.objective.value(conf)
     groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
     if cur is not None and len(cur):
@@ -278,7 +287,9 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
     lines = verdicts(cmp, groups, law.config.ci_level)
     out.append(("para", made + f" Confirmation: {len(conf)} runs at N = {conf[law.config.n_col].median():.3g}, "
                               f"D = {conf[law.config.d_col].median():.3g}" + (f" (+ {len(cur)} curriculum runs)"
-                                                                               if cur is not None else "") + "."))
+                                                                               if cur is not None else "") + "."
+                        + (f" {stale} run(s) of other mixtures in that directory (an earlier recommendation's) are "
+                           "left out." if stale else "")))
     cols = {"mixture": cmp["mixture"], "runs": cmp["runs"],
             "measured (mean ± seed sd)": [f"{m:.4f} ± {s:.4f}" if np.isfinite(s) else f"{m:.4f}"
                                           for m, s in zip(cmp["measured"], cmp["seed std"])]}
