@@ -80,9 +80,15 @@ stage replicates 20 $PY sweep.py $GRID grid.mixtures.samples=1 grid.mixtures.inc
 stage recommend 45 $PY -m analysis.mixing_report "$SW" --tokens-factor "$FACTOR" --seeds $SEEDS \
   --curriculum none --bootstrap "$BOOT" --sweep-args "$COMMON"
 if [ -f "$SW/confirm.sh" ]; then
-  # its sweep line only: the main report below does the comparison (confirm.sh's last line would fit the laws again)
+  # its sweep line only: the comparison (confirm.sh's last line) runs below, beside the main report
   grep ' sweep.py ' "$SW/confirm.sh" > "$SW/confirm_sweep.sh"
   stage confirm_sweep 60 env PYTHON="$PY" sh -e "$SW/confirm_sweep.sh"
 fi
-stage report 100 $PY -m analysis.report "$SW" --bootstrap "$BOOT"
+# the main report, and beside it (16 cores: no extra wall time) mixing_report's own comparison of the confirmation
+# (mixture_confirmation.md/.csv/.png), so the confirmation's numbers come back even if the main report runs out of time
+stage report 100 $PY -m analysis.report "$SW" --bootstrap "$BOOT" &
+if [ -d "$ROOT/${NAME}_confirm" ]; then
+  stage compare 100 $PY -m analysis.mixing_report "$SW" --confirm "$ROOT/${NAME}_confirm" --bootstrap "$BOOT" &
+fi
+wait
 echo "end $(date -u), $(( $(date +%s) - START )) s" | tee -a "$LOGS/times.txt"
