@@ -625,6 +625,9 @@ def main(argv: list[str] | None = None) -> None:
         saved = json.loads(mixes_file.read_text())
         mixes, plan = saved["mixtures"], saved.get("curriculum")
         conf = load_runs([args.confirm])
+        M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
+        Wc = conf[[W_PREFIX + d for d in law.domains]].fillna(0).to_numpy(float)
+        conf = conf[np.abs(Wc[:, None, :] - M[None]).max(-1).min(1) < 1e-5].reset_index(drop=True)  # saved mixtures
         cur = load_runs([args.curriculum_dir]) if args.curriculum_dir else None
         size_law = size_law_for(law, runs, objective, cfg)
         cmp = compare_confirmation(law, conf, mixes, size_law, cur, plan["name"] if plan else "curriculum")
