@@ -218,7 +218,7 @@ def score_suite(scorer: Scorer, suite: Suite) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
-             device: torch.device | str = "cpu", n_docs: int = DEFAULT_ITEMS, max_batch_tokens: int = 16384,
+             device: torch.device | str = "cpu", n_docs: int = DEFAULT_ITEMS, max_batch_tokens: int | None = None,
              autocast: Callable[[], AbstractContextManager] | None = None,
              suite: Suite | None = None) -> dict[str, float | str]:
     """Run downstream tasks on `model`; return the flat result columns (the module docstring lists them).

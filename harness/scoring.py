@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # Padded tokens per forward when the caller gives none. The logits are only made for continuation positions, so
 # a batch holds [tokens, d_model] activations, not [tokens, vocab] logits: a GPU takes large batches (fewer, fuller
@@ -180,7 +181,7 @@ class Scorer:
             for a in range(0, n_predict, HEAD_CHUNK):
                 logits = head(h[a:a + HEAD_CHUNK]).float()
                 t = target[a:a + HEAD_CHUNK, None]
-                token_logp.append((logits.gather(-1, t) - logits.logsumexp(-1, keepdim=True))[:, 0])
+                token_logp.append(F.log_softmax(logits, -1).gather(-1, t)[:, 0])   # one fused pass over vocab
                 hit.append(logits.argmax(-1) == t[:, 0])
         per_pos = torch.zeros(n_rows * width, dtype=torch.float64, device=flat.device)
         per_pos[where] = torch.cat(token_logp).double()
