@@ -65,14 +65,16 @@ def one(law, width, centring, noise, sizes, seed, boot, methods):
 
 
 def _fit(t, cfg, m):
-    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes (no `shared` fallback)."""
+    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes and whatever the F test
+    says (no `shared` fallback)."""
     if m != "per-budget":
         return approach2.fit(t, cfg, method=m)
-    saved, approach2.SHAPE_DOF = approach2.SHAPE_DOF, -np.inf
+    saved = approach2.SHAPE_DOF, approach2.SHARE_P
+    approach2.SHAPE_DOF, approach2.SHARE_P = -np.inf, np.inf
     try:
         return approach2.fit(t, cfg, method="shape")
     finally:
-        approach2.SHAPE_DOF = saved
+        approach2.SHAPE_DOF, approach2.SHARE_P = saved
 
 
 def demo_grid(reps, boot):
@@ -108,7 +110,8 @@ def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS
                         cover = ((a[:, 1] <= law.a) & (law.a <= a[:, 2]))[ok]
                         rows.append({"law": name, "noise": noise, "width": width, "centring": shift, "method": m,
                                      "bias": np.nanmean(err), "se": np.nanstd(err) / np.sqrt(ok.sum()),
-                                     "sd": np.nanstd(err), "coverage": cover.mean(), "failed": int((~ok).sum())})
+                                     "sd": np.nanstd(err), "coverage": cover.mean(), "n": int(ok.sum()),
+                                     "width_ci": np.nanmean(a[:, 2] - a[:, 1]), "failed": int((~ok).sum())})
                     r = rows[-len(methods):]
                     print(f"{name:26s} noise {noise:.3f} width {width} {shift:8s}  " + "  ".join(
                         f"{x['method']}: {x['bias']:+.4f} (cov {x['coverage']:.0%})" for x in r), flush=True)
@@ -121,9 +124,10 @@ def speed(methods):
     for m in methods:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             approach2.fit(t, FitConfig(n_bootstrap=1000, processes=2), method=m)
-            print(f"approach 2 {m}: {len(t)} points, 1000 bootstraps: {time.perf_counter() - t0:.2f} s")
+            print(f"approach 2 {m}: {len(t)} points, 1000 bootstraps: {time.perf_counter() - t0:.2f} s "
+                  f"({time.process_time() - c0:.2f} s CPU, load {os.getloadavg()[0]:.1f})")
     for m in ("grid", "vp"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
