@@ -65,16 +65,16 @@ def one(law, width, centring, noise, sizes, seed, boot, methods):
 
 
 def _fit(t, cfg, m):
-    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes and whatever the F test
-    says (no `shared` fallback)."""
+    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes and whatever BIC says
+    (no `shared` fallback)."""
     if m != "per-budget":
         return approach2.fit(t, cfg, method=m)
-    saved = approach2.SHAPE_DOF, approach2.SHARE_P
-    approach2.SHAPE_DOF, approach2.SHARE_P = -np.inf, np.inf
+    saved = approach2.SHAPE_DOF, approach2.bic_difference
+    approach2.SHAPE_DOF, approach2.bic_difference = -np.inf, lambda *a: -np.inf
     try:
         return approach2.fit(t, cfg, method="shape")
     finally:
-        approach2.SHAPE_DOF, approach2.SHARE_P = saved
+        approach2.SHAPE_DOF, approach2.bic_difference = saved
 
 
 def demo_grid(reps, boot):

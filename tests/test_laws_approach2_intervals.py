@@ -1,5 +1,5 @@
 """Approach 2's default on grids that defeated it (1-decade, drifting), its choice between one shared profile shape
-and one per budget (an F test), and the widening of its intervals by the optima's scatter about the power law."""
+and one per budget (BIC), and the widening of its intervals by the optima's scatter about the power law."""
 import os
 import sys
 import warnings
@@ -56,23 +56,24 @@ def test_widen_scales_every_interval_about_the_estimate():
 
 
 def test_one_law_shares_its_shape_and_different_laws_do_not():
-    """Budgets from one law (1% noise, 16 sizes): the F test does not reject one (a, b) and the default shares it,
-    saying why. Budgets whose coefficients differ (the loss of each budget its own law): rejected, per budget."""
+    """Budgets from one law (1% noise, 16 sizes): BIC prefers one (a, b) and the default shares it, saying why.
+    Budgets whose coefficients differ (the loss of each budget its own law): one each."""
     one = fit(isoflop_table(ASYM, BUDGETS, sizes_per_budget=16, span=100, noise=0.01, seed=2))
-    assert (one.points["profile"] == "shared").all() and one.points["share_p"].iloc[0] >= approach2.SHARE_P
-    assert any("consistent with one shared (a, b)" in w for w in one.warnings)
-    assert "F test p =" in one.describe_method()
+    assert (one.points["profile"] == "shared").all() and one.points["share_dbic"].iloc[0] > 0
+    assert any("one shared (a, b) describes the budgets' profiles" in w for w in one.warnings)
+    assert "BIC lower by" in one.describe_method()
     parts = [isoflop_table(KnownLaw(E=1.8, A=1500.0 * 3 ** i, B=400.0 / 2 ** i, alpha=0.5, beta=0.25), [C],
                            sizes_per_budget=16, span=100, noise=0.01, seed=i) for i, C in enumerate(BUDGETS)]
     t = pd.concat(parts, ignore_index=True).assign(run_id=lambda d: [f"r{i}" for i in range(len(d))])
     own = fit(t)
-    assert (own.points["profile"] == "per budget").all() and own.points["share_p"].iloc[0] < approach2.SHARE_P
+    assert (own.points["profile"] == "per budget").all() and own.points["share_dbic"].iloc[0] < 0
 
 
-def test_share_test_p_value():
-    from scipy import stats
-    assert approach2.share_test(1.0, 1.5, 8, 100, 10.0) == pytest.approx(stats.f.sf(0.5 / 8 / 0.01, 8, 100))
-    assert approach2.share_test(1e-20, 1e-19, 8, 100, 10.0) == 1.0        # one law fits exactly: nothing to reject
+def test_bic_difference():
+    """n log(SSE ratio) + extra log n: per budget must cut the SSE by more than the extra coefficients' penalty."""
+    assert approach2.bic_difference(1.0, 1.5, 100, 8, 10.0) == pytest.approx(100 * np.log(1 / 1.5) + 8 * np.log(100))
+    assert approach2.bic_difference(1.0, 1.1, 100, 8, 10.0) > 0 > approach2.bic_difference(1.0, 1.5, 100, 8, 10.0)
+    assert approach2.bic_difference(1e-20, 1e-19, 100, 8, 10.0) == np.inf      # one law fits exactly
 
 
 def test_one_decade_drifting_grids_are_unbiased_and_covered():
@@ -99,7 +100,7 @@ def test_public_data_intervals_cover_the_authors(name):
     file, a_pub, *_ = pub.PUBLISHED[name]
     f = fit(pub.load(BENCH / "data" / file), FitConfig(n_col="params_total", c_col="flops", n_bootstrap=200,
                                                         processes=1))
-    assert (f.points["profile"] == "per budget").all()                    # the F test rejects one shared shape
+    assert (f.points["profile"] == "per budget").all()                    # BIC rejects one shared shape
     assert any("Birge ratio" in w for w in f.warnings)
     lo, hi = f.n_opt.a_ci
     assert lo <= a_pub <= hi and abs(f.n_opt.a - a_pub) <= 0.013
