@@ -177,6 +177,31 @@ def summarise(df: pd.DataFrame) -> None:
     piv = df.pivot_table(index=["law", "noise", "width", "centring"], columns="method",
                          values=["bias", "coverage"]).round(3)
     print(piv.to_string())
+    if "width_ci" in df:
+        print(markdown(df))
+
+
+def markdown(df: pd.DataFrame, first: str = "shape", second: str = "parabola") -> str:
+    """bench/README.md's tables: per method and width, over cells (max |bias|, the largest |bias| / its standard error,
+    mean and lowest coverage, cells under 0.85, mean interval width, mean sd of the exponent over seeds); then per cell
+    `first`'s bias and coverage beside `second`'s bias."""
+    out = ["| method | width (decades) | max abs bias | max abs bias / se | mean coverage | lowest cell | cells < 0.85 "
+           "| mean 90% width | sd of a |", "|---|---|---|---|---|---|---|---|---|"]
+    for (m, w), g in df.groupby(["method", "width"]):
+        worst = g.loc[g["bias"].abs().idxmax()]
+        out.append(f"| {m} | {w:g} | {worst['bias']:+.4f} | {abs(worst['bias']) / worst['se']:.1f} | "
+                   f"{g['coverage'].mean():.3f} | {g['coverage'].min():.2f} | {(g['coverage'] < 0.85).sum()} of {len(g)} "
+                   f"| {g['width_ci'].mean():.4f} | {g['sd'].mean():.4f} |")
+    out += ["", f"| law | width | {' | '.join(CENTRING)} |", "|---|---|" + "---|" * len(CENTRING)]
+    for (law, w), g in df.groupby(["law", "width"], sort=False):
+        cells = []
+        for c in CENTRING:
+            a = g[(g["centring"] == c) & (g["method"] == first)]
+            b = g[(g["centring"] == c) & (g["method"] == second)]
+            cells.append("" if a.empty else f"{a['bias'].iloc[0]:+.4f}, {a['coverage'].iloc[0]:.2f}"
+                         + ("" if b.empty else f" \\| {b['bias'].iloc[0]:+.4f}"))
+        out.append(f"| {law} | {w:g} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
