@@ -96,13 +96,13 @@ def demo_grid(reps, boot):
               f"{np.nanmean(r[:, 2] - r[:, 1]):.3f}", flush=True)
 
 
-def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS)):
+def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS), seed0=1000):
     rows = []
     for name, law in ((n, LAWS[n]) for n in laws):
         for noise in noises:
             for width in widths:
                 for shift in centrings:
-                    res = [one(law, width, shift, noise, sizes, 1000 + s, boot, methods) for s in range(reps)]
+                    res = [one(law, width, shift, noise, sizes, seed0 + s, boot, methods) for s in range(reps)]
                     for m in methods:
                         a = np.array([r[m] for r in res])
                         err = a[:, 0] - law.a
@@ -144,6 +144,7 @@ def main():
     p.add_argument("--reps", type=int, default=24)
     p.add_argument("--boot", type=int, default=200)
     p.add_argument("--sizes", type=int, default=30)
+    p.add_argument("--seed0", type=int, default=1000, help="seeds seed0 .. seed0 + reps - 1 (more seeds for a cell)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
     p.add_argument("--methods", nargs="+", default=list(approach2.METHODS))
     p.add_argument("--law", type=int, nargs="+", default=list(range(len(LAWS))), help="indices into LAWS")
@@ -164,13 +165,29 @@ def main():
         summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))
         return
     widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else (a.widths, tuple(CENTRING))
-    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law])
+    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law], a.seed0)
     if a.out:
         df.to_csv(a.out, index=False)
     summarise(df)
 
 
+def pool(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the same cell and method from several runs (other seeds: --seed0) as one row over all their seeds."""
+    keys = ["law", "noise", "width", "centring", "method"]
+
+    def merged(g):
+        n = g["n"].to_numpy(float)
+        bias = np.average(g["bias"], weights=n)
+        sd = np.sqrt(np.average(g["sd"] ** 2 + (g["bias"] - bias) ** 2, weights=n))
+        return pd.Series({"bias": bias, "se": sd / np.sqrt(n.sum()), "sd": sd,
+                          "coverage": np.average(g["coverage"], weights=n), "n": int(n.sum()),
+                          "width_ci": np.average(g["width_ci"], weights=n), "failed": int(g["failed"].sum())})
+    return df.groupby(keys, sort=False).apply(merged).reset_index()
+
+
 def summarise(df: pd.DataFrame) -> None:
+    if "n" in df and df.duplicated(["law", "noise", "width", "centring", "method"]).any():
+        df = pool(df)
     summary = df.groupby("method").agg(max_abs_bias=("bias", lambda x: x.abs().max()),
                                        mean_coverage=("coverage", "mean"), min_coverage=("coverage", "min"))
     print(summary.to_string())
