@@ -207,8 +207,8 @@ def markdown(df: pd.DataFrame, first: str = "shape", second: str = "parabola") -
     for (m, w), g in df.groupby(["method", "width"]):
         worst = g.loc[g["bias"].abs().idxmax()]
         out.append(f"| {m} | {w:g} | {worst['bias']:+.4f} | {abs(worst['bias']) / worst['se']:.1f} | "
-                   f"{g['coverage'].mean():.3f} | {g['coverage'].min():.2f} | {(g['coverage'] < 0.85).sum()} of {len(g)} "
-                   f"| {g['width_ci'].mean():.4f} | {g['sd'].mean():.4f} |")
+                   f"{g['coverage'].mean():.3f} | {g['coverage'].min():.2f} | "
+                   f"{(g['coverage'] < 0.85).sum()} of {len(g)} | {g['width_ci'].mean():.4f} | {g['sd'].mean():.4f} |")
     out += ["", f"| law | width | {' | '.join(CENTRING)} |", "|---|---|" + "---|" * len(CENTRING)]
     for (law, w), g in df.groupby(["law", "width"], sort=False):
         cells = []

@@ -22,8 +22,8 @@ exact). Power laws N_opt = k C^a and D_opt = k' C^b are fitted through the verti
 runs within each budget (whole runs across budgets for curve slices) and refits every vertex; where the budgets'
 optima scatter about the power law more than those refits explain, the samples are spread by the Birge ratio
 (lack_of_fit, widen). A budget whose vertex lies outside its sizes, or has fewer than BRACKET_MIN sizes on a
-side, draws a warning and is marked in `points` (sizes_below, sizes_above, bracketed). With slices=True, points are also taken where training
-curves pass each budget and the schedule allows (analysis/laws/slices.py).
+side, draws a warning and is marked in `points` (sizes_below, sizes_above, bracketed). With slices=True, points
+are also taken where training curves pass each budget and the schedule allows (analysis/laws/slices.py).
 """
 from __future__ import annotations
 
@@ -195,16 +195,17 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple
                                  np.log(np.concatenate([g[1] for g in groups])), np.concatenate([g[3] for g in groups]),
                                  np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(groups)]), shared=shared)
 
+    one = profiles(True)
     if method == "shared":
-        return profiles(True), isoshape.fit(profiles(True)), float("nan")
+        return one, isoshape.fit(one), float("nan")
     if per_budget_dof(groups) < SHAPE_DOF:
         if notes is not None:
             notes.append(f"approach 2: {per_budget_dof(groups):.2g} residual degrees of freedom per budget are too few "
                          f"to fit each budget's shape (>= {SHAPE_DOF} wanted): the profiles share one (a, b), each "
                          "budget keeping its own offset (method `shared`); add sizes per budget for independent "
                          "profiles")
-        return profiles(True), isoshape.fit(profiles(True)), float("nan")
-    own, one = profiles(False), profiles(True)
+        return one, isoshape.fit(one), float("nan")
+    own = profiles(False)
     # (each its own global search: started from the per-budget exponents, the shared fit stopped in local optima
     # where a 1-decade grid left those wild, and the comparison then rejected one law on data drawn from one)
     f_own, f_one = isoshape.fit(own), isoshape.fit(one)
@@ -322,9 +323,10 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.
             chi2[col] = lack_of_fit(logC, np.log(pts[col].to_numpy(float)), xs)
             law.samples, law.ci_level = widen(samples[:, cols], law, chi2[col]), cfg.ci_level
         if any(v > 1 for v in chi2.values()):
-            notes.append("approach 2: the budgets' optima scatter about the power laws more than the bootstrap's errors "
-                         "of each explain (chi^2/dof " + ", ".join(f"{k} {v:.2g}" for k, v in chi2.items()) + "): their "
-                         "intervals are widened by the Birge ratio sqrt(chi^2/dof)")
+            ratios = ", ".join(f"{k} {v:.2g}" for k, v in chi2.items())
+            notes.append(f"approach 2: the budgets' optima scatter about the power laws more than the bootstrap's "
+                         f"errors of each explain (chi^2/dof {ratios}): their intervals are widened by the Birge ratio "
+                         "sqrt(chi^2/dof)")
         # The shape methods' exponent interval is the basic bootstrap interval (Davison and Hinkley 1997, 5.2),
         # the percentiles reflected about the estimate: over 16 cells of bench/isoflop_bias.py (2-3 decades, 4
         # centrings, 2 laws, 12 seeds, 30 sizes) the percentile interval covered 0.85 on average although the
@@ -364,7 +366,8 @@ def resample_weights_within(groups, cfg: FitConfig, clusters=None) -> list[np.nd
 
 
 def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX,
-              pts: pd.DataFrame | None = None, clusters=None, notes: list[str] | None = None) -> np.ndarray:
+              pts: pd.DataFrame | None = None, clusters=None,
+              notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[n, 4] samples of (log k_N, a_N, log k_D, a_D), each resample refitting every budget's vertex, and the vertices
     (log N_opt, log D_opt [n, G]) of the budgets the full-data fit kept."""
     Ws = resample_weights_within(groups, cfg, clusters)
