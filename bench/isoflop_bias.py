@@ -65,14 +65,16 @@ def one(law, width, centring, noise, sizes, seed, boot, methods):
 
 
 def _fit(t, cfg, m):
-    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes (no `shared` fallback)."""
+    """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes and whatever BIC says
+    (no `shared` fallback)."""
     if m != "per-budget":
         return approach2.fit(t, cfg, method=m)
-    saved, approach2.SHAPE_DOF = approach2.SHAPE_DOF, -np.inf
+    saved = approach2.SHAPE_DOF, approach2.bic_difference
+    approach2.SHAPE_DOF, approach2.bic_difference = -np.inf, lambda *a: -np.inf
     try:
         return approach2.fit(t, cfg, method="shape")
     finally:
-        approach2.SHAPE_DOF = saved
+        approach2.SHAPE_DOF, approach2.bic_difference = saved
 
 
 def demo_grid(reps, boot):
@@ -94,13 +96,13 @@ def demo_grid(reps, boot):
               f"{np.nanmean(r[:, 2] - r[:, 1]):.3f}", flush=True)
 
 
-def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS)):
+def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS), seed0=1000):
     rows = []
     for name, law in ((n, LAWS[n]) for n in laws):
         for noise in noises:
             for width in widths:
                 for shift in centrings:
-                    res = [one(law, width, shift, noise, sizes, 1000 + s, boot, methods) for s in range(reps)]
+                    res = [one(law, width, shift, noise, sizes, seed0 + s, boot, methods) for s in range(reps)]
                     for m in methods:
                         a = np.array([r[m] for r in res])
                         err = a[:, 0] - law.a
@@ -108,7 +110,8 @@ def study(reps, boot, noises, widths, centrings, sizes, methods, laws=tuple(LAWS
                         cover = ((a[:, 1] <= law.a) & (law.a <= a[:, 2]))[ok]
                         rows.append({"law": name, "noise": noise, "width": width, "centring": shift, "method": m,
                                      "bias": np.nanmean(err), "se": np.nanstd(err) / np.sqrt(ok.sum()),
-                                     "sd": np.nanstd(err), "coverage": cover.mean(), "failed": int((~ok).sum())})
+                                     "sd": np.nanstd(err), "coverage": cover.mean(), "n": int(ok.sum()),
+                                     "width_ci": np.nanmean(a[:, 2] - a[:, 1]), "failed": int((~ok).sum())})
                     r = rows[-len(methods):]
                     print(f"{name:26s} noise {noise:.3f} width {width} {shift:8s}  " + "  ".join(
                         f"{x['method']}: {x['bias']:+.4f} (cov {x['coverage']:.0%})" for x in r), flush=True)
@@ -121,9 +124,10 @@ def speed(methods):
     for m in methods:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             approach2.fit(t, FitConfig(n_bootstrap=1000, processes=2), method=m)
-            print(f"approach 2 {m}: {len(t)} points, 1000 bootstraps: {time.perf_counter() - t0:.2f} s")
+            print(f"approach 2 {m}: {len(t)} points, 1000 bootstraps: {time.perf_counter() - t0:.2f} s "
+                  f"({time.process_time() - c0:.2f} s CPU, load {os.getloadavg()[0]:.1f})")
     for m in ("grid", "vp"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -140,6 +144,7 @@ def main():
     p.add_argument("--reps", type=int, default=24)
     p.add_argument("--boot", type=int, default=200)
     p.add_argument("--sizes", type=int, default=30)
+    p.add_argument("--seed0", type=int, default=1000, help="seeds seed0 .. seed0 + reps - 1 (more seeds for a cell)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
     p.add_argument("--methods", nargs="+", default=list(approach2.METHODS))
     p.add_argument("--law", type=int, nargs="+", default=list(range(len(LAWS))), help="indices into LAWS")
@@ -160,19 +165,60 @@ def main():
         summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))
         return
     widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else (a.widths, tuple(CENTRING))
-    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law])
+    df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law], a.seed0)
     if a.out:
         df.to_csv(a.out, index=False)
     summarise(df)
 
 
+def pool(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the same cell and method from several runs (other seeds: --seed0) as one row over all their seeds."""
+    keys = ["law", "noise", "width", "centring", "method"]
+
+    def merged(g):
+        n = g["n"].to_numpy(float)
+        bias = np.average(g["bias"], weights=n)
+        sd = np.sqrt(np.average(g["sd"] ** 2 + (g["bias"] - bias) ** 2, weights=n))
+        return pd.Series({"bias": bias, "se": sd / np.sqrt(n.sum()), "sd": sd,
+                          "coverage": np.average(g["coverage"], weights=n), "n": int(n.sum()),
+                          "width_ci": np.average(g["width_ci"], weights=n), "failed": int(g["failed"].sum())})
+    return df.groupby(keys, sort=False).apply(merged).reset_index()
+
+
 def summarise(df: pd.DataFrame) -> None:
+    if "n" in df and df.duplicated(["law", "noise", "width", "centring", "method"]).any():
+        df = pool(df)
     summary = df.groupby("method").agg(max_abs_bias=("bias", lambda x: x.abs().max()),
                                        mean_coverage=("coverage", "mean"), min_coverage=("coverage", "min"))
     print(summary.to_string())
     piv = df.pivot_table(index=["law", "noise", "width", "centring"], columns="method",
                          values=["bias", "coverage"]).round(3)
     print(piv.to_string())
+    if "width_ci" in df:
+        print(markdown(df))
+
+
+def markdown(df: pd.DataFrame, first: str = "shape", second: str = "parabola") -> str:
+    """bench/README.md's tables: per method and width, over cells (max |bias|, the largest |bias| / its standard error,
+    mean and lowest coverage, cells under 0.85, mean interval width, mean sd of the exponent over seeds); then per cell
+    `first`'s bias and coverage beside `second`'s bias."""
+    out = ["| method | width (decades) | max abs bias | max abs bias / se | mean coverage | lowest cell | cells < 0.85 "
+           "| mean 90% width | sd of a |", "|---|---|---|---|---|---|---|---|---|"]
+    for (m, w), g in df.groupby(["method", "width"]):
+        worst = g.loc[g["bias"].abs().idxmax()]
+        out.append(f"| {m} | {w:g} | {worst['bias']:+.4f} | {abs(worst['bias']) / worst['se']:.1f} | "
+                   f"{g['coverage'].mean():.3f} | {g['coverage'].min():.2f} | "
+                   f"{(g['coverage'] < 0.85).sum()} of {len(g)} | {g['width_ci'].mean():.4f} | {g['sd'].mean():.4f} |")
+    out += ["", f"| law | width | {' | '.join(CENTRING)} |", "|---|---|" + "---|" * len(CENTRING)]
+    for (law, w), g in df.groupby(["law", "width"], sort=False):
+        cells = []
+        for c in CENTRING:
+            a = g[(g["centring"] == c) & (g["method"] == first)]
+            b = g[(g["centring"] == c) & (g["method"] == second)]
+            cells.append("" if a.empty else f"{a['bias'].iloc[0]:+.4f}, {a['coverage'].iloc[0]:.2f}"
+                         + ("" if b.empty else f" \\| {b['bias'].iloc[0]:+.4f}"))
+        out.append(f"| {law} | {w:g} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
