@@ -212,7 +212,8 @@ def _default(cls, name: str):
 class Runtime:
     """How a run executes; not part of run_id. Defaults pick the best for the machine."""
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    compile: str = "auto"            # auto (on for CUDA) | on | off
+    compile: str = "auto"            # auto (CUDA: harness.device.CUDA_AUTO_COMPILE; CPU: off) | on (whole step) |
+                                     # regional (each block, head + loss) | off
     precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     micro_batch_size: int = 0        # sequences per forward (per rank); 0: a rank's whole share (accumulate when smaller)
     checkpoint_every: int = 0        # steps; 0: about 10 checkpoints per run
