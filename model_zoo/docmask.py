@@ -115,11 +115,12 @@ def block_mask(documents: torch.Tensor):
                                     mask_mod=same_document_causal, seq_lengths=(T, T))
 
 
-# The guard of the flex path. False: the dense boolean mask through SDPA on CUDA too. The first flex path crashed
-# with "CUDA error: an illegal memory access" on an H200 (torch 2.11, bench/README.md); this one pads the ids
-# (padded_documents) and builds the BlockMask itself. Set it to True once `bench/gpu_docmask.sh` reports flex in
-# agreement with the dense mask and faster than it on the GPU.
-USE_FLEX = False
+# The guard of the flex path (True: CUDA runs inside torch.compile take it; False: the dense boolean mask through
+# SDPA everywhere). The first flex path crashed with "CUDA error: an illegal memory access" on an H200; this one
+# pads the ids (padded_documents) and builds the BlockMask itself, and `bench/gpu_docmask.sh` found it in agreement
+# with the dense mask (logits and gradients, fp32 and bf16, T = 1023) and faster than it at every width it timed
+# (bench/README.md, "GPU checks, 2026-12-01 18:2x-18:3x UTC"). Set it to False to fall back to the dense mask.
+USE_FLEX = True
 
 
 def wants_flex(documents: torch.Tensor) -> bool:
