@@ -37,8 +37,9 @@ mixture-confirm:
 		--tokens-factor $(MIX_FACTOR) --sweep-args "$(MIX_ARGS)"
 	PYTHON=$(PYTHON) sh runs/$(MIX)/confirm.sh
 
+# prepare returns at once when data/demo is built from the current recipe (and rebuilds one from an older recipe)
 demo:
-	@test -f "$${SCALEMIX_DATA:-data}/demo/manifest.json" || $(PYTHON) -m harness.data.prepare corpus=demo
+	$(PYTHON) -m harness.data.prepare corpus=demo
 	$(PYTHON) sweep.py +grid=$(SWEEP)
 	$(PYTHON) -m analysis.report runs/$(SWEEP)
 

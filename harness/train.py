@@ -532,7 +532,8 @@ class Trainer:
         # each domain's unique train tokens: analysis derives the natural mixture and repetition caps from them
         row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
                     for d in self.corpus.domains})
-        row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
+        # the corpus's one hash (tokenizer and shards; harness.data.prepare.corpus_sha256): the report names it
+        row.update(corpus_sha256=self.corpus.corpus_sha256, rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         if self.d.sharded:
             row.update(world_size=self.d.world, parallel=self.d.parallel)
         if self.flops_masked is not None:   # `flops` keeps the grid's convention; this one counts the mask
