@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model_zoo import docmask
-from model_zoo.chunked_ce import chunked_head_losses
+from model_zoo.chunked_ce import chunked_head_loss, chunked_head_losses
 from model_zoo.output import ModelOutput
 from model_zoo.spec import ModelSpec
 
@@ -143,10 +143,11 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, documents=None):
+    def forward(self, idx, targets=None, documents=None, z_loss: float | None = None):
         """documents: None (every position attends to all earlier ones), or [B, T] document ids
         (model_zoo.docmask.document_ids): attention within each document, RoPE positions restarting
-        at each document's first position."""
+        at each document's first position. z_loss: the caller's loss is mean CE + z_loss * mean(lse^2); where the
+        head is the eager CPU one, it returns that loss (ModelOutput.head_loss), computed fused."""
         T = idx.shape[1]
         assert T <= self.spec.seq_len, f"sequence of {T} tokens > model.seq_len={self.spec.seq_len}"
         if documents is None:
@@ -162,7 +163,10 @@ class Transformer(nn.Module):
             aux.append(block_aux)
             stats.append(block_stats)
         h = self.norm(x)
-        if targets is not None and use_chunked_head(h):
+        head_loss = None
+        if targets is not None and use_chunked_head(h) and z_loss is not None:
+            head_loss, ce, lse = chunked_head_loss(h, self.head.weight, targets, z_loss)
+        elif targets is not None and use_chunked_head(h):
             ce, lse = chunked_head_losses(h, self.head.weight, targets)
         else:
             logits = self.head(h).float()   # matmul in the autocast dtype, softmax in fp32
@@ -170,9 +174,9 @@ class Transformer(nn.Module):
                 return logits
             ce, lse = token_losses(logits, targets)
         if self.spec.family != "moe":
-            return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {})
+            return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {}, head_loss)
         moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
-        return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats)
+        return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats, head_loss)
 
     def configure_optimizer(self, optim, device_type: str) -> torch.optim.AdamW:
         """AdamW (settings from an OptimSpec) with weight decay on weight matrices only.
