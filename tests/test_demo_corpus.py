@@ -53,6 +53,9 @@ def test_the_demo_recipe_reads_only_pinned_text_whose_files_match_their_pins():
     kinds = {s["kind"] for d in recipe["domains"].values() for s in d["sources"]}
     assert kinds <= MACHINE_FREE, f"the demo corpus would depend on the machine through {kinds - MACHINE_FREE}"
     assert recipe_errors(recipe) == []
+    # the tokenizer too: another `tokenizers` version could train other merges from the same text
+    tok = recipe["tokenizer"]
+    assert pinned.sha256_file(pinned.resolve(tok["file"])) == tok["sha256"]
     for d in recipe["domains"].values():
         for s in d["sources"]:
             if s["kind"] == "pinned":

@@ -18,7 +18,8 @@ Recipe (YAML):
       code: {licence: PSF-2.0, max_bytes: 1.5e6, sources: [{kind: python_stdlib}]}
       mine: {sources: [{kind: text_dir, path: /data/mine}]}             # bring your own text
       toks: {kind: tokens, path: /data/toks, dtype: uint16}             # pre-tokenized shards
-    tokenizer: /path/tokenizer.json   # required with pre-tokenized domains (their tokenizer),
+    tokenizer: /path/tokenizer.json   # required with pre-tokenized domains (their tokenizer), or a shipped
+                                      # one pinned by hash, {file: demo/tokenizer.json, sha256: ...}; else trained,
     eod_id: 0                         # with the eod id they use
 The corpus is written to a temporary directory and renamed into place when complete.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harness.data import byo, sources, streamed
+from harness.data import byo, pinned, sources, streamed
 from harness.data import tokenizer as tk
 from harness.data.columnar import ColumnarError
 from harness.data.corpus import data_root
@@ -89,7 +90,12 @@ def recipe_errors(r: dict) -> list[str]:
     if pretok and not r.get("tokenizer"):
         e.append(f"domains {pretok} are pre-tokenized: set `tokenizer` (their tokenizer.json, or an identifier "
                  "when every domain is pre-tokenized), `vocab_size` and `eod_id`")
-    if pretok and len(pretok) < len(doms) and r.get("tokenizer") and not Path(r["tokenizer"]).is_file():
+    if isinstance(r.get("tokenizer"), dict):   # {file, sha256}: a tokenizer.json the repository ships (pinned)
+        try:
+            sources.check({"kind": "pinned", **r["tokenizer"]})
+        except sources.SourceError as err:
+            e.append(f"tokenizer: {err}")
+    elif pretok and len(pretok) < len(doms) and r.get("tokenizer") and not Path(r["tokenizer"]).is_file():
         e.append(f"tokenizer={r['tokenizer']!r}: text domains need a tokenizer.json file to encode with")
     if not 0 < float(r.get("heldout_frac", 0.05)) < 0.5:
         e.append(f"heldout_frac={r.get('heldout_frac')}: must be in (0, 0.5)")
@@ -240,7 +246,8 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     t_extract = time.time() - t0
 
     if recipe.get("tokenizer"):
-        src = Path(str(recipe["tokenizer"]))
+        tok_spec = recipe["tokenizer"]
+        src = pinned.check(tok_spec) if isinstance(tok_spec, dict) else Path(str(tok_spec))
         if src.is_file():
             shutil.copy(src, tmp / "tokenizer.json")
             tok_sha = tk.sha256_file(tmp / "tokenizer.json")
