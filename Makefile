@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 TORCH_CPU ?= torch==2.13.0
 SWEEP ?= demo
 
-.PHONY: setup test test-fast demo data lint bench clean mixture-confirm
+.PHONY: setup test test-fast demo data lint bench clean mixture-confirm mixture-study
 
 # On a machine without CUDA, install the pinned CPU torch first, so that nothing later
 # resolves an unpinned `torch` to a multi-GB CUDA build.
@@ -36,6 +36,15 @@ mixture-confirm:
 	$(PYTHON) -m analysis.mixing_report runs/$(MIX) $(if $(MIX_ALSO),--also $(MIX_ALSO)) \
 		--tokens-factor $(MIX_FACTOR) --sweep-args "$(MIX_ARGS)"
 	PYTHON=$(PYTHON) sh runs/$(MIX)/confirm.sh
+
+# Mixing laws across sizes, end to end on CPU (bench/cpu_mixing_study.sh): the fit sweep over depths x token counts
+# (+grid=mixture_sizes) and seed replicates, the size law's recommendation at a larger size, its confirmation
+# (recommended, uniform, natural; 3 seeds) and the report; packed into $(MIX_OUT)/mixing.tgz. TOY=1: tiny budgets.
+#   make mixture-study [MIX_JOBS=14] [TOY=1] [MIX_OUT=out]
+MIX_JOBS ?= 14
+MIX_OUT ?= out
+mixture-study:
+	PYTHON=$(PYTHON) TOY=$(or $(TOY),0) JOBS=$(MIX_JOBS) OUT=$(MIX_OUT) bash bench/cpu_mixing_study.sh
 
 # prepare returns at once when data/demo is built from the current recipe (and rebuilds one from an older recipe)
 demo:

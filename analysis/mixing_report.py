@@ -16,7 +16,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.laws.common import FitError, ci
-from analysis.laws.mixing import FORMS, W_PREFIX, MixingConfig, MixingLaw, domains_of, fit, natural_proportions
+from analysis.laws.mixing import (
+    FORMS,
+    SIZE_LAWS,
+    W_PREFIX,
+    MixingConfig,
+    MixingLaw,
+    domains_of,
+    fit,
+    heldout_by_size,
+    heldout_summary,
+    natural_proportions,
+)
 from analysis.report_blocks import register
 
 TITLE = "Data mixture"
@@ -32,8 +43,11 @@ def _ci(v: float, lo: float, hi: float, spec: str = ".3f") -> str:
     return format(v, spec) if not np.isfinite(lo) else f"{format(v, spec)} [{format(lo, spec)}, {format(hi, spec)}]"
 
 
-def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool = True) -> list[tuple]:
-    """("heading", text) ("para", text) ("table", df, caption) ("figure", name, fig, caption)."""
+def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool = True,
+           sweep_dir=None) -> list[tuple]:
+    """("heading", text) ("para", text) ("table", df, caption) ("figure", name, fig, caption). sweep_dir: where
+    `python -m analysis.mixing_report` saved the confirmation's mixtures (confirmation_mixtures.json); its
+    confirmation sweep, when run, is compared here."""
     out: list[tuple] = [("heading", TITLE)]
     cfg = config or MixingConfig()
     doms = domains_of(runs)
@@ -100,7 +114,220 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
                     "Recommended weights with bootstrap intervals, against the natural and uniform mixtures."))
         out.append(("figure", "mixture_effects", plot_effects(eff),
                     "Per-domain effect on the objective at the natural mixture, with bootstrap intervals."))
+    saved = saved_confirmation(sweep_dir)
+    size_law = None
+    if law.fit_size and runs[[cfg.n_col, cfg.d_col]].drop_duplicates().shape[0] > 1:
+        size_law = size_law_for(law, runs, objective, cfg)
+        out += size_blocks(size_law, saved, figures) if size_law is not None else [
+            ("para", "No size law (joint or additive) could be fitted to these runs: " + "; ".join(law.warnings))]
+    if saved is not None:
+        out += confirmation_blocks(law, size_law, saved, sweep_dir, len(runs), figures)
     return out
+
+
+# ------------------------------------------------------------------------------------------ sizes
+PATH_RESAMPLES = 50      # bootstrap laws re-optimised per size of the optimum's path (each is an SLSQP solve)
+
+
+def saved_confirmation(sweep_dir) -> dict | None:
+    """What `python -m analysis.mixing_report` wrote: the confirmation's mixtures, size and directories."""
+    import json
+    from pathlib import Path
+    if sweep_dir is None or not (Path(sweep_dir) / "confirmation_mixtures.json").exists():
+        return None
+    return json.loads((Path(sweep_dir) / "confirmation_mixtures.json").read_text())
+
+
+def optimum_table(size_law: MixingLaw, sizes: list[tuple[float, float]]) -> pd.DataFrame:
+    """Per (N, D): the recommended weights with intervals and the predicted objective (a size law's)."""
+    import dataclasses
+    law = dataclasses.replace(size_law, config=dataclasses.replace(
+        size_law.config, recommend_resamples=min(size_law.config.recommend_resamples, PATH_RESAMPLES)))
+    rows = []
+    for n, d in sizes:
+        r = law.recommend(N=n, D=d)
+        row = {"N": n, "D": d, "predicted": r.predicted, "predicted lo": r.predicted_ci[0],
+               "predicted hi": r.predicted_ci[1]}
+        for dom in law.domains:
+            row.update({f"w_{dom}": r.weights[dom], f"lo_{dom}": r.weights_ci[dom][0],
+                        f"hi_{dom}": r.weights_ci[dom][1]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def size_blocks(size_law: MixingLaw, saved: dict | None, figures: bool = True) -> list[tuple]:
+    """The size law's held-out check at each (N, D) and how its optimal mixture moves with N and D."""
+    cfg = size_law.config
+    out: list[tuple] = [("heading", "Data mixture across sizes")]
+    pred = heldout_by_size(size_law)
+    summ = heldout_summary(pred)
+    out.append(("para", f"Size law: **{size_law.family}** ({FORMS[size_law.family]}), fitted to all "
+                        f"{len(size_law.table)} runs at {len(summ)} sizes (N = {cfg.n_col}, D = {cfg.d_col}). "
+                        + ("In this law the optimal mixture moves with N and D." if size_law.family == "joint" else
+                           "In this law the optimal mixture does not depend on N or D (only the joint law moves "
+                           "it); it had the lower held-out error here.")))
+    out.append(("table", pd.DataFrame({
+        "N": summ["N"].map(lambda x: f"{x:.3g}"), "D": summ["D"].map(lambda x: f"{x:.3g}"),
+        "held-out mixtures": summ["mixtures"], "mean |error|": summ["mean_rel_error"].map(lambda x: f"{x:.2%}"),
+        "max |error|": summ["max_rel_error"].map(lambda x: f"{x:.2%}"),
+        "Spearman": summ["spearman"].map(lambda x: f"{x:.3f}")}),
+        f"Held-out mixtures per size: {pred['mixture'].nunique()} mixtures in {min(cfg.folds, pred['mixture'].nunique())}"
+        " folds, each mixture's runs at every size left out of the fit that predicts them (pure mixtures stay in "
+        "training)"))
+    sizes = sorted({(float(n), float(d)) for n, d in zip(summ["N"], summ["D"])})
+    if saved and saved.get("N") and saved.get("D") and (saved["N"], saved["D"]) not in sizes:
+        sizes.append((float(saved["N"]), float(saved["D"])))
+    path = optimum_table(size_law, sizes)
+    doms = size_law.domains
+    show = pd.DataFrame({"N": path["N"].map(lambda x: f"{x:.3g}"), "D": path["D"].map(lambda x: f"{x:.3g}"),
+                         **{d: [_ci(w, lo, hi, ".2f") for w, lo, hi in zip(path[f"w_{d}"], path[f"lo_{d}"],
+                                                                           path[f"hi_{d}"])] for d in doms},
+                         "predicted objective": [_ci(v, lo, hi, ".4f") for v, lo, hi in zip(
+                             path["predicted"], path["predicted lo"], path["predicted hi"])]})
+    out.append(("table", show, f"Recommended mixture at each size ({cfg.ci_level:.0%} intervals from "
+                               f"{min(PATH_RESAMPLES, cfg.recommend_resamples)} bootstrap laws re-optimised)"
+                + ("; the last row is the confirmation's size, beyond the fitted ones" if saved and saved.get("N")
+                   and (saved["N"], saved["D"]) not in [tuple(x) for x in summ[["N", "D"]].to_numpy()] else "")))
+    out.append(("para", moves_text(path, doms)))
+    if figures:
+        out.append(("figure", "mixture_sizes_heldout", plot_heldout_sizes(pred),
+                    "Predicted (held out) against measured objective at each size."))
+        out.append(("figure", "mixture_optimum_path", plot_optimum_path(path, doms),
+                    "Recommended weight of each domain against N, one line per D (90% intervals)."))
+    return out
+
+
+def moves_text(path: pd.DataFrame, doms: list[str]) -> str:
+    """How far the optimum moves from the smallest to the largest N (at the largest D) and D (at the largest N),
+    beside the width of its intervals."""
+    parts = []
+    for axis, other in (("N", "D"), ("D", "N")):
+        at = path[np.isclose(path[other], path[other].max())].sort_values(axis)
+        if len(at) < 2:
+            continue
+        a, b = at.iloc[0], at.iloc[-1]
+        shifts = ", ".join(f"{d} {a[f'w_{d}']:.2f} -> {b[f'w_{d}']:.2f}" for d in doms)
+        biggest = max(doms, key=lambda d: abs(b[f"w_{d}"] - a[f"w_{d}"]))
+        shift = b[f"w_{biggest}"] - a[f"w_{biggest}"]
+        apart = b[f"lo_{biggest}"] > a[f"hi_{biggest}"] or a[f"lo_{biggest}"] > b[f"hi_{biggest}"]
+        parts.append(f"from {axis} = {a[axis]:.3g} to {b[axis]:.3g} (at {other} = {a[other]:.3g}): {shifts}; the "
+                     f"largest move, {biggest} {shift:+.2f}, is " + ("beyond" if apart else "within")
+                     + " the two sizes' intervals")
+    return ("How the optimum moves: " + "; ".join(parts) + ".") if parts else ""
+
+
+def plot_heldout_sizes(pred: pd.DataFrame):
+    plt = _plt()
+    sizes = pred[["N", "D"]].drop_duplicates().sort_values(["N", "D"]).to_numpy()
+    fig, axes = plt.subplots(1, len(sizes), figsize=(2.8 * len(sizes), 3.0), squeeze=False)
+    for ax, (n, d) in zip(axes[0], sizes):
+        g = pred[np.isclose(pred["N"], n) & np.isclose(pred["D"], d)]
+        ax.scatter(g["measured"], g["predicted"], s=12, color="#3b3680")
+        lo, hi = np.nanmin(g[["measured", "predicted"]].to_numpy()), np.nanmax(g[["measured", "predicted"]].to_numpy())
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        err = np.mean(np.abs(g["predicted"] / g["measured"] - 1))
+        ax.set(title=f"N {n:.3g}, D {d:.3g}: {err:.2%}", xlabel="measured")
+        ax.title.set_fontsize(8)
+    axes[0][0].set_ylabel("predicted (held out)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_optimum_path(path: pd.DataFrame, doms: list[str]):
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(doms), figsize=(2.8 * len(doms), 3.0), squeeze=False, sharey=True)
+    for ax, dom in zip(axes[0], doms):
+        for d, g in path.groupby("D"):
+            g = g.sort_values("N")
+            ax.errorbar(g["N"], g[f"w_{dom}"], yerr=np.vstack([g[f"w_{dom}"] - g[f"lo_{dom}"],
+                                                               g[f"hi_{dom}"] - g[f"w_{dom}"]]).clip(0),
+                        marker="o", capsize=3, label=f"D {d:.3g}")
+        ax.set(xscale="log", title=dom, xlabel="N")
+    axes[0][0].set_ylabel("recommended weight")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ confirmation in the report
+def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict, sweep_dir, n_runs: int,
+                        figures: bool = True) -> list[tuple]:
+    """The confirmation sweep (if run) against the predictions: measured mean and seed noise per mixture, the law's
+    prediction with interval, and whether the recommendation beats uniform and natural beyond the noise."""
+    from pathlib import Path
+    out: list[tuple] = [("heading", "Data mixture: confirmation at a larger size")]
+    made = (f"The recommendation was made by the {saved.get('law', '?')} law fitted on {saved.get('fitted_runs', '?')}"
+            f" runs (this report fits {n_runs})" + (f", for N = {saved['N']:.3g}, D = {saved['D']:.3g}"
+                                                     if saved.get("N") and saved.get("D") else "") + ".")
+    if saved.get("fitted_runs") not in (None, n_runs):
+        made += " **The law has changed since: the confirmation tests an earlier law's recommendation.**"
+    conf_dir = Path(sweep_dir).parent / saved["confirm_dir"] if saved.get("confirm_dir") else None
+    if conf_dir is None or not conf_dir.exists() or not any(conf_dir.glob("*/result.json")):
+        return out + [("para", made + f" Not run yet: `sh {Path(sweep_dir) / 'confirm.sh'}` trains it.")]
+    mixes, plan = saved["mixtures"], saved.get("curriculum")
+    conf = load_runs([str(conf_dir)])
+    # only runs of the saved mixtures (to the 6 decimals the command wrote): an earlier recommendation's runs in the
+    # same directory would otherwise be matched to the nearest mixture
+    M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
+    Wc = conf[[W_PREFIX + d for d in law.domains]].fillna(0).to_numpy(float)
+    exact = np.abs(Wc[:, None, :] - M[None]).max(-1).min(1) < 1e-5
+    stale = int((~exact).sum())
+    conf = conf[exact].reset_index(drop=True)
+    if not len(conf):
+        return out + [("para", made + f" The confirmation directory {conf_dir} holds no run of the saved mixtures "
+                                      f"({stale} runs of other mixtures): rerun `sh {Path(sweep_dir) / 'confirm.sh'}`.")]
+    cur_dir = Path(sweep_dir).parent / saved["curriculum_dir"] if saved.get("curriculum_dir") else None
+    cur = load_runs([str(cur_dir)]) if cur_dir and any(cur_dir.glob("*/result.json")) else None
+    cur_name = plan["name"] if plan else "curriculum"
+    cmp = compare_confirmation(law, conf, mixes, size_law, cur, cur_name)
+    which, vals = _match(law, conf, M), law.objective.value(conf)
+    groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
+    if cur is not None and len(cur):
+        groups[cur_name] = law.objective.value(cur)
+    lines = verdicts(cmp, groups, law.config.ci_level)
+    out.append(("para", made + f" Confirmation: {len(conf)} runs at N = {conf[law.config.n_col].median():.3g}, "
+                              f"D = {conf[law.config.d_col].median():.3g}" + (f" (+ {len(cur)} curriculum runs)"
+                                                                               if cur is not None else "") + "."
+                        + (f" {stale} run(s) of other mixtures in that directory (an earlier recommendation's) are "
+                           "left out." if stale else "")))
+    cols = {"mixture": cmp["mixture"], "runs": cmp["runs"],
+            "measured (mean ± seed sd)": [f"{m:.4f} ± {s:.4f}" if np.isfinite(s) else f"{m:.4f}"
+                                          for m, s in zip(cmp["measured"], cmp["seed std"])]}
+    if "predicted (this size)" in cmp:
+        cols["predicted at this size [CI]"] = [_ci(v, lo, hi, ".4f") if np.isfinite(v) else "–" for v, lo, hi in zip(
+            cmp["predicted (this size)"], cmp["this size lo"], cmp["this size hi"])]
+        cols["measured inside?"] = ["–" if not np.isfinite(v) else ("yes" if lo <= m <= hi else "no") for m, v, lo, hi
+                                    in zip(cmp["measured"], cmp["predicted (this size)"], cmp["this size lo"],
+                                           cmp["this size hi"])]
+    ref = next(c[len("measured - "):] for c in cmp.columns if c.startswith("measured - "))
+    cols[f"measured - {ref}"] = cmp[f"measured - {ref}"].map(lambda x: f"{x:+.4f}")
+    cols[f"predicted - {ref} [CI]"] = [_ci(v, lo, hi, "+.4f") if np.isfinite(v) else "–" for v, lo, hi in zip(
+        cmp[f"predicted - {ref}"], cmp["gap lo"], cmp["gap hi"])]
+    out.append(("table", pd.DataFrame(cols), "Confirmation: measured against predicted ("
+                + (f"levels and gaps to {ref} from the {size_law.family} size law at the confirmation's N and D"
+                   if size_law else f"gaps to {ref} from the {law.family} law at its fit size")
+                + f"; intervals are the law's {law.config.ci_level:.0%} bootstrap intervals, without seed noise)"))
+    out.append(("para", " ".join(lines)))
+    out.append(("para", "**Verdict:** " + verdict_text(lines)))
+    if figures:
+        out.append(("figure", "mixture_confirmation", plot_confirmation(cmp),
+                    "Confirmation: measured (mean and seed sd) against predicted with intervals."))
+    return out
+
+
+def verdict_text(lines: list[str]) -> str:
+    """One plain sentence from verdicts(): does the recommendation beat uniform and natural beyond the noise."""
+    rec = [x for x in lines if x.startswith("recommended vs ")]
+    if not rec:
+        return lines[0] if lines else "no confirmation runs."
+    beats = [x.split(":")[0][len("recommended vs "):] for x in rec if "beats it" in x]
+    not_beats = [x.split(":")[0][len("recommended vs "):] for x in rec if "does NOT" in x]
+    if beats and not not_beats:
+        return f"the recommended mixture beats {' and '.join(beats)} by more than the seed noise."
+    if not beats:
+        return f"the recommended mixture does NOT beat {' or '.join(not_beats)} by more than the seed noise."
+    return (f"the recommended mixture beats {' and '.join(beats)} by more than the seed noise, but NOT "
+            f"{' or '.join(not_beats)}.")
 
 
 @register
@@ -110,10 +337,13 @@ def report_section(ctx):
     runs = ctx.runs
     if not has_mixtures(runs):
         return None
+    from pathlib import Path
     cfg = MixingConfig(n_bootstrap=ctx.config.n_bootstrap, seed=ctx.config.seed, ci_level=ctx.config.ci_level)
     kinds = {"heading": lambda b: report.Heading(b[1]), "para": lambda b: report.Para(b[1]),
              "table": lambda b: report.Table(b[1], b[2]), "figure": lambda b: report.Figure(b[1], b[2], b[3])}
-    return [kinds[b[0]](b) for b in blocks(runs, cfg)]
+    run_dirs = list(ctx.results.grid_conventions)
+    sweep_dir = Path(run_dirs[0]).parent if run_dirs else None
+    return [kinds[b[0]](b) for b in blocks(runs, cfg, sweep_dir=sweep_dir)]
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -212,19 +442,21 @@ def _mixture_text(m: dict[str, float]) -> str:
 
 
 def confirm_command(mixes: dict[str, dict[str, float]], tokens: float, seeds=(0, 1),
-                    name: str = "mixture_confirm", extra: str = "") -> str:
-    """The sweep command that trains `mixes` at `tokens` with each seed (a list-kind mixture grid)."""
+                    name: str = "mixture_confirm", extra: str = "", depth: int | None = None) -> str:
+    """The sweep command that trains `mixes` at `tokens` with each seed (a list-kind mixture grid), at `depth`
+    (default: the grid's, scale.mixture_depth)."""
     items = ",".join(_mixture_text(m) for m in mixes.values())
     return (f"python sweep.py +grid=mixture grid.name={name} grid.mixtures.kind=list 'grid.mixtures.list=[{items}]' "
-            f"grid.shapes.tokens={int(tokens)} 'grid.seeds=[{','.join(map(str, seeds))}]'" + (f" {extra}" if extra
+            + (f"grid.shapes.depth={int(depth)} " if depth else "") + f"grid.shapes.tokens={int(tokens)} 'grid.seeds=[{','.join(map(str, seeds))}]'" + (f" {extra}" if extra
                                                                                               else ""))
 
 
 def curriculum_command(mixes: dict, plan: dict, tokens: float, seeds=(0, 1), name: str = "mixture_curriculum",
-                       extra: str = "") -> str:
+                       extra: str = "", depth: int | None = None) -> str:
     """The sweep command that trains the curriculum: the base mixture, its last stage remixed (data.stages)."""
     stage = f"'data.stages=[{{start_frac:{plan['start_frac']:.4g},weights:{_mixture_text(plan['weights'])}}}]'"
-    return confirm_command({plan["base"]: mixes[plan["base"]]}, tokens, seeds, name, (stage + " " + extra).strip())
+    return confirm_command({plan["base"]: mixes[plan["base"]]}, tokens, seeds, name, (stage + " " + extra).strip(),
+                           depth)
 
 
 def _match(law: MixingLaw, runs: pd.DataFrame, M: np.ndarray) -> np.ndarray:
@@ -259,20 +491,23 @@ def compare_confirmation(law: MixingLaw, runs: pd.DataFrame, mixes: dict[str, di
     samples = law.samples(M)
     pred = law.predict(M)
     lo, hi = law.interval(M)
+    gap_samples, gap_pred = samples, pred
     if size_law is not None:
+        # the size law predicts at the confirmation's own N and D: its gaps there replace the fit size's
         N, D = float(runs[size_law.config.n_col].median()), float(runs[size_law.config.d_col].median())
         s_pred, (s_lo, s_hi) = size_law.predict(M, N=N, D=D), size_law.interval(M, N=N, D=D)
+        gap_samples, gap_pred = size_law.samples(M, N=N, D=D), s_pred
     rows = []
     for i, n in enumerate(names):
         m = measured[which == i]
         r = measured[which == names.index(ref)]
-        gap = samples[:, i] - samples[:, names.index(ref)] if len(samples) else np.array([])
+        gap = gap_samples[:, i] - gap_samples[:, names.index(ref)] if len(gap_samples) else np.array([])
         g_lo, g_hi = ci(gap, law.config.ci_level) if len(gap) else (np.nan, np.nan)
         row = {"mixture": n, "runs": len(m), "measured": m.mean() if len(m) else np.nan,
                "seed std": m.std(ddof=1) if len(m) > 1 else np.nan, "predicted (fit size)": pred[i],
                "predicted lo": lo[i], "predicted hi": hi[i],
                f"measured - {ref}": m.mean() - r.mean() if len(m) and len(r) else np.nan,
-               f"predicted - {ref}": pred[i] - pred[names.index(ref)], "gap lo": g_lo, "gap hi": g_hi}
+               f"predicted - {ref}": gap_pred[i] - gap_pred[names.index(ref)], "gap lo": g_lo, "gap hi": g_hi}
         if size_law is not None:
             row.update({"predicted (this size)": s_pred[i], "this size lo": s_lo[i], "this size hi": s_hi[i]})
         rows.append(row)
@@ -345,7 +580,6 @@ def load_runs(dirs: list[str]) -> pd.DataFrame:
 
 def size_law_for(law: MixingLaw, runs: pd.DataFrame, objective, cfg: MixingConfig) -> MixingLaw | None:
     """The law in N and D with the lower held-out error, where the runs span sizes (else None)."""
-    from analysis.laws.mixing import SIZE_LAWS
     fams = [f for f in law.cv.sort_values("mean_rel_error")["family"] if f in SIZE_LAWS]
     if not fams:
         return None
@@ -391,6 +625,9 @@ def main(argv: list[str] | None = None) -> None:
         saved = json.loads(mixes_file.read_text())
         mixes, plan = saved["mixtures"], saved.get("curriculum")
         conf = load_runs([args.confirm])
+        M = np.array([[mixes[n].get(d, 0.0) for d in law.domains] for n in mixes])
+        Wc = conf[[W_PREFIX + d for d in law.domains]].fillna(0).to_numpy(float)
+        conf = conf[np.abs(Wc[:, None, :] - M[None]).max(-1).min(1) < 1e-5].reset_index(drop=True)  # saved mixtures
         cur = load_runs([args.curriculum_dir]) if args.curriculum_dir else None
         size_law = size_law_for(law, runs, objective, cfg)
         cmp = compare_confirmation(law, conf, mixes, size_law, cur, plan["name"] if plan else "curriculum")
@@ -411,16 +648,30 @@ def main(argv: list[str] | None = None) -> None:
         plot_confirmation(cmp).savefig(sweep / "mixture_confirmation.png", dpi=120)
         print(f"wrote {sweep / 'mixture_confirmation.md'} (+ .csv, .png)")
         return
-    rec = law.recommend()
+    # where the runs span sizes, the confirmation is at the largest N and tokens_factor x the largest D, and the
+    # recommendation is the size law's optimum THERE (its levels and intervals are predictions at that size)
+    size_law = size_law_for(law, runs, objective, cfg) if law.fit_size and \
+        runs[[cfg.n_col, cfg.d_col]].drop_duplicates().shape[0] > 1 else None
+    if size_law is not None:
+        big = runs[np.isclose(runs[cfg.n_col].astype(float), runs[cfg.n_col].astype(float).max())]
+        N, D = float(big[cfg.n_col].iloc[0]), float(runs[cfg.d_col].max()) * args.tokens_factor
+        depth = int(big["n_layers"].iloc[0]) if "n_layers" in big else None
+        rec, used = size_law.recommend(N=N, D=D), size_law
+        print(f"size law {size_law.family} ({size_law.cv_summary()}); recommendation for N = {N:.3g}, D = {D:.3g}")
+    else:
+        N, D, depth = None, (law.fit_size[1] if law.fit_size else float(runs["tokens"].max())) * args.tokens_factor, None
+        rec, used = law.recommend(), law
     print(rec.table().to_string(index=False))
     mixes = confirmation_mixtures(law, rec)
     plan = None if args.curriculum == "none" else curriculum_plan(mixes, args.curriculum, args.curriculum_frac)
-    mixes_file.write_text(json.dumps({"mixtures": mixes, "curriculum": plan}, indent=1))
-    D = (law.fit_size[1] if law.fit_size else float(runs["tokens"].max())) * args.tokens_factor
     name = sweep.name
-    cmds = [confirm_command(mixes, D, args.seeds, f"{name}_confirm", args.sweep_args)]
+    mixes_file.write_text(json.dumps({
+        "mixtures": mixes, "curriculum": plan, "law": used.family, "fitted_runs": len(runs), "N": N, "D": D,
+        "predicted": rec.predicted, "predicted_ci": rec.predicted_ci, "weights_ci": rec.weights_ci,
+        "confirm_dir": f"{name}_confirm", "curriculum_dir": f"{name}_curriculum" if plan else None}, indent=1))
+    cmds = [confirm_command(mixes, D, args.seeds, f"{name}_confirm", args.sweep_args, depth)]
     if plan:
-        cmds.append(curriculum_command(mixes, plan, D, args.seeds, f"{name}_curriculum", args.sweep_args))
+        cmds.append(curriculum_command(mixes, plan, D, args.seeds, f"{name}_curriculum", args.sweep_args, depth))
     also = ("--also " + " ".join(args.also)) if args.also else ""
     cmds.append(f"python -m analysis.mixing_report {args.sweep_dir} {also} --confirm {sweep.parent / (name + '_confirm')}"
                 + (f" --curriculum-dir {sweep.parent / (name + '_curriculum')}" if plan else ""))

@@ -1,21 +1,27 @@
-"""Training tokens/s with per-document attention masks on vs off (data.document_mask), same shapes, same
-process, compiled bf16 on one GPU; plus the flex path's agreement with the dense-mask path and the
-attention work of the batches (attended pairs vs the 128 x 128 tiles flex computes).
+"""Per-document attention masks (data.document_mask) on one GPU: masks off vs the dense boolean mask vs flex, one
+variant a process, so a crash of one (flex's "illegal memory access", bench/README.md) leaves the others measured.
+bench/gpu_docmask.sh runs the whole set in one call; this script is its parts.
 
-    python bench/docmask_bench.py --out DIR [--d 128 384 768] [--budget-s 200]
+    python bench/docmask_bench.py --variant off|dense|flex --d 384 --out DIR [--steps 10] [--warmup 3]
+    python bench/docmask_bench.py --agree --out DIR       # compiled flex vs eager dense, fp32, T = 1023
+    python bench/docmask_bench.py --table --out DIR       # DIR/*.json -> DIR/ratio.txt, docmask.csv, agreement.txt
 
-Each width is measured with the harness' own compiled step (harness.step.LossStep: model, CE, z-loss,
-per-domain stats; AdamW, grad clip), off and on in turn from the same initial weights, on the same batches:
-random tokens with an EOD after each document, document lengths drawn from a log-normal with median
---doc-median tokens (default 400; web text's documents are a few hundred to a few thousand tokens).
-tokens/s is timed over --steps steps after --warmup steps (compilation excluded). Widths that would start
-after --budget-s seconds are skipped (and listed), so a call stays inside the lead's 4-minute limit.
-Writes DIR/docmask.csv (one row per width and setting), DIR/ratio.txt, DIR/agreement.txt.
+--variant: the harness' own compiled step (harness.step.LossStep: model, CE, z-loss, per-domain stats; AdamW,
+grad clip) in bf16 from fixed initial weights on fixed batches: random tokens with an EOD after each document,
+document lengths log-normal with median --doc-median tokens (web text's documents are a few hundred to a few
+thousand tokens). tokens/s over --steps steps after --warmup (compilation excluded); the first step's loss and
+gradient norm (before any update: the same weights and batch for every variant) are how the flex and dense
+variants are compared in training. --steps 0: compile and warm up only (fills inductor's cache for a later
+timed run). Writes DIR/<variant>_d<d>.json.
+--agree: a 2-layer d 128 model, 4 rows of 1023 tokens (not a multiple of flex's 128-token tile), fp32 and bf16:
+logits and every parameter's gradient of the compiled flex path against the eager dense-mask path, each gap set
+against the mask's own effect. The verdict on flex's correctness. Writes DIR/agree.json.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +40,9 @@ from model_zoo import counting, docmask  # noqa: E402
 from model_zoo.spec import ModelSpec, swiglu_hidden  # noqa: E402
 
 VOCAB, EOD = 8192, 8191
+VARIANTS = ("off", "dense", "flex")
+# --agree, fp32: the largest logit gap and relative gradient gap that count as the same result
+TOL_FP32 = 1e-3
 
 
 def batches(n: int, B: int, T: int, median: float, seed: int = 0) -> list[torch.Tensor]:
@@ -50,20 +59,27 @@ def batches(n: int, B: int, T: int, median: float, seed: int = 0) -> list[torch.
     return [torch.from_numpy(s.astype(np.int64)) for s in stream]
 
 
+def shape(d: int, seq: int) -> ModelSpec:
+    L = d // 64
+    return ModelSpec(d_model=d, n_layers=L, n_heads=L, ffn_hidden=swiglu_hidden(d), vocab_size=VOCAB, seq_len=seq)
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def step_rate(spec: ModelSpec, data: list[torch.Tensor], eod: int | None, warmup: int, steps: int,
-              device: str = "cuda") -> float:
+def train(spec: ModelSpec, data: list[torch.Tensor], variant: str, warmup: int, steps: int, device: str) -> dict:
+    """The variant's compiled training steps: tokens/s, and the first step's loss and gradient norm."""
+    docmask.USE_FLEX = variant == "flex"   # dense: compiled SDPA with the boolean mask
     torch.manual_seed(0)
     model = model_zoo.build(spec).to(device)
     opt = model.configure_optimizer(OptimSpec(), device)
-    step = LossStep(model, 1e-4, 1, eod_id=eod)
+    step = LossStep(model, 1e-4, 1, eod_id=None if variant == "off" else EOD)
     step = torch.compile(step) if device == "cuda" else step   # --device cpu: an eager smoke test of this script
-    dev = [d.to(device) for d in data]
+    dev = [x.to(device) for x in data]
     dom = torch.zeros_like(dev[0][:, 1:])
+    losses, first_grad_norm, t = [], None, time.perf_counter()
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
@@ -72,115 +88,163 @@ def step_rate(spec: ModelSpec, data: list[torch.Tensor], eod: int | None, warmup
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             loss, _ = step(x[:, :-1], x[:, 1:], dom)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if i == 0:
+            first_grad_norm = float(norm)
+        if i == 0 or i == warmup + steps - 1:
+            losses.append(float(loss.detach()))
     sync(device)
-    rate = steps * data[0].shape[0] * spec.seq_len / (time.perf_counter() - t)
-    del model, opt, step
-    torch._dynamo.reset()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return rate
+    seconds = time.perf_counter() - t
+    return dict(tokens_per_s=steps * data[0].shape[0] * spec.seq_len / seconds if steps else None,
+                first_loss=losses[0], last_loss=losses[-1], first_grad_norm=first_grad_norm,
+                peak_mem_gb=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None)
 
 
-def agreement(spec: ModelSpec, x: torch.Tensor, device: str = "cuda") -> str:
-    """Max |flex - dense| of the logits, compiled bf16 flex path vs eager dense-mask SDPA (same weights)."""
+def variant_main(a) -> None:
+    spec = shape(a.d, a.seq)
+    B = a.batch or batch_rule(a.d, a.seq)
+    data = batches(4, B, a.seq, a.doc_median)
+    docs = docmask.document_ids(data[0][:, :-1], EOD).numpy()
+    tokens, causal = B * a.seq, B * a.seq * (a.seq + 1) // 2
+    pairs = causal if a.variant == "off" else counting.attention_pairs(docs)
+    flops_per_token = counting.training_flops(spec, tokens, pairs) / tokens   # exact: the pairs attended
+    t0 = time.perf_counter()
+    got = train(spec, data, a.variant, a.warmup, a.steps, a.device)
+    peak = peak_flops(torch.device(a.device)) if a.device == "cuda" else None
+    row = dict(variant=a.variant, d=a.d, layers=spec.n_layers, batch=B, seq=a.seq, **got,
+               flops_per_token_exact=flops_per_token,
+               mfu_exact=got["tokens_per_s"] * flops_per_token / peak if peak and got["tokens_per_s"] else None,
+               attention_pair_frac=pairs / causal,
+               flex_tile_pair_frac=counting.block_pairs(docs) / causal if a.variant == "flex" else None,
+               wall_s=time.perf_counter() - t0, steps=a.steps, warmup=a.warmup, doc_median=a.doc_median,
+               device=torch.cuda.get_device_name() if a.device == "cuda" else "cpu", torch=torch.__version__,
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    print(json.dumps(row), flush=True)
+    if a.steps:
+        (Path(a.out) / f"{a.variant}_d{a.d}.json").write_text(json.dumps(row, indent=1) + "\n")
+
+
+def agree_main(a) -> None:
+    """Compiled flex against eager dense at T = 1023, fp32 and bf16: logits and every parameter's gradient.
+
+    Each gap is set against the mask's own effect (dense vs no mask on the same weights): a flex path that got the
+    mask wrong differs from dense by about that much. fp32 must also agree to TOL_FP32 absolute (logits) and
+    relative (gradients, to each tensor's largest entry).
+    """
+    device, T = a.device, 1023
     torch.manual_seed(0)
-    model = model_zoo.build(spec).to(device).eval()
-    x = x[:4, :-1].to(device)
+    model = model_zoo.build(shape(128, a.seq)).to(device)
+    x = batches(1, 4, T, a.doc_median, seed=1)[0][:, :T].to(device)
     docs = docmask.document_ids(x, EOD)
-    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        dense = model(x, documents=docs)
-        flex = (torch.compile(model) if device == "cuda" else model)(x, documents=docs)
-        plain = model(x)
-    torch._dynamo.reset()
-    gap, effect = float((flex - dense).abs().max()), float((dense - plain).abs().max())
-    # bf16 logits of two kernels differ by rounding; a gap of the size of the mask's own effect is a wrong result
-    verdict = "OK" if gap < max(0.25 * effect, 0.05) else "MISMATCH: the compiled flex path does not compute the dense mask's result"
-    return (f"d={spec.d_model}: max |flex - dense| {gap:.3g}, max |masked - unmasked| {effect:.3g} (logits, bf16): "
-            f"{verdict}")
+    weight = torch.randn(4, T, VOCAB, generator=torch.Generator().manual_seed(0)).to(device)
+    compiled = torch.compile(model) if device == "cuda" else model
+    docmask.USE_FLEX = True   # compiled on CUDA: flex; eager: the dense mask (wants_flex needs compiling)
+
+    def run(fn, dtype, **kw):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            logits = fn(x, **kw).float()
+        (logits * weight).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    def gaps(u, v):
+        return (float((u[0] - v[0]).abs().max()),
+                max(float((u[1][n] - g).abs().max() / g.abs().max().clamp(min=1e-12)) for n, g in v[1].items()))
+
+    rows = []
+    for dtype in ("fp32", "bf16"):
+        flex, dense, plain = run(compiled, dtype, documents=docs), run(model, dtype, documents=docs), run(model, dtype)
+        (logit_gap, grad_gap), (logit_effect, grad_effect) = gaps(flex, dense), gaps(dense, plain)
+        ok = logit_gap < 0.1 * logit_effect and grad_gap < 0.1 * grad_effect
+        if dtype == "fp32":
+            ok = ok and logit_gap < TOL_FP32 and grad_gap < TOL_FP32
+        rows.append(dict(dtype=dtype, seq=T, rows=4, d=128, logits_max_abs_gap=logit_gap,
+                         logits_mask_effect=logit_effect, grad_max_rel_gap=grad_gap, grad_mask_effect=grad_effect,
+                         verdict="OK" if ok else "MISMATCH"))
+        print(json.dumps(rows[-1]), flush=True)
+    (Path(a.out) / "agree.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def table_main(a) -> None:
+    out = Path(a.out)
+    rows = {(r["d"], r["variant"]): r for r in (json.loads(f.read_text()) for f in sorted(out.glob("*_d*.json")))}
+    ds = sorted({d for d, _ in rows})
+    with open(out / "docmask.csv", "w", newline="") as f:
+        fields = sorted({k for r in rows.values() for k in r}, key=lambda k: (k not in ("variant", "d"), k))
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows.values())
+    first = next(iter(rows.values()), {})
+    lines = [f"{first.get('device', '?')}, torch {first.get('torch', '?')}, seq {first.get('seq', '?')}, document "
+             f"median {first.get('doc_median', '?')} tokens, compiled bf16, {first.get('steps', '?')} timed steps",
+             f"{'d':>5} {'batch':>5} {'off tok/s':>11} {'dense tok/s':>11} {'dense/off':>9} {'flex tok/s':>11} "
+             f"{'flex/off':>8} {'flex/dense':>10} {'pairs':>6} {'tiles':>6} {'loss gap':>9} {'last gap':>9}"]
+    agreement = []
+
+    def rate(r):
+        return f"{r['tokens_per_s']:>11.4g}" if r else f"{'-':>11}"
+
+    def ratio(x, y, w):
+        return f"{x['tokens_per_s'] / y['tokens_per_s']:>{w}.3f}" if x and y else f"{'-':>{w}}"
+
+    for d in ds:
+        off, dense, flex = (rows.get((d, v)) for v in VARIANTS)
+        gaps = ["-", "-"]
+        if flex and dense:
+            def gap(key, u, v):
+                return abs(u[key] - v[key]) if u and v else float("nan")
+            gaps = [f"{gap('first_loss', flex, dense):.2e}", f"{gap('last_loss', flex, dense):.2e}"]
+            agreement.append(
+                f"d={d} bf16 training (no verdict: at initialization the mask moves the mean loss little): |flex - "
+                f"dense| first loss {gap('first_loss', flex, dense):.3g}, last loss {gap('last_loss', flex, dense):.3g}"
+                f", first grad norm {gap('first_grad_norm', flex, dense):.3g}; |dense - off| the same: "
+                f"{gap('first_loss', dense, off):.3g}, {gap('last_loss', dense, off):.3g}, "
+                f"{gap('first_grad_norm', dense, off):.3g}")
+        masked = dense or flex or {}
+        lines.append(f"{d:>5} {(off or masked).get('batch', '-'):>5} {rate(off)} {rate(dense)} {ratio(dense, off, 9)} "
+                     f"{rate(flex)} {ratio(flex, off, 8)} {ratio(flex, dense, 10)} "
+                     f"{masked.get('attention_pair_frac', float('nan')):>6.3f} "
+                     f"{(flex or {}).get('flex_tile_pair_frac') or float('nan'):>6.3f} {gaps[0]:>9} {gaps[1]:>9}")
+    if (out / "agree.json").exists():
+        for r in json.loads((out / "agree.json").read_text()):
+            agreement.append(f"{r['dtype']}, T={r['seq']}, d={r['d']}: compiled flex vs eager dense: logits max "
+                             f"|gap| {r['logits_max_abs_gap']:.3g} (the mask's own effect {r['logits_mask_effect']:.3g}),"
+                             f" gradients max relative gap {r['grad_max_rel_gap']:.3g} (the mask's own effect "
+                             f"{r['grad_mask_effect']:.3g}): {r['verdict']}")
+    else:
+        agreement.append("fp32 agreement check (--agree): no result (see logs/agree.log)")
+    lines += ["target on/off >= 0.95; pairs: attended pairs / causal pairs; tiles: pairs in the 128 x 128 tiles flex "
+              "computes / causal pairs; loss gap, last gap: |flex - dense| of the first step's loss (same weights, same batch) and of the last"]
+    lines += agreement
+    (out / "ratio.txt").write_text("\n".join(lines) + "\n")
+    (out / "agreement.txt").write_text("\n".join(agreement) + "\n")
+    print((out / "ratio.txt").read_text())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--d", type=int, nargs="*", default=[128, 384, 768])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--variant", choices=VARIANTS)
+    what.add_argument("--agree", action="store_true")
+    what.add_argument("--table", action="store_true")
+    p.add_argument("--d", type=int, default=128)
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--doc-median", type=float, default=400)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=15)
-    p.add_argument("--budget-s", type=float, default=200)
-    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke test of this script")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, help="sequences per step (default: bench/ref_throughput.py's rule)")
-    p.add_argument("--flex", action="store_true", help="also the flex path (its agreement check and its speed), "
-                   "after the others: a crash there leaves the process's CUDA context unusable")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke test of this script")
     a = p.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    peak = peak_flops(torch.device(a.device)) if a.device == "cuda" else None
-    name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
-    rows, skipped, notes = [], [], []
-    for d in a.d:
-        if time.perf_counter() - t0 > a.budget_s:
-            skipped.append(d)
-            continue
-        L = d // 64
-        spec = ModelSpec(d_model=d, n_layers=L, n_heads=L, ffn_hidden=swiglu_hidden(d), vocab_size=VOCAB,
-                         seq_len=a.seq)
-        B = a.batch or batch_rule(d, a.seq)
-        data = batches(4, B, a.seq, a.doc_median)
-        docs = docmask.document_ids(data[0][:, :-1], EOD).numpy()
-        pairs, tiles = counting.attention_pairs(docs), counting.block_pairs(docs)
-        causal = B * a.seq * (a.seq + 1) // 2
-        tokens = B * a.seq
-        flops = {"off": counting.training_flops(spec, tokens, causal), "on": counting.training_flops(spec, tokens, pairs)}
-        try:
-            if a.flex and d == a.d[0]:
-                notes.append(agreement(spec, data[0], a.device))
-            for mode, eod in (("off", None), ("on_dense", EOD)) + ((("on", EOD),) if a.flex else ()):
-                docmask.USE_FLEX = mode == "on"   # on_dense: compiled SDPA with the boolean mask, no flex
-                rate = step_rate(spec, data, eod, a.warmup, a.steps, a.device)
-                docmask.USE_FLEX = False
-                rows.append(dict(device=name, d=d, layers=L, batch=B, seq=a.seq, document_mask=mode, tokens_per_s=rate,
-                                 flops_per_token_exact=flops[mode[:3].rstrip("_")] / tokens,
-                                 mfu_exact=rate * flops[mode[:3].rstrip("_")] / tokens / peak if peak else None,
-                                 attention_pair_frac=(pairs if mode != "off" else causal) / causal,
-                                 flex_tile_pair_frac=tiles / causal if mode == "on" else None,
-                                 doc_median=a.doc_median, torch=torch.__version__,
-                                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
-                print(rows[-1], flush=True)
-        except Exception as e:   # report and go on: the lead's run should still return the other widths
-            notes.append(f"d={d}: {type(e).__name__}: {e}")
-            print(notes[-1], flush=True)
-        write(out, rows, a, name, skipped, notes)   # after every width: a call cut short keeps what it measured
-    print((out / "ratio.txt").read_text())
-
-
-def write(out: Path, rows: list[dict], a, name: str, skipped: list[int], notes: list[str]) -> None:
-    with open(out / "docmask.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["d"])
-        w.writeheader()
-        w.writerows(rows)
-    by = {(r["d"], r["document_mask"]): r for r in rows}
-    lines = [f"{name}, torch {torch.__version__}, seq {a.seq}, document median {a.doc_median:g} tokens, "
-             f"compiled bf16, {a.steps} timed steps", f"{'d':>5} {'batch':>5} {'off tok/s':>12} {'dense tok/s':>12} "
-             f"{'dense/off':>9} {'pairs':>6} {'flex tok/s':>12} {'flex/off':>8} {'tiles':>6}"]
-    for d in a.d:
-        if (d, "off") in by and (d, "on_dense") in by:
-            off, dm, fx = by[d, "off"], by[d, "on_dense"], by.get((d, "on"))
-            flex_cols = (f" {fx['tokens_per_s']:>12.4g} {fx['tokens_per_s'] / off['tokens_per_s']:>8.3f} "
-                         f"{fx['flex_tile_pair_frac']:>6.3f}") if fx else ""
-            lines.append(f"{d:>5} {off['batch']:>5} {off['tokens_per_s']:>12.4g} {dm['tokens_per_s']:>12.4g} "
-                         f"{dm['tokens_per_s'] / off['tokens_per_s']:>9.3f} {dm['attention_pair_frac']:>6.3f}{flex_cols}")
-    lines.append("target on/off >= 0.95 (on: the dense boolean mask through compiled SDPA, the default; flex "
-                 "BlockMask with --flex); pairs: attended pairs / causal pairs; tiles: pairs flex computes / causal")
-    lines += notes
-    if skipped:
-        lines.append(f"skipped (past --budget-s {a.budget_s:g} s): d {skipped}; run them in another call with --d")
-    (out / "ratio.txt").write_text("\n".join(lines) + "\n")
-    (out / "agreement.txt").write_text("\n".join(notes) + "\n")
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.variant:
+        variant_main(a)
+    elif a.agree:
+        agree_main(a)
+    else:
+        table_main(a)
 
 
 if __name__ == "__main__":

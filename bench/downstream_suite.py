@@ -1,5 +1,7 @@
-"""Time the downstream suite per checkpoint: building the items, the full suite, the in-training subset, the prompt
-battery; and check that KV-cache decoding beats a full forward per token.
+"""Time the downstream suite per checkpoint: building the items, the full suite (first call: tokenizing included;
+again: tokens memoised, as at a run's later evals), the in-training subset, the prompt battery; check that the scores
+do not depend on the batching (the subset scored again one row per forward) and that KV-cache decoding gives the
+tokens of a full forward per token, faster.
 
     python bench/downstream_suite.py [--corpus data/demo] [--device cpu] [--shapes 4x32,8x64] [--seq-len 128]
                                      [--items 500] [--subset 50] [--out DIR]
@@ -51,9 +53,18 @@ def measure(shape: str, corpus, device: torch.device, a) -> dict:
     model = model_zoo.build(spec.model).to(device).eval()
     suite, build_s = timed(lambda: prepare(corpus, spec, ("suite",), a.items), "build")
     evaluate(model, corpus, spec, ("arith",), device, suite=suite.subset(4))   # warm-up (kernels, allocator)
-    scores, full_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, a.items, a.max_batch_tokens,
-                                          suite=suite), "full_suite")
-    _, subset_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, suite=suite.subset(a.subset)), "subset")
+
+    def full_suite():
+        return evaluate(model, corpus, spec, ("suite",), device, a.items, a.max_batch_tokens, suite=suite)
+    scores, full_s = timed(full_suite, "full_suite")
+    again, again_s = timed(full_suite, "full_suite_again")
+    subset, subset_s = timed(lambda: evaluate(model, corpus, spec, ("suite",), device, suite=suite.subset(a.subset)),
+                             "subset")
+    # batching must not change a score: the subset again in batches of seq_len tokens (other batch-mates, other
+    # widths; bf16 on CUDA rounds differently with the shapes)
+    small = evaluate(model, corpus, spec, ("suite",), device, max_batch_tokens=a.seq_len, suite=suite.subset(a.subset))
+    bpb_diff = max(abs(subset[k] - small[k]) for k in subset if k.startswith("bpb_"))
+    acc_diff = max(abs(subset[k] - small[k]) for k in subset if k.startswith("acc_"))
     _, battery_s = timed(lambda: samples(model, corpus, spec, device, a.battery_tokens), "battery")
     # the KV cache against a full forward per token, on the arithmetic exact-match prompts
     sc = Scorer(model, load_tokenizer(corpus), corpus.eod_id, a.seq_len, device)
@@ -67,7 +78,10 @@ def measure(shape: str, corpus, device: torch.device, a) -> dict:
     return {"shape": f"L{L}-d{d}", "params": sum(p.numel() for p in model.parameters()),
             "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
             "tasks": len(suite.items), "items": sum(len(v) for v in suite.items.values()),
-            "build_s": round(build_s, 2), "full_suite_s": round(full_s, 2), f"subset{a.subset}_s": round(subset_s, 2),
+            "build_s": round(build_s, 2), "full_suite_s": round(full_s, 2), "full_suite_again_s": round(again_s, 2),
+            "items_per_s": round(sum(len(v) for v in suite.items.values()) / again_s),
+            "deterministic": again == scores, "max_bpb_diff_small_batches": f"{bpb_diff:.2e}",
+            "max_acc_diff_small_batches": round(acc_diff, 4), f"subset{a.subset}_s": round(subset_s, 2),
             "battery_s": round(battery_s, 2), "gen64x16_kv_s": round(cache_s, 3),
             "gen64x16_nocache_s": round(nocache_s, 3), "kv_same_as_full_forward": f"{sum(same)}/{len(same)}",
             "acc_arith": round(scores["acc_arith"], 3),
@@ -84,7 +98,7 @@ def main() -> None:
     p.add_argument("--items", type=int, default=500)
     p.add_argument("--subset", type=int, default=50)
     p.add_argument("--battery-tokens", type=int, default=32)
-    p.add_argument("--max-batch-tokens", type=int, default=16384)
+    p.add_argument("--max-batch-tokens", type=int, default=None, help="default: harness.scoring's per device")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     corpus = as_corpus(a.corpus)

@@ -1,17 +1,23 @@
 """A sweep's wall time against the sum of its runs' steady-state training times (issue 12: target <= 1.15).
 
     python bench/worker_ratio.py runs/<sweep> --wall 212.4 [--slots 2] [--csv out.csv] [--label worker]
+        [--solo solo.jsonl --solo-mode regional] [--t0 <unix s> --launch <launch dir>]
 
 Reads each run's result.json (time_train_s: steady-state training, every launch's first log window excluded;
 time_setup_s, time_warmup_s, time_eval_s, time_checkpoint_s; wall_s) and prints one line per run, the sums,
 and slots x wall / sum(time_train_s): the device time the sweep held against the time its runs trained (slots:
 the runs that trained at once, sweep.max_parallel). With one run per GPU at a time (sweep.jobs_per_gpu=1) a
 run's time_train_s is its steady-state training time alone on the device.
+
+--solo (bench/solo_rates.py's lines): each run's solo time is its tokens / its shape's tokens/s trained alone, and
+the ratio is taken against their sum (the issue's definition). --t0 (the sweep command's start, unix seconds) with
+--launch (the launch folder holding sweeps.timeline's timeline.jsonl): where the wall time outside the runs went.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -28,8 +34,41 @@ def rows(sweep_dir: Path) -> list[dict]:
         if row and row.get("run_id") == f.parent.name:
             grid, _ = read_json_object(f.parent / "grid.json")
             out.append({"run_id": row["run_id"], "label": (grid or {}).get("label", ""), "flops": row.get("flops"),
-                        "tokens_per_s": row.get("tokens_per_s"), **{k: float(row.get(k) or 0.0) for k in COLUMNS}})
+                        "tokens": row.get("tokens"), "tokens_per_s": row.get("tokens_per_s"),
+                        **{k: float(row.get(k) or 0.0) for k in COLUMNS}})
     return out
+
+
+def solo_times(rs: list[dict], solo_file: Path, mode: str | None) -> None:
+    """Each row's solo_s: its tokens / its shape's solo tokens/s (the first --solo-mode line naming the run)."""
+    rate = {}
+    for line in Path(solo_file).read_text().splitlines():
+        x = json.loads(line)
+        if mode in (None, x["mode"]):
+            for run in x["runs"]:
+                rate.setdefault(run, x["solo_tokens_per_s"])
+    for r in rs:
+        r["solo_s"] = r["tokens"] / rate[r["run_id"]] if rate.get(r["run_id"]) else float("nan")
+
+
+def outside(events: list[dict], t0: float, t1: float, rs: list[dict]) -> list[tuple[str, float]]:
+    """(phase, seconds) of the sweep's wall time outside its runs' wall_s, from the launch's timeline."""
+    first = {e["event"]: e["t"] for e in reversed(events)}   # each event's first time
+    last = {e["event"]: e["t"] for e in events}
+    jobs = [e for e in events if e["event"] in ("job_start", "job_end")]
+    in_jobs = sum(e["t"] for e in jobs if e["event"] == "job_end") - sum(e["t"] for e in jobs if e["event"] == "job_start")
+    sweep_py = first.get("sweep_start", t0)
+    out = [("python start, imports, Hydra config", sweep_py - t0),
+           ("planning", first.get("planned", sweep_py) - sweep_py),
+           ("machine check (imports torch)", first.get("checked", sweep_py) - first.get("planned", sweep_py)),
+           ("run dirs, status", first.get("launch", sweep_py) - first.get("checked", sweep_py)),
+           ("worker start (process, imports)", first.get("worker_ready", t0) - first.get("launch", t0)),
+           ("first job waits / between jobs", first.get("job_start", t0) - first.get("worker_ready", t0)),
+           ("in jobs, outside the runs (lock, checks, corpus, gc)", in_jobs - sum(r["wall_s"] for r in rs)),
+           ("worker exit", last.get("worker_exited", t1) - last.get("job_end", t1)),
+           ("end of the sweep (status, summary)", last.get("finished", t1) - last.get("worker_exited", t1)),
+           ("sweep process exit", t1 - last.get("finished", t1))]
+    return [(k, v) for k, v in out if v > 0.0005]
 
 
 def main(argv=None) -> int:
@@ -39,6 +78,10 @@ def main(argv=None) -> int:
     p.add_argument("--csv", help="also write the per-run table here")
     p.add_argument("--label", default="", help="a name for this measurement in the summary line")
     p.add_argument("--slots", type=int, default=1, help="runs that trained at once (sweep.max_parallel)")
+    p.add_argument("--solo", help="bench/solo_rates.py's JSON lines: the ratio against each run's solo time")
+    p.add_argument("--solo-mode", help="the compile mode of the --solo lines to use (default: the first per run)")
+    p.add_argument("--t0", type=float, help="the sweep command's start (unix seconds), with --launch")
+    p.add_argument("--launch", help="the launch folder (.hydra/<time>) holding timeline.jsonl")
     a = p.parse_args(argv)
     rs = rows(Path(a.sweep_dir))
     if not rs:
@@ -50,10 +93,25 @@ def main(argv=None) -> int:
               f"{r['time_eval_s']:6.1f} {r['time_checkpoint_s']:6.2f} {r['wall_s']:7.1f}  {r['tokens_per_s'] or 0:.4g}")
     total = {k: sum(r[k] for r in rs) for k in COLUMNS}
     print("sum              " + " ".join(f"{k.removeprefix('time_')}={v:.1f}" for k, v in total.items()))
+    if a.t0 is not None and a.launch:
+        from sweeps.timeline import read
+        phases = outside(read(a.launch), a.t0, a.t0 + a.wall, rs)
+        print(f"outside the runs: {a.wall - total['wall_s'] / a.slots:.1f} s of wall"
+              + "".join(f"\n  {k:<52} {v:7.1f} s" for k, v in phases))
     ratio = a.slots * a.wall / total["time_train_s"] if total["time_train_s"] > 0 else float("inf")
     print(f"{a.label + ': ' if a.label else ''}{len(rs)} runs, sweep wall {a.wall:.1f} s x {a.slots} slot(s), sum of "
           f"steady-state training {total['time_train_s']:.1f} s, ratio {ratio:.3f} (target <= 1.15), "
           f"training share {1 / ratio:.1%}")
+    if a.solo and not Path(a.solo).is_file():
+        print(f"no solo measurement ({a.solo} is missing): no ratio against the runs' time alone")
+    elif a.solo:
+        solo_times(rs, Path(a.solo), a.solo_mode)
+        total_solo = sum(r["solo_s"] for r in rs)
+        ratio = a.slots * a.wall / total_solo
+        print(f"{a.label + ': ' if a.label else ''}against each run's training time ALONE (its tokens / its shape's "
+              f"solo tokens/s, {a.solo_mode or 'first mode'}): sum {total_solo:.1f} s, ratio {ratio:.3f} "
+              f"(target <= 1.15), training share {1 / ratio:.1%}; the runs' own steady training was "
+              f"{total['time_train_s'] / total_solo:.3f} x solo")
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rs[0]))

@@ -17,6 +17,12 @@ PEAK_BF16 = (
     ("A10G", 70e12), ("A10", 125e12), ("4090", 165e12), ("3090", 71e12), ("V100", 125e12),
 )
 
+COMPILE_MODES = ("auto", "on", "regional", "off")   # runtime.compile; on: the whole loss step as one graph
+# What compile=auto means on CUDA (CPU: off): "on" or "regional" (each block and the head + loss compiled
+# apart; a new shape compiles in a fraction of the time). The one place to flip it: bench/README.md
+# "Sweep efficiency on a GPU" holds the measurement it should follow.
+CUDA_AUTO_COMPILE = "on"
+
 
 def peak_flops(device: torch.device) -> float | None:
     """Peak FLOP/s for MFU, or None where there is no meaningful one (CPU: MFU is reported as null).
@@ -37,6 +43,7 @@ class Hardware:
     dtype: torch.dtype          # autocast dtype (float32: no autocast)
     compile: bool
     peak: float | None
+    regional: bool = False      # compile each block and the tail apart (runtime.compile=regional)
 
     def autocast(self):
         if self.dtype == torch.float32:
@@ -54,8 +61,8 @@ def runtime_errors(rt: Runtime) -> list[str]:
     e = []
     if not (rt.device in ("auto", "cpu", "cuda") or rt.device.startswith("cuda:")):
         e.append(f"runtime.device={rt.device!r}: use auto, cpu, cuda or cuda:N")
-    if rt.compile not in ("auto", "on", "off"):
-        e.append(f"runtime.compile={rt.compile!r}: use auto, on or off")
+    if rt.compile not in COMPILE_MODES:
+        e.append(f"runtime.compile={rt.compile!r}: use {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}")
     if rt.parallel not in ("auto", "none", "ddp", "fsdp"):
         e.append(f"runtime.parallel={rt.parallel!r}: use auto, none, ddp or fsdp")
     if rt.precision not in ("auto", "bf16", "fp32"):
@@ -118,7 +125,7 @@ def machine_errors(rt: Runtime, key: str = "runtime") -> list[str]:
     if e:
         return e
     kind = "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and n_cuda) else "cpu"
-    if rt.compile == "on" or (rt.compile == "auto" and kind == "cuda"):
+    if compile_mode(rt, kind) != "off":
         if why := compile_problem(kind):
             e.append(f"{key}.compile={rt.compile}: torch.compile cannot work on this machine's {kind} ({why}); "
                      f"use {key}.compile=off")
@@ -126,6 +133,17 @@ def machine_errors(rt: Runtime, key: str = "runtime") -> list[str]:
         e.append(f"{key}.precision=bf16 on the CPU: this CPU has no native bf16 (oneDNN finds neither AVX-512 BF16 "
                  f"nor AMX), so autocast would emulate it; use {key}.precision=fp32 (or auto: fp32 on CPU)")
     return e
+
+
+def deterministic_cuda() -> None:
+    """Deterministic CUDA kernels for this process (train.runtime.deterministic): cuBLAS with a fixed workspace
+    (read when cuBLAS starts, so set before the first matmul), flash attention's deterministic backward (chosen by
+    torch only when deterministic algorithms are on without warn_only), cuDNN's, and inductor's fallbacks for
+    scatter-style kernels. An op with no deterministic kernel then raises instead of silently differing."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
@@ -143,9 +161,19 @@ def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        if rt.deterministic:
+            deterministic_cuda()
     else:
         # CPU kernels are deterministic for a fixed thread count; this makes any that are not warn.
         torch.use_deterministic_algorithms(True, warn_only=True)
     bf16 = rt.precision == "bf16" or (rt.precision == "auto" and device.type == "cuda")
-    compiled = rt.compile == "on" or (rt.compile == "auto" and device.type == "cuda")
-    return Hardware(device, torch.bfloat16 if bf16 else torch.float32, compiled, peak_flops(device))
+    mode = compile_mode(rt, device.type)
+    return Hardware(device, torch.bfloat16 if bf16 else torch.float32, mode != "off", peak_flops(device),
+                    regional=mode == "regional")
+
+
+def compile_mode(rt: Runtime, device_type: str) -> str:
+    """on, regional or off: what runtime.compile means on `device_type` (auto: CUDA_AUTO_COMPILE on CUDA, else off)."""
+    if rt.compile != "auto":
+        return rt.compile
+    return CUDA_AUTO_COMPILE if device_type == "cuda" else "off"

@@ -21,12 +21,14 @@ RUN_DIR` scores a run's newest checkpoint.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from harness.data import tokenizer as corpus_tokenizer
@@ -63,7 +65,26 @@ def __getattr__(name: str):
 
 
 # ---------------------------------------------------------------------------- tokenizers
-class HFTokenizer:
+MEMO_TEXTS = 200_000   # encode_batch memo entries (a suite of 6,400 items has about 30,000 distinct strings)
+
+
+class _Memo:
+    """encode_batch: encode() of many texts, each distinct text encoded once per tokenizer object. The suite is a
+    pure function of the corpus and SUITE_VERSION, so every eval of a run (and every run in one process) asks for
+    the same strings: keyed by the text itself, the memo is never stale. Ids are kept as int32 arrays (a list of
+    ints costs 36 bytes a token)."""
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        memo = self.__dict__.setdefault("_memo", {})
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if len(memo) + len(missing) > MEMO_TEXTS:
+            memo.clear()
+        for t, ids in zip(missing, self._encode_uncached(missing)):
+            memo[t] = np.asarray(ids, dtype=np.int32)
+        return [memo[t] for t in texts]
+
+
+class HFTokenizer(_Memo):
     """A `tokenizers` tokenizer.json, used without special tokens (eod is added by the LM)."""
 
     def __init__(self, path: str | Path):
@@ -73,11 +94,14 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def _encode_uncached(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]   # Rust, all cores
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
 
-class ByteTokenizer:
+class ByteTokenizer(_Memo):
     """UTF-8 bytes as tokens (0..255), for corpora without a tokenizer.json such as the synthetic
     test corpus. Invalid UTF-8 decodes to U+FFFD (task data goes through Arrow, which refuses the
     lone surrogates a lossless decode would need)."""
@@ -87,21 +111,35 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
+    def _encode_uncached(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+
     def decode(self, ids: list[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
 
 
 def load_tokenizer(corpus: Corpus) -> HFTokenizer | ByteTokenizer:
+    """The corpus' tokenizer; one object per tokenizer file (and its memo) for the whole process."""
     path = corpus.path / "tokenizer.json"
     if path.is_file():
-        return HFTokenizer(path)
+        st = path.stat()
+        return _hf_tokenizer(str(path.resolve()), st.st_mtime_ns, st.st_size)
     if corpus.vocab_size < 256:
         raise FileNotFoundError(f"{path}: corpus {corpus.name!r} has no tokenizer.json and a vocabulary of "
                                 f"{corpus.vocab_size} < 256 tokens, too small for the byte fallback; "
                                 "prepare it with harness.data.prepare, which writes the tokenizer")
     log.warning("corpus %s has no tokenizer.json: using bytes as tokens (fine for tests, meaningless "
                 "for a corpus tokenized otherwise)", corpus.name)
-    return ByteTokenizer()
+    return _BYTES
+
+
+_BYTES = ByteTokenizer()
+
+
+@functools.lru_cache(maxsize=4)
+def _hf_tokenizer(path: str, _mtime_ns: int, _size: int) -> HFTokenizer:
+    """Keyed by the file's modification time and size too: a rewritten tokenizer.json is loaded again."""
+    return HFTokenizer(path)
 
 
 # ---------------------------------------------------------------------------- set-up (before any compute)
@@ -180,7 +218,7 @@ def score_suite(scorer: Scorer, suite: Suite) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec, tasks: Sequence[str],
-             device: torch.device | str = "cpu", n_docs: int = DEFAULT_ITEMS, max_batch_tokens: int = 16384,
+             device: torch.device | str = "cpu", n_docs: int = DEFAULT_ITEMS, max_batch_tokens: int | None = None,
              autocast: Callable[[], AbstractContextManager] | None = None,
              suite: Suite | None = None) -> dict[str, float | str]:
     """Run downstream tasks on `model`; return the flat result columns (the module docstring lists them).

@@ -64,6 +64,15 @@ class ScalemixLM(TemplateLM):
     def tok_decode(self, ids: list[int]) -> str:
         return self.scorer.tokenizer.decode(ids)
 
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """TemplateLM.loglikelihood with the pairs tokenized together (Scorer.encode_pairs: each distinct string
+        once, through the tokenizer's batch encoder) instead of two encode calls per request; same token ids."""
+        pairs = [tuple(req.args) for req in requests]
+        results = self.scorer.loglikelihood(pairs)
+        for pair, res in zip(pairs, results):
+            self.cache_hook.add_partial("loglikelihood", pair, res)
+        return results
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         """requests: ((context, continuation), context_ids, continuation_ids) -> (log p, is_greedy)."""
         results = self.scorer.loglikelihood_tokens([(ctx, cont) for _, ctx, cont in requests])

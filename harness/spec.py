@@ -212,7 +212,8 @@ def _default(cls, name: str):
 class Runtime:
     """How a run executes; not part of run_id. Defaults pick the best for the machine."""
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    compile: str = "auto"            # auto (on for CUDA) | on | off
+    compile: str = "auto"            # auto (CUDA: harness.device.CUDA_AUTO_COMPILE; CPU: off) | on (whole step) |
+                                     # regional (each block, head + loss) | off
     precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     micro_batch_size: int = 0        # sequences per forward (per rank); 0: a rank's whole share (accumulate when smaller)
     checkpoint_every: int = 0        # steps; 0: about 10 checkpoints per run
@@ -224,5 +225,8 @@ class Runtime:
     threads: int = 0                 # torch CPU threads; 0: torch default
     max_rollbacks: int = 3           # a non-finite or spiking loss rolls back to the last good checkpoint this often
     spike_factor: float = 3.0        # a log window's loss above this x the lowest of the last few is a spike; 0: off
+    deterministic: bool = False      # CUDA: deterministic kernels only (slower); for checks that compare two runs
+                                     # (a cooldown branch against its independent run): without it two runs of the
+                                     # same spec differ by the GPU's atomics and flash-attention backward (CPU: always)
     parallel: str = "auto"           # over several processes (torchrun / Slurm tasks): auto | none | ddp | fsdp
                                      # (harness.distributed; auto: none for one process, ddp, fsdp past memory)

@@ -551,8 +551,15 @@ class Trainer:
 
 
 def compile_step(step_module: LossStep, hw: Hardware) -> torch.nn.Module:
-    """The loss step the loop calls: compiled where the runtime says so (harness.warm compiles it the same way)."""
-    return torch.compile(step_module) if hw.compile else step_module
+    """The loss step the loop calls: compiled where the runtime says so (harness.warm compiles it the same way):
+    whole (one graph: embedding, blocks, head, losses, statistics) or, runtime.compile=regional, the model's blocks
+    and head + loss compiled apart (model_zoo.dense.Transformer.compile_regions) and the rest eager."""
+    if not hw.compile:
+        return step_module
+    if hw.regional:
+        step_module.model.compile_regions()
+        return step_module
+    return torch.compile(step_module)
 
 
 def git_sha() -> str:

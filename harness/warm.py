@@ -33,9 +33,12 @@ def compile_ahead(spec: RunSpec, runtime: Runtime) -> float | None:
     n_domains = len(MixtureStream(corpus, spec.data, B, T, spec.seed, total_tokens=spec.tokens).domains)
     model = model_zoo.build(spec.model).to(hw.device)
     step = compile_step(LossStep(model, spec.optim.z_loss, n_domains), hw)
-    tokens = torch.zeros(runtime.micro_batch_size or B, T, dtype=torch.long, device=hw.device)
+    # three distinct tensors, as the loop passes: one tensor given three times is traced as ONE graph input
+    # (dynamo and AOTAutograd deduplicate aliased arguments), another graph than the run's, so the caches missed
+    inputs, targets, domains = (torch.zeros(runtime.micro_batch_size or B, T, dtype=torch.long, device=hw.device)
+                                for _ in range(3))
     with hw.autocast():
-        loss, _ = step(tokens, tokens, tokens)
+        loss, _ = step(inputs, targets, domains)
     loss.backward()
     if hw.device.type == "cuda":
         torch.cuda.synchronize()

@@ -8,6 +8,8 @@ model_zoo/counting.py counts this model's parameters and FLOPs without building 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -117,6 +119,14 @@ def use_chunked_head(h: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
+class Regions(NamedTuple):
+    """Compiled callables a training forward uses in place of the model's own blocks and tail (Transformer.regions).
+    A plain tuple, not modules: the compiled wrappers hold no parameters of their own, and state_dict, the
+    optimizer and evaluation see only the model."""
+    blocks: list
+    tail: Callable
+
+
 class Transformer(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -137,6 +147,7 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * spec.n_layers))
         if spec.tie_embeddings:
             self.head.weight = self.embed.weight    # one tensor: the head reads the embedding matrix
+        self.regions: Regions | None = None   # compiled blocks and tail for training (compile_regions)
 
     @staticmethod
     def _init_weights(module):
@@ -156,27 +167,47 @@ class Transformer(nn.Module):
             pos = docmask.positions(documents)
             cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
             mask = docmask.attention_mask(documents)   # built once, shared by every layer
+        # compiled regions serve training steps only: evaluation (no grad, other batch shapes) stays eager, as it
+        # does beside a whole-step compile, so it neither recompiles nor changes numerics
+        regions = self.regions if self.regions is not None and torch.is_grad_enabled() else None
         x = self.embed(idx)
         aux, stats = [], []
-        for block in self.blocks:
+        for block in regions.blocks if regions else self.blocks:
             x, block_aux, block_stats = block(x, cos, sin, mask)
             aux.append(block_aux)
             stats.append(block_stats)
-        h = self.norm(x)
         head_loss = None
-        if targets is not None and use_chunked_head(h) and z_loss is not None:
-            head_loss, ce, lse = chunked_head_loss(h, self.head.weight, targets, z_loss)
-        elif targets is not None and use_chunked_head(h):
-            ce, lse = chunked_head_losses(h, self.head.weight, targets)
+        if regions is None and targets is not None and z_loss is not None and use_chunked_head(x):
+            # the eager CPU head with the caller's loss fused in (model_zoo/chunked_ce.py); the tail below is
+            # the same head and loss unfused, which compiled regions and evaluation use
+            head_loss, ce, lse = chunked_head_loss(self.norm(x), self.head.weight, targets, z_loss)
         else:
-            logits = self.head(h).float()   # matmul in the autocast dtype, softmax in fp32
+            out = (regions.tail if regions else self.tail)(x, targets)
             if targets is None:
-                return logits
-            ce, lse = token_losses(logits, targets)
+                return out
+            ce, lse = out
         if self.spec.family != "moe":
             return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {}, head_loss)
         moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
         return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats, head_loss)
+
+    def tail(self, x: torch.Tensor, targets: torch.Tensor | None):
+        """The final norm, the head and the per-token losses: (ce, lse), or the fp32 logits without targets."""
+        h = self.norm(x)
+        if targets is not None and use_chunked_head(h):
+            return chunked_head_losses(h, self.head.weight, targets)
+        logits = self.head(h).float()   # matmul in the autocast dtype, softmax in fp32
+        if targets is None:
+            return logits
+        return token_losses(logits, targets)
+
+    def compile_regions(self) -> None:
+        """Regional compilation (PyTorch's recipe): each block and the tail compiled on their own instead of the
+        whole step. Dynamo keys compiled code on the code object and, with nn.Module parameters as graph inputs,
+        guards on shapes rather than on the instance, so every block of a model, and of any model of the same
+        width, runs one compiled graph: a new shape costs one block's compile, not a whole model's, and a new depth
+        at a known width none."""
+        self.regions = Regions([torch.compile(block) for block in self.blocks], torch.compile(self.tail))
 
     def configure_optimizer(self, optim, device_type: str) -> torch.optim.AdamW:
         """AdamW (settings from an OptimSpec) with weight decay on weight matrices only.

@@ -138,11 +138,17 @@ def rung_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
 
 
 def fixed_shapes(cfg: dict, rungs: list[Rung], errors: list[str]) -> list[Shape]:
+    """Each depth at each token count: `depth` and `tokens` are a value or a list (several sizes, crossed, so that
+    a mixture sweep varies N and D independently for the size-dependent mixing laws)."""
     by_depth = {r.depth: r for r in rungs}
-    if cfg["depth"] not in by_depth:
-        errors.append(f"grid.shapes.depth={cfg['depth']}: not in model.depths={sorted(by_depth)}")
+    depths = cfg["depth"] if isinstance(cfg["depth"], (list, tuple)) else [cfg["depth"]]
+    tokens = cfg["tokens"] if isinstance(cfg["tokens"], (list, tuple)) else [cfg["tokens"]]
+    missing = [d for d in depths if d not in by_depth]
+    if missing or not depths or not tokens:
+        errors.append(f"grid.shapes.depth={cfg['depth']}: {missing or 'empty'} not in model.depths={sorted(by_depth)}"
+                      if missing or not depths else f"grid.shapes.tokens={cfg['tokens']}: give one or more counts")
         return []
-    return [Shape(by_depth[cfg["depth"]], int(float(cfg["tokens"])))]
+    return [Shape(by_depth[d], int(float(t))) for d in depths for t in tokens]
 
 
 SHAPES = {"compute": compute_shapes, "rungs": rung_shapes, "fixed": fixed_shapes}

@@ -37,6 +37,7 @@ from sweeps.branching import trunks
 from sweeps.plan import Plan, plain_cfg, plan, plan_table
 from sweeps.progress import Progress
 from sweeps.status import counts, status_table, sweep_status
+from sweeps.timeline import Timeline, process_start
 
 log = logging.getLogger("scalemix.sweep")
 
@@ -152,6 +153,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     a config refused before launch. configure(params): set the cluster launcher's job shape (nodes,
     tasks_per_node, gpus_per_node) before the runs over that many GPUs are launched."""
     retries = int(config.sweep.retries)
+    timeline = Timeline()   # where the launch's time went (sweeps.timeline): written once its folder is known
+    timeline.mark("sweep_start", process_start=process_start())
     if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
         try:
             p = plan(config, strict=False)
@@ -164,6 +167,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return EXIT_DONE
     try:
         p = plan(config)
+        timeline.mark("planned", runs=len(p.runs))
         if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
             raise SpecError(blockers)
     except SpecError as e:
@@ -171,6 +175,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     if config.sweep.status:
         print(status_table(p, sweep_status(p, retries)))
         return EXIT_DONE
+    timeline.mark("checked")
     print(plan_table(p, sweep_status(p, retries)))
     designed = grids.conventions(plain_cfg(config)["grid"]["shapes"])
     launched = launched_with(config)
@@ -191,6 +196,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         print(f"sweep {p.name}: nothing launched: cannot write the run directories under {p.sweep_dir} "
               f"({e.strerror or e}: {e.filename}); free space or make it writable, then relaunch", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
+    timeline.mark("prepared")
     statuses = sweep_status(p, retries)
     todo = [r for r in p.runs if statuses[r.run_id].state == "pending"]
     skipped = {s: n for s, n in counts(statuses).items() if s != "pending"}
@@ -214,6 +220,9 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             raise refuse(f"sweep {p.name}: nothing launched: {e}; set sweep.gpus_per_run to a multiple of "
                          "sweep.node_gpus or at most it") from None
     job_idx = 0
+    folder = launch_dir(config, p)
+    timeline.attach(folder)
+    timeline.mark("launch", runs=len(todo))
     with Progress(p, todo, float(config.sweep.progress_every_s)):
         for k, group in groups:   # the runs over the most GPUs first: they are the longest, the rest fills in
             slots, slot_gpus = local_slots(config, k, gpus) if is_local(config) else (None, None)
@@ -224,10 +233,10 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             if slots and k == 1 and is_local(config) and config.sweep.worker and jobs:
                 # local runs of one GPU (or CPU): a long-lived worker per slot instead of a process per run
                 from sweeps.pool import run_pool
-                run_pool(jobs, launch_dir(config, p), sweep_dir=p.sweep_dir, sweep=p.name, retries=retries,
+                run_pool(jobs, folder, sweep_dir=p.sweep_dir, sweep=p.name, retries=retries,
                          slots=slots, slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
                          threads=int(config.train.runtime.threads or 0),
-                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile == "on"))
+                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile in ("on", "regional")))
                 continue
             for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
                 overrides = [job_overrides(arguments, job, slots, slot_gpus, k) for job in batch]
@@ -244,7 +253,10 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                     except Exception as e:  # a crash of the job wrapper itself (a run's own failure is in failed.json)
                         log.error("job %s: %s: %s", o[len(arguments)], type(e).__name__, e)
                 job_idx += len(batch)
-    return finish(p, retries, arguments)
+    timeline.mark("runs_ended")
+    code = finish(p, retries, arguments)
+    timeline.mark("finished")
+    return code
 
 
 def launched_with(config) -> dict:

@@ -23,6 +23,7 @@ from sweeps.job import child_env, die_with_parent, forward_signals, record_exit
 from sweeps.jobqueue import JobQueue
 from sweeps.lock import RunLock
 from sweeps.status import run_status
+from sweeps.timeline import Timeline
 from sweeps.worker import RESTART_EXIT_CODE, current_file
 
 log = logging.getLogger("scalemix.sweep")
@@ -45,7 +46,10 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
             return subprocess.Popen([sys.executable, "-m", module, str(queue.path), *args], env=env, stdout=out,
                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
+    timeline = Timeline(launch_dir)
+
     def worker(k: int) -> subprocess.Popen:
+        timeline.mark("worker_spawn", worker=k)
         return start("sweeps.worker", str(k), log_name=f"worker{k}.log")
 
     procs = {k: worker(k) for k in range(min(slots, len(jobs)))}
@@ -59,6 +63,7 @@ def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, 
                 if rc is None:
                     continue
                 del procs[k]
+                timeline.mark("worker_exited", worker=k, rc=rc)
                 marker = current_file(launch_dir, k)
                 if rc == RESTART_EXIT_CODE:   # a run crashed in it (and was recorded): the rest on a fresh process
                     if not received and queue.left():

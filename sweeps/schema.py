@@ -30,6 +30,7 @@ class Leaf:
     above: float | None = None      # ... or the value it must exceed
     words: tuple[str, ...] = ()     # strings accepted besides the kind (e.g. "auto")
     list_of: bool = False           # a list of such values
+    or_list: bool = False           # one such value or a list of them
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ GRID = Section({
     "shapes": Section({
         "kind": STR(), "budgets": NUM(above=0, list_of=True), "sizes_per_budget": POS_INT,
         "tokens_per_param": POS_NUM, "count": STR(), "spacing": NUM(above=1), "min_each_side": INT(min=0),
-        "depths": INT(min=1, list_of=True), "depth": POS_INT, "tokens": POS_NUM}),
+        "depths": INT(min=1, list_of=True), "depth": INT(min=1, or_list=True), "tokens": NUM(above=0, or_list=True)}),
     "mixtures": Section({"kind": STR(), "step": POS_NUM, "samples": INT(min=1, nullable=True), "alpha": POS_NUM,
                          "seed": INT(), "include_pure": BOOL, "include_uniform": BOOL, "include_natural": BOOL,
                          "center": STR(), "corpus": STR(nullable=True), "natural": Mapping(NUM(min=0), nullable=True),
@@ -178,7 +179,7 @@ def check(value, node, key: str, out: list[str]) -> None:
             return
         for k, v in value.items():
             check(v, node.value, f"{key}.{k}", out)
-    elif node.list_of:
+    elif node.list_of or (node.or_list and isinstance(value, (list, tuple))):
         if value is None and node.nullable:
             return
         if not isinstance(value, (list, tuple)):

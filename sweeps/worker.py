@@ -40,6 +40,7 @@ from harness.signals import REQUEUE_EXIT_CODE, SIGNALS
 from sweeps.job import run_job
 from sweeps.jobqueue import JobQueue
 from sweeps.lock import RunSlots
+from sweeps.timeline import Timeline, process_start
 
 # the module `python -m <name>` runs for each training command the job wrapper issues
 ENTRY = {"harness": "harness.__main__", "harness.branches": "harness.branches"}
@@ -166,20 +167,25 @@ def serve(queue_path: Path, k: int) -> int:
         print(json.dumps({"worker": k, "slot": slot, "pid": os.getpid(),
                           "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}), flush=True)
         configure_compiler()
+        timeline = Timeline(launch_dir)
+        timeline.mark("worker_ready", worker=k, process_start=process_start())
         execute = InProcess(launch_dir, k, stop)
         while not stop and (job := queue.take()) is not None:
             log_path = launch_dir / f"{job}.log"
+            timeline.mark("job_start", worker=k, job=job)
             try:
                 res = run_job(sweep_dir / job, sweep=m["sweep"], log_path=log_path, retries=int(m["retries"]),
                               execute=execute)
             except Exception as e:   # around the run (its log, its lock: a full or read-only disk), not in it
                 traceback.print_exc()
                 res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
+            timeline.mark("job_end", worker=k, job=job, status=res["status"])
             print(json.dumps({key: v for key, v in res.items() if key != "branches"}), flush=True)
             if res["status"] == "preempted":
                 break
             if execute.crashed:   # recorded as failed like any run; the next ones start in a fresh process
                 return RESTART_EXIT_CODE
+        timeline.mark("worker_done", worker=k)
     return REQUEUE_EXIT_CODE if stop else 0
 
 
@@ -193,4 +199,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # every run's files are closed and synced by now (each run waits for its checkpoints and result); tearing the
+    # interpreter down (torch's modules, inductor's compile workers, CUDA) took seconds that the pool waited on
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

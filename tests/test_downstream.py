@@ -456,3 +456,77 @@ def test_cuda_bf16_loglikelihoods_match_cpu(text_corpus):
         assert b == pytest.approx(a, rel=0.02, abs=0.05)  # bf16 autocast on CUDA vs fp32 on CPU
     out = evaluate(model, corpus, spec, ("suite",), "cuda", n_docs=50)
     assert all(0 <= v <= 1 for k, v in out.items() if k.startswith("acc_"))
+
+
+# ---------------------------------------------------------------------------- batching (issue 17: speed)
+def test_scores_do_not_depend_on_batching_and_repeat_exactly(text_corpus):
+    """Rows sorted and packed into batches of any size give the same log-likelihoods and greedy flags (one row per
+    forward is the reference); a second call gives bit-identical results."""
+    import model_zoo
+    corpus, texts = text_corpus
+    tok = HFTokenizer(corpus.path / "tokenizer.json")
+    model = model_zoo.build(_spec(corpus.vocab_size, seq_len=24).model).eval()
+    pairs = PAIRS + [(t[:40], t[40:90]) for t in texts["prose"][:6]] + [("", texts["math"][0][:200])]  # chunked
+    ref = Scorer(model, tok, corpus.eod_id, 24, max_batch_tokens=1).loglikelihood(pairs)
+    for budget in (30, 100, None):
+        got = Scorer(model, tok, corpus.eod_id, 24, max_batch_tokens=budget).loglikelihood(pairs)
+        assert [g for _, g in got] == [g for _, g in ref], budget
+        assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in ref], abs=1e-4), budget
+    assert Scorer(model, tok, corpus.eod_id, 24).loglikelihood(pairs) == got
+    assert Scorer(model, tok, corpus.eod_id, 24).loglikelihood([]) == []
+
+
+def test_many_sequences_per_forward():
+    """A call's requests share forwards: 40 short requests, one forward (not one per request or per task)."""
+    calls = []
+    model = TinyCausalLM(256).eval()
+    forward = model.forward
+    model.forward = lambda idx: calls.append(idx.shape) or forward(idx)
+    out = Scorer(model, ByteTokenizer(), 255, 32).loglikelihood([(f"Compute {i} + 1.", f" {i + 1}") for i in range(40)])
+    assert len(out) == 40 and calls == [torch.Size([40, 18])]   # eod + 15 + 3 bytes, less the last
+
+
+def test_batched_generation_with_stop_strings_equals_one_prompt_at_a_time(text_corpus):
+    """Prompts of different lengths decoded together (left padding, several batches, stop checks every few tokens)
+    give each prompt's own full-forward greedy completion, cut at the stop string."""
+    import model_zoo
+    from model_zoo.decode import greedy
+    corpus, _ = text_corpus
+    tok = HFTokenizer(corpus.path / "tokenizer.json")
+    spec = RunSpec(model=ModelSpec(d_model=32, n_layers=2, n_heads=2, ffn_hidden=64, vocab_size=corpus.vocab_size,
+                                   seq_len=40), tokens=1024, batch_tokens=40)
+    torch.manual_seed(2)
+    model = model_zoo.build(spec.model).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(20)
+    prompts = ["Compute 12 + 35.\nAnswer:", "The cat", "a", "the big red house near the river and the tree", "9"]
+    scorer = Scorer(model, tok, corpus.eod_id, 40)
+    ids = [[corpus.eod_id] + tok.encode(p) for p in prompts]
+    for until in ((), (" ", "e")):
+        def stop(_i, new, until=until):
+            return new[-1] == corpus.eod_id or any(u in tok.decode(new) for u in until)
+        batched = greedy(model, ids, 10, stop, max_batch=2, check_every=3)
+        with torch.no_grad():
+            alone = [scorer._generate_uncached(p, 10, stop) for p in ids]
+        assert batched == alone, until
+    assert len({tuple(a) for a in alone}) > 1
+    texts = [tok.decode(a[:-1] if a[-1] == corpus.eod_id else a) for a in alone]
+    assert scorer.generate(prompts, until, 10) == [t.split(" ")[0].split("e")[0] for t in texts]
+
+
+def test_tokenization_is_memoised_per_tokenizer(text_corpus, monkeypatch):
+    """encode_batch equals encode; each distinct text is tokenized once per process (load_tokenizer returns one
+    object per tokenizer file), so a run's repeated evals do not tokenize the suite again."""
+    from harness.downstream import load_tokenizer
+    corpus, texts = text_corpus
+    tok = load_tokenizer(corpus)
+    assert load_tokenizer(corpus) is tok
+    sample = texts["prose"][:5] + ["", "Compute 1 + 2.\nAnswer:"]
+    assert [list(x) for x in tok.encode_batch(sample)] == [tok.encode(t) for t in sample]
+    asked = []
+    real = tok._encode_uncached
+    monkeypatch.setattr(tok, "_encode_uncached", lambda ts: asked.extend(ts) or real(ts))
+    tok.encode_batch(sample + ["a new text"])
+    assert asked == ["a new text"]
+    assert [list(x) for x in ByteTokenizer().encode_batch(["é!", ""])] == [[195, 169, 33], []]

@@ -1003,6 +1003,56 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     return res
 
 
+def heldout_by_size(law: MixingLaw, folds: int | None = None) -> pd.DataFrame:
+    """A size law's held-out-mixture check at EVERY size: k-fold over mixtures, each held-out mixture's runs at all
+    of its (N, D) predicted by the law refitted without any of that mixture's runs (fit's own check scores the
+    fit size only). One row per held-out run: run_id, N, D, mixture (key), measured, predicted. Pure mixtures stay
+    in training unless config.cv_corners (as in fit)."""
+    if law.family not in SIZE_LAWS:
+        raise FitError(f"heldout_by_size: the {law.family} law describes one size; fit a size law "
+                       "(fit(..., law='joint' or 'additive')) to runs at several N or D")
+    cfg, t = law.config, law.table
+    W = t[[W_PREFIX + d for d in law.domains]].to_numpy(float)
+    W = W / W.sum(1, keepdims=True)
+    Y = t[law.targets].to_numpy(float)
+    N, D = t[cfg.n_col].to_numpy(float), t[cfg.d_col].to_numpy(float)
+    S = (np.log(N), np.log(D))
+    keys = _mixture_keys(W)
+    corner = np.isclose(W.max(1), 1.0)
+    uniq = np.unique(keys[cfg.cv_corners | ~corner])
+    k = min(folds or cfg.folds, len(uniq))
+    perm = np.random.default_rng(cfg.seed).permutation(uniq)
+    fold_of = {m: i % k for i, m in enumerate(perm)}
+    fold = np.array([fold_of.get(m, -1) for m in keys])
+    use_n, use_d = bool(np.ptp(S[0]) > 0), bool(np.ptp(S[1]) > 0)
+    ids = t["run_id"].astype(str).to_numpy() if "run_id" in t else np.arange(len(t)).astype(str)
+    parts = []
+    for f in range(k):
+        test = fold == f
+        model = make_family(law.family, use_n, use_d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = model.fit(W, Y, S, (~test)[None].astype(float))
+            pred = model.predict(p, W[test], (S[0][test], S[1][test]))[0] @ law.objective.vector
+        parts.append(pd.DataFrame({"run_id": ids[test], "N": N[test], "D": D[test], "mixture": keys[test],
+                                   "measured": law.objective.value(t[test]), "predicted": pred}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def heldout_summary(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per (N, D) of heldout_by_size's rows: held-out mixtures, mean and max relative error, Spearman (seeds of a
+    mixture averaged first, as fit's check does)."""
+    rows = []
+    for (n, d), g in pred.groupby(["N", "D"]):
+        per_mix = g.groupby("mixture")[["measured", "predicted"]].mean()
+        rel = np.abs(per_mix["predicted"] / per_mix["measured"] - 1)
+        rho = (spearmanr(per_mix["measured"], per_mix["predicted"]).statistic
+               if len(per_mix) > 2 and np.ptp(per_mix["measured"]) > 0 else np.nan)
+        rows.append({"N": n, "D": d, "mixtures": len(per_mix), "mean_rel_error": float(rel.mean()),
+                     "max_rel_error": float(rel.max()), "spearman": float(rho)})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------------------ interop
 def read_olmix(path, ratios: str = "ratios.csv", metrics: str = "metrics.csv") -> pd.DataFrame:
     """A mixture table from Olmix-style CSVs in `path`: ratios.csv (run_id, [name], one column per domain) and

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The GPU scaling study of record (issue 12, item 4) in device calls of <= 10 minutes: one phase per call, resumable.
+#
+#   OUT=<dir> bash bench/gpu_study.sh PHASE          PHASE: stage | lr | grid | big | status
+#
+#   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
+#           once every part is there
+#   lr      the study's lr sweep           python sweep.py +grid=study_lr   (runs/study-lr, 25 runs, ~9 GPU-min est.)
+#   grid    the isoFLOP grid               python sweep.py +grid=study      (runs/study, 36 runs, ~27 GPU-min est.)
+#   big     the compute-optimal run at 4x the largest budget, sized by the grid's law
+#           (python -m analysis.holdout runs/study --plan-big 4 --rungs <bench/study_rungs.py's>; runs/study-big)
+#   status  restore and print the progress line; trains nothing
+#
+# Each call: (a) copies carried corpus parts ($DATA/$CORPUS.tar.xz.part*) to $STAGE and, if $DATA/$CORPUS is absent,
+# unpacks the staged parts (harness.data.transport checks every shard's sha256); (b) installs the carried wheels
+# (.whl) to /tmp/site when hydra is missing; (c) merges the carried state $STATE (the previous call's study.tgz) into
+# $ROOT, keeping newer local run directories (a warm machine still has them); (d) runs the phase's sweep under
+# `timeout`: SIGTERM $MARGIN s before $LIMIT s after the script started (the runs checkpoint and exit; a relaunch
+# resumes them bit-exactly), SIGKILL $MARGIN/2 s later, so that packing still ends before $LIMIT; (e) packs every
+# study sweep into ONE tarball $OUT/study.tgz (finished runs without checkpoints; unfinished runs with their latest
+# checkpoint while the tarball stays under $MAX_MIB: in practice only L1's fits, so on a COLD machine an interrupted
+# run restarts from step 0, while a warm one resumes it from its own run directory) and prints the progress line
+# (runs done / planned, and the seconds of the study's commands so far, from the ledger inside the tarball; machine
+# start and transfers are not in it).
+#
+# Between calls: copy the returned study.tgz to .study/runs.tgz and carry .study (and .whl, and data parts while
+# data/large is not built there). The machine stays warm only ~30 s after a call: call again at once. In order:
+#   carry [data/large.tar.xz.part1of2]                          OUT=$OUT bash bench/gpu_study.sh stage
+#   carry [data/large.tar.xz.part2of2, .whl, .study]            OUT=$OUT bash bench/gpu_study.sh lr   (still warm)
+#   carry [data/large.tar.xz.part2of2, .whl, .study]            ... grid (until 36/36), then big
+#   (a cold machine answers "corpus ... could not be unpacked" in seconds: stage part 1 again, then repeat the call)
+# Writes to $OUT (at most 8 files come back): study.tgz, plan.txt, sweep.log, progress.txt, env.txt, logs.tgz.
+#
+# Env: LIMIT (600: the call's limit, s), MARGIN (60), JOBS_PER_GPU (2), ROOT (runs), STATE (.study/runs.tgz),
+# STAGE (/tmp/scalemix_stage), CORPUS (large), EXTRA (more sweep overrides; the CPU test's toy scale),
+# MAX_MIB (15: the tarball's checkpoint budget; a returned file may be 16 MiB), BIG_FACTOR (4), BIG_MAX_TOKENS
+# (786000000: 5 epochs of the large corpus, scale/study.yaml's cap; the law does not model repeated data).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s.%N)
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|grid|big|status}
+: "${OUT:?set OUT to a directory for the results}"
+LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
+STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
+MAX_MIB=${MAX_MIB:-15}
+DATA=${SCALEMIX_DATA:-data}
+SWEEPS=(study-lr study study-big)
+case "$PHASE" in
+  stage|status) GRID= ;;
+  lr) GRID=study_lr; SWEEP=study-lr ;;
+  grid) GRID=study; SWEEP=study ;;
+  big) GRID=study_big; SWEEP=study-big ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | grid | big | status" >&2; exit 2 ;;
+esac
+mkdir -p "$OUT" "$STAGE" "$ROOT"
+TMP=$(mktemp -d)     # side files stay out of $OUT: at most 8 files come back from a call
+export WANDB_MODE=disabled SCALEMIX_NO_PROGRESS=1 HYDRA_FULL_ERROR=1 PYTHONUNBUFFERED=1 SCALEMIX_DATA=$DATA
+elapsed() { python3 -c "import time; print(int(time.time() - $T0))"; }
+
+# (a) the corpus
+shopt -s nullglob
+for f in "$DATA/$CORPUS".tar.xz "$DATA/$CORPUS".tar.xz.part*; do [ -f "$f" ] && cp -f "$f" "$STAGE/"; done
+if [ ! -f "$DATA/$CORPUS/manifest.json" ]; then
+  parts=("$STAGE/$CORPUS".tar.xz*)
+  echo "corpus $DATA/$CORPUS absent; staged: ${parts[*]:-none}"
+  if ! PYTHONPATH=$PWD python -m harness.data.transport unpack "${parts[@]}" --out "$DATA/$CORPUS" --force; then
+    if [ "$PHASE" = stage ]; then
+      echo "staged in $STAGE; the next call (machine still warm) brings the rest"; exit 0
+    fi
+    echo "error: corpus $CORPUS could not be unpacked from $STAGE: carry every part of $DATA/$CORPUS.tar.xz" >&2
+    exit 3
+  fi
+  PYTHONPATH=$PWD python -m harness.data.transport verify "$DATA/$CORPUS" || exit 3
+  echo "corpus unpacked and verified at $(elapsed) s"
+fi
+[ "$PHASE" = stage ] && { echo "corpus $DATA/$CORPUS ready"; exit 0; }
+
+# (b) hydra, omegaconf, submitit
+if ! python -c 'import hydra, submitit' 2>/dev/null; then
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "error: hydra/submitit missing and no wheels in .whl: carry .whl" >&2; exit 3; }
+fi
+export PYTHONPATH=/tmp/site:$PWD
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  git rev-parse HEAD 2>/dev/null
+  echo "PHASE=$PHASE LIMIT=$LIMIT MARGIN=$MARGIN JOBS_PER_GPU=$JOBS_PER_GPU EXTRA=$EXTRA"; } > "$OUT/env.txt" 2>&1
+
+# (c) the carried state
+if [ -f "$STATE" ]; then python bench/study_state.py restore "$STATE" --root "$ROOT" || exit 3
+else echo "no carried state at $STATE: starting from what $ROOT holds"; fi
+
+# (d) the phase's sweep
+RC=0
+STOPPED=0
+PLANNED=()
+if [ -n "$GRID" ]; then
+  read -r -a EXTRA_ARGS <<< "$EXTRA"     # word-split, never glob-expanded: overrides hold [ ] { }
+  ARGS=(+grid=$GRID "sweep.root=$ROOT" "sweep.jobs_per_gpu=$JOBS_PER_GPU" "${EXTRA_ARGS[@]}")
+  if [ "$PHASE" = big ]; then    # its shape from the grid's law: fit it here first if the state carries none
+    laws=$ROOT/study/report/laws.json
+    if [ ! -f "$laws" ] || [ -n "$(find "$ROOT/study" -name result.json -newer "$laws" | head -n 1)" ]; then
+      python -m analysis.report "$ROOT/study" > "$TMP/report.log" 2>&1 || { tail -n 20 "$TMP/report.log"; exit 3; }
+    fi
+    # shellcheck disable=SC2207
+    python bench/study_rungs.py "$ROOT/study" > "$TMP/rungs.json" || exit 3
+    BIG=($(python -m analysis.holdout "$ROOT/study" --plan-big "${BIG_FACTOR:-4}" --rungs "$TMP/rungs.json" \
+      --overrides \
+      --max-tokens "${BIG_MAX_TOKENS:-786000000}")) \
+      || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/study --plan-big 4)" >&2; exit 3; }
+    ARGS+=("${BIG[@]}")
+  fi
+  if [ "$PHASE" != lr ] && [[ " $EXTRA " != *" grid.lr_from=null "* ]]; then
+    # the grid's lrs come from the lr sweep, and a run's lr is part of its id: a partial lr sweep would train runs
+    # that its completion then orphans
+    python sweep.py +grid=study_lr "sweep.root=$ROOT" sweep.dry_run=true > "$TMP/plan_lr.txt" 2>&1
+    need=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$TMP/plan_lr.txt")
+    have=$(find "$ROOT/study-lr" -name result.json 2>/dev/null | wc -l)
+    if [ -z "$need" ] || [ "$have" -lt "$need" ]; then
+      echo "error: the lr sweep has ${have}/${need:-?} runs done: run the lr phase first (its lrs set the grid's)" >&2
+      exit 3
+    fi
+  fi
+  python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }
+  PLANNED=("$SWEEP=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan.txt")")
+  grep -E "^(total|warning)" "$OUT/plan.txt"
+  LEFT=$((LIMIT - MARGIN - $(elapsed)))
+  if [ "$LEFT" -lt "${MIN_LEFT:-30}" ]; then
+    echo "error: only $LEFT s left before the margin: raise LIMIT" >&2; exit 3
+  fi
+  echo "sweep $GRID for at most $LEFT s (SIGTERM then; $MARGIN s kept for checkpoints and packing)"
+  timeout -s TERM -k $((MARGIN / 2)) "$LEFT" python sweep.py "${ARGS[@]}" > "$OUT/sweep.log" 2>&1
+  RC=$?
+  case $RC in 124|137) STOPPED=1; echo "sweep exit $RC at $(elapsed) s (stopped by the time limit: relaunch resumes)" ;;
+    *) STOPPED=0; echo "sweep exit $RC at $(elapsed) s" ;; esac
+  tail -n 5 "$OUT/sweep.log"
+  logs=("$ROOT/$SWEEP"/.hydra/*/*.log)
+  [ ${#logs[@]} -gt 0 ] && tar czf "$OUT/logs.tgz" "${logs[@]}" 2>/dev/null
+fi
+
+# (e) the state for the next call, and where the study stands
+python bench/study_state.py ledger --root "$ROOT" --phase "$PHASE" --start "$T0" --rc "$RC"
+python bench/study_state.py pack --root "$ROOT" --sweeps "${SWEEPS[@]}" --out "$OUT/study.tgz" --max-mib "$MAX_MIB"
+python bench/study_state.py progress --root "$ROOT" --sweeps "${SWEEPS[@]}" --planned "${PLANNED[@]}" \
+  | tee "$OUT/progress.txt"
+echo "next call: copy $OUT/study.tgz to $STATE and carry $(dirname "$STATE") (and .whl)"
+exit $(( ${STOPPED:-0} ? 0 : RC ))    # cut off by the limit is the plan, not a failure

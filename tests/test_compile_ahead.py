@@ -1,0 +1,47 @@
+"""Compile-ahead (harness.warm, sweeps.ahead) traces the very graphs the run's own step then compiles, whole or
+regional, so that the run finds them in the shared caches: same graph code, same input shapes, dtypes and count.
+(It once passed one tensor as inputs, targets and domains: dynamo traced that as one graph input, a different
+graph, and every run compiled its shape again.)"""
+import functools
+
+import pytest
+import torch
+from harness_util import make_corpus, runtime, tiny_spec
+
+from harness.train import run
+from harness.warm import compile_ahead
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def recorded_graphs(monkeypatch) -> list:
+    """torch.compile with a backend that keeps (graph code, input shapes and dtypes) and runs the graph eagerly."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append((gm.code, [(tuple(x.shape), x.dtype) for x in example_inputs if isinstance(x, torch.Tensor)]))
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+    return graphs
+
+
+@pytest.mark.parametrize("mode", ["on", "regional"])
+def test_compile_ahead_traces_the_graphs_the_run_compiles(tmp_path, monkeypatch, mode):
+    spec = tiny_spec(make_corpus(tmp_path / "syn"), steps=2)
+    rt = runtime(compile=mode, checkpoint_every=2)
+    graphs = recorded_graphs(monkeypatch)
+    assert compile_ahead(spec, rt) is not None
+    ahead = list(graphs)
+    torch._dynamo.reset()   # as a fresh process: the run traces its own
+    graphs.clear()
+    run(spec, rt, tmp_path / "run")
+    assert ahead and len(graphs) == len(ahead)   # evaluation runs eager: no graphs of its own
+    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
+        assert inputs_a == inputs_r
+        assert code_a == code_r
