@@ -46,8 +46,9 @@ MIX_OUT ?= out
 mixture-study:
 	PYTHON=$(PYTHON) TOY=$(or $(TOY),0) JOBS=$(MIX_JOBS) OUT=$(MIX_OUT) bash bench/cpu_mixing_study.sh
 
+# prepare returns at once when data/demo is built from the current recipe (and rebuilds one from an older recipe)
 demo:
-	@test -f "$${SCALEMIX_DATA:-data}/demo/manifest.json" || $(PYTHON) -m harness.data.prepare corpus=demo
+	$(PYTHON) -m harness.data.prepare corpus=demo
 	$(PYTHON) sweep.py +grid=$(SWEEP)
 	$(PYTHON) -m analysis.report runs/$(SWEEP)
 

@@ -194,6 +194,7 @@ def section_data(ctx: Context):
                 f"{len(ctx.curves)} eval points on training curves. Conventions: {ctx.config.describe()}"
                 + (f" ({ctx.config.origin})." if ctx.config.origin else "."))]
     out.append(Para(attention_setting(res.runs)))
+    out.append(Para(corpus_setting(res.runs)))
     if res.skipped:
         out.append(Table(pd.DataFrame(res.skipped, columns=["run dir", "reason"]), "Skipped run directories"))
     cols = [c for c in ("run_id", "n_layers", "d_model", ctx.config.n_col, "tokens", ctx.config.c_col, "loss")
@@ -205,6 +206,21 @@ def section_data(ctx: Context):
         if why != ctx.not_chinchilla:         # (that reason is the Summary's)
             out.append(Para(f"**{name} not fitted:** {why}"))
     return out
+
+
+def corpus_setting(runs: pd.DataFrame) -> str:
+    """Which corpus the runs trained on, by the hash of its tokenizer and shards (harness.data.prepare.corpus_sha256),
+    so that a law can be matched to the exact data (results written before the hash existed: unknown)."""
+    if not len(runs):
+        return "Corpus: no runs."
+    names = runs["corpus"].fillna("?").astype(str) if "corpus" in runs else pd.Series(["?"] * len(runs))
+    hashes = (runs["corpus_sha256"].fillna("").astype(str) if "corpus_sha256" in runs
+              else pd.Series([""] * len(runs))).replace("", "unknown (built before corpora had one)")
+    pairs = (names + " (corpus sha256 " + hashes + ")").value_counts()
+    if len(pairs) > 1:
+        return ("Corpus: **mixed** — " + ", ".join(f"{n} runs on {k}" for k, n in pairs.items())
+                + "; their losses are not on one footing.")
+    return f"Corpus: {pairs.index[0]}."
 
 
 def attention_setting(runs: pd.DataFrame) -> str:

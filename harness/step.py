@@ -72,10 +72,13 @@ class LossStep(nn.Module):
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor):
         if self.eod_id is None:
-            out = self.model(inputs, targets)
+            out = self.model(inputs, targets, z_loss=self.z_loss)
             ce = out.ce.mean()
             z = self.z_loss * out.lse.float().square().mean() if self.z_loss else torch.zeros_like(ce)
+            # the eager CPU head returns this loss fused, with the gradient (ce and z above are then statistics)
+            head_loss = out.head_loss
         else:
+            head_loss = None
             documents = docmask.document_ids(inputs, self.eod_id)
             out = self.model(inputs, targets, documents)
             pairs = (docmask.positions(documents) + 1).sum().float()   # a query at position p attends p + 1 keys
@@ -84,7 +87,7 @@ class LossStep(nn.Module):
             ce = (out.ce * keep).sum() / n
             z = self.z_loss * (out.lse.float().square() * keep).sum() / n if self.z_loss else torch.zeros_like(ce)
         aux = torch.as_tensor(out.aux_loss, dtype=ce.dtype, device=ce.device)
-        loss = ce + z + aux
+        loss = (ce + z if head_loss is None else head_loss) + aux
         # Per-domain CE sums and token counts: a scatter-add written as a masked reduction. Compiled, it
         # is one fused reduction kernel (a scatter_add would be B*T atomic adds onto n_domains addresses,
         # serialised on the GPU, and not deterministic).

@@ -497,7 +497,11 @@ class Trainer:
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        batch = min(self.micro, max(1, 2**16 // self.spec.model.seq_len))  # bounds the eager eval's logits memory
+        cap = max(1, 2**16 // self.spec.model.seq_len)   # sequences a call: bounds the eager eval's logits memory
+        # the eager fp32 CPU head holds one chunk of logits at a time (model_zoo/chunked_ce.py), so there a call
+        # takes up to the cap: a tiny model's eval costs calls (per-op overhead) more than FLOPs
+        cpu = self.hw.device.type == "cpu" and self.hw.dtype == torch.float32
+        batch = cap if cpu else min(self.micro, cap)
         losses = self.heldout.evaluate(self.model, self.hw.device, batch, self.hw.autocast(), self.d.rank, self.d.world)
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
@@ -532,7 +536,8 @@ class Trainer:
         # each domain's unique train tokens: analysis derives the natural mixture and repetition caps from them
         row.update({f"corpus_tokens_{d}": int(self.corpus.manifest["domains"][d]["train_tokens"])
                     for d in self.corpus.domains})
-        row.update(rollbacks=self.rollbacks, skipped_steps=len(self.skip))
+        # the corpus's one hash (tokenizer and shards; harness.data.prepare.corpus_sha256): the report names it
+        row.update(corpus_sha256=self.corpus.corpus_sha256, rollbacks=self.rollbacks, skipped_steps=len(self.skip))
         if self.d.sharded:
             row.update(world_size=self.d.world, parallel=self.d.parallel)
         if self.flops_masked is not None:   # `flops` keeps the grid's convention; this one counts the mask

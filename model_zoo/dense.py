@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model_zoo import docmask
-from model_zoo.chunked_ce import chunked_head_losses
+from model_zoo.chunked_ce import chunked_head_loss, chunked_head_losses
 from model_zoo.output import ModelOutput
 from model_zoo.spec import ModelSpec
 
@@ -154,10 +154,11 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, documents=None):
+    def forward(self, idx, targets=None, documents=None, z_loss: float | None = None):
         """documents: None (every position attends to all earlier ones), or [B, T] document ids
         (model_zoo.docmask.document_ids): attention within each document, RoPE positions restarting
-        at each document's first position."""
+        at each document's first position. z_loss: the caller's loss is mean CE + z_loss * mean(lse^2); where the
+        head is the eager CPU one, it returns that loss (ModelOutput.head_loss), computed fused."""
         T = idx.shape[1]
         assert T <= self.spec.seq_len, f"sequence of {T} tokens > model.seq_len={self.spec.seq_len}"
         if documents is None:
@@ -175,14 +176,20 @@ class Transformer(nn.Module):
             x, block_aux, block_stats = block(x, cos, sin, mask)
             aux.append(block_aux)
             stats.append(block_stats)
-        out = (regions.tail if regions else self.tail)(x, targets)
-        if targets is None:
-            return out
-        ce, lse = out
+        head_loss = None
+        if regions is None and targets is not None and z_loss is not None and use_chunked_head(x):
+            # the eager CPU head with the caller's loss fused in (model_zoo/chunked_ce.py); the tail below is
+            # the same head and loss unfused, which compiled regions and evaluation use
+            head_loss, ce, lse = chunked_head_loss(self.norm(x), self.head.weight, targets, z_loss)
+        else:
+            out = (regions.tail if regions else self.tail)(x, targets)
+            if targets is None:
+                return out
+            ce, lse = out
         if self.spec.family != "moe":
-            return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {})
+            return ModelOutput(ce, lse, torch.zeros((), device=idx.device), {}, head_loss)
         moe_stats = {key: torch.stack([s[key] for s in stats]) for key in stats[0]}
-        return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats)
+        return ModelOutput(ce, lse, torch.stack(aux).sum(), moe_stats, head_loss)
 
     def tail(self, x: torch.Tensor, targets: torch.Tensor | None):
         """The final norm, the head and the per-token losses: (ce, lse), or the fp32 logits without targets."""

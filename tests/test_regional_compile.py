@@ -79,8 +79,11 @@ def test_regional_trains_as_whole_and_eager_aot_traced(monkeypatch):
     with_backend(monkeypatch, "aot_eager")
     eager, whole, regional = train("off"), train("on"), train("regional")
     assert eager[0][-1] < eager[0][0]   # it trains
-    assert_same_training(whole, eager, rtol=1e-5, atol=1e-6)
-    assert_same_training(regional, eager, rtol=1e-5, atol=1e-6)
+    # the eager CPU step fuses the head's gradients into its forward (model_zoo/chunked_ce.py), which rounds
+    # differently from the traced plain head: against it, gradients and losses, not AdamW's final weights
+    assert_same_training(whole, eager, rtol=1e-5, atol=1e-6, weights=False)
+    assert_same_training(regional, eager, rtol=1e-5, atol=1e-6, weights=False)
+    assert_same_training(regional, whole, rtol=1e-5, atol=1e-6)
 
 
 def test_one_block_graph_serves_every_block_and_every_depth_of_a_width(monkeypatch):

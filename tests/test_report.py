@@ -158,3 +158,14 @@ def test_an_explicit_convention_is_stated_as_an_override():
     text = report.section_data(ctx)[1].text
     assert "N = total parameters (`params_total`)" in text
     assert "(override: n_col=params_total instead of the sweep's params_nonembedding (FitConfig's default" in text
+
+
+def test_the_report_names_the_corpus_hash_and_flags_mixed_corpora():
+    import pandas as pd
+
+    from analysis.report import corpus_setting
+    one = pd.DataFrame({"corpus": ["demo", "demo"], "corpus_sha256": ["0cd4" * 16, "0cd4" * 16]})
+    assert corpus_setting(one) == f"Corpus: demo (corpus sha256 {'0cd4' * 16})."
+    mixed = one.assign(corpus_sha256=["0cd4" * 16, "beef" * 16])
+    assert "**mixed**" in corpus_setting(mixed) and "beef" in corpus_setting(mixed)
+    assert "unknown" in corpus_setting(pd.DataFrame({"corpus": ["demo"]}))   # results from before the hash

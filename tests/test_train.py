@@ -15,7 +15,7 @@ RESULT_KEYS = """run_id sweep family d_model n_layers n_heads ffn_hidden vocab_s
 expert_hidden n_shared_experts params_total params_embedding params_head params_nonembedding params_active
 params_active_nonembedding tokens flops flops_6n w_alpha w_beta w_gamma loss loss_alpha loss_beta loss_gamma
 train_loss lr batch_tokens schedule seed steps wall_s tokens_per_s mfu device git_sha corpus
-tokenizer_sha256 time_setup_s time_warmup_s time_train_s time_eval_s time_checkpoint_s""".split()
+tokenizer_sha256 corpus_sha256 time_setup_s time_warmup_s time_train_s time_eval_s time_checkpoint_s""".split()
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +231,17 @@ def test_the_loss_step_compiles_as_one_graph_without_recompiles():
         assert torch.allclose(loss, ref_loss, rtol=1e-5) and torch.allclose(stats, ref_stats, rtol=1e-5)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     torch._dynamo.reset()
+
+
+def test_heldout_loss_does_not_depend_on_the_eval_batch(corpus):
+    """The trainer evaluates a whole domain per call on the CPU (one call instead of one per micro-batch)."""
+    from harness.data.corpus import Corpus
+    from harness.evaluate import HeldoutSet
+    spec = tiny_spec(corpus)
+    torch.manual_seed(0)
+    model = model_zoo.build(spec.model)
+    held = HeldoutSet(Corpus(corpus), spec.data, 1024, spec.model.seq_len)
+    small, whole = (held.evaluate(model, torch.device("cpu"), b) for b in (4, 2**16 // spec.model.seq_len))
+    assert small.keys() == whole.keys()
+    for k in small:
+        assert whole[k] == pytest.approx(small[k], rel=1e-6)

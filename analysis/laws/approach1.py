@@ -85,11 +85,13 @@ def fit(runs: pd.DataFrame, curves: pd.DataFrame, config: FitConfig | None = Non
 def bootstrap(C, loss, tokens, N, cfg: FitConfig) -> np.ndarray:
     lc = np.log(C)
     out = np.full((cfg.n_bootstrap, 4), np.nan)
+    cols = np.arange(len(C))
     for i, rows in enumerate(resample_indices(len(N), cfg.n_bootstrap, cfg.seed)):
-        pts = envelope(C, loss, tokens, N, np.unique(rows))
-        ok = np.isfinite(pts["loss"].to_numpy())
+        rows = np.unique(rows)
+        idx = rows[np.argmin(loss[rows], axis=0)]     # envelope()'s rows, without a table per resample
+        ok = np.isfinite(loss[idx, cols])
         if ok.sum() >= 2 and np.ptp(lc[ok]) > 0:
-            a_n, k_n = np.polyfit(lc[ok], np.log(pts["N_opt"].to_numpy()[ok]), 1)
-            a_d, k_d = np.polyfit(lc[ok], np.log(pts["D_opt"].to_numpy()[ok]), 1)
+            a_n, k_n = np.polyfit(lc[ok], np.log(N[idx][ok]), 1)
+            a_d, k_d = np.polyfit(lc[ok], np.log(tokens[idx, cols][ok]), 1)
             out[i] = (k_n, a_n, k_d, a_d)
     return out

@@ -5,7 +5,7 @@
     data/<corpus>/<domain>/train.bin  heldout.bin     (token shards, harness.data.shards)
 
 manifest.json:
-    {"name": str, "vocab_size": int, "eod_id": int, "tokenizer_sha256": str,
+    {"name": str, "vocab_size": int, "eod_id": int, "tokenizer_sha256": str, "corpus_sha256": str,
      "domains": {<domain>: {"train_tokens": int, "heldout_tokens": int,
                             "source": str, "licence": str, ...}}}
 """
@@ -60,6 +60,7 @@ class Corpus:
         self.vocab_size: int = int(self.manifest["vocab_size"])
         self.eod_id: int = int(self.manifest["eod_id"])
         self.tokenizer_sha256: str = self.manifest.get("tokenizer_sha256", "")
+        self.corpus_sha256: str = self.manifest.get("corpus_sha256", "")   # "" for corpora built before it existed
         self.domains: list[str] = sorted(self.manifest["domains"])
         tok = self.path / "tokenizer.json"
         if tok.is_file() and self.tokenizer_sha256:  # a swapped tokenizer would silently change every loss

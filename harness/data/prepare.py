@@ -18,7 +18,8 @@ Recipe (YAML):
       code: {licence: PSF-2.0, max_bytes: 1.5e6, sources: [{kind: python_stdlib}]}
       mine: {sources: [{kind: text_dir, path: /data/mine}]}             # bring your own text
       toks: {kind: tokens, path: /data/toks, dtype: uint16}             # pre-tokenized shards
-    tokenizer: /path/tokenizer.json   # required with pre-tokenized domains (their tokenizer),
+    tokenizer: /path/tokenizer.json   # required with pre-tokenized domains (their tokenizer), or a shipped
+                                      # one pinned by hash, {file: demo/tokenizer.json, sha256: ...}; else trained,
     eod_id: 0                         # with the eod id they use
 The corpus is written to a temporary directory and renamed into place when complete.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harness.data import byo, sources, streamed
+from harness.data import byo, pinned, sources, streamed
 from harness.data import tokenizer as tk
 from harness.data.columnar import ColumnarError
 from harness.data.corpus import data_root
@@ -89,7 +90,12 @@ def recipe_errors(r: dict) -> list[str]:
     if pretok and not r.get("tokenizer"):
         e.append(f"domains {pretok} are pre-tokenized: set `tokenizer` (their tokenizer.json, or an identifier "
                  "when every domain is pre-tokenized), `vocab_size` and `eod_id`")
-    if pretok and len(pretok) < len(doms) and r.get("tokenizer") and not Path(r["tokenizer"]).is_file():
+    if isinstance(r.get("tokenizer"), dict):   # {file, sha256}: a tokenizer.json the repository ships (pinned)
+        try:
+            sources.check({"kind": "pinned", **r["tokenizer"]})
+        except sources.SourceError as err:
+            e.append(f"tokenizer: {err}")
+    elif pretok and len(pretok) < len(doms) and r.get("tokenizer") and not Path(r["tokenizer"]).is_file():
         e.append(f"tokenizer={r['tokenizer']!r}: text domains need a tokenizer.json file to encode with")
     if not 0 < float(r.get("heldout_frac", 0.05)) < 0.5:
         e.append(f"heldout_frac={r.get('heldout_frac')}: must be in (0, 0.5)")
@@ -114,9 +120,11 @@ def recipe_errors(r: dict) -> list[str]:
                         e.append(f"domains.{name}: a {kind} source needs `path`")
                     else:
                         sources.check(s)
+                elif kind == "pinned":
+                    sources.check(s)
                 elif kind == "apt" and not s.get("packages"):
                     e.append(f"domains.{name}: an apt source needs `packages`")
-        except (byo.ByoError, ColumnarError) as err:
+        except (byo.ByoError, ColumnarError, sources.SourceError) as err:
             e.append(f"domains.{name}: {err}")
         except StopIteration:
             e.append(f"domains.{name}: no documents in {d.get('path')}")
@@ -153,6 +161,7 @@ class DomainDocs:
     duplicates: int = 0
     bytes: int = 0
     empty: list = field(default_factory=list)   # names of documents with no text (skipped)
+    text: object = field(default_factory=hashlib.sha256)   # of the admitted documents, in order: text_sha256
 
 
 def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress: bool) -> DomainDocs:
@@ -176,6 +185,7 @@ def collect(name: str, spec: dict, frac: float, seen: set, cache: Path, progress
             if (h := admit(data, seen, out)) is None:
                 continue
             bar.update(len(data))
+            out.text.update(len(data).to_bytes(8, "little") + data)
             (out.heldout if is_heldout(h, frac) else out.train).append(doc[1])
             if best is None or h < best[0]:
                 best = (h, doc[1])
@@ -236,7 +246,8 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
     t_extract = time.time() - t0
 
     if recipe.get("tokenizer"):
-        src = Path(str(recipe["tokenizer"]))
+        tok_spec = recipe["tokenizer"]
+        src = pinned.check(tok_spec) if isinstance(tok_spec, dict) else Path(str(tok_spec))
         if src.is_file():
             shutil.copy(src, tmp / "tokenizer.json")
             tok_sha = tk.sha256_file(tmp / "tokenizer.json")
@@ -266,6 +277,7 @@ def _build(recipe: dict, out: Path, tmp: Path, cache: Path, workers: int, progre
             pool.join()
     enc_bytes = sum(c.bytes for c in collected.values())
     t_enc = time.time() - t_enc0
+    manifest["corpus_sha256"] = corpus_sha256(manifest)
     manifest["build"] = {"seconds": round(time.time() - t0, 1), "extract_s": round(t_extract, 1),
                          "tokenizer_train_s": round(t_tok, 1), "tokenize_s": round(t_enc, 1),
                          "tokenize_mb_per_s": round(enc_bytes / 1e6 / max(t_enc, 1e-9), 2), "workers": workers}
@@ -314,7 +326,8 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
         else:
             arrays = {k: encoded.pop((name, k)) for k in ("train", "heldout")}
             info.update(documents=c.documents, duplicates=c.duplicates, bytes=c.bytes,
-                        train_documents=len(c.train), heldout_documents=len(c.heldout))
+                        train_documents=len(c.train), heldout_documents=len(c.heldout),
+                        text_sha256=c.text.hexdigest())
         if "stream" not in info:
             for k, arr in arrays.items():
                 write_shard(tmp / name / f"{k}.bin", arr)
@@ -325,6 +338,18 @@ def _tokenize_domains(doms, collected, pool, tmp, manifest, seen, frac, vocab, e
         info.update(duplicate_rate=round(info["duplicates"] / total, 6) if total else 0.0,
                     train_tokens=int(n_tokens["train"]), heldout_tokens=int(n_tokens["heldout"]))
         manifest["domains"][name] = info
+
+
+def same_recipe(a: dict | None, b: dict) -> bool:
+    return a is not None and json.dumps(a, sort_keys=True) == json.dumps(json.loads(json.dumps(b)), sort_keys=True)
+
+
+def corpus_sha256(m: dict) -> str:
+    """One hash for what a run trains and evaluates on: the tokenizer and every domain's train and held-out
+    shards (so two builds with this hash give the same batches). Results and reports carry it."""
+    key = {"tokenizer_sha256": m["tokenizer_sha256"], "vocab_size": m["vocab_size"], "eod_id": m["eod_id"],
+           "domains": {n: [d["train_sha256"], d["heldout_sha256"]] for n, d in sorted(m["domains"].items())}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def _licence(d: dict) -> str:
@@ -354,8 +379,8 @@ def _describe(d: dict) -> str:
 
 
 def summary(m: dict) -> str:
-    rows = [f"corpus {m['name']}: vocab {m['vocab_size']}, eod {m['eod_id']}, tokenizer sha256 "
-            f"{m['tokenizer_sha256'][:16]}..., built in {m['build']['seconds']} s "
+    rows = [f"corpus {m['name']}: sha256 {m['corpus_sha256']}",
+            f"vocab {m['vocab_size']}, eod {m['eod_id']}, tokenizer sha256 {m['tokenizer_sha256'][:16]}..., built in {m['build']['seconds']} s "
             f"(tokenize {m['build']['tokenize_mb_per_s']} MB/s)",
             f"{'domain':<14}{'docs':>9}{'dup rate':>10}{'MB':>9}{'train tok':>12}{'heldout tok':>12}  source"]
     for n, d in m["domains"].items():
@@ -393,8 +418,13 @@ def main(argv: list[str] | None = None) -> int:
                                 "vocab_size, heldout_frac, tokenizer_sample_bytes, name)" for k in unknown])
         recipe.update(args)
         if (out / "manifest.json").is_file() and not force:
-            print(f"{out} is already built (force=true rebuilds it)")
-            return 0
+            built = json.loads((out / "manifest.json").read_text()).get("recipe")
+            if same_recipe(built, recipe):
+                print(f"{out} is already built (force=true rebuilds it)")
+                return 0
+            # e.g. a demo corpus from before its text was pinned: runs on the old one are told apart by their
+            # tokenizer and corpus hashes (harness.data.corpus.stale_result_reason), so replacing it is safe
+            print(f"{out} was built from another recipe than conf/data/recipes' current one: rebuilding it")
         m = prepare(recipe, out, cache, workers, progress)
     except (PrepareError, byo.ByoError, sources.SourceError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,6 +6,8 @@ A source is a dict from a corpus recipe (conf/data/recipes/*.yaml), e.g.
     {kind: site_docs}                           .md/.rst/.txt files and package descriptions in site-packages
     {kind: licences}                            licence texts on the machine (common-licenses, dist-info)
     {kind: math, bytes: 5e6}                    generated arithmetic and algebra (harness.data.mathgen)
+    {kind: pinned, file: demo/code.jsonl.xz, sha256: ...}
+                                                text the repository ships, checked against its pin (harness.data.pinned)
     {kind: apt, packages: [dict-wn], include: ["*.dict.dz"], format: dictd}
                                                 Debian packages, fetched with `apt-get download`
     {kind: text_dir, path: /my/data}            bring your own: .txt / .jsonl (`text`) / compressed
@@ -156,6 +158,11 @@ def math_source(src: dict) -> Iterator[Doc]:
         yield f"math:{i}", doc
 
 
+def pinned(src: dict) -> Iterator[Doc]:
+    from harness.data.pinned import documents as pinned_documents
+    yield from pinned_documents(src)
+
+
 def text_dir(src: dict) -> Iterator[Doc]:
     yield from byo.text_documents(Path(src["path"]).expanduser())
 
@@ -171,8 +178,11 @@ def mds(src: dict) -> Iterator[Doc]:
 
 
 def check(src: dict) -> None:
-    """Errors a columnar source can show before any document is read (ColumnarError)."""
+    """Errors a columnar or pinned source can show before any document is read (ColumnarError, PinnedError)."""
     from harness.data import columnar
+    if src.get("kind") == "pinned":
+        from harness.data.pinned import check as check_pinned
+        check_pinned(src)
     if src.get("kind") == "parquet":
         columnar.check_parquet(Path(src["path"]).expanduser(), str(src.get("column", "text")))
     elif src.get("kind") == "mds":
@@ -263,12 +273,12 @@ def apt_source(src: dict, cache: Path) -> Iterator[Doc]:
 
 
 LOCAL = {"python_stdlib": python_stdlib, "pydoc_topics": pydoc_topics, "site_docs": site_docs,
-         "licences": licences, "math": math_source, "text_dir": text_dir, "parquet": parquet, "mds": mds}
+         "licences": licences, "math": math_source, "pinned": pinned, "text_dir": text_dir, "parquet": parquet, "mds": mds}
 STREAMED = ("parquet", "mds")   # sources too large to hold: prepare reads them twice instead (harness.data.streamed)
 
 DEFAULT_LICENCE = {"python_stdlib": "PSF-2.0", "pydoc_topics": "PSF-2.0",
                    "site_docs": "mixed: each package's own licence", "licences": "licence texts (verbatim copies)",
-                   "math": "CC0 (generated)", "text_dir": "user-supplied", "apt": "see the Debian package copyright",
+                   "math": "CC0 (generated)", "pinned": "see harness/data/pinned/<corpus>/SOURCES.md", "text_dir": "user-supplied", "apt": "see the Debian package copyright",
                    "parquet": "user-supplied", "mds": "user-supplied"}
 
 
@@ -280,6 +290,8 @@ def describe(src: dict) -> str:
         return f"python{sys.version_info.major}.{sys.version_info.minor} stdlib"
     if kind == "text_dir":
         return f"dir:{src['path']}"
+    if kind == "pinned":
+        return f"pinned:{src.get('file')}@{str(src.get('sha256', ''))[:12]}"
     if kind in STREAMED:
         return f"{kind}:{src['path']}[{src.get('column', 'text')}]"
     return kind
