@@ -39,21 +39,7 @@ class LawFileError(ValueError):
 @dataclass
 class Surface(SampledLaw):
     """Approach 3's L(N, D) as saved: what recommendations need (analysis.recommend takes it as it takes a fitted
-    LossSurface), without the residual table or the optimiser's state."""
-    E: float
-    A: float
-    B: float
-    alpha: float
-    beta: float
-    k: float
-    config: FitConfig
-    n_runs: int
-    n_range: tuple[float, float]
-    d_range: tuple[float, float]
-    c_range: tuple[float, float]
-    converged: bool
-    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))   # bootstrap (E, A, B, alpha, beta)
-    warnings: list[str] = field(default_factory=list)
+    LossSurface), without the residual table or the optimiser's state: SampledLaw's fields alone."""
 
     approach = "approach 3"
 

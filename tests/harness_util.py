@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from harness.data.synthetic import make_synthetic_corpus
 from harness.spec import RunSpec, Runtime
@@ -62,3 +65,13 @@ def locked_pid(lock: Path) -> int | None:
         return int(text[-1]) if text and text[-1].isdigit() else None
     finally:
         os.close(fd)
+
+
+def wait_for(what: str, cond, timeout: float = 120, poll: float = 0.05):
+    """cond()'s first truthy value, polled every `poll` seconds; fails the test naming `what` after `timeout`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if found := cond():
+            return found
+        time.sleep(poll)
+    pytest.fail(f"timed out waiting for {what}")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness_util import locked_pid
+from harness_util import locked_pid, wait_for
 
 from harness.data.synthetic import make_synthetic_corpus
 
@@ -94,15 +94,6 @@ def relaunch_until_done(root: Path, data: Path, reference: dict, tries: int = 2)
     assert rc == 0, out[-3000:]
     assert table(root / "chinchilla") == reference["table"]
     return out
-
-
-def wait_for(what, cond, timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if found := cond():
-            return found
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 

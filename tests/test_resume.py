@@ -66,11 +66,13 @@ def last_step(run_dir) -> int:
         return 0
 
 
-@pytest.mark.parametrize("attempt", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_sigkill_at_a_random_point_then_resume_is_bit_exact(setup, attempt):
+def test_sigkill_at_a_random_point_then_resume_is_bit_exact(setup):
+    """The point is drawn from SCALEMIX_FAULT_SEED (default 0, as in test_faults): another seed kills elsewhere,
+    and a failure can be replayed. (A second fixed point in every run repeated this test at CI's cost.)"""
     root, spec = setup
-    run_dir = root / f"killed{attempt}"
-    target = random.Random(attempt).randint(K + 1, STEPS - 2)   # past the first checkpoint, before the end
+    run_dir = root / "killed"
+    seed = int(os.environ.get("SCALEMIX_FAULT_SEED", 0))
+    target = random.Random(seed).randint(K + 1, STEPS - 2)   # past the first checkpoint, before the end
     p = cli(spec, runtime(), run_dir)
     wait_for(lambda: (run_dir / "ckpt" / f"step_{K:08d}.sha256").exists() and last_step(run_dir) >= target, p)
     p.send_signal(signal.SIGKILL)

@@ -8,10 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from harness_util import wait_for
 
 from harness.data.synthetic import make_synthetic_corpus
 
@@ -66,15 +66,6 @@ def job_ids(name: str) -> list[tuple[str, str]]:
     return [tuple(x.split()) for x in out.splitlines() if x.strip()]
 
 
-def wait_for(what, cond, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if v := cond():
-            return v
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def train_lines(run_dir: Path) -> list[dict]:
     p = run_dir / "metrics.jsonl"
     lines = [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
@@ -91,8 +82,8 @@ def test_preempted_job_checkpoints_requeues_and_resumes_to_the_same_result(data,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         run_dir = wait_for("the run directory", lambda: next((tmp_path / "chinchilla").glob("*/spec.yaml"), None),
-                           120).parent
-        wait_for("training to start", lambda: len(train_lines(run_dir)) >= 2, 300)
+                           120, poll=0.5).parent
+        wait_for("training to start", lambda: len(train_lines(run_dir)) >= 2, 300, poll=0.5)
         (job, state), = job_ids(name)
         assert state == "RUNNING"
         # USR2: submitit's signal, sent before a time limit (submitit requeues the job);
@@ -101,7 +92,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_to_the_same_result(data,
         def requeued():
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
             return (run_dir / "result.json").exists() or any(s == "PENDING" for _, s in job_ids(name))
-        wait_for("the job to be requeued", requeued, 120)
+        wait_for("the job to be requeued", requeued, 120, poll=0.5)
         out, _ = sweep.communicate(timeout=600)
     finally:
         if sweep.poll() is None:

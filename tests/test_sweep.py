@@ -205,7 +205,9 @@ def test_grid_json_names_the_grid_and_scale_the_sweep_was_launched_with(data, tm
     """A renamed sweep (sweep.name=foo) still records `+grid=chinchilla`, so analysis can print a line that
     extends it (analysis.verdict.grid_command)."""
     monkeypatch.setenv("SCALEMIX_DATA", str(data))
-    c = cfg(*TINY, f"sweep.root={tmp_path}", "sweep.name=foo")
+    # sweep.worker=false: the runs go to the launcher given here, which starts nothing (the worker pool would
+    # train them, and grid.json is written before any launch)
+    c = cfg(*TINY, f"sweep.root={tmp_path}", "sweep.name=foo", "sweep.worker=false")
     run_sweep(c, [*TINY, "sweep.name=foo"], lambda overrides, initial_job_idx: [])
     metas = [json.loads(f.read_text()) for f in sorted((tmp_path / "foo").glob("*/grid.json"))]
     assert len(metas) == 2 and all(m["sweep"] == "foo" and m["grid"] == "chinchilla" and m["scale"] == "cpu"

@@ -180,24 +180,11 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LossSurface(SampledLaw):
-    """The fitted L(N, D) with its compute-optimal allocation and bootstrap samples of (E, A, B, alpha, beta)."""
-    E: float
-    A: float
-    B: float
-    alpha: float
-    beta: float
-    k: float                          # FLOPs per parameter per token in C = k N D under this config
-    config: FitConfig
-    n_runs: int
-    n_range: tuple[float, float]
-    d_range: tuple[float, float]
-    c_range: tuple[float, float]
+    """The fitted L(N, D) with its compute-optimal allocation and bootstrap samples of (E, A, B, alpha, beta):
+    SampledLaw's fields, and the optimiser's state and residuals."""
     objective: float
     grad_norm: float                  # largest |gradient| entry at the optimum (convergence check)
-    converged: bool
     residuals: pd.DataFrame           # run_id, N, D, C, loss, predicted, residual (log)
-    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
-    warnings: list[str] = field(default_factory=list)
     search: str = "grid"              # how the starting point was found: grid of starts, or variable projection
     search_info: dict = field(default_factory=dict)
 

@@ -151,10 +151,27 @@ class ChinchillaForm:
 PARAMS = ("E", "A", "B", "alpha", "beta")
 
 
+@dataclass
 class SampledLaw(ChinchillaForm):
-    """A ChinchillaForm with bootstrap samples [n, 5] of PARAMS (attribute `samples`) and a FitConfig (`config`):
-    intervals of its parameters and of anything it computes. Shared by the fitted law (approach 3) and the saved
-    one (analysis.lawfile), so both give the same intervals."""
+    """A ChinchillaForm with bootstrap samples [n, 5] of PARAMS (`samples`), its FitConfig and what it was fitted
+    to: intervals of its parameters and of anything it computes. The fields and methods of approach 3's fitted law
+    (approach3.LossSurface, which adds the optimiser's state and the residuals) and of the same law as saved
+    (analysis.lawfile.Surface), so both hold the same data and give the same intervals."""
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    k: float                          # FLOPs per parameter per token in C = k N D under this config
+    config: FitConfig
+    n_runs: int
+    n_range: tuple[float, float]
+    d_range: tuple[float, float]
+    c_range: tuple[float, float]
+    converged: bool
+    # keyword-only, so that subclasses may add fields without defaults after these
+    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), kw_only=True)  # bootstrap rows of PARAMS
+    warnings: list[str] = field(default_factory=list, kw_only=True)
 
     @property
     def params(self) -> dict[str, float]:

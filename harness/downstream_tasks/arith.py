@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.downstream_tasks.pool import shuffled
+
 OPS = ("+", "-", "*")
 TEMPLATE = "Compute {a} {op} {b}.\nAnswer:"  # as harness.data.mathgen writes it; choices are " <n>"
 
@@ -44,10 +46,7 @@ def arith_docs(n_docs: int, seed: int = 1234, ops: tuple[str, ...] = OPS) -> lis
     docs = []
     for i in range(n_docs):
         context, answer = _question(rng, ops[i % len(ops)])
-        choices = [answer] + _near_misses(rng, answer)
-        order = rng.permutation(len(choices))
-        docs.append({"context": context, "choices": [f" {choices[j]}" for j in order],
-                     "gold": int(np.flatnonzero(order == 0)[0])})
+        docs.append(shuffled(context, [f" {x}" for x in [answer] + _near_misses(rng, answer)], rng))
     return docs
 
 

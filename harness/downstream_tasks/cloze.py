@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from harness.downstream_tasks.pool import spread
+from harness.downstream_tasks.pool import multiple_choice, spread
 
 WORD = re.compile(r"\s+\S+")
 
@@ -71,22 +71,17 @@ def cloze_docs(documents: Sequence[str], n_docs: int, seed: int = 1234, n_words:
         text = documents[i]
         true = text[start:end]
         lead = true[: len(true) - len(true.lstrip())]  # the same leading whitespace for every choice
-        choices = [true]
-        for _ in range(100 * n_choices):  # distractors: a random span of a random other document
-            if len(choices) == n_choices:
-                break
-            j = int(rng.integers(len(documents)))
-            if j == i or not spans(j):
-                continue
+
+        def distractor(j: int, lead: str = lead) -> str | None:  # a random span of another document
+            if not spans(j):
+                return None
             a, b = spans(j)[int(rng.integers(len(spans(j))))]
-            candidate = lead + documents[j][a:b].lstrip()
-            if candidate not in choices:
-                choices.append(candidate)
-        if len(choices) < n_choices:
-            continue
-        order = rng.permutation(n_choices)
-        docs.append({"context": window(text, start, max_context_chars), "choices": [choices[k] for k in order],
-                     "gold": int(np.flatnonzero(order == 0)[0])})
+            return lead + documents[j][a:b].lstrip()
+
+        item = multiple_choice(window(text, start, max_context_chars), true, document=i, n_documents=len(documents),
+                               distractor=distractor, n_choices=n_choices, rng=rng)
+        if item is not None:
+            docs.append(item)
     return docs
 
 

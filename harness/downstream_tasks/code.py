@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness.downstream_tasks.cloze import window
-from harness.downstream_tasks.pool import spread
+from harness.downstream_tasks.pool import multiple_choice, spread
 
 INDENT = re.compile(r"[ \t]*")
 
@@ -38,25 +38,21 @@ def code_docs(documents: Sequence[str], n_docs: int, seed: int = 1234, min_conte
     """Up to n_docs questions {"context", "choices", "gold"}, spread over the documents (harness.downstream_tasks.pool)."""
     rng = np.random.default_rng(seed)
     lines = functools.cache(lambda i: _lines(documents[i], min_line_chars, max_line_chars))
+
+    def distractor(j: int) -> str | None:  # a random usable line of another document
+        if not lines(j):
+            return None
+        _, a, b = lines(j)[int(rng.integers(len(lines(j))))]
+        return documents[j][a:b]
+
     docs = []
     for i, (_, content, end) in spread(len(documents), lambda i: [ln for ln in lines(i) if ln[0] >= min_context_chars],
                                        rng):
         if len(docs) == n_docs:
             break
         text = documents[i]
-        choices = [text[content:end]]
-        for _ in range(100 * n_choices):   # distractors: a random usable line of a random other document
-            if len(choices) == n_choices:
-                break
-            j = int(rng.integers(len(documents)))
-            if j == i or not lines(j):
-                continue
-            _, a, b = lines(j)[int(rng.integers(len(lines(j))))]
-            if documents[j][a:b] not in choices:
-                choices.append(documents[j][a:b])
-        if len(choices) < n_choices:
-            continue
-        order = rng.permutation(n_choices)
-        docs.append({"context": window(text, content, max_context_chars), "choices": [choices[k] for k in order],
-                     "gold": int(np.flatnonzero(order == 0)[0])})
+        item = multiple_choice(window(text, content, max_context_chars), text[content:end], document=i,
+                               n_documents=len(documents), distractor=distractor, n_choices=n_choices, rng=rng)
+        if item is not None:
+            docs.append(item)
     return docs

@@ -5,6 +5,9 @@ per document would leave tasks of 15-30 items, whose accuracies are noise. Inste
 cut points; items take one cut from each document (in a seeded random order) before a second from any, and cuts
 of one document are at least `min_gap` characters apart, so items share no text. Items from one document are
 not independent: the reported standard errors, binomial over items, are then somewhat optimistic.
+
+An item's wrong choices are drawn from other documents (`multiple_choice`), and every task shuffles its choices the
+same way (`shuffled`), so the gold position is uniform and a pure function of the seed.
 """
 from __future__ import annotations
 
@@ -38,3 +41,29 @@ def spread(n_documents: int, cuts: Callable[[int], Sequence], rng: np.random.Gen
                     yield i, cut
                     break
         order = still
+
+
+def multiple_choice(context: str, true: str, *, document: int, n_documents: int,
+                    distractor: Callable[[int], str | None], n_choices: int, rng: np.random.Generator) -> dict | None:
+    """The item {"context", "choices", "gold"}: `true` and n_choices - 1 distinct wrong choices, each
+    distractor(j) of a random document j other than `document` (None where j has nothing to offer), shuffled;
+    None when 100 * n_choices draws found too few."""
+    choices = [true]
+    for _ in range(100 * n_choices):
+        if len(choices) == n_choices:
+            break
+        j = int(rng.integers(n_documents))
+        if j == document:
+            continue
+        candidate = distractor(j)
+        if candidate is not None and candidate not in choices:
+            choices.append(candidate)
+    if len(choices) < n_choices:
+        return None
+    return shuffled(context, choices, rng)
+
+
+def shuffled(context: str, choices: Sequence[str], rng: np.random.Generator) -> dict:
+    """{"context", "choices", "gold"} with choices[0] the true one, the choices in a seeded random order."""
+    order = rng.permutation(len(choices))
+    return {"context": context, "choices": [choices[k] for k in order], "gold": int(np.flatnonzero(order == 0)[0])}
