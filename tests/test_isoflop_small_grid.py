@@ -1,27 +1,14 @@
 """Approach 2 on small and irregular grids (3 sizes per budget, sizes off any shared grid, budgets of unequal
 size) and on the public isoFLOP data stored in bench/data (its authors' exponents within 0.03)."""
-import os
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from isoflop_util import ASYM, BENCH, fit
 
-from analysis.laws import approach2
 from analysis.laws.common import FitConfig
 from analysis.synthetic import CHINCHILLA, KnownLaw, isoflop_table
-
-os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
-ASYM = KnownLaw(E=1.8, A=1500.0, B=400.0, alpha=0.50, beta=0.25)
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def fit(t, cfg=None, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return approach2.fit(t, cfg or FitConfig(n_bootstrap=0), **kw)
 
 
 def test_three_sizes_per_budget_fall_back_to_shared_profiles_noise_free():

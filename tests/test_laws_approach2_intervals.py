@@ -1,28 +1,17 @@
 """Approach 2's default on grids that defeated it (1-decade, drifting), its choice between one shared profile shape
 and one per budget (BIC), and the widening of its intervals by the optima's scatter about the power law."""
-import os
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from isoflop_util import ASYM, BENCH, fit
 
 from analysis.laws import approach2
 from analysis.laws.common import FitConfig, PowerLaw
 from analysis.synthetic import KnownLaw, isoflop_table
 
-os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
-ASYM = KnownLaw(E=1.8, A=1500.0, B=400.0, alpha=0.50, beta=0.25)
 BUDGETS = np.geomspace(1e18, 1e22, 5)
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def fit(t, cfg=None, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return approach2.fit(t, cfg or FitConfig(n_bootstrap=0), **kw)
 
 
 def test_lack_of_fit_recovers_a_known_excess_scatter():
