@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from analysis.bootstrap import parallel_map, resample_weights
+from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
 from analysis.laws.common import FitConfig, FitError, ci, implausible_exponents, usable
 
 HUBER_DELTA = 1e-3
@@ -281,7 +281,8 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None) -> MoELaw:
         notes.append(f"MoE law: granularities {sorted(set(G.tolist()))} and expert counts {sorted(set(E.tolist()))} "
                      f"cannot identify every parameter: held {values}")
     ones = np.ones(len(runs))
-    theta, res = fit_theta(cols, ones, hold)
+    with one_blas_thread():             # L-BFGS-B on 8 parameters: BLAS threads only add contention
+        theta, res = fit_theta(cols, ones, hold)
     _, grad = objective(theta, *cols, ones, free)
     converged = bool(res.success) and float(np.abs(grad).max()) < 1e-6
     if not converged:
