@@ -30,16 +30,13 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from harness.data import byo
+from harness.data.errors import SourceError  # callers catch it as sources.SourceError
 from harness.data.mathgen import math_documents
 
 Doc = tuple[str, str]
 
 MAX_DOC_CHARS = 32_000   # longer files are cut at line breaks: a held-out split by document stays fine-grained
 MIN_DOC_CHARS = 64
-
-
-class SourceError(ValueError):
-    pass
 
 
 def hashed_order(paths) -> list[Path]:
