@@ -61,6 +61,3 @@ def documents(src: dict) -> Iterator[tuple[str, str]]:
         for line in f:
             doc = json.loads(line)
             yield doc["id"], doc["text"]
-
-
-# ---- freezing (run once, on one machine) -------------------------------------------------------------
