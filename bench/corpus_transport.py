@@ -7,7 +7,7 @@
 Each form's tar (harness.data.transport.archive_members: the documents as UTF-8 text with their lengths, or
 the shards themselves) is compressed the way `pack` does it (xz preset 9e, independent streams of 48 MiB,
 one process each) and, with --zstd, by the zstd command line. The text form is then written by `pack`
-(parts of <= 60 MiB) and rebuilt by `unpack` into a scratch directory, whose shards are compared with the
+(parts of <= 40 MiB) and rebuilt by `unpack` into a scratch directory, whose shards are compared with the
 corpus byte for byte. Prints one line per measurement and writes them to <out>/transport.json.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Rebuild a corpus from its transport archive on a machine without apt (the GPU machine) and check it:
 # every shard's sha256 against the manifest (unpack refuses otherwise), then the corpus opened as a sweep reads it.
 # Needs numpy + tokenizers only (no hydra/yaml). Run from the repo root with the archive or ALL its parts present:
-#   python -m harness.data.transport pack data/large data/large.tar.xz     # where it was built (parts of <= 60 MiB)
+#   python -m harness.data.transport pack data/large data/large.tar.xz     # where it was built (parts of <= 40 MiB)
 #   carry data/large.tar.xz (or data/large.tar.xz.part1of2, .part2of2, one per call), then
 #   OUT=/tmp/out CORPUS=large bash bench/gpu_corpus_transport.sh
 # Writes $OUT/transport_unpack.txt (machine, versions, wall time, shard table). Takes well under a minute on 16 cores.

@@ -129,10 +129,16 @@ if [ -n "$GRID" ]; then
     echo "error: only $LEFT s left before the margin: raise LIMIT" >&2; exit 3
   fi
   echo "sweep $GRID for at most $LEFT s (SIGTERM then; $MARGIN s kept for checkpoints and packing)"
-  timeout -s TERM -k $((MARGIN / 2)) "$LEFT" python sweep.py "${ARGS[@]}" > "$OUT/sweep.log" 2>&1
+  # sweep.deadline_s: the sweep starts only the runs its throughput table expects to end in time and leaves the rest
+  # for the next call (a run cut off here restarts from step 0 on a cold machine: its checkpoint is too big to carry);
+  # the SIGTERM at $LEFT s stays as the backstop for an estimate that was short
+  timeout -s TERM -k $((MARGIN / 2)) "$LEFT" python sweep.py "${ARGS[@]}" "sweep.deadline_s=$((LEFT - 10))" \
+    > "$OUT/sweep.log" 2>&1
   RC=$?
   case $RC in 124|137) STOPPED=1; echo "sweep exit $RC at $(elapsed) s (stopped by the time limit: relaunch resumes)" ;;
+    3) STOPPED=1; echo "sweep exit 3 at $(elapsed) s (runs held for the next call: sweep.deadline_s)" ;;
     *) STOPPED=0; echo "sweep exit $RC at $(elapsed) s" ;; esac
+  grep -E "would end past it" "$OUT/sweep.log" | tail -n 1
   tail -n 5 "$OUT/sweep.log"
   logs=("$ROOT/$SWEEP"/.hydra/*/*.log)
   [ ${#logs[@]} -gt 0 ] && tar czf "$OUT/logs.tgz" "${logs[@]}" 2>/dev/null

@@ -13,12 +13,23 @@ On CPU a background thread is enough (the loop itself is the bottleneck there).
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from harness.data.batch import TokenBatch
+from harness.signals import SIGNALS
+
+
+def ignore_preemption(_worker_id: int = 0) -> None:
+    """The loader worker's init: a SIGTERM from `timeout` or Slurm reaches the whole process group, and a worker
+    that dies of it makes the training process fail at its next batch instead of checkpointing at the step
+    boundary (harness.signals); so the worker ignores the preemption signals and the training process, which
+    handles them, shuts it down."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 class StepBatches(Dataset):
@@ -45,7 +56,7 @@ class Prefetcher:
             self.copy_stream = torch.cuda.Stream(device)
             loader = DataLoader(StepBatches(stream, start, stop), batch_size=None, num_workers=workers,
                                 pin_memory=True, prefetch_factor=depth + 2,
-                                multiprocessing_context="fork")
+                                multiprocessing_context="fork", worker_init_fn=ignore_preemption)
             self.batches = iter(loader)
         self.next_step = start
         self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True, name="prefetch")

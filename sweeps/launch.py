@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     a config refused before launch. configure(params): set the cluster launcher's job shape (nodes,
     tasks_per_node, gpus_per_node) before the runs over that many GPUs are launched."""
     retries = int(config.sweep.retries)
+    started = time.monotonic()
     timeline = Timeline()   # where the launch's time went (sweeps.timeline): written once its folder is known
     timeline.mark("sweep_start", process_start=process_start())
     if config.sweep.dry_run:  # the table even when some runs are invalid: it shows what to change
@@ -206,6 +208,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     # and the short ones fill in at the end
     todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
+    todo = hold_back(config, p, todo, gpus, started)
     groups = gpu_groups(todo, {r.run_id: r.gpus for r in p.runs})
     if gpus and groups and groups[0][0] > gpus:
         raise refuse(f"sweep {p.name}: nothing launched: {len(groups[0][1])} run(s) need {groups[0][0]} GPUs each "
@@ -259,6 +262,35 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
     return code
 
 
+def hold_back(config, p: Plan, todo: list, gpus: int, started: float) -> list:
+    """The runs to start now: with sweep.deadline_s (a local launch given a fixed time: a device call, a Slurm
+    allocation) only those expected to end within it (sweeps.placement.within_deadline, measured throughput);
+    the rest stay pending for the next launch instead of being cut off mid-run, where a run on a machine that
+    does not outlive the launch would lose its progress."""
+    deadline = config.sweep.get("deadline_s")
+    if deadline in (None, 0) or not todo:
+        return todo
+    if not is_local(config):
+        raise refuse(f"sweep.deadline_s={deadline}: only local launches hold runs back; on Slurm the "
+                     "scheduler's time limit applies (hydra.launcher.timeout_min): unset sweep.deadline_s")
+    if any(r.gpus > 1 for r in todo):
+        log.warning("sweep.deadline_s: runs over several GPUs are not held back (their slots are planned apart)")
+        return todo
+    slots = parallelism(config, gpus) or 1
+    share = max(1, int(config.sweep.jobs_per_gpu)) if gpus else 1
+    left = float(deadline) - (time.monotonic() - started)
+    hours = [p.hours(r) for r in todo]
+    keep = placement.within_deadline(hours, slots, share, left)
+    held = [r for r, k in zip(todo, keep) if not k]
+    if held:
+        log.info("sweep.deadline_s=%s: %d of %d runs would end past it (%.0f s left): held for the next launch: %s",
+                 deadline, len(held), len(todo), left, ", ".join(r.label for r in held))
+    if any(h is None for h in hours):
+        log.warning("sweep.deadline_s: %d runs have no measured throughput (sweep.throughput_table): started "
+                    "regardless", sum(h is None for h in hours))
+    return [r for r, k in zip(todo, keep) if k]
+
+
 def launched_with(config) -> dict:
     """{"grid", "scale"}: the config names this sweep was composed from (`+grid=<grid> scale=<scale>`, Hydra's
     choices), for grid.json: a sweep's name need not be its grid's (sweep.name=...), and analysis prints command
@@ -275,7 +307,6 @@ def launch_dir(config, p: Plan) -> Path:
     try:
         return Path(str(config.hydra.sweep.dir))
     except Exception:   # a config composed without its hydra node (tests): the same layout
-        import time
         return p.sweep_dir / ".hydra" / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 

@@ -98,7 +98,8 @@ SWEEP = Section({
     "device_kind": STR(), "throughput_table": STR(nullable=True), "price_per_gpu_hour": NUM(min=0),
     "target_flops": NUM(above=0, nullable=True), "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM,
     "gpus_per_run": INT(min=1, words=("auto",)), "gpu_memory_gb": POS_NUM, "node_gpus": POS_INT,
-    "multi_gpu_efficiency": NUM(above=0), "worker": BOOL, "compile_ahead": BOOL})
+    "multi_gpu_efficiency": NUM(above=0), "worker": BOOL, "compile_ahead": BOOL,
+    "deadline_s": NUM(above=0, nullable=True)})
 
 GRID = Section({
     "name": STR(),

@@ -7,7 +7,7 @@
     byo.py        bring your own data: .txt/.jsonl(.gz/.bz2/.xz/.zst) directories, nanoGPT .bin shards
     tokenizer.py  byte-level BPE trained locally (`tokenizers`), hashed into the manifest
     encode.py     text -> ids with worker processes (prepare, and transport's rebuild)
-    transport.py  `python -m harness.data.transport pack|unpack|verify`: a built corpus in <= 60 MiB
+    transport.py  `python -m harness.data.transport pack|unpack|verify`: a built corpus in <= 40 MiB
                   parts, rebuilt bit for bit (checked by sha256) where there is no apt
     shards.py     the token shard format (header + memmap)
     corpus.py     Corpus: manifest + train/heldout shards per domain

@@ -1,6 +1,6 @@
 """Carry a built corpus to a machine without package access; rebuild its shards there bit for bit.
 
-    python -m harness.data.transport pack data/large large.tar.xz         # large.tar.xz, or parts of <= 60 MiB
+    python -m harness.data.transport pack data/large large.tar.xz         # large.tar.xz, or parts of <= 40 MiB
     python -m harness.data.transport unpack large.tar.xz* --out data/large # every shard checked against the manifest
     python -m harness.data.transport verify data/large                     # a built corpus against its manifest
 
@@ -45,7 +45,8 @@ INDEX = "transport.json"
 SPLITS = ("train", "heldout")
 PART_MAGIC = b"SMXPART1"
 MIB = 1 << 20
-DEFAULT_PART_MIB = 60        # what one call to the GPU machine carries (its limit is 64 MiB in all)
+DEFAULT_PART_MIB = 40        # one call to the GPU machine carries 64 MiB in all, the working tree (~4 MB) and the
+                             # study's state (<= 16 MiB) included
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 SEGMENT_BYTES = 48 * MIB     # the tar is compressed in independent xz streams of about this size, one per process
 
