@@ -78,7 +78,7 @@ def run_all(cmds: list[list[str]], parallel: bool, timeout: float | None = None)
                 i, t0 = procs.pop(pid)
                 d = done[i]
                 d.rc, d.wall_s, d.cpu_s = os.waitstatus_to_exitcode(status), time.time() - t0, ru.ru_utime + ru.ru_stime
-                d.timed_out = termed
+                d.timed_out = termed and d.rc != 0     # stopped by us, not finished on its own
                 continue
             if pid == 0:
                 time.sleep(0.5)
