@@ -6,6 +6,7 @@
 #   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
 #           once every part is there
 #   lr      the study's lr sweep           python sweep.py +grid=study_lr   (runs/study-lr, 25 runs, ~9 GPU-min est.)
+#   lr2     its second part, L7 at 3 lrs   python sweep.py +grid=study_lr_big (runs/study-lr, 3 runs, ~7 GPU-min est.)
 #   grid    the isoFLOP grid               python sweep.py +grid=study      (runs/study, 36 runs, ~27 GPU-min est.)
 #   big     the compute-optimal run at 4x the largest budget, sized by the grid's law
 #           (python -m analysis.holdout runs/study --plan-big 4 --rungs <bench/study_rungs.py's>; runs/study-big)
@@ -38,19 +39,20 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
-PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|grid|big|status}
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|big|status}
 : "${OUT:?set OUT to a directory for the results}"
 LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
 STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
 MAX_MIB=${MAX_MIB:-15}
 DATA=${SCALEMIX_DATA:-data}
-SWEEPS=(study-lr study study-big)
+SWEEPS=(study-lr study study-big study-superseded)
 case "$PHASE" in
   stage|status) GRID= ;;
   lr) GRID=study_lr; SWEEP=study-lr ;;
+  lr2) GRID=study_lr_big; SWEEP=study-lr ;;
   grid) GRID=study; SWEEP=study ;;
   big) GRID=study_big; SWEEP=study-big ;;
-  *) echo "error: PHASE=$PHASE: use stage | lr | grid | big | status" >&2; exit 2 ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | big | status" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$STAGE" "$ROOT"
 TMP=$(mktemp -d)     # side files stay out of $OUT: at most 8 files come back from a call
@@ -110,18 +112,24 @@ if [ -n "$GRID" ]; then
       || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/study --plan-big 4)" >&2; exit 3; }
     ARGS+=("${BIG[@]}")
   fi
-  if [ "$PHASE" != lr ] && [[ " $EXTRA " != *" grid.lr_from=null "* ]]; then
+  if [[ $PHASE != lr* ]] && [[ " $EXTRA " != *" grid.lr_from=null "* ]]; then
     # the grid's lrs come from the lr sweep, and a run's lr is part of its id: a partial lr sweep would train runs
     # that its completion then orphans
-    python sweep.py +grid=study_lr "sweep.root=$ROOT" sweep.dry_run=true > "$TMP/plan_lr.txt" 2>&1
-    need=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$TMP/plan_lr.txt")
-    have=$(find "$ROOT/study-lr" -name result.json 2>/dev/null | wc -l)
-    if [ -z "$need" ] || [ "$have" -lt "$need" ]; then
-      echo "error: the lr sweep has ${have}/${need:-?} runs done: run the lr phase first (its lrs set the grid's)" >&2
-      exit 3
-    fi
+    for lr_grid in study_lr:lr study_lr_big:lr2; do
+      python sweep.py +grid=${lr_grid%%:*} "sweep.root=$ROOT" sweep.dry_run=true > "$TMP/plan_lr.txt" 2>&1
+      need=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$TMP/plan_lr.txt")
+      have=$(grep -cE '^[0-9a-f]{12} .* done$' "$TMP/plan_lr.txt")
+      if [ -z "$need" ] || [ "$have" -lt "$need" ]; then
+        echo "error: +grid=${lr_grid%%:*} has ${have}/${need:-?} runs done: run the ${lr_grid##*:} phase first (its" \
+          "lrs set the grid's)" >&2
+        exit 3
+      fi
+    done
   fi
   python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }
+  if [[ $PHASE != lr* ]]; then   # runs an earlier lr law planned, at lrs the plan no longer holds: set aside, kept
+    python bench/study_state.py supersede --root "$ROOT" --sweep "$SWEEP" --plan "$OUT/plan.txt" || exit 3
+  fi
   PLANNED=("$SWEEP=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan.txt")")
   grep -E "^(total|warning)" "$OUT/plan.txt"
   LEFT=$((LIMIT - MARGIN - $(elapsed)))

@@ -13,6 +13,8 @@ lost everything it wrote; so each call of bench/gpu_study.sh ends by packing wha
              tarball's copy is finished, or when both are unfinished and the tarball's checkpoint is later
     progress runs done / planned per sweep, unfinished runs' steps, and the GPU-seconds the ledger records
     ledger   appends one call's line ({phase, start, wall_s, sweep exit code}) to the ledger
+    supersede  moves the run directories a sweep's plan no longer holds to <sweep>-superseded/ (kept, not read by
+             the sweep's analysis)
 
     python bench/study_state.py restore .study/runs.tgz --root runs
     python bench/study_state.py pack --root runs --sweeps study-lr study study-big --out $OUT/study.tgz
@@ -183,6 +185,29 @@ def progress(root: Path, sweeps: list[str], planned: dict[str, int]) -> list[str
     return lines
 
 
+PLAN_ROW = re.compile(r"^([0-9a-f]{12})\s")
+
+
+def supersede(root: Path, sweep: str, plan_text: str) -> list[str]:
+    """Move the run directories of root/sweep that the plan no longer holds (a changed lr law gave their sizes
+    other lrs, hence other run ids) to root/<sweep>-superseded/, where the analysis of the sweep does not read
+    them and they are kept (finished ones measured a size at another lr). Returns the moved run ids."""
+    keep = {m.group(1) for line in plan_text.splitlines() if (m := PLAN_ROW.match(line))}
+    if not keep:
+        raise ValueError("the plan lists no run ids: give the dry run's output (python sweep.py ... "
+                         "sweep.dry_run=true)")
+    moved = []
+    for run in run_dirs(root / sweep):
+        if run.name not in keep:
+            dest = root / f"{sweep}-superseded" / run.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            run.rename(dest)
+            moved.append(run.name)
+    return moved
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -198,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--root", type=Path, default=Path("runs"))
     c.add_argument("--sweeps", nargs="+", required=True)
     c.add_argument("--planned", nargs="*", default=[], help="sweep=runs planned, e.g. study=36")
+    f = sub.add_parser("supersede")
+    f.add_argument("--root", type=Path, default=Path("runs"))
+    f.add_argument("--sweep", required=True)
+    f.add_argument("--plan", type=Path, required=True, help="the sweep's dry-run output")
     e = sub.add_parser("ledger")
     e.add_argument("--root", type=Path, default=Path("runs"))
     e.add_argument("--phase", required=True)
@@ -218,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         info = restore(args.tarball, args.root)
         print(f"restored from {args.tarball}: {info['taken']} run dir(s) taken, {info['kept_local']} newer or "
               f"equal here kept")
+    elif args.cmd == "supersede":
+        try:
+            moved = supersede(args.root, args.sweep, args.plan.read_text())
+        except ValueError as e:
+            print(f"error: --plan {args.plan}: {e}", file=sys.stderr)
+            return 2
+        if moved:
+            print(f"{len(moved)} run dir(s) of {args.sweep} not in its plan moved to "
+                  f"{args.root / (args.sweep + '-superseded')}: {', '.join(moved)}")
     elif args.cmd == "progress":
         planned = {}
         for item in args.planned:

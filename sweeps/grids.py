@@ -327,6 +327,10 @@ class LrChoice:
 # The planner rounds a chosen lr to 3 significant digits: an lr optimum is not known better than that (the loss
 # is flat near it), and the rounded value keeps run ids stable when the same optimum is recomputed.
 LR_DIGITS = 3
+# Sizes past the swept ones take the lr law's trend within this factor of N of the nearest swept size: wide enough
+# to hold 3-6 sizes of a ladder spaced 1.5-2x (a slope from more than two points), narrow enough to be the trend at
+# that end rather than across regimes (LrSweep says why).
+LOCAL_SPAN = 10.0
 RERUN = "then rerun `python sweep.py +grid=lr` and plan again"
 
 
@@ -338,8 +342,13 @@ class LrSweep:
     A size the lr sweep ran takes its own optimum: measured at that very N, it assumes nothing about the form of
     lr(N), and near the optimum the loss is flat, so the noise of a 3-lr parabola costs little; a power law that
     misfits a measured size would be a silent systematic error instead (the report shows the law's residuals
-    at the swept sizes). Sizes the sweep did not run take the law: the nearest size's lr (what this replaced)
-    is off by (N ratio)^p, a factor of 1.3 for p = -0.4 and sizes 2x apart."""
+    at the swept sizes). A size between two swept ones takes the straight line in (log N, log lr) between their
+    optima. A size outside the swept ones takes a power law through the swept sizes within LOCAL_SPAN of the
+    nearest end, not the law through all of them: lr_opt(N) is not one power law from the smallest models up (the
+    GPU study's 1-layer d64 model's optimum sat 3x above the trend of the next four sizes and alone doubled the
+    fitted exponent, halving the lr it gave 5x further up; bench/README.md, "lr law"), and a size past the
+    largest swept one continues the trend at that end. The nearest size's lr (what the law replaced) is off by
+    (N ratio)^p, a factor of 1.3 for p = -0.4 and sizes 2x apart."""
     path: str
     optima: pd.DataFrame             # one row per swept (N, D)
     law: LrLaw | None
@@ -363,17 +372,48 @@ class LrSweep:
                                f"{row['lr_best']:.3g}{law}")
                 return LrChoice(float(row["lr_best"]), "lr sweep, at edge")
             return LrChoice(float(f"{row['lr_opt']:.{LR_DIGITS}g}"), "lr sweep")
-        if self.law is None:
+        inside = self.interior(tokens)
+        if len(inside) >= 2 and inside["N"].iloc[0] < n < inside["N"].iloc[-1]:
+            hi = int(np.searchsorted(inside["N"].to_numpy(float), n))
+            (n0, lr0), (n1, lr1) = inside.iloc[hi - 1], inside.iloc[hi]
+            t = np.log(n / n0) / np.log(n1 / n0)
+            return LrChoice(float(f"{np.exp((1 - t) * np.log(lr0) + t * np.log(lr1)):.{LR_DIGITS}g}"),
+                            "lr sweep, interpolated")
+        if len(inside) < 2 and self.law is None:
             note(errors, f"{key}: N={n:,} was not in the lr sweep and the lr law could not be fitted: "
                          f"{self.law_error}. Add this size to the lr grid (grid.shapes.depths) or fix the lr grid, "
                          f"{RERUN}")
             return None
-        if far := self.law.extrapolation(n):
-            note(warnings, f"{key}: {far}; add this size to the lr grid (grid.shapes.depths), {RERUN}")
-        for left_out in self.law.left_out["note"]:   # the law used here is blind to those sizes
-            note(warnings, f"{key}: the lr law (used for sizes the lr sweep did not run) leaves out {left_out}, "
-                           f"{RERUN}")
-        return LrChoice(float(f"{self.law(n):.{LR_DIGITS}g}"), "lr law")
+        if self.law is not None:
+            if far := self.law.extrapolation(n):
+                note(warnings, f"{key}: {far}; add this size to the lr grid (grid.shapes.depths), {RERUN}")
+            for left_out in self.law.left_out["note"]:   # the law used here is blind to those sizes
+                note(warnings, f"{key}: the lr law (used for sizes the lr sweep did not run) leaves out {left_out}, "
+                               f"{RERUN}")
+        return LrChoice(float(f"{self.local_law(inside, n):.{LR_DIGITS}g}"), "lr law")
+
+    def interior(self, tokens: int) -> pd.DataFrame:
+        """N, lr_opt of the swept sizes whose optimum is inside the lr grid, by N (per N the row whose D is nearest
+        `tokens`)."""
+        rows = self.optima[self.optima["edge"] == ""]
+        if not len(rows):
+            return rows[["N", "lr_opt"]]
+        dist = np.abs(np.log(rows["D"].to_numpy(float) / max(tokens, 1)))
+        best = rows.assign(dist=dist).sort_values("dist").groupby("N", as_index=False).first()
+        return best.sort_values("N", ignore_index=True)[["N", "lr_opt"]]
+
+    def local_law(self, inside: pd.DataFrame, n: float) -> float:
+        """lr at n outside the swept sizes: the power law through those within LOCAL_SPAN of the nearest end (the
+        two nearest when fewer lie there); the law through all of them when fewer than 2 are inside the grid."""
+        from analysis.laws.common import PowerLaw
+        if len(inside) < 2:
+            return float(self.law(n))
+        ns = inside["N"].to_numpy(float)
+        end = ns[0] if n < ns[0] else ns[-1]
+        near = inside[np.abs(np.log(ns / end)) <= np.log(LOCAL_SPAN)]
+        if len(near) < 2:
+            near = inside.iloc[:2] if n < ns[0] else inside.iloc[-2:]
+        return float(PowerLaw.fit(near["N"], near["lr_opt"])(n))
 
 
 def lr_from(sweep_dir: str | Path, errors: list[str], warnings: list[str]) -> LrSweep | None:

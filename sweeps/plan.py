@@ -203,7 +203,7 @@ def planned(shape, mix, lr: grids.LrChoice, seed, data, optim, evals, batch_toke
                    eval=evals, seed=int(seed))
     parts = ([f"C{shape.budget:.2g}"] if shape.budget else []) + [shape.rung.name]
     parts += [mix.name] if mix.weights else []
-    parts += [f"lr{lr.lr:.0e}"] if show_lr else []
+    parts += [f"lr{lr.lr:.2g}"] if show_lr else []   # 2 digits: lrs 1.4x apart keep apart
     parts += [f"s{seed}"] if show_seed else []
     return PlannedRun(spec, " ".join(parts), shape.rung.counts, shape.budget, lr_source=lr.source)
 

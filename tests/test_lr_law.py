@@ -150,11 +150,11 @@ def test_planner_uses_each_swept_size_optimum_and_the_law_for_an_unswept_size(tm
         want = PLANNER_K * n ** PLANNER_P
         assert r.spec.optim.lr == pytest.approx(want, rel=5e-3)        # 3 significant digits
         sources[r.spec.model.n_layers] = r.lr_source
-    assert sources == {1: "lr sweep", 2: "lr law", 3: "lr sweep"}
+    assert sources == {1: "lr sweep", 2: "lr sweep, interpolated", 3: "lr sweep"}
     l2 = next(r for r in p.runs if r.spec.model.n_layers == 2)
     assert l2.counts.params_nonembedding not in swept and not [w for w in p.warnings if "lr_from" in w]
     table = plan_table(p)
-    assert f"{l2.spec.optim.lr:.3g}  lr law" in table and "lr from" in table.splitlines()[0]
+    assert f"{l2.spec.optim.lr:.3g}  lr sweep, interpolated" in table and "lr from" in table.splitlines()[0]
     assert "train.optim.lr" in plan_table(plan(cfg("+grid=chinchilla")))   # no lr_from: the config's lr, named
 
 
