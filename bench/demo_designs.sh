@@ -28,9 +28,11 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 START=$(date +%s)
 mkdir -p "$OUT" "$WORK"
 
-# name, then overrides. All three: tokens_per_param 18 (the D/N, compute N, of the isoFLOP minima the pinned corpus
-# showed at 1.3e11-6e11 FLOPs: 20, 16, 17), adjacent rungs (spacing 1.6), and budgets where that optimum falls on a
-# rung of the CPU ladder (L2-d16 near 1.3e11-1.8e11, L3-d24 near 5e11) so that 3 sizes put a rung on each side of it;
+# name, then overrides: the candidates of the 2026-12-01 device check (bench/README.md, "CPU demo grid: budgets on
+# the ladder's rungs"; "rung" became the default, with eval.points 3, so it now runs 3 evals a run). All three:
+# tokens_per_param 18 (the D/N, compute N, of the isoFLOP minima the pinned corpus showed at 1.3e11-6e11: 20, 16, 17),
+# adjacent rungs (spacing 1.6), and budgets where that optimum falls on a rung of the CPU ladder (L2-d16 near
+# 1.3e11-1.8e11, L3-d24 near 5e11) so that 3 sizes put a rung on each side of it;
 # the smallest budget (optimum at or below the smallest rung, L1-d8) trained again with 2 (R2) or 3 (R3) more seeds,
 # so that the noise the residuals are judged against has 6 or 9 degrees of freedom instead of 3.
 R2='scale.chinchilla.replicates={seeds:[1,2],budgets:[smallest]}'
@@ -46,7 +48,8 @@ if [ -n "${CANDIDATES:-}" ]; then LIST=$(cat "$CANDIDATES"); else LIST=$DEFAULT_
 
 echo "== $(date -u +%FT%TZ) $(getconf _NPROCESSORS_ONLN) CPUs, $(uname -m); work in $WORK" | tee "$OUT/designs.log"
 lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)' | tee -a "$OUT/designs.log"
-"$PY" -m harness.data.prepare corpus=demo >>"$OUT/designs.log" 2>&1 || { echo "corpus build failed" | tee -a "$OUT/designs.log"; }
+"$PY" -m harness.data.prepare corpus=demo >>"$OUT/designs.log" 2>&1 \
+    || echo "corpus build failed" | tee -a "$OUT/designs.log"
 echo "corpus ready after $(( $(date +%s) - START )) s" | tee -a "$OUT/designs.log"
 
 SWEEP_S=$(( LIMIT_S - ($(date +%s) - START) - REPORT_S - PACK_S ))
