@@ -21,8 +21,11 @@ D_opt is read off the same group's (log N, log D) line at N_opt, which holds for
 exact). Power laws N_opt = k C^a and D_opt = k' C^b are fitted through the vertices; the bootstrap resamples
 runs within each budget (whole runs across budgets for curve slices) and refits every vertex; where the budgets'
 optima scatter about the power law more than those refits explain, the samples are spread by the Birge ratio
-(lack_of_fit, widen). A budget whose vertex lies outside its sizes, or has fewer than BRACKET_MIN sizes on a
-side, draws a warning and is marked in `points` (sizes_below, sizes_above, bracketed). With slices=True, points
+(lack_of_fit, widen); for the shape methods the exponent's interval is then stretched to hold its
+profile-likelihood interval, the range of the exponent over the (alpha, beta) the F test on the SSE admits
+(profile_slopes, stretch), which the run bootstrap falls short of with few or unevenly spread sizes. A budget
+whose vertex lies outside its sizes, or has fewer than BRACKET_MIN sizes on a side, draws a warning and is marked
+in `points` (sizes_below, sizes_above, bracketed). With slices=True, points
 are also taken where training curves pass each budget and the schedule allows (analysis/laws/slices.py).
 """
 from __future__ import annotations
