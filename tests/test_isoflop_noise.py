@@ -80,3 +80,29 @@ def test_one_weight_row_moments_equal_the_general_path():
     two = isoshape.moments(u, v, y, np.stack([w, w]))
     assert one.shape == (7, 1, 10)
     np.testing.assert_allclose(one[:, 0], two[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_interval_holds_the_exponent_of_the_profile_model_not_chosen():
+    """Budgets each drawn from their own law (shapes differ): `shape` keeps one profile each, and its interval also
+    holds the exponent one shared (a, b) gives; with 3 sizes a budget per-budget shapes are undefined: nothing added."""
+    import pandas as pd
+
+    from analysis.synthetic import KnownLaw
+    t = pd.concat([isoflop_table(KnownLaw(E=1.8, A=1500.0 * 3 ** i, B=400.0 / 2 ** i, alpha=0.5, beta=0.25), [C],
+                                 sizes_per_budget=12, span=100, noise=0.003, seed=i)
+                   for i, C in enumerate(BUDGETS)], ignore_index=True)
+    t["run_id"] = [f"r{i}" for i in range(len(t))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = approach2.fit(t, FitConfig(n_bootstrap=40, seed=0, processes=1))
+    assert (f.points["profile"] == "per budget").all()
+    groups = [approach2.as_arrays(g, f.config) for _, g in f.used.groupby("budget_id")]
+    other = approach2.other_profile_slopes(groups, f.points)
+    assert abs(other["N_opt"] - f.n_opt.a) > 0.005            # the two models disagree here
+    for law, col in ((f.n_opt, "N_opt"), (f.d_opt, "D_opt")):
+        assert law.a_ci[0] - 1e-12 <= other[col] <= law.a_ci[1] + 1e-12
+    assert any("other profile model (shared)" in w for w in f.warnings)
+    small = isoflop_table(ASYM, BUDGETS[:4], sizes_per_budget=3, span=10, noise=0.01, seed=1)
+    f = fit(small)
+    groups = [approach2.as_arrays(g, f.config) for _, g in f.used.groupby("budget_id")]
+    assert approach2.other_profile_slopes(groups, f.points) == {}
