@@ -12,6 +12,10 @@ often the bootstrap interval (cfg.ci_level) covers the truth (coverage).
     python bench/isoflop_bias.py --speed                         # 600 points, 1000 bootstraps, per method
     python bench/isoflop_bias.py --demo-grid --reps 12 --boot 200  # 4 budgets x 3 sizes: shared vs per budget
     python bench/isoflop_bias.py --sizes 8 --methods per-budget shared --widths 1 2   # when to share
+    python bench/isoflop_bias.py --reps 8 --boot 50 --noise 0.005 0.02 0.03 --sizes 6 30 --spacing random --law 0 1
+                                          # noise, few and uneven sizes (bench/README.md, "IsoFLOP noise, small ...")
+    python bench/isoflop_bias.py --spread 0.1 --noise 0.01 --law 1 2 --methods shape parabola  # per-budget shapes
+    python bench/isoflop_bias.py --summarise AFTER.csv --before BEFORE.csv   # before -> after on the same cells
 """
 from __future__ import annotations
 
@@ -184,6 +188,8 @@ def main():
     p.add_argument("--law", type=int, nargs="+", default=list(range(len(LAWS))), help="indices into LAWS")
     p.add_argument("--widths", type=float, nargs="+", default=[1, 2, 3])
     p.add_argument("--summarise", nargs="+", default=[], help="CSV files of earlier runs: print their tables")
+    p.add_argument("--before", nargs="+", default=[],
+                   help="with --summarise: CSVs of the same cells under other code; print before -> after by group")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--demo-grid", action="store_true", help="the CPU demo's 4 x 3 design (demo_grid)")
@@ -196,7 +202,11 @@ def main():
         demo_grid(a.reps, a.boot)
         return
     if a.summarise:
-        summarise(pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True))
+        after = pd.concat([pd.read_csv(f) for f in a.summarise], ignore_index=True)
+        if a.before:
+            print(before_after(pd.concat([pd.read_csv(f) for f in a.before], ignore_index=True), after))
+        else:
+            summarise(after)
         return
     widths, centrings = ((1, 3), ("centred", "drift +")) if a.quick else (a.widths, tuple(CENTRING))
     df = study(a.reps, a.boot, a.noise, widths, centrings, a.sizes, a.methods, [list(LAWS)[i] for i in a.law], a.seed0,
@@ -240,6 +250,25 @@ def summarise(df: pd.DataFrame) -> None:
     print(piv.to_string())
     if "width_ci" in df:
         print(markdown(df))
+
+
+def before_after(before: pd.DataFrame, after: pd.DataFrame) -> str:
+    """Per (noise, sizes, width), over centrings and laws: the after code's bias and spread, and coverage and interval
+    width before -> after (the same tables: the seeds and cells of both runs must match)."""
+    keys = [k for k in KEYS if k != "method"]
+    m = with_design(before).merge(with_design(after), on=keys, suffixes=("_b", "_a"))
+    out = ["| noise | sizes a budget | width (decades) | largest abs bias (/ se) | mean bias | sd of a | mean coverage "
+           "before -> after | lowest cell | cells < 0.85 | mean 90% width |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (n, s, w), g in m.groupby(["noise", "sizes", "width"]):
+        i = g["bias_a"].abs().idxmax()
+        out.append(f"| {n:g} | {s} | {w:g} | {g['bias_a'][i]:+.4f} ({abs(g['bias_a'][i]) / g['se_a'][i]:.1f}) | "
+                   f"{g['bias_a'].mean():+.4f} | {g['sd_a'].mean():.4f} | {g['coverage_b'].mean():.2f} -> "
+                   f"**{g['coverage_a'].mean():.2f}** | {g['coverage_b'].min():.2f} -> {g['coverage_a'].min():.2f} | "
+                   f"{(g['coverage_b'] < 0.85).sum()} -> {(g['coverage_a'] < 0.85).sum()} of {len(g)} | "
+                   f"{g['width_ci_b'].mean():.3f} -> {g['width_ci_a'].mean():.3f} |")
+    out.append(f"\nall cells: coverage {m['coverage_b'].mean():.3f} -> {m['coverage_a'].mean():.3f}; largest change in "
+               f"an estimate's mean {((m['bias_b'] - m['bias_a']).abs().max()):.1e}; fits {int(m['n_a'].sum())}")
+    return "\n".join(out)
 
 
 def markdown(df: pd.DataFrame, first: str = "shape", second: str = "parabola") -> str:
