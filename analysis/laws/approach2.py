@@ -463,9 +463,9 @@ def other_profile_slopes(groups, pts: pd.DataFrame) -> dict[str, float]:
     """The N_opt and D_opt exponents under the profile model `shape` did not choose (per budget where it shares one
     (a, b), shared where it keeps one each); {} where that model is undefined (per-budget shapes with under one
     residual degree of freedom a budget) or has fewer than 3 vertices. The choice is a test on the loss residuals
-    and can be wrong where it matters: on a 1-decade grid whose budgets' shapes differ by 10% BIC shared them in
-    75-100% of tables and the shared exponent was off by 0.02-0.04, its interval covering 57-75%; on digitised
-    public curves `shared` is off by 0.044 (bench/README.md, "IsoFLOP noise, small and uneven grids")."""
+    and can be wrong where it matters: on 1-decade grids whose budgets' shapes differ by ~10% BIC shared them in
+    75-100% of tables, the exponent was off by up to 0.08 and 6 of 8 cells covered under 0.85; on digitised public
+    curves `shared` is off by 0.044 (bench/README.md, "IsoFLOP noise, small and uneven grids")."""
     usable_g = [i for i, g in enumerate(groups) if len(np.unique(g[0])) >= MIN_PER_BUDGET]
     kept = [groups[i] for i in usable_g]
     shared_now = pts["profile"].iloc[0] == "shared"
