@@ -38,19 +38,26 @@ DOMAIN_FACTORS = {"web": 1.08, "code": 0.92}      # loss_<domain> = factor * los
 
 def isoflop_table(law: KnownLaw, budgets, sizes_per_budget: int = 7, span: float = 16.0, noise: float = 0.01,
                   seed: int = 0, k: float = 6.0, shift_dex: float = 0.0, jitter_dex: float = 0.0,
-                  replicates: int = 1) -> pd.DataFrame:
-    """Runs on isoFLOP lines: per budget C, sizes evenly spaced in log N over [N_opt/sqrt(span), N_opt*sqrt(span)],
+                  replicates: int = 1, spacing: str = "even") -> pd.DataFrame:
+    """Runs on isoFLOP lines: per budget C, sizes evenly spaced in log N over [N_opt/sqrt(span), N_opt*sqrt(span)]
+    (spacing="random": drawn uniformly in log N over that window instead, each budget its own unequal gaps, as
+    published isoFLOP grids have them),
     that window moved by `shift_dex` decades (an off-centre grid: > 0 towards larger N; a sequence gives each
     budget its own shift, as a planner centring its grids on a wrong exponent does) and each size moved by a
     uniform +-jitter_dex decades (grids that are not on the optimum's lattice, near-duplicate sizes);
     D = C / (k N); final loss = law * exp(noise * normal). flops = flops_6n = k N D. `replicates` > 1 trains each
     (N, D) that many times (column `seed`: 0, 1, ...), each with its own noise draw, as `grid.seeds` does."""
+    if spacing not in ("even", "random"):
+        raise ValueError(f"isoflop_table: spacing={spacing!r}: use 'even' or 'random'")
     rng = np.random.default_rng(seed)
     rows = []
     shifts = np.broadcast_to(np.asarray(shift_dex, float), (len(budgets),))
     for C, shift in zip(budgets, shifts):
         n_opt = replace(law, k=k).n_opt(C) * 10 ** shift
-        sizes = n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget)
+        if spacing == "even":
+            sizes = n_opt * np.geomspace(span ** -0.5, span ** 0.5, sizes_per_budget)
+        else:
+            sizes = n_opt * span ** np.sort(rng.uniform(-0.5, 0.5, sizes_per_budget))
         for N in sizes * 10 ** rng.uniform(-jitter_dex, jitter_dex, sizes_per_budget) if jitter_dex else sizes:
             D = C / (k * N)
             for s in range(replicates):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.stats import f as f_dist
 
 # The exponents' search range: published alpha, beta lie in 0.2-0.8 (analysis/laws/common.py); the
 # search is wider so that a narrow grid of sizes may trade them freely (its vertex stays put).
@@ -41,6 +42,7 @@ BOOT_SIGMAS = 4.0                # ... and at most this many standard errors
 BOOT_PASSES = 3                  # grids per resample at most: re-centred where the best lies on the edge
 POLISH_RESTARTS = 4              # L-BFGS-B runs after the pattern search at most (polish)
 POLISH_STEP = 1e-6               # its central-difference step in log alpha, log beta
+PROFILE_GRID = 41                # per axis for the profile region of the exponents (profile_region)
 RIDGE = 1e-13                    # relative ridge on the normal equations (alpha -> 0 makes u collinear with 1)
 
 
@@ -53,6 +55,13 @@ def features(logN, logD, mN, mD, alpha, beta):
 def moments(u, v, y, W: np.ndarray) -> np.ndarray:
     """[P, R, 10] weighted sums of 1, u, v, uu, uv, vv, y, uy, vy, yy for features u, v [P, n] and
     weight rows W [R, n]: one matrix product for all candidates and resamples."""
+    if W.shape[0] == 1:        # one weight row (full-data fits, the profile region): matrix-vector products suffice
+        w = W[0]
+        wy = w * y
+        P = u.shape[0]
+        cols = [np.full(P, w.sum()), u @ w, v @ w, (u * u) @ w, (u * v) @ w, (v * v) @ w, np.full(P, wy.sum()),
+                u @ wy, v @ wy, np.full(P, (wy * y).sum())]
+        return np.stack(cols, -1)[:, None, :]
     one, y = np.ones_like(u), np.broadcast_to(y, u.shape)
     F = np.stack([one, u, v, u * u, u * v, v * v, y, u * y, v * y, y * y], axis=-1)     # [P, n, 10]
     P, n = u.shape
@@ -306,3 +315,33 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
     s, t = np.where(np.isfinite(s), s, s_full), np.where(np.isfinite(t), t, t_full)
     x = p.vertex(theta, a_best, b_best, s, t)
     return x, s * x + t, float(edge.mean())
+
+
+def profile_region(p: Profiles, alpha: float, beta: float, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices (log N, log D [P, G]) of every exponent pair (alpha, beta) on a PROFILE_GRID x PROFILE_GRID grid
+    along the SSE's principal axes (local_axes) whose SSE, the per-budget coefficients solved exactly, lies within
+    the F test's bound of the best: SSE <= SSE_min (1 + F(level; 1, dof) / dof), dof the residual degrees of freedom.
+    A statistic of the exponents ranges over this region exactly as over its profile-likelihood interval at `level`
+    (the region's projection onto the statistic is that interval, Bates and Watts 1988, 6.1); the grid's span
+    doubles, up to three times, while the region touches its edge."""
+    Ws = _full_weights(p)
+    vec, span = local_axes(p, alpha, beta)
+    sse0 = float(p.sse(alpha, beta, Ws)[0][0, 0])
+    dof = max(1, sum(len(i) for i in p.idx) - p.n_linear - 2)
+    bound = sse0 * (1 + f_dist.ppf(level, 1, dof) / dof)
+    lo, hi = np.log(EXP_RANGE)
+    g = np.linspace(-1, 1, PROFILE_GRID)
+    for _ in range(4):
+        T1, T2 = (x.ravel() for x in np.meshgrid(g * span[0], g * span[1], indexing="ij"))
+        A = np.exp(np.clip(np.log(alpha) + T1 * vec[0, 0] + T2 * vec[0, 1], lo, hi))
+        B = np.exp(np.clip(np.log(beta) + T1 * vec[1, 0] + T2 * vec[1, 1], lo, hi))
+        sse, theta = p.sse(A, B, Ws)
+        inside = sse[:, 0] <= bound
+        ring = (np.abs(T1) >= span[0] * (1 - 1e-9)) | (np.abs(T2) >= span[1] * (1 - 1e-9))
+        if not (inside & ring).any():
+            break
+        span = span * 2
+    s, t = (x[0] for x in p.lines(Ws))
+    x = p.vertex(theta[inside, 0], A[inside], B[inside], s, t)
+    return x, s * x + t
+
