@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from harness_util import cli, make_corpus, metrics, runtime, tiny_spec
+from harness_util import cli, forked, make_corpus, metrics, runtime, tiny_spec
 
 from harness.signals import REQUEUE_EXIT_CODE, Preempted
 from harness.train import run
@@ -20,13 +20,13 @@ STEPS = 2 * K
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """The corpus, the spec, and the uninterrupted reference run (in its own process)."""
+    """The corpus, the spec, and the uninterrupted reference run (in its own, forked process)."""
     root = tmp_path_factory.mktemp("resume")
     corpus = make_corpus(root / "syn")
     spec = tiny_spec(corpus, steps=STEPS)
-    p = cli(spec, runtime(), root / "straight")
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
+    p = forked(spec, runtime(), root / "straight")   # forked: the killed and resumed runs below are fresh processes
+    p.join(timeout=300)
+    assert p.exitcode == 0
     return root, spec
 
 
