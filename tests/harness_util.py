@@ -67,6 +67,35 @@ def forked(spec: RunSpec, rt: Runtime, out: Path) -> multiprocessing.Process:
     return proc
 
 
+class Forked:
+    """`target(*args)` in a child forked from this process, driven as the tests drive a subprocess.Popen of the
+    CLI: poll(), send_signal(), wait(), returncode (negative: the signal that ended it), communicate() (no
+    output: the child writes to this process's stdout and stderr). For a run that is killed on purpose, whose
+    command-line output no test reads: it starts without a fresh interpreter's imports (about 5 CPU s)."""
+
+    def __init__(self, target, *args):
+        self.proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+        self.proc.start()
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.proc.join(timeout)
+        return self.proc.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return "", ""
+
+
 def metrics(run_dir: Path, kind: str = "train") -> list[dict]:
     rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [r for r in rows if r["kind"] == kind]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from harness_util import cli, forked, make_corpus, metrics, runtime, tiny_spec
+from harness_util import Forked, _train, cli, forked, make_corpus, metrics, runtime, tiny_spec
 
 from harness.signals import REQUEUE_EXIT_CODE, Preempted
 from harness.train import run
@@ -73,7 +73,7 @@ def test_sigkill_at_a_random_point_then_resume_is_bit_exact(setup):
     run_dir = root / "killed"
     seed = int(os.environ.get("SCALEMIX_FAULT_SEED", 0))
     target = random.Random(seed).randint(K + 1, STEPS - 2)   # past the first checkpoint, before the end
-    p = cli(spec, runtime(), run_dir)
+    p = Forked(_train, spec, runtime(), str(run_dir))   # forked: killed; the resume below is a fresh interpreter
     wait_for(lambda: (run_dir / "ckpt" / f"step_{K:08d}.sha256").exists() and last_step(run_dir) >= target, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
