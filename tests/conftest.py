@@ -8,3 +8,41 @@ numpy or scipy load BLAS; a value already in the environment is kept.
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import subprocess  # noqa: E402  (after the BLAS setting above, like every import of this file)
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def syn_data(tmp_path_factory) -> Path:
+    """$SCALEMIX_DATA for the sweep tests: `syn`, a synthetic corpus at the CPU grid's vocabulary (2048). One for
+    the session, so that a sweep made by one module can be relaunched by another. Tests only read it."""
+    from harness.data.synthetic import make_synthetic_corpus
+    d = tmp_path_factory.mktemp("data")
+    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, syn_data) -> SimpleNamespace:
+    """One undisturbed `python sweep.py` of harness_util.TINY_SWEEP (two tiny runs in parallel), finished: the
+    end-to-end test reads and relaunches it (tests/test_sweep.py), the fault suite compares every disturbed sweep
+    with it and copies it (tests/test_faults.py). The same launch ran once in each module before (about 20 CPU s).
+    Tests relaunch it or copy it, never change it. root/chinchilla is the sweep; out its stdout and stderr."""
+    from harness_util import TINY_SWEEP
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    env = {**os.environ, "SCALEMIX_DATA": str(syn_data), "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1",
+           "PYTHONPATH": str(ROOT)}
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "sweep.py", *TINY_SWEEP, f"sweep.root={root}"], cwd=ROOT, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
+    return SimpleNamespace(root=root, args=[*TINY_SWEEP, f"sweep.root={root}"], out=r.stdout,
+                           seconds=time.monotonic() - t)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -16,6 +17,12 @@ from harness.spec import RunSpec, Runtime
 from model_zoo.spec import CPU_RULE
 
 REPO = Path(__file__).resolve().parents[1]
+# the smallest real sweep: two runs of the smallest CPU rungs, a few steps each, in parallel (a checkpoint every 4
+# steps and 5 retries: what the fault suite needs). conftest.tiny_sweep launches it once a session.
+TINY_SWEEP = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]",
+              "grid.shapes.sizes_per_budget=2", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
+              "grid.min_steps=2", "eval.heldout_tokens=2048", "sweep.max_parallel=2",
+              "train.runtime.checkpoint_every=4", "sweep.retries=5"]
 
 
 def make_corpus(path: Path) -> Path:
@@ -44,6 +51,49 @@ def cli(spec: RunSpec, rt: Runtime, out: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "harness", "--spec-json", spec.canonical_json(),
             "--runtime-json", json.dumps(vars(rt)), "--out", str(out)]
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _train(spec: RunSpec, rt: Runtime, out: str) -> None:
+    from harness.train import run
+    run(spec, rt, out)
+
+
+def forked(spec: RunSpec, rt: Runtime, out: Path) -> multiprocessing.Process:
+    """harness.train.run(spec, rt, out) in a child forked from this process, started (join it; exit code 0: the
+    run finished). A process of its own for the run, without the imports a fresh interpreter pays (torch,
+    harness.train: about 5 CPU s, more than a tiny run's training); the way test_distributed starts its ranks."""
+    proc = multiprocessing.get_context("fork").Process(target=_train, args=(spec, rt, str(out)))
+    proc.start()
+    return proc
+
+
+class Forked:
+    """`target(*args)` in a child forked from this process, driven as the tests drive a subprocess.Popen of the
+    CLI: poll(), send_signal(), wait(), returncode (negative: the signal that ended it), communicate() (no
+    output: the child writes to this process's stdout and stderr). For a run that is killed on purpose, whose
+    command-line output no test reads: it starts without a fresh interpreter's imports (about 5 CPU s)."""
+
+    def __init__(self, target, *args):
+        self.proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+        self.proc.start()
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.proc.join(timeout)
+        return self.proc.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return "", ""
 
 
 def metrics(run_dir: Path, kind: str = "train") -> list[dict]:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from harness_util import REPO, make_corpus, metrics, runtime, tiny_spec
+from harness_util import REPO, Forked, make_corpus, metrics, runtime, tiny_spec
 from test_resume import wait_for
 
 from harness.branches import branch_errors, membership_errors, run_branch, start_step, trunk_of
@@ -126,10 +126,18 @@ def test_branch_refuses_a_cosine_run_and_a_foreign_trunk(setup, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def branch_cli(trunk, spec, trunk_dir, branch_dir) -> subprocess.Popen:
-    """`python -m harness.branches trunk_dir branch_dir` in a fresh process (the job wrapper's command)."""
+def _branches_main(*argv: str) -> None:
+    from harness.branches import main
+    sys.exit(main(list(argv)))
+
+
+def branch_cli(trunk, spec, trunk_dir, branch_dir, fork: bool = False) -> subprocess.Popen | Forked:
+    """`python -m harness.branches trunk_dir branch_dir` in a fresh process (the job wrapper's command); fork:
+    its main() in a child forked from this process (a run killed on purpose: no interpreter start to pay)."""
     RunDir(trunk_dir).prepare(trunk, rt())
     RunDir(branch_dir).prepare(spec, rt())
+    if fork:
+        return Forked(_branches_main, str(trunk_dir), str(branch_dir))
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "harness.branches", str(trunk_dir), str(branch_dir)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -146,13 +154,13 @@ def test_sigkill_in_the_trunk_then_in_the_branch_relaunches_bit_exact(setup):
     root, specs, trunk = setup
     spec = specs[-1]                  # forks at step 12
     t, b = root / "trunk_killed", root / "branch_killed"
-    p = branch_cli(trunk, spec, t, b)
+    p = branch_cli(trunk, spec, t, b, fork=True)
     # in the trunk: past its checkpoint at step 3, before the fork
     wait_for(lambda: (t / "ckpt" / "step_00000003.sha256").exists() and logged_step(t) >= 5, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not list((b / "ckpt").glob("step_*")) and not (b / "metrics.jsonl").exists()   # not forked yet
-    p = branch_cli(trunk, spec, t, b)
+    p = branch_cli(trunk, spec, t, b, fork=True)
     # in the cooldown: past the fork's checkpoint (the branch's metrics start with the trunk's 12 lines)
     wait_for(lambda: (b / "ckpt" / "step_00000012.sha256").exists() and logged_step(b) >= 14, p)
     p.send_signal(signal.SIGKILL)

@@ -26,10 +26,8 @@ TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.sha
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
-    return d
+def data(syn_data):
+    return syn_data
 
 
 @pytest.fixture(autouse=True)

@@ -21,23 +21,17 @@ import time
 from pathlib import Path
 
 import pytest
+from harness_util import TINY_SWEEP as TINY
 from harness_util import locked_pid, wait_for
 
-from harness.data.synthetic import make_synthetic_corpus
-
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]", "grid.shapes.sizes_per_budget=2",
-        "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1", "grid.min_steps=2",
-        "eval.heldout_tokens=2048", "sweep.max_parallel=2", "train.runtime.checkpoint_every=4", "sweep.retries=5"]
 RNG = random.Random(int(os.environ.get("SCALEMIX_FAULT_SEED", 0)))
 pytestmark = pytest.mark.slow           # `pytest -m slow tests/test_faults.py`: every test here runs real processes
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
-    return d
+def data(syn_data):
+    return syn_data
 
 
 def start(root: Path, data: Path) -> subprocess.Popen:
@@ -78,12 +72,9 @@ def nothing_half_written_is_done(sweep_dir: Path, reference: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
-    root = tmp_path_factory.mktemp("reference")
-    t = time.monotonic()
-    rc, out = sweep(root, data)
-    assert rc == 0, out[-3000:]
-    return {"table": table(root / "chinchilla"), "seconds": time.monotonic() - t, "root": root}
+def reference(tiny_sweep):
+    """The undisturbed sweep (conftest.tiny_sweep: launched once a session, test_sweep's end-to-end sweep too)."""
+    return {"table": table(tiny_sweep.root / "chinchilla"), "seconds": tiny_sweep.seconds, "root": tiny_sweep.root}
 
 
 def relaunch_until_done(root: Path, data: Path, reference: dict, tries: int = 2) -> str:
@@ -178,11 +169,15 @@ def test_a_full_disk_then_a_read_only_run_directory(tmp_path, data, reference):
         subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
 
 
-# `python -m analysis.report` whose write of the file named argv[1] (or of its temp file) stops half way with SIGKILL:
-# every open() for writing goes through the cut, whichever way the report opens it (Path.write_*, open)
-CUT_REPORT = """
-import builtins, io, os, signal, sys
-target, real_open = sys.argv[1], builtins.open
+# `python -m analysis.report`, imported once; then, for each line on stdin ({"args": [...], "cut": name or null,
+# "stderr": path}), a report in a child forked from it, whose exit status goes to stdout as a line. With a cut, the
+# child's write of the file named `cut` (or of its temp file) stops half way with SIGKILL: every open() for writing
+# goes through the cut, whichever way the report opens it (Path.write_*, open). A fork starts in milliseconds where
+# a fresh interpreter pays seconds of imports (pandas, scipy, matplotlib) for each of the seven reports.
+REPORTS = """
+import builtins, io, json, os, signal, sys, traceback
+from analysis.report import main
+real_open, target = builtins.open, None
 
 class Cut:
     def __init__(self, f):
@@ -203,17 +198,55 @@ def cutting_open(file, mode="r", *a, **k):
     name = os.path.basename(str(file))
     return Cut(f) if "w" in mode and (name == target or name.startswith("." + target + ".tmp")) else f
 
-builtins.open = io.open = cutting_open
-from analysis.report import main
-main(sys.argv[2:])
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        err = os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(err, 2)
+        if job["cut"]:
+            target = job["cut"]
+            builtins.open = io.open = cutting_open
+        code = 0
+        try:
+            main(job["args"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
-def report(sweep_dir: Path, out: Path, bootstrap: int, cut: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    args = [str(sweep_dir), "--out", str(out), "--bootstrap", str(bootstrap)]
-    cmd = [sys.executable, "-c", CUT_REPORT, cut, *args] if cut else [sys.executable, "-m", "analysis.report", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+class Reports:
+    """One process that imports analysis.report, then forks each report of the test (see REPORTS)."""
+
+    def __init__(self, tmp: Path):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+        self.tmp, self.n = tmp, 0
+        self.proc = subprocess.Popen([sys.executable, "-c", REPORTS], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __call__(self, sweep_dir: Path, out: Path, bootstrap: int, cut: str | None = None) -> tuple[int, str]:
+        """(the exit status, negative for a signal as subprocess gives it; the report's stderr)."""
+        self.n += 1
+        err = self.tmp / f"report{self.n}.stderr"
+        args = [str(sweep_dir), "--out", str(out), "--bootstrap", str(bootstrap)]
+        self.proc.stdin.write(json.dumps({"args": args, "cut": cut, "stderr": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"the report process died: {self.proc.stderr.read()[-3000:]}"
+        while not line.strip().lstrip("-").isdigit():   # the report's own stdout ("wrote ..."), then its status
+            line = self.proc.stdout.readline()
+        return int(line), err.read_text() if err.exists() else ""
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -239,21 +272,25 @@ def test_sigkill_while_the_report_is_written_leaves_old_or_new_files_never_torn(
     through writing each of its files in turn. Every file is then byte for byte the old or the new one, never
     torn, no temp file is read as the report, and a rerun completes the new report."""
     sweep_dir, out = lr_sweep(tmp_path / "lr"), tmp_path / "report"
-    for where, boot in ((tmp_path / "new", 8), (out, 0)):
-        r = report(sweep_dir, where, boot)
-        assert r.returncode == 0, r.stderr[-3000:]
-    new, old = files(tmp_path / "new"), files(out)
-    assert new.keys() == old.keys() and new["report.md"] != old["report.md"] and new["laws.json"] != old["laws.json"]
-    first_figure = new["report.md"].decode().split("](figures/")[1].split(")")[0]
-    for target in (first_figure, "report.md", "report.html", "laws.json"):
-        r = report(sweep_dir, out, 8, cut=target)
-        assert r.returncode == -signal.SIGKILL, f"{target}: not cut ({r.returncode}): {r.stderr[-2000:]}"
-        now = files(out)
-        complete = {k: v for k, v in now.items() if not Path(k).name.startswith(".")}
-        assert complete.keys() == new.keys(), target
-        torn = [k for k, v in complete.items() if v not in (old[k], new[k])]
-        assert not torn, f"killed while writing {target}: torn {torn}"
-        assert len(now) == len(complete) + 1, f"{target}: the cut write's temp file is left beside its file"
-    r = report(sweep_dir, out, 8)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert files(out) == new                          # complete, and the killed runs' temp files are gone
+    report = Reports(tmp_path)
+    try:
+        for where, boot in ((tmp_path / "new", 8), (out, 0)):
+            rc, err = report(sweep_dir, where, boot)
+            assert rc == 0, err[-3000:]
+        new, old = files(tmp_path / "new"), files(out)
+        assert new.keys() == old.keys() and new["report.md"] != old["report.md"] and new["laws.json"] != old["laws.json"]
+        first_figure = new["report.md"].decode().split("](figures/")[1].split(")")[0]
+        for target in (first_figure, "report.md", "report.html", "laws.json"):
+            rc, err = report(sweep_dir, out, 8, cut=target)
+            assert rc == -signal.SIGKILL, f"{target}: not cut ({rc}): {err[-2000:]}"
+            now = files(out)
+            complete = {k: v for k, v in now.items() if not Path(k).name.startswith(".")}
+            assert complete.keys() == new.keys(), target
+            torn = [k for k, v in complete.items() if v not in (old[k], new[k])]
+            assert not torn, f"killed while writing {target}: torn {torn}"
+            assert len(now) == len(complete) + 1, f"{target}: the cut write's temp file is left beside its file"
+        rc, err = report(sweep_dir, out, 8)
+        assert rc == 0, err[-3000:]
+        assert files(out) == new                          # complete, and the killed runs' temp files are gone
+    finally:
+        report.close()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.data.synthetic import make_synthetic_corpus
 from model_zoo import count
 from model_zoo.spec import GPU_RULE
 from sweeps import placement
@@ -28,10 +27,8 @@ def cfg(*overrides):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
-    return d
+def data(syn_data):
+    return syn_data
 
 
 def test_a_run_gets_the_fewest_gpus_its_shards_fit():

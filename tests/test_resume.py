@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from harness_util import cli, make_corpus, metrics, runtime, tiny_spec
+from harness_util import Forked, _train, cli, forked, make_corpus, metrics, runtime, tiny_spec
 
 from harness.signals import REQUEUE_EXIT_CODE, Preempted
 from harness.train import run
@@ -20,13 +20,13 @@ STEPS = 2 * K
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """The corpus, the spec, and the uninterrupted reference run (in its own process)."""
+    """The corpus, the spec, and the uninterrupted reference run (in its own, forked process)."""
     root = tmp_path_factory.mktemp("resume")
     corpus = make_corpus(root / "syn")
     spec = tiny_spec(corpus, steps=STEPS)
-    p = cli(spec, runtime(), root / "straight")
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
+    p = forked(spec, runtime(), root / "straight")   # forked: the killed and resumed runs below are fresh processes
+    p.join(timeout=300)
+    assert p.exitcode == 0
     return root, spec
 
 
@@ -73,7 +73,7 @@ def test_sigkill_at_a_random_point_then_resume_is_bit_exact(setup):
     run_dir = root / "killed"
     seed = int(os.environ.get("SCALEMIX_FAULT_SEED", 0))
     target = random.Random(seed).randint(K + 1, STEPS - 2)   # past the first checkpoint, before the end
-    p = cli(spec, runtime(), run_dir)
+    p = Forked(_train, spec, runtime(), str(run_dir))   # forked: killed; the resume below is a fresh interpreter
     wait_for(lambda: (run_dir / "ckpt" / f"step_{K:08d}.sha256").exists() and last_step(run_dir) >= target, p)
     p.send_signal(signal.SIGKILL)
     p.wait()

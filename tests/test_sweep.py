@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.data.synthetic import make_synthetic_corpus
 from harness.rundir import RunDir
 from sweeps.job import child_env, run_job
 from sweeps.launch import device_ids, job_overrides, run_sweep
@@ -23,10 +22,8 @@ TINY = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.sha
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    make_synthetic_corpus(d / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
-    return d
+def data(syn_data):
+    return syn_data
 
 
 def env_for(data):
@@ -45,10 +42,11 @@ def cfg(*overrides):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
-def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
-    args = [*TINY, f"sweep.root={tmp_path}"]
-    out = sweep(args, data)
-    sweep_dir = tmp_path / "chinchilla"
+def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tiny_sweep, capsys, monkeypatch):
+    """The session's tiny sweep (conftest.tiny_sweep, the fault suite's reference too): its runs, the analysis
+    stage's reading of it, then a relaunch that reruns nothing and the status."""
+    args, out = tiny_sweep.args, tiny_sweep.out
+    sweep_dir = tiny_sweep.root / "chinchilla"
     results = sorted(sweep_dir.glob("*/result.json"))
     assert len(results) == 2, out
     for f in results:
@@ -80,8 +78,10 @@ def test_sweep_runs_end_to_end_and_relaunch_is_idempotent(data, tmp_path):
         json.loads(f.read_text())["budget"] == 1e10 for f in grid_files)
     assert len(list(sweep_dir.glob(".hydra/*/*_*"))) == jobs_before       # nothing launched
 
-    status = sweep([*args, "sweep.status=true"], data)
-    assert "2 runs: 2 done, 0 running, 0 failed, 0 pending" in status
+    monkeypatch.setenv("SCALEMIX_DATA", str(data))   # the status in this process (the CLI ran twice above)
+    capsys.readouterr()
+    assert run_sweep(cfg(*args, "sweep.status=true"), args, lambda *a, **k: pytest.fail("status launched")) == 0
+    assert "2 runs: 2 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
 
 
 def prepared(data, tmp_path, *extra):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import lzma
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.data.pinned import PINNED, sha256_file
+from harness.data.prepare import Tally, admit
 
 
 def _signature(node) -> str:
@@ -74,16 +74,15 @@ def frozen_demo(cap: float) -> dict[str, Iterator[tuple[str, str]]]:
 
 
 def capped(docs: Iterator[tuple[str, str]], cap: float) -> Iterator[tuple[str, str]]:
-    seen, total = set(), 0
+    """The documents with text, each the first of its bytes (prepare's deduplication, within this domain), until
+    `cap` bytes are taken."""
+    seen, tally = set(), Tally()
     for ident, text in docs:
         data = text.encode("utf-8", errors="replace")
-        h = hashlib.sha1(data).digest()
-        if h in seen or not text.strip():
+        if not text.strip() or admit(data, seen, tally) is None:
             continue
-        seen.add(h)
         yield ident, data.decode("utf-8")
-        total += len(data)
-        if total >= cap:
+        if tally.bytes >= cap:
             return
 
 

@@ -140,9 +140,18 @@ def is_heldout(h: bytes, frac: float) -> bool:
     return int.from_bytes(h[:8], "little") < frac * 2**64
 
 
-def admit(data: bytes, seen: set, tally) -> bytes | None:
+@dataclass
+class Tally:
+    """What `admit` counts."""
+    documents: int = 0
+    duplicates: int = 0
+    bytes: int = 0
+
+
+def admit(data: bytes, seen: set, tally: Tally) -> bytes | None:
     """The document's hash if no domain so far had it (counted in tally.documents and tally.bytes, and remembered
-    in `seen`); None for a duplicate (counted in tally.duplicates). Both collection paths (collect, streamed.scan)."""
+    in `seen`); None for a duplicate (counted in tally.duplicates). Every deduplicating path: collect,
+    streamed.scan (whose StreamedDocs has the same three counts) and harness.data.freeze.capped."""
     h = doc_hash(data)
     if h in seen:
         tally.duplicates += 1
@@ -154,12 +163,9 @@ def admit(data: bytes, seen: set, tally) -> bytes | None:
 
 
 @dataclass
-class DomainDocs:
+class DomainDocs(Tally):
     train: list = field(default_factory=list)
     heldout: list = field(default_factory=list)
-    documents: int = 0
-    duplicates: int = 0
-    bytes: int = 0
     empty: list = field(default_factory=list)   # names of documents with no text (skipped)
     text: object = field(default_factory=hashlib.sha256)   # of the admitted documents, in order: text_sha256
 
