@@ -1224,7 +1224,7 @@ def split_check(table: pd.DataFrame, n_heldout: int, objective=None, law: str = 
         at = (np.isclose(held[cfg.n_col].astype(float), fitted.fit_size[0]) &
               np.isclose(held[cfg.d_col].astype(float), fitted.fit_size[1])) if cfg.n_col in held else None
         if at is not None and fitted.family not in SIZE_LAWS:
-            held = held[at.to_numpy()].reset_index(drop=True)
+            held = held[np.asarray(at)].reset_index(drop=True)
     Wh = held[[W_PREFIX + d for d in domains]].to_numpy(float)
     Wh = Wh / Wh.sum(1, keepdims=True)
     if fitted.family in SIZE_LAWS:
