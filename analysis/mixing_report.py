@@ -419,7 +419,8 @@ def plot_recommendation(law: MixingLaw, rec):
     w = np.array([rec.weights[d] for d in law.domains])
     lo = np.array([rec.weights_ci[d][0] for d in law.domains])
     hi = np.array([rec.weights_ci[d][1] for d in law.domains])
-    yerr = np.vstack([w - lo, hi - w]) if np.all(np.isfinite(lo)) else None
+    # clipped: a point optimum on the trust region's edge can lie outside its resamples' quantiles
+    yerr = np.clip(np.vstack([w - lo, hi - w]), 0, None) if np.all(np.isfinite(lo)) else None
     ax.bar(x - 0.25, w, 0.25, yerr=yerr, capsize=3, color="#3b3680", label="recommended")
     if law.natural:
         ax.bar(x, [law.natural[d] for d in law.domains], 0.25, color="#1b9e77", label="natural")

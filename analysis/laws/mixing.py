@@ -56,7 +56,7 @@ GOLDEN = (math.sqrt(5) - 1) / 2
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
-HULL_MAX = 64                     # more sampled mixtures than this: the hull's convex weights are too many variables
+HULL_MAX = 32                     # more sampled mixtures: box instead (SLSQP over their convex weights grows as n^3)
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -791,6 +791,10 @@ class MixingLaw:
             x[np.argmin(((P - w0) ** 2).sum(1))] += 0.8
             return x
 
+        if trust == "hull":        # starts that map to the same nearest sampled mixture are one start in lam
+            near = [int(np.argmin(((P - w0) ** 2).sum(1))) for w0 in x0s]
+            x0s = [x0s[near.index(i)] for i in dict.fromkeys(near)][:4]
+
         def solve(params, w_starts) -> np.ndarray:
             def f_and_grad(x):                       # value and forward-difference gradient in one prediction
                 w = x @ T
@@ -798,9 +802,11 @@ class MixingLaw:
                 v = sign * (self.model.predict(params, pts, S1)[0] @ vec)
                 return float(v[0]), T @ ((v[1:] - v[0]) / 1e-6)
             cons = [{"type": "eq", "fun": lambda x: x.sum() - 1, "jac": lambda x: np.ones(n_var)}]
-            if trust == "hull":                      # the bounds and caps on w = lam @ P, as linear constraints
-                cons += [{"type": "ineq", "fun": lambda x: x @ T - lo, "jac": lambda x: T.T},
-                         {"type": "ineq", "fun": lambda x: hi - x @ T, "jac": lambda x: -T.T}]
+            if trust == "hull":    # the bounds and caps on w = lam @ P as linear constraints, where tighter than the hull
+                if len(lo_j := np.flatnonzero(lo > P.min(0) + 1e-12)):
+                    cons.append({"type": "ineq", "fun": lambda x: x @ T[:, lo_j] - lo[lo_j], "jac": lambda x: T[:, lo_j].T})
+                if len(hi_j := np.flatnonzero(hi < P.max(0) - 1e-12)):
+                    cons.append({"type": "ineq", "fun": lambda x: hi[hi_j] - x @ T[:, hi_j], "jac": lambda x: -T[:, hi_j].T})
             if nat is not None:
                 cons.append({"type": "ineq", "fun": lambda x: max_kl - float(np.sum(np.where(
                     x @ T > 0, (x @ T) * np.log(np.maximum(x @ T, 1e-300) / nat), 0)))})
