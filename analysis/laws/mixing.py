@@ -3,6 +3,8 @@
     law = fit(table)                             # -> MixingLaw (objective: natural proportions where known)
     law.predict({"code": 0.3, "prose": 0.7})     # the objective at a mixture (at the fitted size, or N=, D=)
     law.recommend(bounds=..., max_epochs=4, D=..., max_kl=...)   # -> Recommendation with intervals
+                                                 # inside the sampled mixtures' hull (trust=);
+                                                 # rec.supported / rec.verdict: is the gain real
     print(law.summary())
 
 A pure function of a table: one row per run with `w_<domain>` columns (training weights, summing to 1),
