@@ -76,3 +76,17 @@ def test_a_gain_within_the_noise_gives_no_recommendation():
     assert any(b["gain_ci"][0] <= 0 for b in rec.baselines.values())
     nob = fit(table, "uniform", law="ye", config=MixingConfig(n_bootstrap=0)).recommend()
     assert not nob.supported and "no bootstrap" in nob.verdict
+
+
+def test_holdout_split_scores_unseen_mixtures_and_refuses_too_many():
+    from analysis.laws.common import FitError
+    from analysis.laws.mixing import split_check
+    table, P = near_natural_table(seed=2)
+    law, per, summary = split_check(table, 6, "uniform", law="ye", config=MixingConfig(n_bootstrap=0))
+    assert summary["mixtures"] == 6 and summary["fitted_mixtures"] == 30 and len(law.table) == 30
+    assert summary["mean_rel_error"] < 0.01 and summary["spearman"] > 0.5
+    held = per[[c for c in per if c.startswith("w_")]].to_numpy()
+    fitted = law.table[[c for c in law.table if c.startswith("w_")]].to_numpy()
+    assert np.abs(held[:, None] - fitted[None]).max(-1).min() > 1e-6     # no held-out mixture was fitted
+    with pytest.raises(FitError, match="n_heldout=40.*hold out between 1 and 35"):
+        split_check(table, 40, "uniform")
