@@ -10,14 +10,14 @@ from analysis.laws.mixing import MixingConfig, fit, hull_distance, synthetic_ye_
 CFG = MixingConfig(n_bootstrap=100, recommend_resamples=5)
 
 
-def near_natural_table(seed=0, noise=0.002):
+def near_natural_table(seed=0, noise=0.002, n=28):
     """A Ye-law truth whose optimum is pure d0 (each domain's own data helps, d0 helps every domain most), sampled
     only near uniform (Dirichlet with every concentration 30), so d0 never exceeds ~0.45 in the runs."""
     K = 4
     t = np.full((K, K), -0.2)
     t[:, 0] = -1.5
     P = {"c": np.full(K, 2.0), "t": t, "domains": [f"d{i:02d}" for i in range(K)]}
-    table, _ = synthetic_ye_table(40, K, noise=noise, seed=seed, params=P, concentration=30.0)
+    table, _ = synthetic_ye_table(n, K, noise=noise, seed=seed, params=P, concentration=30.0)
     table = table.iloc[:-K].reset_index(drop=True)                 # no pure mixtures: the samples are the region
     return table, P
 
@@ -35,6 +35,7 @@ def test_the_optimum_stays_where_the_law_was_fitted():
     free = law.recommend(trust=None)
     assert free.weights["d00"] > 0.9                                # the law's own optimum: far past the samples
     assert free.hull_distance > 0.5 and any("no trust region" in w for w in free.warnings)
+    assert len(S) == 24                                             # <= HULL_MAX: the hull is searched
     hull = law.recommend()
     w = np.array(list(hull.weights.values()))
     assert hull.trust == "hull" and hull_distance(w, S) < 1e-6
@@ -81,7 +82,7 @@ def test_a_gain_within_the_noise_gives_no_recommendation():
 def test_holdout_split_scores_unseen_mixtures_and_refuses_too_many():
     from analysis.laws.common import FitError
     from analysis.laws.mixing import split_check
-    table, P = near_natural_table(seed=2)
+    table, P = near_natural_table(seed=2, n=40)
     law, per, summary = split_check(table, 6, "uniform", law="ye", config=MixingConfig(n_bootstrap=0))
     assert summary["mixtures"] == 6 and summary["fitted_mixtures"] == 30 and len(law.table) == 30
     assert summary["mean_rel_error"] < 0.01 and summary["spearman"] > 0.5
