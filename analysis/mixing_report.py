@@ -27,6 +27,7 @@ from analysis.laws.mixing import (
     heldout_by_size,
     heldout_summary,
     natural_proportions,
+    split_check,
 )
 from analysis.report_blocks import register
 
@@ -41,6 +42,35 @@ def has_mixtures(runs: pd.DataFrame) -> bool:
 
 def _ci(v: float, lo: float, hi: float, spec: str = ".3f") -> str:
     return format(v, spec) if not np.isfinite(lo) else f"{format(v, spec)} [{format(lo, spec)}, {format(hi, spec)}]"
+
+
+def trust_text(rec) -> str:
+    """Where the recommendation was searched, in words."""
+    return {"hull": "inside the convex hull of the sampled mixtures (the trust region)",
+            "box": "within each domain's sampled range (the trust region)",
+            None: "over the whole simplex (no trust region)"}[rec.trust]
+
+
+def gains_table(rec) -> pd.DataFrame:
+    """Per baseline: predicted objective, the recommendation's predicted gain (> 0: better) with the bootstrap-only
+    interval and the interval that also holds the law's held-out gap error, and the baseline's distance to the
+    sampled mixtures (> 0: the baseline itself is an extrapolation of the law)."""
+    rows = []
+    for name, b in rec.baselines.items():
+        rows.append({"baseline": name, "predicted [CI]": _ci(b["predicted"], *b["predicted_ci"], ".4f"),
+                     "predicted gain [bootstrap CI]": _ci(b["gain"], *b["gain_boot_ci"], "+.4f"),
+                     "predicted gain [CI with gap error]": _ci(b["gain"], *b["gain_ci"], "+.4f"),
+                     "better in (bootstrap laws)": f"{b['p_better']:.0%}",
+                     "distance to sampled hull (L1)": f"{b['hull_distance']:.3f}"})
+    return pd.DataFrame(rows)
+
+
+def gains_caption(rec, level: float) -> str:
+    return (f"Predicted gain of the {'recommendation' if rec.supported else 'best candidate'} "
+            f"({_ci(rec.predicted, *rec.predicted_ci, '.4f')}) over each baseline (objective of the baseline minus "
+            f"the candidate's, so > 0 is better), {level:.0%} intervals: bootstrap laws, and the same widened by the "
+            f"law's held-out gap error {rec.gap_error:.4f} (the spread of held-out prediction errors between two "
+            "mixtures: misfit and seed noise). A recommendation needs the wider interval above zero for every baseline")
 
 
 def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool = True,
@@ -79,19 +109,20 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
     rec = law.recommend()
     tab = rec.table()
     nat = law.natural or {}
+    what = "recommended" if rec.supported else "best candidate (not recommended)"
     show = pd.DataFrame({"domain": tab["domain"],
-                         "recommended [CI]": [_ci(w, lo, hi) for w, lo, hi in zip(tab["weight"], tab["lo"], tab["hi"])],
+                         f"{what} [CI]": [_ci(w, lo, hi) for w, lo, hi in zip(tab["weight"], tab["lo"], tab["hi"])],
                          "natural": [f"{nat.get(d, np.nan):.3f}" for d in tab["domain"]],
+                         "sampled range": [f"{a:.3f}-{b:.3f}" for a, b in (rec.trust_range.get(d, (0.0, 1.0))
+                                                                             for d in tab["domain"])],
                          "upper bound": tab["upper bound"].map(lambda x: f"{x:.3g}"),
                          "epochs at D": tab["epochs at D"].map(lambda x: f"{x:.2f}" if np.isfinite(x) else "–")})
-    out.append(("table", show, f"Recommended mixture at the swept size ({cfg.ci_level:.0%} intervals from "
-                               f"{min(cfg.recommend_resamples, cfg.n_bootstrap)} bootstrap laws re-optimised; upper "
-                               "bounds from token caps of 4 epochs at D where corpus token counts are known)"))
-    lines = [f"Predicted objective at the recommendation: {_ci(rec.predicted, *rec.predicted_ci, '.4f')}"]
-    for name, b in rec.baselines.items():
-        lines.append(f"{name}: {_ci(b['predicted'], *b['predicted_ci'], '.4f')} (the recommendation is better in "
-                     f"{b['p_better']:.0%} of bootstrap laws)")
-    out.append(("para", "; ".join(lines) + "."))
+    out.append(("para", f"**{rec.verdict[0].upper() + rec.verdict[1:]}.**"))
+    out.append(("table", show, f"{what[0].upper() + what[1:]} mixture at the swept size, searched {trust_text(rec)} "
+                               f"({cfg.ci_level:.0%} intervals from {min(cfg.recommend_resamples, cfg.n_bootstrap)} "
+                               "bootstrap laws re-optimised; upper bounds from token caps of 4 epochs at D where corpus "
+                               "token counts are known)"))
+    out.append(("table", gains_table(rec), gains_caption(rec, law.config.ci_level)))
     best = law.table.assign(objective=law.objective.value(law.table)).sort_values("objective")
     out.append(("para", f"Best measured run: {best['run_id'].iloc[0] if 'run_id' in best else best.index[0]} at "
                         f"{best['objective'].iloc[0]:.4f} (" + ", ".join(
@@ -138,16 +169,17 @@ def saved_confirmation(sweep_dir) -> dict | None:
     return json.loads((Path(sweep_dir) / "confirmation_mixtures.json").read_text())
 
 
-def optimum_table(size_law: MixingLaw, sizes: list[tuple[float, float]]) -> pd.DataFrame:
-    """Per (N, D): the recommended weights with intervals and the predicted objective (a size law's)."""
+def optimum_table(size_law: MixingLaw, sizes: list[tuple[float, float]], trust: str | None = "hull") -> pd.DataFrame:
+    """Per (N, D): the recommended weights with intervals and the predicted objective (a size law's), searched in
+    the trust region `trust` (MixingLaw.recommend)."""
     import dataclasses
     law = dataclasses.replace(size_law, config=dataclasses.replace(
         size_law.config, recommend_resamples=min(size_law.config.recommend_resamples, PATH_RESAMPLES)))
     rows = []
     for n, d in sizes:
-        r = law.recommend(N=n, D=d)
+        r = law.recommend(N=n, D=d, trust=trust)
         row = {"N": n, "D": d, "predicted": r.predicted, "predicted lo": r.predicted_ci[0],
-               "predicted hi": r.predicted_ci[1]}
+               "predicted hi": r.predicted_ci[1], "supported": r.supported}
         for dom in law.domains:
             row.update({f"w_{dom}": r.weights[dom], f"lo_{dom}": r.weights_ci[dom][0],
                         f"hi_{dom}": r.weights_ci[dom][1]})
@@ -259,7 +291,16 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
     made = (f"The recommendation was made by the {saved.get('law', '?')} law fitted on {saved.get('fitted_runs', '?')}"
             f" runs (this report fits {n_runs})" + (f", for N = {saved['N']:.3g}, D = {saved['D']:.3g}"
                                                      if saved.get("N") and saved.get("D") else "") + ".")
-    if saved.get("fitted_runs") not in (None, n_runs):
+    if saved.get("verdict"):
+        made += f" Its verdict then: {saved['verdict']}" + ("" if saved.get("supported", True) else
+                                                            " (the confirmation tests that candidate, to test the law)")
+        made += "."
+    if saved.get("holdout"):
+        h = saved["holdout"]
+        made += (f" Held-out split: fitted on {h['fitted_mixtures']} mixtures, it predicted {h['mixtures']} held-out "
+                 f"mixtures within {h['mean_rel_error']:.2%} mean (max {h['max_rel_error']:.2%}), Spearman "
+                 f"{h['spearman']:.3f}.")
+    if saved.get("sweep_runs", saved.get("fitted_runs")) not in (None, n_runs):
         made += " **The law has changed since: the confirmation tests an earlier law's recommendation.**"
     conf_dir = Path(sweep_dir).parent / saved["confirm_dir"] if saved.get("confirm_dir") else None
     if conf_dir is None or not conf_dir.exists() or not any(conf_dir.glob("*/result.json")):
@@ -378,7 +419,8 @@ def plot_recommendation(law: MixingLaw, rec):
     w = np.array([rec.weights[d] for d in law.domains])
     lo = np.array([rec.weights_ci[d][0] for d in law.domains])
     hi = np.array([rec.weights_ci[d][1] for d in law.domains])
-    yerr = np.vstack([w - lo, hi - w]) if np.all(np.isfinite(lo)) else None
+    # clipped: a point optimum on the trust region's edge can lie outside its resamples' quantiles
+    yerr = np.clip(np.vstack([w - lo, hi - w]), 0, None) if np.all(np.isfinite(lo)) else None
     ax.bar(x - 0.25, w, 0.25, yerr=yerr, capsize=3, color="#3b3680", label="recommended")
     if law.natural:
         ax.bar(x, [law.natural[d] for d in law.domains], 0.25, color="#1b9e77", label="natural")
@@ -610,7 +652,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--confirm", metavar="CONFIRM_DIR", help="a finished confirmation sweep to compare with")
     p.add_argument("--curriculum-dir", metavar="DIR", help="the finished curriculum sweep (with --confirm)")
     p.add_argument("--bootstrap", type=int, default=MixingConfig.n_bootstrap)
+    p.add_argument("--holdout", type=int, default=0, metavar="K",
+                   help="hold K interior mixtures (not uniform or natural) out of the fit: the law that recommends is "
+                        "fitted on the rest and scored on them (mixture_holdout.csv)")
     args = p.parse_args(argv)
+    if args.holdout < 0:
+        p.error(f"--holdout {args.holdout}: the number of mixtures to hold out, 0 (none) or more")
     sweep = Path(args.sweep_dir)
     runs = load_runs([args.sweep_dir, *args.also])
     doms = domains_of(runs)
@@ -619,6 +666,17 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         law = fit(runs, objective, config=cfg)
+    n_sweep_runs, holdout = len(runs), None
+    if args.holdout and not args.confirm:
+        keep = [{d: 1 / len(doms) for d in doms}] + ([law.natural] if law.natural else [])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law, per, holdout = split_check(runs, args.holdout, objective, natural=law.natural, config=cfg, keep=keep)
+        runs = law.table.drop(columns="_fit_size").reset_index(drop=True)
+        per.to_csv(sweep / "mixture_holdout.csv", index=False)
+        print(f"held-out split: the {holdout['family']} law fitted on {holdout['fitted_mixtures']} mixtures predicts "
+              f"{holdout['mixtures']} held-out mixtures within {holdout['mean_rel_error']:.2%} mean (max "
+              f"{holdout['max_rel_error']:.2%}), Spearman {holdout['spearman']:.3f} (wrote {sweep / 'mixture_holdout.csv'})")
     print(law.summary())
     mixes_file = sweep / "confirmation_mixtures.json"
     if args.confirm:
@@ -662,12 +720,20 @@ def main(argv: list[str] | None = None) -> None:
         N, D, depth = None, (law.fit_size[1] if law.fit_size else float(runs["tokens"].max())) * args.tokens_factor, None
         rec, used = law.recommend(), law
     print(rec.table().to_string(index=False))
+    print(gains_table(rec).to_string(index=False))
+    print(rec.verdict + ("" if rec.supported else ": the confirmation trains this candidate anyway, to test the law"))
+    for w in rec.warnings:
+        print(f"warning: {w}")
     mixes = confirmation_mixtures(law, rec)
     plan = None if args.curriculum == "none" else curriculum_plan(mixes, args.curriculum, args.curriculum_frac)
     name = sweep.name
     mixes_file.write_text(json.dumps({
-        "mixtures": mixes, "curriculum": plan, "law": used.family, "fitted_runs": len(runs), "N": N, "D": D,
+        "mixtures": mixes, "curriculum": plan, "law": used.family, "fitted_runs": len(runs), "sweep_runs": n_sweep_runs,
+        "holdout": holdout, "N": N, "D": D,
         "predicted": rec.predicted, "predicted_ci": rec.predicted_ci, "weights_ci": rec.weights_ci,
+        "supported": rec.supported, "verdict": rec.verdict, "trust": rec.trust, "hull_distance": rec.hull_distance,
+        "gap_error": rec.gap_error, "warnings": rec.warnings,
+        "gains": {n: {k: b[k] for k in ("gain", "gain_boot_ci", "gain_ci")} for n, b in rec.baselines.items()},
         "confirm_dir": f"{name}_confirm", "curriculum_dir": f"{name}_curriculum" if plan else None}, indent=1))
     cmds = [confirm_command(mixes, D, args.seeds, f"{name}_confirm", args.sweep_args, depth)]
     if plan:

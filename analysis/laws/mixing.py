@@ -3,6 +3,8 @@
     law = fit(table)                             # -> MixingLaw (objective: natural proportions where known)
     law.predict({"code": 0.3, "prose": 0.7})     # the objective at a mixture (at the fitted size, or N=, D=)
     law.recommend(bounds=..., max_epochs=4, D=..., max_kl=...)   # -> Recommendation with intervals
+                                                 # inside the sampled mixtures' hull (trust=);
+                                                 # rec.supported / rec.verdict: is the gain real
     print(law.summary())
 
 A pure function of a table: one row per run with `w_<domain>` columns (training weights, summing to 1),
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, minimize
+from scipy.optimize import least_squares, linprog, minimize
 from scipy.stats import spearmanr
 
 from analysis.bootstrap import one_blas_thread, resample_weights
@@ -55,6 +57,8 @@ YE_Z = (-7.0, 3.0)                # ye: c = min(y) - spread * exp(z), z searched
 GOLDEN = (math.sqrt(5) - 1) / 2
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
+TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
+HULL_MAX = 32                     # more sampled mixtures: box instead (SLSQP over their convex weights grows as n^3)
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -550,12 +554,20 @@ class Recommendation:
     weights_ci: dict[str, tuple[float, float]]
     predicted: float                       # objective at the recommended weights (the law's point estimate)
     predicted_ci: tuple[float, float]
-    baselines: dict[str, dict]             # name -> {"weights", "predicted", "predicted_ci", "p_better"}
+    # name -> {"weights", "predicted", "predicted_ci", "p_better", "gain" (> 0: the recommendation is better),
+    # "gain_boot_ci" (bootstrap only), "gain_ci" (also the held-out gap error), "hull_distance"}
+    baselines: dict[str, dict]
     upper_bounds: dict[str, float]         # effective per-domain upper bound (bounds and token caps)
     epochs: dict[str, float]               # epochs of each domain at D (when corpus tokens are known)
     N: float | None = None
     D: float | None = None
     warnings: list[str] = field(default_factory=list)
+    supported: bool = False                # the gain over every baseline is distinguishable from zero
+    verdict: str = ""                      # "recommended: ..." or "no recommendation: ..."
+    trust: str | None = None               # the trust region searched ("hull", "box", None: the whole simplex)
+    hull_distance: float = float("nan")    # L1 distance of the weights to the sampled mixtures' convex hull
+    gap_error: float = float("nan")        # the law's held-out error on a difference of two mixtures (MixingLaw.gap_error)
+    trust_range: dict[str, tuple[float, float]] = field(default_factory=dict)   # per-domain bounds searched
 
     def table(self) -> pd.DataFrame:
         rows = [{"domain": d, "weight": w, "lo": self.weights_ci[d][0], "hi": self.weights_ci[d][1],
@@ -674,17 +686,53 @@ class MixingLaw:
         return pd.DataFrame(rows)
 
     # -------------------------------------------------- recommendation
+    def sampled_mixtures(self) -> np.ndarray:
+        """[m, K] the distinct interior mixtures the law was fitted on (at the fit size for a one-size family; every
+        size for a size law): the region its evidence covers. Pure mixtures are left out: with them the convex hull
+        is the whole simplex, yet a corner says nothing about the mixtures between it and the interior samples."""
+        t = self.table if self.family in SIZE_LAWS or "_fit_size" not in self.table else \
+            self.table[self.table["_fit_size"].to_numpy(bool)]
+        W = t[[W_PREFIX + d for d in self.domains]].to_numpy(float)
+        W = W / W.sum(1, keepdims=True)
+        W = W[W.max(1) < 1 - 1e-6]
+        return np.unique(np.round(W, 6), axis=0) if len(W) else W.reshape(0, len(self.domains))
+
+    def gap_error(self) -> float:
+        """The law's error on a DIFFERENCE of two mixtures' objectives, from its k-fold held-out check: the ci_level
+        quantile of |r_a - r_b| over pairs of held-out mixtures, r = predicted - measured (seeds averaged). It holds
+        what the bootstrap cannot: the law's misfit, and the measurements' seed noise. NaN with < 3 mixtures."""
+        p = self.cv_predictions[self.cv_predictions["family"] == self.family]
+        if "mixture" not in p or p["mixture"].nunique() < 3:
+            return float("nan")
+        r = (p["predicted"] - p["measured"]).groupby(p["mixture"]).mean().to_numpy()
+        i, j = np.triu_indices(len(r), 1)
+        return float(np.quantile(np.abs(r[i] - r[j]), self.config.ci_level))
+
     def recommend(self, bounds: dict[str, tuple[float, float]] | None = None, *, min_weight: float = 0.0,
                   max_weight: float = 1.0, D: float | None = None, N: float | None = None,
                   max_epochs: float | None = DEFAULT_MAX_EPOCHS, corpus_tokens: dict[str, float] | None = None,
-                  max_kl: float | None = None, starts: int = 8) -> Recommendation:
-        """Weights that optimise the objective under bounds, per-domain token caps and an optional closeness
-        to the natural mixture; intervals from re-optimising under bootstrap laws.
+                  max_kl: float | None = None, starts: int = 8, trust: str | None = "hull") -> Recommendation:
+        """Weights that optimise the objective under bounds, per-domain token caps, an optional closeness to the
+        natural mixture and a trust region; intervals from re-optimising under bootstrap laws; the predicted gain
+        over uniform and natural with intervals, and whether that gain is distinguishable from zero.
 
         Token caps: at D training tokens, domain d can supply at most max_epochs * U_d tokens (U_d its unique
         tokens), so w_d <= max_epochs * U_d / D (Muennighoff et al. 2023: up to about 4 epochs repeated data is
-        worth nearly as much as new). max_kl: KL(w || natural) <= max_kl."""
+        worth nearly as much as new). max_kl: KL(w || natural) <= max_kl.
+
+        trust: where the optimum may lie. "hull" (default): inside the convex hull of the sampled interior mixtures
+        (sampled_mixtures()), the region the law was fitted on; "box": each weight within its sampled range (when
+        there are more than HULL_MAX sampled mixtures, "hull" becomes "box" and says so); None: anywhere on the
+        simplex (an extrapolation wherever it leaves the samples: bench/README.md, "trust region").
+
+        The gain over each baseline has a bootstrap interval and, widened by the law's held-out gap error
+        (gap_error(), in quadrature), an interval that also holds the law's misfit; `supported` is True only when
+        the latter excludes zero for every baseline. Otherwise the weights are a candidate, not a recommendation:
+        rec.verdict says so ("no recommendation: ...")."""
         K = len(self.domains)
+        if trust not in TRUST_MODES:
+            raise ValueError(f"recommend(trust={trust!r}): use one of {TRUST_MODES} ('hull': the sampled mixtures' "
+                             "convex hull; 'box': their per-domain ranges; None: the whole simplex)")
         lo = np.full(K, float(min_weight))
         hi = np.full(K, float(max_weight))
         for d, (a, b) in (bounds or {}).items():
@@ -701,6 +749,21 @@ class MixingLaw:
         if lo.sum() > 1 + 1e-9 or hi.sum() < 1 - 1e-9 or np.any(lo > hi + 1e-12):
             raise ValueError(f"recommend: no mixture satisfies the bounds (lower sum {lo.sum():.3g}, upper sum "
                              f"{hi.sum():.3g} after token caps at D={D}): loosen bounds or max_epochs, or lower D")
+        user_lo, user_hi = lo.copy(), hi.copy()
+        P = self.sampled_mixtures()
+        if trust is not None and len(P) < 2:
+            warns.append(f"no trust region: the law was fitted on {len(P)} interior mixture(s); the optimum may lie "
+                         "anywhere on the simplex, far from what was measured")
+            trust = None
+        if trust == "hull" and len(P) > HULL_MAX:
+            warns.append(f"trust region: the per-domain ranges of the {len(P)} sampled mixtures (more than {HULL_MAX}: "
+                         "their convex hull is not searched)")
+            trust = "box"
+        if trust is not None:                        # the box holds the hull: bounds for either mode
+            lo, hi = np.maximum(lo, P.min(0)), np.minimum(hi, P.max(0))
+            if lo.sum() > 1 + 1e-9 or hi.sum() < 1 - 1e-9 or np.any(lo > hi + 1e-12):
+                raise ValueError("recommend: no mixture satisfies the bounds inside the sampled region (the trust "
+                                 "region): sample mixtures there, or pass trust=None to extrapolate")
         nat = None
         if max_kl is not None:
             if not self.natural:
@@ -718,31 +781,65 @@ class MixingLaw:
         S1 = self._S(K + 1, N, D)
         vec = self.objective.vector
         eye = np.eye(K) * 1e-6
+        # the variables: w itself (box, none), or the convex weights lam of the sampled mixtures, w = lam @ P (hull)
+        T = P if trust == "hull" else np.eye(K)
+        n_var = len(T)
 
-        def solve(params, x_starts) -> np.ndarray:
-            def f_and_grad(w):                       # value and forward-difference gradient in one prediction
+        def to_var(w0: np.ndarray) -> np.ndarray:
+            if trust != "hull":
+                x = np.clip(w0, lo, hi)
+                return x / x.sum() if x.sum() > 0 else np.full(K, 1 / K)
+            x = np.full(n_var, 0.2 / n_var)          # mostly the sampled mixture nearest the start, a little of all
+            x[np.argmin(((P - w0) ** 2).sum(1))] += 0.8
+            return x
+
+        if trust == "hull":        # starts that map to the same nearest sampled mixture are one start in lam
+            near = [int(np.argmin(((P - w0) ** 2).sum(1))) for w0 in x0s]
+            x0s = [x0s[near.index(i)] for i in dict.fromkeys(near)][:4]
+
+        def solve(params, w_starts) -> np.ndarray:
+            def f_and_grad(x):                       # value and forward-difference gradient in one prediction
+                w = x @ T
                 pts = np.vstack([w, w + eye])
                 v = sign * (self.model.predict(params, pts, S1)[0] @ vec)
-                return float(v[0]), (v[1:] - v[0]) / 1e-6
-            cons = [{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(K)}]
+                return float(v[0]), T @ ((v[1:] - v[0]) / 1e-6)
+            cons = [{"type": "eq", "fun": lambda x: x.sum() - 1, "jac": lambda x: np.ones(n_var)}]
+            if trust == "hull":    # the bounds and caps on w = lam @ P as linear constraints, where tighter than the hull
+                if len(lo_j := np.flatnonzero(lo > P.min(0) + 1e-12)):
+                    cons.append({"type": "ineq", "fun": lambda x: x @ T[:, lo_j] - lo[lo_j], "jac": lambda x: T[:, lo_j].T})
+                if len(hi_j := np.flatnonzero(hi < P.max(0) - 1e-12)):
+                    cons.append({"type": "ineq", "fun": lambda x: hi[hi_j] - x @ T[:, hi_j], "jac": lambda x: -T[:, hi_j].T})
             if nat is not None:
-                cons.append({"type": "ineq", "fun": lambda w: max_kl - float(
-                    np.sum(np.where(w > 0, w * np.log(np.maximum(w, 1e-300) / nat), 0)))})
+                cons.append({"type": "ineq", "fun": lambda x: max_kl - float(np.sum(np.where(
+                    x @ T > 0, (x @ T) * np.log(np.maximum(x @ T, 1e-300) / nat), 0)))})
+            var_bounds = [(0.0, 1.0)] * n_var if trust == "hull" else list(zip(lo, hi))
             best = None
-            for x0 in x_starts:
-                x0 = np.clip(x0, lo, hi)
-                x0 = x0 / x0.sum() if x0.sum() > 0 else np.full(K, 1 / K)
-                r = minimize(f_and_grad, x0, jac=True, method="SLSQP", bounds=list(zip(lo, hi)), constraints=cons,
+            for w0 in w_starts:
+                r = minimize(f_and_grad, to_var(w0), jac=True, method="SLSQP", bounds=var_bounds, constraints=cons,
                              options=dict(maxiter=300, ftol=1e-12))
-                w = np.clip(r.x, lo, hi)
+                x = np.clip(r.x, *np.array(var_bounds).T)
+                x = x / x.sum()
+                w = np.clip(x @ T, 0, None)
                 w = w / w.sum()
-                if best is None or f_and_grad(w)[0] < best[0]:
-                    best = (f_and_grad(w)[0], w)
+                if trust == "hull" and (np.any(w < lo - 1e-6) or np.any(w > hi + 1e-6)):
+                    continue                         # a start that ended outside the bounds (infeasible)
+                if best is None or f_and_grad(to_var(w) if trust != "hull" else x)[0] < best[0]:
+                    best = (f_and_grad(to_var(w) if trust != "hull" else x)[0], w)
+            if best is None:
+                raise ValueError("recommend: no mixture in the sampled mixtures' convex hull satisfies the bounds and "
+                                 "token caps: loosen them, pass trust='box', or trust=None to extrapolate")
             return best[1]
 
         w_star = solve(self.params, x0s)
-        if np.any((w_star > hi - 1e-4) & (hi < 1)) or np.any((w_star < lo + 1e-4) & (lo > 0)):
+        if np.any((w_star > user_hi - 1e-4) & (user_hi < 1)) or np.any((w_star < user_lo + 1e-4) & (user_lo > 0)):
             warns.append("the optimum sits on a bound or token cap: the constraint, not the law, decides there")
+        dist = hull_distance(w_star, P) if len(P) >= 2 else float("nan")
+        if trust is not None and dist > 1e-3:
+            warns.append(f"the optimum lies outside the sampled mixtures' convex hull (L1 distance {dist:.3f}): inside "
+                         "their per-domain ranges, but in a corner no run measured")
+        elif trust is None and dist > 1e-3:
+            warns.append(f"the optimum lies outside the sampled mixtures' convex hull (L1 distance {dist:.3f}; no trust "
+                         "region): an extrapolation of the law")
         weights_ci = {d: (np.nan, np.nan) for d in self.domains}
         if self.boot and self.config.recommend_resamples:
             n = min(self.config.recommend_resamples, self._n_boot())
@@ -754,22 +851,66 @@ class MixingLaw:
             weights_ci = {d: (float(a), float(b)) for d, a, b in zip(self.domains, lo_q, hi_q)}
         pred = float(self.predict(w_star, N, D)[0])
         p_lo, p_hi = self.interval(w_star, N, D)
+        gap_err = self.gap_error()
         baselines = {}
         named = {"uniform": np.full(K, 1 / K)}
         if self.natural:
             named["natural"] = np.array([self.natural[d] for d in self.domains])
+        q = [(1 - self.config.ci_level) / 2, (1 + self.config.ci_level) / 2]
         for name, w in named.items():
             both = np.vstack([w_star, w])
             s = self.samples(both, N, D)
             p_better = float(np.mean(sign * (s[:, 0] - s[:, 1]) < 0)) if len(s) else np.nan
             b_lo, b_hi = self.interval(w, N, D)
-            baselines[name] = {"weights": dict(zip(self.domains, w)), "predicted": float(self.predict(w, N, D)[0]),
-                               "predicted_ci": (float(b_lo[0]), float(b_hi[0])), "p_better": p_better}
+            b_pred = float(self.predict(w, N, D)[0])
+            gain = sign * (b_pred - pred)              # > 0: the recommendation is better
+            g_lo, g_hi = (np.quantile(sign * (s[:, 1] - s[:, 0]), q) if len(s) else (np.nan, np.nan))
+            e = gap_err if np.isfinite(gap_err) else 0.0
+            baselines[name] = {"weights": dict(zip(self.domains, w)), "predicted": b_pred,
+                               "predicted_ci": (float(b_lo[0]), float(b_hi[0])), "p_better": p_better,
+                               "gain": gain, "gain_boot_ci": (float(g_lo), float(g_hi)),
+                               "gain_ci": (float(gain - np.hypot(gain - g_lo, e)), float(gain + np.hypot(g_hi - gain, e))),
+                               "hull_distance": hull_distance(w, P) if len(P) >= 2 else float("nan")}
+        unclear = [n for n, b in baselines.items() if not b["gain_ci"][0] > 0]
+        if not self.boot:
+            unclear = list(baselines)
+        supported = not unclear
+        if supported:
+            verdict = ("recommended: the predicted gain over " + " and ".join(
+                f"{n} {b['gain']:+.4g} [{b['gain_ci'][0]:+.4g}, {b['gain_ci'][1]:+.4g}]" for n, b in baselines.items())
+                + f" excludes zero ({self.config.ci_level:.0%} intervals: bootstrap and held-out gap error)")
+        elif not self.boot:
+            verdict = "no recommendation: the law has no bootstrap, so its predicted gain has no interval"
+        else:
+            verdict = ("no recommendation: predicted gain not distinguishable from zero (over " + ", ".join(
+                f"{n}: {baselines[n]['gain']:+.4g} [{baselines[n]['gain_ci'][0]:+.4g}, {baselines[n]['gain_ci'][1]:+.4g}]"
+                for n in unclear) + f"; {self.config.ci_level:.0%} intervals: bootstrap and held-out gap error "
+                f"{gap_err:.3g}); the weights are the law's best candidate, not a recommendation")
         if tokens and D:
             epochs = {d: float(w * D / tokens[d]) for d, w in zip(self.domains, w_star)}
+        far = self._size_extrapolation(N, D)
+        if far:
+            warns.append(far)
         return Recommendation(dict(zip(self.domains, map(float, w_star))), weights_ci, pred,
                               (float(p_lo[0]), float(p_hi[0])), baselines, dict(zip(self.domains, map(float, hi))),
-                              epochs, N, D, warns)
+                              epochs, N, D, warns, supported=supported, verdict=verdict, trust=trust,
+                              hull_distance=dist, gap_error=gap_err,
+                              trust_range={d: (float(a), float(b)) for d, a, b in zip(self.domains, lo, hi)})
+
+    def _size_extrapolation(self, N, D) -> str:
+        """A warning when (N, D) lies beyond the sizes the law was fitted at ("" when inside)."""
+        if not self.fit_size or (N is None and D is None):
+            return ""
+        cfg, parts = self.config, []
+        for name, col, x in (("N", cfg.n_col, N), ("D", cfg.d_col, D)):
+            if x is None or col not in self.table:
+                continue
+            v = self.table[col].to_numpy(float)
+            factor = max(v.min() / x, x / v.max())
+            if factor > 1.01:
+                parts.append(f"{name} = {x:.3g} is {factor:.2g}x beyond the fitted {v.min():.3g}..{v.max():.3g}")
+        return ("size extrapolation: " + "; ".join(parts) + ": the gain's intervals come from the fitted sizes and "
+                "do not hold this extrapolation's error") if parts else ""
 
     def optimum_path(self, sizes: list[tuple[float, float]], **kwargs) -> pd.DataFrame:
         """The recommended weights at each (N, D): how the optimum moves with scale (joint law; the others
@@ -803,6 +944,15 @@ class MixingLaw:
             lines.append(f"  seed noise (std of the objective over repeated runs of a mixture): {self.seed_noise:.4g}")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def hull_distance(w: np.ndarray, P: np.ndarray) -> float:
+    """L1 distance from the mixture w to the convex hull of the rows of P (a linear program: w = lam @ P + s+ - s-,
+    lam on the simplex, minimise sum s+ + s-); 0 inside."""
+    n, K = P.shape
+    A = np.block([[P.T, np.eye(K), -np.eye(K)], [np.ones((1, n)), np.zeros((1, 2 * K))]])
+    r = linprog(np.r_[np.zeros(n), np.ones(2 * K)], A_eq=A, b_eq=np.r_[w, 1.0], bounds=(0, None), method="highs")
+    return float(r.fun) if r.status == 0 else float("nan")
 
 
 FORMS = {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
@@ -952,7 +1102,8 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
                else np.nan)
         cv_rows.append({"family": name, "folds": folds, "mixtures": len(uniq), "mean_rel_error": float(np.nanmean(rel)),
                         "max_rel_error": float(np.nanmax(rel)), "spearman": float(rho)})
-        cv_pred.append(pd.DataFrame({"family": name, "run_id": run_ids, "measured": m, "predicted": p}))
+        cv_pred.append(pd.DataFrame({"family": name, "run_id": run_ids, "mixture": mix_ids, "measured": m,
+                                     "predicted": p}))
     if not cv_rows:
         raise FitError("mixing law: too few mixtures to cross-validate any family: " + "; ".join(notes)
                        + f". Add mixtures (python sweep.py +grid=mixture grid.mixtures.samples=<more>; {K} domains "
@@ -1051,6 +1202,53 @@ def heldout_summary(pred: pd.DataFrame) -> pd.DataFrame:
         rows.append({"N": n, "D": d, "mixtures": len(per_mix), "mean_rel_error": float(rel.mean()),
                      "max_rel_error": float(rel.max()), "spearman": float(rho)})
     return pd.DataFrame(rows)
+
+
+def split_check(table: pd.DataFrame, n_heldout: int, objective=None, law: str = "auto", *,
+                natural: dict[str, float] | None = None, config: MixingConfig | None = None,
+                keep: list[dict[str, float]] | None = None) -> tuple[MixingLaw, pd.DataFrame, dict]:
+    """A held-out split: `n_heldout` interior mixtures (drawn with config.seed; never pure ones, nor those in `keep`,
+    e.g. uniform and natural, the baselines) leave the table; the law is fitted (its family chosen, its k-fold check
+    run) on the rest and predicts them. Returns (that law, one row per held-out mixture: mixture weights, measured
+    mean over its runs, predicted, relative error; a summary: mixtures, mean and max relative error, Spearman)."""
+    cfg = config or MixingConfig()
+    domains = check_table(table)
+    W = table[[W_PREFIX + d for d in domains]].to_numpy(float)
+    W = W / W.sum(1, keepdims=True)
+    keys = _mixture_keys(W)
+    interior = W.max(1) < 1 - 1e-6
+    for k in keep or []:
+        interior &= np.abs(W - np.array([k.get(d, 0.0) for d in domains])).max(1) > 1e-4
+    pool = np.unique(keys[interior])
+    if not 0 < n_heldout < len(pool):
+        raise FitError(f"split_check: n_heldout={n_heldout}, but the table has {len(pool)} interior mixtures to draw "
+                       "from (not pure, not the kept baselines): hold out between 1 and "
+                       f"{len(pool) - 1}, and leave the fit enough (more than its parameters per target)")
+    out_keys = np.random.default_rng(cfg.seed).choice(pool, n_heldout, replace=False)
+    test = np.isin(keys, out_keys)
+    fitted = fit(table[~test].reset_index(drop=True), objective, law, natural=natural, config=cfg)
+    held = table[test].reset_index(drop=True)
+    if fitted.fit_size:                          # a one-size law predicts its fit size: score the runs there
+        at = (np.isclose(held[cfg.n_col].astype(float), fitted.fit_size[0]) &
+              np.isclose(held[cfg.d_col].astype(float), fitted.fit_size[1])) if cfg.n_col in held else None
+        if at is not None and fitted.family not in SIZE_LAWS:
+            held = held[np.asarray(at)].reset_index(drop=True)
+    Wh = held[[W_PREFIX + d for d in domains]].to_numpy(float)
+    Wh = Wh / Wh.sum(1, keepdims=True)
+    if fitted.family in SIZE_LAWS:
+        pred = np.array([fitted.predict(w, N=float(n), D=float(d))[0] for w, n, d in
+                         zip(Wh, held[cfg.n_col].astype(float), held[cfg.d_col].astype(float))])
+    else:
+        pred = fitted.predict(Wh)
+    rows = pd.DataFrame({"mixture": _mixture_keys(Wh), "measured": fitted.objective.value(held), "predicted": pred,
+                         **{W_PREFIX + d: Wh[:, j] for j, d in enumerate(domains)}})
+    per = rows.groupby("mixture").mean().reset_index(drop=True)
+    per["rel_error"] = per["predicted"] / per["measured"] - 1
+    rho = spearmanr(per["measured"], per["predicted"]).statistic if len(per) > 2 else np.nan
+    summary = {"mixtures": len(per), "fitted_mixtures": int(len(np.unique(keys[~test]))), "family": fitted.family,
+               "mean_rel_error": float(per["rel_error"].abs().mean()), "max_rel_error": float(per["rel_error"].abs().max()),
+               "spearman": float(rho)}
+    return fitted, per, summary
 
 
 # ------------------------------------------------------------------------------------------ interop

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Issue 13: the GPU data-mixing study (conf/grid/study_mixture.yaml) end to end in one command, on one H200:
+#   1. fit sweep  python sweep.py +grid=study_mixture: L3-d192 x 10M tokens x (28 Dirichlet mixtures around the large
+#                 corpus's natural proportions + uniform + natural), seed 0;
+#   2. the law    python -m analysis.mixing_report --holdout 8: 8 Dirichlet mixtures held out of the fit and scored
+#                 (mixture_holdout.csv), the recommendation (or "no recommendation" and the best candidate) from the
+#                 law on the other 22 inside their convex hull, with its predicted gain over uniform and natural;
+#   3. confirmation: the candidate, uniform and natural at L4-d256 x 40M tokens, seeds 0 1 (confirm.sh's sweep);
+#   4. python -m analysis.report and mixing_report --confirm: measured against predicted, and the verdict.
+# Planner total 8.9 H200-minutes (fit 6.9, confirmation 2.0); stages are time-limited from LIMIT_S (default 560 s)
+# and everything (run directories' small files, reports, logs) is packed into $OUT/mixing.tgz even when a stage fails.
+#
+#   OUT=$OUT bash bench/gpu_mixing_study.sh        # on the device machine: data/large built (bench/gpu_study.sh stage),
+#                                                  # hydra importable (PYTHONPATH=/tmp/site:$PWD after its wheel step)
+#   TOY=1 JOBS=2 OUT=/tmp/o bash bench/gpu_mixing_study.sh   # the same pipeline on the CPU at toy scale (demo corpus)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled SCALEMIX_NO_PROGRESS=1 MPLBACKEND=Agg
+export SCALEMIX_DATA=${SCALEMIX_DATA:-$PWD/data}
+PY=${PYTHON:-python}
+TOY=${TOY:-0}
+LIMIT_S=${LIMIT_S:-560}
+OUT=${OUT:-$PWD/out}
+NAME=${NAME:-study-mixture}
+ROOT=${ROOT:-$(mktemp -d /tmp/mixgpu.XXXXXX)}
+BOOT=${BOOT:-200}
+HOLDOUT=${HOLDOUT:-8}
+export SCALEMIX_RUNS=$ROOT
+if [ "$TOY" = 1 ]; then
+  # the study's grid and commands at CPU toy scale: the demo corpus (4 domains), L1 runs of 5k tokens, L2 confirmation
+  JOBS=${JOBS:-2}
+  FIT="scale=cpu data/mixture@data=demo grid.shapes.depth=1 grid.shapes.tokens=5120 grid.mixtures.samples=${SAMPLES:-14}"
+  FIT="$FIT train.runtime.device=cpu sweep.max_parallel=$JOBS eval.points=1 eval.heldout_tokens=2048"
+  CONFIRM="scale=cpu data/mixture@data=demo grid.shapes.depth=2 train.runtime.device=cpu sweep.max_parallel=$JOBS"
+  CONFIRM="$CONFIRM eval.points=1 eval.heldout_tokens=2048"
+  HOLDOUT=${TOY_HOLDOUT:-4}; BOOT=${TOY_BOOT:-20}
+else
+  JOBS=${JOBS:-2}                       # runs per GPU at once (sweep.jobs_per_gpu)
+  FIT="sweep.jobs_per_gpu=$JOBS"
+  CONFIRM="scale=study grid.shapes.depth=4 sweep.jobs_per_gpu=$JOBS sweep.throughput_table=bench/results/throughput_h200.json"
+fi
+SW=$ROOT/$NAME
+LOGS=$ROOT/logs
+mkdir -p "$OUT" "$LOGS"
+START=$(date +%s)
+left() { echo $(( LIMIT_S - 20 - ($(date +%s) - START) )); }      # 20 s kept for packing
+stage() {   # stage NAME SHARE_OF_WHAT_IS_LEFT(%) CMD...: run with a time limit, log, and note its wall time
+  local name=$1 share=$2; shift 2
+  local budget=$(( $(left) * share / 100 ))
+  if [ "$budget" -lt 5 ]; then echo "$name: skipped, no time left" | tee -a "$LOGS/times.txt"; return 1; fi
+  local t0 rc TIMEFORMAT="%U CPU-s user, %S sys"; t0=$(date +%s)
+  { time timeout -k 10 "$budget" "$@" > "$LOGS/$name.log" 2>&1; } 2> "$LOGS/$name.cpu"
+  rc=$?
+  echo "$name: rc $rc, $(( $(date +%s) - t0 )) s (limit $budget s), $(tail -n 1 "$LOGS/$name.cpu"), load" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOGS/times.txt"
+  return $rc
+}
+pack() {
+  cp "$LOGS/times.txt" "$OUT/mixing_times.txt" 2>/dev/null
+  (cd "$ROOT" && tar czf "$OUT/mixing.tgz" --exclude='ckpt' --exclude='.hydra' --exclude='.inductor_cache' \
+    --exclude='*.pt' logs "$NAME" $(ls -d "${NAME}"_confirm 2>/dev/null)) && echo "packed $OUT/mixing.tgz"
+}
+trap pack EXIT
+echo "start $(date -u), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), TOY=$TOY JOBS=$JOBS holdout $HOLDOUT" \
+  | tee "$LOGS/times.txt"
+read -r -a FIT_ARGS <<< "$FIT"         # word-split, never glob-expanded: overrides hold [ ] { }
+$PY sweep.py +grid=study_mixture "${FIT_ARGS[@]}" sweep.dry_run=true > "$LOGS/plan.txt" 2>&1 \
+  || { tail -n 20 "$LOGS/plan.txt"; exit 3; }
+grep -E "^total" "$LOGS/plan.txt" | tee -a "$LOGS/times.txt"
+stage fit_sweep 70 $PY sweep.py +grid=study_mixture "${FIT_ARGS[@]}"
+# the law on 22 of the mixtures, scored on the 8 held out -> the recommendation (or candidate) and confirm.sh
+stage recommend 30 $PY -m analysis.mixing_report "$SW" --holdout "$HOLDOUT" --tokens-factor 4 --seeds 0 1 \
+  --curriculum none --bootstrap "$BOOT" --sweep-args "$CONFIRM"
+if [ -f "$SW/confirm.sh" ]; then
+  grep ' sweep.py ' "$SW/confirm.sh" > "$SW/confirm_sweep.sh"
+  stage confirm_sweep 75 env PYTHON="$PY" sh -e "$SW/confirm_sweep.sh"
+fi
+if [ -d "$ROOT/${NAME}_confirm" ]; then
+  stage compare 50 $PY -m analysis.mixing_report "$SW" --confirm "$ROOT/${NAME}_confirm" --bootstrap "$BOOT"
+fi
+stage report 100 $PY -m analysis.report "$SW" --bootstrap "$BOOT"
+echo "end $(date -u), $(( $(date +%s) - START )) s" | tee -a "$LOGS/times.txt"
