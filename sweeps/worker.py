@@ -160,7 +160,7 @@ def configure_compiler() -> None:
     dynamo.automatic_dynamic_shapes = False
 
 
-def serve(queue_path: Path, k: int) -> int:
+def serve(queue_path: Path, k: int, started_ahead: bool = False) -> int:
     """Train jobs from the queue until it is empty (0), a preemption signal stops it (75) or a run crashed in it
     (70: the pool starts a fresh worker for the rest)."""
     queue = JobQueue(queue_path)
@@ -169,6 +169,8 @@ def serve(queue_path: Path, k: int) -> int:
     with Stop() as stop, RunSlots(sweep_dir / ".slots", int(m["slots"])) as slot:
         if m.get("slot_gpus"):   # before anything starts CUDA: this process sees exactly its slot's GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = str(m["slot_gpus"][slot])
+            if started_ahead and not sees_one_gpu():
+                restart(queue_path, k)
         print(json.dumps({"worker": k, "slot": slot, "pid": os.getpid(),
                           "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}), flush=True)
         configure_compiler()
@@ -192,6 +194,20 @@ def serve(queue_path: Path, k: int) -> int:
                 return RESTART_EXIT_CODE
         timeline.mark("worker_done", worker=k)
     return REQUEUE_EXIT_CODE if stop else 0
+
+
+def sees_one_gpu() -> bool:
+    """Whether this process sees at most the one GPU CUDA_VISIBLE_DEVICES names: the driver reads that variable once,
+    when CUDA starts, so a worker started ahead whose imports had started CUDA would see every GPU of the host."""
+    import torch
+    return torch.cuda.device_count() <= 1
+
+
+def restart(queue_path: Path, k: int) -> None:
+    """This worker afresh, as one started at launch (its slot's lock is released: Python's files close on exec)."""
+    print(json.dumps({"worker": k, "restart": "CUDA had started before the slot's GPU was pinned"}), flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "sweeps.worker", str(queue_path), str(k)])
 
 
 # what a worker started ahead imports while it waits for its queue: torch, dynamo and the trainer (the first run
@@ -219,7 +235,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.standby:
         stand_by(Path(a.queue), a.k)
-    return serve(Path(a.queue), a.k)
+    return serve(Path(a.queue), a.k, started_ahead=a.standby)
 
 
 if __name__ == "__main__":
