@@ -198,20 +198,20 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         return EXIT_DONE
     standby = None
     try:
-        p = plan(config)
-        timeline.mark("planned", runs=len(p.runs))
-        folder = launch_dir(config, p)
-        # the workers' start (a process, torch, the trainer) overlaps the machine check's own torch import
-        standby = None if p.blockers else start_ahead(config, p, folder)
-        if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
-            raise SpecError(blockers)
-    except SpecError as e:
-        if standby is not None:
-            standby.cancel()
-        raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
-    try:
+        try:
+            p = plan(config)
+            timeline.mark("planned", runs=len(p.runs))
+            folder = launch_dir(config, p)
+            # the workers' start (a process, torch, the trainer) overlaps the machine check's own torch import
+            standby = None if p.blockers else start_ahead(config, p, folder)
+            if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
+                raise SpecError(blockers)
+        except SpecError as e:
+            if standby is not None:
+                standby.cancel()
+            raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
         return launch_planned(config, arguments, launch, validate, configure, p, folder, timeline, standby)
-    finally:   # whatever the launch did not use (a refusal below, no single-GPU runs left) stops here
+    finally:   # whatever the launch did not use (a refusal, an error, no single-GPU runs left) stops here
         if standby is not None:
             standby.stop()
 

@@ -92,7 +92,11 @@ def start_standby(launch_dir: Path, n: int, *, inductor_cache: str | None, threa
     """n workers that import torch and the trainer now and start on the queue once run_pool writes it."""
     launch_dir = Path(launch_dir).absolute()
     files = [launch_dir / f"worker{k}.log" for k in range(n)] + [launch_dir / TIMELINE_FILE]
-    created = [x for x in (*files, launch_dir, *launch_dir.parents) if not x.exists()]
+    folders = {launch_dir, *launch_dir.parents}
+    if inductor_cache:   # worker_env makes it
+        folders |= {Path(inductor_cache).absolute(), *Path(inductor_cache).absolute().parents}
+    deepest_first = sorted(folders, key=lambda d: len(d.parts), reverse=True)
+    created = [x for x in (*files, *deepest_first) if not x.exists()]
     launch_dir.mkdir(parents=True, exist_ok=True)
     env, timeline = worker_env(inductor_cache, threads), Timeline(launch_dir)
     procs = []

@@ -6,12 +6,14 @@ worker compiles a shape once, whichever run of that shape comes first."""
 import functools
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from harness_util import cli, make_corpus, metrics, runtime, tiny_spec
 
 from harness.checkpoint import host_copy
+from harness.data.synthetic import make_synthetic_corpus
 from harness.rundir import RunDir
 from harness.train import run
 from model_zoo.spec import CPU_RULE
@@ -108,6 +110,34 @@ def test_cancelled_workers_stop_and_leave_no_folder_behind(tmp_path):
     standby = start_standby(tmp_path / "fresh" / ".hydra" / "launch", 1, inductor_cache=None, threads=1)
     standby.cancel()
     assert list(tmp_path.iterdir()) == [tmp_path / "sweep"]
+
+
+def test_a_sweep_refused_by_its_machine_check_stops_the_workers_it_started_ahead(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    import sweeps.launch
+    import sweeps.pool
+    make_synthetic_corpus(tmp_path / "data" / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
+    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "data"))
+    started, real = [], sweeps.pool.start_standby
+    monkeypatch.setattr(sweeps.pool, "start_standby", lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    monkeypatch.setattr(sweeps.launch, "machine_errors", lambda rt: ["train.runtime.device: no such device (test)"])
+    procs = []
+    monkeypatch.setattr(sweeps.pool.Standby, "cancel", lambda self, cancel=sweeps.pool.Standby.cancel:
+                        procs.extend(self.procs) or cancel(self))
+    overrides = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]",
+                 "grid.shapes.sizes_per_budget=2", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
+                 "grid.min_steps=2", "eval.heldout_tokens=2048", "sweep.max_parallel=2", "sweep.gpus=0",
+                 f"sweep.root={tmp_path / 'runs'}"]
+    with initialize_config_dir(config_dir=str(Path(sweeps.launch.__file__).resolve().parents[1] / "conf"),
+                               version_base="1.3"):
+        config = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    with pytest.raises(SystemExit) as e:
+        sweeps.launch.run_sweep(config, [], lambda *a, **k: pytest.fail("launched"))
+    assert e.value.code == 2
+    assert len(started) == 1 and len(procs) == 2                         # 2 runs, 2 slots: 2 started ahead
+    assert all(p.returncode is not None for p in procs)                   # and stopped
+    assert not (tmp_path / "runs").exists()                              # nothing left behind (inductor cache too)
 
 
 def test_final_checkpoint_written_during_the_final_eval_resumes_to_the_same_metrics(alone, tmp_path):
