@@ -65,8 +65,11 @@ def start_ahead(config, p: Plan, folder: Path):
     if not n:
         return None
     from sweeps.pool import start_standby
-    return start_standby(folder, n, inductor_cache=config.sweep.inductor_cache,
-                         threads=int(config.train.runtime.threads or 0))
+    try:
+        return start_standby(folder, n, inductor_cache=config.sweep.inductor_cache,
+                             threads=int(config.train.runtime.threads or 0))
+    except OSError:   # a full or read-only disk: the preparation below says so, with the fix; no workers ahead
+        return None
 
 
 def gpus_without_torch(setting) -> int | None:

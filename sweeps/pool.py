@@ -96,14 +96,18 @@ def start_standby(launch_dir: Path, n: int, *, inductor_cache: str | None, threa
     if inductor_cache:   # worker_env makes it
         folders |= {Path(inductor_cache).absolute(), *Path(inductor_cache).absolute().parents}
     deepest_first = sorted(folders, key=lambda d: len(d.parts), reverse=True)
-    created = [x for x in (*files, *deepest_first) if not x.exists()]
-    launch_dir.mkdir(parents=True, exist_ok=True)
-    env, timeline = worker_env(inductor_cache, threads), Timeline(launch_dir)
-    procs = []
-    for k in range(n):
-        timeline.mark("worker_spawn", worker=k, standby=True)
-        procs.append(start(launch_dir, env, "sweeps.worker", str(k), "--standby", log_name=f"worker{k}.log"))
-    return Standby(procs, created)
+    standby = Standby([], [x for x in (*files, *deepest_first) if not x.exists()])
+    try:
+        launch_dir.mkdir(parents=True, exist_ok=True)
+        env, timeline = worker_env(inductor_cache, threads), Timeline(launch_dir)
+        for k in range(n):
+            timeline.mark("worker_spawn", worker=k, standby=True)
+            standby.procs.append(start(launch_dir, env, "sweeps.worker", str(k), "--standby",
+                                       log_name=f"worker{k}.log"))
+    except BaseException:   # a full or read-only disk: none left running, nothing left behind
+        standby.cancel()
+        raise
+    return standby
 
 
 def run_pool(jobs: list[str], launch_dir: Path, *, sweep_dir: Path, sweep: str, retries: int, slots: int,
