@@ -62,13 +62,28 @@ def outside(events: list[dict], t0: float, t1: float, rs: list[dict]) -> list[tu
            ("planning", first.get("planned", sweep_py) - sweep_py),
            ("machine check (imports torch)", first.get("checked", sweep_py) - first.get("planned", sweep_py)),
            ("run dirs, status", first.get("launch", sweep_py) - first.get("checked", sweep_py)),
-           ("worker start (process, imports)", first.get("worker_ready", t0) - first.get("launch", t0)),
+           ("worker start (process, imports) not hidden by the above", first.get("worker_ready", t0) - first.get("launch", t0)),
            ("first job waits / between jobs", first.get("job_start", t0) - first.get("worker_ready", t0)),
            ("in jobs, outside the runs (lock, checks, corpus, gc)", in_jobs - sum(r["wall_s"] for r in rs)),
            ("worker exit", last.get("worker_exited", t1) - last.get("job_end", t1)),
            ("end of the sweep (status, summary)", last.get("finished", t1) - last.get("worker_exited", t1)),
            ("sweep process exit", t1 - last.get("finished", t1))]
     return [(k, v) for k, v in out if v > 0.0005]
+
+
+def worker_start(events: list[dict]) -> str | None:
+    """The first worker's own start, from its spawn to its imports done (workers started ahead: sweeps.pool's
+    start_standby) or to ready, and how much of it the sweep's machine check and run-dir preparation hid."""
+    spawn = next((e for e in events if e["event"] == "worker_spawn"), None)
+    end = next((e for e in events if e["event"] in ("worker_imported", "worker_ready")
+                and spawn and e.get("worker") == spawn.get("worker")), None)
+    launch = next((e["t"] for e in events if e["event"] == "launch"), None)
+    if spawn is None or end is None or launch is None:
+        return None
+    hidden = max(0.0, min(end["t"], launch) - spawn["t"])
+    how = "started ahead (before the machine check)" if spawn.get("standby") else "started at launch"
+    return (f"  (worker 0 {how}: spawn to {end['event'].removeprefix('worker_')} {end['t'] - spawn['t']:.1f} s, "
+            f"{hidden:.1f} s of it before the launch, overlapped with the sweep's own work)")
 
 
 def main(argv=None) -> int:
@@ -95,9 +110,12 @@ def main(argv=None) -> int:
     print("sum              " + " ".join(f"{k.removeprefix('time_')}={v:.1f}" for k, v in total.items()))
     if a.t0 is not None and a.launch:
         from sweeps.timeline import read
-        phases = outside(read(a.launch), a.t0, a.t0 + a.wall, rs)
+        events = read(a.launch)
+        phases = outside(events, a.t0, a.t0 + a.wall, rs)
         print(f"outside the runs: {a.wall - total['wall_s'] / a.slots:.1f} s of wall"
-              + "".join(f"\n  {k:<52} {v:7.1f} s" for k, v in phases))
+              + "".join(f"\n  {k:<56} {v:7.1f} s" for k, v in phases))
+        if line := worker_start(events):
+            print(line)
     ratio = a.slots * a.wall / total["time_train_s"] if total["time_train_s"] > 0 else float("inf")
     print(f"{a.label + ': ' if a.label else ''}{len(rs)} runs, sweep wall {a.wall:.1f} s x {a.slots} slot(s), sum of "
           f"steady-state training {total['time_train_s']:.1f} s, ratio {ratio:.3f} (target <= 1.15), "

@@ -75,13 +75,27 @@ def _sha256(path: Path) -> str:
 
 
 def host_copy(x):
-    """`x` with every tensor copied to host memory, containers rebuilt: a snapshot the caller may go on mutating."""
+    """`x` with every tensor copied to host memory, containers rebuilt: a snapshot the caller may go on mutating.
+    Device tensors are copied into pinned host memory without waiting each, then waited for once (a copy to pageable
+    memory waits for every tensor and goes through a staging buffer)."""
+    devices: set = set()
+    out = _host_copy(x, devices)
+    for device in devices:   # the snapshot is complete before the caller goes on changing the tensors
+        torch.cuda.synchronize(device)
+    return out
+
+
+def _host_copy(x, devices: set):
     if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", copy=True)
+        x = x.detach()
+        if x.device.type != "cuda":
+            return x.to("cpu", copy=True)
+        devices.add(x.device)
+        return torch.empty_like(x, device="cpu", pin_memory=True).copy_(x, non_blocking=True)
     if isinstance(x, dict):
-        return {k: host_copy(v) for k, v in x.items()}
+        return {k: _host_copy(v, devices) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(host_copy(v) for v in x)
+        return type(x)(_host_copy(v, devices) for v in x)
     return x
 
 

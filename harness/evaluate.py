@@ -39,6 +39,15 @@ class HeldoutSet:
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
         self.eod_id = corpus.eod_id if data.document_mask == "on" else None
+        self.placed: dict = {}   # device -> the windows there, copied once per run rather than once per batch per eval
+
+    def on(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The windows on `device`. A batch copied from pageable host memory waits for the device to finish the work
+        queued before it, so copying per batch kept the host from running ahead of an eval's forwards."""
+        key = str(device)
+        if key not in self.placed:
+            self.placed[key] = {d: (xs.to(device), ys.to(device)) for d, (xs, ys) in self.sets.items()}
+        return self.placed[key]
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
@@ -52,7 +61,7 @@ class HeldoutSet:
         was_training = model.training
         model.eval()
         sums = {}
-        for d, (xs, ys) in self.sets.items():
+        for d, (xs, ys) in self.on(device).items():
             total = torch.zeros((), dtype=torch.float64, device=device)
             count = xs.numel()    # targets scored over all ranks' shares (a document mask drops some)
             if self.eod_id is not None:
@@ -64,7 +73,7 @@ class HeldoutSet:
                 keep = hi > lo
                 if not keep:   # this rank's share is used up: a stand-in window, its loss dropped
                     lo, hi = 0, 1
-                x, y = xs[lo:hi].to(device), ys[lo:hi].to(device)
+                x, y = xs[lo:hi], ys[lo:hi]
                 with autocast or contextlib.nullcontext():
                     if self.eod_id is None:
                         out = model(x, y)

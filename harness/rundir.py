@@ -234,15 +234,18 @@ class RunDir:
     def write_result(self, result: dict) -> None:
         atomic_write_bytes(self.result_file, (json.dumps(result, indent=1, sort_keys=True) + "\n").encode())
 
-    def rewind_metrics(self, step: int) -> None:
+    def rewind_metrics(self, step: int, evals: bool = True) -> None:
         """Keep only lines up to `step` (the checkpoint resumed from); drop a torn last line.
 
         A killed run may have logged steps past its last checkpoint; the resumed run logs them again.
+        evals=False: the checkpoint was taken before its step's eval (the final one), so an eval line at `step`
+        goes too.
         """
         if not self.metrics_file.exists():
             return
         keep = [row for row in read_metrics(self.metrics_file)
-                if isinstance(row.get("step", 0), int) and row.get("step", 0) <= step]   # else garbage
+                if isinstance(row.get("step", 0), int) and row.get("step", 0) <= step   # else garbage
+                and (evals or row.get("kind") != "eval" or row["step"] != step)]
         atomic_write_bytes(self.metrics_file, "".join(json.dumps(row) + "\n" for row in keep).encode())
 
     def prune_wandb(self, keep: int) -> list[Path]:

@@ -247,7 +247,19 @@ class Trainer:
         self.branch = state.get("branch")
         self.flops_masked = state.get("flops_masked", self.flops_masked)
         if self.d.main:
-            self.rd.rewind_metrics(self.step)
+            self.rd.rewind_metrics(self.step, evals=self.evaluated_at_checkpoint())
+
+    def evaluated_at_checkpoint(self) -> bool:
+        """Whether the checkpoint just restored holds the eval of its own step. The final checkpoint is taken before
+        the final eval (after_step), so an eval line at its step was logged after it: the resumed run evaluates again
+        and logs it once more, so that line goes."""
+        return self.last_eval.get("step") == self.step
+
+    def overlaps_final_save(self) -> bool:
+        """Whether the final checkpoint is written while the final eval runs: one process (a DCP save is a
+        collective, written in the foreground) and no downstream battery (sampled at each checkpoint, its lines
+        would move before the eval's)."""
+        return not self.d.sharded and self.downstream_evals is None
 
     def save(self, wait: bool = False) -> None:
         """Checkpoint the current step: the host copy here, the write in the background (wait: until it is on disk)."""
@@ -269,6 +281,14 @@ class Trainer:
             self.ckpts.save(self.step, self.model, self.opt, {}, full_state=self.state())
             if wait:
                 self.ckpts.wait()
+        dt = time.perf_counter() - t
+        self.t_mark += dt
+        self.timing["time_checkpoint_s"] += dt
+
+    def wait_saved(self) -> None:
+        """Until every queued checkpoint is on disk (checkpoint time)."""
+        t = time.perf_counter()
+        self.ckpts.wait()
         dt = time.perf_counter() - t
         self.t_mark += dt
         self.timing["time_checkpoint_s"] += dt
@@ -325,7 +345,10 @@ class Trainer:
                     return None
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
-                self.save(wait=True)   # result.json last: after the checkpoint is on disk
+                if self.ckpts.steps()[-1:] == [self.steps]:   # queued before the final eval (after_step): waited for
+                    self.wait_saved()
+                else:
+                    self.save(wait=True)   # result.json last: after the checkpoint is on disk
                 result = {**self.result(), **self.downstream()}
                 if self.d.main:
                     self.rd.write_result(result)
@@ -367,7 +390,7 @@ class Trainer:
         self.skip, self.rollbacks = skip, rollbacks
         self.metrics.close()
         if self.d.main:
-            self.rd.rewind_metrics(self.step)
+            self.rd.rewind_metrics(self.step, evals=self.evaluated_at_checkpoint())
         self.metrics = self.open_metrics()
         self.write({"kind": "rollback", "step": self.step, "detected_step": d.last, "loss": d.loss,
                     "skipped_steps": [d.first, d.last], "rollbacks": self.rollbacks, "reason": str(d)})
@@ -409,6 +432,8 @@ class Trainer:
 
     def after_step(self, flag: PreemptionFlag) -> None:
         s = self.step
+        if s == self.steps and self.overlaps_final_save():
+            self.save()   # queued first: written while the final eval runs; result.json waits for it (train)
         if s % self.eval_every == 0 or s == self.steps:
             self.evaluate()
         preempted = bool(flag)

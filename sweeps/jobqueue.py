@@ -29,8 +29,9 @@ class JobQueue:
     def write(cls, path: str | os.PathLike, jobs: list[str], **meta) -> JobQueue:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, (json.dumps({**meta, "jobs": list(jobs)}, indent=1) + "\n").encode())
+        # the counter first: a worker started ahead (sweeps.pool.start_standby) begins as soon as queue.json exists
         atomic_write_bytes(path.with_suffix(".next"), b"0")
+        atomic_write_bytes(path, (json.dumps({**meta, "jobs": list(jobs)}, indent=1) + "\n").encode())
         return cls(path)
 
     def _advance(self, by: int) -> int:

@@ -53,6 +53,40 @@ def refuse(message: str) -> SystemExit:
     return SystemExit(EXIT_REFUSED)
 
 
+def start_ahead(config, p: Plan, folder: Path):
+    """Workers started before the machine check (sweeps.pool.Standby), as many as the launch will likely use; None
+    where it will use none (a status, a cluster, sweep.worker=false, no single-GPU run left) or only torch could tell
+    how many GPUs there are. A wrong guess costs little: run_pool stops spares and starts what is missing."""
+    if config.sweep.status or not is_local(config) or not config.sweep.worker:
+        return None
+    gpus = gpus_without_torch(config.sweep.gpus)
+    jobs = {r.branch.trunk.run_id if r.branch else r.run_id for r in p.runs
+            if r.gpus == 1 and not (p.run_dir(r) / "result.json").exists()}
+    n = min(parallelism(config, gpus) or 0, len(jobs)) if gpus is not None else 0
+    if not n:
+        return None
+    from sweeps.pool import start_standby
+    try:
+        return start_standby(folder, n, inductor_cache=config.sweep.inductor_cache,
+                             threads=int(config.train.runtime.threads or 0))
+    except OSError:   # a full or read-only disk: the preparation below says so, with the fix; no workers ahead
+        return None
+
+
+def gpus_without_torch(setting) -> int | None:
+    """visible_gpus without importing torch: sweep.gpus, else CUDA_VISIBLE_DEVICES, else the /dev/nvidia<N> devices;
+    None where none of these can tell."""
+    if setting not in (None, "auto"):
+        return int(setting)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([x for x in visible.split(",") if x.strip()])
+    dev = Path("/dev")
+    if not dev.is_dir():
+        return None
+    return len([x for x in dev.iterdir() if x.name.startswith("nvidia") and x.name[6:].isdigit()])
+
+
 def machine_errors(runtime) -> list[str]:
     """What the runs' train.runtime asks of this machine that it cannot do (a CUDA device that is not there,
     torch.compile without its toolchain, bf16 on a CPU without it): a local launcher's jobs run here, so each would
@@ -167,13 +201,31 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             raise refuse(f"dry run: nothing launched; {len(p.errors)} error(s) above must be fixed before a launch")
         print("dry run: nothing launched")
         return EXIT_DONE
+    standby = None
     try:
-        p = plan(config)
-        timeline.mark("planned", runs=len(p.runs))
-        if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
-            raise SpecError(blockers)
-    except SpecError as e:
-        raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
+        try:
+            p = plan(config)
+            timeline.mark("planned", runs=len(p.runs))
+            folder = launch_dir(config, p)
+            # the workers' start (a process, torch, the trainer) overlaps the machine check's own torch import
+            standby = None if p.blockers else start_ahead(config, p, folder)
+            if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
+                raise SpecError(blockers)
+        except SpecError as e:
+            if standby is not None:
+                standby.cancel()
+            raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
+        return launch_planned(config, arguments, launch, validate, configure, p, folder, timeline, standby)
+    finally:   # whatever the launch did not use (a refusal, an error, no single-GPU runs left) stops here
+        if standby is not None:
+            standby.stop()
+
+
+def launch_planned(config, arguments: Sequence[str], launch: Callable, validate: Callable | None,
+                   configure: Callable[[dict], None] | None, p: Plan, folder: Path, timeline: Timeline,
+                   standby) -> int:
+    """run_sweep after planning and the machine check: status, or prepare the run directories and launch."""
+    retries = int(config.sweep.retries)
     if config.sweep.status:
         print(status_table(p, sweep_status(p, retries)))
         return EXIT_DONE
@@ -223,7 +275,6 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             raise refuse(f"sweep {p.name}: nothing launched: {e}; set sweep.gpus_per_run to a multiple of "
                          "sweep.node_gpus or at most it") from None
     job_idx = 0
-    folder = launch_dir(config, p)
     timeline.attach(folder)
     timeline.mark("launch", runs=len(todo))
     with Progress(p, todo, float(config.sweep.progress_every_s)):
@@ -239,7 +290,9 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
                 run_pool(jobs, folder, sweep_dir=p.sweep_dir, sweep=p.name, retries=retries,
                          slots=slots, slot_gpus=slot_gpus, inductor_cache=config.sweep.inductor_cache,
                          threads=int(config.train.runtime.threads or 0),
-                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile in ("on", "regional")))
+                         compile_ahead=config.sweep.compile_ahead and (bool(slot_gpus) or p.runtime.compile in ("on", "regional")),
+                         standby=standby)
+                standby = None
                 continue
             for batch in chunks(jobs, slots and QUEUE_DEPTH * slots):
                 overrides = [job_overrides(arguments, job, slots, slot_gpus, k) for job in batch]

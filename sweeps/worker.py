@@ -19,6 +19,11 @@ recorded by the launcher (sweeps.pool) from <launch dir>/worker<k>.current.json,
 progress, and it starts a fresh worker for the rest of the queue. SIGTERM / SIGUSR1 / SIGUSR2: the run in
 progress checkpoints and stops (the trainer's handler chains to ours), and the worker takes no more jobs
 and exits 75 (preempted; the next launch resumes).
+
+    python -m sweeps.worker <launch dir>/queue.json <k> --standby
+
+is a worker started ahead (sweeps.pool.start_standby): it imports torch and the trainer first, then waits for the
+queue file, so that its start overlaps the sweep's machine check and run-directory preparation.
 """
 from __future__ import annotations
 
@@ -155,7 +160,7 @@ def configure_compiler() -> None:
     dynamo.automatic_dynamic_shapes = False
 
 
-def serve(queue_path: Path, k: int) -> int:
+def serve(queue_path: Path, k: int, started_ahead: bool = False) -> int:
     """Train jobs from the queue until it is empty (0), a preemption signal stops it (75) or a run crashed in it
     (70: the pool starts a fresh worker for the rest)."""
     queue = JobQueue(queue_path)
@@ -164,6 +169,8 @@ def serve(queue_path: Path, k: int) -> int:
     with Stop() as stop, RunSlots(sweep_dir / ".slots", int(m["slots"])) as slot:
         if m.get("slot_gpus"):   # before anything starts CUDA: this process sees exactly its slot's GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = str(m["slot_gpus"][slot])
+            if started_ahead and not sees_one_gpu():
+                restart(queue_path, k)
         print(json.dumps({"worker": k, "slot": slot, "pid": os.getpid(),
                           "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}), flush=True)
         configure_compiler()
@@ -189,13 +196,46 @@ def serve(queue_path: Path, k: int) -> int:
     return REQUEUE_EXIT_CODE if stop else 0
 
 
+def sees_one_gpu() -> bool:
+    """Whether this process sees at most the one GPU CUDA_VISIBLE_DEVICES names: the driver reads that variable once,
+    when CUDA starts, so a worker started ahead whose imports had started CUDA would see every GPU of the host."""
+    import torch
+    return torch.cuda.device_count() <= 1
+
+
+def restart(queue_path: Path, k: int) -> None:
+    """This worker afresh, as one started at launch (its slot's lock is released: Python's files close on exec)."""
+    print(json.dumps({"worker": k, "restart": "CUDA had started before the slot's GPU was pinned"}), flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "sweeps.worker", str(queue_path), str(k)])
+
+
+# what a worker started ahead imports while it waits for its queue: torch, dynamo and the trainer (the first run
+# would import them), none of which starts CUDA, so the slot's GPU is still pinned before CUDA starts
+WARM_IMPORTS = ("torch._dynamo", "harness.train", *ENTRY.values())
+
+
+def stand_by(queue_path: Path, k: int, poll_s: float = 0.02) -> None:
+    """Import what the runs need, then wait for the queue file (sweeps.pool writes it once the sweep is checked and
+    its run directories prepared; a refused sweep kills this process instead)."""
+    for name in WARM_IMPORTS:
+        importlib.import_module(name)
+    Timeline(queue_path.parent).mark("worker_imported", worker=k, process_start=process_start())
+    while not queue_path.exists():
+        time.sleep(poll_s)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweeps.worker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("queue", help="the launch's queue.json (sweeps.jobqueue)")
     p.add_argument("k", type=int, help="this worker's index in the launch")
+    p.add_argument("--standby", action="store_true",
+                   help="started before the queue exists: import the trainer, then wait for the queue file")
     a = p.parse_args(argv)
-    return serve(Path(a.queue), a.k)
+    if a.standby:
+        stand_by(Path(a.queue), a.k)
+    return serve(Path(a.queue), a.k, started_ahead=a.standby)
 
 
 if __name__ == "__main__":
