@@ -215,7 +215,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             if standby is not None:
                 standby.cancel()
             raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
-        return launch_planned(config, arguments, launch, validate, configure, p, folder, timeline, standby)
+        return launch_planned(config, arguments, launch, validate, configure, p, folder, timeline, standby,
+                              started)
     finally:   # whatever the launch did not use (a refusal, an error, no single-GPU runs left) stops here
         if standby is not None:
             standby.stop()
@@ -223,8 +224,9 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
 
 def launch_planned(config, arguments: Sequence[str], launch: Callable, validate: Callable | None,
                    configure: Callable[[dict], None] | None, p: Plan, folder: Path, timeline: Timeline,
-                   standby) -> int:
-    """run_sweep after planning and the machine check: status, or prepare the run directories and launch."""
+                   standby, started: float) -> int:
+    """run_sweep after planning and the machine check: status, or prepare the run directories and launch
+    (started: time.monotonic() at the launch's start, for sweep.deadline_s)."""
     retries = int(config.sweep.retries)
     if config.sweep.status:
         print(status_table(p, sweep_status(p, retries)))
