@@ -9,7 +9,9 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
               It uses `shared` instead, and says so, with too few sizes per budget to fit each budget's shape
               (fewer than SHAPE_DOF residual degrees of freedom per budget: 3 sizes fit any exponents exactly)
-              and where one shape for all budgets is the better model by BIC (shape_profiles).
+              and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
+              vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
+              are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
     shared    the same curve with one (a, b) for all budgets, each keeping its offset e: the shape comes from
               all budgets together (one L(N, D) with a loss offset per budget), defined with 3 sizes a budget
               and under resampling that leaves a budget 1 or 2 sizes.
