@@ -9,7 +9,9 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
               It uses `shared` instead, and says so, with too few sizes per budget to fit each budget's shape
               (fewer than SHAPE_DOF residual degrees of freedom per budget: 3 sizes fit any exponents exactly)
-              and where one shape for all budgets is the better model by BIC (shape_profiles).
+              and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
+              vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
+              are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
     shared    the same curve with one (a, b) for all budgets, each keeping its offset e: the shape comes from
               all budgets together (one L(N, D) with a loss offset per budget), defined with 3 sizes a budget
               and under resampling that leaves a budget 1 or 2 sizes.
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2 as chi2_dist
 
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
 from analysis.laws import isoshape
@@ -48,6 +51,9 @@ DEFAULT_METHOD = "shape"      # chosen by bench/isoflop_bias.py (bench/README.md
 WINDOW_DEX = 0.5              # `window`: sizes within this many decades of the vertex
 BRACKET_MIN = 2               # distinct sizes wanted on each side of a vertex; fewer draws a warning
 SHAPE_DOF = 6                 # `shape`: residual dof per budget below which it uses `shared` (bench/README.md, "Small grids")
+VERTEX_TEST_LEVEL = 0.99      # `shape`: the vertex test's level (vertex_test; bench/README.md, "choosing the profile model")
+VERTEX_TEST_RESAMPLES = 200   # ... and its paired bootstrap's resamples (seeded: the choice is a function of the table)
+PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, True): "own vertices"}
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
@@ -163,7 +169,7 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
             rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(f["logD_opt"][i])),
                          "loss_opt": float(f["loss_opt"][i]), "e": e, "a": a, "b": b, "alpha": f["alpha"],
                          "beta": f["beta"], "s": f["s"][i], "t": f["t"][i], "mN": prof.mN[i], "mD": prof.mD[i],
-                         "ym": prof.ym[i], "profile": "shared" if prof.shared else "per budget",
+                         "ym": prof.ym[i], "profile": PROFILE_LABELS[prof.shared, prof.own_vertices],
                          "share_dbic": share_dbic})
             rows[-1].update(_sides(N, x, len(N)))
     else:
@@ -185,18 +191,24 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
 
 
 def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple[isoshape.Profiles, dict, float]:
-    """The law-shaped profiles of the budgets (N, D, C, loss) and their fit (isoshape.fit), per budget or shared, and
-    BIC(per budget) - BIC(shared) (nan where not compared; > 0: shared is the better model). `shape` shares one (a, b)
-    when the per-budget fit has too few residual degrees of freedom (SHAPE_DOF), or when BIC prefers it: the budgets'
-    shapes are then one law's within the noise, and sharing its 2 coefficients instead of 2 per budget pins every
-    vertex with all budgets' runs (on 1-decade grids per-budget vertices scatter 2-6x more, with outliers). BIC, not
-    an F test at 5%: a test at 5% keeps per-budget shapes on 1 in 20 tables drawn from one law, and there those
-    vertices can be wild (+0.34 on the exponent); BIC's false choice is ~1e-5 at 150 runs and it still rejects
-    sharing on both public data sets (bench/README.md, "IsoFLOP bias and coverage in every cell")."""
-    def profiles(shared):
+    """The law-shaped profiles of the budgets (N, D, C, loss) and their fit (isoshape.fit), per budget, shared or shared
+    with each budget's own vertex (`own_vertices`), and BIC(per budget) - BIC(shared) (nan where not compared; > 0:
+    shared is the better model by its loss residuals). `shape` shares one (a, b) when the per-budget fit has too few
+    residual degrees of freedom (SHAPE_DOF), or when BIC prefers it: the budgets' shapes are then one law's within the
+    noise, and sharing its 2 coefficients instead of 2 per budget pins every vertex with all budgets' runs (on 1-decade
+    grids per-budget vertices scatter 2-6x more, with outliers). BIC, not an F test at 5%: a test at 5% keeps
+    per-budget shapes on 1 in 20 tables drawn from one law, and there those vertices can be wild (+0.34 on the
+    exponent); BIC's false choice is ~1e-5 at 150 runs and it still rejects sharing on both public data sets
+    (bench/README.md, "IsoFLOP bias and coverage in every cell"). Where BIC shares, the vertices are tested too
+    (vertex_test): BIC weighs the loss residuals, and on a narrow grid budgets whose shapes differ by ~10% barely
+    move them while their optima move by more than their noise; where the test rejects, each budget keeps its own
+    vertex at the shared exponents (isoshape `own_vertices`). So too where BIC keeps one (a, b) per budget but
+    their exponents stop at the search range's bound (at_bound): undetermined, they take the vertices with them."""
+    def profiles(shared, own_vertices=False):
         return isoshape.Profiles(np.log(np.concatenate([g[0] for g in groups])),
                                  np.log(np.concatenate([g[1] for g in groups])), np.concatenate([g[3] for g in groups]),
-                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(groups)]), shared=shared)
+                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(groups)]), shared=shared,
+                                 own_vertices=own_vertices)
 
     one = profiles(True)
     if method == "shared":
@@ -214,12 +226,57 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple
     f_own, f_one = isoshape.fit(own), isoshape.fit(one)
     ss_total = float(sum(((one.loss[i] - one.ym[g]) ** 2).sum() for g, i in enumerate(one.idx)))
     dbic = bic_difference(f_own["sse"], f_one["sse"], len(own.loss), own.n_linear - one.n_linear, ss_total)
+    hybrid = profiles(True, own_vertices=True)
     if dbic <= 0:
-        return own, f_own, dbic
+        if not at_bound(f_own):
+            return own, f_own, dbic
+        if notes is not None:
+            notes.append(f"approach 2: one (a, b) per budget fits the losses better (BIC lower by {-dbic:.3g}) but "
+                         f"leaves its exponents undetermined (alpha {f_own['alpha']:.3g}, beta {f_own['beta']:.3g}: at "
+                         f"the search range's bound {isoshape.EXP_RANGE}): each budget keeps its own vertex, (e, a, b) "
+                         "solved at the exponents of one shared (a, b)")
+        return hybrid, isoshape.fit(hybrid), dbic
+    chi2, p_value = vertex_test(one, hybrid, f_one)
+    if p_value < 1 - VERTEX_TEST_LEVEL:
+        if notes is not None:
+            notes.append(f"approach 2: one shared (a, b) fits the budgets' losses as well as one each (BIC lower by "
+                         f"{dbic:.3g}) but moves their optima more than their noise explains (chi^2 {chi2:.3g} on "
+                         f"{len(one.idx)} dof, p {p_value:.2g}): each budget keeps its own vertex, (e, a, b) solved at "
+                         "the shared exponents")
+        return hybrid, isoshape.fit(hybrid), dbic
     if notes is not None:
         notes.append(f"approach 2: one shared (a, b) describes the budgets' profiles as well as one each (BIC lower by "
-                     f"{dbic:.3g}): they share it, each budget keeping its own offset")
+                     f"{dbic:.3g}) and moves no optimum beyond its noise (p {p_value:.2g}): they share it, each budget "
+                     "keeping its own offset")
     return one, f_one, dbic
+
+
+def at_bound(f: dict) -> bool:
+    """Whether a profile fit's exponents (isoshape.fit) stopped at the search range's bound: on a narrow grid the
+    per-budget shapes trade alpha and beta along a flat valley to there, and their vertices follow (bench/README.md,
+    "choosing the profile model")."""
+    lo, hi = np.log(isoshape.EXP_RANGE)
+    z = np.log([f["alpha"], f["beta"]])
+    return bool(np.isclose(z, lo, atol=1e-3).any() or np.isclose(z, hi, atol=1e-3).any())
+
+
+def vertex_test(one: isoshape.Profiles, hybrid: isoshape.Profiles, f_one: dict) -> tuple[float, float]:
+    """chi^2 and its p-value (dof: the budgets with a vertex in both) of the difference between the budgets' vertices (log N_opt [G]) with one shared
+    (a, b) and with each budget's own at the same exponents (a Hausman-type test: under one law both estimate the
+    same optima). The difference's covariance is that of a paired run bootstrap (VERTEX_TEST_RESAMPLES, the same
+    resamples and the same exponent search for both): its resamples differ only in the coefficients."""
+    Ws = [resample_weights(len(i), VERTEX_TEST_RESAMPLES, k) for k, i in enumerate(one.idx)]
+    x_one = isoshape.bootstrap_vertices(one, Ws, f_one["alpha"], f_one["beta"])[0]
+    x_own = isoshape.bootstrap_vertices(hybrid, Ws, f_one["alpha"], f_one["beta"])[0]
+    f_hyb = isoshape.fit(hybrid)
+    d = f_hyb["logN_opt"] - f_one["logN_opt"]
+    on = np.isfinite(d)                     # (a budget without a vertex in either model has nothing to compare)
+    d, diffs = d[on], (x_own - x_one)[:, on]
+    diffs = diffs[np.isfinite(diffs).all(1)]
+    if len(d) < 2 or len(diffs) < max(20, 4 * len(d)):
+        return float("nan"), 1.0
+    chi2 = float(d @ np.linalg.pinv(np.atleast_2d(np.cov(diffs, rowvar=False)), rcond=1e-9, hermitian=True) @ d)
+    return chi2, float(chi2_dist.sf(chi2, len(d)))
 
 
 def bic_difference(sse_own: float, sse_one: float, n: int, extra: int, ss_total: float) -> float:
@@ -275,6 +332,11 @@ class IsoflopFit(ComputeOptimal):
                 return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
                         f"with one (a, b) and exponents shared by all budgets (alpha {p['alpha'].iloc[0]:.3g}, beta "
                         f"{p['beta'].iloc[0]:.3g}) and an offset e per budget, fitted by variable projection" + why)
+            if p["profile"].iloc[0] == "own vertices":
+                return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
+                        f"with (e, a, b) per budget at the exponents (alpha {p['alpha'].iloc[0]:.3g}, beta "
+                        f"{p['beta'].iloc[0]:.3g}) of one shared (a, b): each budget's own vertex, at exponents "
+                        "pinned by all budgets together")
             return (f"each budget's profile is the law's own shape on its isoFLOP line, e + a N^-alpha + b D^-beta "
                     f"with (e, a, b) per budget and exponents shared (alpha {p['alpha'].iloc[0]:.3g}, beta "
                     f"{p['beta'].iloc[0]:.3g}), fitted by variable projection to every size")
@@ -376,7 +438,8 @@ def _profiles(groups, usable_g, pts) -> isoshape.Profiles:
                              np.log(np.concatenate([groups[i][1] for i in usable_g])),
                              np.concatenate([groups[i][3] for i in usable_g]),
                              np.concatenate([np.full(len(groups[i][0]), k) for k, i in enumerate(usable_g)]),
-                             shared=pts["profile"].iloc[0] == "shared")
+                             shared=pts["profile"].iloc[0] != "per budget",
+                             own_vertices=pts["profile"].iloc[0] == "own vertices")
 
 
 def resample_weights_within(groups, cfg: FitConfig, clusters=None) -> list[np.ndarray]:
@@ -472,7 +535,7 @@ def other_profile_slopes(groups, pts: pd.DataFrame) -> dict[str, float]:
     if shared_now and per_budget_dof(kept) < 1:
         return {}
     prof = _profiles(groups, usable_g, pts)
-    prof.shared = not shared_now
+    prof.shared, prof.own_vertices = not shared_now, False
     f = isoshape.fit(prof)
     logC = np.array([np.log(g[2]).mean() for g in kept])
     keep = _in_fit(logC, pts) & np.isfinite(f["logN_opt"])

@@ -21,6 +21,12 @@ coefficients, each budget keeping its own offset e_g), so that the shape comes f
 Its vertices are those of one L(N, D) with a loss offset per budget; e_g is eliminated by centring each
 budget's moments, leaving a 2x2 solve per candidate (Profiles.sse).
 
+`own_vertices=True` (with `shared`) is a two-stage fit between the two: the exponents are searched on the shared
+model's SSE (pinned by every budget together), and each budget's vertex then comes from its own (e_g, a_g, b_g)
+solved at those exponents. Where the budgets' shapes differ (no one L(N, D) fits them all) each vertex follows its
+own budget's data, as per-budget shapes' do, while a narrow grid cannot send the exponents along the per-budget
+SSE's flat valley (bench/README.md, "IsoFLOP: choosing the profile model by its vertices").
+
 Everything is written for many weight vectors at once (rows of W: bootstrap multiplicities), so a
 resample costs one [R, n] x [n, 10] product per budget and candidate: the weighted moments of
 (1, u, v, y) from which the 3x3 normal equations and the residual sum of squares follow.
@@ -87,16 +93,19 @@ def solve(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class Profiles:
     """The budgets of one table: per budget its rows, centring and (weighted) isoFLOP line log D = s log N + t.
-    shared: one (A, B) for all budgets instead of (a_g, b_g) each (module docstring)."""
+    shared: one (A, B) for all budgets instead of (a_g, b_g) each; own_vertices (with shared): the shared model's SSE
+    but each budget's own coefficients at the exponents (module docstring)."""
 
-    def __init__(self, logN, logD, loss, group_ids, shared: bool = False):
+    def __init__(self, logN, logD, loss, group_ids, shared: bool = False, own_vertices: bool = False):
+        if own_vertices and not shared:
+            raise ValueError("Profiles: own_vertices=True needs shared=True (the exponents come from the shared SSE)")
         self.logN, self.logD = np.asarray(logN, float), np.asarray(logD, float)
         self.loss = np.asarray(loss, float)
         self.idx = [np.flatnonzero(group_ids == g) for g in np.unique(group_ids)]
         self.mN = np.array([self.logN[i].mean() for i in self.idx])
         self.mD = np.array([self.logD[i].mean() for i in self.idx])
         self.ym = np.array([self.loss[i].mean() for i in self.idx])      # centring y keeps the SSE accurate
-        self.shared = shared
+        self.shared, self.own_vertices = shared, own_vertices
 
     @property
     def n_linear(self) -> int:
@@ -106,12 +115,16 @@ class Profiles:
     def sse(self, alpha, beta, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """For candidate exponents alpha, beta [P] and weights Ws[g] [R, n_g] (budget g's rows): the SSE
         summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring)."""
-        if self.shared:
-            return self._sse_shared(np.atleast_1d(alpha), np.atleast_1d(beta), Ws)
+        alpha, beta = np.atleast_1d(alpha), np.atleast_1d(beta)
+        if not self.shared:
+            return self._sse_own(alpha, beta, Ws)
+        sse, theta = self._sse_shared(alpha, beta, Ws)
+        return (sse, self._sse_own(alpha, beta, Ws)[1]) if self.own_vertices else (sse, theta)
+
+    def _sse_own(self, alpha, beta, Ws):
         thetas, total = [], 0.0
         for g, i in enumerate(self.idx):
-            u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], np.atleast_1d(alpha),
-                            np.atleast_1d(beta))
+            u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], alpha, beta)
             th, s = solve(moments(u, v, self.loss[i] - self.ym[g], Ws[g]))
             thetas.append(th)
             total = total + s
