@@ -230,25 +230,24 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple
     if dbic <= 0:
         if not at_bound(f_own):
             return own, f_own, dbic
-        if notes is not None:
-            notes.append(f"approach 2: one (a, b) per budget fits the losses better (BIC lower by {-dbic:.3g}) but "
-                         f"leaves its exponents undetermined (alpha {f_own['alpha']:.3g}, beta {f_own['beta']:.3g}: at "
-                         f"the search range's bound {isoshape.EXP_RANGE}): each budget keeps its own vertex, (e, a, b) "
-                         "solved at the exponents of one shared (a, b)")
-        return hybrid, isoshape.fit(hybrid), dbic
-    chi2, p_value = vertex_test(one, hybrid, f_one)
-    if p_value < 1 - VERTEX_TEST_LEVEL:
-        if notes is not None:
-            notes.append(f"approach 2: one shared (a, b) fits the budgets' losses as well as one each (BIC lower by "
-                         f"{dbic:.3g}) but moves their optima more than their noise explains (chi^2 {chi2:.3g} on "
-                         f"{len(one.idx)} dof, p {p_value:.2g}): each budget keeps its own vertex, (e, a, b) solved at "
-                         "the shared exponents")
-        return hybrid, isoshape.fit(hybrid), dbic
+        why = (f"approach 2: one (a, b) per budget fits the losses better (BIC lower by {-dbic:.3g}) but leaves its "
+               f"exponents undetermined (alpha {f_own['alpha']:.3g}, beta {f_own['beta']:.3g}: at the search range's "
+               f"bound {isoshape.EXP_RANGE}): each budget keeps its own vertex, (e, a, b) solved at the exponents of "
+               "one shared (a, b)")
+    else:
+        chi2, p_value = vertex_test(one, hybrid, f_one)
+        if p_value >= 1 - VERTEX_TEST_LEVEL:
+            if notes is not None:
+                notes.append(f"approach 2: one shared (a, b) describes the budgets' profiles as well as one each (BIC "
+                             f"lower by {dbic:.3g}) and moves no optimum beyond its noise (p {p_value:.2g}): they "
+                             "share it, each budget keeping its own offset")
+            return one, f_one, dbic
+        why = (f"approach 2: one shared (a, b) fits the budgets' losses as well as one each (BIC lower by {dbic:.3g}) "
+               f"but moves their optima more than their noise explains (chi^2 {chi2:.3g} on {len(one.idx)} dof, "
+               f"p {p_value:.2g}): each budget keeps its own vertex, (e, a, b) solved at the shared exponents")
     if notes is not None:
-        notes.append(f"approach 2: one shared (a, b) describes the budgets' profiles as well as one each (BIC lower by "
-                     f"{dbic:.3g}) and moves no optimum beyond its noise (p {p_value:.2g}): they share it, each budget "
-                     "keeping its own offset")
-    return one, f_one, dbic
+        notes.append(why)
+    return hybrid, isoshape.fit(hybrid), dbic
 
 
 def at_bound(f: dict) -> bool:
