@@ -332,14 +332,20 @@ def hold_back(config, p: Plan, todo: list, gpus: int, started: float) -> list:
         log.warning("sweep.deadline_s: runs over several GPUs are not held back (their slots are planned apart)")
         return todo
     slots = parallelism(config, gpus) or 1
-    share = max(1, int(config.sweep.jobs_per_gpu)) if gpus else 1
+    # runs share a GPU only when there are more runs than GPUs: a lone run has its GPU to itself
+    share = min(max(1, int(config.sweep.jobs_per_gpu)), -(-len(todo) // gpus)) if gpus else 1
     left = float(deadline) - (time.monotonic() - started)
     hours = [p.hours(r) for r in todo]
-    keep = placement.within_deadline(hours, slots, share, left)
+    keep = placement.within_deadline(hours, slots, share, left, whole_s=float(deadline))
     held = [r for r, k in zip(todo, keep) if not k]
     if held:
         log.info("sweep.deadline_s=%s: %d of %d runs would end past it (%.0f s left): held for the next launch: %s",
                  deadline, len(held), len(todo), left, ", ".join(r.label for r in held))
+    for r, h, k in zip(todo, hours, keep):
+        if k and h is not None and h * 3600.0 > float(deadline):
+            log.warning("sweep.deadline_s=%s: %s is expected to take %.0f s alone, longer than a whole launch: "
+                        "started; it stops at the launch's end with a checkpoint and the next launch resumes it "
+                        "(on the same machine or with its run directory carried)", deadline, r.label, h * 3600.0)
     if any(h is None for h in hours):
         log.warning("sweep.deadline_s: %d runs have no measured throughput (sweep.throughput_table): started "
                     "regardless", sum(h is None for h in hours))

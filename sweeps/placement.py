@@ -97,14 +97,17 @@ def wall_hours(hours: Sequence[tuple[float, int]], total_gpus: int) -> float:
     return max(free, default=0.0)
 
 
-def within_deadline(hours: Sequence[float | None], slots: int, share: int, deadline_s: float) -> list[bool]:
+def within_deadline(hours: Sequence[float | None], slots: int, share: int, deadline_s: float,
+                    whole_s: float | None = None) -> list[bool]:
     """Which runs to start (in the given order, longest first) so that each is expected to end within deadline_s.
 
     Each run goes to the slot that frees first and takes hours x 3600 x share seconds there (hours: the planner's,
     whose throughput table counts a run's start-up too; share: the runs sharing one GPU, each assumed to get
     1/share of it); one that would end past the deadline is left for the next launch and a shorter one may still
     fill its slot. A run without an estimate (None: no measured throughput) is always started: nothing says it
-    would not fit."""
+    would not fit. A run longer than a whole launch even alone (hours x 3600 > whole_s, the launch's full
+    deadline) would be held by every launch and never train: it starts on a slot that is free now, and goes on
+    from its checkpoint in the next launch."""
     free = [0.0] * max(1, slots)
     keep = []
     for h in hours:
@@ -113,7 +116,8 @@ def within_deadline(hours: Sequence[float | None], slots: int, share: int, deadl
             continue
         free.sort()
         end = free[0] + h * 3600.0 * max(1, share)
-        keep.append(end <= deadline_s)
+        never_fits = whole_s is not None and h * 3600.0 > whole_s
+        keep.append(end <= deadline_s or (never_fits and free[0] == 0.0))
         if keep[-1]:
             free[0] = end
     return keep

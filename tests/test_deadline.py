@@ -28,6 +28,18 @@ def test_within_deadline_packs_longest_first_and_fills_with_shorter_runs():
     assert within_deadline([None, 1.0], slots=1, share=1, deadline_s=10) == [True, False]   # unmeasured: started
 
 
+def test_a_run_longer_than_any_launch_still_starts_and_a_lone_run_has_its_gpu():
+    # 800 s alone against a 500 s launch: every launch would hold it, so it starts on a free slot (and resumes from
+    # its checkpoint in the next launch); a second such run waits for a free slot, a short one fills nothing else
+    long, short = 800 / 3600, 100 / 3600
+    assert within_deadline([long], slots=1, share=1, deadline_s=500, whole_s=500) == [True]
+    assert within_deadline([long, long, short], slots=2, share=1, deadline_s=500, whole_s=500) == [True, True, False]
+    assert within_deadline([long, short], slots=1, share=1, deadline_s=500, whole_s=500) == [True, False]
+    # without whole_s (or when the run would fit a fresh launch) the old rule holds it
+    assert within_deadline([long], slots=1, share=1, deadline_s=500) == [False]
+    assert within_deadline([400 / 3600], slots=1, share=1, deadline_s=300, whole_s=500) == [False]
+
+
 def test_sweep_holds_back_what_would_end_past_its_deadline_and_the_next_launch_trains_it(tmp_path):
     data = tmp_path / "data"
     make_synthetic_corpus(data / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
