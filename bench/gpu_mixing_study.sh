@@ -37,7 +37,7 @@ if [ "$TOY" = 1 ]; then
 else
   JOBS=${JOBS:-2}                       # runs per GPU at once (sweep.jobs_per_gpu)
   FIT="sweep.jobs_per_gpu=$JOBS"
-  CONFIRM="scale=study grid.shapes.depth=4 sweep.jobs_per_gpu=$JOBS sweep.throughput_table=bench/results/throughput_h200.json"
+  CONFIRM="scale=study grid.shapes.depth=4 train.optim.lr=2.0e-3 sweep.jobs_per_gpu=$JOBS sweep.throughput_table=bench/results/throughput_h200.json"
 fi
 SW=$ROOT/$NAME
 LOGS=$ROOT/logs
