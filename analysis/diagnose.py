@@ -59,7 +59,7 @@ PROPERTIES = (
     Property("tokens_per_param", "tokens per parameter (D/N)", "{:.3g} tokens per parameter", True),
     Property("epochs", "epochs of data repetition (most-read domain)", "{:.2g} epochs", True),
     Property("lr", "learning rate", "lr {:.3g}", True),
-    Property("depth", "depth (n_layers)", "{:.0f} layers", False),
+    Property("depth", "depth (n_layers)", "{:g} layers", False),
     Property("width", "width (d_model)", "d_model {:.0f}", True),
     Property("head_share", "output head's share of the compute count", "a head share of {:.2f}", False),
     Property("off_optimum", "distance in N from the budget's lowest-loss size (|log|)",
@@ -156,6 +156,7 @@ class Diagnosis:
     refits: dict[str, Refit] = field(default_factory=dict)
     cause: str | None = None            # the property named, or None
     together: list[str] = field(default_factory=list)   # properties these runs cannot separate from the cause
+    rivals: list[str] = field(default_factory=list)     # other properties whose refits qualified too (weaker)
     note: str = ""                      # why nothing was named
     lobo: pd.DataFrame | None = None    # leave_one_budget_out's table, where the caller computed it
 
@@ -186,6 +187,11 @@ class Diagnosis:
                      f"({r.rms_kept / self.noise_sd:.2g}x the noise) and it predicts the {r.n_left} left out "
                      f"{abs(r.mean_left):.1%} too {'low' if r.mean_left > 0 else 'high'} on average "
                      f"({r.share_above:.0%} of them above it)")
+        for k in self.rivals:
+            f = self.refits[k]
+            text += (f"; leaving out the runs {f.side} {BY_KEY[k].unit.format(f.threshold)} instead ({BY_KEY[k].label}) "
+                     f"also qualifies, less sharply: RMS {f.rms_kept:.1%} on the other {f.n_kept}, the {f.n_left} left "
+                     f"out {f.mean_left:+.1%} (these runs overlap; more runs would separate the two)")
         return text
 
     def fix(self) -> str:
@@ -204,6 +210,7 @@ class Diagnosis:
 
     def to_dict(self) -> dict:
         return {"rms": self.rms, "noise_sd": self.noise_sd, "cause": self.cause, "together": self.together,
+                "rivals": self.rivals,
                 "finding": self.finding(), "fix": self.fix(), "candidates": self.candidates,
                 "table": self.table.to_dict(orient="records"),
                 "refits": {k: vars(v) for k, v in self.refits.items() if v is not None},
@@ -355,6 +362,10 @@ def diagnose(runs: pd.DataFrame, residuals: pd.DataFrame, noise_sd: float, n_col
                          if candidates else ""))
             return d
         d.cause = max(ok, key=lambda k: ok[k].separation)
+        d.together = collinear_with(props, d.cause, [p.key for p in PROPERTIES])
+        d.rivals = sorted((k for k in ok if k != d.cause and k not in d.together), key=lambda k: -ok[k].separation)
+        d.rivals = [k for k in d.rivals if not any(k in collinear_with(props, j, [k]) for j in d.rivals[:d.rivals.index(k)])]
+        return d
     d.together = collinear_with(props, d.cause, [p.key for p in PROPERTIES])
     return d
 

@@ -32,9 +32,9 @@ def _refit(config):
 
 
 def explain(ctx: Context):
-    """Diagnose approach 3's residuals when its residual check failed or is a caveat; the verdict otherwise."""
+    """Diagnose approach 3's residuals when its residual check failed; the verdict unchanged otherwise."""
     v = ctx.verdict
-    if v is None or ctx.a3 is None or not [c for c in v.fired("residuals") if c.law == "approach 3"]:
+    if v is None or ctx.a3 is None or not [c for c in v.failures if c.name == "residuals" and c.law == "approach 3"]:
         return v
     sd = v.noise.sd if v.noise is not None and v.noise.measured else float("nan")
     refit = _refit(ctx.config)

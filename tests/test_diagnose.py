@@ -136,3 +136,19 @@ def test_verdict_fix_names_the_cause_only_when_diagnosed():
     c = verdict.explain_residuals(_failing_verdict(), unnamed).fired("residuals")[0]
     assert c.fix == verdict.RESIDUAL_FIX and "Diagnosis" not in c.message
     assert dataclasses.asdict(c)                      # still a plain Check
+
+
+def test_report_names_the_cause_in_its_checks_and_section():
+    """analysis.report on runs with a planted step penalty: the failed residual check's fix is the diagnosis's, and
+    the residual section (tables, figure) follows the summary."""
+    from analysis import diagnose_report, report, results
+    from analysis.report_blocks import Figure, Heading
+    r = sweep(steps_k=300).assign(family="dense", sweep="synthetic")
+    ctx = report.build_context(results.Results(runs=r, curves=pd.DataFrame()),
+                               dataclasses.replace(CFG, n_bootstrap=20))
+    failed = [c for c in ctx.verdict.failures if c.name == "residuals"]
+    assert failed and failed[0].fix == ctx.verdict.diagnosis.fix() and "train.batch_tokens" in failed[0].fix
+    blocks = diagnose_report.report_section(ctx)
+    assert isinstance(blocks[0], Heading) and any(isinstance(b, Figure) for b in blocks)
+    i = report.SECTIONS.index(report.section_summary)
+    assert report.SECTIONS[i + 1] is diagnose_report.report_section
