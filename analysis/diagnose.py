@@ -44,6 +44,7 @@ SPLITS = 8                 # thresholds tried per property by the confirming ref
 MIN_KEPT = 10              # ... from MIN_SIDE up to half of the runs left out, at least MIN_KEPT kept
 PARSIMONY = 1.25           # the threshold: fewest runs left out whose refit's kept RMS is within this of the best
 SPEARMAN_SE = 1.06         # var(atanh(rho_s)) ~ 1.06 / (n - 3) (Fieller, Hartley and Pearson 1957)
+CI_LEVEL = 0.9             # the rank correlations' intervals
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,9 @@ class Diagnosis:
             text += ("; these runs cannot separate it from " + ", ".join(BY_KEY[k].label for k in self.together)
                      + " (their values rank alike)")
         if (r := self.refits.get(self.cause)) is not None:
-            text += (f". Fitted without them, the law's RMS on the other {r.n_kept} runs is {r.rms_kept:.1%} "
-                     f"({r.rms_kept / self.noise_sd:.2g}x the noise) and it predicts the {r.n_left} left out "
+            vs_noise = f" ({r.rms_kept / self.noise_sd:.2g}x the noise)" if np.isfinite(self.noise_sd) else ""
+            text += (f". Fitted without them, the law's RMS on the other {r.n_kept} runs is {r.rms_kept:.1%}"
+                     f"{vs_noise} and it predicts the {r.n_left} left out "
                      f"{abs(r.mean_left):.1%} too {'low' if r.mean_left > 0 else 'high'} on average "
                      f"({r.share_above:.0%} of them above it)")
         for k in self.rivals:
@@ -237,10 +239,14 @@ FIXES: dict[str, Callable[[float, str], str]] = {
         if side == "above" else "runs that read little of the corpus sit off the law: check their step count"),
     "lr": _generic("sweep the learning rate at the grid's token counts (grid/lr.yaml at the budgets' tokens per "
                    "parameter), not at one, and take each run's lr from the sweep nearest its tokens"),
-    "depth": _generic("the law's N misses a shape effect: keep one depth-to-width ladder and leave out the "
-                      "shallowest sizes, or compare with --n-col params_nonembedding"),
-    "width": _generic("the law's N misses a shape effect: keep one depth-to-width ladder and leave out the "
-                      "narrowest sizes, or compare with --n-col params_nonembedding"),
+    "depth": lambda k, side: (
+        f"runs deeper than {k:g} layers sit above the law: sweep their lr (grid.shapes.depths of the lr grid covering "
+        "them) rather than extrapolating the lr law, or keep the grid to the depths the lr sweep ran" if side == "above"
+        else f"runs shallower than {k:g} layers sit off the law: leave the shallowest sizes out of the ladder"),
+    "width": lambda k, side: (
+        f"runs wider than d_model {k:.0f} sit above the law: sweep their lr rather than extrapolating the lr law, or "
+        "keep the grid to the sizes the lr sweep ran" if side == "above"
+        else f"runs narrower than d_model {k:.0f} sit off the law: leave the narrowest sizes out of the ladder"),
     "head_share": _generic("the N convention weighs the output head wrongly: refit with --n-col "
                            "params_nonembedding and --n-col params_compute and compare the residuals"),
     "off_optimum": lambda k, side: (
@@ -256,7 +262,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, tuple[float, float],
         return 0.0, (float("nan"), float("nan")), 1.0
     rho, p = stats.spearmanr(x, y)
     n = len(x)
-    z, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), 1.645 * np.sqrt(SPEARMAN_SE / max(n - 3, 1))
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    half = stats.norm.ppf((1 + CI_LEVEL) / 2) * np.sqrt(SPEARMAN_SE / max(n - 3, 1))
     return float(rho), (float(np.tanh(z - half)), float(np.tanh(z + half))), float(p)
 
 
