@@ -63,8 +63,8 @@ PROPERTIES = (
     Property("depth", "depth (n_layers)", "{:g} layers", False),
     Property("width", "width (d_model)", "d_model {:.0f}", True),
     Property("head_share", "output head's share of the compute count", "a head share of {:.2f}", False),
-    Property("off_optimum", "distance in N from the budget's lowest-loss size (|log|)",
-             "{:.2f} in |log N/N_best|", False),
+    Property("off_optimum", "distance in N from the budget's lowest-loss size (abs log)",
+             "{:.2f} in abs(log N / N_best)", False),
 )
 BY_KEY = {p.key: p for p in PROPERTIES}
 
@@ -195,6 +195,14 @@ class Diagnosis:
                      f"also qualifies, less sharply: RMS {f.rms_kept:.1%} on the other {f.n_kept}, the {f.n_left} left "
                      f"out {f.mean_left:+.1%} (these runs overlap; more runs would separate the two)")
         return text
+
+    def qualifies(self, key: str) -> bool:
+        """Whether leaving out `key`'s runs (its best refit) is evidence of a cause: the kept runs' RMS MIN_GAIN
+        lower than the law's, the left-out runs above the refitted law by ONE_SIDED_SDS x max(noise, kept RMS)."""
+        f = self.refits.get(key)
+        sd = self.noise_sd if np.isfinite(self.noise_sd) else 0.0
+        return (f is not None and self.rms / max(f.rms_kept, 1e-12) >= MIN_GAIN and f.above
+                and f.mean_left > ONE_SIDED_SDS * max(sd, f.rms_kept))
 
     def fix(self) -> str:
         """The concrete change to the sweep for the named cause ("" when none is named)."""
@@ -358,9 +366,7 @@ def diagnose(runs: pd.DataFrame, residuals: pd.DataFrame, noise_sd: float, n_col
     else:
         for key in table["key"]:
             d.refits[key] = best_refit(r, resid, props[key], d.association(key), refit, n_col, n_params)
-        sd = noise_sd if np.isfinite(noise_sd) else 0.0
-        ok = {k: f for k, f in d.refits.items() if f is not None and rms / max(f.rms_kept, 1e-12) >= MIN_GAIN
-              and f.above and f.mean_left > ONE_SIDED_SDS * max(sd, f.rms_kept)}
+        ok = {k: f for k, f in d.refits.items() if d.qualifies(k)}
         if not ok:
             d.note = ("leaving out the runs at either end of any recorded property and refitting neither lowers the "
                       f"other runs' RMS by {MIN_GAIN:g}x and leaves the runs left out above the law: no "

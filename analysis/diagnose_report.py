@@ -105,13 +105,19 @@ def report_section(ctx: Context):
         rows = [{"left out": f"{diagnose.BY_KEY[k].label} {f.side} {f.threshold:.3g}",
                  "runs kept": f.n_kept, "RMS kept": f"{f.rms_kept:.1%}", "runs left out": f.n_left,
                  "left out vs refitted law": f"{f.mean_left:+.1%} mean, {f.rms_left:.1%} RMS, "
-                                             f"{f.share_above:.0%} above", "separation": f"{f.separation:.2g}"}
-                for k, f in sorted(d.refits.items(), key=lambda kv: -kv[1].separation if kv[1] else 0)
-                if f is not None]
-        out.append(Table(pd.DataFrame(rows), "Approach 3 refitted without the runs at one end of each property "
-                                             f"(of up to {diagnose.SPLITS} thresholds, the one whose left-out runs "
-                                             "it predicts worst relative to its fit of the rest: separation = their "
-                                             "RMS error / the kept runs' RMS), predicting the runs left out"))
+                                             f"{f.share_above:.0%} above", "separation": f"{f.separation:.2g}",
+                 "evidence of a cause": "yes" if d.qualifies(k) else "no"}
+                for k, f in sorted(((k, f) for k, f in d.refits.items() if f is not None),
+                                   key=lambda kv: (not d.qualifies(kv[0]), -kv[1].separation))]
+        out.append(Table(pd.DataFrame(rows), "Approach 3 refitted without the runs at one end of each property, "
+                                             "predicting the runs left out. Threshold: of up to "
+                                             f"{diagnose.SPLITS} tried, the fewest runs left out whose refit fits "
+                                             f"the rest within {diagnose.PARSIMONY:g}x of the best and leaves them "
+                                             "above the law (else the largest separation = their RMS error / the "
+                                             f"kept runs' RMS). Evidence of a cause: kept RMS {diagnose.MIN_GAIN:g}x "
+                                             f"below the law's, at least {diagnose.ONE_SIDED_SHARE:.0%} of the "
+                                             f"left-out runs above it by more than {diagnose.ONE_SIDED_SDS:g}x the "
+                                             "larger of the noise and the kept RMS"))
     lobo = getattr(d, "lobo", None)
     if lobo is not None and len(lobo):
         g = lobo.groupby("budget")["lobo"]
@@ -127,5 +133,5 @@ def report_section(ctx: Context):
     keys = list(dict.fromkeys(([d.cause] if d.named else []) + d.candidates))
     out.append(Figure("residual_diagnosis", figure(runs, resid, props, keys, d),
                       "Approach 3's residuals against the properties that track them (or steps and tokens per "
-                      "parameter when none does), coloured by budget; dashed: the split that separates the residual RMS most."))
+                      "parameter when none does), coloured by budget; dashed: the threshold the diagnosis found for each."))
     return out
