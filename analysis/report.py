@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import (  # noqa: F401  (lr_report and mixing_report are imported to register their sections)
+    diagnose_report,
     lawfile,
     lr_report,
     mixing_report,
@@ -101,6 +102,7 @@ def build_context(res: results.Results, config: FitConfig, budgets=None) -> Cont
     if not ctx.not_chinchilla:
         measured = noise.estimate(res.runs, config.loss_col, config.ci_level)
         ctx.verdict = verdict.judge(ctx.fits, ctx.runs, config, noise=measured, failures=ctx.failures)
+        ctx.verdict = diagnose_report.explain(ctx)   # a failed residual check: what the residuals track, the fix
     return ctx
 
 
@@ -425,6 +427,7 @@ def section_domains(ctx: Context):
 SECTIONS[:0] = [
     section_summary, section_data, section_fits, section_isoflop, section_optimal, section_surface,
     section_holdout, section_recommendations, section_domains]
+register(diagnose_report.report_section, after=section_summary)
 
 
 # ---------------------------------------------------------------- rendering

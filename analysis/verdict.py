@@ -26,14 +26,15 @@ The checks (CHECKS, in the order reports list them):
     isoflop flat    an isoFLOP profile with no minimum, or whose losses differ by less than the run-to-run noise
     agreement   approaches 1, 2, 3 disagreeing on a beyond their intervals (fail when they disagree on direction)
     residuals   a law's residuals larger than the measured run-to-run noise (analysis/noise.py; unmeasured noise
-                is a caveat, never a silent pass)
+                is a caveat, never a silent pass); when approach 3's fails, explain_residuals puts the cause that
+                analysis/diagnose.py names (if any) into the check's message and fix
 
 Pure functions of fits and tables: nothing here fits a law (approach 2's per-budget parabola is re-read).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,7 @@ NAN_CAVEAT, NAN_FAIL = 0.1, 0.5    # share of bootstrap resamples with an undefi
 FLAT_SDS = 3.0               # an isoFLOP whose losses span fewer noise sds than this cannot locate its minimum
 RESIDUAL_P = 0.01            # residuals exceed noise when an F-test rejects equal variance at this level
 RESIDUAL_FAIL_RATIO = 2.0    # ... and fail (a systematic misfit, not chance) when their RMS is this many sds
+RESIDUAL_FIX = "check the residual plot for a trend in N or D; sweep more sizes per budget"   # no cause diagnosed
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Verdict:
     suggestions: list[Suggestion] = field(default_factory=list)
     noise: noise_mod.Noise | None = None
     throughput: float = float("nan")                  # FLOPs per second of the sweep's runs (flops / wall_s)
+    diagnosis: object | None = None                   # analysis.diagnose.Diagnosis of a failed residual check
 
     @property
     def failures(self) -> list[Check]:
@@ -137,7 +140,8 @@ class Verdict:
         return {"level": self.level, "checks": [c.to_dict() for c in self.checks],
                 "suggestions": [s.to_dict() for s in self.suggestions],
                 "noise": self.noise.to_dict() if self.noise is not None else None,
-                "throughput": float(self.throughput)}
+                "throughput": float(self.throughput),
+                "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None}
 
 
 def _order(c: Check) -> tuple:
@@ -414,12 +418,23 @@ def check_residuals(fits: dict, noise: noise_mod.Noise) -> list[Check]:
             sev = FAIL if ratio > RESIDUAL_FAIL_RATIO else CAVEAT
             out.append(Check("residuals", sev, f"residual RMS {rms:.2%} of the loss is {ratio:.2g}x the measured "
                              f"run-to-run noise ({noise.sd:.2%}; F-test p = {pval:.1e}): the law misses structure in "
-                             "the runs that noise does not explain", "check the residual plot for a trend in N or D; "
-                             "sweep more sizes per budget", label))
+                             "the runs that noise does not explain", RESIDUAL_FIX, label))
         else:
             out.append(Check("residuals", OK, f"residual RMS {rms:.2%} is consistent with the measured noise "
                              f"{noise.sd:.2%} (F-test p = {pval:.2g})", law=label))
     return out or [Check("residuals", OK, "no law with residuals to compare")]
+
+
+def explain_residuals(v: Verdict, diagnosis, law: str = "approach 3") -> Verdict:
+    """The verdict with `law`'s failed residual check explained by `diagnosis` (analysis.diagnose.Diagnosis): when
+    it names a cause, the check's message gains the finding and its fix becomes the cause's concrete change;
+    otherwise the generic fix stays. The diagnosis is kept on the verdict (the report's residual section)."""
+    checks = []
+    for c in v.checks:
+        if c.name == "residuals" and c.law == law and c.severity != OK and diagnosis.named:
+            c = Check(c.name, c.severity, f"{c.message}. Diagnosis: {diagnosis.finding()}", diagnosis.fix(), c.law)
+        checks.append(c)
+    return replace(v, checks=checks, diagnosis=diagnosis)
 
 
 # -------------------------------------------------------------------------------------------- isoFLOPs
