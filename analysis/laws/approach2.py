@@ -12,6 +12,13 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
               vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
+              The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
+              prefers each budget's own (e, a, b); with run-to-run noise measured from seed replicates
+              (analysis/noise.py) a model whose residuals exceed it (fit_test) is refused for the next more
+              flexible one, and where none fits (the runs do not follow the law's shape along their isoFLOP lines)
+              every budget's vertex is a local parabola's (profile `local`). Each law-shaped vertex is then tested
+              against the runs near its budget's lowest (check_vertices): one the profile misses there beyond the
+              noise comes from a local parabola instead (`vertex_by` in `points`: profile, window or bracket).
     shared    the same curve with one (a, b) for all budgets, each keeping its offset e: the shape comes from
               all budgets together (one L(N, D) with a loss offset per budget), defined with 3 sizes a budget
               and under resampling that leaves a budget 1 or 2 sizes.
@@ -56,6 +63,7 @@ SHAPE_DOF = 6                 # `shape`: residual dof per budget below which it 
 VERTEX_TEST_LEVEL = 0.99      # `shape`: the vertex test's level (vertex_test; bench/README.md, "choosing the profile model")
 VERTEX_TEST_RESAMPLES = 200   # ... and its paired bootstrap's resamples (seeded: the choice is a function of the table)
 FIT_TEST_LEVEL = 0.99          # the goodness-of-fit tests' level (fit_test, near_vertex_test): a model is refused at p < 0.01
+NEAR_SIZES = 2                # check_vertices: the sizes each side of a vertex whose runs its profile must go through
 SD_FLOOR = 1e-4               # relative residual sd below which residuals are rounding, not noise (noise-free tables)
 PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, True): "own vertices"}
 LOCAL = "local"               # `profile` when no law-shaped model fits: every budget's vertex is a local parabola's
@@ -118,6 +126,15 @@ def near_lowest(logN: np.ndarray, loss: np.ndarray, w: np.ndarray | None = None)
         mean = np.bincount(inv, w * loss, len(u)) / np.bincount(inv, w, len(u))
     i = int(np.clip(np.nanargmin(mean), 1, max(1, len(u) - 2)))
     return np.isin(logN, u[max(0, i - 1):i + 2]) & (w > 0)
+
+
+def near_vertex(logN: np.ndarray, x: float, per_side: int = NEAR_SIZES) -> np.ndarray:
+    """Mask of the runs at the `per_side` distinct sizes nearest the vertex x (log N) on each side of it: the runs a
+    profile's minimum must go through. Chosen by where the vertex lies, not by their losses (the lowest of many noisy
+    runs is low by selection: tested against the noise it made a correct profile miss it in 1 table of 4 of 30 sizes)."""
+    u = np.unique(logN)
+    below, above = u[u <= x][::-1][:per_side], u[u > x][:per_side]
+    return np.isin(logN, np.concatenate([below, above]))
 
 
 def bracket_vertex(logN, loss, logD, w=None) -> dict | None:
@@ -201,7 +218,7 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
     fitted (parabola coefficients c2, c1, c0, or the law-shaped curve's e, a, b, alpha, beta, s, t, mN, mD, ym),
     the sizes below/above the vertex, and for `window` the window used. For the shape methods `vertex_by` says
     where each vertex came from: `profile` (the law-shaped model), or `window` / `bracket` where that model misses
-    the runs near the budget's lowest one by more than the run-to-run noise (`noise`, measured from seed
+    the runs near its vertex by more than the run-to-run noise (`noise`, measured from seed
     replicates; else the model's own residual scatter) and a local parabola takes its place (check_vertices)."""
     keep = []
     for N, D, Cs, loss in groups:
@@ -296,7 +313,7 @@ def fit_test(r: np.ndarray, k: int, noise: run_noise_mod.Noise) -> tuple[float, 
 
 
 def near_vertex_test(r: np.ndarray, sd: float, dof: float) -> tuple[float, float]:
-    """(RMS, p-value) of residuals r (log) of one budget's runs near its lowest (near_lowest) against noise sd (of log
+    """(RMS, p-value) of residuals r (log) of one budget's runs near its vertex (near_vertex) against noise sd (of log
     loss) estimated on `dof` degrees of freedom: mean(r^2) / sd^2 is F(len(r), dof) where the profile goes through
     them as the noise allows."""
     r = r[np.isfinite(r)]
@@ -310,12 +327,12 @@ def near_vertex_test(r: np.ndarray, sd: float, dof: float) -> tuple[float, float
 
 def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, noise: run_noise_mod.Noise | None,
                    r: list[np.ndarray], k: int) -> list[dict | None]:
-    """Each budget's law-shaped vertex tested against the runs near the budget's lowest one (near_lowest): where the
+    """Each budget's law-shaped vertex tested against the runs at the sizes either side of it (near_vertex): where the
     profile misses them by more than the noise allows (near_vertex_test at FIT_TEST_LEVEL, Bonferroni-corrected for
-    the G budgets tested: on law-shaped runs a table then keeps every vertex in ~99% of draws, where 1% a budget
-    moved one in ~4% of 4-budget tables) its vertex is not what the runs say (a vertex far below the lowest run, or
-    the curve passing above it) and that budget's vertex comes from a local parabola instead (local_row). The noise: measured from seed replicates, else the profile model's own
-    residual scatter (which a misfitting model inflates: the check is weaker without replicates, and says so)."""
+    the G budgets tested, so that a table of law-shaped runs keeps all its vertices at that level) its vertex is not
+    what the runs say (a vertex far below the runs there, or the curve passing above them) and that budget's vertex
+    comes from a local parabola instead (local_row). The noise: measured from seed replicates, else the profile
+    model's own residual scatter (which a misfitting model inflates: the check is weaker without replicates)."""
     if noise is not None and noise.measured:
         sd, dof, what = noise.sd, noise.dof, f"run-to-run noise {noise.sd:.2%} (seed replicates, {noise.dof} dof)"
     else:
@@ -333,7 +350,7 @@ def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, no
         if row is None:
             out.append(row)
             continue
-        near = near_lowest(np.log(N), loss)
+        near = near_vertex(np.log(N), np.log(row["N_opt"]))
         rms, p = near_vertex_test(rg[near], sd, dof)
         if p >= alpha:
             out.append(row)
@@ -345,8 +362,8 @@ def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, no
                     f"its vertex comes from a local parabola instead ({local['vertex_by']}: N_opt "
                     f"{local['N_opt']:.3g}, loss {local['loss_opt']:.4g})")
             warn(f"approach 2: budget C={C:.3g}: the {row['profile']} profile's vertex (N_opt {row['N_opt']:.3g}, loss "
-                 f"{row['loss_opt']:.4g}, {row['loss_opt'] / low - 1:+.1%} from the lowest run, {low:.4g}) misses the "
-                 f"runs near the lowest by {rms:.2%} RMS against {what} (p {p:.2g}): {then}", notes)
+                 f"{row['loss_opt']:.4g}, {row['loss_opt'] / low - 1:+.1%} from the lowest run near it, {low:.4g}) misses "
+                 f"the runs near it by {rms:.2%} RMS against {what} (p {p:.2g}): {then}", notes)
         out.append(row if local is None else {**local, "profile": row["profile"],
                                                "share_dbic": row.get("share_dbic", np.nan)})
     return out
@@ -355,15 +372,15 @@ def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, no
 def local_row(N, D, C, loss, window_dex: float, sd: float, dof: float,
               alpha: float = 1 - FIT_TEST_LEVEL) -> dict | None:
     """A budget's vertex from a local parabola: the window parabola (window_vertex) where it goes through the runs near
-    the lowest one as the noise (sd on dof) allows (near_vertex_test, p >= alpha), else the parabola through the lowest size and its neighbours
-    (bracket_vertex), which on a V-shaped profile stays between its sizes where a wider parabola dips below them.
+    its vertex as the noise (sd on dof) allows (near_vertex_test, p >= alpha), else the parabola through the lowest
+    size and its neighbours (bracket_vertex), which on a V-shaped profile stays between its sizes where a wider parabola dips below them.
     None where neither has a minimum."""
     logN, logD = np.log(N), np.log(D)
-    near = near_lowest(logN, loss)
     for kind in ("window", "bracket"):
         v = local_vertex(logN, loss, logD, kind, window_dex)
         if v is None:
             continue
+        near = near_vertex(logN, v["logN_opt"])
         pred = np.polyval(v["coef"], logN[near])
         with np.errstate(invalid="ignore", divide="ignore"):
             fits = near_vertex_test(np.log(loss[near] / pred), sd, dof)[1] >= alpha
@@ -606,7 +623,7 @@ class IsoflopFit(ComputeOptimal):
         moved = self.points[by.isin(["window", "bracket"])]
         if len(moved) and self.points["profile"].iloc[0] != LOCAL:
             text += ("; at " + ", ".join(f"C={c:.3g}" for c in moved["C"]) + " that profile misses the runs near the "
-                     "lowest one beyond their noise, and the vertex is a local parabola's (the window's, or the "
+                     "vertex beyond their noise, and the vertex is a local parabola's (the window's, or the "
                      "lowest size's and its neighbours')")
         return text
 
@@ -614,7 +631,7 @@ class IsoflopFit(ComputeOptimal):
         if self.method in ("shape", "shared") and self.points["profile"].iloc[0] == LOCAL:
             return ("no law-shaped profile fits the runs within their run-to-run noise, so each budget's vertex is a "
                     f"local parabola's in log N: refitted to the sizes within {self.window_dex:g} decades of its vertex, "
-                    "or, where that one misses the runs near the lowest beyond the noise, through the lowest size and "
+                    "or, where that one misses the runs near its vertex beyond the noise, through the lowest size and "
                     "its neighbours")
         if self.method in ("shape", "shared"):
             p = self.points
