@@ -330,11 +330,13 @@ def near_vertex_test(r: np.ndarray, sd: float, dof: float) -> tuple[float, float
 
 
 def dip_test(x: float, loss_v: float, logN, loss, sd: float, dof: float) -> tuple[float, float]:
-    """(log(loss_v / the bracket's), p-value): whether a vertex's loss lies below the runs near the budget's lowest
-    by more than the noise allows. The reference is the parabola through the lowest size and its neighbours
-    (bracket_vertex): the dip between sizes that the runs' own curvature allows. Its error is the noise times
-    sqrt(h (X'X)^-1 h') at its vertex, and the vertex's own at most one run's noise: one-sided t on `dof`. A vertex
-    above the reference is not tested here (near_vertex_test is)."""
+    """(log(loss_v / the floor), p-value): whether a vertex's loss lies below the runs near the budget's lowest by
+    more than the noise allows. The floor is the minimum of the parabola through the lowest size and its neighbours
+    (bracket_vertex) less that parabola's own dip below the lowest size's loss: three sizes estimate how far the
+    profile falls between them only to about that much (noise-free law-shaped runs 0.6 decades apart put the law's
+    minimum 0.1% below that parabola's, with its dip 0.5%). The parabola's noise is the noise times sqrt(h (X'X)^-1 h')
+    at its vertex, the vertex's own at most one run's: one-sided t on `dof`. A vertex above the floor is not tested
+    here (near_vertex_test is)."""
     v = bracket_vertex(logN, loss, np.zeros_like(logN))
     if v is None or not np.isfinite(sd) or not loss_v > 0:
         return float("nan"), 1.0
@@ -342,7 +344,9 @@ def dip_test(x: float, loss_v: float, logN, loss, sd: float, dof: float) -> tupl
     X = np.vander(logN[on], 3)
     h = np.vander(np.atleast_1d(v["logN_opt"]), 3)[0]
     factor = float(h @ np.linalg.pinv(X.T @ X) @ h)
-    d = float(np.log(loss_v / v["loss_opt"]))
+    u = np.unique(logN[on])
+    low = min(float(loss[logN == x].mean()) for x in u)
+    d = float(np.log(loss_v / v["loss_opt"]) + max(0.0, np.log(low / v["loss_opt"])))
     se = max(sd, SD_FLOOR) * np.sqrt(1.0 + factor)
     z = d / se
     return d, float(stats_t.cdf(z, dof) if np.isfinite(dof) else stats_norm.cdf(z))
@@ -453,10 +457,12 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
     order = [(True, False), (True, True), (False, False)]
     i = order.index((prof.shared, prof.own_vertices))
     n, G = sum(len(g[0]) for g in groups), len(groups)
-    if i == 0 and per_budget_dof(groups) < SHAPE_DOF and n - 3 * G - 2 >= 1 and G >= 2:
+    ss_total = float(sum(((prof.loss[j] - prof.ym[g]) ** 2).sum() for g, j in enumerate(prof.idx)))
+    sse_one = _sse(prof, f)
+    # (a shared fit exact to rounding, noise-free runs of one law, is not tested: its F is rounding over rounding)
+    if i == 0 and per_budget_dof(groups) < SHAPE_DOF and n - 3 * G - 2 >= 1 and G >= 2 and sse_one > 1e-12 * ss_total:
         hybrid = stack(True, True)
         f_h = isoshape.fit(hybrid)
-        sse_one = _sse(prof, f)
         sse_own = _sse(hybrid, f_h)
         df1, df2 = 2 * (G - 1), n - 3 * G - 2
         F = ((sse_one - sse_own) / df1) / max(sse_own / df2, 1e-300)
