@@ -12,6 +12,13 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
               vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
+              The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
+              prefers each budget's own (e, a, b); with run-to-run noise measured from seed replicates
+              (analysis/noise.py) a model whose residuals exceed it (fit_test) is refused for the next more
+              flexible one, and where none fits (the runs do not follow the law's shape along their isoFLOP lines)
+              every budget's vertex is a local parabola's (profile `local`). Each law-shaped vertex is then tested
+              against the runs near its budget's lowest (check_vertices): one the profile misses there beyond the
+              noise comes from a local parabola instead (`vertex_by` in `points`: profile, window or bracket).
     shared    the same curve with one (a, b) for all budgets, each keeping its offset e: the shape comes from
               all budgets together (one L(N, D) with a loss offset per budget), defined with 3 sizes a budget
               and under resampling that leaves a budget 1 or 2 sizes.
@@ -39,7 +46,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2 as chi2_dist
+from scipy.stats import f as f_dist
+from scipy.stats import norm as stats_norm
+from scipy.stats import t as stats_t
 
+from analysis import noise as run_noise_mod
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
 from analysis.laws import isoshape
 from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, usable, warn
@@ -53,7 +64,11 @@ BRACKET_MIN = 2               # distinct sizes wanted on each side of a vertex; 
 SHAPE_DOF = 6                 # `shape`: residual dof per budget below which it uses `shared` (bench/README.md, "Small grids")
 VERTEX_TEST_LEVEL = 0.99      # `shape`: the vertex test's level (vertex_test; bench/README.md, "choosing the profile model")
 VERTEX_TEST_RESAMPLES = 200   # ... and its paired bootstrap's resamples (seeded: the choice is a function of the table)
+FIT_TEST_LEVEL = 0.99          # the goodness-of-fit tests' level (fit_test, near_vertex_test): a model is refused at p < 0.01
+NEAR_SIZES = 2                # check_vertices: the sizes each side of a vertex whose runs its profile must go through
+SD_FLOOR = 1e-4               # relative residual sd below which residuals are rounding, not noise (noise-free tables)
 PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, True): "own vertices"}
+LOCAL = "local"               # `profile` when no law-shaped model fits: every budget's vertex is a local parabola's
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
@@ -103,6 +118,60 @@ def window_vertex(logN, loss, logD, window_dex: float = WINDOW_DEX, w=None) -> d
     return v
 
 
+def near_lowest(logN: np.ndarray, loss: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Mask of the runs at the budget's lowest size (lowest mean loss over its runs, weights w) and at the distinct
+    sizes either side of it (the three sizes at that end where it is the smallest or largest): the runs that say
+    where the budget's minimum lies."""
+    w = np.ones(len(logN)) if w is None else w
+    u, inv = np.unique(logN, return_inverse=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(inv, w * loss, len(u)) / np.bincount(inv, w, len(u))
+    i = int(np.clip(np.nanargmin(mean), 1, max(1, len(u) - 2)))
+    return np.isin(logN, u[max(0, i - 1):i + 2]) & (w > 0)
+
+
+def near_vertex(logN: np.ndarray, x: float, per_side: int = NEAR_SIZES) -> np.ndarray:
+    """Mask of the runs at the `per_side` distinct sizes nearest the vertex x (log N) on each side of it: the runs a
+    profile's minimum must go through. Chosen by where the vertex lies, not by their losses (the lowest of many noisy
+    runs is low by selection: tested against the noise it made a correct profile miss it in 1 table of 4 of 30 sizes)."""
+    u = np.unique(logN)
+    below, above = u[u <= x][::-1][:per_side], u[u > x][:per_side]
+    return np.isin(logN, np.concatenate([below, above]))
+
+
+def bracket_vertex(logN, loss, logD, w=None) -> dict | None:
+    """The parabola through the runs at the lowest size and its neighbours (near_lowest): the local model that assumes
+    least about the profile's shape, so its minimum stays between the sizes that bracket it (where the lowest size is
+    not at an end). None with fewer than MIN_PER_BUDGET distinct sizes or no minimum. Returns the vertex dict with
+    the window (lo, hi in log N) it used."""
+    if len(np.unique(logN if w is None else logN[w > 0])) < MIN_PER_BUDGET:
+        return None
+    on = near_lowest(logN, loss, w)
+    v = vertex(logN[on], loss[on], logD[on], None if w is None else w[on])
+    if v is not None:
+        v["window"] = (float(logN[on].min()), float(logN[on].max()))
+        v["n_window"] = int(on.sum())
+    return v
+
+
+def local_vertex(logN, loss, logD, kind: str, window_dex: float = WINDOW_DEX, w=None) -> dict | None:
+    """The vertex of a budget's local model: `window` (window_vertex), `bracket` (bracket_vertex) or `parabola` (vertex)
+    through the runs with weight w > 0 (bootstrap multiplicities); None where it has no minimum or is degenerate."""
+    if w is not None:
+        on = w > 0
+        logN, loss, logD, w = logN[on], loss[on], logD[on], w[on]
+    if len(np.unique(logN)) < MIN_PER_BUDGET:
+        return None
+    try:
+        if kind == "window":
+            return window_vertex(logN, loss, logD, window_dex, w)
+        if kind == "bracket":
+            return bracket_vertex(logN, loss, logD, w)
+        return vertex(logN, loss, logD, w)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
 def budget_optimum(N, D, loss, method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX) -> float:
     """N_opt of one budget's runs by `method` (nan with fewer than MIN_PER_BUDGET sizes or no minimum)."""
     N, D, loss = (np.asarray(a, float) for a in (N, D, loss))
@@ -145,10 +214,14 @@ def _check_budget(C, N, x, notes) -> bool:
 
 
 def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None = None,
-                   method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX) -> pd.DataFrame:
+                   method: str = DEFAULT_METHOD, window_dex: float = WINDOW_DEX,
+                   noise: run_noise_mod.Noise | None = None) -> pd.DataFrame:
     """One row per usable budget (groups of (N, D, C, loss) arrays): C, N_opt, D_opt, vertex loss, the profile
     fitted (parabola coefficients c2, c1, c0, or the law-shaped curve's e, a, b, alpha, beta, s, t, mN, mD, ym),
-    the sizes below/above the vertex, and for `window` the window used."""
+    the sizes below/above the vertex, and for `window` the window used. For the shape methods `vertex_by` says
+    where each vertex came from: `profile` (the law-shaped model), or `window` / `bracket` where that model misses
+    the runs near its vertex by more than the run-to-run noise (`noise`, measured from seed
+    replicates; else the model's own residual scatter) and a local parabola takes its place (check_vertices)."""
     keep = []
     for N, D, Cs, loss in groups:
         C = float(np.exp(np.log(Cs).mean()))
@@ -160,18 +233,19 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
         keep.append((N, D, C, loss))
     rows = []
     if method in ("shape", "shared") and keep:
-        prof, f, share_dbic = shape_profiles(keep, method, notes)
-        for i, (N, _, C, _) in enumerate(keep):
-            x = f["logN_opt"][i]
+        prof, f, share_dbic = shape_profiles(keep, method, notes, noise)
+        if prof is None:                 # no law-shaped model fits these runs: each budget's own local parabola
+            rows = local_rows(keep, notes, window_dex, noise)
+        else:
+            rows = [_shape_row(prof, f, i, C, share_dbic) for i, (_, _, C, _) in enumerate(keep)]
+            rows = check_vertices(keep, rows, notes, window_dex, noise, residuals(prof, f), n_params(prof))
+        kept = []
+        for (N, _, C, _), r in zip(keep, rows):
+            x = np.nan if r is None else np.log(r["N_opt"])
             if notes is not None and not _check_budget(C, N, x, notes) or not np.isfinite(x):
                 continue
-            e, a, b = f["theta"][i]
-            rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(f["logD_opt"][i])),
-                         "loss_opt": float(f["loss_opt"][i]), "e": e, "a": a, "b": b, "alpha": f["alpha"],
-                         "beta": f["beta"], "s": f["s"][i], "t": f["t"][i], "mN": prof.mN[i], "mD": prof.mD[i],
-                         "ym": prof.ym[i], "profile": PROFILE_LABELS[prof.shared, prof.own_vertices],
-                         "share_dbic": share_dbic})
-            rows[-1].update(_sides(N, x, len(N)))
+            kept.append(r)
+        rows = kept
     else:
         for N, D, C, loss in keep:
             v = (window_vertex(np.log(N), loss, np.log(D), window_dex) if method == "window"
@@ -179,18 +253,277 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
             x = np.nan if v is None else v["logN_opt"]
             if notes is not None and not _check_budget(C, N, x, notes) or not np.isfinite(x):
                 continue
-            rows.append({"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(v["logD_opt"])),
-                         "loss_opt": v["loss_opt"], "c2": v["coef"][0], "c1": v["coef"][1], "c0": v["coef"][2]})
-            if "window" in v:
-                rows[-1].update(window_lo=float(np.exp(v["window"][0])), window_hi=float(np.exp(v["window"][1])))
-            rows[-1].update(_sides(N, x, v.get("n_window", len(N))))
+            rows.append(_parabola_row(v, C, N))
     if len(rows) < 2:
         raise FitError(f"approach 2: {len(rows)} budget(s) with a usable isoFLOP profile; power laws need at least 2 "
                        f"(3 or more for a meaningful exponent): sweep more budgets with >= {MIN_PER_BUDGET} sizes each")
     return pd.DataFrame(rows).sort_values("C", ignore_index=True)
 
 
-def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple[isoshape.Profiles, dict, float]:
+def _shape_row(prof: isoshape.Profiles, f: dict, i: int, C: float, share_dbic: float) -> dict | None:
+    """Budget i's row of `points` from a law-shaped profile fit; None where its profile has no minimum."""
+    x = f["logN_opt"][i]
+    if not np.isfinite(x):
+        return None
+    N = np.exp(prof.logN[prof.idx[i]])
+    e, a, b = f["theta"][i]
+    return {"C": C, "N_opt": float(np.exp(x)), "D_opt": float(np.exp(f["logD_opt"][i])),
+            "loss_opt": float(f["loss_opt"][i]), "e": e, "a": a, "b": b, "alpha": f["alpha"], "beta": f["beta"],
+            "s": f["s"][i], "t": f["t"][i], "mN": prof.mN[i], "mD": prof.mD[i], "ym": prof.ym[i],
+            "profile": PROFILE_LABELS[prof.shared, prof.own_vertices], "share_dbic": share_dbic,
+            "vertex_by": "profile", **_sides(N, x, len(N))}
+
+
+def _parabola_row(v: dict, C: float, N: np.ndarray, kind: str | None = None) -> dict:
+    row = {"C": C, "N_opt": float(np.exp(v["logN_opt"])), "D_opt": float(np.exp(v["logD_opt"])),
+           "loss_opt": v["loss_opt"], "c2": v["coef"][0], "c1": v["coef"][1], "c0": v["coef"][2]}
+    if "window" in v:
+        row.update(window_lo=float(np.exp(v["window"][0])), window_hi=float(np.exp(v["window"][1])))
+    if kind is not None:
+        row["vertex_by"] = kind
+    return {**row, **_sides(N, v["logN_opt"], v.get("n_window", len(N)))}
+
+
+# ---------------------------------------------------------------- goodness of fit: the profile model and each vertex
+def residuals(prof: isoshape.Profiles, f: dict) -> list[np.ndarray]:
+    """Per budget, the log residuals log(loss / fitted) of a law-shaped profile fit (its own coefficients per budget
+    for `own vertices`): relative to the loss, as the run-to-run noise is measured (analysis/noise.py)."""
+    out = []
+    for g, i in enumerate(prof.idx):
+        pred = prof.curve(g, f["theta"][g], f["alpha"], f["beta"], f["s"][g], f["t"][g], prof.logN[i])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.log(prof.loss[i] / np.where(pred > 0, pred, np.nan)))
+    return out
+
+
+def n_params(prof: isoshape.Profiles) -> int:
+    """Coefficients a law-shaped profile model fits: its linear ones (own vertices: 3 a budget) and 2 exponents."""
+    return (3 * len(prof.idx) if prof.own_vertices else prof.n_linear) + 2
+
+
+def fit_test(r: np.ndarray, k: int, noise: run_noise_mod.Noise) -> tuple[float, float, float, int]:
+    """Whether residuals r (log, all runs) of a model with k coefficients are the run-to-run noise: their variance
+    over the measured noise's, F-distributed on (n - k, the noise's dof) where the model holds. Returns (RMS of r
+    on its dof, F, p-value, dof); p 1 where either is unmeasured."""
+    r = r[np.isfinite(r)]
+    dof = len(r) - k
+    if dof < 1 or not noise.measured:
+        return float("nan"), float("nan"), 1.0, max(dof, 0)
+    rms = float(np.sqrt(r @ r / dof))
+    ratio = rms ** 2 / max(noise.sd, SD_FLOOR) ** 2
+    return rms, ratio, float(f_dist.sf(ratio, dof, noise.dof)), dof
+
+
+def near_vertex_test(r: np.ndarray, sd: float, dof: float) -> tuple[float, float]:
+    """(mean, p-value) of residuals r (log) of one budget's runs near its vertex (near_vertex) against noise sd (of log
+    loss) estimated on `dof` degrees of freedom: how far the profile passes above (mean < 0) or below them on average,
+    len(r) mean^2 / sd^2 being F(1, dof) where it goes through them as the noise allows. The mean, not the mean
+    square: one outlying run beside a vertex (a 3.8-sigma run in a table of 150) is not a profile that misses them
+    (bench/README.md, "IsoFLOP: goodness of fit")."""
+    r = r[np.isfinite(r)]
+    if not len(r) or not np.isfinite(sd):
+        return float("nan"), 1.0
+    mean = float(r.mean())
+    ratio = len(r) * mean ** 2 / max(sd, SD_FLOOR) ** 2
+    p = f_dist.sf(ratio, 1, dof) if np.isfinite(dof) else chi2_dist.sf(ratio, 1)
+    return mean, float(p)
+
+
+def dip_test(x: float, loss_v: float, logN, loss, sd: float, dof: float) -> tuple[float, float]:
+    """(log(loss_v / the floor), p-value): whether a vertex's loss lies below the runs near the budget's lowest by
+    more than the noise allows. The floor is the minimum of the parabola through the lowest size and its neighbours
+    (bracket_vertex) less that parabola's own dip below the lowest size's loss: three sizes estimate how far the
+    profile falls between them only to about that much (noise-free law-shaped runs 0.6 decades apart put the law's
+    minimum 0.1% below that parabola's, with its dip 0.5%). The parabola's noise is the noise times sqrt(h (X'X)^-1 h')
+    at its vertex, the vertex's own at most one run's: one-sided t on `dof`. A vertex above the floor is not tested
+    here (near_vertex_test is)."""
+    v = bracket_vertex(logN, loss, np.zeros_like(logN))
+    if v is None or not np.isfinite(sd) or not loss_v > 0:
+        return float("nan"), 1.0
+    on = near_lowest(logN, loss)
+    X = np.vander(logN[on], 3)
+    h = np.vander(np.atleast_1d(v["logN_opt"]), 3)[0]
+    factor = float(h @ np.linalg.pinv(X.T @ X) @ h)
+    u = np.unique(logN[on])
+    low = min(float(loss[logN == x].mean()) for x in u)
+    d = float(np.log(loss_v / v["loss_opt"]) + max(0.0, np.log(low / v["loss_opt"])))
+    se = max(sd, SD_FLOOR) * np.sqrt(1.0 + factor)
+    z = d / se
+    return d, float(stats_t.cdf(z, dof) if np.isfinite(dof) else stats_norm.cdf(z))
+
+
+def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, noise: run_noise_mod.Noise | None,
+                   r: list[np.ndarray], k: int) -> list[dict | None]:
+    """Each budget's law-shaped vertex tested against the runs at the sizes either side of it (near_vertex) and the
+    minimum they bracket (dip_test): where the profile passes above or below them, or its vertex lies below that
+    minimum, by more than the noise allows (each at FIT_TEST_LEVEL, Bonferroni-corrected for
+    the G budgets tested, so that a table of law-shaped runs keeps all its vertices at that level) its vertex is not
+    what the runs say (a vertex far below the runs there, or the curve passing above them) and that budget's vertex
+    comes from a local parabola instead (local_row). The noise: measured from seed replicates, else the profile
+    model's own residual scatter (which a misfitting model inflates: the check is weaker without replicates)."""
+    if noise is not None and noise.measured:
+        sd, dof, what = noise.sd, noise.dof, f"run-to-run noise {noise.sd:.2%} (seed replicates, {noise.dof} dof)"
+    else:
+        allr = np.concatenate(r)
+        allr = allr[np.isfinite(allr)]
+        dof = len(allr) - k
+        if dof < 1:
+            return rows
+        sd = float(np.sqrt(allr @ allr / dof))
+        what = (f"the profiles' residual scatter {sd:.2%} ({dof} dof; run-to-run noise unmeasured: sweep seed "
+                "replicates to test the vertices against it)")
+    out = []
+    alpha = (1 - FIT_TEST_LEVEL) / len(groups)
+    for (N, D, C, loss), row, rg in zip(groups, rows, r):
+        if row is None:
+            out.append(row)
+            continue
+        near = near_vertex(np.log(N), np.log(row["N_opt"]))
+        off, p = near_vertex_test(rg[near], sd, dof)
+        dip, p_dip = dip_test(np.log(row["N_opt"]), row["loss_opt"], np.log(N), loss, sd, dof)
+        if min(p, p_dip) >= alpha:
+            out.append(row)
+            continue
+        low = float(loss[near].min())
+        local = local_row(N, D, C, loss, window_dex, sd, dof, alpha)
+        if notes is not None:
+            then = ("a local parabola takes its place (none has a minimum: the profile's is kept)" if local is None else
+                    f"its vertex comes from a local parabola instead ({local['vertex_by']}: N_opt "
+                    f"{local['N_opt']:.3g}, loss {local['loss_opt']:.4g})")
+            warn(f"approach 2: budget C={C:.3g}: the {row['profile']} profile's vertex (N_opt {row['N_opt']:.3g}, loss "
+                 f"{row['loss_opt']:.4g}, {row['loss_opt'] / low - 1:+.1%} from the lowest run near it, {low:.4g}) misses "
+                 f"the runs near it: the profile passes {abs(off):.2%} {'below' if off > 0 else 'above'} them on "
+                 f"average (p {p:.2g}), its vertex lies {dip:+.2%} from the minimum of the parabola through the lowest "
+                 f"size and its neighbours (p {p_dip:.2g}), against {what}: {then}", notes)
+        out.append(row if local is None else {**local, "profile": row["profile"],
+                                               "share_dbic": row.get("share_dbic", np.nan)})
+    return out
+
+
+def local_row(N, D, C, loss, window_dex: float, sd: float, dof: float,
+              alpha: float = 1 - FIT_TEST_LEVEL) -> dict | None:
+    """A budget's vertex from a local parabola: the window parabola (window_vertex) where it goes through the runs near
+    its vertex as the noise (sd on dof) allows (near_vertex_test, p >= alpha), else the parabola through the lowest
+    size and its neighbours (bracket_vertex), which on a V-shaped profile stays between its sizes where a wider parabola dips below them.
+    None where neither has a minimum."""
+    logN, logD = np.log(N), np.log(D)
+    for kind in ("window", "bracket"):
+        v = local_vertex(logN, loss, logD, kind, window_dex)
+        if v is None:
+            continue
+        near = near_vertex(logN, v["logN_opt"])
+        pred = np.polyval(v["coef"], logN[near])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fits = min(near_vertex_test(np.log(loss[near] / pred), sd, dof)[1],
+                       dip_test(v["logN_opt"], v["loss_opt"], logN, loss, sd, dof)[1]) >= alpha
+        if fits or kind == "bracket":
+            return _parabola_row(v, C, N, kind)
+    return None
+
+
+def local_rows(groups, notes, window_dex: float, noise: run_noise_mod.Noise) -> list[dict | None]:
+    """Every budget's vertex from its own local parabola (local_row), tested against the measured noise."""
+    alpha = (1 - FIT_TEST_LEVEL) / len(groups)
+    rows = [local_row(N, D, C, loss, window_dex, noise.sd, noise.dof, alpha) for N, D, C, loss in groups]
+    rows = [None if r is None else {**r, "profile": LOCAL, "share_dbic": np.nan} for r in rows]
+    if notes is not None:
+        kinds = [r["vertex_by"] for r in rows if r is not None]
+        notes.append(f"approach 2: each budget's vertex is a local parabola's ({kinds.count('window')} the window "
+                     f"parabola within {window_dex:g} decades of its vertex, {kinds.count('bracket')} the parabola "
+                     "through the lowest size and its neighbours, where the window's misses the runs there beyond "
+                     "the noise)")
+    return rows
+
+
+def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: run_noise_mod.Noise | None = None
+                   ) -> tuple[isoshape.Profiles | None, dict | None, float]:
+    """The law-shaped profile model (shape_choice) tested for goodness of fit: a model is not chosen where its
+    residuals are much worse than a per-budget alternative's or than the run-to-run noise.
+
+    - Where `shape` shares one (a, b) because the per-budget shapes have too few residual dof (SHAPE_DOF), no model
+      choice was tested: an F test on the SSE against each budget's own (e, a, b) at the same exponents (the `own
+      vertices` model, which nests it: 2 (G - 1) more coefficients) refuses sharing at FIT_TEST_LEVEL.
+    - With the noise measured from seed replicates, the model's residual variance over the noise's (F on the model's
+      and the noise's dof, fit_test) refuses it at FIT_TEST_LEVEL; the next more flexible one (shared -> own
+      vertices -> per budget, where it has residual dof and exponents inside the search range) is tried.
+    Where every law-shaped model is refused the runs do not follow the law's shape along their isoFLOP lines (runs far
+    from their optimum, with few optimizer steps, for one): (None, None, dBIC), and each budget's vertex is a local
+    parabola's (local_rows). A profile passing both is still checked budget by budget near its vertex
+    (check_vertices). `shared` (the method) is the user's choice of model and is not replaced."""
+    prof, f, dbic = shape_choice(groups, method, notes)
+    if method != "shape":
+        return prof, f, dbic
+    stack = lambda shared, own=False: _stack(groups, shared, own)  # noqa: E731
+    order = [(True, False), (True, True), (False, False)]
+    i = order.index((prof.shared, prof.own_vertices))
+    n, G = sum(len(g[0]) for g in groups), len(groups)
+    ss_total = float(sum(((prof.loss[j] - prof.ym[g]) ** 2).sum() for g, j in enumerate(prof.idx)))
+    sse_one = _sse(prof, f)
+    # (a shared fit exact to rounding, noise-free runs of one law, is not tested: its F is rounding over rounding)
+    if i == 0 and per_budget_dof(groups) < SHAPE_DOF and n - 3 * G - 2 >= 1 and G >= 2 and sse_one > 1e-12 * ss_total:
+        hybrid = stack(True, True)
+        f_h = isoshape.fit(hybrid)
+        sse_own = _sse(hybrid, f_h)
+        df1, df2 = 2 * (G - 1), n - 3 * G - 2
+        F = ((sse_one - sse_own) / df1) / max(sse_own / df2, 1e-300)
+        p = float(f_dist.sf(F, df1, df2))
+        if p < 1 - FIT_TEST_LEVEL:
+            if notes is not None:
+                notes.append(f"approach 2: one shared (a, b) fits the budgets' losses much worse than each budget's own "
+                             f"(e, a, b) at the same exponents (SSE {sse_one:.3g} against {sse_own:.3g}, F {F:.3g} on "
+                             f"{df1} and {df2} dof, p {p:.2g}): each budget keeps its own vertex")
+            prof, f, i = hybrid, f_h, 1
+    if noise is None or not noise.measured:
+        return prof, f, dbic
+    refused = []
+    while True:
+        label = PROFILE_LABELS[order[i]]
+        rms, ratio, p, dof = fit_test(np.concatenate(residuals(prof, f)), n_params(prof), noise)
+        if p >= 1 - FIT_TEST_LEVEL:
+            if refused and notes is not None:
+                notes.append(f"approach 2: {'; '.join(refused)}; the {label} profiles' residuals are {rms:.2%} RMS "
+                             f"(F {ratio:.3g}, p {p:.2g}): they are used")
+            return prof, f, dbic
+        refused.append(f"the {label} profiles' residuals are {rms:.2%} RMS of the loss against run-to-run noise "
+                       f"{noise.sd:.2%} (F {ratio:.3g} on {dof} and {noise.dof} dof, p {p:.2g})")
+        i += 1
+        if i == 2 and (per_budget_dof(groups) < 1):
+            i += 1
+        if i >= len(order):
+            break
+        prof = stack(*order[i])
+        f = isoshape.fit(prof)
+        if i == 2 and at_bound(f):
+            refused.append(f"the per-budget profiles' exponents stop at the search range's bound (alpha "
+                           f"{f['alpha']:.3g}, beta {f['beta']:.3g})")
+            break
+    if notes is not None:
+        notes.append(f"approach 2: no law-shaped profile model describes these runs within their noise: "
+                     f"{'; '.join(refused)}. Each budget's vertex comes from a local parabola instead (the law's "
+                     "shape does not hold along these isoFLOP lines, e.g. for runs far from their optimum or with few "
+                     "optimizer steps)")
+    return None, None, dbic
+
+
+def _stack(groups, shared: bool, own_vertices: bool = False) -> isoshape.Profiles:
+    """The budgets (N, D, C, loss) as one isoshape.Profiles."""
+    return isoshape.Profiles(np.log(np.concatenate([g[0] for g in groups])),
+                             np.log(np.concatenate([g[1] for g in groups])), np.concatenate([g[3] for g in groups]),
+                             np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(groups)]), shared=shared,
+                             own_vertices=own_vertices)
+
+
+def _sse(prof: isoshape.Profiles, f: dict) -> float:
+    """Sum of squared residuals (loss units) of a fitted profile model, from its curves (own vertices: its own
+    coefficients, whose SSE isoshape reports as the shared model's)."""
+    total = 0.0
+    for g, i in enumerate(prof.idx):
+        pred = prof.curve(g, f["theta"][g], f["alpha"], f["beta"], f["s"][g], f["t"][g], prof.logN[i])
+        total += float(((prof.loss[i] - pred) ** 2).sum())
+    return total
+
+
+def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[isoshape.Profiles, dict, float]:
     """The law-shaped profiles of the budgets (N, D, C, loss) and their fit (isoshape.fit), per budget, shared or shared
     with each budget's own vertex (`own_vertices`), and BIC(per budget) - BIC(shared) (nan where not compared; > 0:
     shared is the better model by its loss residuals). `shape` shares one (a, b) when the per-budget fit has too few
@@ -205,10 +538,7 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None) -> tuple
     vertex at the shared exponents (isoshape `own_vertices`). So too where BIC keeps one (a, b) per budget but
     their exponents stop at the search range's bound (at_bound): undetermined, they take the vertices with them."""
     def profiles(shared, own_vertices=False):
-        return isoshape.Profiles(np.log(np.concatenate([g[0] for g in groups])),
-                                 np.log(np.concatenate([g[1] for g in groups])), np.concatenate([g[3] for g in groups]),
-                                 np.concatenate([np.full(len(g[0]), i) for i, g in enumerate(groups)]), shared=shared,
-                                 own_vertices=own_vertices)
+        return _stack(groups, shared, own_vertices)
 
     one = profiles(True)
     if method == "shared":
@@ -322,6 +652,21 @@ class IsoflopFit(ComputeOptimal):
     window_dex: float = WINDOW_DEX
 
     def describe_method(self) -> str:
+        text = self._describe_profiles()
+        by = self.points["vertex_by"] if "vertex_by" in self.points else pd.Series(dtype=object)
+        moved = self.points[by.isin(["window", "bracket"])]
+        if len(moved) and self.points["profile"].iloc[0] != LOCAL:
+            text += ("; at " + ", ".join(f"C={c:.3g}" for c in moved["C"]) + " that profile misses the runs near the "
+                     "vertex beyond their noise, and the vertex is a local parabola's (the window's, or the "
+                     "lowest size's and its neighbours')")
+        return text
+
+    def _describe_profiles(self) -> str:
+        if self.method in ("shape", "shared") and self.points["profile"].iloc[0] == LOCAL:
+            return ("no law-shaped profile fits the runs within their run-to-run noise, so each budget's vertex is a "
+                    f"local parabola's in log N: refitted to the sizes within {self.window_dex:g} decades of its vertex, "
+                    "or, where that one misses the runs near its vertex beyond the noise, through the lowest size and "
+                    "its neighbours")
         if self.method in ("shape", "shared"):
             p = self.points
             if p["profile"].iloc[0] == "shared":
@@ -373,7 +718,8 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.
         notes.append(f"approach 2: isoFLOP slices from training curves: {len(table)} {table.attrs['slice_kind']} "
                      f"points ({int(table['step'].isna().sum())} inside curves) from {table['run_id'].nunique()} runs "
                      f"at {len(parts)} budgets" + (f"; not mixed in: {dropped}" if dropped else ""))
-    pts = isoflop_points(groups, notes, method, window_dex)
+    noise = run_noise_mod.estimate(usable(runs, cfg), cfg.loss_col, cfg.ci_level)
+    pts = isoflop_points(groups, notes, method, window_dex, noise)
     if len(pts) < 3:
         warn(f"approach 2: only {len(pts)} budgets: the exponent comes from {len(pts)} points and its interval "
              "is not meaningful; sweep 3 or more budgets", notes)
@@ -392,8 +738,9 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.
         # few sizes a budget or thin sides the run bootstrap's interval is too narrow or skewed the wrong way; and,
         # for `shape`, the exponent of the profile model it did not choose (other_profile_slopes)
         # (bench/README.md, "IsoFLOP noise, small and uneven grids").
-        region = profile_slopes(groups, pts, cfg.ci_level) if method in ("shape", "shared") else {}
-        other = other_profile_slopes(groups, pts) if method == "shape" else {}
+        shaped = method in ("shape", "shared") and pts["profile"].iloc[0] != LOCAL
+        region = profile_slopes(groups, pts, cfg.ci_level) if shaped else {}
+        other = other_profile_slopes(groups, pts) if shaped and method == "shape" else {}
         for col, a_other in other.items():
             region[col] = np.append(region[col], a_other)
         if other:
@@ -404,7 +751,7 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, gap_dex: float = 0.
         for law, cols, col, xs in ((n_law, slice(0, 2), "N_opt", xN), (d_law, slice(2, 4), "D_opt", xD)):
             chi2[col] = lack_of_fit(logC, np.log(pts[col].to_numpy(float)), xs)
             law.samples, law.ci_level = widen(samples[:, cols], law, chi2[col]), cfg.ci_level
-            law.basic = method in ("shape", "shared")
+            law.basic = shaped
             if col in region:
                 before = law.a_ci
                 law.samples = stretch(law, region[col])
@@ -430,6 +777,29 @@ def _in_fit(logC: np.ndarray, pts: pd.DataFrame) -> np.ndarray:
     """Which budgets (log C) the full-data fit kept: a resample estimates the same statistic, so a budget left out
     there (no minimum) stays out (else a resample where it has a wild minimum moves the exponent by a jump)."""
     return np.isclose(logC[:, None], np.log(pts["C"].to_numpy(float))[None, :], rtol=0, atol=1e-9).any(1)
+
+
+def _local_kinds(logC: np.ndarray, pts: pd.DataFrame) -> list[str | None]:
+    """Per usable budget (log C), how the full-data fit found its vertex (`vertex_by`: profile, window or bracket);
+    None for a budget it left out."""
+    cs = np.log(pts["C"].to_numpy(float))
+    by = pts["vertex_by"].to_numpy() if "vertex_by" in pts else np.full(len(pts), "profile")
+    out = []
+    for c in logC:
+        j = np.flatnonzero(np.isclose(cs, c, rtol=0, atol=1e-9))
+        out.append(str(by[j[0]]) if len(j) else None)
+    return out
+
+
+def _local_columns(logC: np.ndarray, pts: pd.DataFrame, xN: np.ndarray, xD: np.ndarray) -> tuple[np.ndarray, ...]:
+    """xN, xD [P, G] of a law-shaped model with the budgets whose vertex is a local parabola's set to that vertex
+    (which does not depend on the profiles' exponents)."""
+    xN, xD = np.array(xN, float), np.array(xD, float)
+    for j, k in enumerate(_local_kinds(logC, pts)):
+        if k not in (None, "profile"):
+            row = pts.iloc[int(np.argmin(np.abs(np.log(pts["C"].to_numpy(float)) - logC[j])))]
+            xN[..., j], xD[..., j] = np.log(row["N_opt"]), np.log(row["D_opt"])
+    return xN, xD
 
 
 def _profiles(groups, usable_g, pts) -> isoshape.Profiles:
@@ -461,7 +831,8 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
     Ws = resample_weights_within(groups, cfg, clusters)
     usable_g = [i for i, g in enumerate(groups) if len(np.unique(g[0])) >= MIN_PER_BUDGET]
     logC = np.array([np.log(groups[i][2]).mean() for i in usable_g])
-    if method in ("shape", "shared"):
+    kinds = _local_kinds(logC, pts) if method in ("shape", "shared") else [method] * len(usable_g)
+    if method in ("shape", "shared") and pts["profile"].iloc[0] != LOCAL:
         prof = _profiles(groups, usable_g, pts)
         with one_blas_thread() if cfg.processes <= 1 else nullcontext():
             xN, xD, edge = isoshape.bootstrap_vertices(prof, [Ws[i] for i in usable_g], float(pts["alpha"].iloc[0]),
@@ -469,12 +840,18 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
         if edge > 0.05 and notes is not None:
             warn(f"approach 2: {edge:.0%} of bootstrap resamples put the profiles' exponents at the edge of the "
                  f"local search: the interval may be too narrow", notes)
+        kinds = [k if k not in ("profile", None) else None for k in kinds]
     else:
-        items = [(groups, [Ws[i][r] for i in range(len(groups))], method, window_dex)
+        xN = xD = np.full((cfg.n_bootstrap, len(usable_g)), np.nan)
+    local = [j for j, k in enumerate(kinds) if k is not None]
+    if local:                  # budgets whose vertex is a parabola's: refitted by that parabola in every resample
+        sub = [groups[usable_g[j]] for j in local]
+        items = [(sub, [Ws[usable_g[j]][r] for j in local], [kinds[j] for j in local], window_dex)
                  for r in range(cfg.n_bootstrap)]
         out = parallel_map(_refit_vertices, items, processes=1, desc="approach 2 bootstrap")
-        xN = np.array([o[0] for o in out])[:, usable_g]
-        xD = np.array([o[1] for o in out])[:, usable_g]
+        xN, xD = xN.copy(), xD.copy()
+        xN[:, local] = np.array([o[0] for o in out])
+        xD[:, local] = np.array([o[1] for o in out])
     keep = _in_fit(logC, pts) if pts is not None else np.ones(len(logC), bool)
     samples = np.column_stack([*_line(logC, np.where(keep, xN, np.nan)), *_line(logC, np.where(keep, xD, np.nan))])
     return samples, xN[:, keep], xD[:, keep]
@@ -518,6 +895,7 @@ def profile_slopes(groups, pts: pd.DataFrame, level: float) -> dict[str, np.ndar
     keep = _in_fit(logC, pts)
     prof = _profiles(groups, usable_g, pts)
     xN, xD = isoshape.profile_region(prof, float(pts["alpha"].iloc[0]), float(pts["beta"].iloc[0]), level)
+    xN, xD = _local_columns(logC, pts, xN, xD)
     return {"N_opt": _line(logC[keep], xN[:, keep])[1], "D_opt": _line(logC[keep], xD[:, keep])[1]}
 
 
@@ -537,11 +915,12 @@ def other_profile_slopes(groups, pts: pd.DataFrame) -> dict[str, float]:
     prof.shared, prof.own_vertices = not shared_now, False
     f = isoshape.fit(prof)
     logC = np.array([np.log(g[2]).mean() for g in kept])
-    keep = _in_fit(logC, pts) & np.isfinite(f["logN_opt"])
+    xN, xD = _local_columns(logC, pts, f["logN_opt"], f["logD_opt"])
+    keep = _in_fit(logC, pts) & np.isfinite(xN)
     if keep.sum() < 3:
         return {}
-    return {"N_opt": float(np.polyfit(logC[keep], f["logN_opt"][keep], 1)[0]),
-            "D_opt": float(np.polyfit(logC[keep], f["logD_opt"][keep], 1)[0])}
+    return {"N_opt": float(np.polyfit(logC[keep], xN[keep], 1)[0]),
+            "D_opt": float(np.polyfit(logC[keep], xD[keep], 1)[0])}
 
 
 def stretch(law: PowerLaw, slopes: np.ndarray) -> np.ndarray:
@@ -580,20 +959,15 @@ def _line(logC: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _refit_vertices(args) -> tuple[np.ndarray, np.ndarray]:
-    """One resample of the parabola methods: each budget's vertex (log N, log D) from weighted fits; nan if none."""
+    """One resample of the parabola methods (or of the budgets whose vertex is a local parabola's: `method` then one
+    kind per budget, None to skip): each budget's vertex (log N, log D) from weighted fits; nan if none."""
     groups, ws, method, window_dex = args
+    kinds = [method] * len(groups) if isinstance(method, str) else method      # or one kind per budget
     xN, xD = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i, ((N, D, _, loss), w) in enumerate(zip(groups, ws)):
-            on = w > 0
-            if len(np.unique(N[on])) < MIN_PER_BUDGET:
-                continue
-            try:
-                v = (window_vertex(np.log(N[on]), loss[on], np.log(D[on]), window_dex, w[on]) if method == "window"
-                     else vertex(np.log(N[on]), loss[on], np.log(D[on]), w[on]))
-            except (ValueError, np.linalg.LinAlgError):
-                v = None
+        for i, ((N, D, _, loss), w, kind) in enumerate(zip(groups, ws, kinds)):
+            v = None if kind is None else local_vertex(np.log(N), loss, np.log(D), kind, window_dex, w)
             if v is not None:
                 xN[i], xD[i] = v["logN_opt"], v["logD_opt"]
     return xN, xD
