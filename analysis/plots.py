@@ -53,8 +53,14 @@ def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.F
                        edgecolor=color if not good else "k", linewidth=1.2, zorder=4)
     method = getattr(fit, "method", "parabola")
     what = {"shape": "law-shaped profiles", "window": "parabolas near the minimum", "parabola": "parabolas in log N"}
+    what = what.get(method, method)
+    by = pts["vertex_by"] if "vertex_by" in pts else None
+    if by is not None and (by != "profile").any():     # approach 2 refused the law-shaped vertex of these budgets
+        local = int((by != "profile").sum())
+        what = ("local parabolas (no law-shaped profile fits the runs)" if local == len(by)
+                else f"{what}, {local} of {len(by)} minima from local parabolas")
     ax.set(xscale="log", xlabel=f"N ({cfg.n_col})", ylabel="final held-out loss",
-           title=f"IsoFLOP profiles: {what.get(method, method)}, minima starred (hollow: poorly bracketed)")
+           title=f"IsoFLOP profiles: {what}, minima starred (hollow: poorly bracketed)")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
