@@ -25,13 +25,15 @@ from scipy.optimize import minimize
 DEFAULTS = dict(maxcor=10, ftol=2.2204460492503131e-09, gtol=1e-5, maxiter=15000, maxls=20, maxfun=15000)
 FG, NEW_X = 3, 1                     # setulb's task codes: wants f and g at x; finished an iteration
 STOP, MAXITER, MAXFUN = 5, 504, 502  # task[0] to stop, with the reason in task[1] (as scipy sets them)
+CONVERGED = 4
 
 
 def minimize_many(fun_batch: Callable, x0: np.ndarray, options: dict | None = None) -> dict:
     """Minimise K problems from x0 [K, n]. fun_batch(X [k, n], rows [k]) -> (f [k], g [k, n]) evaluates the problems
-    `rows` (indices into x0) at X. Returns {"x": [K, n], "fun": [K], "nit": [K], "nfev": [K], "success": [K]}, each
-    problem's as minimize(method="L-BFGS-B", jac=True, options=options) gives them."""
+    `rows` (indices into x0) at X. Returns {"x": [K, n], "fun": [K], "nit": [K], "nfev": [K], "success": [K],
+    "message": [K]}, each problem's as minimize(method="L-BFGS-B", jac=True, options=options) gives them."""
     from scipy.optimize import _lbfgsb
+    from scipy.optimize._lbfgsb_py import status_messages, task_messages
     opt = {**DEFAULTS, **(options or {})}
     if unknown := set(opt) - set(DEFAULTS):
         raise ValueError(f"minimize_many: unknown L-BFGS-B options {sorted(unknown)}; use {sorted(DEFAULTS)}")
@@ -71,7 +73,8 @@ def minimize_many(fun_batch: Callable, x0: np.ndarray, options: dict | None = No
             at[want] = x[want]
             nfev[want] += 1
         active = active[(state == FG) | (state == NEW_X)]
-    return {"x": x, "fun": np.array(f), "nit": nit, "nfev": nfev, "success": task[:, 0] == 4}
+    return {"x": x, "fun": np.array(f), "nit": nit, "nfev": nfev, "success": task[:, 0] == CONVERGED,
+            "message": [f"{status_messages[a]}: {task_messages[b]}" for a, b in task.tolist()]}
 
 
 @functools.cache
@@ -96,6 +99,7 @@ def available() -> bool:
         return False
     for k, start in enumerate(x0):
         ref = minimize(one, start, jac=True, method="L-BFGS-B", options=options)
-        if not (np.array_equal(ref.x, got["x"][k]) and ref.nit == got["nit"][k] and ref.nfev == got["nfev"][k]):
+        if not (np.array_equal(ref.x, got["x"][k]) and ref.nit == got["nit"][k] and ref.nfev == got["nfev"][k]
+                and ref.message == got["message"][k]):
             return False
     return True

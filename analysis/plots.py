@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.laws.approach2 import profile  # noqa: E402
-from analysis.laws.common import ComputeOptimal, FitConfig  # noqa: E402
+from analysis.laws.common import ComputeOptimal, FitConfig, ResampledLaws  # noqa: E402
 
 COLORS = {"approach 1": "#1b9e77", "approach 2": "#d95f02", "approach 3": "#7570b3"}
 plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -139,11 +139,10 @@ def tokens_per_param(fits: list, c_range: tuple[float, float]) -> plt.Figure:
             y = fit.d_opt(C) / fit.n_opt(C)
         else:
             y = fit.d_opt(C) / fit.n_opt(C)
-            ns = np.array([s.n_opt(C) for s in fit.sample_surfaces()])
-            if len(ns):
-                ds = np.array([s.d_opt(C) for s in fit.sample_surfaces()])
+            if len(fit.samples):     # every resample at once ([resamples, C]), not a law object per resample
+                laws = ResampledLaws(*(fit.samples.T[:, :, None]), k=fit.k)
                 lvl = fit.config.ci_level
-                lo, hi = np.nanquantile(ds / ns, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
+                lo, hi = np.nanquantile(laws.d_opt(C) / laws.n_opt(C), [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
                 ax.fill_between(C, lo, hi, color=color, alpha=0.15, lw=0)
         ax.plot(C, y, color=color, lw=1.8, label=fit.approach)
     ax.axhline(20, color="grey", ls="--", lw=1, label="20 tokens/parameter (Chinchilla rule of thumb)")

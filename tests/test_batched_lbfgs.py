@@ -125,3 +125,18 @@ def test_parallel_map_batched_keeps_order(processes):
     items = [np.arange(k, k + 3) for k in range(11)]
     assert parallel_map(_sum_rows, items, processes=processes, batched=True) == [3.0 * k + 3 for k in range(11)]
     assert parallel_map(_sum_rows, [], processes=processes, batched=True) == []
+
+
+@pytest.mark.parametrize("search", ["grid", "vp"])
+def test_fits_from_several_starts_are_the_same_as_one_start_at_a_time(search, monkeypatch):
+    """fit_theta (8 grid starts) and fit_theta_vp (3 profile starts) run their starts together: the same optimum,
+    objective and message as running them one after another (the fallback)."""
+    logN, logD, logL = _problem(n_runs=5, seed=6)
+    w = np.ones(len(logN))
+    fit = approach3.fit_theta if search == "grid" else approach3.fit_theta_vp
+    together = fit(logN, logD, logL, w)
+    monkeypatch.setattr(lbfgs, "available", lambda: False)
+    alone = fit(logN, logD, logL, w)
+    assert np.array_equal(together[0], alone[0])
+    assert (together[1].fun, together[1].success, together[1].message, together[1].nit) == (
+        alone[1].fun, alone[1].success, alone[1].message, alone[1].nit)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from analysis import lbfgs as batched_lbfgs
 from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
@@ -121,13 +121,28 @@ def fit_theta(logN, logD, logL, w, n_starts: int = 8) -> tuple[np.ndarray, objec
     grid = grid_points()
     obj = huber(log_pred(grid, logN, logD) - logL) @ w
     mN, mD = logN.mean(), logD.mean()
-    best = None
     with one_blas_thread():
-        for i in np.argsort(obj)[:n_starts]:
-            res = lbfgs(centre(grid[i], mN, mD), logN - mN, logD - mD, logL, w)
-            if best is None or res.fun < best.fun:
-                best = res
+        best = lbfgs_best(centre(grid[np.argsort(obj)[:n_starts]], mN, mD), logN - mN, logD - mD, logL, w)
     return centre(best.x, mN, mD, -1), best
+
+
+def lbfgs_best(starts: np.ndarray, logN, logD, logL, w) -> OptimizeResult:
+    """`lbfgs` from each of starts [K, 5]; the result of the first start with the lowest objective (as a loop that
+    keeps a result only when it is strictly lower would): the starts run together where analysis/lbfgs.py reproduces
+    minimize() here, else one after another."""
+    if batched_lbfgs.available():
+        fun = lambda theta, rows: objective_rows(theta, logN, logD, logL, np.broadcast_to(w, (len(rows), len(w))))
+        out = batched_lbfgs.minimize_many(fun, starts, LBFGS_OPTIONS)
+        results = [OptimizeResult(x=out["x"][k], fun=float(out["fun"][k]), success=bool(out["success"][k]),
+                                  message=out["message"][k], nit=int(out["nit"][k]), nfev=int(out["nfev"][k]))
+                   for k in range(len(starts))]
+    else:
+        results = [lbfgs(s, logN, logD, logL, w) for s in starts]
+    best = results[0]
+    for res in results[1:]:
+        if res.fun < best.fun:
+            best = res
+    return best
 
 
 # ---- variable projection (search="vp"): the exponents searched, (E, A, B) solved for each
@@ -163,13 +178,10 @@ def fit_theta_vp(logN, logD, logL, w, n_starts: int = VP_STARTS) -> tuple[np.nda
     A, B = (g.ravel() for g in np.meshgrid(VP_GRID, VP_GRID, indexing="ij"))
     coef, obj = vp_profile(A, B, logN, logD, logL, w)
     mN, mD = logN.mean(), logD.mean()
-    best = None
+    top = np.argsort(obj)[:n_starts]
+    starts = np.column_stack([np.log(coef[top, 0]), np.log(coef[top, 1]), np.log(coef[top, 2]), A[top], B[top]])
     with one_blas_thread():
-        for k in np.argsort(obj)[:n_starts]:
-            start = np.array([np.log(coef[k, 0]), np.log(coef[k, 1]), np.log(coef[k, 2]), A[k], B[k]])
-            res = lbfgs(centre(start, mN, mD), logN - mN, logD - mD, logL, w)
-            if best is None or res.fun < best.fun:
-                best = res
+        best = lbfgs_best(centre(starts, mN, mD), logN - mN, logD - mD, logL, w)
         if not best.success:      # a line search that fails at the optimum's rounding level: restart from there
             again = lbfgs(best.x, logN - mN, logD - mD, logL, w)
             best = again if again.fun <= best.fun else best
