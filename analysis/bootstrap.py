@@ -44,8 +44,8 @@ def parallel_map(fn: Callable, items: Sequence, processes: int = 2, desc: str = 
 
     Items go out in a few large chunks so process start-up and pickling stay small next to the work.
     `fn` must be a module-level function (picklable). batched=True: fn takes a list of items and returns their
-    results in order (it runs them together: analysis/lbfgs.py); the chunks are then 2 a process, as a batch's cost
-    per round is paid per chunk and its results may not depend on how the items are chunked."""
+    results in order (it runs them together: analysis/lbfgs.py); a chunk a process then, as a batch pays its
+    per-round cost once per chunk (its results may not depend on the chunking)."""
     processes = max(1, min(processes, os.cpu_count() or 1, len(items) or 1))
     disable = os.environ.get("SCALEMIX_NO_PROGRESS") == "1" or len(items) < 50
     if processes == 1:
@@ -53,7 +53,7 @@ def parallel_map(fn: Callable, items: Sequence, processes: int = 2, desc: str = 
             if batched:
                 return list(fn(list(items))) if len(items) else []
             return [fn(x) for x in tqdm(items, desc=desc, disable=disable, leave=False)]
-    n_chunks = min(len(items), processes * (2 if batched else chunks_per_process))
+    n_chunks = min(len(items), processes * (1 if batched else chunks_per_process))
     bounds = np.linspace(0, len(items), n_chunks + 1).astype(int)
     chunks = [(fn, items[a:b], batched) for a, b in zip(bounds[:-1], bounds[1:])]
     out: list = []

@@ -16,7 +16,6 @@ import argparse
 import base64
 import dataclasses
 import html
-import io
 import os
 import warnings
 from collections.abc import Callable
@@ -451,34 +450,38 @@ figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}code
 
 
 def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
+    """report.md and report.html (and figures/*.png) from the sections' blocks. The sections run first, in order (a
+    section may note a failure in the context for laws.json); their figures are then drawn to PNG in
+    ctx.config.processes processes (plots.png_bytes), the larger part of a report's time after its fits."""
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
+    blocks = []
     for section in report_blocks.SECTIONS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            blocks = section(ctx)
-        for b in blocks or []:
-            if isinstance(b, Heading):
-                md.append(f"\n## {b.text}\n")
-                body.append(f"<h2>{html.escape(b.text)}</h2>")
-            elif isinstance(b, Para):
-                md.append(b.text + "\n")
-                body.append(f"<p>{inline_html(b.text)}</p>")
-            elif isinstance(b, Table):
-                md.append((f"*{b.caption}*\n\n" if b.caption else "") + md_table(b.df) + "\n")
-                t = b.df.to_html(index=False, border=0, float_format=fmt, escape=True)
-                t = t.replace("<table", "<table><caption>" + html.escape(b.caption) + "</caption", 1) if b.caption else t
-                body.append(f'<div class="scroll">{t}</div>' if len(b.df) > 12 else t)
-            elif isinstance(b, Figure):
-                buf = io.BytesIO()
-                b.fig.savefig(buf, format="png", bbox_inches="tight")
-                atomic_write_bytes(fig_dir / f"{b.name}.png", buf.getvalue())
-                plots.plt.close(b.fig)
-                md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
-                data = base64.b64encode(buf.getvalue()).decode()
-                body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+            blocks += section(ctx) or []
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    pngs = dict(zip(map(id, figures), plots.png_bytes([b.fig for b in figures], ctx.config.processes)))
+    md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            md.append(f"\n## {b.text}\n")
+            body.append(f"<h2>{html.escape(b.text)}</h2>")
+        elif isinstance(b, Para):
+            md.append(b.text + "\n")
+            body.append(f"<p>{inline_html(b.text)}</p>")
+        elif isinstance(b, Table):
+            md.append((f"*{b.caption}*\n\n" if b.caption else "") + md_table(b.df) + "\n")
+            t = b.df.to_html(index=False, border=0, float_format=fmt, escape=True)
+            t = t.replace("<table", "<table><caption>" + html.escape(b.caption) + "</caption", 1) if b.caption else t
+            body.append(f'<div class="scroll">{t}</div>' if len(b.df) > 12 else t)
+        elif isinstance(b, Figure):
+            png = pngs[id(b)]
+            atomic_write_bytes(fig_dir / f"{b.name}.png", png)
+            md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
+            data = base64.b64encode(png).decode()
+            body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_bytes(md_path, "\n".join(md).encode())
     atomic_write_bytes(html_path, (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
