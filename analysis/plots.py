@@ -23,9 +23,10 @@ plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "a
 
 
 def png_bytes(figs: list, processes: int = 1) -> list[bytes]:
-    """Each figure as PNG bytes (tight bounding box), closed afterwards. Drawing is most of a report's figure time
-    (text layout, mathtext tick labels): with processes > 1 and the fork start method, forked workers draw them (they
-    inherit the figures; only the bytes come back). The bytes are the same either way: drawing is deterministic."""
+    """Each figure (a Figure, or a function making one) as PNG bytes (tight bounding box), closed afterwards. Making
+    and drawing them is most of a report's time after the fits (text layout, mathtext tick labels): with processes > 1
+    and the fork start method, forked workers make and draw them (they inherit the figures and functions; only the
+    bytes come back). The bytes are the same either way."""
     forked = processes > 1 and len(figs) > 1 and "fork" in multiprocessing.get_all_start_methods()
     if forked:
         global _TO_DRAW
@@ -38,7 +39,8 @@ def png_bytes(figs: list, processes: int = 1) -> list[bytes]:
     else:
         out = [_png(f) for f in figs]
     for f in figs:
-        plt.close(f)
+        if not callable(f):
+            plt.close(f)
     return out
 
 
@@ -50,8 +52,12 @@ def _png_of(i: int) -> bytes:
 
 
 def _png(fig) -> bytes:
+    made = callable(fig)
+    fig = fig() if made else fig
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
+    if made:
+        plt.close(fig)
     return buf.getvalue()
 
 

@@ -287,7 +287,7 @@ def section_isoflop(ctx: Context):
         return None
     runs = approach2.usable(ctx.runs, ctx.config)
     out = [Heading("IsoFLOP profiles (approach 2)"),
-           Figure("isoflop", plots.isoflop(runs, a2, approach2.group_budgets(runs)),
+           Figure("isoflop", lambda: plots.isoflop(runs, a2, approach2.group_budgets(runs)),
                   "Final loss against model size at each compute budget; stars mark each profile's minimum.")]
     if hasattr(a2, "describe_method"):
         out.append(Para(f"Vertices: {a2.describe_method()}."))
@@ -324,9 +324,9 @@ def section_optimal(ctx: Context):
         return None
     c_range = (ctx.runs[ctx.config.c_col].min(), ctx.runs[ctx.config.c_col].max())
     return [Heading("Compute-optimal allocation"),
-            Figure("optimal_vs_compute", plots.optimal_vs_compute(fits, c_range),
+            Figure("optimal_vs_compute", lambda: plots.optimal_vs_compute(fits, c_range),
                    "N_opt and D_opt against compute, each approach with its bootstrap band; shaded: swept range."),
-            Figure("tokens_per_param", plots.tokens_per_param(fits, c_range),
+            Figure("tokens_per_param", lambda: plots.tokens_per_param(fits, c_range),
                    "Compute-optimal tokens per parameter.")]
 
 
@@ -335,9 +335,9 @@ def section_surface(ctx: Context):
     if a3 is None:
         return None
     return [Heading("Loss surface (approach 3)"),
-            Figure("loss_surface", plots.loss_surface(a3, approach3.usable(ctx.runs, ctx.config)),
+            Figure("loss_surface", lambda: plots.loss_surface(a3, approach3.usable(ctx.runs, ctx.config)),
                    "Contours of the fitted law; dots are runs coloured by measured loss; the line is the frontier."),
-            Figure("residuals", plots.residuals(a3), "Residuals: log(measured / fitted), in percent.")]
+            Figure("residuals", lambda: plots.residuals(a3), "Residuals: log(measured / fitted), in percent.")]
 
 
 def section_holdout(ctx: Context):
@@ -416,7 +416,7 @@ def section_domains(ctx: Context):
     if not doms or ctx.config.c_col not in ctx.runs:
         return None
     return [Heading("Per-domain losses"),
-            Figure("domain_losses", plots.domain_losses(ctx.runs, ctx.config, doms),
+            Figure("domain_losses", lambda: plots.domain_losses(ctx.runs, ctx.config, doms),
                    "Held-out loss on each domain against compute, coloured by model size.")]
 
 
@@ -452,7 +452,8 @@ figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}code
 def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
     """report.md and report.html (and figures/*.png) from the sections' blocks. The sections run first, in order (a
     section may note a failure in the context for laws.json); their figures are then drawn to PNG in
-    ctx.config.processes processes (plots.png_bytes), the larger part of a report's time after its fits."""
+    ctx.config.processes processes (plots.png_bytes), the larger part of a report's time after its fits; this module's
+    sections hand over their figures unmade (a function making one), so that the workers make them too."""
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     blocks = []
