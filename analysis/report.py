@@ -17,6 +17,7 @@ import base64
 import dataclasses
 import html
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -523,6 +524,19 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, confi
     return md, page, lawfile.save_for_report(out, sweep_dir.name, ctx)
 
 
+def sweep_status(stream) -> int:
+    """The exit status on the stream's first line (1 when there is none: the command was killed before it could
+    print one, or printed something else)."""
+    try:
+        line = stream.readline()
+    except KeyboardInterrupt:      # Ctrl-C reaches the sweep and this process alike
+        return 130
+    try:
+        return int(line.strip())
+    except ValueError:
+        return 1
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
     p.add_argument("sweep_dir")
@@ -534,7 +548,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--c-col", choices=C_COLS, help="compute convention (default: the sweep's, from its grid.json)")
     p.add_argument("--bootstrap", type=int, default=FitConfig.n_bootstrap)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--status-on-stdin", action="store_true",
+                   help="first wait for the exit status of the command making the sweep on stdin (`{ python sweep.py "
+                        "...; echo $?; } | python -m analysis.report ... --status-on-stdin`: this process's start-up "
+                        "runs beside the sweep's); a status other than 0 ends it with that status, writing nothing")
     args = p.parse_args(argv)
+    if args.status_on_stdin:
+        status = sweep_status(sys.stdin)
+        if status != 0:
+            print(f"analysis.report: the sweep exited with status {status}: no report", file=sys.stderr)
+            raise SystemExit(status)
     from analysis.results import sweep_dir_problem
     if problem := sweep_dir_problem(args.sweep_dir):   # not a report of pandas errors: say what is missing
         p.error(problem)
