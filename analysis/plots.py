@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -27,12 +28,12 @@ def png_bytes(figs: list, processes: int = 1) -> list[bytes]:
     and drawing them is most of a report's time after the fits (text layout, mathtext tick labels): with processes > 1
     and the fork start method, forked workers make and draw them (they inherit the figures and functions; only the
     bytes come back). The bytes are the same either way."""
-    forked = processes > 1 and len(figs) > 1 and "fork" in multiprocessing.get_all_start_methods()
-    if forked:
+    processes = min(processes, len(figs), os.cpu_count() or 1)
+    if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
         global _TO_DRAW
         _TO_DRAW = figs
         try:
-            with ProcessPoolExecutor(min(processes, len(figs)), mp_context=multiprocessing.get_context("fork")) as pool:
+            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
                 out = list(pool.map(_png_of, range(len(figs))))
         finally:
             _TO_DRAW = []
