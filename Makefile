@@ -46,11 +46,14 @@ MIX_OUT ?= out
 mixture-study:
 	PYTHON=$(PYTHON) TOY=$(or $(TOY),0) JOBS=$(MIX_JOBS) OUT=$(MIX_OUT) bash bench/cpu_mixing_study.sh
 
-# prepare returns at once when data/demo is built from the current recipe (and rebuilds one from an older recipe)
+# prepare returns at once when data/demo is built from the current recipe (and rebuilds one from an older recipe).
+# The report starts beside the sweep and waits for its exit status on stdin (the sweep's own output goes to stderr,
+# i.e. to the terminal as before): its start-up runs while the sweep's start-up leaves a core idle, instead of after
+# the last run; a failed sweep gets no report and `make demo` fails with its status (bench/README.md, "make demo in
+# five minutes").
 demo:
 	$(PYTHON) -m harness.data.prepare corpus=demo
-	$(PYTHON) sweep.py +grid=$(SWEEP)
-	$(PYTHON) -m analysis.report runs/$(SWEEP)
+	{ $(PYTHON) sweep.py +grid=$(SWEEP) 1>&2; echo $$?; } | $(PYTHON) -m analysis.report runs/$(SWEEP) --status-on-stdin
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -39,19 +39,23 @@ def resample_weights(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
 
 
 def parallel_map(fn: Callable, items: Sequence, processes: int = 2, desc: str = "bootstrap",
-                 chunks_per_process: int = 8) -> list:
+                 chunks_per_process: int = 8, batched: bool = False) -> list:
     """[fn(x) for x in items] in `processes` worker processes (1: in this process), with a tqdm bar.
 
     Items go out in a few large chunks so process start-up and pickling stay small next to the work.
-    `fn` must be a module-level function (picklable)."""
+    `fn` must be a module-level function (picklable). batched=True: fn takes a list of items and returns their
+    results in order (it runs them together: analysis/lbfgs.py); a chunk a process then, as a batch pays its
+    per-round cost once per chunk (its results may not depend on the chunking)."""
     processes = max(1, min(processes, os.cpu_count() or 1, len(items) or 1))
     disable = os.environ.get("SCALEMIX_NO_PROGRESS") == "1" or len(items) < 50
     if processes == 1:
         with one_blas_thread():
+            if batched:
+                return list(fn(list(items))) if len(items) else []
             return [fn(x) for x in tqdm(items, desc=desc, disable=disable, leave=False)]
-    n_chunks = min(len(items), processes * chunks_per_process)
+    n_chunks = min(len(items), processes * (1 if batched else chunks_per_process))
     bounds = np.linspace(0, len(items), n_chunks + 1).astype(int)
-    chunks = [(fn, items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    chunks = [(fn, items[a:b], batched) for a, b in zip(bounds[:-1], bounds[1:])]
     out: list = []
     with ProcessPoolExecutor(processes) as pool, tqdm(total=len(items), desc=desc, disable=disable,
                                                        leave=False) as bar:
@@ -62,6 +66,6 @@ def parallel_map(fn: Callable, items: Sequence, processes: int = 2, desc: str = 
 
 
 def _run_chunk(args) -> list:
-    fn, items = args
+    fn, items, batched = args
     with one_blas_thread():
-        return [fn(x) for x in items]
+        return list(fn(list(items))) if batched else [fn(x) for x in items]

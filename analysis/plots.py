@@ -1,7 +1,11 @@
 """Figures: pure functions of fits and tables, each returning a matplotlib Figure (Agg backend)."""
 from __future__ import annotations
 
+import io
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import matplotlib
 
@@ -12,11 +16,50 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.laws.approach2 import profile  # noqa: E402
-from analysis.laws.common import ComputeOptimal, FitConfig  # noqa: E402
+from analysis.laws.common import ComputeOptimal, FitConfig, ResampledLaws  # noqa: E402
 
 COLORS = {"approach 1": "#1b9e77", "approach 2": "#d95f02", "approach 3": "#7570b3"}
 plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
                      "axes.spines.right": False, "font.size": 10, "legend.frameon": False})
+
+
+def png_bytes(figs: list, processes: int = 1) -> list[bytes]:
+    """Each figure (a Figure, or a function making one) as PNG bytes (tight bounding box), closed afterwards. Making
+    and drawing them is most of a report's time after the fits (text layout, mathtext tick labels): with processes > 1
+    and the fork start method, forked workers make and draw them (they inherit the figures and functions; only the
+    bytes come back). The bytes are the same either way."""
+    processes = min(processes, len(figs), os.cpu_count() or 1)
+    if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
+        global _TO_DRAW
+        _TO_DRAW = figs
+        try:
+            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+                out = list(pool.map(_png_of, range(len(figs))))
+        finally:
+            _TO_DRAW = []
+    else:
+        out = [_png(f) for f in figs]
+    for f in figs:
+        if not callable(f):
+            plt.close(f)
+    return out
+
+
+_TO_DRAW: list = []     # the figures forked workers draw (png_bytes sets it before they fork)
+
+
+def _png_of(i: int) -> bytes:
+    return _png(_TO_DRAW[i])
+
+
+def _png(fig) -> bytes:
+    made = callable(fig)
+    fig = fig() if made else fig
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    if made:
+        plt.close(fig)
+    return buf.getvalue()
 
 
 def _budget_colors(n: int):
@@ -145,11 +188,10 @@ def tokens_per_param(fits: list, c_range: tuple[float, float]) -> plt.Figure:
             y = fit.d_opt(C) / fit.n_opt(C)
         else:
             y = fit.d_opt(C) / fit.n_opt(C)
-            ns = np.array([s.n_opt(C) for s in fit.sample_surfaces()])
-            if len(ns):
-                ds = np.array([s.d_opt(C) for s in fit.sample_surfaces()])
+            if len(fit.samples):     # every resample at once ([resamples, C]), not a law object per resample
+                laws = ResampledLaws(*(fit.samples.T[:, :, None]), k=fit.k)
                 lvl = fit.config.ci_level
-                lo, hi = np.nanquantile(ds / ns, [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
+                lo, hi = np.nanquantile(laws.d_opt(C) / laws.n_opt(C), [(1 - lvl) / 2, (1 + lvl) / 2], axis=0)
                 ax.fill_between(C, lo, hi, color=color, alpha=0.15, lw=0)
         ax.plot(C, y, color=color, lw=1.8, label=fit.approach)
     ax.axhline(20, color="grey", ls="--", lw=1, label="20 tokens/parameter (Chinchilla rule of thumb)")

@@ -16,8 +16,8 @@ import argparse
 import base64
 import dataclasses
 import html
-import io
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -290,7 +290,7 @@ def section_isoflop(ctx: Context):
         return None
     runs = approach2.usable(ctx.runs, ctx.config)
     out = [Heading("IsoFLOP profiles (approach 2)"),
-           Figure("isoflop", plots.isoflop(runs, a2, approach2.group_budgets(runs)),
+           Figure("isoflop", lambda: plots.isoflop(runs, a2, approach2.group_budgets(runs)),
                   "Final loss against model size at each compute budget; stars mark each profile's minimum.")]
     if hasattr(a2, "describe_method"):
         out.append(Para(f"Vertices: {a2.describe_method()}."))
@@ -327,9 +327,9 @@ def section_optimal(ctx: Context):
         return None
     c_range = (ctx.runs[ctx.config.c_col].min(), ctx.runs[ctx.config.c_col].max())
     return [Heading("Compute-optimal allocation"),
-            Figure("optimal_vs_compute", plots.optimal_vs_compute(fits, c_range),
+            Figure("optimal_vs_compute", lambda: plots.optimal_vs_compute(fits, c_range),
                    "N_opt and D_opt against compute, each approach with its bootstrap band; shaded: swept range."),
-            Figure("tokens_per_param", plots.tokens_per_param(fits, c_range),
+            Figure("tokens_per_param", lambda: plots.tokens_per_param(fits, c_range),
                    "Compute-optimal tokens per parameter.")]
 
 
@@ -338,9 +338,9 @@ def section_surface(ctx: Context):
     if a3 is None:
         return None
     return [Heading("Loss surface (approach 3)"),
-            Figure("loss_surface", plots.loss_surface(a3, approach3.usable(ctx.runs, ctx.config)),
+            Figure("loss_surface", lambda: plots.loss_surface(a3, approach3.usable(ctx.runs, ctx.config)),
                    "Contours of the fitted law; dots are runs coloured by measured loss; the line is the frontier."),
-            Figure("residuals", plots.residuals(a3), "Residuals: log(measured / fitted), in percent.")]
+            Figure("residuals", lambda: plots.residuals(a3), "Residuals: log(measured / fitted), in percent.")]
 
 
 def section_holdout(ctx: Context):
@@ -419,7 +419,7 @@ def section_domains(ctx: Context):
     if not doms or ctx.config.c_col not in ctx.runs:
         return None
     return [Heading("Per-domain losses"),
-            Figure("domain_losses", plots.domain_losses(ctx.runs, ctx.config, doms),
+            Figure("domain_losses", lambda: plots.domain_losses(ctx.runs, ctx.config, doms),
                    "Held-out loss on each domain against compute, coloured by model size.")]
 
 
@@ -454,34 +454,39 @@ figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}code
 
 
 def render(ctx: Context, out_dir: Path, title: str) -> tuple[Path, Path]:
+    """report.md and report.html (and figures/*.png) from the sections' blocks. The sections run first, in order (a
+    section may note a failure in the context for laws.json); their figures are then drawn to PNG in
+    ctx.config.processes processes (plots.png_bytes), the larger part of a report's time after its fits; this module's
+    sections hand over their figures unmade (a function making one), so that the workers make them too."""
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
+    blocks = []
     for section in report_blocks.SECTIONS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            blocks = section(ctx)
-        for b in blocks or []:
-            if isinstance(b, Heading):
-                md.append(f"\n## {b.text}\n")
-                body.append(f"<h2>{html.escape(b.text)}</h2>")
-            elif isinstance(b, Para):
-                md.append(b.text + "\n")
-                body.append(f"<p>{inline_html(b.text)}</p>")
-            elif isinstance(b, Table):
-                md.append((f"*{b.caption}*\n\n" if b.caption else "") + md_table(b.df) + "\n")
-                t = b.df.to_html(index=False, border=0, float_format=fmt, escape=True)
-                t = t.replace("<table", "<table><caption>" + html.escape(b.caption) + "</caption", 1) if b.caption else t
-                body.append(f'<div class="scroll">{t}</div>' if len(b.df) > 12 else t)
-            elif isinstance(b, Figure):
-                buf = io.BytesIO()
-                b.fig.savefig(buf, format="png", bbox_inches="tight")
-                atomic_write_bytes(fig_dir / f"{b.name}.png", buf.getvalue())
-                plots.plt.close(b.fig)
-                md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
-                data = base64.b64encode(buf.getvalue()).decode()
-                body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+            blocks += section(ctx) or []
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    pngs = dict(zip(map(id, figures), plots.png_bytes([b.fig for b in figures], ctx.config.processes)))
+    md, body = [f"# {title}\n"], [f"<h1>{html.escape(title)}</h1>"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            md.append(f"\n## {b.text}\n")
+            body.append(f"<h2>{html.escape(b.text)}</h2>")
+        elif isinstance(b, Para):
+            md.append(b.text + "\n")
+            body.append(f"<p>{inline_html(b.text)}</p>")
+        elif isinstance(b, Table):
+            md.append((f"*{b.caption}*\n\n" if b.caption else "") + md_table(b.df) + "\n")
+            t = b.df.to_html(index=False, border=0, float_format=fmt, escape=True)
+            t = t.replace("<table", "<table><caption>" + html.escape(b.caption) + "</caption", 1) if b.caption else t
+            body.append(f'<div class="scroll">{t}</div>' if len(b.df) > 12 else t)
+        elif isinstance(b, Figure):
+            png = pngs[id(b)]
+            atomic_write_bytes(fig_dir / f"{b.name}.png", png)
+            md.append(f"![{b.caption}](figures/{b.name}.png)\n\n*{b.caption}*\n")
+            data = base64.b64encode(png).decode()
+            body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_bytes(md_path, "\n".join(md).encode())
     atomic_write_bytes(html_path, (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -522,6 +527,19 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, confi
     return md, page, lawfile.save_for_report(out, sweep_dir.name, ctx)
 
 
+def sweep_status(stream) -> int:
+    """The exit status on the stream's first line (1 when there is none: the command was killed before it could
+    print one, or printed something else)."""
+    try:
+        line = stream.readline()
+    except KeyboardInterrupt:      # Ctrl-C reaches the sweep and this process alike
+        return 130
+    try:
+        return int(line.strip())
+    except ValueError:
+        return 1
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
     p.add_argument("sweep_dir")
@@ -533,7 +551,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--c-col", choices=C_COLS, help="compute convention (default: the sweep's, from its grid.json)")
     p.add_argument("--bootstrap", type=int, default=FitConfig.n_bootstrap)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--status-on-stdin", action="store_true",
+                   help="first wait for the exit status of the command making the sweep on stdin (`{ python sweep.py "
+                        "...; echo $?; } | python -m analysis.report ... --status-on-stdin`: this process's start-up "
+                        "runs beside the sweep's); a status other than 0 ends it with that status, writing nothing")
     args = p.parse_args(argv)
+    if args.status_on_stdin:
+        status = sweep_status(sys.stdin)
+        if status != 0:
+            print(f"analysis.report: the sweep exited with status {status}: no report", file=sys.stderr)
+            raise SystemExit(status)
     from analysis.results import sweep_dir_problem
     if problem := sweep_dir_problem(args.sweep_dir):   # not a report of pandas errors: say what is missing
         p.error(problem)

@@ -35,7 +35,7 @@ class Table:
 @dataclass
 class Figure:
     name: str                       # file stem under figures/
-    fig: object                     # matplotlib Figure
+    fig: object                     # matplotlib Figure, or a function making one (made when the report draws it)
     caption: str = ""
 
 
