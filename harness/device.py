@@ -1,13 +1,24 @@
-"""Resolve a Runtime to what this machine runs: device, precision, compile, threads, peak FLOP/s."""
+"""Resolve a Runtime to what this machine runs: device, precision, compile, threads, peak FLOP/s.
+
+torch is imported where it is used, not with this module: a local sweep's launcher checks the runs' runtime here
+before it launches anything (machine_errors), and on a CPU-only torch build a CPU runtime is checked without
+torch's seconds of imports (cuda_devices; bench/README.md, "CI under 15 minutes").
+"""
 from __future__ import annotations
 
+import ast
 import contextlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
-
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.spec import Runtime
+
+if TYPE_CHECKING:
+    import torch
 
 # Dense bf16 tensor-core peak FLOP/s (no sparsity), by a substring of torch.cuda.get_device_name().
 # Order matters: the first match wins ("H100 PCIe" before "H100").
@@ -33,6 +44,7 @@ def peak_flops(device: torch.device) -> float | None:
         return float(env)
     if device.type != "cuda":
         return None
+    import torch
     name = torch.cuda.get_device_name(device)
     return next((peak for key, peak in PEAK_BF16 if key in name), None)
 
@@ -46,12 +58,14 @@ class Hardware:
     regional: bool = False      # compile each block and the tail apart (runtime.compile=regional)
 
     def autocast(self):
+        import torch
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @property
     def name(self) -> str:
+        import torch
         if self.device.type == "cuda":
             return torch.cuda.get_device_name(self.device)
         return f"cpu ({torch.get_num_threads()} threads)"
@@ -79,7 +93,29 @@ def runtime_errors(rt: Runtime) -> list[str]:
 
 
 def cuda_devices() -> int:
+    if "torch" not in sys.modules and not gpu_build():   # a CPU-only build sees none: no need to import it
+        return 0
+    import torch
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_build() -> bool:
+    """Whether the installed torch was built for GPUs (CUDA or ROCm), read from its torch/version.py without importing
+    torch; True where that cannot be read (torch is then asked). False without torch: it would see no GPU either."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None:
+        return False
+    built = {}
+    try:
+        tree = ast.parse(Path(spec.submodule_search_locations[0], "version.py").read_text())
+        for node in tree.body:   # `cuda: Optional[str] = None`, `hip = '6.2...'`
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                for name in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    if isinstance(name, ast.Name) and name.id in ("cuda", "hip"):
+                        built[name.id] = ast.literal_eval(node.value)
+        return bool(built["cuda"] or built["hip"])
+    except (OSError, TypeError, ValueError, SyntaxError, KeyError, IndexError):
+        return True
 
 
 def compile_problem(device_type: str) -> str | None:
@@ -104,6 +140,7 @@ def compile_problem(device_type: str) -> str | None:
 def cpu_bf16() -> bool:
     """Whether this CPU computes bf16 natively (oneDNN's check: AVX-512 BF16 or AMX); without it CPU autocast
     emulates bf16."""
+    import torch
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -141,6 +178,7 @@ def deterministic_cuda() -> None:
     torch only when deterministic algorithms are on without warn_only), cuDNN's, and inductor's fallbacks for
     scatter-style kernels. An op with no deterministic kernel then raises instead of silently differing."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
@@ -149,6 +187,7 @@ def deterministic_cuda() -> None:
 def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
     """Also sets the process-wide numerics: TF32 on CUDA; deterministic kernels and threads on CPU.
     local_rank: one of several processes on this node (harness.distributed): it takes GPU local_rank."""
+    import torch
     if rt.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

@@ -91,7 +91,7 @@ def machine_errors(runtime) -> list[str]:
     """What the runs' train.runtime asks of this machine that it cannot do (a CUDA device that is not there,
     torch.compile without its toolchain, bf16 on a CPU without it): a local launcher's jobs run here, so each would
     fail in its preflight. A cluster's jobs run on its nodes, which check it there."""
-    from harness.device import machine_errors as errors  # lazy: torch loads only for a launch, not a dry run
+    from harness.device import machine_errors as errors  # torch loads only where the check needs it
     return errors(runtime, key="train.runtime")
 
 
@@ -103,11 +103,8 @@ def is_local(config) -> bool:
 def visible_gpus(setting) -> int:
     if setting not in (None, "auto"):
         return int(setting)
-    try:
-        import torch
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
+    from harness.device import cuda_devices  # imports torch only where its build can see a GPU
+    return cuda_devices()
 
 
 def device_ids(n: int) -> list[str]:
@@ -207,7 +204,7 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             p = plan(config)
             timeline.mark("planned", runs=len(p.runs))
             folder = launch_dir(config, p)
-            # the workers' start (a process, torch, the trainer) overlaps the machine check's own torch import
+            # the workers' start (a process, torch, the trainer) overlaps the machine check (torch too, where it needs it)
             standby = None if p.blockers else start_ahead(config, p, folder)
             if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
                 raise SpecError(blockers)

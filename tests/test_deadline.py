@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from harness.data.synthetic import make_synthetic_corpus
 from harness.prefetch import ignore_preemption
 from sweeps.placement import within_deadline
 
@@ -40,9 +39,8 @@ def test_a_run_longer_than_any_launch_still_starts_and_a_lone_run_has_its_gpu():
     assert within_deadline([400 / 3600], slots=1, share=1, deadline_s=300, whole_s=500) == [False]
 
 
-def test_sweep_holds_back_what_would_end_past_its_deadline_and_the_next_launch_trains_it(tmp_path):
-    data = tmp_path / "data"
-    make_synthetic_corpus(data / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
+def test_sweep_holds_back_what_would_end_past_its_deadline_and_the_next_launch_trains_it(tmp_path, syn_data):
+    data = syn_data   # the session's corpus (conftest): the one this test built for itself before
     # a CPU throughput table that makes each run of the 1e10-FLOP budget 100 s: one slot, a 150 s deadline -> one run
     table = tmp_path / "tp.jsonl"
     table.write_text("\n".join(json.dumps({"device": "cpu", "flops_per_token": f, "tokens_per_s": 1e10 / 100 / f})

@@ -5,6 +5,7 @@ through one format module (harness.rundir), and no module imports itself back th
     analysis   reads runs/ through harness.rundir only (never training, launch or torch code)
 """
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,45 @@ def test_analysis_loads_without_training_launch_or_torch_code():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"analysis imports {out.stdout.strip()}"
+
+
+def test_a_local_launch_plans_and_checks_a_cpu_runtime_without_torch():
+    """A launch's own process (sweep.py, the sweeper, sweeps.launch: the plan, the machine check, the GPUs it spreads
+    runs over, the status) loads no torch, pandas, matplotlib or scipy: the workers train and import torch, the
+    launcher only plans and waits. With a CPU-only build of torch the machine check of the default runtime (device
+    auto) needs no torch either, and finds nothing to refuse; a GPU build is asked (it may see a GPU)."""
+    code = """if True:
+        import json, sys
+        from hydra import compose, initialize_config_dir
+        import sweep, hydra_plugins.scalemix_sweeper.sweeper
+        from harness.device import gpu_build
+        from sweeps.launch import machine_errors, visible_gpus
+        from sweeps.plan import plan
+        from sweeps.status import sweep_status
+        with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["+grid=chinchilla", "sweep.root=" + sys.argv[2]],
+                          return_hydra_config=True)
+        p = plan(cfg, strict=False)
+        sweep_status(p, 2)
+        heavy = ["pandas", "matplotlib", "scipy"] + ([] if gpu_build() else ["torch"])
+        errors, gpus = (machine_errors(p.runtime), visible_gpus("auto")) if not gpu_build() else ([], 0)
+        print(json.dumps({"loaded": sorted(m for m in heavy if m in sys.modules), "errors": errors, "gpus": gpus,
+                          "runs": len(p.runs)}))
+    """
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "conf"), str(ROOT / "no-such-runs")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["runs"] > 0 and got["loaded"] == [] and got["errors"] == [] and got["gpus"] == 0, got
+
+
+def test_gpu_build_agrees_with_torch():
+    """harness.device.gpu_build, which reads torch/version.py (so that the launcher can skip torch), says what torch
+    itself says about its build."""
+    import torch
+
+    from harness.device import gpu_build
+    assert gpu_build() == bool(torch.version.cuda or torch.version.hip)
 
 
 def test_the_checker_sees_a_wrong_arrow(tmp_path, monkeypatch):

@@ -108,6 +108,9 @@ def test_lock_keeps_a_second_launch_off_a_running_run(data, tmp_path):
 
 
 def test_failed_run_records_its_reason_is_retried_then_given_up(data, tmp_path):
+    """The first attempt trains in a child process (`python -m harness`, as a Slurm job's run does), the retry in
+    this process as a sweep worker trains it (sweeps.worker.InProcess): each failure is recorded the same way."""
+    from sweeps.worker import InProcess, Stop
     run_dir = prepared(data, tmp_path)
     spec = (run_dir / "spec.yaml").read_text()
     (run_dir / "spec.yaml").write_text(spec.replace("corpus: syn", "corpus: no-such-corpus"))
@@ -115,7 +118,9 @@ def test_failed_run_records_its_reason_is_retried_then_given_up(data, tmp_path):
     assert res["status"] == "failed" and "no-such-corpus" in res["reason"]
     st = run_status(run_dir, run_dir.name, retries=1)
     assert st.state == "pending" and "failed 1x, will retry" in st.reason and "no-such-corpus" in st.reason
-    run_job(run_dir, "chinchilla", tmp_path / "log2.txt", retries=1)
+    res = run_job(run_dir, "chinchilla", tmp_path / "log2.txt", retries=1, execute=InProcess(tmp_path, 0, Stop()))
+    assert res["status"] == "failed" and "no-such-corpus" in res["reason"]
+    assert "no-such-corpus" in (tmp_path / "log2.txt").read_text()   # the run's output went to its log
     st = run_status(run_dir, run_dir.name, retries=1)
     assert st.state == "failed" and "2 attempts, gave up" in st.reason
     res = run_job(run_dir, "chinchilla", tmp_path / "log3.txt", retries=1)   # a later launch leaves it
