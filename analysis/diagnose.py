@@ -333,7 +333,8 @@ def collinear_with(props: pd.DataFrame, key: str, among: list[str]) -> list[str]
 
 def diagnose(runs: pd.DataFrame, residuals: pd.DataFrame, noise_sd: float, n_col: str, n_params: int = 5,
              refit: Callable[[pd.DataFrame], object] | None = None) -> Diagnosis:
-    """What the residuals (run_id, residual: log measured / fitted) track among the runs' properties.
+    """What the residuals (run_id, residual: log measured / fitted) track among the runs' properties (runs: the
+    fitted runs, their fitted loss in column `loss`).
     `refit(runs_subset)` -> a law with .predict(N, D) and .residuals, to confirm candidates (None: rank tests
     only, and the strongest candidate is named). `noise_sd`: the run-to-run sd of log loss (nan: unmeasured)."""
     r = runs.reset_index(drop=True)

@@ -39,6 +39,7 @@ def explain(ctx: Context):
     sd = v.noise.sd if v.noise is not None and v.noise.measured else float("nan")
     refit = _refit(ctx.config)
     runs = approach3.usable(ctx.runs, ctx.config)
+    runs = runs.assign(loss=runs[ctx.config.loss_col])   # diagnose reads `loss`: the loss approach 3 was fitted to
     d = diagnose.diagnose(runs, ctx.a3.residuals, sd, ctx.config.n_col, refit=refit)
     if "budget" in runs and runs["budget"].nunique() >= 3:
         try:
