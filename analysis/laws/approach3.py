@@ -138,11 +138,7 @@ def lbfgs_best(starts: np.ndarray, logN, logD, logL, w) -> OptimizeResult:
                    for k in range(len(starts))]
     else:
         results = [lbfgs(s, logN, logD, logL, w) for s in starts]
-    best = results[0]
-    for res in results[1:]:
-        if res.fun < best.fun:
-            best = res
-    return best
+    return min(results, key=lambda res: res.fun)     # min keeps the first of equal ones, as the loop did
 
 
 # ---- variable projection (search="vp"): the exponents searched, (E, A, B) solved for each
