@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,12 @@ def job_ids(name: str) -> list[tuple[str, str]]:
     return [tuple(x.split()) for x in out.splitlines() if x.strip()]
 
 
+def job_pids(job: str) -> list[str]:
+    """The processes of `job` on this (the only) node; [] once none is left (listpids fails or lists none)."""
+    r = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True)
+    return r.stdout.strip().splitlines()[1:] if r.returncode == 0 else []
+
+
 def train_lines(run_dir: Path) -> list[dict]:
     p = run_dir / "metrics.jsonl"
     lines = [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
@@ -89,9 +96,20 @@ def test_preempted_job_checkpoints_requeues_and_resumes_to_the_same_result(data,
         # USR2: submitit's signal, sent before a time limit (submitit requeues the job);
         # requeue: what an admin or a preempting job does (SIGTERM, Slurm requeues the job itself)
         subprocess.run([*how.split(), job], check=True)
+        pending_since = []
         def requeued():
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-            return (run_dir / "result.json").exists() or any(s == "PENDING" for _, s in job_ids(name))
+            # Slurm holds a requeued job for 2 minutes; start it at once, but not within the second of the
+            # requeue: slurmd revokes the old instance's credential with a time stamp in whole seconds, and a new
+            # instance started in that same second is killed ("Job credential revoked") and the job ends FAILED
+            if (run_dir / "result.json").exists():
+                return True
+            if not any(s == "PENDING" for _, s in job_ids(name)) or job_pids(job):
+                return False
+            pending_since[:] = pending_since or [time.monotonic()]
+            if time.monotonic() - pending_since[0] < 2.0:
+                return False
+            return subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                                  capture_output=True).returncode == 0
         wait_for("the job to be requeued", requeued, 120, poll=0.5)
         out, _ = sweep.communicate(timeout=600)
     finally:
