@@ -16,13 +16,17 @@ setup:
 	fi
 	$(PIP) install -q -e ".[dev]"
 
+# One pytest worker per core, at most 4 (pytest-xdist): each test file stays on one worker (--dist loadfile), so
+# a module's fixtures are built once; TEST_WORKERS=0 runs in this process alone.
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST = $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test:
-	@$(PYTHON) -m pytest -q; rc=$$?; \
+	@$(PYTEST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-fast:
-	$(PYTHON) -m pytest -q -m "not slow and not slurm"
+	$(PYTEST) -m "not slow and not slurm"
 
 data:
 	$(PYTHON) -m harness.data.prepare

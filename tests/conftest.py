@@ -8,6 +8,10 @@ numpy or scipy load BLAS; a value already in the environment is kept.
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# under pytest-xdist (`make test` runs one worker per core) each worker's torch gets one thread: two workers each
+# taking every core would run four threads on two cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import subprocess  # noqa: E402  (after the BLAS setting above, like every import of this file)
 import sys  # noqa: E402
@@ -18,6 +22,12 @@ from types import SimpleNamespace  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Slurm tests first: they mostly wait on the scheduler, so under pytest-xdist (files handed out in this
+    order) they overlap the CPU-bound files instead of ending the run on one worker alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)   # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
