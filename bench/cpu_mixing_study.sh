@@ -42,12 +42,8 @@ else
 fi
 # one eval at the end (the law needs the final held-out losses only; 10 evals cost as much as training here)
 COMMON="train.runtime.device=cpu sweep.max_parallel=$JOBS eval.points=1 eval.heldout_tokens=$HELDOUT"
-SW=$ROOT/$NAME
-LOGS=$ROOT/logs
-mkdir -p "$OUT" "$LOGS"
-START=$(date +%s)
 PACK_S=25                               # s kept for packing
-. bench/mixing_stages.sh                # left, stage, pack (on exit); the cwd is the repository root
+. bench/mixing_stages.sh                # SW, LOGS, START; left, stage, pack (on exit); the cwd is the repository root
 { echo "start $(date -u), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), TOY=$TOY JOBS=$JOBS";
   echo "depths $DEPTHS tokens $TOKENS samples_per_domain $SPD factor $FACTOR bootstrap $BOOT seeds $SEEDS"; } \
   | tee "$LOGS/times.txt"

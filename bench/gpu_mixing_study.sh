@@ -39,12 +39,8 @@ else
   FIT="sweep.jobs_per_gpu=$JOBS"
   CONFIRM="scale=study grid.shapes.depth=4 train.optim.lr=2.0e-3 sweep.jobs_per_gpu=$JOBS sweep.throughput_table=bench/results/throughput_h200.json"
 fi
-SW=$ROOT/$NAME
-LOGS=$ROOT/logs
-mkdir -p "$OUT" "$LOGS"
-START=$(date +%s)
 PACK_S=20                               # s kept for packing
-. bench/mixing_stages.sh                # left, stage, pack (on exit); the cwd is the repository root
+. bench/mixing_stages.sh                # SW, LOGS, START; left, stage, pack (on exit); the cwd is the repository root
 echo "start $(date -u), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), TOY=$TOY JOBS=$JOBS holdout $HOLDOUT" \
   | tee "$LOGS/times.txt"
 read -r -a FIT_ARGS <<< "$FIT"         # word-split, never glob-expanded: overrides hold [ ] { }

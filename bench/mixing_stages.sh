@@ -1,7 +1,11 @@
 # Sourced by bench/cpu_mixing_study.sh and bench/gpu_mixing_study.sh: each stage of a mixing study under a time limit
 # taken from what is left of LIMIT_S (PACK_S kept for packing), its wall and CPU time noted in $LOGS/times.txt, and
 # everything packed into $OUT/mixing.tgz when the script exits, even after a failed stage.
-# Needs: LIMIT_S, PACK_S, START (date +%s at the start), LOGS, OUT, ROOT, NAME.
+# Needs: LIMIT_S, PACK_S (s kept for packing), OUT, ROOT, NAME; sets SW (the fit sweep's directory), LOGS and START.
+SW=$ROOT/$NAME
+LOGS=$ROOT/logs
+mkdir -p "$OUT" "$LOGS"
+START=$(date +%s)
 left() { echo $(( LIMIT_S - PACK_S - ($(date +%s) - START) )); }
 stage() {   # stage NAME SHARE_OF_WHAT_IS_LEFT(%) CMD...: run with a time limit, log, and note its wall time
   local name=$1 share=$2; shift 2
