@@ -395,8 +395,10 @@ def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, no
                  f"the runs near it: the profile passes {abs(off):.2%} {'below' if off > 0 else 'above'} them on "
                  f"average (p {p:.2g}), its vertex lies {dip:+.2%} from the minimum of the parabola through the lowest "
                  f"size and its neighbours (p {p_dip:.2g}), against {what}: {then}", notes)
-        out.append(row if local is None else {**local, "profile": row["profile"],
-                                               "share_dbic": row.get("share_dbic", np.nan)})
+        # the row keeps the profile model's exponents: the bootstrap and the profile interval re-search them from
+        # `points` (any row), and a local vertex in the first row left them nan (every resample nan)
+        out.append(row if local is None else {**local, "profile": row["profile"], "alpha": row["alpha"],
+                                               "beta": row["beta"], "share_dbic": row.get("share_dbic", np.nan)})
     return out
 
 

@@ -1,0 +1,69 @@
+"""Approach 2 and 3 on the public isoFLOP tables in bench/data (bench/public_isoflop.py; bench/README.md, "More public
+isoFLOP tables"), and the fixes those tables called for, each checked on data generated from a known law."""
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from isoflop_util import ASYM, BENCH, fit
+
+from analysis import noise
+from analysis.laws import approach2
+from analysis.laws.common import FitConfig
+from analysis.synthetic import isoflop_table
+
+sys.path.insert(0, str(BENCH))
+import public_isoflop  # noqa: E402
+
+CFG = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0, processes=1)
+
+
+def replicated(seed: int, sizes: int = 10, noise_sd: float = 0.005) -> pd.DataFrame:
+    t = isoflop_table(ASYM, np.geomspace(1e18, 1e21, 4), sizes_per_budget=sizes, span=30, noise=noise_sd, seed=seed,
+                      replicates=2)
+    t["run_id"] = [f"r{i}" for i in range(len(t))]
+    return t
+
+
+def test_a_local_vertex_at_the_smallest_budget_keeps_the_bootstrap_defined():
+    """check_vertices replacing the FIRST budget's vertex by a local parabola's kept the row without the profile
+    model's exponents; bootstrap() and the profile interval read them from points' first row, so every resample was
+    nan and the interval [nan, nan] (the (Mis)Fitting table). The replaced row keeps them, and the resamples of
+    law-shaped runs are finite and their exponent's interval holds the law's."""
+    t = replicated(0)
+    cfg = FitConfig(n_col="params_nonembedding", n_bootstrap=200, processes=1)
+    groups = [approach2.as_arrays(g, cfg) for _, g in t.groupby("budget")]
+    keep = [(N, D, float(np.exp(np.log(C).mean())), loss) for N, D, C, loss in groups]
+    sd = noise.estimate(t)
+    prof, f, dbic = approach2.shape_profiles(keep, "shape", None, sd)
+    rows = [approach2._shape_row(prof, f, i, g[2], dbic) for i, g in enumerate(keep)]
+    bad = [dict(row) for row in rows]
+    bad[0]["loss_opt"] *= 0.95                    # the smallest budget's vertex far below its runs: replaced
+    out = approach2.check_vertices(keep, bad, None, approach2.WINDOW_DEX, sd, approach2.residuals(prof, f),
+                                   approach2.n_params(prof))
+    assert out[0]["vertex_by"] in ("window", "bracket")
+    assert out[0]["alpha"] == rows[0]["alpha"] and out[0]["beta"] == rows[0]["beta"]
+    pts = pd.DataFrame(out).sort_values("C", ignore_index=True)
+    samples, _, _ = approach2.bootstrap(groups, cfg, "shape", approach2.WINDOW_DEX, pts)
+    a = samples[:, 1]
+    assert np.isfinite(a).mean() > 0.95
+    truth = ASYM.beta / (ASYM.alpha + ASYM.beta)
+    lo, hi = np.nanpercentile(a, [5, 95])
+    assert lo - 0.02 <= truth <= hi + 0.02
+
+
+def test_misfitting_table_gives_finite_intervals():
+    """The public table where the smallest usable budget's vertex is a local parabola's: finite intervals."""
+    runs = public_isoflop.load(public_isoflop.DATA / "misfitting_isoflops.csv")
+    f = fit(runs, FitConfig(n_col="params_total", c_col="flops", n_bootstrap=40, processes=1))
+    assert f.points["vertex_by"].iloc[0] in ("window", "bracket")
+    assert np.isfinite(f.n_opt.a_ci).all() and np.isfinite(f.d_opt.a_ci).all()
+    assert f.n_opt.a_ci[0] < f.n_opt.a < f.n_opt.a_ci[1]
+
+
+@pytest.mark.parametrize("name", [k for k in public_isoflop.PUBLISHED])
+def test_every_public_table_loads_with_one_budget_per_nominal_c(name):
+    """Each stored table loads (N or D derived from C = 6ND where its source does so) with >= 3 budgets."""
+    runs = public_isoflop.load(public_isoflop.DATA / public_isoflop.PUBLISHED[name][0])
+    assert (runs[["params_total", "tokens", "flops", "loss"]] > 0).all().all()
+    assert runs["budget"].nunique() >= 3
