@@ -67,3 +67,53 @@ def test_every_public_table_loads_with_one_budget_per_nominal_c(name):
     runs = public_isoflop.load(public_isoflop.DATA / public_isoflop.PUBLISHED[name][0])
     assert (runs[["params_total", "tokens", "flops", "loss"]] > 0).all().all()
     assert runs["budget"].nunique() >= 3
+
+
+@pytest.mark.parametrize("step_dex", [0.03, 0.08])
+def test_closely_spaced_budgets_without_a_budget_column_stay_apart(step_dex):
+    """Budgets closer than the clustering gap (isoFLOP slices interpolated at many budgets, as the (Mis)Fitting
+    table's 26 budgets 0.09 dex apart) given by exact FLOPs and no budget column: the gap rule chained them all into
+    one profile (FitError); exact repeats are budgets, and the exponent is the law's."""
+    law = ASYM
+    budgets = 10 ** np.arange(18, 20.5, step_dex)
+    t = isoflop_table(law, budgets, sizes_per_budget=10, span=30, noise=0.005, seed=0).drop(columns=["budget"])
+    g = approach2.group_budgets(t)
+    assert g.nunique() == len(budgets) and (g.value_counts() == 10).all()
+    f = fit(t, FitConfig(n_col="params_nonembedding", n_bootstrap=0))
+    assert len(f.points) == len(budgets)
+    assert abs(f.n_opt.a - law.beta / (law.alpha + law.beta)) < 0.01
+
+
+def test_budgets_whose_6nd_spreads_overlap_are_split_by_their_repeated_sizes():
+    """Jittered FLOPs (6ND of digitised points, or embeddings and attention in 6ND) spread each budget so that budgets
+    1.5x apart touch under the gap rule (the Marin tables without their budget column: 5 profiles of 7 budgets). A
+    size of the ladder trained on two token counts 1.5x apart marks the mixed cluster, which is split at its widest
+    gap: the budgets come back and the exponent is the law's."""
+    law = ASYM
+    ladder = np.geomspace(1e6, 1e11, 41)                           # one size ladder for every budget, as sweeps have
+    rng = np.random.default_rng(1)
+    rows = []
+    for C in (1e18, 1.5e18, 2.25e18, 1e19, 1.5e19, 1e20):
+        N = ladder[np.argsort(np.abs(np.log(ladder / law.n_opt(C))))[:9]]
+        D = C / (6 * N)
+        rows.append(pd.DataFrame({"run_id": [f"{C:g}-{n:.0f}" for n in N], "params_nonembedding": N,
+                                  "params_total": N, "tokens": D, "flops_6n": C,
+                                  "flops": C * 10 ** rng.uniform(-0.05, 0.05, len(N)),   # 0.18 dex apart: they touch
+                                  "loss": law.loss(N, D) * np.exp(0.003 * rng.standard_normal(len(N)))}))
+    t = pd.concat(rows, ignore_index=True)
+    assert approach2.group_budgets(t.drop(columns="tokens")).nunique() < 6          # the gap rule alone chains them
+    g = approach2.group_budgets(t)
+    ct = pd.crosstab(g, t["flops_6n"]).gt(0)                                          # flops_6n: each run's budget
+    assert g.nunique() == 6 and ct.sum(axis=1).eq(1).all() and ct.sum(axis=0).eq(1).all()
+    f = fit(t, FitConfig(n_col="params_nonembedding", n_bootstrap=0))
+    assert len(f.points) == 6
+    assert abs(f.n_opt.a - law.beta / (law.alpha + law.beta)) < 0.03
+
+
+def test_public_tables_group_into_their_budgets_without_the_budget_column():
+    """Each stored table, its budget column dropped, grouped from 6ND alone: the same budgets as the authors'."""
+    for name, (file, *_rest) in public_isoflop.PUBLISHED.items():
+        runs = public_isoflop.load(public_isoflop.DATA / file)
+        g = approach2.group_budgets(runs.drop(columns=["budget", "flops"]))
+        ct = pd.crosstab(g, runs["budget"]).gt(0)
+        assert ct.sum(axis=1).eq(1).all() and ct.sum(axis=0).eq(1).all(), name

@@ -69,19 +69,54 @@ NEAR_SIZES = 2                # check_vertices: the sizes each side of a vertex 
 SD_FLOOR = 1e-4               # relative residual sd below which residuals are rounding, not noise (noise-free tables)
 PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, True): "own vertices"}
 LOCAL = "local"               # `profile` when no law-shaped model fits: every budget's vertex is a local parabola's
+SIZE_COLS = ("params_total", "params_nonembedding", "params_compute")   # any names a run's size (group_budgets)
+MIXED_D_RATIO = 1.4           # one size's token counts further apart than this in one FLOPs cluster: budgets mixed
+                              # (digitised public curves repeat a size within a budget at up to 1.12x)
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
-    """Budget id per run: the `budget` column (the grid's nominal C) where every run has one, else clusters of
-    log10(flops) split at gaps > gap_dex."""
+    """Budget id per run: the `budget` column (the grid's nominal C) where every run has one; else, where most runs
+    share their FLOPs exactly with others (nominal budgets, or isoFLOP slices interpolated at chosen budgets), each
+    distinct value; else clusters of log10(flops) split at gaps > gap_dex."""
     if "budget" in runs and runs["budget"].notna().all():
         return runs["budget"].rank(method="dense").astype(int) - 1
     col = "flops" if "flops" in runs else "flops_6n"          # a public table may carry only one convention
     lc = np.log10(runs[col].to_numpy(float))
+    # The gap rule chains budgets closer than gap_dex into one profile of several budgets, whose lowest run is its
+    # largest budget's (26 budgets 0.09 dex apart became 2; bench/README.md, "More public isoFLOP tables"); exact
+    # repeats need no rule. Runs left alone at their value become budgets of one size, left out with a warning.
+    _, inv, counts = np.unique(np.round(lc, 9), return_inverse=True, return_counts=True)
+    if (counts[inv] >= MIN_PER_BUDGET).mean() >= 0.5:
+        return pd.Series(inv, index=runs.index)
     order = np.argsort(lc)
     ids = np.empty(len(lc), int)
     ids[order] = np.concatenate([[0], np.cumsum(np.diff(lc[order]) > gap_dex)])
+    size_col = next((c for c in SIZE_COLS if c in runs), None)
+    N = runs[size_col].to_numpy(float) if size_col else np.full(len(runs), np.nan)
+    D = runs["tokens"].to_numpy(float) if "tokens" in runs else np.full(len(runs), np.nan)
+    if not (np.isfinite(N).all() and np.isfinite(D).all() and (N > 0).all() and (D > 0).all()):
+        return pd.Series(ids, index=runs.index)
+    parts = [_split_mixed(np.flatnonzero(ids == g), lc, N, D) for g in np.unique(ids)]
+    for k, idx in enumerate(sorted((p for part in parts for p in part), key=lambda i: lc[i].min())):
+        ids[idx] = k
     return pd.Series(ids, index=runs.index)
+
+
+def _split_mixed(idx: np.ndarray, lc: np.ndarray, N: np.ndarray, D: np.ndarray) -> list[np.ndarray]:
+    """A FLOPs cluster (run indices) split at its widest gap in log C, recursively, while one model size in it was
+    trained on token counts more than MIXED_D_RATIO apart: on one isoFLOP line a size has one D (replicates share
+    it), so such a cluster holds several budgets, whose 6ND spreads (embeddings, attention) bridged the gap rule."""
+    u, inv = np.unique(np.round(np.log(N[idx]), 6), return_inverse=True)
+    logD = np.log(D[idx])
+    spread = np.zeros(len(u))
+    np.maximum.at(spread, inv, logD)
+    low = np.full(len(u), np.inf)
+    np.minimum.at(low, inv, logD)
+    if len(idx) < 2 or (spread - low).max() <= np.log(MIXED_D_RATIO):
+        return [idx]
+    order = idx[np.argsort(lc[idx])]
+    cut = int(np.argmax(np.diff(lc[order]))) + 1
+    return _split_mixed(order[:cut], lc, N, D) + _split_mixed(order[cut:], lc, N, D)
 
 
 def vertex(logN: np.ndarray, loss: np.ndarray, logD: np.ndarray, w: np.ndarray | None = None) -> dict | None:
