@@ -8,7 +8,7 @@ import pytest
 from isoflop_util import ASYM, BENCH, fit
 
 from analysis import noise
-from analysis.laws import approach2
+from analysis.laws import approach2, isoshape
 from analysis.laws.common import FitConfig
 from analysis.synthetic import isoflop_table
 
@@ -129,3 +129,23 @@ def test_a_near_flat_resampled_parabola_does_not_stretch_the_interval(seed):
     f = fit(t, FitConfig(n_bootstrap=200, processes=1), method="parabola")
     lo, hi = f.n_opt.a_ci
     assert 0.15 < lo <= ASYM.beta / (ASYM.alpha + ASYM.beta) <= hi < 0.55
+
+
+@pytest.mark.parametrize("shared,own", [(False, False), (True, False), (True, True)])
+def test_one_row_moments_of_all_budgets_equal_the_loop_over_budgets(shared, own):
+    """The full-data exponent search sums every budget's moments in one pass (Profiles.one_row_moments; 30 budgets of
+    20 sizes spent seconds in the loop's per-budget calls): the SSE and coefficients equal the loop's (taken with the
+    weight row given twice), and the fit recovers the law's exponents."""
+    t = isoflop_table(ASYM, np.geomspace(1e18, 1e21, 7), sizes_per_budget=9, span=30, noise=0.0, seed=0)
+    g = t.groupby("budget").ngroup().to_numpy()
+    p = isoshape.Profiles(np.log(t["params_nonembedding"]), np.log(t["tokens"]), t["loss"], g, shared=shared,
+                          own_vertices=own)
+    rng = np.random.default_rng(0)
+    one = [rng.integers(1, 3, (1, len(i))).astype(float) for i in p.idx]
+    alpha, beta = np.array([0.3, 0.5, 0.7]), np.array([0.2, 0.25, 0.4])
+    sse1, th1 = p.sse(alpha, beta, one)
+    sse2, th2 = p.sse(alpha, beta, [np.repeat(w, 2, axis=0) for w in one])
+    np.testing.assert_allclose(sse1[:, 0], sse2[:, 0], rtol=1e-9, atol=1e-12)      # (sums of squares ~1e-3: rounding)
+    np.testing.assert_allclose(th1[:, 0], th2[:, 0], rtol=1e-7, atol=1e-9)
+    f = isoshape.fit(p)
+    assert abs(f["alpha"] - ASYM.alpha) < 1e-3 and abs(f["beta"] - ASYM.beta) < 1e-3

@@ -106,6 +106,10 @@ class Profiles:
         self.mD = np.array([self.logD[i].mean() for i in self.idx])
         self.ym = np.array([self.loss[i].mean() for i in self.idx])      # centring y keeps the SSE accurate
         self.shared, self.own_vertices = shared, own_vertices
+        # the rows budget by budget, for the moments of all budgets at once (one_row_moments)
+        self._order = np.concatenate(self.idx)
+        self._gid = np.repeat(np.arange(len(self.idx)), [len(i) for i in self.idx])
+        self._starts = np.concatenate([[0], np.cumsum([len(i) for i in self.idx])[:-1]])
 
     @property
     def n_linear(self) -> int:
@@ -121,7 +125,27 @@ class Profiles:
         sse, theta = self._sse_shared(alpha, beta, Ws)
         return (sse, self._sse_own(alpha, beta, Ws)[1]) if self.own_vertices else (sse, theta)
 
+    def one_row_moments(self, alpha, beta, Ws, mN, mD) -> np.ndarray | None:
+        """[P, 1, G, 10] weighted moments (moments()) of every budget at once, features centred on mN, mD [G], where
+        each budget has one weight row (full-data fits: the exponent search, its polish, the profile region): one
+        np.add.reduceat pass instead of a loop over budgets, whose per-call overhead made the search on 30 budgets of
+        20 sizes take seconds (bench/README.md, "More public isoFLOP tables"). None with several rows (resamples:
+        the loop's matrix products are the cheaper way there)."""
+        if not all(W.shape[0] == 1 for W in Ws):
+            return None
+        o, g = self._order, self._gid
+        u, v = features(self.logN[o], self.logD[o], mN[g], mD[g], alpha, beta)      # [P, n]
+        w = np.concatenate([W[0] for W in Ws])
+        y = self.loss[o] - self.ym[g]
+        wy = w * y
+        cols = (w, u * w, v * w, u * u * w, u * v * w, v * v * w, wy, u * wy, v * wy, wy * y)
+        return np.stack([np.add.reduceat(np.broadcast_to(c, u.shape), self._starts, axis=1) for c in cols], -1)[:, None]
+
     def _sse_own(self, alpha, beta, Ws):
+        M = self.one_row_moments(alpha, beta, Ws, self.mN, self.mD)
+        if M is not None:
+            theta, s = solve(M)                                             # [P, 1, G, 3], [P, 1, G]
+            return s.sum(-1), theta
         thetas, total = [], 0.0
         for g, i in enumerate(self.idx):
             u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], alpha, beta)
@@ -134,10 +158,14 @@ class Profiles:
         """sse() with one (A, B): each budget's weighted moments centred on its own means (which eliminates e_g),
         summed over budgets, give a 2x2 system per candidate and resample."""
         mN, mD = self.logN.mean(), self.logD.mean()
+        M_all = self.one_row_moments(alpha, beta, Ws, np.full(len(self.idx), mN), np.full(len(self.idx), mD))
         Ms, S = [], 0.0
         for g, i in enumerate(self.idx):
-            u, v = features(self.logN[i], self.logD[i], mN, mD, alpha, beta)
-            M = moments(u, v, self.loss[i] - self.ym[g], Ws[g])                   # [P, R, 10]
+            if M_all is None:
+                u, v = features(self.logN[i], self.logD[i], mN, mD, alpha, beta)
+                M = moments(u, v, self.loss[i] - self.ym[g], Ws[g])                   # [P, R, 10]
+            else:
+                M = M_all[:, :, g]
             w0 = np.where(M[..., 0] > 0, M[..., 0], np.inf)
             m1 = M[..., 1:3] / w0[..., None], M[..., 6] / w0                    # weighted means of (u, v), y
             Ms.append(m1)
