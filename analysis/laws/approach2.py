@@ -39,7 +39,6 @@ are also taken where training curves pass each budget and the schedule allows (a
 """
 from __future__ import annotations
 
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -51,8 +50,8 @@ from scipy.stats import norm as stats_norm
 from scipy.stats import t as stats_t
 
 from analysis import noise as run_noise_mod
-from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
-from analysis.laws import isoshape
+from analysis.bootstrap import one_blas_thread, resample_weights
+from analysis.laws import isoshape, vertex_batch
 from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, usable, warn
 from analysis.laws.slices import isoflop_slices
 
@@ -882,13 +881,12 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
         xN = xD = np.full((cfg.n_bootstrap, len(usable_g)), np.nan)
     local = [j for j, k in enumerate(kinds) if k is not None]
     if local:                  # budgets whose vertex is a parabola's: refitted by that parabola in every resample
-        sub = [groups[usable_g[j]] for j in local]
-        items = [(sub, [Ws[usable_g[j]][r] for j in local], [kinds[j] for j in local], window_dex)
-                 for r in range(cfg.n_bootstrap)]
-        out = parallel_map(_refit_vertices, items, processes=1, desc="approach 2 bootstrap")
         xN, xD = xN.copy(), xD.copy()
-        xN[:, local] = np.array([o[0] for o in out])
-        xD[:, local] = np.array([o[1] for o in out])
+        for j in local:
+            N, D, _, loss = groups[usable_g[j]]
+            x, d = vertex_batch.local_vertices(np.log(N), loss, np.log(D), Ws[usable_g[j]], kinds[j], window_dex)
+            far = _far_outside(np.log(N), x)
+            xN[:, j], xD[:, j] = np.where(far, np.nan, x), np.where(far, np.nan, d)
     keep = _in_fit(logC, pts) if pts is not None else np.ones(len(logC), bool)
     samples = np.column_stack([*_line(logC, np.where(keep, xN, np.nan)), *_line(logC, np.where(keep, xD, np.nan))])
     return samples, xN[:, keep], xD[:, keep]
@@ -995,25 +993,11 @@ def _line(logC: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, my - slope * mx, np.nan), np.where(ok, slope, np.nan)
 
 
-def _refit_vertices(args) -> tuple[np.ndarray, np.ndarray]:
-    """One resample of the parabola methods (or of the budgets whose vertex is a local parabola's: `method` then one
-    kind per budget, None to skip): each budget's vertex (log N, log D) from weighted fits; nan if none."""
-    groups, ws, method, window_dex = args
-    kinds = [method] * len(groups) if isinstance(method, str) else method      # or one kind per budget
-    xN, xD = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, ((N, D, _, loss), w, kind) in enumerate(zip(groups, ws, kinds)):
-            v = None if kind is None else local_vertex(np.log(N), loss, np.log(D), kind, window_dex, w)
-            if v is not None and not _far_outside(np.log(N), v["logN_opt"]):
-                xN[i], xD[i] = v["logN_opt"], v["logD_opt"]
-    return xN, xD
-
-
-def _far_outside(logN: np.ndarray, x: float) -> bool:
-    """A resampled parabola's vertex further outside the budget's sizes than their whole span: a near-flat parabola's
+def _far_outside(logN: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Resampled parabolas' vertices x further outside the budget's sizes than their whole span: near-flat parabolas'
     (curvature ~0), which the runs do not locate; counted as no minimum, like one opening downwards. (Kept, one such
     resample in 20 of a 5-size budget put its vertex at N ~ e^99 and the exponent's interval at [-11.4, 0.44] on a
-    public table; bench/README.md, "More public isoFLOP tables".)"""
+    public table; bench/README.md, "More public isoFLOP tables".) nan counts as outside."""
     lo, hi = float(logN.min()), float(logN.max())
-    return not lo - (hi - lo) <= x <= hi + (hi - lo)
+    with np.errstate(invalid="ignore"):
+        return ~((lo - (hi - lo) <= x) & (x <= hi + (hi - lo)))
