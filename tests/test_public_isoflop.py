@@ -8,7 +8,8 @@ import pytest
 from isoflop_util import ASYM, BENCH, fit
 
 from analysis import noise
-from analysis.laws import approach2, isoshape
+from analysis.bootstrap import resample_weights
+from analysis.laws import approach2, isoshape, vertex_batch
 from analysis.laws.common import FitConfig
 from analysis.synthetic import isoflop_table
 
@@ -149,3 +150,39 @@ def test_one_row_moments_of_all_budgets_equal_the_loop_over_budgets(shared, own)
     np.testing.assert_allclose(th1[:, 0], th2[:, 0], rtol=1e-7, atol=1e-9)
     f = isoshape.fit(p)
     assert abs(f["alpha"] - ASYM.alpha) < 1e-3 and abs(f["beta"] - ASYM.beta) < 1e-3
+
+
+@pytest.mark.parametrize("kind", ["parabola", "window", "bracket"])
+def test_batched_local_vertices_equal_one_resample_at_a_time(kind):
+    """vertex_batch.local_vertices (all resamples of a budget at once: the (Mis)Fitting table's window bootstrap took
+    19 s one polyfit at a time) gives local_vertex's vertex in every resample, nan where it has none, on a noisy
+    budget of a known law (12 sizes over 100x, so that windows move and some resamples lose sizes)."""
+    t = isoflop_table(ASYM, [1e19], sizes_per_budget=12, span=100, noise=0.01, seed=2)
+    N, D, loss = (t[c].to_numpy(float) for c in ("params_nonembedding", "tokens", "loss"))
+    W = resample_weights(len(N), 300, 0)
+    W[:20, 3:] = 0                                     # resamples with 3 sizes, or fewer than a parabola needs
+    W[20:25, 2:] = 0
+    x, d = vertex_batch.local_vertices(np.log(N), loss, np.log(D), W, kind, approach2.WINDOW_DEX)
+    want = [approach2.local_vertex(np.log(N), loss, np.log(D), kind, approach2.WINDOW_DEX, w) for w in W]
+    wx = np.array([np.nan if v is None else v["logN_opt"] for v in want])
+    wd = np.array([np.nan if v is None else v["logD_opt"] for v in want])
+    assert np.isfinite(wx).sum() > 100 and np.isnan(wx).sum() >= 5
+    np.testing.assert_allclose(x, wx, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(d, wd, rtol=0, atol=1e-7)
+    assert abs(np.nanmedian(x) - np.log(ASYM.n_opt(1e19))) < 0.3        # the resamples' vertices: near the law's
+
+
+def test_sse_without_coefficients_is_the_same_sse():
+    """bootstrap_vertices searches on SSEs alone (sse(coef=False)) and solves the coefficients once per resample at
+    its best exponents: the SSE is the one sse() gives with them, for every profile model."""
+    t = isoflop_table(ASYM, np.geomspace(1e18, 1e21, 5), sizes_per_budget=8, span=30, noise=0.005, seed=3)
+    g = t.groupby("budget").ngroup().to_numpy()
+    for shared, own in ((False, False), (True, False), (True, True)):
+        p = isoshape.Profiles(np.log(t["params_nonembedding"]), np.log(t["tokens"]), t["loss"], g, shared=shared,
+                              own_vertices=own)
+        Ws = [resample_weights(len(i), 7, k) for k, i in enumerate(p.idx)]
+        alpha, beta = np.array([0.3, 0.5]), np.array([0.2, 0.3])
+        with_coef, theta = p.sse(alpha, beta, Ws)
+        alone, _ = p.sse(alpha, beta, Ws, coef=False)
+        np.testing.assert_array_equal(with_coef, alone)
+        assert theta.shape == (2, 7, 5, 3)

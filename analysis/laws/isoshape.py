@@ -116,13 +116,16 @@ class Profiles:
         """Coefficients solved exactly: (e, a, b) per budget, or e per budget and one (A, B)."""
         return len(self.idx) + 2 if self.shared else 3 * len(self.idx)
 
-    def sse(self, alpha, beta, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def sse(self, alpha, beta, Ws: list[np.ndarray], coef: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """For candidate exponents alpha, beta [P] and weights Ws[g] [R, n_g] (budget g's rows): the SSE
-        summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring)."""
+        summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring; with
+        coef=False not computed where they cost extra, None: own vertices' second solve, the shared curve's stack)."""
         alpha, beta = np.atleast_1d(alpha), np.atleast_1d(beta)
         if not self.shared:
             return self._sse_own(alpha, beta, Ws)
-        sse, theta = self._sse_shared(alpha, beta, Ws)
+        sse, theta = self._sse_shared(alpha, beta, Ws, coef and not self.own_vertices)
+        if not coef:
+            return sse, None
         return (sse, self._sse_own(alpha, beta, Ws)[1]) if self.own_vertices else (sse, theta)
 
     def one_row_moments(self, alpha, beta, Ws, mN, mD) -> np.ndarray | None:
@@ -154,7 +157,7 @@ class Profiles:
             total = total + s
         return total, np.stack(thetas, axis=2)
 
-    def _sse_shared(self, alpha, beta, Ws):
+    def _sse_shared(self, alpha, beta, Ws, coef: bool = True):
         """sse() with one (A, B): each budget's weighted moments centred on its own means (which eliminates e_g),
         summed over budgets, give a 2x2 system per candidate and resample."""
         mN, mD = self.logN.mean(), self.logD.mean()
@@ -181,6 +184,8 @@ class Profiles:
             B = (suu * S[..., 4] - suv * S[..., 3]) / det
         sse = S[..., 5] - A * S[..., 3] - B * S[..., 4]
         sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+        if not coef:
+            return sse, None
         al, be = alpha[:, None], beta[:, None]
         thetas = []
         for g, (mu, my) in enumerate(Ms):
@@ -328,10 +333,13 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
     edge after the last pass (where a wider search might have gone further)."""
     vec, span = local_axes(p, alpha, beta)
     A, B = grid_at(np.log(alpha), np.log(beta), vec, span)
-    sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
+    # the search compares SSEs only; the coefficients are solved once, at each resample's best exponents (every
+    # candidate's cost 7 s of 1000 resamples of the own-vertices model on 22 budgets: bench/README.md, "More public
+    # isoFLOP tables")
+    sse, _ = p.sse(A, B, Ws, coef=False)                  # [P, R]
     R = sse.shape[1]
     k = np.argmin(sse, axis=0)                            # best candidate per resample
-    best, theta = sse[k, np.arange(R)], theta[k, np.arange(R)]
+    best = sse[k, np.arange(R)]
     a_best, b_best = A[k], B[k]
     edge = _on_edge(k, A, B)
     for _ in range(BOOT_PASSES - 1):
@@ -342,14 +350,19 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
         for c, (ca, cb) in enumerate(centres):
             rows = rows_on_edge[group.ravel() == c]
             A2, B2 = grid_at(np.log(ca), np.log(cb), vec, span)
-            s2, th2 = p.sse(A2, B2, [W[rows] for W in Ws])
+            s2, _ = p.sse(A2, B2, [W[rows] for W in Ws], coef=False)
             k2 = np.argmin(s2, axis=0)
             cols = np.arange(len(rows))
             better = s2[k2, cols] < best[rows]
             r = rows[better]
-            best[r], theta[r] = s2[k2, cols][better], th2[k2, cols][better]
+            best[r] = s2[k2, cols][better]
             a_best[r], b_best[r] = A2[k2][better], B2[k2][better]
             edge[rows] = better & _on_edge(k2, A2, B2)
+    theta = np.empty((R, len(p.idx), 3))
+    pairs, which = np.unique(np.stack([a_best, b_best], 1), axis=0, return_inverse=True)
+    for c, (ca, cb) in enumerate(pairs):
+        rows = np.flatnonzero(which.ravel() == c)
+        theta[rows] = p.sse(np.array([ca]), np.array([cb]), [W[rows] for W in Ws])[1][0]
     s, t = p.lines(Ws)
     # a resample that keeps one size of a budget has no line of its own: the budget's isoFLOP line is the design's
     s_full, t_full = (z[0] for z in p.lines(_full_weights(p)))
