@@ -35,6 +35,15 @@ PUBLISHED = {
                    "Hoffmann et al. 2022, Table 2, approach 2 (10th-90th percentiles)"),
     "llama3": ("llama3_isoflops.csv", 0.47, None, 0.53, None,
                "Grattafiori et al. 2024, sec. 3.2.1: D_opt ~ C^0.53 (a = 1 - b under C = 6ND)"),
+    # The same figure as `chinchilla`, extracted by Epoch AI: the authors' numbers are Hoffmann et al.'s.
+    "epochai_chinchilla": ("epochai_chinchilla_isoflops.csv", 0.49, (0.462, 0.534), 0.51, (0.483, 0.529),
+                           "Hoffmann et al. 2022, Table 2, approach 2 (Epoch AI's extraction of the same Fig. 3)"),
+    # No exponent published for these tables that we could find (bench/README.md, "More public isoFLOP tables"):
+    # the fits are compared with each other only.
+    "marin_comma": ("marin_comma_isoflops.csv", None, None, None, None, "none found"),
+    "marin_dclm": ("marin_dclm_isoflops.csv", None, None, None, None, "none found"),
+    "marin_nemotron": ("marin_nemotron_isoflops.csv", None, None, None, None, "none found"),
+    "misfitting": ("misfitting_isoflops.csv", None, None, None, None, "none found (checkpoint-interpolated slices)"),
 }
 
 
@@ -42,8 +51,11 @@ def load(path: Path, budget_col="budget", n_col="params", d_col="tokens", loss_c
     """A public table as the project's runs table: N in params_total and params_nonembedding (one convention, the
     source's), C = the nominal budget in `flops` and 6ND in `flops_6n`; runs are grouped by `budget`."""
     t = pd.read_csv(path, comment="#")
-    D = t[d_col].to_numpy(float)
     C = t[budget_col].to_numpy(float)
+    if d_col not in t and n_col not in t:
+        raise SystemExit(f"{path}: needs a token column {d_col!r} or a parameter column {n_col!r} (--d-col / --n-col)")
+    # Each table keeps its source's convention: where the source derives one of N, D from C = 6ND, so do we.
+    D = t[d_col].to_numpy(float) if d_col in t else C / (6 * t[n_col].to_numpy(float))
     N = t[n_col].to_numpy(float) if n_col in t else C / (6 * D)
     return pd.DataFrame({"run_id": [f"p{i:04d}" for i in range(len(t))], "budget": C, "params_total": N,
                          "params_nonembedding": N, "tokens": D, "flops": C, "flops_6n": 6 * N * D,
@@ -74,16 +86,25 @@ def fits(runs: pd.DataFrame, boot: int, seed: int = 0) -> list[dict]:
 
 
 def table(name: str, rows: list[dict], a_pub, a_ci, b_pub, b_ci) -> str:
-    lines = [f"| {name} | authors | {a_pub:.3f} | {_ci(a_ci)} | | {b_pub:.3f} | {_ci(b_ci)} | | |"]
+    lines = [f"| {name} | authors | {_num(a_pub)} | {_ci(a_ci)} | | {_num(b_pub)} | {_ci(b_ci)} | | |"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {name} | {r['fit']} | failed: {r['error'][:60]} | | | | | | |")
             continue
-        ca = "yes" if r["a_ci"][0] <= a_pub <= r["a_ci"][1] else "no"
-        cb = "yes" if r["b_ci"][0] <= b_pub <= r["b_ci"][1] else "no"
-        lines.append(f"| {name} | {r['fit']} | {r['a']:.3f} | {_ci(r['a_ci'])} | {r['a'] - a_pub:+.3f}, {ca} | "
-                     f"{r['b']:.3f} | {_ci(r['b_ci'])} | {r['b'] - b_pub:+.3f}, {cb} | {r['s']:.1f} |")
+        lines.append(f"| {name} | {r['fit']} | {r['a']:.3f} | {_ci(r['a_ci'])} | {_versus(r['a'], r['a_ci'], a_pub)} | "
+                     f"{r['b']:.3f} | {_ci(r['b_ci'])} | {_versus(r['b'], r['b_ci'], b_pub)} | {r['s']:.1f} |")
     return "\n".join(lines)
+
+
+def _num(x) -> str:
+    return "none found" if x is None else f"{x:.3f}"
+
+
+def _versus(x, ci, pub) -> str:
+    """Difference from the authors' value and whether the interval covers it; blank where none is published."""
+    if pub is None:
+        return ""
+    return f"{x - pub:+.3f}, {'yes' if ci[0] <= pub <= ci[1] else 'no'}"
 
 
 def _ci(ci) -> str:
@@ -103,11 +124,11 @@ def main():
     p.add_argument("--n-col", default="params")
     p.add_argument("--d-col", default="tokens")
     p.add_argument("--loss-col", default="loss")
-    p.add_argument("--a", type=float, help="with --data: the authors' N_opt exponent")
+    p.add_argument("--a", type=float, help="with --data: the authors' N_opt exponent (none: no comparison)")
     p.add_argument("--b", type=float, help="with --data: the authors' D_opt exponent (default 1 - a)")
     p.add_argument("--notes", action="store_true", help="print each fit's warnings")
     a = p.parse_args()
-    sets = ({"data": (a.data, a.a, None, a.b if a.b is not None else 1 - a.a, None, "given")} if a.data
+    sets = ({"data": (a.data, a.a, None, a.b if a.b is not None or a.a is None else 1 - a.a, None, "given")} if a.data
             else {k: PUBLISHED[k] for k in a.only})
     print(HEADER)
     for name, (file, a_pub, a_ci, b_pub, b_ci, _) in sets.items():

@@ -64,9 +64,13 @@ def test_too_few_budgets_is_an_error():
 
 def test_groups_by_the_grids_budget_even_where_flops_clusters_would_not():
     """Two budgets 0.05 dex apart (closer than the clustering gap) stay apart by their budget column; a table
-    where some runs lack a budget (launched before grid.json) falls back to clustering."""
+    where some runs lack a budget (launched before grid.json) falls back to the FLOPs: exact repeats keep the two
+    apart; FLOPs that differ run to run are clustered (and two budgets this close, whose sizes' D differ by only
+    1.12x, chain into one)."""
     t = isoflop_table(CHINCHILLA, [1e19, 1.12e19], sizes_per_budget=5, noise=0.0)
     g = approach2.group_budgets(t)
     assert g.nunique() == 2 and (g.value_counts() == 5).all()
     t.loc[0, "budget"] = np.nan
+    assert approach2.group_budgets(t).nunique() == 2
+    t["flops"] = t["flops"] * np.random.default_rng(0).uniform(0.97, 1.0, len(t))
     assert approach2.group_budgets(t).nunique() == 1

@@ -39,7 +39,6 @@ are also taken where training curves pass each budget and the schedule allows (a
 """
 from __future__ import annotations
 
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -51,8 +50,8 @@ from scipy.stats import norm as stats_norm
 from scipy.stats import t as stats_t
 
 from analysis import noise as run_noise_mod
-from analysis.bootstrap import one_blas_thread, parallel_map, resample_weights
-from analysis.laws import isoshape
+from analysis.bootstrap import one_blas_thread, resample_weights
+from analysis.laws import isoshape, vertex_batch
 from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, usable, warn
 from analysis.laws.slices import isoflop_slices
 
@@ -69,19 +68,54 @@ NEAR_SIZES = 2                # check_vertices: the sizes each side of a vertex 
 SD_FLOOR = 1e-4               # relative residual sd below which residuals are rounding, not noise (noise-free tables)
 PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, True): "own vertices"}
 LOCAL = "local"               # `profile` when no law-shaped model fits: every budget's vertex is a local parabola's
+SIZE_COLS = ("params_total", "params_nonembedding", "params_compute")   # any names a run's size (group_budgets)
+MIXED_D_RATIO = 1.4           # one size's token counts further apart than this in one FLOPs cluster: budgets mixed
+                              # (digitised public curves repeat a size within a budget at up to 1.12x)
 
 
 def group_budgets(runs: pd.DataFrame, gap_dex: float = 0.1) -> pd.Series:
-    """Budget id per run: the `budget` column (the grid's nominal C) where every run has one, else clusters of
-    log10(flops) split at gaps > gap_dex."""
+    """Budget id per run: the `budget` column (the grid's nominal C) where every run has one; else, where most runs
+    share their FLOPs exactly with others (nominal budgets, or isoFLOP slices interpolated at chosen budgets), each
+    distinct value; else clusters of log10(flops) split at gaps > gap_dex."""
     if "budget" in runs and runs["budget"].notna().all():
         return runs["budget"].rank(method="dense").astype(int) - 1
     col = "flops" if "flops" in runs else "flops_6n"          # a public table may carry only one convention
     lc = np.log10(runs[col].to_numpy(float))
+    # The gap rule chains budgets closer than gap_dex into one profile of several budgets, whose lowest run is its
+    # largest budget's (26 budgets 0.09 dex apart became 2; bench/README.md, "More public isoFLOP tables"); exact
+    # repeats need no rule. Runs left alone at their value become budgets of one size, left out with a warning.
+    _, inv, counts = np.unique(np.round(lc, 9), return_inverse=True, return_counts=True)
+    if (counts[inv] >= MIN_PER_BUDGET).mean() >= 0.5:
+        return pd.Series(inv, index=runs.index)
     order = np.argsort(lc)
     ids = np.empty(len(lc), int)
     ids[order] = np.concatenate([[0], np.cumsum(np.diff(lc[order]) > gap_dex)])
+    size_col = next((c for c in SIZE_COLS if c in runs), None)
+    N = runs[size_col].to_numpy(float) if size_col else np.full(len(runs), np.nan)
+    D = runs["tokens"].to_numpy(float) if "tokens" in runs else np.full(len(runs), np.nan)
+    if not (np.isfinite(N).all() and np.isfinite(D).all() and (N > 0).all() and (D > 0).all()):
+        return pd.Series(ids, index=runs.index)
+    parts = [_split_mixed(np.flatnonzero(ids == g), lc, N, D) for g in np.unique(ids)]
+    for k, idx in enumerate(sorted((p for part in parts for p in part), key=lambda i: lc[i].min())):
+        ids[idx] = k
     return pd.Series(ids, index=runs.index)
+
+
+def _split_mixed(idx: np.ndarray, lc: np.ndarray, N: np.ndarray, D: np.ndarray) -> list[np.ndarray]:
+    """A FLOPs cluster (run indices) split at its widest gap in log C, recursively, while one model size in it was
+    trained on token counts more than MIXED_D_RATIO apart: on one isoFLOP line a size has one D (replicates share
+    it), so such a cluster holds several budgets, whose 6ND spreads (embeddings, attention) bridged the gap rule."""
+    u, inv = np.unique(np.round(np.log(N[idx]), 6), return_inverse=True)
+    logD = np.log(D[idx])
+    spread = np.zeros(len(u))
+    np.maximum.at(spread, inv, logD)
+    low = np.full(len(u), np.inf)
+    np.minimum.at(low, inv, logD)
+    if len(idx) < 2 or (spread - low).max() <= np.log(MIXED_D_RATIO):
+        return [idx]
+    order = idx[np.argsort(lc[idx])]
+    cut = int(np.argmax(np.diff(lc[order]))) + 1
+    return _split_mixed(order[:cut], lc, N, D) + _split_mixed(order[cut:], lc, N, D)
 
 
 def vertex(logN: np.ndarray, loss: np.ndarray, logD: np.ndarray, w: np.ndarray | None = None) -> dict | None:
@@ -395,8 +429,10 @@ def check_vertices(groups, rows: list[dict | None], notes, window_dex: float, no
                  f"the runs near it: the profile passes {abs(off):.2%} {'below' if off > 0 else 'above'} them on "
                  f"average (p {p:.2g}), its vertex lies {dip:+.2%} from the minimum of the parabola through the lowest "
                  f"size and its neighbours (p {p_dip:.2g}), against {what}: {then}", notes)
-        out.append(row if local is None else {**local, "profile": row["profile"],
-                                               "share_dbic": row.get("share_dbic", np.nan)})
+        # the row keeps the profile model's exponents: the bootstrap and the profile interval re-search them from
+        # `points` (any row), and a local vertex in the first row left them nan (every resample nan)
+        out.append(row if local is None else {**local, "profile": row["profile"], "alpha": row["alpha"],
+                                               "beta": row["beta"], "share_dbic": row.get("share_dbic", np.nan)})
     return out
 
 
@@ -845,13 +881,12 @@ def bootstrap(groups, cfg: FitConfig, method: str = DEFAULT_METHOD, window_dex: 
         xN = xD = np.full((cfg.n_bootstrap, len(usable_g)), np.nan)
     local = [j for j, k in enumerate(kinds) if k is not None]
     if local:                  # budgets whose vertex is a parabola's: refitted by that parabola in every resample
-        sub = [groups[usable_g[j]] for j in local]
-        items = [(sub, [Ws[usable_g[j]][r] for j in local], [kinds[j] for j in local], window_dex)
-                 for r in range(cfg.n_bootstrap)]
-        out = parallel_map(_refit_vertices, items, processes=1, desc="approach 2 bootstrap")
         xN, xD = xN.copy(), xD.copy()
-        xN[:, local] = np.array([o[0] for o in out])
-        xD[:, local] = np.array([o[1] for o in out])
+        for j in local:
+            N, D, _, loss = groups[usable_g[j]]
+            x, d = vertex_batch.local_vertices(np.log(N), loss, np.log(D), Ws[usable_g[j]], kinds[j], window_dex)
+            far = _far_outside(np.log(N), x)
+            xN[:, j], xD[:, j] = np.where(far, np.nan, x), np.where(far, np.nan, d)
     keep = _in_fit(logC, pts) if pts is not None else np.ones(len(logC), bool)
     samples = np.column_stack([*_line(logC, np.where(keep, xN, np.nan)), *_line(logC, np.where(keep, xD, np.nan))])
     return samples, xN[:, keep], xD[:, keep]
@@ -958,16 +993,11 @@ def _line(logC: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, my - slope * mx, np.nan), np.where(ok, slope, np.nan)
 
 
-def _refit_vertices(args) -> tuple[np.ndarray, np.ndarray]:
-    """One resample of the parabola methods (or of the budgets whose vertex is a local parabola's: `method` then one
-    kind per budget, None to skip): each budget's vertex (log N, log D) from weighted fits; nan if none."""
-    groups, ws, method, window_dex = args
-    kinds = [method] * len(groups) if isinstance(method, str) else method      # or one kind per budget
-    xN, xD = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, ((N, D, _, loss), w, kind) in enumerate(zip(groups, ws, kinds)):
-            v = None if kind is None else local_vertex(np.log(N), loss, np.log(D), kind, window_dex, w)
-            if v is not None:
-                xN[i], xD[i] = v["logN_opt"], v["logD_opt"]
-    return xN, xD
+def _far_outside(logN: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Resampled parabolas' vertices x further outside the budget's sizes than their whole span: near-flat parabolas'
+    (curvature ~0), which the runs do not locate; counted as no minimum, like one opening downwards. (Kept, one such
+    resample in 20 of a 5-size budget put its vertex at N ~ e^99 and the exponent's interval at [-11.4, 0.44] on a
+    public table; bench/README.md, "More public isoFLOP tables".) nan counts as outside."""
+    lo, hi = float(logN.min()), float(logN.max())
+    with np.errstate(invalid="ignore"):
+        return ~((lo - (hi - lo) <= x) & (x <= hi + (hi - lo)))

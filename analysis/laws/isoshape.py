@@ -106,22 +106,49 @@ class Profiles:
         self.mD = np.array([self.logD[i].mean() for i in self.idx])
         self.ym = np.array([self.loss[i].mean() for i in self.idx])      # centring y keeps the SSE accurate
         self.shared, self.own_vertices = shared, own_vertices
+        # the rows budget by budget, for the moments of all budgets at once (one_row_moments)
+        self._order = np.concatenate(self.idx)
+        self._gid = np.repeat(np.arange(len(self.idx)), [len(i) for i in self.idx])
+        self._starts = np.concatenate([[0], np.cumsum([len(i) for i in self.idx])[:-1]])
 
     @property
     def n_linear(self) -> int:
         """Coefficients solved exactly: (e, a, b) per budget, or e per budget and one (A, B)."""
         return len(self.idx) + 2 if self.shared else 3 * len(self.idx)
 
-    def sse(self, alpha, beta, Ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def sse(self, alpha, beta, Ws: list[np.ndarray], coef: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """For candidate exponents alpha, beta [P] and weights Ws[g] [R, n_g] (budget g's rows): the SSE
-        summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring)."""
+        summed over budgets [P, R] and the coefficients [P, R, G, 3] (per budget, in its own centring; with
+        coef=False not computed where they cost extra, None: own vertices' second solve, the shared curve's stack)."""
         alpha, beta = np.atleast_1d(alpha), np.atleast_1d(beta)
         if not self.shared:
             return self._sse_own(alpha, beta, Ws)
-        sse, theta = self._sse_shared(alpha, beta, Ws)
+        sse, theta = self._sse_shared(alpha, beta, Ws, coef and not self.own_vertices)
+        if not coef:
+            return sse, None
         return (sse, self._sse_own(alpha, beta, Ws)[1]) if self.own_vertices else (sse, theta)
 
+    def one_row_moments(self, alpha, beta, Ws, mN, mD) -> np.ndarray | None:
+        """[P, 1, G, 10] weighted moments (moments()) of every budget at once, features centred on mN, mD [G], where
+        each budget has one weight row (full-data fits: the exponent search, its polish, the profile region): one
+        np.add.reduceat pass instead of a loop over budgets, whose per-call overhead made the search on 30 budgets of
+        20 sizes take seconds (bench/README.md, "More public isoFLOP tables"). None with several rows (resamples:
+        the loop's matrix products are the cheaper way there)."""
+        if not all(W.shape[0] == 1 for W in Ws):
+            return None
+        o, g = self._order, self._gid
+        u, v = features(self.logN[o], self.logD[o], mN[g], mD[g], alpha, beta)      # [P, n]
+        w = np.concatenate([W[0] for W in Ws])
+        y = self.loss[o] - self.ym[g]
+        wy = w * y
+        cols = (w, u * w, v * w, u * u * w, u * v * w, v * v * w, wy, u * wy, v * wy, wy * y)
+        return np.stack([np.add.reduceat(np.broadcast_to(c, u.shape), self._starts, axis=1) for c in cols], -1)[:, None]
+
     def _sse_own(self, alpha, beta, Ws):
+        M = self.one_row_moments(alpha, beta, Ws, self.mN, self.mD)
+        if M is not None:
+            theta, s = solve(M)                                             # [P, 1, G, 3], [P, 1, G]
+            return s.sum(-1), theta
         thetas, total = [], 0.0
         for g, i in enumerate(self.idx):
             u, v = features(self.logN[i], self.logD[i], self.mN[g], self.mD[g], alpha, beta)
@@ -130,14 +157,18 @@ class Profiles:
             total = total + s
         return total, np.stack(thetas, axis=2)
 
-    def _sse_shared(self, alpha, beta, Ws):
+    def _sse_shared(self, alpha, beta, Ws, coef: bool = True):
         """sse() with one (A, B): each budget's weighted moments centred on its own means (which eliminates e_g),
         summed over budgets, give a 2x2 system per candidate and resample."""
         mN, mD = self.logN.mean(), self.logD.mean()
+        M_all = self.one_row_moments(alpha, beta, Ws, np.full(len(self.idx), mN), np.full(len(self.idx), mD))
         Ms, S = [], 0.0
         for g, i in enumerate(self.idx):
-            u, v = features(self.logN[i], self.logD[i], mN, mD, alpha, beta)
-            M = moments(u, v, self.loss[i] - self.ym[g], Ws[g])                   # [P, R, 10]
+            if M_all is None:
+                u, v = features(self.logN[i], self.logD[i], mN, mD, alpha, beta)
+                M = moments(u, v, self.loss[i] - self.ym[g], Ws[g])                   # [P, R, 10]
+            else:
+                M = M_all[:, :, g]
             w0 = np.where(M[..., 0] > 0, M[..., 0], np.inf)
             m1 = M[..., 1:3] / w0[..., None], M[..., 6] / w0                    # weighted means of (u, v), y
             Ms.append(m1)
@@ -153,6 +184,8 @@ class Profiles:
             B = (suu * S[..., 4] - suv * S[..., 3]) / det
         sse = S[..., 5] - A * S[..., 3] - B * S[..., 4]
         sse = np.where(np.isfinite(sse), np.maximum(sse, 0.0), np.inf)
+        if not coef:
+            return sse, None
         al, be = alpha[:, None], beta[:, None]
         thetas = []
         for g, (mu, my) in enumerate(Ms):
@@ -300,10 +333,13 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
     edge after the last pass (where a wider search might have gone further)."""
     vec, span = local_axes(p, alpha, beta)
     A, B = grid_at(np.log(alpha), np.log(beta), vec, span)
-    sse, theta = p.sse(A, B, Ws)                          # [P, R], [P, R, G, 3]
+    # the search compares SSEs only; the coefficients are solved once, at each resample's best exponents (every
+    # candidate's cost 7 s of 1000 resamples of the own-vertices model on 22 budgets: bench/README.md, "More public
+    # isoFLOP tables")
+    sse, _ = p.sse(A, B, Ws, coef=False)                  # [P, R]
     R = sse.shape[1]
     k = np.argmin(sse, axis=0)                            # best candidate per resample
-    best, theta = sse[k, np.arange(R)], theta[k, np.arange(R)]
+    best = sse[k, np.arange(R)]
     a_best, b_best = A[k], B[k]
     edge = _on_edge(k, A, B)
     for _ in range(BOOT_PASSES - 1):
@@ -314,14 +350,19 @@ def bootstrap_vertices(p: Profiles, Ws: list[np.ndarray], alpha: float, beta: fl
         for c, (ca, cb) in enumerate(centres):
             rows = rows_on_edge[group.ravel() == c]
             A2, B2 = grid_at(np.log(ca), np.log(cb), vec, span)
-            s2, th2 = p.sse(A2, B2, [W[rows] for W in Ws])
+            s2, _ = p.sse(A2, B2, [W[rows] for W in Ws], coef=False)
             k2 = np.argmin(s2, axis=0)
             cols = np.arange(len(rows))
             better = s2[k2, cols] < best[rows]
             r = rows[better]
-            best[r], theta[r] = s2[k2, cols][better], th2[k2, cols][better]
+            best[r] = s2[k2, cols][better]
             a_best[r], b_best[r] = A2[k2][better], B2[k2][better]
             edge[rows] = better & _on_edge(k2, A2, B2)
+    theta = np.empty((R, len(p.idx), 3))
+    pairs, which = np.unique(np.stack([a_best, b_best], 1), axis=0, return_inverse=True)
+    for c, (ca, cb) in enumerate(pairs):
+        rows = np.flatnonzero(which.ravel() == c)
+        theta[rows] = p.sse(np.array([ca]), np.array([cb]), [W[rows] for W in Ws])[1][0]
     s, t = p.lines(Ws)
     # a resample that keeps one size of a budget has no line of its own: the budget's isoFLOP line is the design's
     s_full, t_full = (z[0] for z in p.lines(_full_weights(p)))
