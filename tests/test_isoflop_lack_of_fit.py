@@ -72,7 +72,7 @@ def test_law_shaped_unreplicated_runs_keep_their_profile_model(law, sizes, span,
     f = fit(t)
     assert (f.points["profile"] != approach2.LOCAL).all()
     used = [w for w in f.warnings if "they are used" in w]
-    assert len(used) == 1 and "lack-of-fit F test against the residual scatter of a polynomial" in used[0]
+    assert len(used) == 1 and "residual scatter of a polynomial of degree 3 in log N per budget" in used[0]
 
 
 def test_lack_of_fit_test_refuses_residuals_beyond_the_smoothers_and_not_within_them():

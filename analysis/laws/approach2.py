@@ -546,9 +546,8 @@ def noise_text(noise: run_noise_mod.Noise | None) -> str:
     if noise is None:
         return "run-to-run noise unmeasured"
     if noise.measured and noise.source == run_noise_mod.SMOOTHER:
-        return (f"the lack-of-fit F test against the residual scatter of a polynomial of degree "
-                f"{run_noise_mod.SMOOTH_DEGREE} in log N per budget, {noise.sd:.2%} on {noise.dof} dof (no seed "
-                "replicates)")
+        return (f"the residual scatter of a polynomial of degree {run_noise_mod.SMOOTH_DEGREE} in log N per budget, "
+                f"{noise.sd:.2%} on {noise.dof} dof (no seed replicates: the lack-of-fit F test)")
     if noise.measured:
         return f"run-to-run noise {noise.sd:.2%} measured from seed replicates ({noise.dof} dof)"
     return noise.describe()
