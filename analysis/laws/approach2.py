@@ -14,7 +14,8 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
               The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
               prefers each budget's own (e, a, b); with run-to-run noise measured from seed replicates
-              (analysis/noise.py) a model whose residuals exceed it (fit_test) is refused for the next more
+              (analysis/noise.py) a model whose residuals exceed it (fit_test), and without them one whose residuals
+              exceed a cubic in log N per budget's (lack_of_fit_test), is refused for the next more
               flexible one, and where none fits (the runs do not follow the law's shape along their isoFLOP lines)
               every budget's vertex is a local parabola's (profile `local`). Each law-shaped vertex is then tested
               against the runs near its budget's lowest (check_vertices): one the profile misses there beyond the
@@ -474,8 +475,10 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
       choice was tested: an F test on the SSE against each budget's own (e, a, b) at the same exponents (the `own
       vertices` model, which nests it: 2 (G - 1) more coefficients) refuses sharing at FIT_TEST_LEVEL.
     - With the noise measured from seed replicates, the model's residual variance over the noise's (F on the model's
-      and the noise's dof, fit_test) refuses it at FIT_TEST_LEVEL; the next more flexible one (shared -> own
-      vertices -> per budget, where it has residual dof and exponents inside the search range) is tried.
+      and the noise's dof, fit_test) refuses it at FIT_TEST_LEVEL; without them (`noise` from reference: the
+      smoother's) the lack-of-fit F test against a cubic in log N per budget does (lack_of_fit_test); the next more
+      flexible one (shared -> own vertices -> per budget, where it has residual dof and exponents inside the search
+      range) is tried. The notes say which reference was used.
     Where every law-shaped model is refused the runs do not follow the law's shape along their isoFLOP lines (runs far
     from their optimum, with few optimizer steps, for one): (None, None, dBIC), and each budget's vertex is a local
     parabola's (local_rows). A profile passing both is still checked budget by budget near its vertex
