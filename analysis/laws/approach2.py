@@ -14,7 +14,8 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
               The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
               prefers each budget's own (e, a, b); with run-to-run noise measured from seed replicates
-              (analysis/noise.py) a model whose residuals exceed it (fit_test) is refused for the next more
+              (analysis/noise.py) a model whose residuals exceed it (fit_test), and without them one whose residuals
+              exceed a cubic in log N per budget's (lack_of_fit_test), is refused for the next more
               flexible one, and where none fits (the runs do not follow the law's shape along their isoFLOP lines)
               every budget's vertex is a local parabola's (profile `local`). Each law-shaped vertex is then tested
               against the runs near its budget's lowest (check_vertices): one the profile misses there beyond the
@@ -267,9 +268,10 @@ def isoflop_points(groups: list[tuple[np.ndarray, ...]], notes: list[str] | None
         keep.append((N, D, C, loss))
     rows = []
     if method in ("shape", "shared") and keep:
-        prof, f, share_dbic = shape_profiles(keep, method, notes, noise)
+        ref = reference(keep, noise)
+        prof, f, share_dbic = shape_profiles(keep, method, notes, ref)
         if prof is None:                 # no law-shaped model fits these runs: each budget's own local parabola
-            rows = local_rows(keep, notes, window_dex, noise)
+            rows = local_rows(keep, notes, window_dex, ref)
         else:
             rows = [_shape_row(prof, f, i, C, share_dbic) for i, (_, _, C, _) in enumerate(keep)]
             rows = check_vertices(keep, rows, notes, window_dex, noise, residuals(prof, f), n_params(prof))
@@ -346,6 +348,34 @@ def fit_test(r: np.ndarray, k: int, noise: run_noise_mod.Noise) -> tuple[float, 
     rms = float(np.sqrt(r @ r / dof))
     ratio = rms ** 2 / max(noise.sd, SD_FLOOR) ** 2
     return rms, ratio, float(f_dist.sf(ratio, dof, noise.dof)), dof
+
+
+def lack_of_fit_test(r: np.ndarray, k: int, smooth: run_noise_mod.Noise) -> tuple[float, float, float, int]:
+    """Whether residuals r (log, all runs) of a model with k coefficients are as small as a smoother's (smooth: each
+    budget's polynomial in log N, run_noise_mod.smoother) allows: the classical lack-of-fit F test with the smoother as
+    the full model, ((SSE - SSE_smooth) / (dof - smooth dof)) / (SSE_smooth / smooth dof), F on those dof where the
+    model holds (the law-shaped profile is nearly a cubic's, so nearly nested in it; where the smoother misses
+    smooth profiles its SSE grows and the test refuses less). Without replicates this is what tells a model whose
+    residuals are misfit from one whose residuals are noise: testing the model's residual scatter against the
+    smoother's as against replicates' noise (fit_test) shares their noise in numerator and denominator and refused no
+    model on the GPU study (bench/README.md, "IsoFLOP: lack of fit without replicates"). Returns (RMS of r on its
+    dof, F, p-value, dof); p 1 where untestable."""
+    r = r[np.isfinite(r)]
+    dof = len(r) - k
+    if dof < 1 or not smooth.measured or dof - smooth.dof < 1:
+        return float("nan"), float("nan"), 1.0, max(dof, 0)
+    sse, sse_s = float(r @ r), max(smooth.sd, SD_FLOOR) ** 2 * smooth.dof
+    F = max((sse - sse_s) / (dof - smooth.dof), 0.0) / (sse_s / smooth.dof)
+    return float(np.sqrt(sse / dof)), F, float(f_dist.sf(F, dof - smooth.dof, smooth.dof)), dof
+
+
+def reference(groups, noise: run_noise_mod.Noise | None) -> run_noise_mod.Noise:
+    """What a profile model's residuals are tested against: the run-to-run noise measured from seed replicates, else
+    the residual scatter of a cubic in log N fitted to each budget's runs on its own (run_noise_mod.smoother; pure
+    error where a budget repeats a size)."""
+    if noise is not None and noise.measured:
+        return noise
+    return run_noise_mod.smoother([np.log(g[0]) for g in groups], [g[3] for g in groups])
 
 
 def near_vertex_test(r: np.ndarray, sd: float, dof: float) -> tuple[float, float]:
@@ -458,7 +488,8 @@ def local_row(N, D, C, loss, window_dex: float, sd: float, dof: float,
 
 
 def local_rows(groups, notes, window_dex: float, noise: run_noise_mod.Noise) -> list[dict | None]:
-    """Every budget's vertex from its own local parabola (local_row), tested against the measured noise."""
+    """Every budget's vertex from its own local parabola (local_row), tested against the noise (seed replicates', else
+    the smoother's: reference)."""
     alpha = (1 - FIT_TEST_LEVEL) / len(groups)
     rows = [local_row(N, D, C, loss, window_dex, noise.sd, noise.dof, alpha) for N, D, C, loss in groups]
     rows = [None if r is None else {**r, "profile": LOCAL, "share_dbic": np.nan} for r in rows]
@@ -467,7 +498,7 @@ def local_rows(groups, notes, window_dex: float, noise: run_noise_mod.Noise) -> 
         notes.append(f"approach 2: each budget's vertex is a local parabola's ({kinds.count('window')} the window "
                      f"parabola within {window_dex:g} decades of its vertex, {kinds.count('bracket')} the parabola "
                      "through the lowest size and its neighbours, where the window's misses the runs there beyond "
-                     "the noise)")
+                     f"the noise: {noise_text(noise)})")
     return rows
 
 
@@ -480,8 +511,10 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
       choice was tested: an F test on the SSE against each budget's own (e, a, b) at the same exponents (the `own
       vertices` model, which nests it: 2 (G - 1) more coefficients) refuses sharing at FIT_TEST_LEVEL.
     - With the noise measured from seed replicates, the model's residual variance over the noise's (F on the model's
-      and the noise's dof, fit_test) refuses it at FIT_TEST_LEVEL; the next more flexible one (shared -> own
-      vertices -> per budget, where it has residual dof and exponents inside the search range) is tried.
+      and the noise's dof, fit_test) refuses it at FIT_TEST_LEVEL; without them (`noise` from reference: the
+      smoother's) the lack-of-fit F test against a cubic in log N per budget does (lack_of_fit_test); the next more
+      flexible one (shared -> own vertices -> per budget, where it has residual dof and exponents inside the search
+      range) is tried. The notes say which reference was used.
     Where every law-shaped model is refused the runs do not follow the law's shape along their isoFLOP lines (runs far
     from their optimum, with few optimizer steps, for one): (None, None, dBIC), and each budget's vertex is a local
     parabola's (local_rows). A profile passing both is still checked budget by budget near its vertex
@@ -510,18 +543,24 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
                              f"{df1} and {df2} dof, p {p:.2g}): each budget keeps its own vertex")
             prof, f, i = hybrid, f_h, 1
     if noise is None or not noise.measured:
+        if notes is not None:
+            notes.append(f"approach 2: the profile model's goodness of fit is untested: {noise_text(noise)}")
         return prof, f, dbic
+    smoothed = noise.source == run_noise_mod.SMOOTHER
+    test = lack_of_fit_test if smoothed else fit_test
+    against = noise_text(noise)
     refused = []
     while True:
         label = PROFILE_LABELS[order[i]]
-        rms, ratio, p, dof = fit_test(np.concatenate(residuals(prof, f)), n_params(prof), noise)
+        rms, ratio, p, dof = test(np.concatenate(residuals(prof, f)), n_params(prof), noise)
         if p >= 1 - FIT_TEST_LEVEL:
-            if refused and notes is not None:
-                notes.append(f"approach 2: {'; '.join(refused)}; the {label} profiles' residuals are {rms:.2%} RMS "
-                             f"(F {ratio:.3g}, p {p:.2g}): they are used")
+            if notes is not None:
+                notes.append(f"approach 2: {'; '.join(refused + [''])}the {label} profiles' residuals are {rms:.2%} RMS "
+                             f"(F {ratio:.3g}, p {p:.2g}) against {against}: they are used")
             return prof, f, dbic
-        refused.append(f"the {label} profiles' residuals are {rms:.2%} RMS of the loss against run-to-run noise "
-                       f"{noise.sd:.2%} (F {ratio:.3g} on {dof} and {noise.dof} dof, p {p:.2g})")
+        df_num = dof - noise.dof if smoothed else dof
+        refused.append(f"the {label} profiles' residuals are {rms:.2%} RMS of the loss (F {ratio:.3g} on {df_num} and "
+                       f"{noise.dof} dof, p {p:.2g})")
         i += 1
         if i == 2 and (per_budget_dof(groups) < 1):
             i += 1
@@ -534,11 +573,23 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
                            f"{f['alpha']:.3g}, beta {f['beta']:.3g})")
             break
     if notes is not None:
-        notes.append(f"approach 2: no law-shaped profile model describes these runs within their noise: "
-                     f"{'; '.join(refused)}. Each budget's vertex comes from a local parabola instead (the law's "
+        notes.append(f"approach 2: no law-shaped profile model describes these runs within their noise "
+                     f"({against}): {'; '.join(refused)}. Each budget's vertex comes from a local parabola instead (the law's "
                      "shape does not hold along these isoFLOP lines, e.g. for runs far from their optimum or with few "
                      "optimizer steps)")
     return None, None, dbic
+
+
+def noise_text(noise: run_noise_mod.Noise | None) -> str:
+    """The reference a profile model was tested against, in words (for the notes)."""
+    if noise is None:
+        return "run-to-run noise unmeasured"
+    if noise.measured and noise.source == run_noise_mod.SMOOTHER:
+        return (f"the residual scatter of a polynomial of degree {run_noise_mod.SMOOTH_DEGREE} in log N per budget, "
+                f"{noise.sd:.2%} on {noise.dof} dof (no seed replicates: the lack-of-fit F test)")
+    if noise.measured:
+        return f"run-to-run noise {noise.sd:.2%} measured from seed replicates ({noise.dof} dof)"
+    return noise.describe()
 
 
 def _stack(groups, shared: bool, own_vertices: bool = False) -> isoshape.Profiles:
@@ -699,7 +750,8 @@ class IsoflopFit(ComputeOptimal):
 
     def _describe_profiles(self) -> str:
         if self.method in ("shape", "shared") and self.points["profile"].iloc[0] == LOCAL:
-            return ("no law-shaped profile fits the runs within their run-to-run noise, so each budget's vertex is a "
+            return ("no law-shaped profile fits the runs within their noise (measured from seed replicates, or without "
+                    "them the residual scatter of a cubic in log N per budget), so each budget's vertex is a "
                     f"local parabola's in log N: refitted to the sizes within {self.window_dex:g} decades of its vertex, "
                     "or, where that one misses the runs near its vertex beyond the noise, through the lowest size and "
                     "its neighbours")
