@@ -1,5 +1,5 @@
-"""Approach 3's Huber delta: Hoffmann et al.'s fixed 1e-3 against one scaled to the fit's residuals (the default,
-analysis/laws/approach3.py HUBER_K), on the public isoFLOP tables and on synthetic tables from known laws; and
+"""Approach 3's Huber delta: Hoffmann et al.'s fixed 1e-3 (the default) against one scaled to the fit's residuals
+(delta="scaled", analysis/laws/approach3.py HUBER_K), on the public isoFLOP tables and on synthetic tables from known laws; and
 why approach 3 and the budgets' own minima disagree on some public tables (a misfit of the law's form).
 
     python bench/approach3_delta.py --public --boot 200            # every stored table: a, interval, vs authors
@@ -34,19 +34,13 @@ from analysis.laws import approach2, approach3  # noqa: E402
 from analysis.laws.common import FitConfig  # noqa: E402
 from analysis.synthetic import isoflop_table  # noqa: E402
 
-SCALED = approach3.scaled_delta
-FIXED = lambda residuals: approach3.HUBER_DELTA      # noqa: E731  Hoffmann et al.'s delta (before)
-DELTAS = {"fixed 1e-3": FIXED, "scaled (default)": SCALED}
+DELTAS = {"1e-3 (default)": approach3.HUBER_DELTA, "scaled": "scaled"}
 
 
-def fit3(runs, cfg, rule):
-    approach3.scaled_delta = rule
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return approach3.fit(runs, cfg)
-    finally:
-        approach3.scaled_delta = SCALED
+def fit3(runs, cfg, delta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return approach3.fit(runs, cfg, delta=delta)
 
 
 def curvature_ratio(runs: pd.DataFrame, law, n_col: str) -> float:
@@ -61,24 +55,34 @@ def curvature_ratio(runs: pd.DataFrame, law, n_col: str) -> float:
     return float(np.median(ratios))
 
 
+GPU_STUDY = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpu_study_runs.csv"
+
+
+def tables():
+    """(name, runs, N column, authors' a or None): the stored public tables, then the project's GPU study (32 runs,
+    seed replicates at 1e15: its run-to-run noise is measured)."""
+    for name, (file, a_pub, *_) in PUBLISHED.items():
+        yield name, load(DATA / file), "params_total", a_pub
+    yield "gpu_study (ours)", pd.read_csv(GPU_STUDY, comment="#"), "params_compute", None
+
+
 def public(boot: int):
     print("| data | authors | approach 2 parabola | approach 2 shape | approach 3, delta | a | 90% interval "
           "| vs authors, covers | delta | profiles' curvature / fit's | s |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, (file, a_pub, *_) in PUBLISHED.items():
-        runs = load(DATA / file)
-        cfg0 = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)
+    for name, runs, n_col, a_pub in tables():
+        cfg0 = FitConfig(n_col=n_col, c_col="flops", n_bootstrap=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parab = approach2.fit(runs, cfg0, method="parabola").n_opt.a
             shape = approach2.fit(runs, cfg0).n_opt.a
-        for label, rule in DELTAS.items():
+        for label, delta in DELTAS.items():
             t0 = time.perf_counter()
-            f = fit3(runs, FitConfig(n_col="params_total", c_col="flops", n_bootstrap=boot, seed=0, processes=2), rule)
+            f = fit3(runs, FitConfig(n_col=n_col, c_col="flops", n_bootstrap=boot, seed=0, processes=2), delta)
             lo, hi = f.ci("a")
             vs = "" if a_pub is None else f"{f.a - a_pub:+.3f}, {'yes' if lo <= a_pub <= hi else 'no'}"
             print(f"| {name} | {'-' if a_pub is None else f'{a_pub:.2f}'} | {parab:.3f} | {shape:.3f} | {label} | "
                   f"{f.a:.3f} | [{lo:.3f}, {hi:.3f}] | {vs} | {f.search_info['huber_delta']:.4f} | "
-                  f"{curvature_ratio(runs, f, 'params_total'):.2f} | {time.perf_counter() - t0:.1f} |", flush=True)
+                  f"{curvature_ratio(runs, f, n_col):.2f} | {time.perf_counter() - t0:.1f} |", flush=True)
 
 
 def synthetic(reps: int, boot: int, widths, noises, sizes: int):
@@ -87,8 +91,8 @@ def synthetic(reps: int, boot: int, widths, noises, sizes: int):
         for seed in range(reps):
             t = isoflop_table(law, np.geomspace(1e18, 1e21, 5), sizes_per_budget=sizes, span=10.0 ** width,
                               noise=noise, seed=1000 * seed + 7, jitter_dex=0.05)
-            for label, rule in DELTAS.items():
-                f = fit3(t, FitConfig(n_col="params_nonembedding", n_bootstrap=boot, seed=seed, processes=2), rule)
+            for label, delta in DELTAS.items():
+                f = fit3(t, FitConfig(n_col="params_nonembedding", n_bootstrap=boot, seed=seed, processes=2), delta)
                 lo, hi = f.ci("a") if boot else (np.nan, np.nan)
                 rows.append({"law": lname, "decades": width, "noise": noise, "delta": label, "err": f.a - law.a,
                              "covers": lo <= law.a <= hi, "width": hi - lo, "truth": law.a})
