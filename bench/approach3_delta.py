@@ -1,6 +1,7 @@
 """Approach 3's Huber delta: Hoffmann et al.'s fixed 1e-3 (the default) against one scaled to the fit's residuals
-(delta="scaled", analysis/laws/approach3.py HUBER_K), on the public isoFLOP tables and on synthetic tables from known laws; and
-why approach 3 and the budgets' own minima disagree on some public tables (a misfit of the law's form).
+(delta="scaled", analysis/laws/approach3.py HUBER_K), on the public isoFLOP tables, our GPU study and synthetic
+tables from known laws; and why approach 3 and the budgets' own minima disagree on some public tables (a misfit of
+the law's form).
 
     python bench/approach3_delta.py --public --boot 200            # every stored table: a, interval, vs authors
     python bench/approach3_delta.py --synthetic --reps 8 --boot 100  # bias, spread and coverage of a, both deltas
@@ -68,7 +69,8 @@ def tables():
 
 def public(boot: int):
     print("| data | authors | approach 2 parabola | approach 2 shape | approach 3, delta | a | 90% interval "
-          "| vs authors, covers | delta | profiles' curvature / fit's | s |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "| vs authors, covers | delta | profiles' curvature / fit's | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, runs, n_col, a_pub in tables():
         cfg0 = FitConfig(n_col=n_col, c_col="flops", n_bootstrap=0)
         with warnings.catch_warnings():
@@ -77,7 +79,8 @@ def public(boot: int):
             shape = approach2.fit(runs, cfg0).n_opt.a
         for label, delta in DELTAS.items():
             t0 = time.perf_counter()
-            f = fit3(runs, FitConfig(n_col=n_col, c_col="flops", n_bootstrap=boot, seed=0, processes=2), delta)
+            cfg = FitConfig(n_col=n_col, c_col="flops", n_bootstrap=boot, seed=0, processes=2)
+            f = fit3(runs, cfg, delta)
             lo, hi = f.ci("a")
             vs = "" if a_pub is None else f"{f.a - a_pub:+.3f}, {'yes' if lo <= a_pub <= hi else 'no'}"
             print(f"| {name} | {'-' if a_pub is None else f'{a_pub:.2f}'} | {parab:.3f} | {shape:.3f} | {label} | "

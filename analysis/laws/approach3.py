@@ -147,7 +147,8 @@ def lbfgs_best(starts: np.ndarray, logN, logD, logL, w, delta: float = HUBER_DEL
     keeps a result only when it is strictly lower would): the starts run together where analysis/lbfgs.py reproduces
     minimize() here, else one after another."""
     if batched_lbfgs.available():
-        fun = lambda theta, rows: objective_rows(theta, logN, logD, logL, np.broadcast_to(w, (len(rows), len(w))), delta)
+        fun = lambda theta, rows: objective_rows(theta, logN, logD, logL, np.broadcast_to(w, (len(rows), len(w))),
+                                                 delta)
         out = batched_lbfgs.minimize_many(fun, starts, LBFGS_OPTIONS)
         results = [OptimizeResult(x=out["x"][k], fun=float(out["fun"][k]), success=bool(out["success"][k]),
                                   message=out["message"][k], nit=int(out["nit"][k]), nfev=int(out["nfev"][k]))
@@ -272,8 +273,12 @@ def fit(runs: pd.DataFrame, config: FitConfig | None = None, n_starts: int = 8, 
     L = runs[cfg.loss_col].to_numpy(float)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
     ones = np.ones_like(logN)
-    search_fit = (lambda d: fit_theta_vp(logN, logD, logL, ones, delta=d)) if search == "vp" else \
-        (lambda d: (*fit_theta(logN, logD, logL, ones, n_starts, delta=d), {}))
+
+    def search_fit(d: float):
+        if search == "vp":
+            return fit_theta_vp(logN, logD, logL, ones, delta=d)
+        return (*fit_theta(logN, logD, logL, ones, n_starts, delta=d), {})
+
     if delta == "scaled":
         theta, res, info = search_fit(HUBER_DELTA)      # Hoffmann et al.'s delta: its residuals give the scale
         delta = scaled_delta(logL - log_pred(theta, logN, logD))
