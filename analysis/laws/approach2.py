@@ -325,11 +325,16 @@ def residuals(prof: isoshape.Profiles, f: dict) -> list[np.ndarray]:
     """Per budget, the log residuals log(loss / fitted) of a law-shaped profile fit (its own coefficients per budget
     for `own vertices`): relative to the loss, as the run-to-run noise is measured (analysis/noise.py)."""
     out = []
-    for g, i in enumerate(prof.idx):
-        pred = prof.curve(g, f["theta"][g], f["alpha"], f["beta"], f["s"][g], f["t"][g], prof.logN[i])
+    for i, pred in zip(prof.idx, fitted(prof, f)):
         with np.errstate(invalid="ignore", divide="ignore"):
             out.append(np.log(prof.loss[i] / np.where(pred > 0, pred, np.nan)))
     return out
+
+
+def fitted(prof: isoshape.Profiles, f: dict) -> list[np.ndarray]:
+    """Per budget, the fitted profile's loss at its runs (own vertices: each budget's own coefficients)."""
+    return [prof.curve(g, f["theta"][g], f["alpha"], f["beta"], f["s"][g], f["t"][g], prof.logN[i])
+            for g, i in enumerate(prof.idx)]
 
 
 def n_params(prof: isoshape.Profiles) -> int:
@@ -522,7 +527,6 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
     prof, f, dbic = shape_choice(groups, method, notes)
     if method != "shape":
         return prof, f, dbic
-    stack = lambda shared, own=False: _stack(groups, shared, own)  # noqa: E731
     order = [(True, False), (True, True), (False, False)]
     i = order.index((prof.shared, prof.own_vertices))
     n, G = sum(len(g[0]) for g in groups), len(groups)
@@ -530,7 +534,7 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
     sse_one = _sse(prof, f)
     # (a shared fit exact to rounding, noise-free runs of one law, is not tested: its F is rounding over rounding)
     if i == 0 and per_budget_dof(groups) < SHAPE_DOF and n - 3 * G - 2 >= 1 and G >= 2 and sse_one > 1e-12 * ss_total:
-        hybrid = stack(True, True)
+        hybrid = _stack(groups, True, True)
         f_h = isoshape.fit(hybrid)
         sse_own = _sse(hybrid, f_h)
         df1, df2 = 2 * (G - 1), n - 3 * G - 2
@@ -566,7 +570,7 @@ def shape_profiles(groups, method: str, notes: list[str] | None = None, noise: r
             i += 1
         if i >= len(order):
             break
-        prof = stack(*order[i])
+        prof = _stack(groups, *order[i])
         f = isoshape.fit(prof)
         if i == 2 and at_bound(f):
             refused.append(f"the per-budget profiles' exponents stop at the search range's bound (alpha "
@@ -603,11 +607,7 @@ def _stack(groups, shared: bool, own_vertices: bool = False) -> isoshape.Profile
 def _sse(prof: isoshape.Profiles, f: dict) -> float:
     """Sum of squared residuals (loss units) of a fitted profile model, from its curves (own vertices: its own
     coefficients, whose SSE isoshape reports as the shared model's)."""
-    total = 0.0
-    for g, i in enumerate(prof.idx):
-        pred = prof.curve(g, f["theta"][g], f["alpha"], f["beta"], f["s"][g], f["t"][g], prof.logN[i])
-        total += float(((prof.loss[i] - pred) ** 2).sum())
-    return total
+    return sum(float(((prof.loss[i] - pred) ** 2).sum()) for i, pred in zip(prof.idx, fitted(prof, f)))
 
 
 def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[isoshape.Profiles, dict, float]:
@@ -624,10 +624,7 @@ def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[i
     move them while their optima move by more than their noise; where the test rejects, each budget keeps its own
     vertex at the shared exponents (isoshape `own_vertices`). So too where BIC keeps one (a, b) per budget but
     their exponents stop at the search range's bound (at_bound): undetermined, they take the vertices with them."""
-    def profiles(shared, own_vertices=False):
-        return _stack(groups, shared, own_vertices)
-
-    one = profiles(True)
+    one = _stack(groups, True)
     if method == "shared":
         return one, isoshape.fit(one), float("nan")
     if per_budget_dof(groups) < SHAPE_DOF:
@@ -637,13 +634,13 @@ def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[i
                          "budget keeping its own offset (method `shared`); add sizes per budget for independent "
                          "profiles")
         return one, isoshape.fit(one), float("nan")
-    own = profiles(False)
+    own = _stack(groups, False)
     # (each its own global search: started from the per-budget exponents, the shared fit stopped in local optima
     # where a 1-decade grid left those wild, and the comparison then rejected one law on data drawn from one)
     f_own, f_one = isoshape.fit(own), isoshape.fit(one)
     ss_total = float(sum(((one.loss[i] - one.ym[g]) ** 2).sum() for g, i in enumerate(one.idx)))
     dbic = bic_difference(f_own["sse"], f_one["sse"], len(own.loss), own.n_linear - one.n_linear, ss_total)
-    hybrid = profiles(True, own_vertices=True)
+    hybrid = _stack(groups, True, own_vertices=True)
     if dbic <= 0:
         if not at_bound(f_own):
             return own, f_own, dbic
@@ -867,36 +864,34 @@ def _in_fit(logC: np.ndarray, pts: pd.DataFrame) -> np.ndarray:
     return np.isclose(logC[:, None], np.log(pts["C"].to_numpy(float))[None, :], rtol=0, atol=1e-9).any(1)
 
 
+def _point_rows(logC: np.ndarray, pts: pd.DataFrame) -> list[int | None]:
+    """Per usable budget (log C), its row in `points`; None for a budget the full-data fit left out."""
+    cs = np.log(pts["C"].to_numpy(float))
+    rows = [np.flatnonzero(np.isclose(cs, c, rtol=0, atol=1e-9)) for c in logC]
+    return [int(j[0]) if len(j) else None for j in rows]
+
+
 def _local_kinds(logC: np.ndarray, pts: pd.DataFrame) -> list[str | None]:
     """Per usable budget (log C), how the full-data fit found its vertex (`vertex_by`: profile, window or bracket);
     None for a budget it left out."""
-    cs = np.log(pts["C"].to_numpy(float))
     by = pts["vertex_by"].to_numpy() if "vertex_by" in pts else np.full(len(pts), "profile")
-    out = []
-    for c in logC:
-        j = np.flatnonzero(np.isclose(cs, c, rtol=0, atol=1e-9))
-        out.append(str(by[j[0]]) if len(j) else None)
-    return out
+    return [None if j is None else str(by[j]) for j in _point_rows(logC, pts)]
 
 
 def _local_columns(logC: np.ndarray, pts: pd.DataFrame, xN: np.ndarray, xD: np.ndarray) -> tuple[np.ndarray, ...]:
     """xN, xD [P, G] of a law-shaped model with the budgets whose vertex is a local parabola's set to that vertex
     (which does not depend on the profiles' exponents)."""
     xN, xD = np.array(xN, float), np.array(xD, float)
-    for j, k in enumerate(_local_kinds(logC, pts)):
+    for j, (k, row) in enumerate(zip(_local_kinds(logC, pts), _point_rows(logC, pts))):
         if k not in (None, "profile"):
-            row = pts.iloc[int(np.argmin(np.abs(np.log(pts["C"].to_numpy(float)) - logC[j])))]
-            xN[..., j], xD[..., j] = np.log(row["N_opt"]), np.log(row["D_opt"])
+            xN[..., j], xD[..., j] = np.log(pts["N_opt"].iloc[row]), np.log(pts["D_opt"].iloc[row])
     return xN, xD
 
 
 def _profiles(groups, usable_g, pts) -> isoshape.Profiles:
-    return isoshape.Profiles(np.log(np.concatenate([groups[i][0] for i in usable_g])),
-                             np.log(np.concatenate([groups[i][1] for i in usable_g])),
-                             np.concatenate([groups[i][3] for i in usable_g]),
-                             np.concatenate([np.full(len(groups[i][0]), k) for k, i in enumerate(usable_g)]),
-                             shared=pts["profile"].iloc[0] != "per budget",
-                             own_vertices=pts["profile"].iloc[0] == "own vertices")
+    """The usable budgets as the profile model the full-data fit chose (`points`' profile)."""
+    return _stack([groups[i] for i in usable_g], shared=pts["profile"].iloc[0] != "per budget",
+                  own_vertices=pts["profile"].iloc[0] == "own vertices")
 
 
 def resample_weights_within(groups, cfg: FitConfig, clusters=None) -> list[np.ndarray]:
