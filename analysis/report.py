@@ -55,25 +55,45 @@ from harness.rundir import atomic_write_bytes
 CHINCHILLA_FITS = ("approach 1", "approach 2", "approach 3", "holdout")
 
 
+def training_mixtures(runs: pd.DataFrame) -> pd.Series:
+    """Each run's training mixture as one hashable key (its w_<domain> weights, rounded past the launcher's
+    precision); one key for every run when the table records no weights."""
+    w = sorted(c for c in runs.columns if c.startswith("w_"))
+    if not w:
+        return pd.Series(0, index=runs.index)
+    return runs[w].astype(float).round(5).apply(tuple, axis=1)
+
+
 def not_a_chinchilla_grid(runs: pd.DataFrame, config: FitConfig) -> str:
-    """Why the Chinchilla laws must not be fitted to these runs ("" when they may): an lr sweep trains each size at
-    several learning rates, so its losses vary with the lr, not with N and D alone, and the laws would describe the
-    lrs (fitted to one, approach 3's recommendations once crashed)."""
-    if not lr_law.has_lr_sweep(runs, config):
-        return ""
-    n_sizes = runs[config.n_col].nunique()
-    return (f"not fitted to a learning-rate sweep ({n_sizes} size(s), each trained at several learning rates): its "
-            "losses vary with the lr as much as with N and D, so the loss surface, the isoFLOP profiles and the "
-            "compute-optimal allocation would describe the lrs, not the scaling. They need a Chinchilla grid (4 or "
-            "more compute budgets, several sizes each, one lr per size): `python sweep.py +grid=chinchilla "
-            "grid.lr_from=<this sweep's directory>` trains one at the lrs this sweep chose")
+    """Why the Chinchilla laws must not be fitted to these runs ("" when they may), ending with where the report
+    looks instead. An lr sweep trains some size at several learning rates, a mixture sweep some size on several data
+    mixtures: either way the losses vary with something besides N and D, and one law through them would describe
+    the lrs or the mixtures, not the scaling (fitted to an lr sweep, approach 3's recommendations once crashed)."""
+    if lr_law.has_lr_sweep(runs, config):
+        n_sizes = runs[config.n_col].nunique()
+        return (f"not fitted to a learning-rate sweep ({n_sizes} size(s), each trained at several learning rates): "
+                "its losses vary with the lr as much as with N and D, so the loss surface, the isoFLOP profiles and "
+                "the compute-optimal allocation would describe the lrs, not the scaling. They need a Chinchilla grid "
+                "(4 or more compute budgets, several sizes each, one lr per size): `python sweep.py +grid=chinchilla "
+                "grid.lr_from=<this sweep's directory>` trains one at the lrs this sweep chose. The learning-rate "
+                "section below gives each size's chosen lr and the lr law")
+    if {config.n_col, "tokens"} <= set(runs.columns) and len(runs):
+        mix = training_mixtures(runs)
+        per_size = mix.groupby([runs[config.n_col], runs["tokens"]]).nunique()
+        if (per_size > 1).any():
+            return (f"not fitted to a data-mixture sweep ({mix.nunique()} training mixtures over "
+                    f"{len(per_size)} (N, D) point(s)): its losses vary with the mixture as well as with N and D, so "
+                    "one loss surface through them would describe the mixtures, not the scaling. A Chinchilla grid "
+                    "trains one mixture (`python sweep.py +grid=chinchilla data.weights=<the chosen mixture>`). The "
+                    "data-mixture section below fits how the loss depends on the mixture")
+    return ""
 
 
 def build_context(res: results.Results, config: FitConfig, budgets=None) -> Context:
     """Fit what the tables allow; a fit that cannot be made is recorded with its reason, not fatal. Then judge the
     fits (analysis/verdict.py) against the run-to-run noise measured from seed replicates (analysis/noise.py).
-    An lr sweep gets no Chinchilla law (not_a_chinchilla_grid says why) and so no verdict on one: its section is
-    the lr law (analysis/lr_report.py)."""
+    An lr or mixture sweep gets no Chinchilla law (not_a_chinchilla_grid says why) and so no verdict on one: its
+    section is the lr law (analysis/lr_report.py) or the mixing law (analysis/mixing_report.py)."""
     ctx = Context(res, config, budgets)
     attempts: dict[str, Callable] = {
         "approach 1": lambda: approach1.fit(ctx.runs, ctx.curves, config),
@@ -146,8 +166,7 @@ def law_text(a3, level: float) -> str:
 def section_summary(ctx: Context):
     """The verdict first; then advice only as far as the verdict and the law's own intervals allow."""
     if ctx.not_chinchilla:
-        return [Heading("Summary"), Para(f"**No Chinchilla law:** {ctx.not_chinchilla}. The learning-rate section "
-                                         "below gives each size's chosen lr and the lr law.")]
+        return [Heading("Summary"), Para(f"**No Chinchilla law:** {ctx.not_chinchilla}.")]
     v, a3, level = judged(ctx), ctx.a3, ctx.config.ci_level
     out = [Heading("Summary"), Para(v.headline())]
     if a3 is None:

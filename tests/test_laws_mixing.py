@@ -231,6 +231,30 @@ def test_report_section_from_run_directories(tmp_path):
     assert "Held-out-mixture check" in text and "Recommended mixture" in text
     for name in ("mixture_heldout", "mixture_recommendation", "mixture_effects"):
         assert (md.parent / "figures" / f"{name}.png").exists()
+    # one (N, D) point, 24 mixtures: no Chinchilla law, verdict or advice to add budgets, and the Summary says why
+    assert "**No Chinchilla law:** not fitted to a data-mixture sweep (24 training mixtures over 1 (N, D)" in text
+    for absent in ("Verdict", "## Fitted laws", "## Recommendations", "grid.shapes.budgets"):
+        assert absent not in text, absent
+
+
+def test_a_chinchilla_grid_on_one_mixture_is_fitted_and_one_with_mixed_sizes_is_not():
+    """not_a_chinchilla_grid: one mixture (however its weights are spelled) is a Chinchilla grid; a size trained on two
+    mixtures is not; a table without w_ columns is one mixture."""
+    import pandas as pd
+
+    from analysis.laws.common import FitConfig
+    from analysis.report import not_a_chinchilla_grid
+    cfg = FitConfig()
+    n = [1e5, 1e5, 2e5, 2e5]
+    one = pd.DataFrame({cfg.n_col: n, "tokens": [1e6, 2e6, 1e6, 2e6], "w_a": [0.3, 0.3, 0.3000001, 0.3],
+                        "w_b": [0.7, 0.7, 0.6999999, 0.7], "lr": 1e-3})
+    assert not_a_chinchilla_grid(one, cfg) == ""
+    assert not_a_chinchilla_grid(one.drop(columns=["w_a", "w_b"]), cfg) == ""
+    two = one.assign(w_a=[0.3, 0.3, 0.3, 0.5], w_b=[0.7, 0.7, 0.7, 0.5])
+    assert not_a_chinchilla_grid(two, cfg) == ""            # each (N, D) point on one mixture: sizes may differ
+    mixed = pd.concat([one, one.assign(w_a=0.5, w_b=0.5)])
+    assert not_a_chinchilla_grid(mixed, cfg).startswith("not fitted to a data-mixture sweep (2 training mixtures over "
+                                                        "4 (N, D) point(s))")
 
 
 def test_confirmation_command_and_comparison(ye_case):
