@@ -160,6 +160,7 @@ class Diagnosis:
     rivals: list[str] = field(default_factory=list)     # other properties whose refits qualified too (weaker)
     note: str = ""                      # why nothing was named
     lobo: pd.DataFrame | None = None    # leave_one_budget_out's table, where the caller computed it
+    one_batch: float | None = None      # the batch (tokens) every run shared, when they did
 
     @property
     def named(self) -> bool:
@@ -205,10 +206,19 @@ class Diagnosis:
                 and f.mean_left > ONE_SIDED_SDS * max(sd, f.rms_kept))
 
     def fix(self) -> str:
-        """The concrete change to the sweep for the named cause ("" when none is named)."""
+        """The concrete change to the sweep for the named cause ("" when none is named), and the controlled rerun
+        that tells it from too few optimizer steps when every run shared one batch (then the largest sizes of each
+        budget are also its shortest runs in steps, and a step penalty that grows with size looks like the cause)."""
         if not self.named:
             return ""
-        return FIXES[self.cause](*self.split(self.cause))
+        text = FIXES[self.cause](*self.split(self.cause))
+        if self.one_batch and self.cause in SIZE_LIKE:
+            text += (f". Before changing the grid, rule out too few optimizer steps: every run used one batch "
+                     f"({self.one_batch:,.0f} tokens), so these runs cannot tell the two apart. Train two of the runs "
+                     "left out again on the same tokens at a quarter of train.batch_tokens (4x the steps): if their "
+                     "loss falls to the law or below, the cause is the step count, and the fix is a smaller batch "
+                     "for the short runs")
+        return text
 
     def split(self, key: str) -> tuple[float, str]:
         """(threshold, side) of the runs a property's diagnosis points at: its best refit's, else the in-sample
@@ -225,6 +235,12 @@ class Diagnosis:
                 "table": self.table.to_dict(orient="records"),
                 "refits": {k: vars(v) for k, v in self.refits.items() if v is not None},
                 "lobo": self.lobo.to_dict(orient="records") if self.lobo is not None else None}
+
+
+# properties that single out the large sizes of each budget, which at one batch for all runs are also the runs with
+# the fewest steps for their size: a controlled rerun at a smaller batch separates them (examples/README.md: in the
+# GPU study, 4x the steps on the same tokens lowered two such runs' loss by 21-25%)
+SIZE_LIKE = ("tokens_per_param", "depth", "width", "head_share", "off_optimum")
 
 
 def _generic(what: str) -> Callable[[float, str], str]:
@@ -354,6 +370,8 @@ def diagnose(runs: pd.DataFrame, residuals: pd.DataFrame, noise_sd: float, n_col
     sig = sig.sort_values("strength", ascending=False)
     candidates = list(sig["key"])
     d = Diagnosis(rms, noise_sd, table, candidates)
+    if "batch_tokens" in r and r["batch_tokens"].nunique() == 1:
+        d.one_batch = float(r["batch_tokens"].iloc[0])
     if not candidates and refit is None:
         d.note = (f"no recorded property ({', '.join(BY_KEY[k].label for k in table['key'])}) tracks the residuals: "
                   f"none of their rank correlations is significant at {ALPHA:g} over the {2 * len(table)} tests")

@@ -79,6 +79,19 @@ def test_planted_tokens_per_param_penalty_is_named_not_steps():
     k, side = d.split("tokens_per_param")
     assert side == "below" and 4 <= k <= 20, k
     assert "grid.shapes.tokens_per_param" in d.fix()
+    assert d.one_batch is None and "rule out too few optimizer steps" not in d.fix()   # batches differ: separable
+
+
+def test_one_batch_for_every_run_asks_for_the_rerun_that_separates_steps():
+    """With one batch, a planted tokens-per-parameter penalty is still named, but its fix first asks for the
+    controlled rerun at a quarter of the batch (a size-growing step penalty would look the same); a steps cause's
+    fix needs no such rerun."""
+    d = run_diagnosis(sweep(tpp_k=8, batches=(2 ** 17,)))
+    assert d.cause == "tokens_per_param" and d.one_batch == 2 ** 17, (d.candidates, d.note)
+    assert "grid.shapes.tokens_per_param" in d.fix() and "131,072 tokens" in d.fix()
+    assert "a quarter of train.batch_tokens" in d.fix()
+    d = run_diagnosis(sweep(steps_k=300, batches=(2 ** 17,)))
+    assert d.one_batch == 2 ** 17 and "a quarter of train.batch_tokens" not in d.fix()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
