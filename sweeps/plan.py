@@ -346,18 +346,18 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
         hours += h or 0.0
         cost += (h or 0.0) * p.price_per_gpu_hour
         n = r.counts.params_nonembedding
-        batch = [f"{r.spec.batch_size}x{r.spec.model.seq_len}", str(r.spec.steps)] if per_run_batch else []
+        batch_cells = [f"{r.spec.batch_size}x{r.spec.model.seq_len}", str(r.spec.steps)] if per_run_batch else []
         rows.append([r.run_id, r.label, si(n), si(r.counts.params_total), si(r.spec.tokens),
-                     f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, *batch, f"{r.flops:.2e}",
+                     f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, *batch_cells, f"{r.flops:.2e}",
                      str(r.gpus), f"{h:.3g}" if h is not None else "unmeasured",
                      f"{h * p.price_per_gpu_hour:.2f}" if h is not None else "-",
                      statuses[r.run_id].state if statuses else "planned"])
     unit = "GPU-h" if p.throughput.device_kind.lower() != "cpu" else "CPU-h"
-    header = ["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", *(["batch", "steps"] if per_run_batch
-                                                                              else []),
-              "FLOPs", "GPUs", f"est {unit}", "cost $", "status"]
-    table = render(header, rows, right={i for i, h in enumerate(header) if h not in ("run id", "run", "lr from",
-                                                                                     "status")})
+    batch_cols = ["batch", "steps"] if per_run_batch else []
+    header = ["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", *batch_cols, "FLOPs", "GPUs",
+              f"est {unit}", "cost $", "status"]
+    left = {"run id", "run", "lr from", "status"}
+    table = render(header, rows, right={i for i, h in enumerate(header) if h not in left})
     total_flops = sum(r.flops for r in p.runs)
     est = (f"{hours:.3g} {unit} ({p.throughput.device_kind}), ${cost:,.2f} at ${p.price_per_gpu_hour:g}/h"
            if known else f"{unit} unmeasured for device kind {p.throughput.device_kind!r} "
