@@ -7,7 +7,8 @@
 #                 law on the other 22 inside their convex hull, with its predicted gain over uniform and natural;
 #   3. confirmation: the candidate, uniform and natural at L4-d256 x 40M tokens, seeds 0 1 (confirm.sh's sweep);
 #   4. python -m analysis.report and mixing_report --confirm: measured against predicted, and the verdict.
-# Planner total 8.9 H200-minutes (fit 6.9, confirmation 2.0); stages are time-limited from LIMIT_S (default 560 s)
+# Planner total 9.1 H200-minutes (fit 7.0, confirmation 2.1; grid.batch.rule=steps: each run's batch halved until it
+# trains >= 1000 steps); stages are time-limited from LIMIT_S (default 560 s)
 # and everything (run directories' small files, reports, logs) is packed into $OUT/mixing.tgz even when a stage fails.
 #
 #   OUT=$OUT bash bench/gpu_mixing_study.sh        # on the device machine: data/large built (bench/gpu_study.sh stage),
@@ -37,7 +38,8 @@ if [ "$TOY" = 1 ]; then
 else
   JOBS=${JOBS:-2}                       # runs per GPU at once (sweep.jobs_per_gpu)
   FIT="sweep.jobs_per_gpu=$JOBS"
-  CONFIRM="scale=study grid.shapes.depth=4 train.optim.lr=2.0e-3 sweep.jobs_per_gpu=$JOBS sweep.throughput_table=bench/results/throughput_h200.json"
+  CONFIRM="scale=study grid.shapes.depth=4 train.optim.lr=2.0e-3 grid.batch.rule=steps sweep.jobs_per_gpu=$JOBS"
+  CONFIRM="$CONFIRM sweep.throughput_table=bench/results/throughput_h200.json"
 fi
 PACK_S=20                               # s kept for packing
 . bench/mixing_stages.sh                # SW, LOGS, START; left, stage, pack (on exit); the cwd is the repository root

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The GPU scaling study of record (issue 12, item 4) in device calls of <= 10 minutes: one phase per call, resumable.
 #
-#   OUT=<dir> bash bench/gpu_study.sh PHASE          PHASE: stage | lr | grid | big | status
+#   OUT=<dir> bash bench/gpu_study.sh PHASE          PHASE: stage | lr | grid | grid2 | big | status
 #
 #   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
 #           once every part is there
 #   lr      the study's lr sweep           python sweep.py +grid=study_lr   (runs/study-lr, 25 runs, ~9 GPU-min est.)
 #   lr2     its second part, L7 at 3 lrs   python sweep.py +grid=study_lr_big (runs/study-lr, 3 runs, ~7 GPU-min est.)
 #   grid    the isoFLOP grid               python sweep.py +grid=study      (runs/study, 36 runs, ~27 GPU-min est.)
+#   grid2   the grid with a batch per run  python sweep.py +grid=study2     (runs/study2, 36 runs, ~28 GPU-min est.: every
+#           run >= 1000 steps; the 14 runs whose batch stays 128 sequences have runs/study's run ids, and 2 those of
+#           bench/residual_check.sh's 32-sequence runs: copied from runs/study and runs/study-check when finished
+#           there, leaving 20 runs, ~10 GPU-min est.)
 #   big     the compute-optimal run at 4x the largest budget, sized by the grid's law
 #           (python -m analysis.holdout runs/study --plan-big 4 --rungs <bench/study_rungs.py's>; runs/study-big)
 #   status  restore and print the progress line; trains nothing
@@ -39,20 +43,21 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
-PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|big|status}
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|grid2|big|status}
 : "${OUT:?set OUT to a directory for the results}"
 LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
 STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
 MAX_MIB=${MAX_MIB:-15}
 DATA=${SCALEMIX_DATA:-data}
-SWEEPS=(study-lr study study-big study-superseded)
+SWEEPS=(study-lr study study2 study-big study-superseded)
 case "$PHASE" in
   stage|status) GRID= ;;
   lr) GRID=study_lr; SWEEP=study-lr ;;
   lr2) GRID=study_lr_big; SWEEP=study-lr ;;
   grid) GRID=study; SWEEP=study ;;
+  grid2) GRID=study2; SWEEP=study2 ;;
   big) GRID=study_big; SWEEP=study-big ;;
-  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | big | status" >&2; exit 2 ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | grid2 | big | status" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$STAGE" "$ROOT"
 TMP=$(mktemp -d)     # side files stay out of $OUT: at most 8 files come back from a call
@@ -129,6 +134,16 @@ if [ -n "$GRID" ]; then
   python sweep.py "${ARGS[@]}" sweep.dry_run=true > "$OUT/plan.txt" 2>&1 || { tail -n 30 "$OUT/plan.txt"; exit 3; }
   if [[ $PHASE != lr* ]]; then   # runs an earlier lr law planned, at lrs the plan no longer holds: set aside, kept
     python bench/study_state.py supersede --root "$ROOT" --sweep "$SWEEP" --plan "$OUT/plan.txt" || exit 3
+  fi
+  if [ "$PHASE" = grid2 ]; then   # the same specs, so the same run ids: runs/study's runs whose batch stays 128
+    # sequences, and bench/residual_check.sh's two runs at 32 (C5.5e15 L7-d448, C1.3e16 L8-d512)
+    for id in $(grep -oE '^[0-9a-f]{12} ' "$OUT/plan.txt" | sort -u); do
+      for from in study study-check; do
+        if [ -f "$ROOT/$from/$id/result.json" ] && [ ! -e "$ROOT/study2/$id" ]; then
+          mkdir -p "$ROOT/study2" && cp -r "$ROOT/$from/$id" "$ROOT/study2/$id" && echo "reused runs/$from/$id"
+        fi
+      done
+    done
   fi
   PLANNED=("$SWEEP=$(sed -n 's/^total: \([0-9]*\) runs.*/\1/p' "$OUT/plan.txt")")
   grep -E "^(total|warning)" "$OUT/plan.txt"

@@ -1,6 +1,7 @@
 """Sweeps: grids -> validated RunSpecs -> launched runs, idempotently.
 
     grids.py    the axes: compute-bracketing shapes, rungs, fixed; mixtures; learning rates
+    batching.py grid.batch: one batch for the grid, or each run's halved until it trains enough steps
     schema.py   every key of the composed config with its type: unknown keys refused with the nearest valid one
     plan.py     plan(cfg): every RunSpec, validated (all errors at once), and the plan table with cost
     cost.py     device-hours from bench/throughput.py's measured rows

@@ -9,6 +9,14 @@ A run's speed is the achieved FLOP/s interpolated in log(FLOPs per token) betwee
 shapes (clamped at the ends), plus the rows' median "startup_s" (compile, first eval) if they
 have one. With no matching row the estimate is None and the plan prints "unmeasured".
 
+A run at a smaller batch than the rows' (grid.batch.rule=steps) is slower per token on a GPU (each step's fixed
+cost is spread over fewer tokens). The table's optional "batch_speed" section holds what was measured:
+    "batch_speed": {"reference_sequences": 128,            # the rows' batch (sequences of their "seq")
+                    "rows": [{"device": "NVIDIA H200", "sequences": 32, "speed": 0.81, "source": "..."}]}
+speed = tokens/s at that batch / tokens/s at the reference batch, interpolated in log(sequences) between the
+measured batches and clamped at both ends: 1 at or above the reference, the smallest measured batch's speed below
+it (unmeasured there: the plan table says so). Without the section every batch runs at the rows' speed.
+
 Scale (`scale_lines`, printed under the plan table): the device kind's bf16 peak and the MFU measured at
 the largest benchmarked shape (the peak is the rows' own: achieved FLOP/s / their "mfu"); with
 `sweep.target_flops` set, the GPU-hours and cost of the final run at that budget; and a table of published
@@ -40,6 +48,8 @@ class Throughput:
     peak: float | None = None          # bf16 peak FLOP/s of the measured device (from the rows' mfu)
     mfu_largest: float | None = None   # MFU of the largest measured shape
     largest: str = ""                  # which shape that was, e.g. "d 768"
+    batch_log_seqs: tuple[float, ...] = ()   # batches measured (log sequences, ascending; the reference last) ...
+    batch_speeds: tuple[float, ...] = ()     # ... and their tokens/s relative to the reference batch's
 
     @classmethod
     def load(cls, path: str | None, device_kind: str) -> Throughput:
@@ -55,6 +65,7 @@ class Throughput:
                        and r.get("tokens_per_s")), key=lambda r: r["flops_per_token"])
         if not rows:
             return cls(device_kind, source=str(path))
+        speeds = batch_speed(table.get("batch_speed") or {}, device_kind)
         with_mfu = [r for r in rows if r.get("mfu")]
         peak = float(np.median([r["flops_per_token"] * r["tokens_per_s"] / r["mfu"] for r in with_mfu])) \
             if with_mfu else None
@@ -64,23 +75,52 @@ class Throughput:
                    float(np.median([r.get("startup_s", 0.0) for r in rows])),
                    f"{path} ({table.get('machine', '?')}, {table.get('date', '?')})",
                    peak, float(with_mfu[-1]["mfu"]) if with_mfu else None,
-                   f"d {with_mfu[-1].get('d', '?')}, {with_mfu[-1].get('date', 'undated')}" if with_mfu else "")
+                   f"d {with_mfu[-1].get('d', '?')}, {with_mfu[-1].get('date', 'undated')}" if with_mfu else "",
+                   tuple(float(np.log(q)) for q, _ in speeds), tuple(float(v) for _, v in speeds))
 
     @property
     def measured(self) -> bool:
         return bool(self.log_fpt)
 
-    def hours(self, flops_per_token: int, tokens: int) -> float | None:
+    def hours(self, flops_per_token: int, tokens: int, sequences: int | None = None) -> float | None:
+        """Device-hours of `tokens` at `flops_per_token`, at a batch of `sequences` (None: the rows' batch)."""
         if not self.measured:
             return None
         rate = float(np.exp(np.interp(np.log(flops_per_token), self.log_fpt, self.log_flops_per_s)))
-        return (flops_per_token * tokens / rate + self.startup_s) / 3600
+        return (flops_per_token * tokens / (rate * self.speed(sequences)) + self.startup_s) / 3600
+
+    def speed(self, sequences: int | None) -> float:
+        """tokens/s at a batch of `sequences` relative to the rows' batch (1 without a measured batch_speed)."""
+        if sequences is None or not self.batch_speeds:
+            return 1.0
+        return float(np.interp(np.log(max(1, sequences)), self.batch_log_seqs, self.batch_speeds))
+
+    @property
+    def batch_floor(self) -> int | None:
+        """The smallest batch (sequences) whose speed was measured; None without a batch_speed section."""
+        return round(float(np.exp(self.batch_log_seqs[0]))) if self.batch_speeds else None
+
+    def below_measured_batch(self, sequences: list[int]) -> int:
+        """How many of these batches lie below the smallest measured one (priced at its speed: unmeasured)."""
+        floor = self.batch_floor
+        return 0 if floor is None else sum(q < floor for q in sequences)
 
     def large_run_hours(self, flops: float) -> float | None:
         """Device-hours of `flops` at the largest measured shape's MFU (None where that is not measured)."""
         if not (self.peak and self.mfu_largest):
             return None
         return flops / (self.peak * self.mfu_largest) / 3600
+
+
+def batch_speed(section: dict, device_kind: str) -> list[tuple[int, float]]:
+    """[(sequences, speed)] of the table's batch_speed section for this device kind, ascending, the reference batch
+    (speed 1) last; [] when nothing was measured for it."""
+    rows = [r for r in section.get("rows", []) if device_kind.lower() in str(r.get("device", "")).lower()]
+    if not rows or not section.get("reference_sequences"):
+        return []
+    ref = int(section["reference_sequences"])
+    return sorted({int(r["sequences"]): float(r["speed"]) for r in rows if int(r["sequences"]) < ref}.items()) \
+        + [(ref, 1.0)]
 
 
 def chinchilla_run(flops: float) -> tuple[float, float]:

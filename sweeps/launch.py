@@ -257,7 +257,8 @@ def launch_planned(config, arguments: Sequence[str], launch: Callable, validate:
         log.info("skipping %s", ", ".join(f"{n} {s}" for s, n in skipped.items()))
     # longest first (measured speed if the throughput table has it): the first slots take the longest runs
     # and the short ones fill in at the end
-    todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) or r.flops))
+    todo.sort(key=lambda r: -(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens, r.spec.batch_size)
+                              or r.flops))
     gpus = visible_gpus(config.sweep.gpus) if is_local(config) else 0
     todo = hold_back(config, p, todo, gpus, started)
     groups = gpu_groups(todo, {r.run_id: r.gpus for r in p.runs})

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.branches import Branch
 from harness.spec import DataSpec, EvalSpec, OptimSpec, RunSpec, Runtime, SpecError, from_plain
 from model_zoo import Counts
-from sweeps import branching, grids, placement, schema
+from sweeps import batching, branching, grids, placement, schema
 from sweeps.cost import Throughput, scale_lines
 
 
@@ -53,10 +53,13 @@ class Plan:
     efficiency: float = 1.0         # sweep.multi_gpu_efficiency: a G-GPU run's speed / (G x one GPU's)
     epochs: dict[str, dict[str, float]] = field(default_factory=dict)   # run id -> {domain: epochs it reads}
     corpus: str = ""                # the corpus the epochs were counted on (empty: not built here)
+    batch: batching.BatchRule = batching.BatchRule()   # grid.batch: how each run's batch was chosen
+    base_batch_tokens: int = 0      # train.batch_tokens: the grid's batch before grid.batch's rule
 
     def hours(self, run: PlannedRun) -> float | None:
-        """Device-hours of `run` (all its GPUs together) from the measured one-GPU throughput; None if unmeasured."""
-        h = self.throughput.hours(run.counts.flops_per_token, run.spec.tokens)
+        """Device-hours of `run` (all its GPUs together) from the measured one-GPU throughput at its batch; None if
+        unmeasured."""
+        h = self.throughput.hours(run.counts.flops_per_token, run.spec.tokens, run.spec.batch_size)
         return None if h is None else (h if run.gpus == 1 else h / self.efficiency)
 
     def run_dir(self, run: PlannedRun) -> Path:
@@ -113,6 +116,11 @@ def plan(cfg, strict: bool = True) -> Plan:
     seeds = g.get("seeds") or [c["train"].get("seed", 0)]
     grid_budgets = sorted({s.budget for s in shapes if s.budget})
     replicate_seeds, replicate_budgets = replicates(g.get("replicates"), seeds, grid_budgets, errors)
+    base_batch = int(c["train"]["batch_tokens"])
+    batch = batching.rule_from(g.get("batch"), errors)
+    if branches and batch.rule != "fixed":
+        errors.append(f"grid.batch.rule={batch.rule}: not with grid.cooldown_branches (a trunk and its branches share "
+                      "one batch, and their lengths differ): set grid.batch.rule=fixed")
     if stray := sorted(replicate_budgets - {s.budget for s in shapes}):
         errors.append(f"grid.replicates.budgets: {stray} are not budgets of this grid "
                       f"({sorted({s.budget for s in shapes if s.budget})})")
@@ -126,24 +134,28 @@ def plan(cfg, strict: bool = True) -> Plan:
                 for lr in lrs or ([base] if base else []):
                     extra = replicate_seeds if shape.budget in replicate_budgets else []
                     for seed in seeds + extra:
-                        runs.append(planned(shape, mix, lr, seed, data, optim, evals, c["train"]["batch_tokens"],
+                        runs.append(planned(shape, mix, lr, seed, data, optim, evals,
+                                            batch.batch_tokens(base_batch, shape.rung.spec.seq_len, shape.tokens),
                                             show_lr=bool(lrs), show_seed=len(seeds) > 1 or bool(extra)))
     if branches:
         runs = branching.assign(branches, runs, errors)
     runs = placement.assign(runs, sw, runtime.micro_batch_size if runtime else 0, errors)
+    errors += batching.micro_batch_errors(runs, runtime.micro_batch_size if runtime else 0)
     for r in runs:
         errors += [e for e in r.spec.errors() if e not in errors]
     min_steps = int(g.get("min_steps", 1))
     short = [r.label for r in runs if r.spec.steps < min_steps]
     if short:
         errors.append(f"grid.min_steps={min_steps}: {len(short)} run(s) would train fewer steps "
-                      f"(e.g. {short[0]}): raise grid.shapes budgets/tokens or lower train.batch_tokens")
+                      f"(e.g. {short[0]}): raise grid.shapes budgets/tokens, lower train.batch_tokens "
+                      "or set grid.batch.rule=steps")
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         errors.append("grid: two runs of the grid are identical (same RunSpec); remove the duplicate axis values")
     blockers: list[str] = []
     epochs: dict[str, dict[str, float]] = {}
-    warnings = lr_warnings + (corpus_errors(runs, sw, errors, blockers, epochs) if runs else [])
+    warnings = lr_warnings + batching.warnings(batch, runs, base_batch)
+    warnings += corpus_errors(runs, sw, errors, blockers, epochs) if runs else []
     if errors and strict:
         raise SpecError(errors)
     root = Path(sw["root"])
@@ -152,7 +164,8 @@ def plan(cfg, strict: bool = True) -> Plan:
                 price_per_gpu_hour=float(sw.get("price_per_gpu_hour", 0)), warnings=warnings, errors=errors,
                 blockers=blockers, gpus_total=gpus_total(sw), efficiency=float(sw.get("multi_gpu_efficiency", 1.0)),
                 target_flops=float(sw["target_flops"]) if sw.get("target_flops") else None,
-                epochs=epochs, corpus=str(runs[0].spec.data.corpus) if epochs else "")
+                epochs=epochs, corpus=str(runs[0].spec.data.corpus) if epochs else "", batch=batch,
+                base_batch_tokens=base_batch)
 
 
 def gpus_total(sw: dict) -> int | None:
@@ -322,24 +335,29 @@ def split_errors(runs: list[PlannedRun], corpus) -> list[str]:
 # ---------------------------------------------------------------------------------- the table
 
 def plan_table(p: Plan, statuses: dict | None = None) -> str:
-    """One row per run: id, N, D, tokens/param, lr and where it came from, FLOPs, estimated device-hours, cost,
-    status; then totals."""
+    """One row per run: id, N, D, tokens/param, lr and where it came from, (the batch and steps, where grid.batch
+    gave runs different batches), FLOPs, estimated device-hours, cost, status; then totals."""
     from sweeps.table import render, si
     rows, hours, cost, known = [], 0.0, 0.0, True
+    per_run_batch = len({r.spec.batch_tokens for r in p.runs}) > 1
     for r in p.runs:
         h = p.hours(r)
         known &= h is not None
         hours += h or 0.0
         cost += (h or 0.0) * p.price_per_gpu_hour
         n = r.counts.params_nonembedding
+        batch_cells = [f"{r.spec.batch_size}x{r.spec.model.seq_len}", str(r.spec.steps)] if per_run_batch else []
         rows.append([r.run_id, r.label, si(n), si(r.counts.params_total), si(r.spec.tokens),
-                     f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, f"{r.flops:.2e}",
+                     f"{r.spec.tokens / n:.2g}", f"{r.spec.optim.lr:.3g}", r.lr_source, *batch_cells, f"{r.flops:.2e}",
                      str(r.gpus), f"{h:.3g}" if h is not None else "unmeasured",
                      f"{h * p.price_per_gpu_hour:.2f}" if h is not None else "-",
                      statuses[r.run_id].state if statuses else "planned"])
     unit = "GPU-h" if p.throughput.device_kind.lower() != "cpu" else "CPU-h"
-    table = render(["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", "FLOPs", "GPUs", f"est {unit}",
-                    "cost $", "status"], rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11})
+    batch_cols = ["batch", "steps"] if per_run_batch else []
+    header = ["run id", "run", "N", "N total", "D", "D/N", "lr", "lr from", *batch_cols, "FLOPs", "GPUs",
+              f"est {unit}", "cost $", "status"]
+    left = {"run id", "run", "lr from", "status"}
+    table = render(header, rows, right={i for i, h in enumerate(header) if h not in left})
     total_flops = sum(r.flops for r in p.runs)
     est = (f"{hours:.3g} {unit} ({p.throughput.device_kind}), ${cost:,.2f} at ${p.price_per_gpu_hour:g}/h"
            if known else f"{unit} unmeasured for device kind {p.throughput.device_kind!r} "
@@ -361,6 +379,15 @@ def plan_table(p: Plan, statuses: dict | None = None) -> str:
     lines += [f"attention: data.document_mask={'/'.join(masks)}"
               + (" (per-document causal attention; FLOPs above count the full causal window)" if "on" in masks else "")]
     lines += branching.summary(p)
+    lines += batching.summary(p.batch, p.runs, p.base_batch_tokens)
+    lowered, tp = [r.spec.batch_size for r in p.runs if r.spec.batch_tokens != p.base_batch_tokens], p.throughput
+    if known and lowered and tp.batch_floor is None:
+        lines.append(f"est {unit}: the throughput table measured no smaller batch (no batch_speed section): the "
+                     f"{len(lowered)} run(s) at a lowered batch are priced at the full batch's tokens/s, likely too fast")
+    elif known and (below := tp.below_measured_batch(lowered)):
+        lines.append(f"est {unit}: {below} run(s) train at batches below the smallest measured in the throughput table "
+                     f"({tp.batch_floor} sequences): priced at its tokens/s ({tp.speed(tp.batch_floor):.2f}x the full "
+                     "batch's), unmeasured there and likely slower")
     lines += scale_lines(p.throughput, p.price_per_gpu_hour, p.target_flops, total_flops)
     lines += epochs_table(p)
     return "\n".join(lines + [f"warning: {w}" for w in p.warnings] + [f"error: {e}" for e in p.errors])

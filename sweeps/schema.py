@@ -117,6 +117,7 @@ GRID = Section({
                     "router_z_coef": NUM(min=0)}, nullable=True),
     "lrs": NUM(above=0, nullable=True, list_of=True), "lr_from": STR(nullable=True),
     "seeds": INT(nullable=True, list_of=True), "min_steps": INT(min=0),
+    "batch": Section({"rule": STR(), "target_steps": POS_INT, "min_sequences": POS_INT}, nullable=True),
     "replicates": Section({"seeds": INT(list_of=True), "budgets": Leaf("any", list_of=True)}, nullable=True),
     "cooldown_branches": Section({"multipliers": NUM(list_of=True), "fork": ANY}, nullable=True)})
 

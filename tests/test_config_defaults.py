@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from harness.spec import EvalSpec, OptimSpec, Runtime
 from model_zoo.spec import GPU_RULE, ModelSpec
+from sweeps.batching import BatchRule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MOE_FIELDS = ("n_shared_experts", "capacity_factor", "router_aux_coef", "router_z_coef")
@@ -29,6 +30,7 @@ def test_the_config_carries_the_dataclasses_defaults():
     assert c["model"]["rule"] == dataclasses.asdict(GPU_RULE)
     defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
     assert {k: c["grid"]["moe"][k] for k in MOE_FIELDS} == {k: defaults[k] for k in MOE_FIELDS}
+    assert c["grid"]["batch"] == dataclasses.asdict(BatchRule())
     # and they stay overridable from the command line
     c = composed("+grid=moe", "train.optim.lr=0.01", "grid.moe.router_aux_coef=0.02")
     assert c["train"]["optim"]["lr"] == 0.01 and c["grid"]["moe"]["router_aux_coef"] == 0.02
@@ -44,6 +46,8 @@ def test_no_yaml_restates_a_dataclass_default():
         ("model/gpu.yaml", ("rule",)): dataclasses.asdict(GPU_RULE),
         ("grid/moe.yaml", ("grid", "moe")): {f.name: f.default for f in dataclasses.fields(ModelSpec)
                                             if f.name in MOE_FIELDS},
+        ("grid/study2.yaml", ("grid", "batch")): dataclasses.asdict(BatchRule()),
+        ("grid/study_mixture.yaml", ("grid", "batch")): dataclasses.asdict(BatchRule()),
     }
     restated = []
     for (file, keys), defaults in owners.items():

@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 
 from harness.spec import DataSpec, EvalSpec, OptimSpec, Runtime
 from model_zoo.spec import GPU_RULE, ModelSpec
+from sweeps.batching import BatchRule
 
 # plain dicts of the defaults, not the (frozen) dataclasses: a frozen structured config would be read-only
 # and refuse the YAML's and the command line's overrides
@@ -21,6 +22,7 @@ SCHEMA = {
     "gpu_rule": dataclasses.asdict(GPU_RULE),          # model=gpu: model.rule
     "moe_model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.name in _MOE_FIELDS},   # grid.moe
     "data_options": {"document_mask": DataSpec().document_mask},   # data: what a mixture file need not restate
+    "batch": dataclasses.asdict(BatchRule()),          # grid.batch: each run's batch (fixed | steps)
 }
 for _name, _node in SCHEMA.items():
     ConfigStore.instance().store(group="schema", name=_name, node=_node, provider="scalemix")
