@@ -16,6 +16,8 @@ cost is spread over fewer tokens). The table's optional "batch_speed" section ho
 speed = tokens/s at that batch / tokens/s at the reference batch, interpolated in log(sequences) between the
 measured batches and clamped at both ends: 1 at or above the reference, the smallest measured batch's speed below
 it (unmeasured there: the plan table says so). Without the section every batch runs at the rows' speed.
+The section's optional "step_floor_s" is the shortest a step took on that device at a small batch: a small shape's
+step is bound by per-step overhead (launches, the optimizer), not FLOPs, so a run takes at least steps x that.
 
 Scale (`scale_lines`, printed under the plan table): the device kind's bf16 peak and the MFU measured at
 the largest benchmarked shape (the peak is the rows' own: achieved FLOP/s / their "mfu"); with
@@ -50,6 +52,8 @@ class Throughput:
     largest: str = ""                  # which shape that was, e.g. "d 768"
     batch_log_seqs: tuple[float, ...] = ()   # batches measured (log sequences, ascending; the reference last) ...
     batch_speeds: tuple[float, ...] = ()     # ... and their tokens/s relative to the reference batch's
+    step_floor_s: float = 0.0                # the shortest step measured at a small batch (0: none measured)
+    seq: int = 0                             # the rows' sequence length (tokens per sequence)
 
     @classmethod
     def load(cls, path: str | None, device_kind: str) -> Throughput:
@@ -76,7 +80,9 @@ class Throughput:
                    f"{path} ({table.get('machine', '?')}, {table.get('date', '?')})",
                    peak, float(with_mfu[-1]["mfu"]) if with_mfu else None,
                    f"d {with_mfu[-1].get('d', '?')}, {with_mfu[-1].get('date', 'undated')}" if with_mfu else "",
-                   tuple(float(np.log(q)) for q, _ in speeds), tuple(float(v) for _, v in speeds))
+                   tuple(float(np.log(q)) for q, _ in speeds), tuple(float(v) for _, v in speeds),
+                   float((table.get("batch_speed") or {}).get("step_floor_s", 0.0)) if speeds else 0.0,
+                   int(np.median([r.get("seq", 0) for r in rows])))
 
     @property
     def measured(self) -> bool:
@@ -87,7 +93,11 @@ class Throughput:
         if not self.measured:
             return None
         rate = float(np.exp(np.interp(np.log(flops_per_token), self.log_fpt, self.log_flops_per_s)))
-        return (flops_per_token * tokens / (rate * self.speed(sequences)) + self.startup_s) / 3600
+        train_s = flops_per_token * tokens / (rate * self.speed(sequences))
+        if self.step_floor_s and self.seq:
+            per_step = sequences or round(float(np.exp(self.batch_log_seqs[-1])))
+            train_s = max(train_s, tokens / (per_step * self.seq) * self.step_floor_s)
+        return (train_s + self.startup_s) / 3600
 
     def speed(self, sequences: int | None) -> float:
         """tokens/s at a batch of `sequences` relative to the rows' batch (1 without a measured batch_speed)."""

@@ -75,7 +75,7 @@ def test_study2_trains_every_run_at_least_1000_steps_within_the_planned_gpu_time
     table = plan_table(p)
     assert "batch  steps" in table and "8x1024   1261" in table
     assert "lowered the batch of 22 of 36 runs" in table and "not rescaled for the smaller batch" in table
-    assert "9 run(s) train at batches below the smallest measured" in table
+    assert "5 run(s) train at batches below the smallest measured" in table     # the 8-sequence runs (16 measured)
     assert not any("grid.batch" in w for w in p.warnings)
 
 
@@ -120,12 +120,16 @@ def test_micro_batch_that_does_not_divide_a_lowered_batch_is_refused_before_comp
 
 def test_cost_prices_a_smaller_batch_at_its_measured_speed(tmp_path):
     tp = Throughput.load(H200, "H200")
-    assert tp.batch_floor == 32 and tp.speed(None) == tp.speed(128) == tp.speed(256) == 1.0
-    assert tp.speed(32) == pytest.approx(0.81) and tp.speed(8) == pytest.approx(0.81)   # clamped below: unmeasured
+    assert tp.batch_floor == 16 and tp.speed(None) == tp.speed(128) == tp.speed(256) == 1.0
+    assert tp.speed(32) == pytest.approx(0.81) and tp.speed(16) == tp.speed(8) == pytest.approx(0.70)   # clamped
     assert 0.81 < tp.speed(64) < 1.0
-    fpt, tokens = 3e7, 1e7
+    fpt, tokens = 3e8, 1e8         # a large shape: FLOP-bound at 32 sequences (a step well above the floor)
     full, small = tp.hours(fpt, tokens), tp.hours(fpt, tokens, 32)
     assert (small - tp.startup_s / 3600) == pytest.approx((full - tp.startup_s / 3600) / 0.81)
+    # a small shape at a small batch: bound by the measured per-step floor, steps x 7.7 ms
+    assert tp.step_floor_s == pytest.approx(0.0077) and tp.seq == 1024
+    steps = 1e7 / (8 * 1024)
+    assert tp.hours(3e6, 1e7, 8) * 3600 - tp.startup_s == pytest.approx(steps * 0.0077)
     assert Throughput.load(H200, "H100").speed(8) == 1.0        # no rows of that kind: nothing measured
     table = json.loads(Path(H200).read_text())
     del table["batch_speed"]
