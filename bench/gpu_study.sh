@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU scaling study of record (issue 12, item 4) in device calls of <= 10 minutes: one phase per call, resumable.
 #
-#   OUT=<dir> bash bench/gpu_study.sh PHASE          PHASE: stage | lr | grid | grid2 | big | status
+#   OUT=<dir> bash bench/gpu_study.sh PHASE     PHASE: stage | lr | lr2 | grid | grid2 | big | big2 | downstream | status
 #
 #   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
 #           once every part is there
@@ -14,6 +14,9 @@
 #           there, leaving 20 runs, ~10 GPU-min est.)
 #   big     the compute-optimal run at 4x the largest budget, sized by the grid's law
 #           (python -m analysis.holdout runs/study --plan-big 4 --rungs <bench/study_rungs.py's>; runs/study-big)
+#   big2    the same from grid2's law (runs/study2 -> runs/study2-big, that grid's batch rule: >= 1000 steps)
+#   downstream  the downstream-accuracy grid (issue 17)  python sweep.py +grid=study_downstream (runs/study-downstream,
+#           16 runs at 1e15..1.3e16 with eval=downstream, ~10 GPU-min est.)
 #   status  restore and print the progress line; trains nothing
 #
 # Each call: (a) copies carried corpus parts ($DATA/$CORPUS.tar.xz.part*) to $STAGE and, if $DATA/$CORPUS is absent,
@@ -43,13 +46,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
-PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|grid2|big|status}
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|grid2|big|big2|downstream|status}
 : "${OUT:?set OUT to a directory for the results}"
 LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
 STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
 MAX_MIB=${MAX_MIB:-15}
 DATA=${SCALEMIX_DATA:-data}
-SWEEPS=(study-lr study study2 study-big study-superseded)
+SWEEPS=(study-lr study study2 study-big study2-big study-downstream study-check study-superseded)
+BIG_FROM=study
 case "$PHASE" in
   stage|status) GRID= ;;
   lr) GRID=study_lr; SWEEP=study-lr ;;
@@ -57,7 +61,9 @@ case "$PHASE" in
   grid) GRID=study; SWEEP=study ;;
   grid2) GRID=study2; SWEEP=study2 ;;
   big) GRID=study_big; SWEEP=study-big ;;
-  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | grid2 | big | status" >&2; exit 2 ;;
+  big2) GRID=study_big; SWEEP=study2-big; BIG_FROM=study2 ;;
+  downstream) GRID=study_downstream; SWEEP=study-downstream ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | grid2 | big | big2 | downstream | status" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$STAGE" "$ROOT"
 TMP=$(mktemp -d)     # side files stay out of $OUT: at most 8 files come back from a call
@@ -104,17 +110,18 @@ PLANNED=()
 if [ -n "$GRID" ]; then
   read -r -a EXTRA_ARGS <<< "$EXTRA"     # word-split, never glob-expanded: overrides hold [ ] { }
   ARGS=(+grid=$GRID "sweep.root=$ROOT" "sweep.jobs_per_gpu=$JOBS_PER_GPU" "${EXTRA_ARGS[@]}")
-  if [ "$PHASE" = big ]; then    # its shape from the grid's law: fit it here first if the state carries none
-    laws=$ROOT/study/report/laws.json
-    if [ ! -f "$laws" ] || [ -n "$(find "$ROOT/study" -name result.json -newer "$laws" | head -n 1)" ]; then
-      python -m analysis.report "$ROOT/study" > "$TMP/report.log" 2>&1 || { tail -n 20 "$TMP/report.log"; exit 3; }
+  if [[ $PHASE == big* ]]; then    # its shape from the grid's law: fit it here first if the state carries none
+    laws=$ROOT/$BIG_FROM/report/laws.json
+    if [ ! -f "$laws" ] || [ -n "$(find "$ROOT/$BIG_FROM" -name result.json -newer "$laws" | head -n 1)" ]; then
+      python -m analysis.report "$ROOT/$BIG_FROM" > "$TMP/report.log" 2>&1 || { tail -n 20 "$TMP/report.log"; exit 3; }
     fi
     # shellcheck disable=SC2207
-    python bench/study_rungs.py "$ROOT/study" > "$TMP/rungs.json" || exit 3
-    BIG=($(python -m analysis.holdout "$ROOT/study" --plan-big "${BIG_FACTOR:-4}" --rungs "$TMP/rungs.json" \
+    python bench/study_rungs.py "$ROOT/$BIG_FROM" > "$TMP/rungs.json" || exit 3
+    BIG=($(python -m analysis.holdout "$ROOT/$BIG_FROM" --plan-big "${BIG_FACTOR:-4}" --rungs "$TMP/rungs.json" \
       --overrides \
       --max-tokens "${BIG_MAX_TOKENS:-786000000}")) \
-      || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/study --plan-big 4)" >&2; exit 3; }
+      || { echo "error: no plan for the big run (python -m analysis.holdout $ROOT/$BIG_FROM --plan-big 4)" >&2; exit 3; }
+    [ "$PHASE" = big2 ] && BIG+=(grid.name=study2-big grid.batch.rule=steps)
     ARGS+=("${BIG[@]}")
   fi
   if [[ $PHASE != lr* ]] && [[ " $EXTRA " != *" grid.lr_from=null "* ]]; then

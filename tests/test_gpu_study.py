@@ -67,6 +67,20 @@ def test_study_lr_sweep_covers_the_small_sizes_cheaply():
     assert hours < 0.2                             # a few GPU-minutes (estimate ~0.15 h, sequential)
 
 
+def test_study_downstream_grid_scores_the_suite_at_four_budgets_with_enough_steps():
+    """Issue 17's GPU grid: 4 budgets x 4 sizes on the large corpus, the downstream suite at every run's end, each
+    run >= 1000 steps (grid.batch.rule=steps), within one device call's GPU time at 2 runs a GPU."""
+    c = cfg("+grid=study_downstream", "grid.lr_from=null")
+    p = plan(c)
+    assert c.eval.downstream and len(p.runs) == 16
+    assert sorted({r.budget for r in p.runs}) == [1e15, 2.3e15, 5.5e15, 1.3e16]     # 3 to fit, the largest held out
+    assert all(len([r for r in p.runs if r.budget == b]) == 4 for b in {r.budget for r in p.runs})
+    assert min(r.spec.steps for r in p.runs) >= 1000
+    assert all(r.spec.eval.downstream for r in p.runs)
+    hours = sum(p.hours(r) for r in p.runs)
+    assert hours * 3600 / 2 < 480, hours          # planned 0.158 H200-h, each run as if alone
+
+
 def test_study_big_run_needs_its_shape_from_the_law():
     p = plan(cfg("+grid=study_big", "grid.shapes.depth=10", "grid.shapes.tokens=200000000", "grid.lr_from=null"))
     assert len(p.runs) == 1 and p.runs[0].spec.model.n_layers == 10 and p.sweep_dir.name == "study-big"
