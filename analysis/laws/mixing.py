@@ -744,6 +744,12 @@ class MixingLaw:
         (gap_error(), in quadrature), an interval that also holds the law's misfit; `supported` is True only when
         the latter excludes zero for every baseline. Otherwise the weights are a candidate, not a recommendation:
         rec.verdict says so ("no recommendation: ...")."""
+        with one_blas_thread():      # hundreds of small SLSQP solves: BLAS threads only add contention (53 s vs 3 s)
+            return self._recommend(bounds, min_weight, max_weight, D, N, max_epochs, corpus_tokens, max_kl, starts,
+                                   trust)
+
+    def _recommend(self, bounds, min_weight, max_weight, D, N, max_epochs, corpus_tokens, max_kl, starts,
+                   trust) -> Recommendation:
         K = len(self.domains)
         if trust not in TRUST_MODES:
             raise ValueError(f"recommend(trust={trust!r}): use one of {TRUST_MODES} ('hull': the sampled mixtures' "
