@@ -28,7 +28,8 @@ Law families, each fitted per target column, the objective being their weighted 
 `fit(..., law="auto")` fits every family that the table has enough mixtures for, scores each by k-fold
 held-out-MIXTURE error (a mixture's runs at every size and seed are held out together), and keeps the
 lowest; intervals come from bootstrap resamples over runs, drawn as multiplicity weights so the linear
-families solve all resamples at once (ye: one profile search over c, vectorised over resamples and targets).
+families solve all resamples at once (ye: Gauss-Newton steps in y, vectorised over resamples and targets, from a
+profile search over c for the point fit and from the point fit for the resamples).
 
 The other families describe one size: when the table holds several (N, D), they are fitted at the size
 with the most mixtures (the "fit size"), and only the additive and joint laws use the others ("size laws").
