@@ -665,7 +665,9 @@ class MixingLaw:
         return self.model, params or self.params
 
     def predict(self, weights, N=None, D=None) -> np.ndarray:
-        """The objective at each mixture (N and D: only the size laws use them; default the fit size)."""
+        """The objective at each mixture (N and D: only the size laws use them; default the fit size).
+        weights: a dict or list of dicts (domain -> weight), a DataFrame with w_<domain> or <domain> columns (matched
+        by name), or an array whose columns are in `self.domains` order (positional: no names to match)."""
         return self.predict_targets(weights, N, D)[0] @ self.objective.vector
 
     def samples(self, weights, N=None, D=None) -> np.ndarray:
