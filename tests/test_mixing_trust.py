@@ -91,3 +91,30 @@ def test_holdout_split_scores_unseen_mixtures_and_refuses_too_many():
     assert np.abs(held[:, None] - fitted[None]).max(-1).min() > 1e-6     # no held-out mixture was fitted
     with pytest.raises(FitError, match="n_heldout=40.*hold out between 1 and 35"):
         split_check(table, 40, "uniform")
+
+
+def test_many_samples_search_the_hull_of_the_best_rated_and_never_leave_the_whole_hull():
+    """More than HULL_MAX sampled mixtures: the hull of the HULL_MAX the law predicts best (inside the hull of all,
+    so no extrapolation), said in a warning; the optimum lies in the whole hull and is at least as good as the best
+    sampled mixture by the law."""
+    from analysis.laws.mixing import HULL_MAX
+    table, P = near_natural_table(n=60)
+    law = fit(table, "uniform", law="ye", config=MixingConfig(n_bootstrap=20, recommend_resamples=2))
+    S = law.sampled_mixtures()
+    assert len(S) > HULL_MAX
+    rec = law.recommend()
+    w = np.array(list(rec.weights.values()))
+    assert rec.trust == "hull" and hull_distance(w, S) < 1e-6
+    assert any(f"the {HULL_MAX} of the {len(S)} sampled mixtures the law predicts best" in m for m in rec.warnings)
+    assert rec.predicted <= law.predict(S).min() + 1e-6
+
+
+def test_an_optimum_predicted_past_every_measured_run_by_more_than_the_law_errs_is_flagged():
+    table, P = near_natural_table()
+    law = fit(table, "uniform", law="ye", config=CFG)
+    best = float(law.objective.value(table).min())
+    gap = law.gap_error()
+    assert law._beyond_measured(best - 0.5 * gap, gap, None, None) == ""
+    msg = law._beyond_measured(best - 2 * gap, gap, None, None)
+    assert "beats the best measured run" in msg and f"{best:.4g}" in msg
+    assert law._beyond_measured(best - 2 * gap, float("nan"), None, None) == ""     # no held-out error: no claim

@@ -61,7 +61,9 @@ GOLDEN = (math.sqrt(5) - 1) / 2
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
-HULL_MAX = 32                     # more sampled mixtures: box instead (SLSQP over their convex weights grows as n^3)
+HULL_MAX = 32                     # more sampled mixtures: the hull of the HULL_MAX the law rates best (SLSQP over the
+                                  # convex weights grows as n^3; the per-domain box of many samples in many domains is
+                                  # nearly the whole simplex: bench/README.md, "RegMix")
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -739,9 +741,10 @@ class MixingLaw:
         worth nearly as much as new). max_kl: KL(w || natural) <= max_kl.
 
         trust: where the optimum may lie. "hull" (default): inside the convex hull of the sampled interior mixtures
-        (sampled_mixtures()), the region the law was fitted on; "box": each weight within its sampled range (when
-        there are more than HULL_MAX sampled mixtures, "hull" becomes "box" and says so); None: anywhere on the
-        simplex (an extrapolation wherever it leaves the samples: bench/README.md, "trust region").
+        (sampled_mixtures()), the region the law was fitted on (with more than HULL_MAX of them, the hull of the
+        HULL_MAX the point law predicts best: a part of the whole hull, so still no extrapolation, and it says so);
+        "box": each weight within its sampled range; None: anywhere on the simplex (an extrapolation wherever it
+        leaves the samples: bench/README.md, "trust region").
 
         The gain over each baseline has a bootstrap interval and, widened by the law's held-out gap error
         (gap_error(), in quadrature), an interval that also holds the law's misfit; `supported` is True only when
@@ -779,10 +782,12 @@ class MixingLaw:
             warns.append(f"no trust region: the law was fitted on {len(P)} interior mixture(s); the optimum may lie "
                          "anywhere on the simplex, far from what was measured")
             trust = None
+        P_all = P
         if trust == "hull" and len(P) > HULL_MAX:
-            warns.append(f"trust region: the per-domain ranges of the {len(P)} sampled mixtures (more than {HULL_MAX}: "
-                         "their convex hull is not searched)")
-            trust = "box"
+            rated = (-1.0 if self.objective.maximize else 1.0) * self.predict(P, N, D)
+            P = P[np.argsort(rated, kind="stable")[:HULL_MAX]]
+            warns.append(f"trust region: the convex hull of the {HULL_MAX} of the {len(P_all)} sampled mixtures the law "
+                         "predicts best (inside the hull of all of them; searching that whole hull is too slow)")
         if trust is not None:                        # the box holds the hull: bounds for either mode
             lo, hi = np.maximum(lo, P.min(0)), np.minimum(hi, P.max(0))
             if lo.sum() > 1 + 1e-9 or hi.sum() < 1 - 1e-9 or np.any(lo > hi + 1e-12):
@@ -857,7 +862,7 @@ class MixingLaw:
         w_star = solve(self.params, x0s)
         if np.any((w_star > user_hi - 1e-4) & (user_hi < 1)) or np.any((w_star < user_lo + 1e-4) & (user_lo > 0)):
             warns.append("the optimum sits on a bound or token cap: the constraint, not the law, decides there")
-        dist = hull_distance(w_star, P) if len(P) >= 2 else float("nan")
+        dist = hull_distance(w_star, P_all) if len(P_all) >= 2 else float("nan")
         if trust is not None and dist > 1e-3:
             warns.append(f"the optimum lies outside the sampled mixtures' convex hull (L1 distance {dist:.3f}): inside "
                          "their per-domain ranges, but in a corner no run measured")
@@ -912,6 +917,8 @@ class MixingLaw:
                 f"{gap_err:.3g}); the weights are the law's best candidate, not a recommendation")
         if tokens and D:
             epochs = {d: float(w * D / tokens[d]) for d, w in zip(self.domains, w_star)}
+        if (beyond := self._beyond_measured(pred, gap_err, N, D)):
+            warns.append(beyond)
         far = self._size_extrapolation(N, D)
         if far:
             warns.append(far)
@@ -920,6 +927,23 @@ class MixingLaw:
                               epochs, N, D, warns, supported=supported, verdict=verdict, trust=trust,
                               hull_distance=dist, gap_error=gap_err,
                               trust_range={d: (float(a), float(b)) for d, a, b in zip(self.domains, lo, hi)})
+
+    def _beyond_measured(self, pred: float, gap_err: float, N, D) -> str:
+        """A warning when the optimum's predicted objective beats the best measured run by more than the law's
+        held-out gap error: an optimiser lands where the law errs in its favour (the winner's curse), so that level is
+        the law's, not a measurement's ("" otherwise, or at another size than the runs')."""
+        if not np.isfinite(gap_err) or (N is not None or D is not None) and self.fit_size and not (
+                np.isclose(N or self.fit_size[0], self.fit_size[0]) and np.isclose(D or self.fit_size[1], self.fit_size[1])):
+            return ""
+        t = self.table if "_fit_size" not in self.table else self.table[self.table["_fit_size"].to_numpy(bool)]
+        sign = -1.0 if self.objective.maximize else 1.0
+        best = float(np.min(sign * self.objective.value(t))) * sign
+        if sign * (best - pred) <= gap_err:
+            return ""
+        return (f"the optimum's predicted objective {pred:.4g} beats the best measured run ({best:.4g}) by "
+                f"{abs(best - pred):.3g}, more than the law's held-out gap error ({gap_err:.3g}): that level is the "
+                "law's extrapolation between runs (optimisers land where a law errs in their favour); expect the "
+                "confirmation to measure less gain")
 
     def _size_extrapolation(self, N, D) -> str:
         """A warning when (N, D) lies beyond the sizes the law was fitted at ("" when inside)."""
