@@ -5,6 +5,7 @@ on the public isoFLOP tables and on the synthetic bias/coverage study (bench/REA
     python bench/isoflop_union.py --synthetic --reps 24 --boot 100 --part 0 --parts 2 --out A.csv   # and --part 1
     python bench/isoflop_union.py --summarise A.csv B.csv                    # per cell: bias, coverage, width
     python bench/isoflop_union.py --synthetic --variants on --out C.csv      # the current code only
+    python bench/isoflop_union.py --synthetic --variants on --vertex-level 0.95 --out D.csv   # the vertex test at 5%
 
 The synthetic cells are bench/isoflop_bias.py's (3 laws x 1-3 decades x 4 centrings, 30 sizes a budget, 1% noise,
 seeds 1000..); both variants fit the same table with the same resamples.
@@ -106,7 +107,10 @@ def main() -> None:
     p.add_argument("--parts", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", default="isoflop_union.csv")
+    p.add_argument("--vertex-level", type=float, default=approach2.VERTEX_TEST_LEVEL,
+                   help="approach2.VERTEX_TEST_LEVEL for this run (a candidate: 0.95)")
     a = p.parse_args()
+    approach2.VERTEX_TEST_LEVEL = a.vertex_level
     if a.public:
         public(a.boot or 1000)
     if a.synthetic:
