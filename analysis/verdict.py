@@ -26,7 +26,8 @@ The checks (CHECKS, in the order reports list them):
     isoflop flat    an isoFLOP profile with no minimum, or whose losses differ by less than the run-to-run noise
     agreement   approaches 1, 2, 3 disagreeing on a beyond their intervals (fail when they disagree on direction)
     residuals   a law's residuals larger than the measured run-to-run noise (analysis/noise.py; unmeasured noise
-                is a caveat, never a silent pass); when approach 3's fails, explain_residuals puts the cause that
+                is a caveat, never a silent pass: approach 3's residuals are then tested against a cubic in log N per
+                budget by the lack-of-fit F test); when approach 3's fails, explain_residuals puts the cause that
                 analysis/diagnose.py names (if any) into the check's message and fix
 
 Pure functions of fits and tables: nothing here fits a law (approach 2's per-budget parabola is re-read).
