@@ -86,7 +86,12 @@ def hold_largest(runs: pd.DataFrame, config: FitConfig, n_bootstrap: int = N_BOO
     table = table.sort_values("N", ignore_index=True)
     pts = full2.points
     row = pts.iloc[int(np.argmin(np.abs(np.log(pts["C"].to_numpy(float) / C))))]
-    measured = measured_minimum(held, cfg, sd, n_bootstrap)
+    # without seed replicates the held-out parabola is tested against the residual scatter of a cubic in log N per
+    # budget over the other budgets (approach2.reference, as approach2.others_smoother does for each vertex): else
+    # it would go untested
+    fitted = runs[~top]
+    ref = approach2.reference([approach2.as_arrays(g, cfg) for _, g in fitted.groupby(groups[~top])], sd)
+    measured = measured_minimum(held, cfg, ref, n_bootstrap)
     m_lo, m_hi = law.interval("loss_opt", C)
     m_pred = float(law.loss_opt(C))
     mw_lo, mw_hi = widened(np.asarray(m_lo), np.asarray(m_hi), np.asarray(m_pred), sd.sd, cfg.ci_level)
@@ -115,7 +120,8 @@ def hold_largest(runs: pd.DataFrame, config: FitConfig, n_bootstrap: int = N_BOO
 
 def measured_minimum(held: pd.DataFrame, config: FitConfig, sd: noise.Noise, n_bootstrap: int) -> dict:
     """The held-out budget's isoFLOP minimum as its own runs measure it: the vertex of its local parabola
-    (approach2.local_row, tested against the measured run-to-run noise where there is one) and a percentile interval
+    (approach2.local_row, tested against `sd`: the run-to-run noise measured from seed replicates, else the residual
+    scatter of a cubic in log N per budget, approach2.reference; untested where neither is measured) and a percentile interval
     from resampling its runs (the same parabola refitted), at config.ci_level. A model fitted to every budget is not
     used: where its shape misfits, its vertex can lie below every run (issue 12: 6% below on the GPU study)."""
     N, D = held[config.n_col].to_numpy(float), held["tokens"].to_numpy(float)

@@ -26,7 +26,8 @@ The checks (CHECKS, in the order reports list them):
     isoflop flat    an isoFLOP profile with no minimum, or whose losses differ by less than the run-to-run noise
     agreement   approaches 1, 2, 3 disagreeing on a beyond their intervals (fail when they disagree on direction)
     residuals   a law's residuals larger than the measured run-to-run noise (analysis/noise.py; unmeasured noise
-                is a caveat, never a silent pass); when approach 3's fails, explain_residuals puts the cause that
+                is a caveat, never a silent pass: approach 3's residuals are then tested against a cubic in log N per
+                budget by the lack-of-fit F test); when approach 3's fails, explain_residuals puts the cause that
                 analysis/diagnose.py names (if any) into the check's message and fix
 
 Pure functions of fits and tables: nothing here fits a law (approach 2's per-budget parabola is re-read).
@@ -395,7 +396,13 @@ def check_agreement(fits: dict, level: float) -> list[Check]:
     return out or [Check("agreement", OK, "the fitted approaches agree on a within their intervals")]
 
 
-def check_residuals(fits: dict, noise: noise_mod.Noise) -> list[Check]:
+def check_residuals(fits: dict, noise: noise_mod.Noise, smooth: noise_mod.Noise | None = None) -> list[Check]:
+    """Each law's residuals against the run-to-run noise measured from seed replicates (F test on their variances).
+    Without replicates approach 3's are tested against `smooth` (a cubic in log N fitted to each budget's runs,
+    noise_mod.smoother) by the classical lack-of-fit F test (approach2.lack_of_fit_test, as approach 2's profile
+    models are): a law that misses structure the smoother follows is flagged, as with replicates; one that passes
+    stays a caveat, since the smoother's scatter is not the run-to-run noise (bench/README.md, "IsoFLOP: lack of
+    fit without replicates")."""
     out = []
     for name, label, n_params in (("approach 3", "approach 3", 5), ("moe", "MoE law", None)):
         law = fits.get(name)
@@ -406,9 +413,22 @@ def check_residuals(fits: dict, noise: noise_mod.Noise) -> list[Check]:
         df1 = len(r) - p
         rms = float(np.sqrt((r ** 2).sum() / max(df1, 1)))
         if not noise.measured:
+            tested = smooth is not None and smooth.measured and name == "approach 3"
+            _, F, pval, _ = approach2.lack_of_fit_test(r, p, smooth) if tested else (0, np.nan, 1.0, 0)
+            if tested and pval < RESIDUAL_P:
+                ratio = rms / max(smooth.sd, approach2.SD_FLOOR)
+                sev = FAIL if ratio > RESIDUAL_FAIL_RATIO else CAVEAT
+                out.append(Check("residuals", sev, f"residual RMS {rms:.2%} of the loss is {ratio:.2g}x the residual "
+                                 f"scatter of a cubic in log N per budget ({smooth.sd:.2%} on {smooth.dof} dof; "
+                                 f"lack-of-fit F test p = {pval:.1e}; run-to-run noise unmeasured): the law misses "
+                                 "structure in the runs that the budgets' own smooth profiles follow", RESIDUAL_FIX,
+                                 label))
+                continue
+            passed = (f"; it passes a lack-of-fit F test against a cubic in log N per budget ({smooth.sd:.2%} on "
+                      f"{smooth.dof} dof, p = {pval:.2g}), which is weaker" if tested else "")
             out.append(Check("residuals", CAVEAT, f"residual RMS {rms:.2%} of the loss cannot be compared with the "
-                             f"run-to-run noise: {noise.describe()}", "train some runs again with another seed "
-                             "(suggestion below)", label))
+                             f"run-to-run noise: {noise.describe()}{passed}", "train some runs again with another "
+                             "seed (suggestion below)", label))
             continue
         if df1 < 1:
             continue
@@ -435,6 +455,15 @@ def explain_residuals(v: Verdict, diagnosis, law: str = "approach 3") -> Verdict
             c = Check(c.name, c.severity, f"{c.message}. Diagnosis: {diagnosis.finding()}", diagnosis.fix(), c.law)
         checks.append(c)
     return replace(v, checks=checks, diagnosis=diagnosis)
+
+
+def residual_smoother(runs: pd.DataFrame, budgets: pd.DataFrame, cfg: FitConfig) -> noise_mod.Noise:
+    """The no-replicate reference for check_residuals: the residual scatter of a cubic in log N per budget's runs."""
+    if not len(budgets):
+        return noise_mod.unmeasured("no budgets")
+    groups = [runs.loc[b.rows] for b in budgets.itertuples(index=False)]
+    return noise_mod.smoother([np.log(g[cfg.n_col].to_numpy(float)) for g in groups],
+                              [g[cfg.loss_col].to_numpy(float) for g in groups], level=cfg.ci_level)
 
 
 # -------------------------------------------------------------------------------------------- isoFLOPs
@@ -610,7 +639,8 @@ def judge(fits: dict, runs: pd.DataFrame, config: FitConfig, noise: noise_mod.No
     profiles = isoflop_profiles(runs, budgets, config) if len(budgets) else []
     checks = (check_fitted(fits, failures or {}) + check_coverage(budgets) + check_bounds(fits)
               + check_exponents(fits) + check_intervals(fits, config.ci_level) + check_isoflops(profiles, noise)
-              + check_agreement(fits, config.ci_level) + check_residuals(fits, noise))
+              + check_agreement(fits, config.ci_level) + check_residuals(fits, noise, residual_smoother(runs, budgets,
+                                                                                                     config)))
     rate = throughput(runs)
     level = level_of(checks)
     suggestions = suggest(checks, budgets, profiles, runs, noise, rate) if level != DETERMINED else []

@@ -67,7 +67,7 @@ def test_fitted_interval_holds_the_profile_interval_and_says_so():
         lo, hi = law.a_ci
         assert lo <= np.nanmin(s[col]) + 1e-12 and np.nanmax(s[col]) <= hi + 1e-12
     if any("profile-likelihood" in w for w in f.warnings):
-        assert any("stretched to hold it" in w for w in f.warnings)
+        assert any("stretched to hold them" in w for w in f.warnings)
 
 
 def test_one_weight_row_moments_equal_the_general_path():
