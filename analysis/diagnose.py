@@ -217,7 +217,7 @@ class Diagnosis:
                      f"({self.one_batch:,.0f} tokens), so these runs cannot tell the two apart. Train two of the runs "
                      "left out again on the same tokens at a quarter of train.batch_tokens (4x the steps): if their "
                      "loss falls to the law or below, the cause is the step count, and the fix is a smaller batch "
-                     "for the short runs")
+                     "for the short runs (grid.batch.rule=steps)")
         return text
 
     def split(self, key: str) -> tuple[float, str]:
