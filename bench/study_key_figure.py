@@ -59,7 +59,7 @@ def main() -> None:
                label=f"measured {big['loss']:.4f} ({big['loss'] / p - 1:+.2%})")
     ax.axvspan(min(budgets) * 0.8, max(budgets) * 1.25, color="0.9", zorder=0)
     ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="held-out loss (natural mixture)",
-           title="GPU study: 36 grid runs and the 4x run (one H200)")
+           title=f"GPU study: {len(grid)} grid runs and the 4x run (one H200)")
     ax.set_ylim(1.3, min(5.0, grid["loss"].max() * 1.05))
     ax.legend(fontsize=7, loc="upper right")
     if a.check:
@@ -87,7 +87,7 @@ def main() -> None:
             ax.hlines(pred, x0 - 0.5, x0 + len(pts) - 0.5, color="C0", ls="--")
             ax.text(x0 + (len(pts) - 1) / 2, -0.35, f"L{depth}-d{int(t['d_model'])}, {tokens / 1e6:.0f}M tokens,\n"
                     f"{int(t['steps'])} steps at batch {int(t['batch_tokens'])}", ha="center", fontsize=8)
-        ax.plot([], [], color="C0", ls="--", label="the law's prediction (36 grid runs)")
+        ax.plot([], [], color="C0", ls="--", label=f"the law's prediction ({len(grid)} grid runs)")
         ax.set(ylabel="held-out loss", xticks=[], title="Residual check: the short runs are step-limited")
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
