@@ -325,7 +325,7 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
     groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
     if cur is not None and len(cur):
         groups[cur_name] = law.objective.value(cur)
-    lines = verdicts(cmp, groups, law.config.ci_level)
+    cmp, lines = as_candidate(cmp, verdicts(cmp, groups, law.config.ci_level), saved)
     out.append(("para", made + f" Confirmation: {len(conf)} runs at N = {conf[law.config.n_col].median():.3g}, "
                               f"D = {conf[law.config.d_col].median():.3g}" + (f" (+ {len(cur)} curriculum runs)"
                                                                                if cur is not None else "") + "."
@@ -356,19 +356,34 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
     return out
 
 
+CANDIDATE = "candidate"     # the confirmation's name for the law's best mixture when it was not recommended
+
+
+def as_candidate(cmp: pd.DataFrame, lines: list[str], saved: dict) -> tuple[pd.DataFrame, list[str]]:
+    """The confirmation's table and verdict lines with "recommended" renamed "candidate" when the law made no
+    recommendation (saved["supported"] false): the confirmation then tests the law's best candidate, and calling it
+    the recommendation would state what the law's intervals did not support."""
+    if saved.get("supported", True):
+        return cmp, lines
+    cmp = cmp.assign(mixture=cmp["mixture"].replace({"recommended": CANDIDATE}))
+    return cmp, [CANDIDATE + x[len("recommended"):] if x.startswith("recommended vs ") else x for x in lines]
+
+
 def verdict_text(lines: list[str]) -> str:
-    """One plain sentence from verdicts(): does the recommendation beat uniform and natural beyond the noise."""
-    rec = [x for x in lines if x.startswith("recommended vs ")]
+    """One plain sentence from verdicts(): does the recommendation (or the candidate) beat uniform and natural beyond
+    the noise."""
+    name = "recommended" if any(x.startswith("recommended vs ") for x in lines) else CANDIDATE
+    rec = [x for x in lines if x.startswith(f"{name} vs ")]
     if not rec:
         return lines[0] if lines else "no confirmation runs."
-    beats = [x.split(":")[0][len("recommended vs "):] for x in rec if "beats it" in x]
-    not_beats = [x.split(":")[0][len("recommended vs "):] for x in rec if "does NOT" in x]
+    what = "the recommended mixture" if name == "recommended" else "the law's candidate (not recommended)"
+    beats = [x.split(":")[0][len(f"{name} vs "):] for x in rec if "beats it" in x]
+    not_beats = [x.split(":")[0][len(f"{name} vs "):] for x in rec if "does NOT" in x]
     if beats and not not_beats:
-        return f"the recommended mixture beats {' and '.join(beats)} by more than the seed noise."
+        return f"{what} beats {' and '.join(beats)} by more than the seed noise."
     if not beats:
-        return f"the recommended mixture does NOT beat {' or '.join(not_beats)} by more than the seed noise."
-    return (f"the recommended mixture beats {' and '.join(beats)} by more than the seed noise, but NOT "
-            f"{' or '.join(not_beats)}.")
+        return f"{what} does NOT beat {' or '.join(not_beats)} by more than the seed noise."
+    return f"{what} beats {' and '.join(beats)} by more than the seed noise, but NOT {' or '.join(not_beats)}."
 
 
 @register
@@ -694,7 +709,7 @@ def main(argv: list[str] | None = None) -> None:
         groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
         if cur is not None and len(cur):
             groups[plan["name"] if plan else "curriculum"] = law.objective.value(cur)
-        lines = verdicts(cmp, groups, cfg.ci_level)
+        cmp, lines = as_candidate(cmp, verdicts(cmp, groups, cfg.ci_level), saved)
         text = cmp.to_string(index=False, float_format=lambda x: f"{x:.4f}")
         print(text + "\n" + "\n".join(lines))
         md = [f"# Mixture confirmation: {args.confirm}", "", law.summary(), "",

@@ -118,3 +118,20 @@ def test_an_optimum_predicted_past_every_measured_run_by_more_than_the_law_errs_
     msg = law._beyond_measured(best - 2 * gap, gap, None, None)
     assert "beats the best measured run" in msg and f"{best:.4g}" in msg
     assert law._beyond_measured(best - 2 * gap, float("nan"), None, None) == ""     # no held-out error: no claim
+
+
+def test_a_confirmation_of_an_unsupported_candidate_never_calls_it_the_recommendation():
+    import pandas as pd
+
+    from analysis.mixing_report import as_candidate, verdict_text
+    cmp = pd.DataFrame({"mixture": ["recommended", "uniform", "natural"], "measured": [3.6, 3.8, 3.5]})
+    lines = ["Seed noise: ...", "recommended vs uniform: -0.2 (better; ...): does NOT beat it by more than the seed "
+             "noise.", "recommended vs natural: +0.1 (worse; ...): does NOT beat it by more than the seed noise."]
+    same, kept = as_candidate(cmp, lines, {"supported": True})
+    assert list(same["mixture"]) == list(cmp["mixture"]) and kept == lines
+    assert verdict_text(kept).startswith("the recommended mixture does NOT beat uniform or natural")
+    cand, renamed = as_candidate(cmp, lines, {"supported": False})
+    assert list(cand["mixture"]) == ["candidate", "uniform", "natural"]
+    assert renamed[1].startswith("candidate vs uniform") and not any("recommended vs" in x for x in renamed)
+    assert verdict_text(renamed) == ("the law's candidate (not recommended) does NOT beat uniform or natural by more "
+                                     "than the seed noise.")
