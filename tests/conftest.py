@@ -30,6 +30,12 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)   # stable: the rest keep their order
 
 
+@pytest.fixture
+def no_corpus(tmp_path, monkeypatch):
+    """$SCALEMIX_DATA pointing at nothing: plans are made without a built corpus (its checks say so, no error)."""
+    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "no-data"))
+
+
 @pytest.fixture(scope="session")
 def syn_data(tmp_path_factory) -> Path:
     """$SCALEMIX_DATA for the sweep tests: `syn`, a synthetic corpus at the CPU grid's vocabulary (2048). One for

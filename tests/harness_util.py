@@ -17,6 +17,13 @@ from harness.spec import RunSpec, Runtime
 from model_zoo.spec import CPU_RULE
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_config(*overrides):
+    """The project's Hydra config with these overrides, as `python sweep.py <overrides>` composes it."""
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 # the smallest real sweep: two runs of the smallest CPU rungs, a few steps each, in parallel (a checkpoint every 4
 # steps and 5 retries: what the fault suite needs). conftest.tiny_sweep launches it once a session.
 TINY_SWEEP = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]",

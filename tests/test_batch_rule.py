@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from harness_util import compose_config
 
 from harness.spec import SpecError
 from sweeps.batching import FEW_STEPS, MIN_SEQUENCES, BatchRule
@@ -20,14 +20,8 @@ H200 = str(ROOT / "bench/results/throughput_h200.json")
 NO_LR_SWEEP = ["grid.lr_from=null"]   # the study grids' lr sweep is not here: every size at train.optim.lr
 
 
-def cfg(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-@pytest.fixture(autouse=True)
-def no_corpus(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "no-data"))
+cfg = compose_config
+pytestmark = pytest.mark.usefixtures("no_corpus")     # conftest: plans without a built corpus
 
 
 def test_the_rule_halves_whole_sequences_until_the_target_or_the_floor():

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from harness_util import compose_config
 
 from harness.rundir import params_compute
 from harness.spec import SpecError
@@ -22,14 +22,8 @@ from bench import study_state  # noqa: E402
 LARGE = {"code": 52_171_547, "docs": 23_803_690, "math": 24_105_271, "multilingual": 33_045_941, "prose": 24_224_902}
 
 
-def cfg(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-@pytest.fixture(autouse=True)
-def no_corpus(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "no-data"))
+cfg = compose_config
+pytestmark = pytest.mark.usefixtures("no_corpus")     # conftest: plans without a built corpus
 
 
 def test_study_grid_brackets_five_budgets_with_six_sizes_within_the_corpus():
