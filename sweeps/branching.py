@@ -105,11 +105,11 @@ def summary(p) -> list[str]:
     trunk_flops = trunk_hours = 0.0
     known = True
     for tid, (_, branches) in groups.items():
-        fpt, end = branches[0].counts.flops_per_token, branches[-1].branch.start_tokens
+        fpt, end, seqs = branches[0].counts.flops_per_token, branches[-1].branch.start_tokens, branches[0].spec.batch_size
         trunk_flops += fpt * end
         starts = [0] + [b.branch.start_tokens for b in branches]
         for a, b in zip(starts, starts[1:]):   # each segment is advanced in its branch's process: a start-up each
-            h = p.throughput.hours(fpt, b - a) if b > a else 0.0
+            h = p.throughput.hours(fpt, b - a, seqs) if b > a else 0.0
             known &= h is not None
             trunk_hours += h or 0.0
         lines.append(f"  trunk {tid} {branches[-1].label}: to {si(end)} tokens ({fpt * end:.2e} FLOPs), "
@@ -117,7 +117,7 @@ def summary(p) -> list[str]:
     rest_flops = rest_hours = 0.0
     for r in p.runs:   # each branch's cooldown, and any run not branched
         tokens = r.spec.tokens - (r.branch.start_tokens if r.branch else 0)
-        h = p.throughput.hours(r.counts.flops_per_token, tokens)
+        h = p.throughput.hours(r.counts.flops_per_token, tokens, r.spec.batch_size)
         known &= h is not None
         rest_flops += r.counts.flops_per_token * tokens
         rest_hours += h or 0.0
@@ -126,6 +126,6 @@ def summary(p) -> list[str]:
     line = (f"compute with branches: {spent:.3e} FLOPs (trunks {trunk_flops:.3e} + cooldowns {rest_flops:.3e}) "
             f"vs {alone:.3e} as independent runs: {1 - spent / alone:.0%} saved")
     if known:
-        hours = sum(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens) for r in p.runs)
+        hours = sum(p.throughput.hours(r.counts.flops_per_token, r.spec.tokens, r.spec.batch_size) for r in p.runs)
         line += f"; est {trunk_hours + rest_hours:.3g} vs {hours:.3g} device-hours"
     return lines + [line]
