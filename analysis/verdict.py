@@ -458,12 +458,10 @@ def explain_residuals(v: Verdict, diagnosis, law: str = "approach 3") -> Verdict
 
 
 def residual_smoother(runs: pd.DataFrame, budgets: pd.DataFrame, cfg: FitConfig) -> noise_mod.Noise:
-    """The no-replicate reference for check_residuals: the residual scatter of a cubic in log N per budget's runs."""
-    if not len(budgets):
-        return noise_mod.unmeasured("no budgets")
-    groups = [runs.loc[b.rows] for b in budgets.itertuples(index=False)]
-    return noise_mod.smoother([np.log(g[cfg.n_col].to_numpy(float)) for g in groups],
-                              [g[cfg.loss_col].to_numpy(float) for g in groups], level=cfg.ci_level)
+    """The no-replicate reference for check_residuals: the residual scatter of a cubic in log N per budget's runs
+    (approach2.reference without seed noise: what approach 2's profile models and the hold-out are tested against)."""
+    return approach2.reference([approach2.as_arrays(runs.loc[b.rows], cfg) for b in budgets.itertuples(index=False)],
+                               None)
 
 
 # -------------------------------------------------------------------------------------------- isoFLOPs
