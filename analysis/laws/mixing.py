@@ -647,14 +647,19 @@ class MixingLaw:
         model, params = self._at_size(N, D, params)
         return model.predict(params, W, self._S(len(W), N, D))
 
+    def _is_fit_size(self, N, D) -> bool:
+        """(N, D) is the size the law was fitted at: None stands for it, and a law without a fit size has only one."""
+        if not self.fit_size or (N is None and D is None):
+            return True
+        return bool(np.isclose(N or self.fit_size[0], self.fit_size[0])
+                    and np.isclose(D or self.fit_size[1], self.fit_size[1]))
+
     def _at_size(self, N, D, params):
         """The model and parameters for (N, D): a size law's own; a one-size family's fit at that size (per_size) or,
         for a size it was not fitted at, the fit size's with a warning (its levels belong to the fit size)."""
-        if self.family in SIZE_LAWS or (N is None and D is None) or not self.fit_size:
+        if self.family in SIZE_LAWS or self._is_fit_size(N, D):
             return self.model, params or self.params
         n, d = N or self.fit_size[0], D or self.fit_size[1]
-        if np.isclose(n, self.fit_size[0]) and np.isclose(d, self.fit_size[1]):
-            return self.model, params or self.params
         for (n_s, d_s), (model, p_s) in self.per_size.items():
             if np.isclose(n, n_s) and np.isclose(d, d_s):
                 if params is not None and params is not self.params:
@@ -782,9 +787,10 @@ class MixingLaw:
             warns.append(f"no trust region: the law was fitted on {len(P)} interior mixture(s); the optimum may lie "
                          "anywhere on the simplex, far from what was measured")
             trust = None
+        sign = -1.0 if self.objective.maximize else 1.0
         P_all = P
         if trust == "hull" and len(P) > HULL_MAX:
-            rated = (-1.0 if self.objective.maximize else 1.0) * self.predict(P, N, D)
+            rated = sign * self.predict(P, N, D)
             P = P[np.argsort(rated, kind="stable")[:HULL_MAX]]
             warns.append(f"trust region: the convex hull of the {HULL_MAX} of the {len(P_all)} sampled mixtures the law "
                          "predicts best (inside the hull of all of them; searching that whole hull is too slow)")
@@ -798,7 +804,6 @@ class MixingLaw:
             if not self.natural:
                 raise ValueError("recommend(max_kl=...): the law has no natural proportions (pass natural= to fit)")
             nat = np.array([self.natural[d] for d in self.domains])
-        sign = -1.0 if self.objective.maximize else 1.0
         rng = np.random.default_rng(self.config.seed)
         x0s = [np.full(K, 1 / K)] + ([nat] if nat is not None else []) \
             + ([np.array([self.natural[d] for d in self.domains])] if self.natural else []) \
@@ -932,8 +937,7 @@ class MixingLaw:
         """A warning when the optimum's predicted objective beats the best measured run by more than the law's
         held-out gap error: an optimiser lands where the law errs in its favour (the winner's curse), so that level is
         the law's, not a measurement's ("" otherwise, or at another size than the runs')."""
-        if not np.isfinite(gap_err) or (N is not None or D is not None) and self.fit_size and not (
-                np.isclose(N or self.fit_size[0], self.fit_size[0]) and np.isclose(D or self.fit_size[1], self.fit_size[1])):
+        if not np.isfinite(gap_err) or not self._is_fit_size(N, D):
             return ""
         t = self.table if "_fit_size" not in self.table else self.table[self.table["_fit_size"].to_numpy(bool)]
         sign = -1.0 if self.objective.maximize else 1.0
