@@ -325,7 +325,8 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
     groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
     if cur is not None and len(cur):
         groups[cur_name] = law.objective.value(cur)
-    cmp, lines = as_candidate(cmp, verdicts(cmp, groups, law.config.ci_level), saved)
+    cmp, groups = as_candidate(cmp, groups, saved)
+    lines = verdicts(cmp, groups, law.config.ci_level)
     out.append(("para", made + f" Confirmation: {len(conf)} runs at N = {conf[law.config.n_col].median():.3g}, "
                               f"D = {conf[law.config.d_col].median():.3g}" + (f" (+ {len(cur)} curriculum runs)"
                                                                                if cur is not None else "") + "."
@@ -359,14 +360,14 @@ def confirmation_blocks(law: MixingLaw, size_law: MixingLaw | None, saved: dict,
 CANDIDATE = "candidate"     # the confirmation's name for the law's best mixture when it was not recommended
 
 
-def as_candidate(cmp: pd.DataFrame, lines: list[str], saved: dict) -> tuple[pd.DataFrame, list[str]]:
-    """The confirmation's table and verdict lines with "recommended" renamed "candidate" when the law made no
+def as_candidate(cmp: pd.DataFrame, groups: dict, saved: dict) -> tuple[pd.DataFrame, dict]:
+    """The confirmation's table and runs by mixture with "recommended" renamed "candidate" when the law made no
     recommendation (saved["supported"] false): the confirmation then tests the law's best candidate, and calling it
     the recommendation would state what the law's intervals did not support."""
     if saved.get("supported", True):
-        return cmp, lines
-    cmp = cmp.assign(mixture=cmp["mixture"].replace({"recommended": CANDIDATE}))
-    return cmp, [CANDIDATE + x[len("recommended"):] if x.startswith("recommended vs ") else x for x in lines]
+        return cmp, groups
+    return (cmp.assign(mixture=cmp["mixture"].replace({"recommended": CANDIDATE})),
+            {CANDIDATE if n == "recommended" else n: v for n, v in groups.items()})
 
 
 def verdict_text(lines: list[str]) -> str:
@@ -586,7 +587,8 @@ def verdicts(cmp: pd.DataFrame, runs_by_mixture: dict[str, np.ndarray], ci_level
     q = float(student_t.ppf(ci_level, dof))
     out = [f"Seed noise: pooled standard deviation of the objective {sd:.4f} ({dof} degrees of freedom, "
            f"{len(runs_by_mixture)} mixtures)."]
-    for cand in [c for c in ("recommended", *[k for k in runs_by_mixture if "->" in k]) if c in runs_by_mixture]:
+    for cand in [c for c in ("recommended", CANDIDATE, *[k for k in runs_by_mixture if "->" in k])
+                 if c in runs_by_mixture]:
         a = runs_by_mixture[cand]
         for base in ("uniform", "natural"):
             if base not in runs_by_mixture:
@@ -709,7 +711,8 @@ def main(argv: list[str] | None = None) -> None:
         groups = {n: vals[which == i] for i, n in enumerate(mixes) if (which == i).any()}
         if cur is not None and len(cur):
             groups[plan["name"] if plan else "curriculum"] = law.objective.value(cur)
-        cmp, lines = as_candidate(cmp, verdicts(cmp, groups, cfg.ci_level), saved)
+        cmp, groups = as_candidate(cmp, groups, saved)
+        lines = verdicts(cmp, groups, cfg.ci_level)
         text = cmp.to_string(index=False, float_format=lambda x: f"{x:.4f}")
         print(text + "\n" + "\n".join(lines))
         md = [f"# Mixture confirmation: {args.confirm}", "", law.summary(), "",

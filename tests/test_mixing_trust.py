@@ -123,15 +123,17 @@ def test_an_optimum_predicted_past_every_measured_run_by_more_than_the_law_errs_
 def test_a_confirmation_of_an_unsupported_candidate_never_calls_it_the_recommendation():
     import pandas as pd
 
-    from analysis.mixing_report import as_candidate, verdict_text
+    from analysis.mixing_report import as_candidate, verdict_text, verdicts
     cmp = pd.DataFrame({"mixture": ["recommended", "uniform", "natural"], "measured": [3.6, 3.8, 3.5]})
-    lines = ["Seed noise: ...", "recommended vs uniform: -0.2 (better; ...): does NOT beat it by more than the seed "
-             "noise.", "recommended vs natural: +0.1 (worse; ...): does NOT beat it by more than the seed noise."]
-    same, kept = as_candidate(cmp, lines, {"supported": True})
-    assert list(same["mixture"]) == list(cmp["mixture"]) and kept == lines
-    assert verdict_text(kept).startswith("the recommended mixture does NOT beat uniform or natural")
-    cand, renamed = as_candidate(cmp, lines, {"supported": False})
-    assert list(cand["mixture"]) == ["candidate", "uniform", "natural"]
-    assert renamed[1].startswith("candidate vs uniform") and not any("recommended vs" in x for x in renamed)
-    assert verdict_text(renamed) == ("the law's candidate (not recommended) does NOT beat uniform or natural by more "
-                                     "than the seed noise.")
+    groups = {"recommended": np.array([3.5, 3.7]), "uniform": np.array([3.7, 3.9]), "natural": np.array([3.4, 3.6])}
+    same, kept = as_candidate(cmp, groups, {"supported": True})
+    assert list(same["mixture"]) == list(cmp["mixture"]) and kept is groups
+    lines = verdicts(same, kept)
+    assert lines[1].startswith("recommended vs uniform")
+    assert verdict_text(lines).startswith("the recommended mixture does NOT beat uniform or natural")
+    cand, renamed = as_candidate(cmp, groups, {"supported": False})
+    assert list(cand["mixture"]) == ["candidate", "uniform", "natural"] and list(renamed) == list(cand["mixture"])
+    lines = verdicts(cand, renamed)
+    assert lines[1].startswith("candidate vs uniform") and not any("recommended vs" in x for x in lines)
+    assert verdict_text(lines) == ("the law's candidate (not recommended) does NOT beat uniform or natural by more "
+                                   "than the seed noise.")
