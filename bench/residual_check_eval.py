@@ -19,6 +19,13 @@ from analysis import results
 from analysis.laws import approach3
 
 
+def grid_twin(grid: pd.DataFrame, depth: int, tokens: float) -> pd.Series | None:
+    """The grid's seed-0 run a check run varies: the same depth, its tokens within 1% (a smaller batch rounds the
+    tokens to its own whole steps); None when the grid has none."""
+    rows = grid[(grid["n_layers"] == depth) & (np.abs(grid["tokens"] / tokens - 1) < 0.01) & (grid["seed"] == 0)]
+    return rows.iloc[0] if len(rows) else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("study")
@@ -41,9 +48,7 @@ def main() -> None:
     rows = []
     for df in extra:
         for _, r in df.iterrows():
-            base = grid[(grid["n_layers"] == r["n_layers"]) & (np.abs(grid["tokens"] / r["tokens"] - 1) < 0.01)
-                        & (grid["seed"] == 0)]
-            b = base.iloc[0] if len(base) else None
+            b = grid_twin(grid, r["n_layers"], r["tokens"])
             changed = []
             if b is not None:
                 if not np.isclose(r["lr"], b["lr"]):

@@ -11,7 +11,9 @@ the law's prediction for that (N, D).
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 
 import matplotlib
 
@@ -19,8 +21,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench.residual_check_eval, run as a script
+
 from analysis import results  # noqa: E402
 from analysis.laws import approach3  # noqa: E402
+from bench.residual_check_eval import grid_twin  # noqa: E402
 
 
 def main() -> None:
@@ -68,10 +73,9 @@ def main() -> None:
         for i, depth in enumerate(sorted(check["n_layers"].astype(int).unique())):
             mine = check[check["n_layers"] == depth]
             tokens = float(mine["tokens"].median())
-            twin = grid[(grid["n_layers"] == depth) & (np.abs(grid["tokens"] / tokens - 1) < 0.01) & (grid["seed"] == 0)]
-            if twin.empty:
+            t = grid_twin(grid, depth, tokens)
+            if t is None:
                 continue
-            t = twin.iloc[0]
             pts = [("grid run", t["loss"], "0.3")]
             for r in mine.itertuples():
                 if not np.isclose(r.lr, t["lr"]):
