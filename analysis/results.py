@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.laws.common import C_COLS, N_COLS, FitConfig
-from harness.rundir import params_compute, read_metrics
+from harness.rundir import DOWNSTREAM_FILE, params_compute, read_metrics
 
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
@@ -177,6 +177,32 @@ def valid_point(point: dict) -> bool:
         is_number(v) or v is None for v in point.values())
 
 
+DOWNSTREAM_PREFIXES = ("acc_", "se_", "chance_", "n_items_", "bpb_")   # harness.downstream's result columns
+
+
+def join_downstream(row: dict, path: Path, problems: list[str]) -> None:
+    """Add the scores of a run's downstream.json (written after the run by `python -m harness.downstream --write`)
+    to its row, unless the run scored them itself (eval=downstream: result.json's own columns win). The file
+    must be this run's, at its final step; else it is named in `problems` and left out. The row says where its
+    scores came from: downstream_source "post-hoc" (absent when the run scored them itself)."""
+    if any(k.startswith("acc_") for k in row):
+        return
+    if not path.is_file():
+        return
+    try:
+        scores = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        problems.append(f"{path}: unreadable ({e}): left out; rerun python -m harness.downstream --write")
+        return
+    if not isinstance(scores, dict) or scores.get("run_id") != row["run_id"] or scores.get("step") != row.get("steps"):
+        problems.append(f"{path}: not run {row['run_id']} at its final step {row.get('steps')} (it says "
+                        f"{scores.get('run_id') if isinstance(scores, dict) else '?'} at step "
+                        f"{scores.get('step') if isinstance(scores, dict) else '?'}): left out")
+        return
+    row.update({k: v for k, v in scores.items() if k.startswith(DOWNSTREAM_PREFIXES)})
+    row["downstream_source"] = "post-hoc"
+
+
 def grid_meta(run_dir: Path) -> dict:
     """{"budget", "label", "n_col", "c_col", "grid", "scale"} from the run's grid.json ({} for runs launched before
     it existed; the keys added later are None for runs launched before they were recorded)."""
@@ -221,6 +247,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
             skipped.append((str(d), "result.json is not a runs-table row (no numeric loss)"))
             continue
         row.setdefault("run_id", d.name)
+        join_downstream(row, d / DOWNSTREAM_FILE, problems)
         meta = grid_meta(d)
         conventions[str(d)] = (meta["n_col"], meta["c_col"]) if meta.get("n_col") and meta.get("c_col") else None
         for key in ("budget", "label", "grid", "scale"):   # the grid's metadata, where the sweep wrote it

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU scaling study of record (issue 12, item 4) in device calls of <= 10 minutes: one phase per call, resumable.
 #
-#   OUT=<dir> bash bench/gpu_study.sh PHASE     PHASE: stage | lr | lr2 | grid | grid2 | big | big2 | downstream | status
+#   OUT=<dir> bash bench/gpu_study.sh PHASE     PHASE: stage | lr | lr2 | grid | grid2 | big | big2 | downstream |
+#                                                      posthoc | status
 #
 #   stage   only stage the carried corpus parts in $STAGE (the first part alone fills a call's 64 MiB carry); unpacks
 #           once every part is there
@@ -17,6 +18,10 @@
 #   big2    the same from grid2's law (runs/study2 -> runs/study2-big, that grid's batch rule: >= 1000 steps)
 #   downstream  the downstream-accuracy grid (issue 17)  python sweep.py +grid=study_downstream (runs/study-downstream,
 #           16 runs at 1e15..1.3e16 with eval=downstream, ~10 GPU-min est.)
+#   posthoc the downstream suite on the final checkpoint of every finished run of study2 and study2-big that still has
+#           one (those trained on this machine while it stayed warm; carried runs have none): python -m
+#           harness.downstream --write, each run's scores in its downstream.json, which analysis.results joins to its
+#           row (issue 17 on the study's own runs, no second grid); trains nothing
 #   status  restore and print the progress line; trains nothing
 #
 # Each call: (a) copies carried corpus parts ($DATA/$CORPUS.tar.xz.part*) to $STAGE and, if $DATA/$CORPUS is absent,
@@ -46,7 +51,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
-PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|grid2|big|big2|downstream|status}
+PHASE=${1:?usage: OUT=<dir> bash bench/gpu_study.sh stage|lr|lr2|grid|grid2|big|big2|downstream|posthoc|status}
 : "${OUT:?set OUT to a directory for the results}"
 LIMIT=${LIMIT:-600}; MARGIN=${MARGIN:-60}; JOBS_PER_GPU=${JOBS_PER_GPU:-2}; ROOT=${ROOT:-runs}
 STATE=${STATE:-.study/runs.tgz}; STAGE=${STAGE:-/tmp/scalemix_stage}; CORPUS=${CORPUS:-large}; EXTRA=${EXTRA:-}
@@ -55,7 +60,7 @@ DATA=${SCALEMIX_DATA:-data}
 SWEEPS=(study-lr study study2 study-big study2-big study-downstream study-check study-superseded)
 BIG_FROM=study
 case "$PHASE" in
-  stage|status) GRID= ;;
+  stage|status|posthoc) GRID= ;;
   lr) GRID=study_lr; SWEEP=study-lr ;;
   lr2) GRID=study_lr_big; SWEEP=study-lr ;;
   grid) GRID=study; SWEEP=study ;;
@@ -63,7 +68,8 @@ case "$PHASE" in
   big) GRID=study_big; SWEEP=study-big ;;
   big2) GRID=study_big; SWEEP=study2-big; BIG_FROM=study2 ;;
   downstream) GRID=study_downstream; SWEEP=study-downstream ;;
-  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | grid2 | big | big2 | downstream | status" >&2; exit 2 ;;
+  *) echo "error: PHASE=$PHASE: use stage | lr | lr2 | grid | grid2 | big | big2 | downstream | posthoc | status" >&2
+     exit 2 ;;
 esac
 mkdir -p "$OUT" "$STAGE" "$ROOT"
 TMP=$(mktemp -d)     # side files stay out of $OUT: at most 8 files come back from a call
@@ -103,8 +109,25 @@ export PYTHONPATH=/tmp/site:$PWD
 if [ -f "$STATE" ]; then python bench/study_state.py restore "$STATE" --root "$ROOT" || exit 3
 else echo "no carried state at $STATE: starting from what $ROOT holds"; fi
 
-# (d) the phase's sweep
+# (d) the phase's sweep (posthoc: the downstream suite on the finished runs' final checkpoints)
 RC=0
+if [ "$PHASE" = posthoc ]; then
+  todo=()
+  for run in "$ROOT"/study2/*/ "$ROOT"/study2-big/*/; do
+    run=${run%/}
+    [ -f "$run/result.json" ] && [ -d "$run/ckpt" ] && [ ! -f "$run/downstream.json" ] && todo+=("$run")
+  done
+  LEFT=$((LIMIT - MARGIN - $(elapsed)))
+  echo "posthoc: ${#todo[@]} finished run(s) with a checkpoint and no downstream.json; at most $LEFT s"
+  if [ ${#todo[@]} -gt 0 ]; then
+    timeout -s TERM -k 10 "$LEFT" python -m harness.downstream --write "${todo[@]}" > "$TMP/posthoc.json" \
+      2> "$OUT/sweep.log"
+    RC=$?
+    echo "posthoc exit $RC at $(elapsed) s; $(grep -c '^\[' "$OUT/sweep.log") scored"
+    tail -n 3 "$OUT/sweep.log"
+    [ $RC = 124 ] && RC=0    # cut off by the limit: the rest are scored by the next call (the machine still warm)
+  fi
+fi
 STOPPED=0
 PLANNED=()
 if [ -n "$GRID" ]; then

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RUN_FILES = ("spec.yaml", "grid.json", "runtime.yaml", "metrics.jsonl", "result.json")
+RUN_FILES = ("spec.yaml", "grid.json", "runtime.yaml", "metrics.jsonl", "result.json", "downstream.json")
 LEDGER = ".study_ledger.jsonl"
 STEP = re.compile(r"^step_(\d{8})")
 MAX_MIB = 15.0          # files back from the device machine: at most 16 MiB each (/work/.library/device/README.md)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from harness.data import tokenizer as corpus_tokenizer
-from harness.data.corpus import Corpus, data_root, resolve_corpus_path
+from harness.data.corpus import Corpus, CorpusError, data_root, resolve_corpus_path
 from harness.downstream_tasks import (
     DEFAULT_ITEMS,
     LM_EVAL_PREFIX,
@@ -338,47 +338,100 @@ class InTraining:
 
 
 # ---------------------------------------------------------------------------- command line
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m harness.downstream RUN_DIR [--tasks suite] [--n-docs N] [--device auto] [--samples]
-
-    Evaluates the newest intact checkpoint of a run directory and prints the result columns as JSON
-    (it does not write to the run directory, which belongs to the trainer)."""
-    import argparse
-    import json
+def _evaluate_run(run_dir: Path, a, suites: dict, device: torch.device) -> dict:
+    """One run's newest intact checkpoint scored on the tasks: the result columns plus run_id, step, timings.
+    Raises SpecError naming the run and the fix when it cannot be scored as asked."""
     import time
 
     import model_zoo
     from harness.checkpoint import Checkpoints
-    from harness.rundir import RunDir, load_spec
+    from harness.rundir import RunDir, load_spec, read_json_object
 
-    p = argparse.ArgumentParser(prog="python -m harness.downstream", description=main.__doc__)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--tasks", help="comma-separated task names (default: the spec's eval.downstream, else suite)")
-    p.add_argument("--n-docs", type=int, default=DEFAULT_DOCS, help="items per task")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--samples", type=int, default=0, help="also sample the prompt battery, this many tokens each")
-    a = p.parse_args(argv)
-    rd = RunDir(a.run_dir)
+    rd = RunDir(run_dir)
+    if not rd.spec_file.exists():
+        raise SpecError([f"{run_dir}: no spec.yaml: not a run directory"])
     spec = load_spec(rd.spec_file)
+    final_steps = None
+    if a.write:   # the scores stand beside the run's result: only a finished run's final weights may give them
+        result, problem = read_json_object(rd.result_file) if rd.result_file.exists() else (None, "no result.json")
+        if result is None:
+            raise SpecError([f"{run_dir}: {problem}: --write scores finished runs only (let the run finish, or "
+                             "drop --write to print a mid-run checkpoint's scores)"])
+        final_steps = result.get("steps")
     tasks = tuple(a.tasks.split(",")) if a.tasks else (spec.eval.downstream or ("suite",))
     corpus = as_corpus(spec.data.corpus)
+    key = (str(corpus.path), tasks, a.n_docs, spec.model.vocab_size)
     t0 = time.perf_counter()
-    suite = prepare(corpus, spec, tasks, a.n_docs)   # before the checkpoint is read
+    if key not in suites:   # built once per corpus and task list: a sweep's runs share it
+        suites[key] = prepare(corpus, spec, tasks, a.n_docs)   # before the checkpoint is read
     build_s = time.perf_counter() - t0
     state = Checkpoints(rd.ckpt_dir).load_latest()
     if state is None:
-        p.error(f"{rd.ckpt_dir}: no intact checkpoint to evaluate")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+        raise SpecError([f"{rd.ckpt_dir}: no intact checkpoint to evaluate (finished runs carried without their "
+                         "checkpoints cannot be scored afterwards: train with eval=downstream instead)"])
+    if final_steps is not None and state["step"] != final_steps:
+        raise SpecError([f"{run_dir}: the newest checkpoint is at step {state['step']}, the run's result at step "
+                         f"{final_steps}: --write scores the final weights only"])
     model = model_zoo.build(spec.model)
     model.load_state_dict(state["model"])
     t0 = time.perf_counter()
-    scores = evaluate(model.to(device), corpus, spec, tasks, device, suite=suite)
-    out = {"run_id": spec.run_id, "step": state["step"], **scores, "build_s": round(build_s, 2),
-           "eval_s": round(time.perf_counter() - t0, 2)}
+    scores = evaluate(model.to(device), corpus, spec, tasks, device, suite=suites[key])
+    out = {"run_id": spec.run_id, "step": state["step"], "tasks": list(tasks), "n_docs": a.n_docs, **scores,
+           "build_s": round(build_s, 2), "eval_s": round(time.perf_counter() - t0, 2)}
     if a.samples:
         out["samples"] = samples(model, corpus, spec, device, a.samples)
-    print(json.dumps(out, indent=1))
-    return 0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m harness.downstream RUN_DIR [RUN_DIR ...] [--tasks suite] [--n-docs N] [--device auto] [--samples N]
+                                  [--write]
+
+    Scores the newest intact checkpoint of each run directory on the downstream tasks and prints the result
+    columns as JSON, one object per run. With --write (finished runs only, scored at their final step) each run's
+    scores also go to RUN_DIR/downstream.json (atomic; the trainer's result.json is never touched), which
+    analysis.results joins to the run's row: a sweep trained without eval=downstream gets its accuracies
+    afterwards, while its checkpoints are still there. A run that cannot be scored is named with the reason and
+    the others go on; the exit status is 1 when any failed."""
+    import argparse
+    import json
+
+    from harness.rundir import DOWNSTREAM_FILE, atomic_write_bytes
+
+    p = argparse.ArgumentParser(prog="python -m harness.downstream", description=main.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--tasks", help="comma-separated task names (default: the spec's eval.downstream, else suite)")
+    p.add_argument("--n-docs", type=int, default=DEFAULT_ITEMS, help="items per task")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--samples", type=int, default=0, help="also sample the prompt battery, this many tokens each")
+    p.add_argument("--write", action="store_true", help=f"also write RUN_DIR/{DOWNSTREAM_FILE} (finished runs)")
+    a = p.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if a.n_docs < 1:
+        p.error(f"--n-docs={a.n_docs}: give at least 1 item per task")
+    missing = [str(d) for d in a.run_dirs if not d.is_dir()]
+    if missing:
+        p.error(f"not a directory: {', '.join(missing)}")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    suites: dict = {}
+    failed = []
+    for i, run_dir in enumerate(a.run_dirs):
+        try:
+            out = _evaluate_run(run_dir, a, suites, device)
+        except (SpecError, CorpusError, FileNotFoundError) as e:
+            failed.append(str(run_dir))
+            log.error("%s: %s", run_dir, e)
+            continue
+        text = json.dumps(out, indent=1)
+        print(text, flush=True)
+        if a.write:
+            atomic_write_bytes(run_dir / DOWNSTREAM_FILE, (text + "\n").encode())
+        log.info("[%d/%d] %s step %d: %.1f s", i + 1, len(a.run_dirs), run_dir, out["step"], out["eval_s"])
+    if failed:
+        log.error("%d of %d run(s) not scored: %s", len(failed), len(a.run_dirs), ", ".join(failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ import yaml
 
 from harness.spec import RunSpec, Runtime, SpecError, from_plain
 
+# downstream scores given to a finished run afterwards (python -m harness.downstream --write); analysis.results
+# joins them to the run's row. The trainer never writes it: its result.json stays the run's own record.
+DOWNSTREAM_FILE = "downstream.json"
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp name, fsync, rename over `path`, fsync the directory: never a partial file."""
@@ -190,6 +194,7 @@ class RunDir:
         self.grid_file = self.path / "grid.json"
         self.metrics_file = self.path / "metrics.jsonl"
         self.result_file = self.path / "result.json"
+        self.downstream_file = self.path / DOWNSTREAM_FILE
         self.ckpt_dir = self.path / "ckpt"
         self.wandb_dir = self.path / "wandb"
 

@@ -530,3 +530,43 @@ def test_tokenization_is_memoised_per_tokenizer(text_corpus, monkeypatch):
     tok.encode_batch(sample + ["a new text"])
     assert asked == ["a new text"]
     assert [list(x) for x in ByteTokenizer().encode_batch(["é!", ""])] == [[195, 169, 33], []]
+
+
+def test_cli_write_scores_finished_runs_and_analysis_joins_them(text_corpus, tmp_path, capsys):
+    """--write: a finished run's final checkpoint scored into its downstream.json, which analysis.results joins to
+    the run's row; a run whose newest checkpoint is not its final step, and one without checkpoints, are named and
+    left unscored while the others go on (exit 1)."""
+    import model_zoo
+    from analysis.results import load
+    from harness.checkpoint import Checkpoints
+    from harness.downstream import main
+    from harness.rundir import DOWNSTREAM_FILE, RunDir, atomic_write_bytes
+    from harness.spec import DataSpec, Runtime
+    corpus, _ = text_corpus
+    sweep = tmp_path / "sweep"
+    dirs = []
+    for seed, ckpt_step in ((0, 16), (1, 9), (2, None)):
+        spec = RunSpec(model=_spec(corpus.vocab_size, seq_len=32).model, tokens=1024, batch_tokens=64, seed=seed,
+                       data=DataSpec(corpus=str(corpus.path)))
+        rd = RunDir(sweep / spec.run_id)
+        rd.prepare(spec, Runtime())
+        if ckpt_step is not None:
+            Checkpoints(rd.ckpt_dir).save(ckpt_step, {"step": ckpt_step, "model": model_zoo.build(spec.model).state_dict()})
+        row = {"run_id": spec.run_id, "loss": 5.0 + seed, "steps": 16, "tokens": 1024, "flops": 1e9}
+        atomic_write_bytes(rd.result_file, json.dumps(row).encode())
+        dirs.append(rd.path)
+    assert main([*map(str, dirs), "--tasks", "arith", "--n-docs", "10", "--device", "cpu", "--write"]) == 1
+    assert (dirs[0] / DOWNSTREAM_FILE).is_file()
+    assert not (dirs[1] / DOWNSTREAM_FILE).exists() and not (dirs[2] / DOWNSTREAM_FILE).exists()
+    written = json.loads((dirs[0] / DOWNSTREAM_FILE).read_text())
+    assert written["step"] == 16 and written["n_items_arith"] == 10
+    runs = load(sweep).runs.set_index("run_id")
+    scored = runs.loc[dirs[0].name]
+    assert scored["acc_arith"] == written["acc_arith"] and scored["downstream_source"] == "post-hoc"
+    assert runs["acc_arith"].isna().sum() == 2
+    # a file that is not this run's final step is left out, with a warning that names it
+    written["step"] = 15
+    atomic_write_bytes(dirs[0] / DOWNSTREAM_FILE, json.dumps(written).encode())
+    with pytest.warns(UserWarning, match="final step 16"):
+        runs = load(sweep).runs
+    assert "acc_arith" not in runs.columns
