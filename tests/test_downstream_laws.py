@@ -116,3 +116,26 @@ def test_contamination_counts_items_whose_ngrams_are_in_training():
     straddle = big[overlap.CHUNK - 2:overlap.CHUNK + 4].tolist()     # an n-gram across the chunk boundary
     r = overlap.overlap({"t": [{"text": "s"}]}, lambda s: straddle, [big], n=6)["t"]
     assert r["per_item"] == [1.0]
+
+
+def test_a_task_loss_that_does_not_fall_with_scale_gives_no_nan_prediction():
+    """A task still at chance: its bpb hardly moves with N and D, so the (N, D) fit runs an exponent off to
+    about -2000 and its prediction overflows to nan. Form auto falls back to the compute form and says so;
+    every held-out prediction is finite; form nd asked for explicitly is refused by name."""
+    flat = ds.TaskLoss("c", {"E": 3.1, "A": 1e-9, "alpha": 0.01})
+    runs = ds.synthetic_runs(flat, ds.Sigmoid(0.25, 0.26, 5.0, 1.0), [1e15, 3e15, 1e16, 3e16], loss_noise=0.002,
+                             seed=3)
+    seen_nd_degenerate = False
+    for seed in range(4):
+        r = runs.assign(bpb_syn=runs["bpb_syn"] * np.exp(0.002 * np.random.default_rng(seed).standard_normal(len(runs))))
+        nd = ds.fit_task_loss(r["params_nonembedding"], r["tokens"], r["flops"], r["bpb_syn"], "nd")
+        if ds.degenerate(nd):
+            seen_nd_degenerate = True
+            with pytest.raises(FitError, match="degenerate"):
+                ds.fit(r, "syn", FitConfig(), form="nd", n_bootstrap=0)
+        law = ds.fit(r, "syn", FitConfig(), n_bootstrap=5)
+        assert ds.degenerate(law.loss) is None
+        assert (law.loss.form == "c") == bool(ds.degenerate(nd))
+        h = ds.holdout(r, "syn", FitConfig(), n_bootstrap=5)
+        assert np.isfinite(h.table["acc_pred"]).all()
+    assert seen_nd_degenerate   # the case this test is about did occur

@@ -38,6 +38,10 @@ DEFAULT_BOOTSTRAP = 100        # resamples per task and per fit (each refits bot
 # polish take 0.2-1.2 s at load 22; these take milliseconds and move the parameters by far less than their intervals
 POLISH_OPTIONS = dict(ftol=1e-12, gtol=1e-8, maxiter=200)
 WITHIN_POINTS = 3.0            # the issue's target for the held-out budget's accuracy, in accuracy points
+# a task loss that falls with N and D has exponents in (0, this]; approach 3's start grid spans [0, 2]. Outside it the
+# fit is degenerate (a task whose loss does not move with scale, e.g. one still at chance, sends an exponent to
+# -2000 and the prediction overflows to nan): form "auto" then falls back to the compute form
+MAX_EXPONENT = 5.0
 
 
 # ---------------------------------------------------------------- step 2: accuracy from task loss
@@ -86,6 +90,15 @@ class TaskLoss:
 def _theta_nd(theta: np.ndarray) -> dict[str, float]:
     e, a, b, al, be = map(float, theta)
     return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": al, "beta": be}
+
+
+def degenerate(loss: TaskLoss) -> str | None:
+    """Why a fitted task loss cannot be used for prediction (an exponent outside (0, MAX_EXPONENT], a
+    non-finite parameter), or None."""
+    bad = [f"{k}={v:.4g}" for k, v in loss.params.items() if not np.isfinite(v)]
+    bad += [f"{k}={loss.params[k]:.4g}" for k in ("alpha", "beta") if k in loss.params
+            and np.isfinite(loss.params[k]) and not 0 < loss.params[k] <= MAX_EXPONENT]
+    return ", ".join(bad) or None
 
 
 def fit_task_loss(N, D, C, L, form: str, start: TaskLoss | None = None) -> TaskLoss:
@@ -175,7 +188,8 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
         raise FitError(f"downstream law: form={form!r}: use one of {FORMS}")
     t = _table(runs, task, cfg)
     chance = chance_of(runs, task) if chance is None else chance
-    form = ("nd" if len(t) >= approach3.MIN_RUNS else "c") if form == "auto" else form
+    auto = form == "auto"
+    form = ("nd" if len(t) >= approach3.MIN_RUNS else "c") if auto else form
     need = approach3.MIN_RUNS if form == "nd" else MIN_RUNS_C
     if len(t) < need:
         raise FitError(f"downstream law {task}: {len(t)} usable run(s) with acc_{task} and bpb_{task}; form "
@@ -185,6 +199,13 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
     with warnings.catch_warnings(), one_blas_thread():   # L-BFGS-B's BLAS calls on 5 parameters: threads only cost
         warnings.simplefilter("ignore")
         loss = fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)
+        fallback = None
+        if auto and form == "nd" and (why := degenerate(loss)):
+            fallback, form = why, "c"
+            loss = fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)
+        if why := degenerate(loss):
+            raise FitError(f"downstream law {task}: the task loss (bpb_{task}) fit is degenerate ({why}): it does "
+                           "not fall with scale across these runs (a task still at chance?); no prediction")
         acc = fit_sigmoid(t["L"], t["acc"], chance)
         law = DownstreamLaw(task, loss, acc, len(t), cfg.ci_level)
         B = DEFAULT_BOOTSTRAP if n_bootstrap is None else n_bootstrap
@@ -198,6 +219,9 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
                                     fit_sigmoid(s["L"], s["acc"], chance, start=acc)))
             except (ValueError, np.linalg.LinAlgError):
                 continue
+    if fallback:
+        law.warnings.append(f"downstream law {task}: the task loss in (N, D) was degenerate ({fallback}); fitted "
+                            "in compute instead (form c)")
     if acc.top - chance < 0.02:
         law.warnings.append(f"downstream law {task}: the fitted ceiling {acc.top:.3f} is at chance ({chance:.3g}): "
                             "the runs do not rise above guessing, so the accuracy law says nothing yet")
@@ -242,6 +266,9 @@ def holdout(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form
     law = fit(runs.loc[t.index[~top]], task, cfg, form, n_bootstrap, chance=chance_of(runs, task))
     held = t[top].copy()
     held["L_pred"], held["acc_pred"] = law.predict(held["N"], held["D"], held["C"])
+    if not np.isfinite(held["acc_pred"]).all():
+        raise FitError(f"downstream holdout {task}: the law fitted without the largest budget predicts no finite "
+                       "accuracy there")
     lo, hi = law.interval(held["N"], held["D"], held["C"])
     held["acc_lo"], held["acc_hi"] = lo, hi
     return Holdout(task, float(np.exp(np.log(held["C"]).mean())), law.n_runs, held.reset_index(drop=True))
