@@ -215,8 +215,10 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
             if s["N"].nunique() < 2 or np.ptp(s["acc"]) == 0:
                 continue
             try:
-                law.samples.append((fit_task_loss(s["N"], s["D"], s["C"], s["L"], form, start=loss),
-                                    fit_sigmoid(s["L"], s["acc"], chance, start=acc)))
+                sample = fit_task_loss(s["N"], s["D"], s["C"], s["L"], form, start=loss)
+                if degenerate(sample):   # a resample without the runs that pin an exponent: no prediction from it
+                    continue
+                law.samples.append((sample, fit_sigmoid(s["L"], s["acc"], chance, start=acc)))
             except (ValueError, np.linalg.LinAlgError):
                 continue
     if fallback:
