@@ -1,0 +1,184 @@
+"""Approach 2's profile models side by side, and the BIC's noise model (approach2.BIC_NOISE) before and after, on the
+public isoFLOP tables and the synthetic bias/coverage study (bench/README.md, "IsoFLOP: the profile model by each
+budget's own minimum").
+
+    python bench/isoflop_profile_models.py --public                    # every table in bench/data, 1000 bootstraps
+    python bench/isoflop_profile_models.py --choices --out CH.csv      # every synthetic table's profile choice, both rules
+    python bench/isoflop_profile_models.py --synthetic --reps 24 --boot 100 --switched CH.csv --out SW.csv
+                                                                       # the tables whose choice differs, both rules
+    python bench/isoflop_profile_models.py --synthetic --reps 6 --boot 100 --methods shape shared window parabola
+                                                       --rules budget --out M.csv   # each model per cell (--part/--parts)
+    python bench/isoflop_profile_models.py --summarise M.csv           # per cell and method: bias, coverage, width, rms
+
+The synthetic cells are bench/isoflop_bias.py's (3 laws x 1-3 decades x 4 centrings, 30 sizes a budget, 1% noise,
+seeds 1000..), as in bench/isoflop_union.py; the fits under both rules use the same table and resamples.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("SCALEMIX_NO_PROGRESS", "1")
+
+import isoflop_bias  # noqa: E402
+import public_isoflop  # noqa: E402
+
+from analysis.laws import approach2, isoshape  # noqa: E402
+from analysis.laws.common import FitConfig, FitError  # noqa: E402
+
+RULES = ("pooled", "budget")          # approach2.BIC_NOISE before / after
+FORCED = {"shared profile": (True, False), "own vertices": (True, True), "per-budget profile": (False, False)}
+
+
+def _fit(runs, cfg, method, rule):
+    approach2.BIC_NOISE = rule
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return approach2.fit(runs, cfg, method=method)
+
+
+def forced(runs, cfg) -> dict[str, float]:
+    """The N_opt exponent of each law-shaped profile model fitted as it is (no choice, no vertex check)."""
+    gids = approach2.group_budgets(runs)
+    groups = [approach2.as_arrays(g, cfg) for _, g in runs.groupby(gids)]
+    groups = [g for g in groups if len(np.unique(g[0])) >= approach2.MIN_PER_BUDGET]
+    logC = np.array([np.log(g[2]).mean() for g in groups])
+    out = {}
+    for label, (shared, own) in FORCED.items():
+        x = isoshape.fit(approach2._stack(groups, shared, own))["logN_opt"]
+        ok = np.isfinite(x)
+        out[label] = float(np.polyfit(logC[ok], x[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
+    return out
+
+
+def public(boot: int) -> None:
+    print("| data | authors | fit | profile | a | 90% interval | vs authors, covers | b | 90% interval | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (file, a_pub, _, b_pub, _, _) in public_isoflop.PUBLISHED.items():
+        runs = public_isoflop.load(public_isoflop.DATA / file)
+        cfg = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=boot, seed=0, processes=2)
+        pub = "-" if a_pub is None else f"{a_pub:.2f}"
+        rows = [("default, pooled BIC (before)", "shape", "pooled"), ("default, BIC per budget (after)", "shape", "budget"),
+                ("shared", "shared", "budget"), ("window", "window", "budget"), ("parabola", "parabola", "budget")]
+        for label, method, rule in rows:
+            t0 = time.perf_counter()
+            try:
+                f = _fit(runs, cfg, method, rule)
+            except FitError as e:
+                print(f"| {name} | {pub} | {label} | failed: {str(e)[:60]} | | | | | | |")
+                continue
+            lo, hi = f.n_opt.a_ci
+            vs = "" if a_pub is None else f"{f.n_opt.a - a_pub:+.3f}, {'yes' if lo <= a_pub <= hi else 'no'}"
+            prof = f.points["profile"].iloc[0] if "profile" in f.points else "-"
+            print(f"| {name} | {pub} | {label} | {prof} | {f.n_opt.a:.3f} | [{lo:.3f}, {hi:.3f}] | {vs} | "
+                  f"{f.d_opt.a:.3f} | [{f.d_opt.a_ci[0]:.3f}, {f.d_opt.a_ci[1]:.3f}] | {time.perf_counter() - t0:.1f} |",
+                  flush=True)
+        for label, a in forced(runs, FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)).items():
+            vs = "" if a_pub is None else f"{a - a_pub:+.3f}"
+            print(f"| {name} | {pub} | {label}, as fitted (no choice, no vertex check) | - | {a:.3f} | - | {vs} | | | |")
+
+
+def cells():
+    return list(itertools.product(isoflop_bias.LAWS, (1, 2, 3), isoflop_bias.CENTRING))
+
+
+def choices(reps: int, out: str) -> None:
+    """Every synthetic table's profile choice under both rules (no bootstrap: the choice does not depend on it)."""
+    rows = []
+    for law, width, centring in cells():
+        for s in range(reps):
+            t, truth = isoflop_bias.table(isoflop_bias.LAWS[law], width, centring, 0.01, 30, 1000 + s)
+            row = {"law": law, "width": width, "centring": centring, "seed": 1000 + s, "truth": truth}
+            for rule in RULES:
+                f = _fit(t, FitConfig(n_bootstrap=0), "shape", rule)
+                row[f"profile_{rule}"], row[f"a_{rule}"] = f.points["profile"].iloc[0], f.n_opt.a
+                row[f"dbic_{rule}"] = f.points["share_dbic"].iloc[0] if "share_dbic" in f.points else np.nan
+            rows.append(row)
+        pd.DataFrame(rows).to_csv(out, index=False)
+        print(law, width, centring, "done", time.strftime("%H:%M:%S"), flush=True)
+
+
+def synthetic(reps: int, boot: int, part: int, parts: int, methods: list[str], rules: list[str], out: str,
+              switched: str | None) -> None:
+    todo = None
+    if switched:
+        ch = pd.read_csv(switched)
+        ch = ch[ch["profile_pooled"] != ch["profile_budget"]]
+        todo = set(zip(ch["law"], ch["width"], ch["centring"], ch["seed"]))
+    rows = []
+    for i, (law, width, centring) in enumerate(cells()):
+        if i % parts != part:
+            continue
+        for s in range(reps):
+            if todo is not None and (law, width, centring, 1000 + s) not in todo:
+                continue
+            t, truth = isoflop_bias.table(isoflop_bias.LAWS[law], width, centring, 0.01, 30, 1000 + s)
+            for method in methods:
+                for rule in (rules if method == "shape" else rules[-1:]):
+                    t0 = time.perf_counter()
+                    f = _fit(t, FitConfig(n_bootstrap=boot, seed=1000 + s, processes=1), method, rule)
+                    rows.append({"law": law, "width": width, "centring": centring, "seed": 1000 + s, "method": method,
+                                 "rule": rule, "truth": truth, "a": f.n_opt.a, "lo": f.n_opt.a_ci[0],
+                                 "hi": f.n_opt.a_ci[1], "b": f.d_opt.a, "blo": f.d_opt.a_ci[0], "bhi": f.d_opt.a_ci[1],
+                                 "profile": f.points["profile"].iloc[0] if "profile" in f.points else "-",
+                                 "s": time.perf_counter() - t0})
+        pd.DataFrame(rows).to_csv(out, index=False)
+        print(law, width, centring, "done", time.strftime("%H:%M:%S"), flush=True)
+
+
+def summarise(files: list[str]) -> None:
+    d = pd.concat([pd.read_csv(f) for f in files])
+    d["err"] = d["a"] - d["truth"]
+    d["cov"] = (d["lo"] <= d["truth"]) & (d["truth"] <= d["hi"])
+    d["bcov"] = (d["blo"] <= 1 - d["truth"]) & (1 - d["truth"] <= d["bhi"])
+    d["wid"] = d["hi"] - d["lo"]
+    g = d.groupby(["law", "width", "centring", "method", "rule"]).agg(
+        n=("err", "count"), bias=("err", "mean"), rms=("err", lambda e: float(np.sqrt((e ** 2).mean()))),
+        cov=("cov", "mean"), bcov=("bcov", "mean"), wid=("wid", "mean")).reset_index()
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_rows", 500)
+    print(g.round(4).to_string(index=False))
+    for (m, r), x in g.groupby(["method", "rule"]):
+        print(f"{m} ({r}): {len(x)} cells, {int(x['n'].sum())} fits; largest |bias| {x['bias'].abs().max():.4f}; "
+              f"rms {float(np.sqrt((x['rms'] ** 2 * x['n']).sum() / x['n'].sum())):.4f}; coverage of a: lowest cell "
+              f"{x['cov'].min():.3f}, mean {x['cov'].mean():.3f}, cells < 0.85: {int((x['cov'] < 0.85).sum())}; "
+              f"of b: lowest {x['bcov'].min():.3f}; mean 90% width {x['wid'].mean():.4f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--public", action="store_true")
+    p.add_argument("--choices", action="store_true")
+    p.add_argument("--synthetic", action="store_true")
+    p.add_argument("--summarise", nargs="+", default=[])
+    p.add_argument("--reps", type=int, default=24)
+    p.add_argument("--boot", type=int, default=0, help="bootstraps (default: 1000 public, 100 synthetic)")
+    p.add_argument("--part", type=int, default=0)
+    p.add_argument("--parts", type=int, default=1)
+    p.add_argument("--methods", nargs="+", default=["shape"], choices=list(approach2.METHODS))
+    p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    p.add_argument("--switched", help="a --choices CSV: fit only the tables whose profile choice differs by rule")
+    p.add_argument("--out", default="isoflop_profile_models.csv")
+    a = p.parse_args()
+    if a.public:
+        public(a.boot or 1000)
+    if a.choices:
+        choices(a.reps, a.out)
+    if a.synthetic:
+        synthetic(a.reps, a.boot or 100, a.part, a.parts, a.methods, a.rules, a.out, a.switched)
+    if a.summarise:
+        summarise(a.summarise)
+
+
+if __name__ == "__main__":
+    main()
