@@ -9,7 +9,8 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
               It uses `shared` instead, and says so, with too few sizes per budget to fit each budget's shape
               (fewer than SHAPE_DOF residual degrees of freedom per budget: 3 sizes fit any exponents exactly)
-              and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
+              and where one shape for all budgets is the better model by BIC (shape_profiles; each budget with
+              its own noise variance, so that no one budget's large residuals decide it), unless the shared
               vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
               The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
@@ -646,7 +647,9 @@ def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[i
     grids per-budget vertices scatter 2-6x more, with outliers). BIC, not an F test at 5%: a test at 5% keeps
     per-budget shapes on 1 in 20 tables drawn from one law, and there those vertices can be wild (+0.34 on the
     exponent); BIC's false choice is ~1e-5 at 150 runs and it still rejects sharing on both public data sets
-    (bench/README.md, "IsoFLOP bias and coverage in every cell"). Where BIC shares, the vertices are tested too
+    (bench/README.md, "IsoFLOP bias and coverage in every cell"). Its likelihood gives each budget its own noise
+    variance (bic_difference, BIC_NOISE): with one, a budget with a steep far arm that neither model fits decided
+    the comparison for all. Where BIC shares, the vertices are tested too
     (vertex_test): BIC weighs the loss residuals, and on a narrow grid budgets whose shapes differ by ~10% barely
     move them while their optima move by more than their noise; where the test rejects, each budget keeps its own
     vertex at the shared exponents (isoshape `own_vertices`). So too where BIC keeps one (a, b) per budget but
