@@ -4,6 +4,7 @@ budget's own minimum").
 
     python bench/isoflop_profile_models.py --public                    # every table in bench/data, 1000 bootstraps
     python bench/isoflop_profile_models.py --choices --out CH.csv      # every synthetic table's profile choice, both rules
+    python bench/isoflop_profile_models.py --choices --spread 0.1 --reps 8 --out SP.csv   # ... budgets of differing shapes
     python bench/isoflop_profile_models.py --synthetic --reps 24 --boot 100 --switched CH.csv --out SW.csv
                                                                        # the tables whose choice differs, both rules
     python bench/isoflop_profile_models.py --synthetic --reps 6 --boot 100 --methods shape shared window parabola
@@ -95,12 +96,15 @@ def cells():
     return list(itertools.product(isoflop_bias.LAWS, (1, 2, 3), isoflop_bias.CENTRING))
 
 
-def choices(reps: int, out: str) -> None:
-    """Every synthetic table's profile choice under both rules (no bootstrap: the choice does not depend on it)."""
+def choices(reps: int, out: str, spread: float = 0.0) -> None:
+    """Every synthetic table's profile choice and estimate under both rules (no bootstrap: the choice does not depend
+    on it). spread > 0: each budget its own law (isoflop_bias.table's shape_spread; the truth is the slope of the
+    budgets' own optima)."""
     rows = []
     for law, width, centring in cells():
         for s in range(reps):
-            t, truth = isoflop_bias.table(isoflop_bias.LAWS[law], width, centring, 0.01, 30, 1000 + s)
+            t, truth = isoflop_bias.table(isoflop_bias.LAWS[law], width, centring, 0.01, 30, 1000 + s,
+                                          shape_spread=spread)
             row = {"law": law, "width": width, "centring": centring, "seed": 1000 + s, "truth": truth}
             for rule in RULES:
                 f = _fit(t, FitConfig(n_bootstrap=0), "shape", rule)
@@ -170,13 +174,14 @@ def main() -> None:
     p.add_argument("--parts", type=int, default=1)
     p.add_argument("--methods", nargs="+", default=["shape"], choices=list(approach2.METHODS))
     p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    p.add_argument("--spread", type=float, default=0.0, help="with --choices: per-budget shapes (isoflop_bias.table)")
     p.add_argument("--switched", help="a --choices CSV: fit only the tables whose profile choice differs by rule")
     p.add_argument("--out", default="isoflop_profile_models.csv")
     a = p.parse_args()
     if a.public:
         public(a.boot or 1000)
     if a.choices:
-        choices(a.reps, a.out)
+        choices(a.reps, a.out, a.spread)
     if a.synthetic:
         synthetic(a.reps, a.boot or 100, a.part, a.parts, a.methods, a.rules, a.out, a.switched)
     if a.summarise:
