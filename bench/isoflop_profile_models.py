@@ -3,6 +3,7 @@ public isoFLOP tables and the synthetic bias/coverage study (bench/README.md, "I
 budget's own minimum").
 
     python bench/isoflop_profile_models.py --public                    # every table in bench/data, 1000 bootstraps
+    python bench/isoflop_profile_models.py --detail epochai_chinchilla    # its BIC budget by budget, both noise models
     python bench/isoflop_profile_models.py --choices --out CH.csv      # every synthetic table's profile choice, both rules
     python bench/isoflop_profile_models.py --choices --spread 0.1 --reps 8 --out SP.csv   # ... budgets of differing shapes
     python bench/isoflop_profile_models.py --synthetic --reps 24 --boot 100 --switched CH.csv --out SW.csv
@@ -92,6 +93,47 @@ def public(boot: int) -> None:
             print(f"| {name} | {pub} | {label}, as fitted (no choice, no vertex check) | - | {a:.3f} | - | {vs} | | | | |")
 
 
+def detail(name: str, rounds: int = 8) -> None:
+    """One public table's BIC comparison budget by budget: runs, each model's SSE and their ratio; the BIC difference
+    with one noise variance and with one per budget; and the heteroscedastic likelihood in full (both models refitted
+    with weights 1 / each budget's residual variance, `rounds` times), which the per-budget rule approximates by
+    evaluating it at the least-squares fits."""
+    file = public_isoflop.PUBLISHED[name][0]
+    runs = public_isoflop.load(public_isoflop.DATA / file)
+    cfg = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)
+    groups = [approach2.as_arrays(g, cfg) for _, g in runs.groupby(approach2.group_budgets(runs))]
+    groups = [g for g in groups if len(np.unique(g[0])) >= approach2.MIN_PER_BUDGET]
+    logC = np.array([np.log(g[2]).mean() for g in groups])
+    one, own = approach2._stack(groups, True), approach2._stack(groups, False)
+    f1, f2 = isoshape.fit(one), isoshape.fit(own)
+    s1, s2 = approach2._sse_by_budget(one, f1), approach2._sse_by_budget(own, f2)
+    n = np.array([len(i) for i in one.idx])
+    print("| C | runs | SSE one shape | SSE one each | ratio |\n|---|---|---|---|---|")
+    for C, k, a, b in zip(np.exp(logC), n, s1, s2):
+        print(f"| {C:.0e} | {k} | {a:.3g} | {b:.3g} | {b / a:.2f} |")
+    extra, ss = own.n_linear - one.n_linear, float(s1.sum()) * 1e6
+    for rule in RULES:
+        approach2.BIC_NOISE = rule
+        print(f"BIC(one each) - BIC(one shape), {rule} noise variance: {approach2.bic_difference(s2, s1, n, extra, ss):+.1f}")
+    fits = {}
+    for label, prof in (("one shape", one), ("one each", own)):
+        W = [np.ones((1, len(i))) for i in prof.idx]
+        for _ in range(rounds):
+            alpha, beta = isoshape.fit_exponents(prof, W)
+            theta = prof.sse(alpha, beta, W)[1][0, 0]
+            s, t = (x[0] for x in prof.lines([np.ones((1, len(i))) for i in prof.idx]))
+            var = np.array([float(((prof.loss[i] - prof.curve(g, theta[g], alpha, beta, s[g], t[g], prof.logN[i])) ** 2
+                                   ).mean()) for g, i in enumerate(prof.idx)])
+            W = [np.full((1, len(i)), 1 / var[g]) for g, i in enumerate(prof.idx)]
+        x = prof.vertex(theta, alpha, beta, s, t)
+        ok = np.isfinite(x)
+        fits[label] = (-0.5 * float((n * np.log(var)).sum()), float(np.polyfit(logC[ok], x[ok], 1)[0]), alpha, beta)
+        print(f"{label}, weighted by 1 / each budget's residual variance ({rounds} rounds): a {fits[label][1]:.3f} "
+              f"(alpha {alpha:.3g}, beta {beta:.3g})")
+    print(f"BIC(one each) - BIC(one shape), that likelihood in full: "
+          f"{-2 * (fits['one each'][0] - fits['one shape'][0]) + extra * np.log(n.sum()):+.1f}")
+
+
 def cells():
     return list(itertools.product(isoflop_bias.LAWS, (1, 2, 3), isoflop_bias.CENTRING))
 
@@ -107,7 +149,11 @@ def choices(reps: int, out: str, spread: float = 0.0) -> None:
                                           shape_spread=spread)
             row = {"law": law, "width": width, "centring": centring, "seed": 1000 + s, "truth": truth}
             for rule in RULES:
-                f = _fit(t, FitConfig(n_bootstrap=0), "shape", rule)
+                try:
+                    f = _fit(t, FitConfig(n_bootstrap=0), "shape", rule)
+                except FitError:              # (no budget with a minimum: the same under either rule)
+                    row[f"profile_{rule}"], row[f"a_{rule}"], row[f"dbic_{rule}"] = "failed", np.nan, np.nan
+                    continue
                 row[f"profile_{rule}"], row[f"a_{rule}"] = f.points["profile"].iloc[0], f.n_opt.a
                 row[f"dbic_{rule}"] = f.points["share_dbic"].iloc[0] if "share_dbic" in f.points else np.nan
             rows.append(row)
@@ -165,6 +211,7 @@ def summarise(files: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--public", action="store_true")
+    p.add_argument("--detail", help="one public table's BIC comparison budget by budget (e.g. epochai_chinchilla)")
     p.add_argument("--choices", action="store_true")
     p.add_argument("--synthetic", action="store_true")
     p.add_argument("--summarise", nargs="+", default=[])
@@ -180,6 +227,8 @@ def main() -> None:
     a = p.parse_args()
     if a.public:
         public(a.boot or 1000)
+    if a.detail:
+        detail(a.detail)
     if a.choices:
         choices(a.reps, a.out, a.spread)
     if a.synthetic:
