@@ -4,6 +4,7 @@ budget's own minimum").
 
     python bench/isoflop_profile_models.py --public                    # every table in bench/data, 1000 bootstraps
     python bench/isoflop_profile_models.py --detail epochai_chinchilla    # its BIC budget by budget, both noise models
+    python bench/isoflop_profile_models.py --influence llama3             # which runs set approach 3's exponent
     python bench/isoflop_profile_models.py --choices --out CH.csv      # every synthetic table's profile choice, both rules
     python bench/isoflop_profile_models.py --choices --spread 0.1 --reps 8 --out SP.csv   # ... budgets of differing shapes
     python bench/isoflop_profile_models.py --synthetic --reps 24 --boot 100 --switched CH.csv --out SW.csv
@@ -134,6 +135,46 @@ def detail(name: str, rounds: int = 8) -> None:
           f"{-2 * (fits['one each'][0] - fits['one shape'][0]) + extra * np.log(n.sum()):+.1f}")
 
 
+def influence(name: str) -> None:
+    """Which runs set approach 3's N_opt exponent on one public table: each run's place on its budget's profile (log10 N
+    minus the vertex of the parabola through the budget, in decades), approach 3 (vp, Huber delta 1e-3) with each budget
+    left out, with either arm beyond 0.3 / 0.4 decades left out, its mean residual by arm, and each run's influence
+    (a without it minus a), summed by arm."""
+    from analysis.laws import approach3
+    runs = public_isoflop.load(public_isoflop.DATA / public_isoflop.PUBLISHED[name][0])
+    cfg = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)
+
+    def fit3(t):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return approach3.fit(t.reset_index(drop=True), cfg, search="vp")
+
+    gid = approach2.group_budgets(runs).to_numpy()
+    pos = np.zeros(len(runs))
+    for g in np.unique(gid):
+        i = np.flatnonzero(gid == g)
+        x = np.log10(runs["params_total"].to_numpy()[i])
+        c2, c1, _ = np.polyfit(x, runs["loss"].to_numpy()[i], 2)
+        pos[i] = x - (-c1 / (2 * c2))
+    base = fit3(runs)
+    res = base.residuals["residual"].to_numpy()
+    arm = np.where(pos < -0.3, "small N", np.where(pos > 0.3, "large N", "near"))
+    print(f"all {len(runs)} runs: a {base.a:.3f} (alpha {base.alpha:.3f}, beta {base.beta:.3f})")
+    for k in ("small N", "near", "large N"):
+        print(f"  {k} ({'beyond 0.3 decades' if k != 'near' else 'within 0.3 decades'}): {int((arm == k).sum())} runs, "
+              f"mean residual {100 * res[arm == k].mean():+.2f}%")
+    print("  each budget left out: " + ", ".join(f"{runs['budget'].iloc[np.flatnonzero(gid == g)[0]]:.0e} "
+                                                 f"{fit3(runs[gid != g]).a:.3f}" for g in np.unique(gid)))
+    for d in (0.3, 0.4):
+        for side, drop in (("small N", pos < -d), ("large N", pos > d)):
+            f = fit3(runs[~drop])
+            print(f"  without the {side} arm beyond {d} decades ({int(drop.sum())} runs): a {f.a:.3f} "
+                  f"(alpha {f.alpha:.3f}, beta {f.beta:.3f})")
+    infl = np.array([fit3(runs.drop(index=i)).a - base.a for i in range(len(runs))])
+    print("  influence (a without the run - a) summed by arm: " + ", ".join(
+        f"{k} {infl[arm == k].sum():+.3f}" for k in ("small N", "near", "large N")))
+
+
 def cells():
     return list(itertools.product(isoflop_bias.LAWS, (1, 2, 3), isoflop_bias.CENTRING))
 
@@ -212,6 +253,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--public", action="store_true")
     p.add_argument("--detail", help="one public table's BIC comparison budget by budget (e.g. epochai_chinchilla)")
+    p.add_argument("--influence", help="which runs set approach 3's exponent on one public table (e.g. llama3)")
     p.add_argument("--choices", action="store_true")
     p.add_argument("--synthetic", action="store_true")
     p.add_argument("--summarise", nargs="+", default=[])
@@ -229,6 +271,8 @@ def main() -> None:
         public(a.boot or 1000)
     if a.detail:
         detail(a.detail)
+    if a.influence:
+        influence(a.influence)
     if a.choices:
         choices(a.reps, a.out, a.spread)
     if a.synthetic:
