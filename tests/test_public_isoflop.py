@@ -225,7 +225,7 @@ def test_epochai_interval_holds_the_authors_exponent_by_holding_the_percentile_i
 
 def test_epochai_keeps_each_budgets_own_vertex_with_a_noise_variance_per_budget():
     """Epoch AI's Chinchilla table: with one noise variance the BIC (+61.5) shared one shape, pinned by the 1e19
-    budget's steep right arm (SSE ratio per budget 0.94 there, 0.06-0.56 at the other eight), a 0.574. With a variance
+    budget's steep right arm (SSE ratio per budget 0.94 there, 0.06-0.56 at seven of the other eight), a 0.574. With a variance
     per budget (BIC_NOISE "budget": -71.2) each budget keeps its own vertex (own vertices, the per-budget exponents
     being at the search range's bound), a 0.520 [0.464, 0.575] against the authors' 0.49 (bench/README.md, "IsoFLOP:
     the profile model by each budget's own minimum")."""
