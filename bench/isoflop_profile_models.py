@@ -3,7 +3,7 @@ public isoFLOP tables and the synthetic bias/coverage study (bench/README.md, "I
 budget's own minimum").
 
     python bench/isoflop_profile_models.py --public                    # every table in bench/data, 1000 bootstraps
-    python bench/isoflop_profile_models.py --detail epochai_chinchilla    # its BIC budget by budget, both noise models
+    python bench/isoflop_profile_models.py --detail epochai_chinchilla --plot F.png   # its BIC budget by budget
     python bench/isoflop_profile_models.py --influence llama3             # which runs set approach 3's exponent
     python bench/isoflop_profile_models.py --choices --out CH.csv      # every synthetic table's profile choice, both rules
     python bench/isoflop_profile_models.py --choices --spread 0.1 --reps 8 --out SP.csv   # ... budgets of differing shapes
@@ -94,11 +94,11 @@ def public(boot: int) -> None:
             print(f"| {name} | {pub} | {label}, as fitted (no choice, no vertex check) | - | {a:.3f} | - | {vs} | | | | |")
 
 
-def detail(name: str, rounds: int = 8) -> None:
+def detail(name: str, rounds: int = 8, plot: str | None = None) -> None:
     """One public table's BIC comparison budget by budget: runs, each model's SSE and their ratio; the BIC difference
     with one noise variance and with one per budget; and the heteroscedastic likelihood in full (both models refitted
     with weights 1 / each budget's residual variance, `rounds` times), which the per-budget rule approximates by
-    evaluating it at the least-squares fits."""
+    evaluating it at the least-squares fits. plot: a figure's path (figure())."""
     file = public_isoflop.PUBLISHED[name][0]
     runs = public_isoflop.load(public_isoflop.DATA / file)
     cfg = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)
@@ -133,6 +133,50 @@ def detail(name: str, rounds: int = 8) -> None:
               f"(alpha {alpha:.3g}, beta {beta:.3g})")
     print(f"BIC(one each) - BIC(one shape), that likelihood in full: "
           f"{-2 * (fits['one each'][0] - fits['one shape'][0]) + extra * np.log(n.sum()):+.1f}")
+    if plot:
+        figure(name, groups, logC, (one, f1), (own, f2), s1, s2, plot)
+
+
+def figure(name, groups, logC, shared, each, s1, s2, out) -> None:
+    """Left: the budget holding most of the shared model's SSE, its runs and both models' profiles. Middle: each
+    budget's SSE under both. Right: the budgets' vertices under both, the default's (approach2.fit) and the authors'
+    exponent through them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.2))
+    g = int(np.argmax(s1))
+    for (prof, f), label, col in ((shared, "one shape for all budgets", "C3"), (each, "one shape each", "C0")):
+        i = prof.idx[g]
+        x = np.linspace(prof.logN[i].min(), prof.logN[i].max(), 200)
+        s, t = f["s"][g], f["t"][g]
+        ax[0].plot(x / np.log(10), prof.curve(g, f["theta"][g], f["alpha"], f["beta"], s, t, x), color=col, label=label)
+    ax[0].scatter(np.log10(groups[g][0]), groups[g][3], s=12, color="k", zorder=3, label="runs")
+    ax[0].set(xlabel="log10 N", ylabel="loss", title=f"{name}: C = {np.exp(logC[g]):.0e} ({s1[g] / s1.sum():.0%} of "
+              "the shared SSE)")
+    ax[0].legend(fontsize=8)
+    k = np.arange(len(logC))
+    ax[1].bar(k - 0.2, s1, 0.4, color="C3", label="one shape")
+    ax[1].bar(k + 0.2, s2, 0.4, color="C0", label="one each")
+    ax[1].set(yscale="log", xticks=k, ylabel="SSE (loss units)", title="per budget: pooled BIC sums these")
+    ax[1].set_xticklabels([f"{c:.0e}" for c in np.exp(logC)], rotation=60, fontsize=7)
+    ax[1].legend(fontsize=8)
+    a_pub = public_isoflop.PUBLISHED[name][1]
+    cfg = FitConfig(n_col="params_total", c_col="flops", n_bootstrap=0)
+    runs = public_isoflop.load(public_isoflop.DATA / public_isoflop.PUBLISHED[name][0])
+    for rule, col, mark in (("pooled", "C3", "s"), ("budget", "C0", "o")):
+        pts = _fit(runs, cfg, "shape", rule).points
+        x, y = np.log10(pts["C"].to_numpy()), np.log10(pts["N_opt"].to_numpy())
+        slope, icpt = np.polyfit(x, y, 1)
+        ax[2].scatter(x, y, color=col, marker=mark, label=f"default, {rule} BIC ({pts['profile'].iloc[0]}): a {slope:.3f}")
+        ax[2].plot(x, icpt + slope * x, color=col, lw=1)
+        if rule == "budget" and a_pub is not None:
+            ax[2].plot(x, y.mean() + a_pub * (x - x.mean()), color="k", ls="--", lw=1, label=f"authors' a {a_pub}")
+    ax[2].set(xlabel="log10 C", ylabel="log10 N_opt", title="the budgets' vertices")
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
 
 
 def influence(name: str) -> None:
@@ -253,6 +297,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--public", action="store_true")
     p.add_argument("--detail", help="one public table's BIC comparison budget by budget (e.g. epochai_chinchilla)")
+    p.add_argument("--plot", help="with --detail: write its figure here (png)")
     p.add_argument("--influence", help="which runs set approach 3's exponent on one public table (e.g. llama3)")
     p.add_argument("--choices", action="store_true")
     p.add_argument("--synthetic", action="store_true")
@@ -270,7 +315,7 @@ def main() -> None:
     if a.public:
         public(a.boot or 1000)
     if a.detail:
-        detail(a.detail)
+        detail(a.detail, plot=a.plot)
     if a.influence:
         influence(a.influence)
     if a.choices:
