@@ -65,6 +65,22 @@ def test_bic_difference():
     assert approach2.bic_difference(1e-20, 1e-19, 100, 8, 10.0) == np.inf      # one law fits exactly
 
 
+def test_bic_difference_with_a_noise_variance_per_budget(monkeypatch):
+    """Per-budget SSEs: sum_g n_g log(SSE_own,g / SSE_one,g) + extra log n, so a budget whose large residuals neither
+    model reduces (ratio 1) no longer outweighs the others' improvements; pooled (the summed SSEs) where a budget has
+    under BUDGET_NOISE_DOF residual dof in the per-budget model, or under BIC_NOISE "pooled"."""
+    own, one, n = np.array([9.0, 0.1, 0.1]), np.array([9.5, 0.3, 0.3]), np.array([20, 10, 10])
+    by_budget = approach2.bic_difference(own, one, n, 4, 100.0)
+    assert by_budget == pytest.approx(20 * np.log(9 / 9.5) + 20 * np.log(1 / 3) + 4 * np.log(40))
+    pooled = approach2.bic_difference(own.sum(), one.sum(), n.sum(), 4, 100.0)
+    assert by_budget < 0 < pooled                    # the first budget's residuals decided the pooled comparison
+    few = np.array([20, 10, 3 + approach2.BUDGET_NOISE_DOF - 1])
+    assert approach2.bic_difference(own, one, few, 4, 100.0) == pytest.approx(
+        approach2.bic_difference(own.sum(), one.sum(), few.sum(), 4, 100.0))
+    monkeypatch.setattr(approach2, "BIC_NOISE", "pooled")
+    assert approach2.bic_difference(own, one, n, 4, 100.0) == pytest.approx(pooled)
+
+
 def test_one_decade_drifting_grids_are_unbiased_and_covered():
     """The bias study's hardest cells in small: 1-decade grids drifting -0.25..+0.25 of their width across budgets,
     1% noise, 30 sizes, 8 seeds. Per-budget shapes scatter (sd ~0.09 here in the study) and their mean error

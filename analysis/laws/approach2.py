@@ -9,7 +9,8 @@ against log N give a profile whose minimum is that budget's N_opt, by one of thr
               It has the profile's asymmetry, so its vertex does not move with the grid's width or centring.
               It uses `shared` instead, and says so, with too few sizes per budget to fit each budget's shape
               (fewer than SHAPE_DOF residual degrees of freedom per budget: 3 sizes fit any exponents exactly)
-              and where one shape for all budgets is the better model by BIC (shape_profiles), unless the shared
+              and where one shape for all budgets is the better model by BIC (shape_profiles; each budget with
+              its own noise variance, so that no one budget's large residuals decide it), unless the shared
               vertices differ from the budgets' own beyond their noise (vertex_test) or the per-budget exponents
               are undetermined (at_bound): then each budget's own (e, a, b) at the shared exponents.
               The model chosen must fit (shape_profiles): sharing for lack of dof is refused where an F test
@@ -71,6 +72,8 @@ PROFILE_LABELS = {(False, False): "per budget", (True, False): "shared", (True, 
 LOCAL = "local"               # `profile` when no law-shaped model fits: every budget's vertex is a local parabola's
 SIZE_COLS = ("params_total", "params_nonembedding", "params_compute")   # any names a run's size (group_budgets)
 INTERVAL_UNION = True         # shape methods: the exponent's interval holds the basic and the percentile one (fit)
+BIC_NOISE = "budget"          # shape_choice's BIC: a noise variance per budget ("budget") or one for all ("pooled")
+BUDGET_NOISE_DOF = 2          # ... per budget where every budget keeps this many residual dof in the per-budget model
 MIXED_D_RATIO = 1.4           # one size's token counts further apart than this in one FLOPs cluster: budgets mixed
                               # (digitised public curves repeat a size within a budget at up to 1.12x)
 
@@ -624,6 +627,11 @@ def _stack(groups, shared: bool, own_vertices: bool = False) -> isoshape.Profile
                              own_vertices=own_vertices)
 
 
+def _sse_by_budget(prof: isoshape.Profiles, f: dict) -> np.ndarray:
+    """Per budget, the sum of squared residuals (loss units) of a fitted profile model [G]."""
+    return np.array([float(((prof.loss[i] - pred) ** 2).sum()) for i, pred in zip(prof.idx, fitted(prof, f))])
+
+
 def _sse(prof: isoshape.Profiles, f: dict) -> float:
     """Sum of squared residuals (loss units) of a fitted profile model, from its curves (own vertices: its own
     coefficients, whose SSE isoshape reports as the shared model's)."""
@@ -639,7 +647,9 @@ def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[i
     grids per-budget vertices scatter 2-6x more, with outliers). BIC, not an F test at 5%: a test at 5% keeps
     per-budget shapes on 1 in 20 tables drawn from one law, and there those vertices can be wild (+0.34 on the
     exponent); BIC's false choice is ~1e-5 at 150 runs and it still rejects sharing on both public data sets
-    (bench/README.md, "IsoFLOP bias and coverage in every cell"). Where BIC shares, the vertices are tested too
+    (bench/README.md, "IsoFLOP bias and coverage in every cell"). Its likelihood gives each budget its own noise
+    variance (bic_difference, BIC_NOISE): with one, a budget with a steep far arm that neither model fits decided
+    the comparison for all. Where BIC shares, the vertices are tested too
     (vertex_test): BIC weighs the loss residuals, and on a narrow grid budgets whose shapes differ by ~10% barely
     move them while their optima move by more than their noise; where the test rejects, each budget keeps its own
     vertex at the shared exponents (isoshape `own_vertices`). So too where BIC keeps one (a, b) per budget but
@@ -659,7 +669,8 @@ def shape_choice(groups, method: str, notes: list[str] | None = None) -> tuple[i
     # where a 1-decade grid left those wild, and the comparison then rejected one law on data drawn from one)
     f_own, f_one = isoshape.fit(own), isoshape.fit(one)
     ss_total = float(sum(((one.loss[i] - one.ym[g]) ** 2).sum() for g, i in enumerate(one.idx)))
-    dbic = bic_difference(f_own["sse"], f_one["sse"], len(own.loss), own.n_linear - one.n_linear, ss_total)
+    dbic = bic_difference(_sse_by_budget(own, f_own), _sse_by_budget(one, f_one), [len(i) for i in own.idx],
+                          own.n_linear - one.n_linear, ss_total)
     hybrid = _stack(groups, True, own_vertices=True)
     if dbic <= 0:
         if not at_bound(f_own):
@@ -712,12 +723,27 @@ def vertex_test(one: isoshape.Profiles, hybrid: isoshape.Profiles, f_one: dict) 
     return chi2, float(chi2_dist.sf(chi2, len(d)))
 
 
-def bic_difference(sse_own: float, sse_one: float, n: int, extra: int, ss_total: float) -> float:
-    """BIC of per-budget (a, b) (`extra` more coefficients) minus BIC of one shared (a, b), Gaussian least squares:
-    n log(SSE_own / SSE_one) + extra log n. inf where the shared fit is exact to rounding (noise-free, one law)."""
-    if sse_one <= 1e-12 * ss_total:
+def bic_difference(sse_own, sse_one, n, extra: int, ss_total: float) -> float:
+    """BIC of per-budget (a, b) (`extra` more coefficients) minus BIC of one shared (a, b), Gaussian least squares;
+    inf where the shared fit is exact to rounding (noise-free, one law). Scalars (SSE, runs): one noise variance for
+    all runs, n log(SSE_own / SSE_one) + extra log n. Arrays per budget (BIC_NOISE "budget"): each budget its own
+    noise variance, sum_g n_g log(SSE_own,g / SSE_one,g) + extra log n (the G variances, in both models, cancel),
+    where every budget keeps BUDGET_NOISE_DOF residual dof in the per-budget model (else pooled, as with scalars).
+    Why per budget: with one variance the comparison is the ratio of summed SSEs, which the budget with the largest
+    residuals decides; on Epoch AI's Chinchilla table that is 1e19's steep right arm (losses to 5.0, 70% above its
+    minimum), whose SSE neither model reduces (ratio 0.94), so one shape won by 61.5 although it fits the other eight
+    budgets 2-17x worse. A variance per budget makes each budget's fit count by its own ratio (there -71.2: one
+    shape each); the full heteroscedastic likelihood (both models refitted with 1/variance weights, iterated) says
+    the same (-7.6). bench/README.md, "IsoFLOP: the profile model by each budget's own minimum"."""
+    sse_own, sse_one, n = (np.atleast_1d(np.asarray(x, float)) for x in (sse_own, sse_one, n))
+    if sse_one.sum() <= 1e-12 * ss_total:
         return float("inf")
-    return float(n * np.log(max(sse_own, 1e-300) / sse_one) + extra * np.log(n))
+    total = float(n.sum())
+    by_budget = (BIC_NOISE == "budget" and len(n) > 1 and (n - 3 >= BUDGET_NOISE_DOF).all()
+                 and (sse_own > 1e-12 * ss_total).all())
+    if by_budget:
+        return float((n * np.log(sse_own / sse_one)).sum() + extra * np.log(total))
+    return float(total * np.log(max(sse_own.sum(), 1e-300) / sse_one.sum()) + extra * np.log(total))
 
 
 def per_budget_dof(groups) -> float:
