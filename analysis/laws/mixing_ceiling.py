@@ -100,19 +100,19 @@ class Ceiling:
     conditional: float = float("nan")        # E[Spearman] simulated on the design's own truth values (if given)
 
     def text(self) -> str:
-        s = (f"an exact law's expected held-out Spearman on this design is {self.expected:.3f} ({self.level:.0%} of "
-             f"designs like it: {self.lo:.2f}-{self.hi:.2f}; P(>= {self.target:g}) {self.p_target:.0%}): reliability "
-             f"{self.reliability:.3f} = spread^2 / (spread^2 + noise^2), the objective's spread over the {self.n} "
-             f"held-out mixtures {self.spread_sd:.4g} against the noise of a mixture's measurement {self.noise_sd:.4g}")
+        s = (f"an exact law expects {self.expected:.3f} ({self.level:.0%} of designs like this one: "
+             f"{self.lo:.2f}-{self.hi:.2f}; P(>= {self.target:g}) {self.p_target:.0%}); reliability "
+             f"{self.reliability:.3f} = spread^2 / (spread^2 + noise^2), with the true objective's sd over the {self.n} "
+             f"held-out mixtures {self.spread_sd:.4g} and the noise of a mixture's measurement {self.noise_sd:.4g}")
         if np.isfinite(self.seeds):
             s += f" (seed noise {self.seed_noise:.4g} a run, {self.seeds:.2g} seeds a mixture"
             s += f", {self.noise_dof} dof" if self.noise_dof else ""
             s += ")"
         if self.noise_dof and all(np.isfinite(self.expected_noise_ci)):
-            s += (f"; with the seed noise at the ends of its {self.level:.0%} interval, "
+            s += (f"; at the ends of the seed noise's {self.level:.0%} interval it expects "
                   f"{self.expected_noise_ci[0]:.3f}-{self.expected_noise_ci[1]:.3f}")
         if np.isfinite(self.conditional):
-            s += f"; simulated on the law's predicted values of these mixtures, {self.conditional:.3f}"
+            s += f"; simulated on the law's predicted values instead of a normal spread, {self.conditional:.3f}"
         return s
 
 
@@ -149,7 +149,7 @@ def ceiling(spread_sd: float, noise_sd: float, n: int, *, law_sd: float = 0.0, s
     lo, hi = np.quantile(rho, [(1 - level) / 2, (1 + level) / 2])
     noise_ci = (float("nan"), float("nan"))
     if noise_dof > 0:
-        q = chi2.ppf([(1 + level) / 2, (1 - level) / 2], noise_dof)         # large noise first: the lower ceiling
+        q = chi2.ppf([(1 - level) / 2, (1 + level) / 2], noise_dof)         # large noise first: the lower ceiling
         noise_ci = tuple(expected_spearman(correlation(spread_sd ** 2, noise_sd ** 2 * noise_dof / x, law_sd ** 2), n)
                          for x in q)
     run_noise = noise_sd * math.sqrt(seeds) if np.isfinite(seeds) else float("nan")
@@ -188,20 +188,26 @@ def _heldout_means(law: MixingLaw) -> pd.DataFrame:
 
 
 def from_heldout(law: MixingLaw, *, target: float = TARGET, sims: int = SIMS) -> Ceiling | None:
-    """The ceiling of the law's own k-fold check: its held-out mixtures, their measured spread less the noise
-    (method of moments: var(measured means) - mean(noise^2 / seeds)), and the pooled seed noise at the fit size.
-    None without seed replicates (the noise is then unknown)."""
-    noise, dof = pooled_seed_noise(law)
-    if not np.isfinite(noise):
-        return None
+    """The ceiling of the law's own k-fold check: its held-out mixtures, their measured spread less the noise, and
+    the pooled seed noise at the fit size. None without seed replicates (the noise is then unknown)."""
     h = _heldout_means(law)
-    if len(h) < 3:
+    return from_measured(law, h["measured"], h["runs"], h["predicted"], target=target, sims=sims)
+
+
+def from_measured(law: MixingLaw, measured, runs, predicted=None, *, target: float = TARGET,
+                  sims: int = SIMS) -> Ceiling | None:
+    """The ceiling of a held-out set: per mixture its measured mean objective and how many runs (seeds) it averages;
+    the noise is the law's pooled seed noise, the spread var(measured) less the mean noise variance (method of
+    moments). predicted: the law's values there, whose spacing the conditional simulation keeps. None without seed
+    replicates or with fewer than 3 mixtures."""
+    noise, dof = pooled_seed_noise(law)
+    measured, runs = np.asarray(measured, float), np.asarray(runs, float)
+    if not np.isfinite(noise) or len(measured) < 3:
         return None
-    noise_var = noise ** 2 / h["runs"].to_numpy(float)
-    spread_var = max(float(np.var(h["measured"], ddof=1) - noise_var.mean()), 0.0)
-    seeds = float(len(h) / (1 / h["runs"]).sum())                  # harmonic mean: the seeds of the mean noise
-    truth = _scaled(h["predicted"].to_numpy(float), math.sqrt(spread_var))
-    return ceiling(math.sqrt(spread_var), noise / math.sqrt(seeds), len(h), seeds=seeds, noise_dof=dof,
+    spread_var = max(float(np.var(measured, ddof=1) - (noise ** 2 / runs).mean()), 0.0)
+    seeds = float(len(runs) / (1 / runs).sum())                    # harmonic mean: the seeds of the mean noise
+    truth = None if predicted is None else _scaled(np.asarray(predicted, float), math.sqrt(spread_var))
+    return ceiling(math.sqrt(spread_var), noise / math.sqrt(seeds), len(measured), seeds=seeds, noise_dof=dof,
                    truth=truth, target=target, level=law.config.ci_level, sims=sims, seed=law.config.seed)
 
 

@@ -1,0 +1,144 @@
+"""Seed noise, the objective's spread and the held-out Spearman ceiling of mixture designs, measured on the CPU.
+
+One sweep holds every design's mixtures (several draws of each: grid.mixtures.seed), trained at seed 0 and some at
+seed 1 too (runs shared between designs, e.g. pure,
+uniform and natural, are trained once: same run id). Per design (a Dirichlet concentration range around the natural
+mixture, drawn as sweeps/grids.py draws it) this prints:
+  - seed noise: sd of one run's objective about its mixture's mean, pooled over every mixture of the sweep with
+    2 seeds (dof: their number);
+  - spread: sd of the true objective over the design's interior mixtures (var of seed 0's values - noise^2);
+  - split-half Spearman (designs trained at seeds 0 and 1): seed 0 against seed 1 over the interior mixtures, beside
+    what the attenuation formula predicts for it (two noisy measurements: r = R, the one-run reliability);
+  - the law (fit(..., "natural"), auto family) on seed 0 only (one run a mixture, as the default design trains):
+    held-out mean error and Spearman, and the ceiling an exact law expects there (mixing_ceiling);
+  - the same on both seeds (each mixture's mean: half the noise variance).
+
+    # the runs (bench/README.md, "Mixing: the Spearman ceiling"): for each concentration range C
+    SCALEMIX_RUNS=/tmp/m24runs python sweep.py +grid=mixture grid.name=m24 scale.mixture_depth=2 \
+        scale.mixture_tokens=60000 train.runtime.device=cpu eval.points=1 'grid.seeds=[0,1]' \
+        grid.mixtures.concentration=C
+    PYTHONPATH=$PWD python bench/mixing_ceiling.py /tmp/m24runs/m24 --designs '0.5,5' '0.1,1' --draw-seeds 0 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import results  # noqa: E402
+from analysis.laws import mixing_ceiling as mc  # noqa: E402
+from analysis.laws.mixing import W_PREFIX, MixingConfig, domains_of, fit, make_objective  # noqa: E402
+from sweeps import grids  # noqa: E402
+
+
+def design_mixtures(conc: tuple[float, float], domains: list[str], natural: dict, samples_per_domain: int,
+                    seed: int) -> np.ndarray:
+    """[m, K] the design's mixtures, as +grid=mixture draws them (Dirichlet around natural + pure + uniform +
+    natural), in `domains` order."""
+    cfg = {"kind": "dirichlet", "center": "natural", "natural": natural, "concentration": list(conc),
+           "samples_per_domain": samples_per_domain, "seed": seed, "include_pure": True, "include_uniform": True,
+           "include_natural": True}
+    errors: list[str] = []
+    mixes = grids.mixtures(cfg, domains, errors)
+    if errors:
+        raise SystemExit("\n".join(errors))
+    return np.array([[dict(m.weights).get(d, 0.0) for d in domains] for m in mixes])
+
+
+def rows_of(runs: pd.DataFrame, W: np.ndarray, domains: list[str]) -> pd.DataFrame:
+    """The runs whose training mixture is one of W's (to the grid's 6 decimals)."""
+    R = runs[[W_PREFIX + d for d in domains]].fillna(0.0).to_numpy(float)
+    hit = (np.abs(R[:, None, :] - W[None]).max(2) < 2e-6).any(1)
+    return runs[hit]
+
+
+def seed_noise(runs: pd.DataFrame, domains: list[str]) -> tuple[float, int]:
+    """(sd of one run's natural objective about its mixture's mean, dof), pooled over every mixture with 2+ seeds."""
+    y = pd.Series(make_objective("natural", runs, domains, None).value(runs))
+    key = pd.Series([tuple(w) for w in np.round(runs[[W_PREFIX + d for d in domains]].fillna(0.0).to_numpy(), 5)])
+    g = y.groupby(key)
+    dof = int((g.size() - 1).sum())
+    return float(np.sqrt(((y - g.transform("mean")) ** 2).sum() / dof)), dof
+
+
+def one_design(runs: pd.DataFrame, name: str, domains: list[str], cfg: MixingConfig, noise: float,
+               dof: int) -> dict:
+    obj = make_objective("natural", runs, domains, None)
+    W = runs[[W_PREFIX + d for d in domains]].fillna(0.0).to_numpy(float)
+    t = pd.DataFrame({"key": [tuple(np.round(w, 5)) for w in W], "seed": runs["seed"].to_numpy(),
+                      "y": obj.value(runs), "interior": W.max(1) < 1 - 1e-6})
+    wide = t[t["interior"]].pivot_table(index="key", columns="seed", values="y")
+    s0 = wide[0].dropna()
+    spread = math.sqrt(max(float(np.var(s0, ddof=1)) - noise ** 2, 0.0))
+    rel1 = spread ** 2 / (spread ** 2 + noise ** 2)                     # one run's reliability
+    out = {"design": name, "mixtures": t["key"].nunique(), "interior": len(s0), "mean objective": float(s0.mean()),
+           "seed noise (pooled)": noise, "noise dof": dof, "spread": spread, "spread/noise": spread / noise,
+           "reliability 1 seed": rel1}
+    both = wide.dropna()
+    if 1 in wide and len(both) > 2:
+        out.update({"split-half rho": float(spearmanr(both[0], both[1]).statistic),
+                    "split-half predicted": mc.expected_spearman(rel1, len(both))})
+    parts = [("1 seed", runs[runs["seed"] == 0])] + ([("2 seeds", runs)] if 1 in wide else [])
+    for label, part in parts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law = fit(part.reset_index(drop=True), "natural", config=cfg)
+        row = law.cv.set_index("family").loc[law.family]
+        h = mc._heldout_means(law)
+        seeds = float(len(h) / (1 / h["runs"]).sum())
+        sp = math.sqrt(max(float(np.var(h["measured"], ddof=1)) - noise ** 2 / seeds, 0.0))
+        c = mc.ceiling(sp, noise / math.sqrt(seeds), len(h), seeds=seeds, noise_dof=dof,
+                       truth=mc._scaled(h["predicted"].to_numpy(float), sp))
+        out.update({f"{label}: law": law.family, f"{label}: error": float(row["mean_rel_error"]),
+                    f"{label}: rho": float(row["spearman"]), f"{label}: ceiling": c.expected,
+                    f"{label}: ceiling range": f"{c.lo:.2f}-{c.hi:.2f}", f"{label}: conditional": c.conditional,
+                    f"{label}: P(>=0.9)": c.p_target, f"{label}: both targets": bool(
+                        row["mean_rel_error"] <= 0.01 and row["spearman"] >= 0.9)})
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sweep", help="the sweep dir holding every design's runs at seeds 0 and 1")
+    ap.add_argument("--designs", nargs="+", default=["0.5,5"], help="concentration ranges lo,hi (grid.mixtures.)")
+    ap.add_argument("--samples-per-domain", type=int, default=4)
+    ap.add_argument("--draw-seeds", type=int, nargs="+", default=[0], help="grid.mixtures.seed values swept")
+    ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--csv", help="write the table here too")
+    a = ap.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = results.load(a.sweep).runs
+    domains = domains_of(runs)
+    natural = {d: float(runs[f"corpus_tokens_{d}"].iloc[0]) for d in domains}
+    total = sum(natural.values())
+    natural = {d: v / total for d, v in natural.items()}
+    cfg = MixingConfig(n_bootstrap=a.bootstrap, recommend_resamples=10)
+    noise, dof = seed_noise(runs, domains)
+    rows = []
+    for spec in a.designs:
+        lo, hi = (float(x) for x in spec.split(","))
+        for draw in a.draw_seeds:
+            W = design_mixtures((lo, hi), domains, natural, a.samples_per_domain, draw)
+            part = rows_of(runs, W, domains)
+            if len(part[part["seed"] == 0]) < len(W):
+                raise SystemExit(f"design {spec}, draw {draw}: {len(part[part['seed'] == 0])} of its {len(W)} "
+                                 f"mixtures are trained at seed 0 in {a.sweep}: run its sweep first")
+            rows.append(one_design(part, f"[{lo:g}, {hi:g}] draw {draw}", domains, cfg, noise, dof))
+    table = pd.DataFrame(rows).set_index("design").T
+    with pd.option_context("display.max_rows", 100, "display.width", 200, "display.float_format", "{:.4g}".format):
+        print(table)
+    if a.csv:
+        table.to_csv(a.csv)
+
+
+if __name__ == "__main__":
+    main()
