@@ -11,7 +11,9 @@ mixture, drawn as sweeps/grids.py draws it) this prints:
     what the attenuation formula predicts for it (two noisy measurements: r = R, the one-run reliability);
   - the law (fit(..., "natural"), auto family) on seed 0 only (one run a mixture, as the default design trains):
     held-out mean error and Spearman, and the ceiling an exact law expects there (mixing_ceiling);
-  - the same on both seeds (each mixture's mean: half the noise variance).
+  - the same on both seeds (each mixture's mean: half the noise variance);
+  - with --plan LO,HI, the planner: a pilot law fitted on one design's runs predicts each design's spread and
+    ceiling before its runs (mixing_ceiling.for_design), to compare with the measured ones.
 
     # the runs (bench/README.md, "Mixing: the Spearman ceiling"): for each concentration range C
     SCALEMIX_RUNS=/tmp/m24runs python sweep.py +grid=mixture grid.name=m24 scale.mixture_depth=2 \
@@ -86,7 +88,7 @@ def one_design(runs: pd.DataFrame, name: str, domains: list[str], cfg: MixingCon
     if 1 in wide and len(both) > 2:
         out.update({"split-half rho": float(spearmanr(both[0], both[1]).statistic),
                     "split-half predicted": mc.expected_spearman(rel1, len(both))})
-    parts = [("1 seed", runs[runs["seed"] == 0])] + ([("2 seeds", runs)] if 1 in wide else [])
+    parts = [("1 seed", runs[runs["seed"] == 0])] + ([("2 seeds", runs)] if 1 in wide and wide[1].notna().all() else [])
     for label, part in parts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -112,6 +114,9 @@ def main(argv=None) -> None:
     ap.add_argument("--samples-per-domain", type=int, default=4)
     ap.add_argument("--draw-seeds", type=int, nargs="+", default=[0], help="grid.mixtures.seed values swept")
     ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--plan", metavar="LO,HI",
+                    help="also the planner: fit the law on this design's draw-0 runs at seed 0 (the pilot) and predict "
+                         "every design's ceiling from it (mixing_ceiling.for_design), beside what was measured")
     ap.add_argument("--csv", help="write the table here too")
     a = ap.parse_args(argv)
     with warnings.catch_warnings():
@@ -133,8 +138,21 @@ def main(argv=None) -> None:
                 raise SystemExit(f"design {spec}, draw {draw}: {len(part[part['seed'] == 0])} of its {len(W)} "
                                  f"mixtures are trained at seed 0 in {a.sweep}: run its sweep first")
             rows.append(one_design(part, f"[{lo:g}, {hi:g}] draw {draw}", domains, cfg, noise, dof))
+    if a.plan:
+        lo, hi = (float(x) for x in a.plan.split(","))
+        pilot = rows_of(runs, design_mixtures((lo, hi), domains, natural, a.samples_per_domain, 0), domains)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law = fit(pilot[pilot["seed"] == 0].reset_index(drop=True), "natural", config=cfg)
+        for row in rows:
+            spec, draw = row["design"].split(" draw ")
+            lo_d, hi_d = (float(x) for x in spec.strip("[]").split(","))
+            W = design_mixtures((lo_d, hi_d), domains, natural, a.samples_per_domain, int(draw))
+            c = mc.for_design(law, W, seeds=1, seed_noise=noise)
+            row.update({"planned (pilot law): spread": c.spread_sd, "planned: ceiling": c.expected,
+                        "planned: range": f"{c.lo:.2f}-{c.hi:.2f}", "planned: conditional": c.conditional})
     table = pd.DataFrame(rows).set_index("design").T
-    with pd.option_context("display.max_rows", 100, "display.width", 200, "display.float_format", "{:.4g}".format):
+    with pd.option_context("display.max_rows", 100, "display.max_columns", None, "display.width", 250, "display.float_format", "{:.4g}".format):
         print(table)
     if a.csv:
         table.to_csv(a.csv)

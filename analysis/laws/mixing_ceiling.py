@@ -37,6 +37,7 @@ from analysis.laws.mixing import W_PREFIX, MixingLaw
 TARGET = 0.9            # the issue's held-out Spearman target, the default the ceiling is compared with
 SIMS = 4000             # simulated designs for the range and P(Spearman >= target): its quantiles to ~0.01
 MAX_SEEDS = 64          # seeds_for_target searches up to this many replicates per mixture
+IQR_SD = 1.349          # interquartile range / sd of a normal distribution
 
 
 def expected_spearman(r: float, n: int) -> float:
@@ -221,7 +222,8 @@ def for_design(law: MixingLaw, mixtures, *, seeds: int = 1, seed_noise: float | 
                sims: int = SIMS) -> Ceiling:
     """The ceiling of another design (its interior mixtures held out, as fit's k-fold check does), its spread
     predicted by a fitted law: the variance of the law's predictions over the design's mixtures less the law's own
-    bootstrap variance there (what of the predicted spread is the law's noise). seed_noise: one run's noise (default:
+    bootstrap variance there (what of the predicted spread is the law's noise; robust: from the interquartile range).
+    Mixtures far outside the ones the law was fitted on are its extrapolations, and so is their spread. seed_noise: one run's noise (default:
     the law's pooled seed noise)."""
     W = law._W(mixtures)
     W = W[W.max(1) < 1 - 1e-6]
@@ -229,7 +231,10 @@ def for_design(law: MixingLaw, mixtures, *, seeds: int = 1, seed_noise: float | 
         raise ValueError(f"for_design: {len(W)} interior mixtures; a held-out Spearman needs at least 3")
     pred = law.predict(W)
     boot = law.samples(W)
-    boot_var = float(np.nanvar(boot, axis=0, ddof=1).mean()) if len(boot) > 1 else 0.0
+    # the bootstrap's spread by its interquartile range: far outside the fitted mixtures a few resampled laws
+    # explode (the ye law's exp), and their variance would swamp the rest
+    boot_var = float(((np.subtract(*np.nanquantile(boot, [0.75, 0.25], axis=0)) / IQR_SD) ** 2).mean()) \
+        if len(boot) > 1 else 0.0
     spread_var = max(float(np.var(pred, ddof=1)) - boot_var, 0.0)
     dof = 0
     if seed_noise is None:
