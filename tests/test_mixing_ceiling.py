@@ -128,3 +128,15 @@ def test_a_wider_design_has_a_higher_predicted_ceiling():
         assert c.spread_sd == pytest.approx(np.std(truth(W), ddof=1), rel=0.15)    # the predicted spread is the true one
         assert c.n == 24 and c.seeds == 1
     assert mc.for_design(law, wide, seeds=4).expected > c_w.expected
+
+
+def test_the_report_states_the_ceiling_beside_the_measured_spearman():
+    from analysis.mixing_report import blocks
+    runs = ye_runs(20, 2.0, 0.03)
+    out = blocks(runs, FAST, figures=True)
+    paras = [b[1] for b in out if b[0] == "para"]
+    ceiling = [p for p in paras if p.startswith("**Spearman ceiling.**")]
+    assert len(ceiling) == 1 and "an exact law expects" in ceiling[0] and "reliability" in ceiling[0]
+    assert "mixture_ceiling" in [b[1] for b in out if b[0] == "figure"]
+    one_seed = [b[1] for b in blocks(runs[runs.seed == 0], FAST, figures=False) if b[0] == "para"]
+    assert any(p.startswith("**Spearman ceiling.** The Spearman ceiling is unknown") for p in one_seed)
