@@ -12,6 +12,8 @@ mixture, drawn as sweeps/grids.py draws it) this prints:
   - the law (fit(..., "natural"), auto family) on seed 0 only (one run a mixture, as the default design trains):
     held-out mean error and Spearman, and the ceiling an exact law expects there (mixing_ceiling);
   - the same on both seeds (each mixture's mean: half the noise variance);
+  - with --per-size LAW (a sweep over sizes, e.g. the CPU study of record): per (N, D) the law's held-out error
+    and Spearman beside the ceiling from that size's replicates, and whose a low Spearman is;
   - with --plan LO,HI, the planner: a pilot law fitted on one design's runs predicts each design's spread and
     ceiling before its runs (mixing_ceiling.for_design), to compare with the measured ones.
 
@@ -107,6 +109,26 @@ def one_design(runs: pd.DataFrame, name: str, domains: list[str], cfg: MixingCon
     return out
 
 
+def per_size(runs: pd.DataFrame, law_name: str, cfg: MixingConfig) -> pd.DataFrame:
+    """Per (N, D) of a sweep over sizes (e.g. bench/cpu_mixing_study.sh's): the law fitted at that size alone, its
+    held-out error and Spearman, and the ceiling from that size's seed replicates (mixing_ceiling.from_heldout)."""
+    rows = []
+    for (n, d), g in runs.groupby([cfg.n_col, cfg.d_col]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law = fit(g.reset_index(drop=True), "natural", law=law_name, config=cfg)
+        cv = law.cv.set_index("family").loc[law.family]
+        c = mc.from_heldout(law)
+        row = {"N": n, "D": d, "law": law.family, "error": cv["mean_rel_error"], "rho": cv["spearman"]}
+        if c is not None:
+            row.update({"seed noise": c.seed_noise, "dof": c.noise_dof, "spread": c.spread_sd, "R": c.reliability,
+                        "ceiling": c.expected, "range": f"{c.lo:.2f}-{c.hi:.2f}", "conditional": c.conditional,
+                        "at noise CI": "{:.2f}-{:.2f}".format(*c.expected_noise_ci), "seeds for 0.9": c.seeds_for_target,
+                        "whose": "law" if cv["spearman"] < c.lo else "design"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweep", help="the sweep dir holding every design's runs at seeds 0 and 1")
@@ -117,16 +139,27 @@ def main(argv=None) -> None:
     ap.add_argument("--plan", metavar="LO,HI",
                     help="also the planner: fit the law on this design's draw-0 runs at seed 0 (the pilot) and predict "
                          "every design's ceiling from it (mixing_ceiling.for_design), beside what was measured")
+    ap.add_argument("--per-size", metavar="LAW",
+                    help="instead: per (N, D) of a sweep over sizes, the law LAW (ye, auto, ...) fitted at each size and "
+                         "its ceiling from that size's replicates (the CPU study of record)")
     ap.add_argument("--csv", help="write the table here too")
     a = ap.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs = results.load(a.sweep).runs
+    cfg = MixingConfig(n_bootstrap=a.bootstrap, recommend_resamples=10)
+    if a.per_size:
+        table = per_size(runs, a.per_size, cfg)
+        with pd.option_context("display.max_columns", None, "display.width", 250, "display.float_format",
+                               "{:.4g}".format):
+            print(table.to_string(index=False))
+        if a.csv:
+            table.to_csv(a.csv, index=False)
+        return
     domains = domains_of(runs)
     natural = {d: float(runs[f"corpus_tokens_{d}"].iloc[0]) for d in domains}
     total = sum(natural.values())
     natural = {d: v / total for d, v in natural.items()}
-    cfg = MixingConfig(n_bootstrap=a.bootstrap, recommend_resamples=10)
     noise, dof = seed_noise(runs, domains)
     rows = []
     for spec in a.designs:
