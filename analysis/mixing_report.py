@@ -151,8 +151,9 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
         if ceil is not None:
             out.append(("figure", "mixture_ceiling", plot_ceiling(ceil, _spearman(law)),
                         "The held-out Spearman an exact law can expect on this design against the seeds per mixture "
-                        f"(line: Moran's expectation; band: {ceil.level:.0%} of designs like it), and the law's measured "
-                        "one: below the band is the law's fault, inside it the design's."))
+                        f"(line: Moran's expectation for a normal spread; band: {ceil.level:.0%} of designs like it; "
+                        "square: simulated on the measured values' spacing, which the verdict uses), and the law's "
+                        "measured one: below the range is the law's fault, inside it the design's."))
     saved = saved_confirmation(sweep_dir)
     size_law = None
     if law.fit_size and runs[[cfg.n_col, cfg.d_col]].drop_duplicates().shape[0] > 1:
@@ -490,9 +491,13 @@ def plot_ceiling(ceil, measured: float, max_seeds: int = 8):
     ax.fill_between(k, [r.lo for r in rows], [r.hi for r in rows], color="#3b3680", alpha=0.2, lw=0)
     ax.plot(k, [r.expected for r in rows], color="#3b3680", label="exact law: expected")
     ax.axhline(ceil.target, color="k", lw=0.8, ls="--", label=f"target {ceil.target:g}")
+    if np.isfinite(ceil.conditional):
+        ax.errorbar([ceil.seeds], [ceil.conditional], yerr=[[ceil.conditional - ceil.cond_lo],
+                                                            [ceil.cond_hi - ceil.conditional]],
+                    fmt="s", color="#3b3680", capsize=3, label="exact law, on this design's spacing")
     if np.isfinite(measured):
         ax.scatter([ceil.seeds], [measured], color="#d95f02", zorder=3, label="measured (this design)")
-    low = min([r.lo for r in rows] + ([measured] if np.isfinite(measured) else []))
+    low = min([r.lo for r in rows] + [v for v in (measured, ceil.cond_lo) if np.isfinite(v)])
     ax.set(xlabel="seeds per mixture", ylabel="held-out Spearman", ylim=(max(-1.0, min(low, ceil.target) - 0.1), 1.02))
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -732,7 +737,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"held-out split: the {holdout['family']} law fitted on {holdout['fitted_mixtures']} mixtures predicts "
               f"{holdout['mixtures']} held-out mixtures within {holdout['mean_rel_error']:.2%} mean (max "
               f"{holdout['max_rel_error']:.2%}), Spearman {holdout['spearman']:.3f} (wrote {sweep / 'mixture_holdout.csv'})")
-        split_ceiling = mixing_ceiling.from_measured(law, per["measured"], per["runs"], per["predicted"])
+        split_ceiling = mixing_ceiling.from_measured(law, per["measured"], per["runs"])
         print("  held-out split's " + mixing_ceiling.verdict(holdout["spearman"], split_ceiling)
               + ("" if split_ceiling is None else f"; {split_ceiling.text()}"))
     print(law.summary())

@@ -100,10 +100,11 @@ def one_design(runs: pd.DataFrame, name: str, domains: list[str], cfg: MixingCon
         seeds = float(len(h) / (1 / h["runs"]).sum())
         sp = math.sqrt(max(float(np.var(h["measured"], ddof=1)) - noise ** 2 / seeds, 0.0))
         c = mc.ceiling(sp, noise / math.sqrt(seeds), len(h), seeds=seeds, noise_dof=dof,
-                       truth=mc._scaled(h["predicted"].to_numpy(float), sp))
+                       truth=h["measured"].to_numpy(float))
         out.update({f"{label}: law": law.family, f"{label}: error": float(row["mean_rel_error"]),
                     f"{label}: rho": float(row["spearman"]), f"{label}: ceiling": c.expected,
                     f"{label}: ceiling range": f"{c.lo:.2f}-{c.hi:.2f}", f"{label}: conditional": c.conditional,
+                    f"{label}: conditional range": f"{c.cond_lo:.2f}-{c.cond_hi:.2f}",
                     f"{label}: P(>=0.9)": c.p_target, f"{label}: both targets": bool(
                         row["mean_rel_error"] <= 0.01 and row["spearman"] >= 0.9)})
     return out
@@ -123,8 +124,9 @@ def per_size(runs: pd.DataFrame, law_name: str, cfg: MixingConfig) -> pd.DataFra
         if c is not None:
             row.update({"seed noise": c.seed_noise, "dof": c.noise_dof, "spread": c.spread_sd, "R": c.reliability,
                         "ceiling": c.expected, "range": f"{c.lo:.2f}-{c.hi:.2f}", "conditional": c.conditional,
+                        "conditional range": "{:.2f}-{:.2f}".format(*c.range),
                         "at noise CI": "{:.2f}-{:.2f}".format(*c.expected_noise_ci), "seeds for 0.9": c.seeds_for_target,
-                        "whose": "law" if cv["spearman"] < c.lo else "design"})
+                        "whose": "law" if cv["spearman"] < c.range[0] else "design"})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -183,7 +185,8 @@ def main(argv=None) -> None:
             W = design_mixtures((lo_d, hi_d), domains, natural, a.samples_per_domain, int(draw))
             c = mc.for_design(law, W, seeds=1, seed_noise=noise)
             row.update({"planned (pilot law): spread": c.spread_sd, "planned: ceiling": c.expected,
-                        "planned: range": f"{c.lo:.2f}-{c.hi:.2f}", "planned: conditional": c.conditional})
+                        "planned: range": f"{c.lo:.2f}-{c.hi:.2f}", "planned: conditional": c.conditional,
+                        "planned: conditional range": f"{c.cond_lo:.2f}-{c.cond_hi:.2f}"})
     table = pd.DataFrame(rows).set_index("design").T
     with pd.option_context("display.max_rows", 100, "display.max_columns", None, "display.width", 250, "display.float_format", "{:.4g}".format):
         print(table)

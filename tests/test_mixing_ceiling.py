@@ -140,3 +140,11 @@ def test_the_report_states_the_ceiling_beside_the_measured_spearman():
     assert "mixture_ceiling" in [b[1] for b in out if b[0] == "figure"]
     one_seed = [b[1] for b in blocks(runs[runs.seed == 0], FAST, figures=False) if b[0] == "para"]
     assert any(p.startswith("**Spearman ceiling.** The Spearman ceiling is unknown") for p in one_seed)
+
+
+def test_a_few_outlying_mixtures_do_not_lift_the_ceiling_on_the_designs_own_spacing():
+    truth = np.r_[np.linspace(0.0, 0.1, 16), 3.0, 4.0]        # the variance is the two outliers'; the bulk is tight
+    c = mc.ceiling(np.std(truth, ddof=1), 0.05, 18, truth=truth)
+    assert c.conditional == pytest.approx(mc.simulate(truth, 0.05, seed=5).mean(), abs=0.01)
+    assert c.conditional < c.expected - 0.1 and c.range == (c.cond_lo, c.cond_hi)
+    assert "within" in mc.verdict(c.cond_lo + 0.01, c) and "misranks" in mc.verdict(c.cond_lo - 0.01, c)

@@ -98,7 +98,17 @@ class Ceiling:
     noise_dof: int                # degrees of freedom of the seed-noise estimate (0: given, not measured)
     expected_noise_ci: tuple[float, float] = (float("nan"), float("nan"))   # expected at the noise's chi2 interval
     seeds_for_target: int | None = None      # seeds per mixture for an expected ceiling >= target (None: unreachable)
-    conditional: float = float("nan")        # E[Spearman] simulated on the design's own truth values (if given)
+    # the same simulated on the design's own truth values (when given), whose spacing a normal spread misses: a few
+    # lopsided mixtures far from the rest make the variance large while the bulk stays hard to rank
+    conditional: float = float("nan")
+    cond_lo: float = float("nan")
+    cond_hi: float = float("nan")
+    spacing: str = ""                        # where those truth values came from
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """The range a held-out Spearman is judged against: on the design's own spacing where known."""
+        return (self.cond_lo, self.cond_hi) if np.isfinite(self.cond_lo) else (self.lo, self.hi)
 
     def text(self) -> str:
         s = (f"an exact law expects {self.expected:.3f} ({self.level:.0%} of designs like this one: "
@@ -113,7 +123,8 @@ class Ceiling:
             s += (f"; at the ends of the seed noise's {self.level:.0%} interval it expects "
                   f"{self.expected_noise_ci[0]:.3f}-{self.expected_noise_ci[1]:.3f}")
         if np.isfinite(self.conditional):
-            s += f"; simulated on the law's predicted values instead of a normal spread, {self.conditional:.3f}"
+            s += (f"; on the spacing of {self.spacing or 'the design'} instead of a normal spread it expects "
+                  f"{self.conditional:.3f} ({self.cond_lo:.2f}-{self.cond_hi:.2f})")
         return s
 
 
@@ -129,12 +140,13 @@ def seeds_for(spread_sd: float, seed_noise: float, n: int, target: float = TARGE
 
 
 def ceiling(spread_sd: float, noise_sd: float, n: int, *, law_sd: float = 0.0, seeds: float = float("nan"),
-            noise_dof: int = 0, truth: np.ndarray | None = None, target: float = TARGET, level: float = 0.9,
-            sims: int = SIMS, seed: int = 0) -> Ceiling:
+            noise_dof: int = 0, truth: np.ndarray | None = None, spacing: str = "", target: float = TARGET,
+            level: float = 0.9, sims: int = SIMS, seed: int = 0) -> Ceiling:
     """The Spearman ceiling of a design: n mixtures held out, the true objective's sd over them, the sd of one
     mixture's measurement (seeds averaged; `seeds` of them, if known, so that seeds_for_target can be answered),
     noise_dof of the noise estimate (its chi2 interval gives expected_noise_ci). truth: the design's own (predicted)
-    objective values, for a simulation on their actual spacing instead of a normal spread (`conditional`)."""
+    objective values (rescaled to spread_sd), for a simulation on their actual spacing instead of a normal spread
+    (`conditional`, `cond_lo`, `cond_hi`; `spacing` says where they came from)."""
     if not 0 < level < 1:
         raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.9")
     if not (np.isfinite(spread_sd) and np.isfinite(noise_sd)) or spread_sd < 0 or noise_sd < 0:
@@ -155,10 +167,13 @@ def ceiling(spread_sd: float, noise_sd: float, n: int, *, law_sd: float = 0.0, s
                          for x in q)
     run_noise = noise_sd * math.sqrt(seeds) if np.isfinite(seeds) else float("nan")
     need = seeds_for(spread_sd, run_noise, n, target, law_sd) if np.isfinite(run_noise) and run_noise > 0 else None
-    cond = float(simulate(truth, noise_sd, law_sd, sims, seed).mean()) if truth is not None else float("nan")
+    cond = cond_lo = cond_hi = float("nan")
+    if truth is not None:
+        sim = simulate(_scaled(np.asarray(truth, float), spread_sd), noise_sd, law_sd, sims, seed)
+        cond, (cond_lo, cond_hi) = float(sim.mean()), np.quantile(sim, [(1 - level) / 2, (1 + level) / 2])
     return Ceiling(n, float(spread_sd), float(noise_sd), float(law_sd), float(rel), float(r), expected_spearman(r, n),
                    float(lo), float(hi), float((rho >= target).mean()), target, level, float(seeds), run_noise,
-                   int(noise_dof), noise_ci, need, cond)
+                   int(noise_dof), noise_ci, need, cond, float(cond_lo), float(cond_hi), spacing)
 
 
 # ------------------------------------------------------------------------------------------ from a fitted law
@@ -192,14 +207,13 @@ def from_heldout(law: MixingLaw, *, target: float = TARGET, sims: int = SIMS) ->
     """The ceiling of the law's own k-fold check: its held-out mixtures, their measured spread less the noise, and
     the pooled seed noise at the fit size. None without seed replicates (the noise is then unknown)."""
     h = _heldout_means(law)
-    return from_measured(law, h["measured"], h["runs"], h["predicted"], target=target, sims=sims)
+    return from_measured(law, h["measured"], h["runs"], target=target, sims=sims)
 
 
-def from_measured(law: MixingLaw, measured, runs, predicted=None, *, target: float = TARGET,
-                  sims: int = SIMS) -> Ceiling | None:
+def from_measured(law: MixingLaw, measured, runs, *, target: float = TARGET, sims: int = SIMS) -> Ceiling | None:
     """The ceiling of a held-out set: per mixture its measured mean objective and how many runs (seeds) it averages;
     the noise is the law's pooled seed noise, the spread var(measured) less the mean noise variance (method of
-    moments). predicted: the law's values there, whose spacing the conditional simulation keeps. None without seed
+    moments), and the conditional simulation keeps the measured values' spacing (law-free). None without seed
     replicates or with fewer than 3 mixtures."""
     noise, dof = pooled_seed_noise(law)
     measured, runs = np.asarray(measured, float), np.asarray(runs, float)
@@ -207,9 +221,9 @@ def from_measured(law: MixingLaw, measured, runs, predicted=None, *, target: flo
         return None
     spread_var = max(float(np.var(measured, ddof=1) - (noise ** 2 / runs).mean()), 0.0)
     seeds = float(len(runs) / (1 / runs).sum())                    # harmonic mean: the seeds of the mean noise
-    truth = None if predicted is None else _scaled(np.asarray(predicted, float), math.sqrt(spread_var))
     return ceiling(math.sqrt(spread_var), noise / math.sqrt(seeds), len(measured), seeds=seeds, noise_dof=dof,
-                   truth=truth, target=target, level=law.config.ci_level, sims=sims, seed=law.config.seed)
+                   truth=measured, spacing="the measured values", target=target, level=law.config.ci_level,
+                   sims=sims, seed=law.config.seed)
 
 
 def _scaled(values: np.ndarray, sd: float) -> np.ndarray:
@@ -243,7 +257,7 @@ def for_design(law: MixingLaw, mixtures, *, seeds: int = 1, seed_noise: float | 
         raise ValueError("for_design: the law's runs have no seed replicates at its fit size, so the seed noise is "
                          "unknown: pass seed_noise=, or add replicates (grid.seeds=[0,1] for some mixtures)")
     return ceiling(math.sqrt(spread_var), seed_noise / math.sqrt(seeds), len(W), seeds=float(seeds), noise_dof=dof,
-                   truth=_scaled(pred, math.sqrt(spread_var)), target=target, level=law.config.ci_level, sims=sims,
+                   truth=pred, spacing="the law's predictions", target=target, level=law.config.ci_level, sims=sims,
                    seed=law.config.seed)
 
 
@@ -254,11 +268,12 @@ def verdict(measured: float, c: Ceiling | None) -> str:
                 "the rank correlation was not measured (add grid.seeds=[0,1] for a few mixtures)")
     if not np.isfinite(measured):
         return "no held-out Spearman to compare with the ceiling"
-    if measured < c.lo:
-        what = (f"below what an exact law reaches on this design ({c.lo:.2f}-{c.hi:.2f}): the law misranks the "
+    lo, hi = c.range
+    if measured < lo:
+        what = (f"below what an exact law reaches on this design ({lo:.2f}-{hi:.2f}): the law misranks the "
                 "mixtures beyond the seed noise (its form or fit is at fault, not the design)")
     else:
-        what = (f"within what an exact law reaches on this design ({c.lo:.2f}-{c.hi:.2f}): the seed noise against the "
+        what = (f"within what an exact law reaches on this design ({lo:.2f}-{hi:.2f}): the seed noise against the "
                 "objective's spread limits it, not the law")
     if c.expected < c.target:
         what += f". Even an exact law expects {c.expected:.3f} < {c.target:g} here: "
