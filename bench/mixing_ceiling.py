@@ -126,7 +126,8 @@ def per_size(runs: pd.DataFrame, law_name: str, cfg: MixingConfig) -> pd.DataFra
                         "ceiling": c.expected, "range": f"{c.lo:.2f}-{c.hi:.2f}", "conditional": c.conditional,
                         "conditional range": "{:.2f}-{:.2f}".format(*c.range),
                         "at noise CI": "{:.2f}-{:.2f}".format(*c.expected_noise_ci), "seeds for 0.9": c.seeds_for_target,
-                        "whose": "law" if cv["spearman"] < c.range[0] else "design"})
+                        "whose": ("design" if cv["spearman"] >= c.range[0] else "law" if cv["spearman"] < c.lo_noisy
+                                  else "undecided (more replicates)")})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -148,3 +148,7 @@ def test_a_few_outlying_mixtures_do_not_lift_the_ceiling_on_the_designs_own_spac
     assert c.conditional == pytest.approx(mc.simulate(truth, 0.05, seed=5).mean(), abs=0.01)
     assert c.conditional < c.expected - 0.1 and c.range == (c.cond_lo, c.cond_hi)
     assert "within" in mc.verdict(c.cond_lo + 0.01, c) and "misranks" in mc.verdict(c.cond_lo - 0.01, c)
+    few = mc.ceiling(np.std(truth, ddof=1), 0.05, 18, truth=truth, noise_dof=3)
+    assert few.lo_noisy < few.cond_lo - 0.05                      # 3 dof allow a noise 2.7x the estimate
+    assert "would tell" in mc.verdict(few.cond_lo - 0.02, few)
+    assert "misranks" in mc.verdict(few.lo_noisy - 0.02, few)

@@ -104,6 +104,9 @@ class Ceiling:
     cond_lo: float = float("nan")
     cond_hi: float = float("nan")
     spacing: str = ""                        # where those truth values came from
+    # the range's lower end with the seed noise at the upper end of its level interval (noise_dof > 0): below it even
+    # the largest noise the replicates allow cannot explain a Spearman
+    lo_noisy: float = float("nan")
 
     @property
     def range(self) -> tuple[float, float]:
@@ -167,13 +170,23 @@ def ceiling(spread_sd: float, noise_sd: float, n: int, *, law_sd: float = 0.0, s
                          for x in q)
     run_noise = noise_sd * math.sqrt(seeds) if np.isfinite(seeds) else float("nan")
     need = seeds_for(spread_sd, run_noise, n, target, law_sd) if np.isfinite(run_noise) and run_noise > 0 else None
-    cond = cond_lo = cond_hi = float("nan")
-    if truth is not None:
-        sim = simulate(_scaled(np.asarray(truth, float), spread_sd), noise_sd, law_sd, sims, seed)
+    cond = cond_lo = cond_hi = lo_noisy = float("nan")
+    own = _scaled(np.asarray(truth, float), spread_sd) if truth is not None else None
+    if own is not None:
+        sim = simulate(own, noise_sd, law_sd, sims, seed)
         cond, (cond_lo, cond_hi) = float(sim.mean()), np.quantile(sim, [(1 - level) / 2, (1 + level) / 2])
+    if noise_dof > 0:
+        noisy = noise_sd * math.sqrt(noise_dof / chi2.ppf((1 - level) / 2, noise_dof))
+        if own is not None:
+            lo_noisy = float(np.quantile(simulate(own, noisy, law_sd, sims, seed), (1 - level) / 2))
+        else:
+            t2 = rng.standard_normal((sims, n)) * spread_sd
+            m2 = t2 + noisy * rng.standard_normal((sims, n))
+            p2 = t2 + law_sd * rng.standard_normal((sims, n)) if law_sd > 0 else t2
+            lo_noisy = float(np.quantile(_spearman_rows(m2, p2), (1 - level) / 2))
     return Ceiling(n, float(spread_sd), float(noise_sd), float(law_sd), float(rel), float(r), expected_spearman(r, n),
                    float(lo), float(hi), float((rho >= target).mean()), target, level, float(seeds), run_noise,
-                   int(noise_dof), noise_ci, need, cond, float(cond_lo), float(cond_hi), spacing)
+                   int(noise_dof), noise_ci, need, cond, float(cond_lo), float(cond_hi), spacing, lo_noisy)
 
 
 # ------------------------------------------------------------------------------------------ from a fitted law
@@ -269,12 +282,17 @@ def verdict(measured: float, c: Ceiling | None) -> str:
     if not np.isfinite(measured):
         return "no held-out Spearman to compare with the ceiling"
     lo, hi = c.range
-    if measured < lo:
-        what = (f"below what an exact law reaches on this design ({lo:.2f}-{hi:.2f}): the law misranks the "
-                "mixtures beyond the seed noise (its form or fit is at fault, not the design)")
-    else:
+    if measured >= lo:
         what = (f"within what an exact law reaches on this design ({lo:.2f}-{hi:.2f}): the seed noise against the "
                 "objective's spread limits it, not the law")
+    elif not measured >= c.lo_noisy and np.isfinite(c.lo_noisy) or not c.noise_dof:
+        what = (f"below what an exact law reaches on this design ({lo:.2f}-{hi:.2f}"
+                + (f"; {c.lo_noisy:.2f} at the largest seed noise its {c.noise_dof} dof allow" if c.noise_dof else "")
+                + "): the law misranks the mixtures beyond the seed noise (its form or fit is at fault, not the design)")
+    else:
+        what = (f"below what an exact law reaches on this design at the measured seed noise ({lo:.2f}-{hi:.2f}), but "
+                f"not below it at the largest noise the replicates' {c.noise_dof} dof allow ({c.lo_noisy:.2f}): more "
+                "seed replicates would tell whether the law or the noise is at fault")
     if c.expected < c.target:
         what += f". Even an exact law expects {c.expected:.3f} < {c.target:g} here: "
         what += (f"{c.seeds_for_target} seeds per mixture would lift that to {c.target:g}" if c.seeds_for_target
