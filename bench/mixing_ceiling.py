@@ -105,6 +105,8 @@ def one_design(runs: pd.DataFrame, name: str, domains: list[str], cfg: MixingCon
                     f"{label}: rho": float(row["spearman"]), f"{label}: ceiling": c.expected,
                     f"{label}: ceiling range": f"{c.lo:.2f}-{c.hi:.2f}", f"{label}: conditional": c.conditional,
                     f"{label}: conditional range": f"{c.cond_lo:.2f}-{c.cond_hi:.2f}",
+                    f"{label}: whose": ("design" if row["spearman"] >= c.range[0] else "law"
+                                        if row["spearman"] < c.lo_noisy else "undecided"),
                     f"{label}: P(>=0.9)": c.p_target, f"{label}: both targets": bool(
                         row["mean_rel_error"] <= 0.01 and row["spearman"] >= 0.9)})
     return out
