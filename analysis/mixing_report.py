@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from analysis.laws import mixing_ceiling
 from analysis.laws.common import FitError, ci
 from analysis.laws.mixing import (
     FORMS,
@@ -106,6 +107,8 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
     out.append(("para", f"The report uses the **{law.family}** law, the best on held-out mixtures ({law.cv_summary()})."
                 + (f" Seed noise: the objective's standard deviation over repeated runs of one mixture is "
                    f"{law.seed_noise:.4f}." if np.isfinite(law.seed_noise) else "")))
+    ceil = mixing_ceiling.from_heldout(law)
+    out.append(("para", ceiling_text(law, ceil)))
     rec = law.recommend()
     tab = rec.table()
     nat = law.natural or {}
@@ -145,6 +148,12 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
                     "Recommended weights with bootstrap intervals, against the natural and uniform mixtures."))
         out.append(("figure", "mixture_effects", plot_effects(eff),
                     "Per-domain effect on the objective at the natural mixture, with bootstrap intervals."))
+        if ceil is not None:
+            out.append(("figure", "mixture_ceiling", plot_ceiling(ceil, _spearman(law)),
+                        "The held-out Spearman an exact law can expect on this design against the seeds per mixture "
+                        f"(line: Moran's expectation for a normal spread; band: {ceil.level:.0%} of designs like it; "
+                        "square: simulated on the measured values' spacing, which the verdict uses), and the law's "
+                        "measured one: below the range is the law's fault, inside it the design's."))
     saved = saved_confirmation(sweep_dir)
     size_law = None
     if law.fit_size and runs[[cfg.n_col, cfg.d_col]].drop_duplicates().shape[0] > 1:
@@ -154,6 +163,18 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
     if saved is not None:
         out += confirmation_blocks(law, size_law, saved, sweep_dir, len(runs), figures)
     return out
+
+
+def _spearman(law: MixingLaw) -> float:
+    return float(law.cv.set_index("family").loc[law.family, "spearman"])
+
+
+def ceiling_text(law: MixingLaw, ceil) -> str:
+    """The held-out Spearman beside the ceiling the design's spread and seed noise allow an exact law: whose is a low
+    Spearman, the law's or the design's (analysis/laws/mixing_ceiling.py)."""
+    v = mixing_ceiling.verdict(_spearman(law), ceil)
+    head = "**Spearman ceiling.** " + v[0].upper() + v[1:]
+    return head + ("." if ceil is None else f". In numbers: {ceil.text()}.")
 
 
 # ------------------------------------------------------------------------------------------ sizes
@@ -461,6 +482,28 @@ def plot_effects(eff: pd.DataFrame):
     return fig
 
 
+def plot_ceiling(ceil, measured: float, max_seeds: int = 8):
+    plt = _plt()
+    k = np.arange(1, max_seeds + 1)
+    rows = [mixing_ceiling.ceiling(ceil.spread_sd, ceil.seed_noise / np.sqrt(j), ceil.n, level=ceil.level,
+                                   sims=1000) for j in k]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.fill_between(k, [r.lo for r in rows], [r.hi for r in rows], color="#3b3680", alpha=0.2, lw=0)
+    ax.plot(k, [r.expected for r in rows], color="#3b3680", label="exact law: expected")
+    ax.axhline(ceil.target, color="k", lw=0.8, ls="--", label=f"target {ceil.target:g}")
+    if np.isfinite(ceil.conditional):
+        ax.errorbar([ceil.seeds], [ceil.conditional], yerr=[[ceil.conditional - ceil.cond_lo],
+                                                            [ceil.cond_hi - ceil.conditional]],
+                    fmt="s", color="#3b3680", capsize=3, label="exact law, on this design's spacing")
+    if np.isfinite(measured):
+        ax.scatter([ceil.seeds], [measured], color="#d95f02", zorder=3, label="measured (this design)")
+    low = min([r.lo for r in rows] + [v for v in (measured, ceil.cond_lo) if np.isfinite(v)])
+    ax.set(xlabel="seeds per mixture", ylabel="held-out Spearman", ylim=(max(-1.0, min(low, ceil.target) - 0.1), 1.02))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------------------ confirmation
 CURRICULUM_FRAC = 0.15          # the curriculum's last stage: the final 15% of tokens (the issue's 10-20%)
 
@@ -694,7 +737,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"held-out split: the {holdout['family']} law fitted on {holdout['fitted_mixtures']} mixtures predicts "
               f"{holdout['mixtures']} held-out mixtures within {holdout['mean_rel_error']:.2%} mean (max "
               f"{holdout['max_rel_error']:.2%}), Spearman {holdout['spearman']:.3f} (wrote {sweep / 'mixture_holdout.csv'})")
+        split_ceiling = mixing_ceiling.from_measured(law, per["measured"], per["runs"])
+        print("  held-out split's " + mixing_ceiling.verdict(holdout["spearman"], split_ceiling)
+              + ("" if split_ceiling is None else f"; {split_ceiling.text()}"))
     print(law.summary())
+    print("  " + ceiling_text(law, mixing_ceiling.from_heldout(law)).replace("**", ""))
     mixes_file = sweep / "confirmation_mixtures.json"
     if args.confirm:
         saved = json.loads(mixes_file.read_text())

@@ -1262,7 +1262,7 @@ def split_check(table: pd.DataFrame, n_heldout: int, objective=None, law: str = 
     """A held-out split: `n_heldout` interior mixtures (drawn with config.seed; never pure ones, nor those in `keep`,
     e.g. uniform and natural, the baselines) leave the table; the law is fitted (its family chosen, its k-fold check
     run) on the rest and predicts them. Returns (that law, one row per held-out mixture: mixture weights, measured
-    mean over its runs, predicted, relative error; a summary: mixtures, mean and max relative error, Spearman)."""
+    mean over its runs, predicted, relative error, runs; a summary: mixtures, mean and max relative error, Spearman)."""
     cfg = config or MixingConfig()
     domains = check_table(table)
     W = table[[W_PREFIX + d for d in domains]].to_numpy(float)
@@ -1294,7 +1294,7 @@ def split_check(table: pd.DataFrame, n_heldout: int, objective=None, law: str = 
         pred = fitted.predict(Wh)
     rows = pd.DataFrame({"mixture": _mixture_keys(Wh), "measured": fitted.objective.value(held), "predicted": pred,
                          **{W_PREFIX + d: Wh[:, j] for j, d in enumerate(domains)}})
-    per = rows.groupby("mixture").mean().reset_index(drop=True)
+    per = rows.groupby("mixture").mean().assign(runs=rows.groupby("mixture").size()).reset_index(drop=True)
     per["rel_error"] = per["predicted"] / per["measured"] - 1
     rho = spearmanr(per["measured"], per["predicted"]).statistic if len(per) > 2 else np.nan
     summary = {"mixtures": len(per), "fitted_mixtures": int(len(np.unique(keys[~test]))), "family": fitted.family,
