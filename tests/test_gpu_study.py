@@ -103,7 +103,8 @@ def members(path: Path) -> set[str]:
 
 def test_pack_keeps_finished_runs_light_and_unfinished_runs_resumable(tmp_path):
     root = tmp_path / "runs"
-    run_dir(root, "study", "done1", True, {100: 4096})
+    done1 = run_dir(root, "study", "done1", True, {100: 4096})
+    (done1 / "downstream.json").write_text("{}")     # scores given after the run (gpu_study.sh posthoc)
     run_dir(root, "study", "cut", False, {40: 4096, 80: 4096})
     big = run_dir(root, "study", "huge", False, {50: 3 * 2**20})
     (big / "ckpt" / "step_00000060.pt").write_bytes(b"torn")        # no sidecar: not a complete checkpoint
@@ -113,7 +114,8 @@ def test_pack_keeps_finished_runs_light_and_unfinished_runs_resumable(tmp_path):
     study_state.ledger_add(root, {"phase": "grid", "wall_s": 500.0, "rc": 124})
     info = study_state.pack(root, ["study-lr", "study", "study-big"], tmp_path / "out" / "study.tgz", max_mib=1.0)
     names = members(tmp_path / "out" / "study.tgz")
-    assert "study/done1/result.json" in names and not any(n.startswith("study/done1/ckpt") for n in names)
+    assert {"study/done1/result.json", "study/done1/downstream.json"} <= names
+    assert not any(n.startswith("study/done1/ckpt") for n in names)
     assert {"study/cut/ckpt/step_00000080.pt", "study/cut/ckpt/step_00000080.sha256"} <= names
     assert "study/cut/ckpt/step_00000040.pt" not in names                   # the latest checkpoint only
     assert not any(n.startswith("study/huge/ckpt") for n in names)          # 3 MiB > the 1 MiB budget
