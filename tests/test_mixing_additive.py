@@ -103,3 +103,12 @@ def test_folds_started_at_the_full_fit_score_as_cold_started_folds(monkeypatch):
         monkeypatch.setattr(mixing, "FOLD_WARM_START", False)
         cold = fit(table, "uniform", law="additive", config=NO_BOOT)
     np.testing.assert_allclose(warm.cv_predictions["predicted"], cold.cv_predictions["predicted"], rtol=1e-5)
+
+
+def test_an_additive_law_fitted_at_one_size_warns_at_another():
+    table, _ = synthetic_joint_table(40, K, [(N, D)], noise=0.002, seed=0)
+    law = fit(table, "uniform", config=NO_BOOT)
+    assert law.family == "additive"
+    w = {f"d{j:02d}": 1 / K for j in range(K)}
+    with pytest.warns(mixing.FitWarning, match="describes the sizes it was fitted at"):
+        assert law.predict(w, N=10 * N)[0] == pytest.approx(law.predict(w)[0])

@@ -824,10 +824,14 @@ class MixingLaw:
         return bool(np.isclose(N or self.fit_size[0], self.fit_size[0])
                     and np.isclose(D or self.fit_size[1], self.fit_size[1]))
 
+    def _has_size_terms(self) -> bool:
+        """A size law fitted across sizes (at one size the additive law has no N or D terms: a one-size law too)."""
+        return self.family in SIZE_LAWS and bool(self.model.use_n or self.model.use_d)
+
     def _at_size(self, N, D, params):
         """The model and parameters for (N, D): a size law's own; a one-size family's fit at that size (per_size) or,
         for a size it was not fitted at, the fit size's with a warning (its levels belong to the fit size)."""
-        if self.family in SIZE_LAWS or self._is_fit_size(N, D):
+        if self._has_size_terms() or self._is_fit_size(N, D):
             return self.model, params or self.params
         n, d = N or self.fit_size[0], D or self.fit_size[1]
         for (n_s, d_s), (model, p_s) in self.per_size.items():
