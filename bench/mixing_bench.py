@@ -1,9 +1,11 @@
 """Benchmark: a data-mixing law fitted to 500 mixtures x 17 domains with 1000 bootstrap resamples.
 
-    python bench/mixing_bench.py [--mixtures 500] [--domains 17] [--resamples 1000] [--repeats 3]
+    python bench/mixing_bench.py [--mixtures 500] [--domains 17] [--resamples 1000] [--repeats 3] [--truth ye]
 
 Times `analysis.laws.mixing.fit` (every family that applies, 5-fold held-out-mixture selection, then the chosen
-family's bootstrap; no recommendation) on a table generated from Ye et al.'s law, and then each family alone.
+family's bootstrap; no recommendation) on a table generated from Ye et al.'s law (--truth additive: from Shukor et
+al.'s additive law at one size, where auto picks that law), and then each family alone. The additive law draws
+min(resamples, MixingConfig.joint_bootstrap) resamples, as the size laws do; the line says how many.
 Prints wall and CPU seconds and the load average: on a shared machine the wall time depends on what else runs,
 the CPU time much less. Record results in bench/README.md ("Data-mixing laws").
 """
@@ -16,7 +18,7 @@ import platform
 import resource
 import time
 
-from analysis.laws.mixing import MixingConfig, fit, synthetic_ye_table
+from analysis.laws.mixing import MixingConfig, fit, synthetic_joint_table, synthetic_ye_table
 
 
 def cpu_seconds() -> float:
@@ -36,17 +38,23 @@ def main() -> None:
     p.add_argument("--domains", type=int, default=17)
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--truth", choices=("ye", "additive"), default="ye", help="the law the table is generated from")
+    p.add_argument("--joint-bootstrap", type=int, default=MixingConfig.joint_bootstrap,
+                   help="MixingConfig.joint_bootstrap: the resamples of a size law (the additive law at one size too)")
     args = p.parse_args()
-    table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
-    cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0)
-    print(f"{args.mixtures} mixtures x {args.domains} domains, {args.resamples} resamples "
+    if args.truth == "ye":
+        table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
+    else:
+        table, _ = synthetic_joint_table(args.mixtures, args.domains, [(1e6, 1e8)], noise=0.003, seed=0)
+    cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0, joint_bootstrap=args.joint_bootstrap)
+    print(f"{args.mixtures} mixtures x {args.domains} domains ({args.truth} truth), {args.resamples} resamples "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()})")
     for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f})
-                                                                  for f in ("loglinear", "ridge", "ye")]]:
+                                                                  for f in ("loglinear", "ridge", "ye", "additive")]]:
         for _ in range(args.repeats):
             wall, cpu, law, load = timed(table, config=cfg, **kw)
             print(f"  {label:<34} {wall:6.2f} s wall  {cpu:6.2f} CPU-s  load {load:5.1f}  -> {law.family}, "
-                  f"CV mean error {law.cv['mean_rel_error'].iloc[0]:.3%}")
+                  f"CV mean error {law.cv['mean_rel_error'].iloc[0]:.3%}, {law._n_boot()} resamples")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ Law families, each fitted per target column, the objective being their weighted 
 held-out-MIXTURE error (a mixture's runs at every size and seed are held out together), and keeps the
 lowest; intervals come from bootstrap resamples over runs, drawn as multiplicity weights so the linear
 families solve all resamples at once (ye: Gauss-Newton steps in y, vectorised over resamples and targets, from a
-profile search over c for the point fit and from the point fit for the resamples).
+profile search over c for the point fit and from the point fit for the resamples; additive at one size: Levenberg-
+Marquardt on log residuals, vectorised the same way, its bootstrap capped at MixingConfig.joint_bootstrap).
 
 The other families describe one size: when the table holds several (N, D), they are fitted at the size
 with the most mixtures (the "fit size"), and only the additive and joint laws use the others ("size laws").
@@ -58,6 +59,13 @@ YE_Z = (-7.0, 3.0)                # ye: c = min(y) - spread * exp(z), z searched
 YE_GN_STEPS = 12                  # ye: Gauss-Newton steps in y after the log-space profile (converged in ~8 on RegMix)
 YE_BOOT_STEPS = 5                 # ye: steps for a bootstrap resample, started at the point fit's (c, t)
 GOLDEN = (math.sqrt(5) - 1) / 2
+ADD_STEPS = 200                   # additive law at one size: Levenberg-Marquardt steps at most for a point fit
+ADD_PRUNE = 25                    # steps after which only each target's best start goes on
+ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point fit (as Ye's)
+ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, intervals as float64's (bench/README.md)
+ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
+ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
+FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
@@ -378,13 +386,15 @@ class Shukor:
                   A_h = (sum_j CA_j h_j)^gamma_A,  B_h = (sum_j CB_j h_j)^gamma_B                  (4K + 5 parameters)
 
     In the additive law the optimal mixture does not depend on N or D; in the joint law it does. The N and D
-    terms are kept only where the table varies N or D (at one size both reduce to E + 1/sum C_j h_j^gamma_j).
+    terms are kept only where the table varies N or D (at one size both reduce to E + 1/sum C_j h_j^gamma_j, fitted
+    for all targets, starts and resamples at once by _fit_one_size: a candidate of law="auto" there).
     theta = (log E, log C_1..K, gamma_1..K, [N term], [D term]); a term is (log A, alpha) in the additive law,
     (log CA_1..K, gamma_A, alpha) in the joint law."""
 
     def __init__(self, name: str, use_n: bool, use_d: bool):
         self.name, self.use_n, self.use_d = name, use_n, use_d
         self.theta0 = None
+        self.warm = None          # at one size: [targets, 2K+1] a point fit's only start (k-fold folds: the full fit's)
 
     def _term_size(self, K: int) -> int:
         return 2 if self.name == "additive" else K + 2
@@ -504,7 +514,157 @@ class Shukor:
                 i_add += 2
         return th
 
+    # -------------------------------------------------- at one size: E + 1/sum_j C_j w_j^gamma_j, vectorised
+    @staticmethod
+    def _log_w(W):
+        """(log w with 0 where w = 0, the mask w > 0): a domain absent from a run adds nothing to sum_j C_j w_j^g_j."""
+        pos = W > 0
+        return np.where(pos, np.log(np.where(pos, W, 1.0)), 0.0), pos
+
+    @staticmethod
+    def _mix_terms(th, Lw, pos, dtype=np.float64):
+        """For P parameter sets th [P, 2K+1] = (log E, log C_1..K, gamma_1..K) on rows with log weights Lw [n, K]:
+        (C_j w_j^gamma_j [P, n, K] in dtype, their sum s [P, n], E [P, 1])."""
+        K = Lw.shape[-1]
+        t = th.astype(dtype, copy=False)
+        Cw = t[:, None, 1 + K:] * Lw.astype(dtype, copy=False)
+        Cw += t[:, None, 1:1 + K]
+        np.exp(Cw, out=Cw)
+        Cw *= pos
+        return Cw, np.maximum(Cw.sum(-1, dtype=np.float64), 1e-300), np.exp(th[:, :1])
+
+    def _mix_eval(self, th, Lw, pos, logy, sw, dtype=np.float64):
+        """Weighted log residuals r_i = sw_i (log f_i - log y_i) of f = E + 1/s for P problems (logy, sw [P, n]) ->
+        (error sum r^2 [P], normal matrix J'J [P, 2K+1, 2K+1], gradient J'r [P, 2K+1]), in chunks of ADD_CHUNK so
+        that the Jacobian [chunk, n, 2K+1] is never whole."""
+        P, K = len(th), Lw.shape[-1]
+        cost, G, g = np.empty(P), np.empty((P, 2 * K + 1, 2 * K + 1)), np.empty((P, 2 * K + 1))
+        L = Lw.astype(dtype, copy=False)
+        for a in range(0, P, ADD_CHUNK):
+            sl = slice(a, a + ADD_CHUNK)
+            Cw, s, E = self._mix_terms(th[sl], Lw, pos, dtype)
+            f = E + 1 / s
+            r = (np.log(f) - logy[sl]) * sw[sl]
+            cost[sl] = (r * r).sum(-1)
+            J = np.empty(Cw.shape[:2] + (2 * K + 1,), dtype)
+            J[..., 0] = E / f * sw[sl]
+            np.multiply(Cw, (-sw[sl] / (s * s * f)).astype(dtype)[..., None], out=J[..., 1:1 + K])  # d log f / d log C_j
+            np.multiply(J[..., 1:1 + K], L, out=J[..., 1 + K:])                                      # / d gamma_j
+            Jt = J.transpose(0, 2, 1)
+            G[sl] = Jt @ J
+            g[sl] = (Jt @ r.astype(dtype)[..., None])[..., 0]
+        return cost, G, g
+
+    @staticmethod
+    def _log_center(Lw, pos, m) -> np.ndarray:
+        """[K] the mean log weight of each domain over the rows (multiplicity m) that have it: the solvers work in
+        log C_j' = log C_j + gamma_j c_j, the log-level of the domain's term at its typical weight, so that its level
+        and its slope gamma_j are nearly uncorrelated (in (log C_j, gamma_j) they are, for a domain sampled over a
+        narrow range of weights, almost collinear: Levenberg-Marquardt crawls along that valley)."""
+        n_pos = m @ pos
+        return np.where(n_pos > 0, (m @ Lw) / np.maximum(n_pos, 1e-300), 0.0)
+
+    @staticmethod
+    def _shift(th, c, sign: float) -> np.ndarray:
+        """theta with log C_j moved to (+1) or from (-1) the centred level log C_j + gamma_j c_j."""
+        K = len(c)
+        out = th.copy()
+        out[..., 1:1 + K] += sign * th[..., 1 + K:] * c
+        return out
+
+    def _mix_lm(self, th, Lw, pos, logy, sw, steps: int, c: np.ndarray, dtype=np.float64):
+        """Levenberg-Marquardt on the weighted log residuals of P problems at once (each its (2K+1)-system, in the
+        centred parameters of _log_center(c); steps projected onto the bounds, kept only where they lower the error;
+        a problem stops when a kept step gains less than ADD_TOL of its error). theta in and out uncentred.
+        -> (theta [P, 2K+1], cost [P])."""
+        P, p = th.shape
+        lo, hi = self._bounds(Lw.shape[-1])
+        Lc = (Lw - c) * pos
+
+        def project(t):                                  # the bounds hold theta itself, not the centred levels
+            return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
+        th = self._shift(np.clip(th, lo, hi), c, 1)
+        cost, G, g = self._mix_eval(th, Lc, pos, logy, sw, dtype)
+        lam = np.full(P, 1e-3)
+        act = np.arange(P)                               # problems still iterating
+        eye = np.eye(p)
+        for _ in range(steps):
+            if not len(act):
+                break
+            Ga, ga = G[act], g[act]
+            # a parameter on its bound that the step would push past it is held there: without this the projected
+            # step is a poor one, rejected again and again while the damping grows (steps of ~nothing)
+            raw = self._shift(th[act], c, -1)
+            held = ((raw <= lo + 1e-9) & (ga > 0)) | ((raw >= hi - 1e-9) & (ga < 0))
+            Ga = np.where(held[:, :, None] | held[:, None, :], 0.0, Ga)
+            ga = np.where(held, 0.0, ga)
+            D = np.diagonal(Ga, axis1=1, axis2=2)
+            A = Ga + (lam[act, None] * (D + 1e-12 * D.max(-1, keepdims=True)))[..., None] * eye + held[:, :, None] * eye
+            try:
+                step = np.linalg.solve(A, -ga[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                step = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in zip(A, ga)])
+            new = project(th[act] + step)
+            c_new, G_new, g_new = self._mix_eval(new, Lc, pos, logy[act], sw[act], dtype)
+            ok = np.isfinite(c_new) & (c_new < cost[act])
+            small = ok & (cost[act] - c_new <= ADD_TOL * cost[act])
+            i = act[ok]
+            th[i], cost[i], G[i], g[i] = new[ok], c_new[ok], G_new[ok], g_new[ok]
+            lam[act] = np.where(ok, lam[act] / 3, lam[act] * 4)
+            act = act[~small & (lam[act] < 1e10)]
+        return self._shift(th, c, -1), cost
+
+    def _fit_one_size(self, W, Y, M) -> dict:
+        """E + 1/sum_j C_j w_j^gamma_j per target by least squares on log residuals, all targets (and starts) one
+        vectorised Levenberg-Marquardt: the point fit from self.warm where set (k-fold folds: the full data's fit),
+        else from self.starts' four starts per target, the best kept after ADD_PRUNE steps; resamples by
+        _boot_one_size from the point fit."""
+        B, T = M.shape[0], Y.shape[1]
+        K = W.shape[1]
+        if B > 1 and self.theta0 is not None:
+            return {"theta": self._boot_one_size(W, Y, M)}
+        Lw, pos = self._log_w(W)
+        logY = np.log(Y)
+        theta = np.empty((B, T, 2 * K + 1))
+        none = (np.zeros(0), np.zeros(0))
+        for b in range(B):                                   # a point fit (or folds passed as rows)
+            keep = M[b] > 0
+            Lk, pk, sw = Lw[keep], pos[keep], np.sqrt(M[b][keep])
+            c = self._log_center(Lk, pk, M[b][keep])
+            if self.warm is not None:
+                starts = self.warm[:, None]
+            else:
+                starts = np.stack([np.stack(self.starts(W[keep], Y[keep, t], none)) for t in range(T)])  # [T, S, p]
+            n_s = starts.shape[1]
+            tt = np.repeat(np.arange(T), n_s)
+            th, cost = self._mix_lm(starts.reshape(T * n_s, -1), Lk, pk, logY[keep][:, tt].T,
+                                    np.broadcast_to(sw, (T * n_s, len(sw))), ADD_PRUNE if n_s > 1 else ADD_STEPS, c)
+            if n_s > 1:                                      # the best start of each target goes on
+                th = th.reshape(T, n_s, -1)[np.arange(T), cost.reshape(T, n_s).argmin(1)]
+                th, cost = self._mix_lm(th, Lk, pk, logY[keep].T, np.broadcast_to(sw, (T, len(sw))),
+                                        ADD_STEPS - ADD_PRUNE, c)
+            theta[b] = th
+        if B == 1:
+            self.theta0 = theta[0]
+        return {"theta": theta}
+
+    def _boot_one_size(self, W, Y, M) -> np.ndarray:
+        """[B, T, 2K+1] resample fits: ADD_BOOT_STEPS Levenberg-Marquardt steps from the point fit theta0 (as Ye's),
+        every (resample, target) one problem."""
+        B, T = M.shape[0], Y.shape[1]
+        Lw, pos = self._log_w(W)
+        c = self._log_center(Lw, pos, np.ones(len(W)))
+        out = np.empty((B, T, 2 * W.shape[1] + 1))
+        sw = np.sqrt(M)
+        for t in range(T):
+            out[:, t], _ = self._mix_lm(np.repeat(self.theta0[t][None], B, 0), Lw, pos,
+                                        np.broadcast_to(np.log(Y[:, t]), M.shape), sw, ADD_BOOT_STEPS, c,
+                                        ADD_BOOT_DTYPE)
+        return out
+
     def fit(self, W, Y, S, M):
+        if not (self.use_n or self.use_d):
+            return self._fit_one_size(W, Y, M)
         B, T = M.shape[0], Y.shape[1]
         K = W.shape[1]
         theta = np.zeros((B, T, self._layout(K)[2]))
@@ -528,6 +688,15 @@ class Shukor:
 
     def predict(self, p, W, S):
         th = p["theta"]
+        if not (self.use_n or self.use_d):
+            B, T, _ = th.shape
+            Lw, pos = self._log_w(np.atleast_2d(W))
+            out = np.empty((B * T, len(Lw)))
+            flat = th.reshape(B * T, -1)
+            for a in range(0, B * T, ADD_CHUNK):
+                _, s_, E = self._mix_terms(flat[a:a + ADD_CHUNK], Lw, pos)
+                out[a:a + ADD_CHUNK] = E + 1 / s_
+            return out.reshape(B, T, -1).transpose(0, 2, 1)
         return np.stack([np.stack([self._pred(th[b, t], W, S) for t in range(th.shape[1])], -1)
                          for b in range(th.shape[0])])
 
@@ -549,7 +718,8 @@ class MixingConfig:
     n_col: str = "params_nonembedding"
     d_col: str = "tokens"
     recommend_resamples: int = 100      # bootstrap laws re-optimised for the recommendation's weight intervals
-    joint_bootstrap: int = 200          # the size laws refit each resample with least squares: fewer by default
+    # the size laws refit each resample by least squares, ~10x Ye's cost even vectorised at one size: fewer by default
+    joint_bootstrap: int = 200
     # Pure (single-domain) mixtures stay in every training fold unless cv_corners: held out, a corner of the simplex
     # is an extrapolation beyond every other run (the other domains' weights all go to 0), which a recommendation
     # inside the simplex never asks of the law (bench/README.md, "Data-mixing laws on the demo corpus")
@@ -654,10 +824,14 @@ class MixingLaw:
         return bool(np.isclose(N or self.fit_size[0], self.fit_size[0])
                     and np.isclose(D or self.fit_size[1], self.fit_size[1]))
 
+    def _has_size_terms(self) -> bool:
+        """A size law fitted across sizes (at one size the additive law has no N or D terms: a one-size law too)."""
+        return self.family in SIZE_LAWS and bool(self.model.use_n or self.model.use_d)
+
     def _at_size(self, N, D, params):
         """The model and parameters for (N, D): a size law's own; a one-size family's fit at that size (per_size) or,
         for a size it was not fitted at, the fit size's with a warning (its levels belong to the fit size)."""
-        if self.family in SIZE_LAWS or self._is_fit_size(N, D):
+        if self._has_size_terms() or self._is_fit_size(N, D):
             return self.model, params or self.params
         n, d = N or self.fit_size[0], D or self.fit_size[1]
         for (n_s, d_s), (model, p_s) in self.per_size.items():
@@ -1065,9 +1239,8 @@ def fit(table: pd.DataFrame, objective=None, law: str = "auto", *, natural: dict
     corpus_tokens_<domain> columns), else the uniform average of the loss_<domain> columns, else a "loss" column;
     law.objective.name says which.
 
-    families: the candidates of law="auto" (default FAMILIES, the size laws only where the table varies N or D;
-    pass families=FAMILIES to consider the additive law's mixture term at one size too: slower, and on the demo
-    corpus the best, bench/README.md)."""
+    families: the candidates of law="auto" (default FAMILIES; at one size without "joint", which is the additive law
+    there: E + 1/sum_j C_j w_j^gamma_j)."""
     with one_blas_thread():             # many small matrix products: BLAS threads only add contention
         return _fit(table, objective, law, natural, config, families)
 
@@ -1105,9 +1278,9 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     points = keys * (size_keys.max() + 1) + size_keys
     candidates = list(families or FAMILIES) if law == "auto" else [law]
     if law == "auto" and not (use_n or use_d) and families is None:
-        # at one size the size laws are one mixture law (their N and D terms drop out), and the slowest to fit:
-        # considered only when asked for (law="additive", or families=(..., "additive")), or where N or D vary
-        candidates = [c for c in candidates if c not in SIZE_LAWS]
+        # at one size both size laws are one mixture law, E + 1/sum_j C_j w_j^gamma_j (their N and D terms drop out):
+        # it is a candidate once, as "additive"
+        candidates = [c for c in candidates if c != "joint"]
     ok, notes = _families(candidates, K, use_n + use_d, keys, points, at_size)
     if not ok:
         raise FitError(f"mixing law: too few mixtures for {candidates}: " + "; ".join(notes) + ". Add mixtures "
@@ -1125,14 +1298,23 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     perm = np.random.default_rng(cfg.seed).permutation(uniq)
     fold_of = {k: i % folds for i, k in enumerate(perm)}
     cv_rows, cv_pred = [], []
+    point_fits = {}                     # family -> (model, params) fitted to every run, where the check needed it
     for name in ok:
         measured, predicted, run_ids, mix_ids = [], [], [], []
+        if name in SIZE_LAWS and not (use_n or use_d):
+            # at one size each fold's fit starts at the fit to every run instead of four cold starts (a fifth of the
+            # time), and runs to the fold's own least-squares optimum: on RegMix's data and synthetic tables its held-
+            # out error equals the cold-started folds' (bench/README.md, "the additive law at one size in auto")
+            full = make_family(name, use_n, use_d)
+            point_fits[name] = (full, full.fit(W_all, Y_all, S_all, rows_for(name)[None].astype(float)))
         for f in range(folds):
             test = at_size & np.array([fold_of.get(k, -1) == f for k in keys])
             train = rows_for(name) & ~np.isin(keys, keys[test])
             if _shortfall(name, K, use_n + use_d, keys[train], points[train]):
                 continue
             model = make_family(name, use_n, use_d)
+            if name in point_fits and FOLD_WARM_START:
+                model.warm = point_fits[name][0].theta0
             M = train[None].astype(float)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -1163,9 +1345,12 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     cv = pd.DataFrame(cv_rows).sort_values("mean_rel_error", ignore_index=True)
     chosen = cv["family"].iloc[0] if law == "auto" else law
 
-    model = make_family(chosen, use_n, use_d)
     rows = rows_for(chosen)
-    params = model.fit(W_all, Y_all, S_all, rows[None].astype(float))
+    if chosen in point_fits:
+        model, params = point_fits[chosen]
+    else:
+        model = make_family(chosen, use_n, use_d)
+        params = model.fit(W_all, Y_all, S_all, rows[None].astype(float))
     boot = None
     n_boot = cfg.n_bootstrap if chosen not in SIZE_LAWS else min(cfg.n_bootstrap, cfg.joint_bootstrap)
     if n_boot:
