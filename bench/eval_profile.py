@@ -169,6 +169,8 @@ class Profile:
                 continue
             torch._dynamo.reset()   # each mode as a fresh process sees it (inductor's disk cache stays)
             self.mode(layers, micro, mode, corpus)
+            if torch.cuda.is_available():   # the mode's model and optimizer state are gone: give their memory back
+                torch.cuda.empty_cache()
 
     def mode(self, layers: int, micro: int, mode: str, corpus: SyntheticCorpus) -> None:
         a = self.a
@@ -253,9 +255,6 @@ class Profile:
                 variant("eager", b, functools.partial(held.evaluate, model, dev, b, autocast()))
         t, g_after, _, _ = measure(train_step, dev)   # last: the evals above compare with legacy's losses
         self.add({**base, "variant": "train_after_eval", "batch": micro, "first_s": t, "graphs_first": g_after})
-        del model, opt, step, held
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
 
 
 def fmt(v, spec: str = ".3f") -> str:
