@@ -2,6 +2,8 @@
 
     python bench/eval_profile.py --json out.json          # the device present: L2-d128 and L8-d512, seq_len 1024
     python bench/eval_profile.py --smoke --json out.json  # CPU, tiny shapes, dynamo's eager backend: seconds
+    python bench/eval_profile.py --device cpu --threads 1 --rule cpu --shapes 4/4 --seq-len 128 --vocab 2048 \
+        --heldout-tokens 8192 --modes off --sweep-modes off --batches 32,128,315   # the CPU demo's eval
 
 For each shape (layers/micro-batch, GPU ladder) and each runtime.compile mode it sets the model up as the trainer does
 (harness.device.resolve for the numerics, LossStep through harness.train.compile_step, the model's AdamW), on a
@@ -11,7 +13,8 @@ trainer builds them), and times, each between device synchronizations:
   train            one training step: the first (compile) and the steady mean; tokens/s
   legacy           the eval as it was up to d7b4639 (`legacy_evaluate`: eager, per-domain loop, the trainer's old
                    call size: min(micro, cap) on a GPU, cap on an fp32 CPU)
-  eager            harness.evaluate's eval, eager, at that call size (stacked windows, one host read)
+  eager            harness.evaluate's eval, eager (stacked windows, one host read), at the trainer's eager call size
+                   (harness.evaluate.eval_batch: min(micro, cap) on a GPU, one domain's windows on an fp32 CPU)
   eager+inference  the same under torch.inference_mode
   compiled         harness.evaluate's eval through the compiled WindowLosses at the trainer's new call size (cap)
   train_after_eval one more training step after the evals: graphs compiled (eval mode or no_grad recompiling the
@@ -49,7 +52,10 @@ from harness.spec import DataSpec, OptimSpec, Runtime  # noqa: E402
 from harness.step import LossStep  # noqa: E402
 from harness.train import compile_step  # noqa: E402
 from model_zoo import docmask  # noqa: E402
-from model_zoo.spec import GPU_RULE  # noqa: E402
+from model_zoo.spec import GPU_RULE, LadderRule  # noqa: E402
+
+# --rule: the GPU ladder, or the CPU demo's (conf/model/cpu.yaml's rule: d_model = 8 * n_layers)
+RULES = {"gpu": GPU_RULE, "cpu": LadderRule(aspect=8, head_dim=8, ffn_multiple=8)}
 
 GPU = dict(shapes="2/128,8/16", seq_len=1024, vocab=8192, heldout_tokens=262144, domains=5, batches="16,128,256")
 # a CPU run of the whole script in seconds: tiny shapes, dynamo traced but run by the eager backend (no C++ compile)
@@ -176,7 +182,7 @@ class Profile:
         a = self.a
         hw = resolve(Runtime(device=a.device, compile=mode, precision=a.precision, threads=a.threads))
         dev = hw.device
-        spec = GPU_RULE.shape(layers, vocab_size=a.vocab, seq_len=a.seq_len)
+        spec = RULES[a.rule].shape(layers, vocab_size=a.vocab, seq_len=a.seq_len)
         name = f"L{layers}-d{spec.d_model}"
         torch.manual_seed(0)
         model = model_zoo.build(spec).to(dev)
@@ -212,47 +218,57 @@ class Profile:
         fwd_s = eval_tokens / (3 * tps)   # the same tokens' forward at the training step's arithmetic rate
         autocast = hw.autocast
         cap = max(1, EVAL_TOKENS // a.seq_len)
-        old = cap if dev.type == "cpu" and hw.dtype == torch.float32 else min(micro, cap)
+        old = cap if dev.type == "cpu" and hw.dtype == torch.float32 else min(micro, cap)   # the trainer's, before
+        eager = eval_batch(hw, a.seq_len, micro, False, held.domain_windows)   # the trainer's eager eval's now
+
+        timed = []   # (fn, row) of each variant whose first eval ran
 
         def variant(label: str, batch: int, fn) -> dict | None:
+            """The first eval now; the steady ones after every variant's first, in turns (below)."""
             if self.late():
                 self.add({**base, "variant": f"{label} skipped (deadline)", "batch": batch})
                 return None
             key = (name, a.docmask, label, batch, a.precision)
             first, g_first, peak, losses = measure(fn, dev)
-            times, g_steady = [], 0
-            for _ in range(a.repeats):
-                t, gs, p, losses = measure(fn, dev)
-                times.append(t)
-                g_steady += gs
-                peak = max(peak, p) if peak is not None else None
-            row = {**base, "variant": label, "batch": batch, "first_s": first, "steady_s": statistics.median(times),
-                   "graphs_first": g_first, "graphs_steady": g_steady, "cold": key not in self.seen, "peak_mib": peak,
-                   "eval_tokens": eval_tokens, "x_fwd": statistics.median(times) / fwd_s, "losses": losses}
+            row = {**base, "variant": label, "batch": batch, "first_s": first, "graphs_first": g_first,
+                   "graphs_steady": 0, "cold": key not in self.seen, "peak_mib": peak, "eval_tokens": eval_tokens,
+                   "losses": losses, "times": []}
             self.seen.add(key)
             if ref is not None:
                 row["max_abs_diff"] = max(abs(losses[k] - ref[k]) for k in ref)
-            self.add(row)
+            timed.append((fn, row))
             return row
 
         ref = None
         legacy = variant("legacy", old, lambda: legacy_evaluate(held, model, dev, old, autocast()))
         ref = legacy["losses"] if legacy else None
-        variant("eager", old, lambda: held.evaluate(model, dev, old, autocast()))
+        variant("eager", eager, lambda: held.evaluate(model, dev, eager, autocast()))
 
         def inference():
             with torch.inference_mode():
-                return held.evaluate(model, dev, old, autocast())
+                return held.evaluate(model, dev, eager, autocast())
         held.on(dev)   # placed outside inference mode: the windows stay ordinary tensors
-        variant("eager+inference", old, inference)
+        variant("eager+inference", eager, inference)
         if hw.compile:
-            new = eval_batch(hw, a.seq_len, micro, compiled=True)
+            new = eval_batch(hw, a.seq_len, micro, True, held.domain_windows)
             variant("compiled", new, lambda: held.evaluate(model, dev, new, autocast(), compiled=True))
         if mode in a.sweep_modes.split(","):
             for b in [int(s) for s in a.batches.split(",") if s]:
                 if hw.compile:
                     variant("compiled", b, functools.partial(held.evaluate, model, dev, b, autocast(), compiled=True))
                 variant("eager", b, functools.partial(held.evaluate, model, dev, b, autocast()))
+        # steady evals in turns (legacy, eager, ..., legacy, eager, ...): a machine whose speed drifts (other jobs,
+        # clocks) biases no variant against another
+        for _ in range(a.repeats):
+            for fn, row in timed:
+                t, g, peak, _ = measure(fn, dev)
+                row["times"].append(t)
+                row["graphs_steady"] += g
+                row["peak_mib"] = None if peak is None else max(peak, row["peak_mib"])
+        for _, row in timed:
+            row["steady_s"] = statistics.median(row["times"]) if row["times"] else None
+            row["x_fwd"] = row["steady_s"] / fwd_s if row["times"] else None
+            self.add(row)
         t, g_after, _, _ = measure(train_step, dev)   # last: the evals above compare with legacy's losses
         self.add({**base, "variant": "train_after_eval", "batch": micro, "first_s": t, "graphs_first": g_after})
 
@@ -274,13 +290,13 @@ def summary(rows: list[dict]) -> list[str]:
     """Per shape and mode: the legacy eval's steady seconds against the compiled one's, and a run's eval cost
     (11 evals: eval.points=10 and the final one) with each, the compiled one's compile counted once."""
     out = []
-    by = {(r["shape"], r["mode"], r["variant"], r.get("batch")): r for r in rows if "steady_s" in r}
+    by = {(r["shape"], r["mode"], r["variant"], r.get("batch")): r for r in rows if r.get("steady_s") is not None}
     for (shape, mode, variant, batch), r in by.items():
         if variant != "legacy":
             continue
         new = [c for (s, m, v, _), c in by.items() if (s, m, v) == (shape, mode, "compiled")]
-        eager = by.get((shape, mode, "eager", batch))
-        best = min(new, key=lambda c: c["steady_s"]) if new else eager
+        eager = [c for (s, m, v, _), c in by.items() if (s, m, v) == (shape, mode, "eager")][:1]   # trainer's size
+        best = min(new, key=lambda c: c["steady_s"]) if new else eager[0] if eager else None
         if best is None:
             continue
         per_run_old = 11 * r["steady_s"]
@@ -296,6 +312,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, the eager backend (a test runs it)")
     p.add_argument("--shapes", help=f"layers/micro-batch, comma-separated (default {GPU['shapes']})")
+    p.add_argument("--rule", default="gpu", choices=sorted(RULES), help="the model ladder the shapes are taken from")
     p.add_argument("--seq-len", type=int)
     p.add_argument("--vocab", type=int)
     p.add_argument("--heldout-tokens", type=int, help="per domain (scale=gpu: 262144)")

@@ -56,14 +56,18 @@ def compiled_eval(hw: Hardware, sharded: bool) -> bool:
     return COMPILED_EVAL and hw.compile and hw.device.type == "cuda" and not sharded
 
 
-def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool) -> int:
-    """Sequences a forward call of the trainer's eval: the EVAL_TOKENS cap where memory is not the bound (compiled:
-    the head's loss is fused, no float32 logits are kept; the eager fp32 CPU head holds one chunk of logits at a
-    time, model_zoo/chunked_ce.py, and a tiny model's eval costs calls more than FLOPs there), else the training
-    micro-batch under the cap."""
+def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool, domain_windows: int) -> int:
+    """Sequences a forward call of the trainer's eval, under the EVAL_TOKENS cap. Compiled: the cap (the head's loss
+    is fused, no float32 logits are kept). Eager fp32 on the CPU: one domain's windows (domain_windows), as the
+    per-domain calls before (the chunked head holds one chunk of logits at a time, model_zoo/chunked_ce.py, so a
+    tiny model's eval costs calls more than FLOPs; one call over all domains was slower there, bench/README.md
+    "Held-out eval profile"). Else the training micro-batch."""
     cap = max(1, EVAL_TOKENS // seq_len)
-    cpu = hw.device.type == "cpu" and hw.dtype == torch.float32
-    return cap if cpu or compiled else min(micro, cap)
+    if compiled:
+        return cap
+    if hw.device.type == "cpu" and hw.dtype == torch.float32:
+        return max(1, min(cap, domain_windows))
+    return min(micro, cap)
 
 
 class WindowLosses(torch.nn.Module):
@@ -111,6 +115,11 @@ class HeldoutSet:
                        for xs, ys in self.sets.values()]
         self.placed: dict = {}   # device -> the windows there, copied once per run rather than once per batch per eval
         self.forwards: dict = {}  # (model id, compiled) -> its WindowLosses (one compiled wrapper per run)
+
+    @property
+    def domain_windows(self) -> int:
+        """Windows of the largest domain."""
+        return max((b - a for a, b in self.bounds), default=0)
 
     def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) [n, seq_len], every domain's windows stacked, on `device`. A batch copied from pageable

@@ -181,7 +181,8 @@ class Trainer:
             self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
         self.eval_compiled = compiled_eval(self.hw, d.sharded)
-        self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled)
+        self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
+                                     self.heldout.domain_windows)
         self.eval_warm = not self.eval_compiled   # compiled: the first eval's graph is compiled as warm-up first
         self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training
         if spec.eval.downstream or spec.eval.samples_tokens:
