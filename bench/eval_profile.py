@@ -20,7 +20,7 @@ trainer builds them), and times, each between device synchronizations:
   train_after_eval one more training step after the evals: graphs compiled (eval mode or no_grad recompiling the
                    training graph would show here)
 
-Per eval variant: the first eval (with the compiled variant's compile; in a run the compile is one warm-up call),
+Per eval variant (batch: the call size asked; call: the windows a forward call took): the first eval (with the compiled variant's compile; in a run the compile is one warm-up call),
 the steady eval (median of --repeats), graphs compiled during each (torch._dynamo counters: unique_graphs),
 the peak device memory above the training state, the largest |loss - legacy's| over the domains and the mixture,
 and `x_fwd`: the steady eval's seconds over those of the same tokens' forward at the training step's rate (a
@@ -228,9 +228,12 @@ class Profile:
             if self.late():
                 self.add({**base, "variant": f"{label} skipped (deadline)", "batch": batch})
                 return None
-            key = (name, a.docmask, label, batch, a.precision)
+            key = (name, a.docmask, label, held.call_size(batch), a.precision)
             first, g_first, peak, losses = measure(fn, dev)
-            row = {**base, "variant": label, "batch": batch, "first_s": first, "graphs_first": g_first,
+            call = min(batch, held.domain_windows) if label == "legacy" else held.call_size(batch)
+            if any((r["variant"], r["call"]) == (label, call) for _, r in timed):   # --batches repeating one timed
+                return None
+            row = {**base, "variant": label, "batch": batch, "call": call, "first_s": first, "graphs_first": g_first,
                    "graphs_steady": 0, "cold": key not in self.seen, "peak_mib": peak, "eval_tokens": eval_tokens,
                    "losses": losses, "times": []}
             self.seen.add(key)
@@ -277,7 +280,7 @@ def fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec) if isinstance(v, float) else str(v)
 
 
-COLUMNS = ("shape", "micro", "mode", "variant", "batch", "first_s", "steady_s", "graphs_first", "graphs_steady",
+COLUMNS = ("shape", "micro", "mode", "variant", "batch", "call", "first_s", "steady_s", "graphs_first", "graphs_steady",
            "cold", "peak_mib", "x_fwd", "max_abs_diff", "tokens_per_s")
 
 
