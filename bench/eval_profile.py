@@ -89,8 +89,11 @@ def legacy_evaluate(held: HeldoutSet, model: torch.nn.Module, device: torch.devi
     was_training = model.training
     model.eval()
     sums = {}
-    placed = {d: (xs.to(device), ys.to(device)) for d, (xs, ys) in held.sets.items()}
-    for d, (xs, ys) in placed.items():
+    # per domain on the device, copied once (as the old HeldoutSet.on did), kept beside the new path's stacked copy
+    cache = held.__dict__.setdefault("legacy_placed", {})
+    if str(device) not in cache:
+        cache[str(device)] = {d: (xs.to(device), ys.to(device)) for d, (xs, ys) in held.sets.items()}
+    for d, (xs, ys) in cache[str(device)].items():
         total = torch.zeros((), dtype=torch.float64, device=device)
         count = xs.numel()
         if held.eod_id is not None:
