@@ -4,18 +4,37 @@ The held-out set is fixed: the first `eval.heldout_tokens` tokens of each domain
 cut into non-overlapping seq_len windows (targets shifted by one), so every eval of every run on a
 corpus sees the same tokens. Loss on the reference mixture = sum over domains of w_d * loss_d, with
 w the spec's data.reference_weights (default: the training weights; uniform if those are empty).
+
+An eval runs every domain's windows, stacked domain after domain, through forward calls of one size (a call may
+span two domains; the last one is shifted back to end at the last window, so it repeats some windows rather than
+taking a smaller shape). Each call returns its windows' summed token CE (WindowLosses) into one per-window vector
+on the device; the domains' sums are taken from it at the end, and read in one host copy per eval. Compiled
+(`compiled_eval`), a call is one graph: the model, its head and the sums, compiled once per shape, and the fixed
+call size keeps it to one shape.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from harness.data.corpus import Corpus
 from harness.spec import DataSpec
 from model_zoo import docmask
+
+if TYPE_CHECKING:
+    from harness.data.corpus import Corpus
+    from harness.device import Hardware
+
+# Tokens a forward call takes at most (sequences = EVAL_TOKENS // seq_len): bounds the eager eval's [tokens, vocab]
+# float32 logits (and the temporaries of its head's loss) to a few GiB at the GPU ladder's vocabulary.
+EVAL_TOKENS = 2**16
+# Whether a single-process CUDA run that compiles its training (runtime.compile on or regional) also compiles its
+# eval forward (WindowLosses) once, at full call size, its compile counted as warm-up. False: the eager eval at the
+# training micro-batch, as before. bench/eval_profile.py measures both (bench/README.md, "Held-out eval profile").
+COMPILED_EVAL = True
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -31,6 +50,55 @@ def heldout_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> tuple[to
     return x[:-1].view(n, seq_len), x[1:].view(n, seq_len)
 
 
+def compiled_eval(hw: Hardware, sharded: bool) -> bool:
+    """Whether the trainer evaluates through the compiled WindowLosses: COMPILED_EVAL, on CUDA, where the runtime
+    compiles its training, in one process (a sharded model's forward is a collective: its eval stays eager)."""
+    return COMPILED_EVAL and hw.compile and hw.device.type == "cuda" and not sharded
+
+
+def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool, domain_windows: int) -> int:
+    """Sequences a forward call of the trainer's eval, under the EVAL_TOKENS cap. Compiled: the cap (the head's loss
+    is fused, no float32 logits are kept). Eager fp32 on the CPU: one domain's windows (domain_windows), as the
+    per-domain calls before (the chunked head holds one chunk of logits at a time, model_zoo/chunked_ce.py, so a
+    tiny model's eval costs calls more than FLOPs; one call over all domains was slower there, bench/README.md
+    "Held-out eval profile"). Else the training micro-batch."""
+    cap = max(1, EVAL_TOKENS // seq_len)
+    if compiled:
+        return cap
+    if hw.device.type == "cpu" and hw.dtype == torch.float32:
+        return max(1, min(cap, domain_windows))
+    return min(micro, cap)
+
+
+class WindowLosses(torch.nn.Module):
+    """(inputs, targets) [B, T] -> [B] float64: each window's summed token CE; with an eod_id (data.document_mask=on)
+    the model attends within documents and the sum skips the targets model_zoo.docmask.loss_keep drops, as in
+    training. A module, as harness.step.LossStep, so that torch.compile makes the whole eval forward one graph."""
+
+    def __init__(self, model: torch.nn.Module, eod_id: int | None = None):
+        super().__init__()
+        self.model, self.eod_id = model, eod_id
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.eod_id is None:
+            return self.model(inputs, targets).ce.double().sum(1)
+        ce = self.model(inputs, targets, docmask.document_ids(inputs, self.eod_id)).ce
+        return (ce.double() * docmask.loss_keep(inputs, self.eod_id)).sum(1)
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode and no autograd for the duration, the model's mode restored after (a compiled graph guards on both:
+    the eval's calls, warm-up included, run under the same)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 class HeldoutSet:
     """With data.document_mask=on the model attends within documents and the targets
     model_zoo.docmask.loss_keep drops are left out of each domain's mean, as in training."""
@@ -39,59 +107,84 @@ class HeldoutSet:
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
         self.eod_id = corpus.eod_id if data.document_mask == "on" else None
+        self.domains = list(self.sets)
+        ends = np.cumsum([len(xs) for xs, _ in self.sets.values()]).tolist()
+        self.bounds = list(zip([0] + ends[:-1], ends))   # each domain's rows of the stacked windows
+        # targets scored per domain (a document mask drops some): counted once, on the host
+        self.counts = [ys.numel() - (int((~docmask.loss_keep(xs, self.eod_id)).sum()) if self.eod_id is not None else 0)
+                       for xs, ys in self.sets.values()]
         self.placed: dict = {}   # device -> the windows there, copied once per run rather than once per batch per eval
+        self.forwards: dict = {}  # (model id, compiled) -> its WindowLosses (one compiled wrapper per run)
 
-    def on(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The windows on `device`. A batch copied from pageable host memory waits for the device to finish the work
-        queued before it, so copying per batch kept the host from running ahead of an eval's forwards."""
+    @property
+    def domain_windows(self) -> int:
+        """Windows of the largest domain."""
+        return max((b - a for a, b in self.bounds), default=0)
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) [n, seq_len], every domain's windows stacked, on `device`. A batch copied from pageable
+        host memory waits for the device to finish the work queued before it, so copying per batch kept the host
+        from running ahead of an eval's forwards."""
         key = str(device)
         if key not in self.placed:
-            self.placed[key] = {d: (xs.to(device), ys.to(device)) for d, (xs, ys) in self.sets.items()}
+            xs, ys = (torch.cat([s[i] for s in self.sets.values()]) for i in (0, 1))
+            self.placed[key] = (xs.to(device), ys.to(device))
         return self.placed[key]
 
-    @torch.no_grad()
+    def forward(self, model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+        """The eval's forward for `model`: WindowLosses, compiled with static shapes when asked."""
+        key = (id(model), compiled)
+        if key not in self.forwards or self.forwards[key][0] is not model:
+            f = WindowLosses(model, self.eod_id)
+            self.forwards[key] = (model, torch.compile(f, dynamic=False) if compiled else f)
+        return self.forwards[key][1]
+
+    def call_size(self, batch_size: int, world: int = 1) -> int:
+        """Windows a forward call: batch_size, at most a rank's share (so a call of that size fits in it)."""
+        share = -(-sum(len(xs) for xs, _ in self.sets.values()) // world)
+        return max(1, min(batch_size, share))
+
+    def warm(self, model: torch.nn.Module, device: torch.device, batch_size: int,
+             autocast: contextlib.AbstractContextManager | None = None, compiled: bool = False) -> None:
+        """One forward call of the eval's shape, its result dropped: compiles the eval's graph (warm-up, not eval)."""
+        xs, ys = self.on(device)
+        size = self.call_size(batch_size)
+        if not len(xs):
+            return
+        with evaluating(model), autocast or contextlib.nullcontext():
+            self.forward(model, compiled)(xs[:size], ys[:size])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
                  autocast: contextlib.AbstractContextManager | None = None, rank: int = 0,
-                 world: int = 1) -> dict[str, float]:
+                 world: int = 1, compiled: bool = False) -> dict[str, float]:
         """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}.
 
-        Over `world` ranks each takes a contiguous share of every domain's windows and the sums are added
-        across ranks; every rank makes the same number of forward calls (a short share repeats a window whose
-        loss it drops), since an FSDP-sharded model's forward is a collective."""
-        was_training = model.training
-        model.eval()
-        sums = {}
-        for d, (xs, ys) in self.on(device).items():
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            count = xs.numel()    # targets scored over all ranks' shares (a document mask drops some)
-            if self.eod_id is not None:
-                count -= int((~docmask.loss_keep(xs, self.eod_id)).sum())
-            share = -(-len(xs) // world)
-            mine = range(min(rank * share, len(xs)), min((rank + 1) * share, len(xs)))
-            for i in range(0, share if world > 1 else len(xs), batch_size):
-                lo, hi = mine.start + i, min(mine.start + i + batch_size, mine.stop)
-                keep = hi > lo
-                if not keep:   # this rank's share is used up: a stand-in window, its loss dropped
-                    lo, hi = 0, 1
-                x, y = xs[lo:hi], ys[lo:hi]
-                with autocast or contextlib.nullcontext():
-                    if self.eod_id is None:
-                        out = model(x, y)
-                    else:
-                        out = model(x, y, docmask.document_ids(x, self.eod_id))
-                if not keep:
+        Over `world` ranks each takes a contiguous share of the stacked windows and the per-window sums are added
+        across ranks; every rank makes the same number of forward calls (a rank past its share calls on a stand-in
+        whose losses it drops), since an FSDP-sharded model's forward is a collective. compiled: through the
+        compiled WindowLosses (one graph per call size)."""
+        xs, ys = self.on(device)
+        n = len(xs)
+        sums = torch.zeros(n, dtype=torch.float64, device=device)   # each window's summed CE
+        share = -(-n // world)
+        start, stop = min(rank * share, n), min((rank + 1) * share, n)
+        size = self.call_size(batch_size, world)
+        forward = self.forward(model, compiled)
+        with evaluating(model), autocast or contextlib.nullcontext():
+            for lo in range(start, start + share, size) if n else ():
+                hi = min(lo + size, stop)
+                if hi <= lo:   # this rank's share is used up: a stand-in, its losses dropped
+                    forward(xs[:size], ys[:size])
                     continue
-                if self.eod_id is None:
-                    total += out.ce.double().sum()
-                else:
-                    total += (out.ce.double() * docmask.loss_keep(x, self.eod_id)).sum()
-            sums[d] = (total, count)
-        model.train(was_training)
+                # compiled: a short last call is shifted back to full size (repeats windows, keeps one shape)
+                first = max(hi - size, 0) if compiled else lo
+                sums[lo:hi] = forward(xs[first:hi], ys[first:hi])[lo - first:]
         if world > 1:
             import torch.distributed as dist
-            totals = torch.stack([t for t, _ in sums.values()])
-            dist.all_reduce(totals)
-            sums = {d: (t, n) for (d, (_, n)), t in zip(sums.items(), totals)}
-        losses = {f"loss_{d}": (t.item() / n if n else math.nan) for d, (t, n) in sums.items()}
+            dist.all_reduce(sums)
+        totals = torch.stack([sums[a:b].sum() for a, b in self.bounds]).tolist() if self.bounds else []
+        losses = {f"loss_{d}": (t / c if c else math.nan) for d, t, c in zip(self.domains, totals, self.counts)}
         losses["loss"] = math.fsum(w * losses[f"loss_{d}"] for d, w in self.weights.items() if w > 0)
         return losses

@@ -42,7 +42,7 @@ from harness.data.mixture import MixtureStream
 from harness.dcp import Store
 from harness.device import Hardware, resolve
 from harness.distributed import Dist
-from harness.evaluate import HeldoutSet
+from harness.evaluate import HeldoutSet, compiled_eval, eval_batch
 from harness.memory import memory_estimate
 from harness.prefetch import Prefetcher
 from harness.rundir import RunDir, result_row
@@ -180,6 +180,10 @@ class Trainer:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.eval_compiled = compiled_eval(self.hw, d.sharded)
+        self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
+                                     self.heldout.domain_windows)
+        self.eval_warm = not self.eval_compiled   # compiled: the first eval's graph is compiled as warm-up first
         self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training
         if spec.eval.downstream or spec.eval.samples_tokens:
             from harness.downstream import InTraining  # torch-only; lm-eval is imported only for lm-eval tasks
@@ -298,7 +302,8 @@ class Trainer:
 
     def timing_so_far(self) -> dict[str, float]:
         """time_*_s of this and earlier launches; the first log window of each launch is its warm-up."""
-        now = {**self.timing, "time_warmup_s": self.windows[0][1] if self.windows else 0.0}
+        first_window = self.windows[0][1] if self.windows else 0.0
+        now = {**self.timing, "time_warmup_s": self.timing["time_warmup_s"] + first_window}   # + the eval's compile
         return {k: self.prior.get("timing", {}).get(k, 0.0) + now[k] for k in TIMING}
 
     def steady(self) -> tuple[int, float]:
@@ -521,13 +526,16 @@ class Trainer:
         self.flush()
         if self.hw.device.type == "cuda":
             torch.cuda.synchronize()
+        if not self.eval_warm:   # the compiled eval's graph, compiled on one call before the first eval: warm-up time
+            t = time.perf_counter()
+            self.heldout.warm(self.model, self.hw.device, self.eval_batch, self.hw.autocast(), compiled=True)
+            dt = time.perf_counter() - t
+            self.t_mark += dt
+            self.timing["time_warmup_s"] += dt
+            self.eval_warm = True
         t = time.perf_counter()
-        cap = max(1, 2**16 // self.spec.model.seq_len)   # sequences a call: bounds the eager eval's logits memory
-        # the eager fp32 CPU head holds one chunk of logits at a time (model_zoo/chunked_ce.py), so there a call
-        # takes up to the cap: a tiny model's eval costs calls (per-op overhead) more than FLOPs
-        cpu = self.hw.device.type == "cpu" and self.hw.dtype == torch.float32
-        batch = cap if cpu else min(self.micro, cap)
-        losses = self.heldout.evaluate(self.model, self.hw.device, batch, self.hw.autocast(), self.d.rank, self.d.world)
+        losses = self.heldout.evaluate(self.model, self.hw.device, self.eval_batch, self.hw.autocast(), self.d.rank,
+                                       self.d.world, compiled=self.eval_compiled)
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
                "flops": tokens * self.counts.flops_per_token, **losses}
