@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 EVAL_TOKENS = 2**16
 # Whether a single-process CUDA run that compiles its training (runtime.compile on or regional) also compiles its
 # eval forward (WindowLosses) once, at full call size, its compile counted as warm-up. False: the eager eval at the
-# training micro-batch, as before. bench/eval_profile.py measures both (bench/README.md, "Held-out eval profile").
-COMPILED_EVAL = True
+# training micro-batch, as before. Off until a GPU has measured it: a whole-model compile per shape may cost more
+# than a short run's evals save, and its no-grad flex-attention path has not run on a GPU. bench/gpu_eval_profile.sh
+# measures both in one call (bench/README.md, "Held-out eval: a profile for the GPU"); turn it on when that says so.
+COMPILED_EVAL = False
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -61,7 +63,7 @@ def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool, domain_wi
     is fused, no float32 logits are kept). Eager fp32 on the CPU: one domain's windows (domain_windows), as the
     per-domain calls before (the chunked head holds one chunk of logits at a time, model_zoo/chunked_ce.py, so a
     tiny model's eval costs calls more than FLOPs; one call over all domains was slower there, bench/README.md
-    "Held-out eval profile"). Else the training micro-batch."""
+    "Held-out eval: a profile for the GPU"). Else the training micro-batch."""
     cap = max(1, EVAL_TOKENS // seq_len)
     if compiled:
         return cap
