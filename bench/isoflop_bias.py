@@ -90,6 +90,23 @@ def one(law, width, centring, noise, sizes, seed, boot, methods, spacing="even",
     return out
 
 
+def exponent_columns(f) -> dict:
+    """A fit's exponents and their intervals as result columns (a, lo, hi for N_opt; b, blo, bhi for D_opt)."""
+    return {"a": f.n_opt.a, "lo": f.n_opt.a_ci[0], "hi": f.n_opt.a_ci[1],
+            "b": f.d_opt.a, "blo": f.d_opt.a_ci[0], "bhi": f.d_opt.a_ci[1]}
+
+
+def scored(d: pd.DataFrame) -> pd.DataFrame:
+    """exponent_columns rows beside their truth, with err (a - truth), cov and bcov (the 90% intervals of a and of
+    b = 1 - truth hold the truth) and wid (a's interval width)."""
+    d = d.copy()
+    d["err"] = d["a"] - d["truth"]
+    d["cov"] = (d["lo"] <= d["truth"]) & (d["truth"] <= d["hi"])
+    d["bcov"] = (d["blo"] <= 1 - d["truth"]) & (1 - d["truth"] <= d["bhi"])
+    d["wid"] = d["hi"] - d["lo"]
+    return d
+
+
 def _fit(t, cfg, m):
     """approach2.fit by method; "per-budget" is `shape` kept per budget however few the sizes and whatever BIC says
     (no `shared` fallback)."""

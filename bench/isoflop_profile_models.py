@@ -266,8 +266,7 @@ def synthetic(reps: int, boot: int, part: int, parts: int, methods: list[str], r
                     t0 = time.perf_counter()
                     f = _fit(t, FitConfig(n_bootstrap=boot, seed=1000 + s, processes=1), method, rule)
                     rows.append({"law": law, "width": width, "centring": centring, "seed": 1000 + s, "method": method,
-                                 "rule": rule, "truth": truth, "a": f.n_opt.a, "lo": f.n_opt.a_ci[0],
-                                 "hi": f.n_opt.a_ci[1], "b": f.d_opt.a, "blo": f.d_opt.a_ci[0], "bhi": f.d_opt.a_ci[1],
+                                 "rule": rule, "truth": truth, **isoflop_bias.exponent_columns(f),
                                  "profile": f.points["profile"].iloc[0] if "profile" in f.points else "-",
                                  "s": time.perf_counter() - t0})
         pd.DataFrame(rows).to_csv(out, index=False)
@@ -275,11 +274,7 @@ def synthetic(reps: int, boot: int, part: int, parts: int, methods: list[str], r
 
 
 def summarise(files: list[str]) -> None:
-    d = pd.concat([pd.read_csv(f) for f in files])
-    d["err"] = d["a"] - d["truth"]
-    d["cov"] = (d["lo"] <= d["truth"]) & (d["truth"] <= d["hi"])
-    d["bcov"] = (d["blo"] <= 1 - d["truth"]) & (1 - d["truth"] <= d["bhi"])
-    d["wid"] = d["hi"] - d["lo"]
+    d = isoflop_bias.scored(pd.concat([pd.read_csv(f) for f in files]))
     g = d.groupby(["law", "width", "centring", "method", "rule"]).agg(
         n=("err", "count"), bias=("err", "mean"), rms=("err", lambda e: float(np.sqrt((e ** 2).mean()))),
         cov=("cov", "mean"), bcov=("bcov", "mean"), wid=("wid", "mean")).reset_index()

@@ -70,19 +70,14 @@ def synthetic(reps: int, boot: int, part: int, parts: int, variants: list[str], 
                     warnings.simplefilter("ignore")
                     f = approach2.fit(t, FitConfig(n_bootstrap=boot, seed=1000 + s, processes=1))
                 rows.append({"law": law, "width": width, "centring": centring, "seed": 1000 + s, "union": label == "on",
-                             "truth": truth, "a": f.n_opt.a, "lo": f.n_opt.a_ci[0], "hi": f.n_opt.a_ci[1],
-                             "b": f.d_opt.a, "blo": f.d_opt.a_ci[0], "bhi": f.d_opt.a_ci[1],
+                             "truth": truth, **isoflop_bias.exponent_columns(f),
                              "profile": f.points["profile"].iloc[0], "s": time.perf_counter() - t0})
         pd.DataFrame(rows).to_csv(out, index=False)
         print(law, width, centring, "done", time.strftime("%H:%M:%S"), flush=True)
 
 
 def summarise(files: list[str]) -> None:
-    d = pd.concat([pd.read_csv(f) for f in files])
-    d["err"] = d["a"] - d["truth"]
-    d["cov"] = (d["lo"] <= d["truth"]) & (d["truth"] <= d["hi"])
-    d["bcov"] = (d["blo"] <= 1 - d["truth"]) & (1 - d["truth"] <= d["bhi"])
-    d["wid"] = d["hi"] - d["lo"]
+    d = isoflop_bias.scored(pd.concat([pd.read_csv(f) for f in files]))
     g = d.groupby(["law", "width", "centring", "union"]).agg(
         n=("err", "count"), bias=("err", "mean"), cov=("cov", "mean"), bcov=("bcov", "mean"),
         wid=("wid", "mean")).reset_index()
