@@ -31,6 +31,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def fresh_dynamo():
+    """No compiled code or recompile counts carried into, or out of, a test that counts graphs (torch imported here,
+    not at the top: the launcher's tests run without it)."""
+    import torch
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture
 def no_corpus(tmp_path, monkeypatch):
     """$SCALEMIX_DATA pointing at nothing: plans are made without a built corpus (its checks say so, no error)."""
     monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "no-data"))

@@ -132,3 +132,12 @@ def wait_for(what: str, cond, timeout: float = 120, poll: float = 0.05):
             return found
         time.sleep(poll)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def with_backend(monkeypatch, backend) -> None:
+    """torch.compile with another backend (aot_eager: traced as for inductor, eager kernels; a CompileCounter counts
+    the graphs), for the code under test that calls torch.compile itself."""
+    import functools
+
+    import torch
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from harness_util import make_corpus, metrics, runtime, tiny_spec
+from harness_util import make_corpus, metrics, runtime, tiny_spec, with_backend
 from torch._dynamo.testing import CompileCounter
 
 import model_zoo
@@ -35,16 +35,7 @@ def corpus(tmp_path_factory):
     return Corpus(make_corpus(tmp_path_factory.mktemp("evalpath") / "syn"))
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
-
-def with_backend(monkeypatch, backend) -> None:
-    """torch.compile with another backend: dynamo traces as for inductor, the graphs run eagerly (or are counted)."""
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")   # conftest
 
 
 def model_for(corpus: Corpus, seed: int = 0):

@@ -2,10 +2,10 @@
 trains the same losses as the whole-step compile and as eager; one compiled block serves every block of a model and
 every depth of a width; evaluation stays eager; the option is validated and resolved like the others."""
 import dataclasses
-import functools
 
 import pytest
 import torch
+from harness_util import with_backend
 from torch._dynamo.testing import CompileCounter
 
 import model_zoo
@@ -19,18 +19,7 @@ SPEC = CPU_RULE.shape(2, vocab_size=64, seq_len=16, qk_norm=True)
 STEPS = 2
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    """No compiled code or recompile counts carried into, or out of, these tests."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
-
-def with_backend(monkeypatch, backend) -> None:
-    """compile_step's torch.compile with another backend: aot_eager traces forward and backward as inductor is
-    given them (fast, eager kernels); a CompileCounter counts the graphs."""
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")   # conftest
 
 
 def hardware(mode: str) -> Hardware:
