@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.laws.common import C_COLS, N_COLS, FitConfig
-from harness.rundir import DOWNSTREAM_FILE, params_compute, read_metrics
+from harness.rundir import DOWNSTREAM_FILE, params_compute, read_json_object, read_metrics
 
 CURVE_KEYS = ("run_id", "step", "tokens", "flops")
 
@@ -185,19 +185,15 @@ def join_downstream(row: dict, path: Path, problems: list[str]) -> None:
     to its row, unless the run scored them itself (eval=downstream: result.json's own columns win). The file
     must be this run's, at its final step; else it is named in `problems` and left out. The row says where its
     scores came from: downstream_source "post-hoc" (absent when the run scored them itself)."""
-    if any(k.startswith("acc_") for k in row):
+    if any(k.startswith("acc_") for k in row) or not path.is_file():
         return
-    if not path.is_file():
+    scores, problem = read_json_object(path)
+    if scores is None:
+        problems.append(f"{path}: {problem}: left out; rerun python -m harness.downstream --write")
         return
-    try:
-        scores = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        problems.append(f"{path}: unreadable ({e}): left out; rerun python -m harness.downstream --write")
-        return
-    if not isinstance(scores, dict) or scores.get("run_id") != row["run_id"] or scores.get("step") != row.get("steps"):
+    if scores.get("run_id") != row["run_id"] or scores.get("step") != row.get("steps"):
         problems.append(f"{path}: not run {row['run_id']} at its final step {row.get('steps')} (it says "
-                        f"{scores.get('run_id') if isinstance(scores, dict) else '?'} at step "
-                        f"{scores.get('step') if isinstance(scores, dict) else '?'}): left out")
+                        f"{scores.get('run_id')} at step {scores.get('step')}): left out")
         return
     row.update({k: v for k, v in scores.items() if k.startswith(DOWNSTREAM_PREFIXES)})
     row["downstream_source"] = "post-hoc"

@@ -353,7 +353,7 @@ def _evaluate_run(run_dir: Path, a, suites: dict, device: torch.device) -> dict:
     spec = load_spec(rd.spec_file)
     final_steps = None
     if a.write:   # the scores stand beside the run's result: only a finished run's final weights may give them
-        result, problem = read_json_object(rd.result_file) if rd.result_file.exists() else (None, "no result.json")
+        result, problem = read_json_object(rd.result_file)
         if result is None:
             raise SpecError([f"{run_dir}: {problem}: --write scores finished runs only (let the run finish, or "
                              "drop --write to print a mid-run checkpoint's scores)"])
