@@ -194,7 +194,6 @@ class RunDir:
         self.grid_file = self.path / "grid.json"
         self.metrics_file = self.path / "metrics.jsonl"
         self.result_file = self.path / "result.json"
-        self.downstream_file = self.path / DOWNSTREAM_FILE
         self.ckpt_dir = self.path / "ckpt"
         self.wandb_dir = self.path / "wandb"
 
