@@ -57,8 +57,10 @@ def fetch_packages(packages: list[str], cache: Path) -> dict[str, Path]:
             pinned = [p for p in missing if "=" in p]
             hint = ("run `apt-get update` first (as root)" if "Unable to locate" in r.stderr else "")
             if pinned and "not found" in r.stderr:
-                hint = (f"a pinned version of {pinned} is no longer on the mirror (`apt-cache policy NAME` shows "
-                        "what is): update the pin in the recipe (the corpus will differ) or copy a cache that has it")
+                # a fresh machine's package lists may predate the pin (a security update): that is the common case
+                hint = (f"a pinned version of {pinned} is not in this machine's package lists: run `apt-get update` "
+                        "(as root) and try again; if `apt-cache policy NAME` still does not list it, the mirror has "
+                        "dropped it: update the pin in the recipe (the corpus will differ) or copy a cache that has it")
             raise AptError(f"apt-get download {' '.join(missing)} failed: {r.stderr.strip()[-800:]}\n{hint}")
     for p in packages:
         name, version = split_pin(p)
