@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 # Tokens a forward call takes at most (sequences = EVAL_TOKENS // seq_len): bounds the eager eval's [tokens, vocab]
 # float32 logits (and the temporaries of its head's loss) to a few GiB at the GPU ladder's vocabulary.
 EVAL_TOKENS = 2**16
-# Whether a single-process CUDA run that compiles its training (runtime.compile on or regional) also compiles its
-# eval forward (WindowLosses) once, at full call size, its compile counted as warm-up. False: the eager eval at the
-# training micro-batch, as before. Off until a GPU has measured it: a whole-model compile per shape may cost more
-# than a short run's evals save, and its no-grad flex-attention path has not run on a GPU. bench/gpu_eval_profile.sh
-# measures both in one call (bench/README.md, "Held-out eval: a profile for the GPU"); turn it on when that says so.
-COMPILED_EVAL = False
+# Whether a single-process CUDA run whose training compiles as one graph (runtime.compile=on, the CUDA default) also
+# compiles its eval forward (WindowLosses) once, at full call size, its compile counted as warm-up; else the eager
+# eval at the training micro-batch. Measured on an H200 (bench/README.md, "Held-out eval on the H200, session 9"):
+# under compile=on the compiled eval is 3.1-6.1x the eager one per eval and its compile costs 0.7-1.1 s, so a run's
+# 11 evals take 1.45 s instead of 2.39 (L2-d128) and 3.46 s instead of 8.71 (L8-d512). Under compile=regional its
+# compile costs 2.9-5.7 s (nothing of the training graph to reuse): 3.20 s vs 2.38 and 8.43 vs 8.69, no gain, so
+# regional runs keep the eager eval. With document masks the compiled eval's flex path failed on the H200 ("operation
+# not supported on global/shared address space" while autotuning): those runs keep the eager eval too.
+COMPILED_EVAL = True
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -52,10 +55,12 @@ def heldout_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> tuple[to
     return x[:-1].view(n, seq_len), x[1:].view(n, seq_len)
 
 
-def compiled_eval(hw: Hardware, sharded: bool) -> bool:
+def compiled_eval(hw: Hardware, sharded: bool, document_mask: str = "off") -> bool:
     """Whether the trainer evaluates through the compiled WindowLosses: COMPILED_EVAL, on CUDA, where the runtime
-    compiles its training, in one process (a sharded model's forward is a collective: its eval stays eager)."""
-    return COMPILED_EVAL and hw.compile and hw.device.type == "cuda" and not sharded
+    compiles its whole training step (not regional), without document masks, in one process (a sharded model's
+    forward is a collective: its eval stays eager). See COMPILED_EVAL for the measurements behind each condition."""
+    return (COMPILED_EVAL and hw.compile and not hw.regional and hw.device.type == "cuda" and not sharded
+            and document_mask != "on")
 
 
 def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool, domain_windows: int) -> int:

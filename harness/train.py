@@ -180,7 +180,7 @@ class Trainer:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = compile_step(step_module, self.hw)
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
-        self.eval_compiled = compiled_eval(self.hw, d.sharded)
+        self.eval_compiled = compiled_eval(self.hw, d.sharded, spec.data.document_mask)
         self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
                                      self.heldout.domain_windows)
         self.eval_warm = not self.eval_compiled   # compiled: the first eval's graph is compiled as warm-up first

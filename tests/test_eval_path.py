@@ -136,7 +136,7 @@ def test_the_trainers_compiled_eval_logs_the_eager_losses_and_counts_its_compile
     with_backend(monkeypatch, counter)
     run(spec, runtime(compile="regional"), tmp_path / "eager")
     assert counter.frame_count == 2   # the block and the tail; the eval eager
-    monkeypatch.setattr(harness.train, "compiled_eval", lambda hw, sharded: hw.compile and not sharded)
+    monkeypatch.setattr(harness.train, "compiled_eval", lambda hw, sharded, document_mask: hw.compile and not sharded)
     compiled = run(spec, runtime(compile="regional"), tmp_path / "compiled")
     assert counter.frame_count == 3   # the same block and tail, and the eval's graph, once for its 3 evals
     a, b = metrics(tmp_path / "eager", "eval"), metrics(tmp_path / "compiled", "eval")
@@ -145,6 +145,22 @@ def test_the_trainers_compiled_eval_logs_the_eager_losses_and_counts_its_compile
         assert_same_losses({k: v for k, v in rb.items() if k.startswith("loss")},
                            {k: v for k, v in ra.items() if k.startswith("loss")})
     assert compiled["time_warmup_s"] > 0
+
+
+def test_the_compiled_eval_is_chosen_only_where_the_h200_profile_measured_a_gain():
+    """compiled_eval's rule (harness.evaluate.COMPILED_EVAL): CUDA, whole-step compile, one process, no document
+    masks; regional compile, a sharded model, document masks and the CPU keep the eager eval."""
+    from types import SimpleNamespace
+    from harness.evaluate import compiled_eval
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    def hw(device=cuda, compile=True, regional=False):
+        return SimpleNamespace(device=device, compile=compile, regional=regional)
+    assert compiled_eval(hw(), sharded=False)
+    assert not compiled_eval(hw(regional=True), sharded=False)
+    assert not compiled_eval(hw(compile=False), sharded=False)
+    assert not compiled_eval(hw(device=cpu), sharded=False)
+    assert not compiled_eval(hw(), sharded=True)
+    assert not compiled_eval(hw(), sharded=False, document_mask="on")
 
 
 def test_the_profile_smoke_runs_and_checks_what_it_measures(tmp_path):
