@@ -225,7 +225,7 @@ def sequences(documents: torch.Tensor):
     first[:, 1:] = documents[:, 1:] != documents[:, :-1]
     starts = first.reshape(-1).nonzero().squeeze(1)                 # the host sync: N = len(starts)
     cu = torch.cat([starts, starts.new_full((1,), B * T)]).to(torch.int32)
-    import torch._dynamo as dynamo   # loaded already wherever this runs compiled
+    import torch._dynamo as dynamo  # loaded already wherever this runs compiled
     dynamo.maybe_mark_dynamic(cu, 0)
     return Sequences(cu, T, documents)
 

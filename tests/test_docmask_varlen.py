@@ -198,7 +198,7 @@ def test_compiled_varlen_training_step_equals_eager_dense(varlen_on_cpu, monkeyp
         got, ref = run(compiled, x), run(step, x)
         torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5)
         for n, g in ref[1].items():
-            torch.testing.assert_close(got[1][n], g, rtol=0, atol=1e-5, msg=lambda s: f"{n}: {s}")
+            torch.testing.assert_close(got[1][n], g, rtol=0, atol=1e-5, msg=lambda s, n=n: f"{n}: {s}")
         if i == 0:
             first = len(graphs)
             uses_varlen = any("torch_attn._varlen_attn" in str(gm.code) for gm in graphs)
