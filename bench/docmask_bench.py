@@ -1,26 +1,33 @@
-"""Per-document attention masks (data.document_mask) on one GPU: masks off vs the dense boolean mask vs flex, one
-variant a process, so a crash of one (flex's "illegal memory access", bench/README.md) leaves the others measured.
-bench/gpu_docmask.sh runs the whole set in one call; this script is its parts.
+"""Per-document attention masks (data.document_mask) on one GPU: masks off vs the dense boolean mask vs flex vs
+varlen, one variant a process, so a crash of one leaves the others measured. bench/gpu_docmask.sh runs the whole set
+in one call; this script is its parts.
 
-    python bench/docmask_bench.py --variant off|dense|flex --d 384 --out DIR [--steps 10] [--warmup 3]
-    python bench/docmask_bench.py --agree --out DIR       # compiled flex vs eager dense, fp32, T = 1023
-    python bench/docmask_bench.py --table --out DIR       # DIR/*.json -> DIR/ratio.txt, docmask.csv, agreement.txt
+    python bench/docmask_bench.py --variant off|dense|flex|varlen --d 384 --out DIR [--steps 10] [--warmup 3]
+                                  [--lock FILE]
+    python bench/docmask_bench.py --agree flex|varlen --out DIR   # compiled kernel vs eager dense, T = 1023
+    python bench/docmask_bench.py --table --out DIR   # DIR/*.json -> DIR/ratio.txt, docmask.csv, agreement.txt
 
 --variant: the harness' own compiled step (harness.step.LossStep: model, CE, z-loss, per-domain stats; AdamW,
 grad clip) in bf16 from fixed initial weights on fixed batches: random tokens with an EOD after each document,
 document lengths log-normal with median --doc-median tokens (web text's documents are a few hundred to a few
-thousand tokens). tokens/s over --steps steps after --warmup (compilation excluded); the first step's loss and
-gradient norm (before any update: the same weights and batch for every variant) are how the flex and dense
-variants are compared in training. --steps 0: compile and warm up only (fills inductor's cache for a later
-timed run). Writes DIR/<variant>_d<d>.json.
---agree: a 2-layer d 128 model, 4 rows of 1023 tokens (not a multiple of flex's 128-token tile), fp32 and bf16:
-logits and every parameter's gradient of the compiled flex path against the eager dense-mask path, each gap set
-against the mask's own effect. The verdict on flex's correctness. Writes DIR/agree.json.
+thousand tokens). dense, flex, varlen: model_zoo.docmask.ATTENTION. tokens/s over --steps steps after --warmup
+(compilation excluded); the first step's loss and gradient norm (before any update: the same weights and batch for
+every variant) are how the variants are compared in training. --lock FILE: processes sharing FILE compile and warm
+up under a shared lock and time under an exclusive one, so that a timed loop never shares the GPU (or the CPU) with
+another process's compile or warm-up. --steps 0: compile and warm up only (fills inductor's cache). Writes
+DIR/<variant>_d<d>.json.
+--agree KIND: a 2-layer d 128 model, 4 rows of 1023 tokens (not a multiple of flex's 128-token tile): logits and
+every parameter's gradient of the compiled KIND path against the eager dense-mask path, each gap set against the
+mask's own effect and (bf16) against bf16's own rounding (eager dense bf16 vs fp32). fp32 and bf16 for flex; bf16
+only for varlen (the flash kernels take fp16/bf16: fp32 attention there takes the dense mask, nothing to compare).
+The verdict on the kernel's correctness. Writes DIR/agree_<KIND>.json.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import json
 import sys
 import time
@@ -40,9 +47,14 @@ from model_zoo import counting, docmask  # noqa: E402
 from model_zoo.spec import ModelSpec, swiglu_hidden  # noqa: E402
 
 VOCAB, EOD = 8192, 8191
-VARIANTS = ("off", "dense", "flex")
+VARIANTS = ("off", "dense", "flex", "varlen")
+MASKED = VARIANTS[1:]
 # --agree, fp32: the largest logit gap and relative gradient gap that count as the same result
 TOL_FP32 = 1e-3
+# --agree, bf16: a kernel's gap to eager dense bf16 may be this many times bf16's own rounding (eager dense bf16 vs
+# fp32): two bf16 computations each within rounding of fp32 are within twice it of each other, and the kernels
+# differ in accumulation order and where they round
+ROUNDING_FACTOR = 4
 
 
 def batches(n: int, B: int, T: int, median: float, seed: int = 0) -> list[torch.Tensor]:
@@ -69,9 +81,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train(spec: ModelSpec, data: list[torch.Tensor], variant: str, warmup: int, steps: int, device: str) -> dict:
-    """The variant's compiled training steps: tokens/s, and the first step's loss and gradient norm."""
-    docmask.USE_FLEX = variant == "flex"   # dense: compiled SDPA with the boolean mask
+@contextlib.contextmanager
+def locked(path: str | None, exclusive: bool):
+    """flock on `path` (shared or exclusive) for the block; nothing without a path."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train(spec: ModelSpec, data: list[torch.Tensor], variant: str, warmup: int, steps: int, device: str,
+          lock: str | None = None) -> dict:
+    """The variant's compiled training steps: tokens/s, and the first step's loss and gradient norm. Warm-up
+    (compilation) under a shared `lock`, the timed steps under an exclusive one."""
+    if variant != "off":
+        docmask.ATTENTION = variant
     torch.manual_seed(0)
     model = model_zoo.build(spec).to(device)
     opt = model.configure_optimizer(OptimSpec(), device)
@@ -79,11 +108,10 @@ def train(spec: ModelSpec, data: list[torch.Tensor], variant: str, warmup: int, 
     step = torch.compile(step) if device == "cuda" else step   # --device cpu: an eager smoke test of this script
     dev = [x.to(device) for x in data]
     dom = torch.zeros_like(dev[0][:, 1:])
-    losses, first_grad_norm, t = [], None, time.perf_counter()
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync(device)
-            t = time.perf_counter()
+    losses, first_grad_norm = [], None
+
+    def one(i):
+        nonlocal first_grad_norm
         x = dev[i % len(dev)]
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             loss, _ = step(x[:, :-1], x[:, 1:], dom)
@@ -95,11 +123,33 @@ def train(spec: ModelSpec, data: list[torch.Tensor], variant: str, warmup: int, 
             first_grad_norm = float(norm)
         if i == 0 or i == warmup + steps - 1:
             losses.append(float(loss.detach()))
-    sync(device)
-    seconds = time.perf_counter() - t
+
+    # all warm-up steps but the last under the shared lock (the first compiles); then the cached GPU memory goes
+    # back, so that processes waiting for their turn hold only weights and optimizer state (the wave's processes
+    # are all alive at once), and the last warm-up step, under the exclusive lock, takes it again before the clock
+    shared = warmup - 1 if steps else warmup
+    with locked(lock, exclusive=False):
+        for i in range(shared):
+            one(i)
+        sync(device)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    seconds = None
+    if steps:
+        with locked(lock, exclusive=True):
+            one(shared)
+            sync(device)
+            t = time.perf_counter()
+            for i in range(warmup, warmup + steps):
+                one(i)
+            sync(device)
+            seconds = time.perf_counter() - t
+    from torch._dynamo.utils import counters
     return dict(tokens_per_s=steps * data[0].shape[0] * spec.seq_len / seconds if steps else None,
                 first_loss=losses[0], last_loss=losses[-1], first_grad_norm=first_grad_norm,
-                peak_mem_gb=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None)
+                peak_mem_gb=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+                graph_breaks=sum(counters["graph_break"].values()), graphs=counters["stats"]["unique_graphs"],
+                varlen_kernel=bool(docmask._VARLEN) if variant == "varlen" else None)
 
 
 def variant_main(a) -> None:
@@ -111,7 +161,7 @@ def variant_main(a) -> None:
     pairs = causal if a.variant == "off" else counting.attention_pairs(docs)
     flops_per_token = counting.training_flops(spec, tokens, pairs) / tokens   # exact: the pairs attended
     t0 = time.perf_counter()
-    got = train(spec, data, a.variant, a.warmup, a.steps, a.device)
+    got = train(spec, data, a.variant, a.warmup, a.steps, a.device, a.lock)
     peak = peak_flops(torch.device(a.device)) if a.device == "cuda" else None
     row = dict(variant=a.variant, d=a.d, layers=spec.n_layers, batch=B, seq=a.seq, **got,
                flops_per_token_exact=flops_per_token,
@@ -127,20 +177,21 @@ def variant_main(a) -> None:
 
 
 def agree_main(a) -> None:
-    """Compiled flex against eager dense at T = 1023, fp32 and bf16: logits and every parameter's gradient.
+    """Compiled flex or varlen (a.agree) against eager dense at T = 1023: logits and every parameter's gradient.
 
-    Each gap is set against the mask's own effect (dense vs no mask on the same weights): a flex path that got the
-    mask wrong differs from dense by about that much. fp32 must also agree to TOL_FP32 absolute (logits) and
-    relative (gradients, to each tensor's largest entry).
+    Each gap is set against the mask's own effect (dense vs no mask on the same weights): a path that got the mask
+    wrong differs from dense by about that much. fp32 (flex only) must also agree to TOL_FP32 absolute (logits) and
+    relative (gradients, to each tensor's largest entry); bf16 to ROUNDING_FACTOR x bf16's own rounding (eager dense
+    bf16 vs eager dense fp32, the same measures).
     """
-    device, T = a.device, 1023
+    device, T, kind = a.device, min(1023, a.seq - 1), a.agree   # 1023 on the GPU (seq 1024)
     torch.manual_seed(0)
     model = model_zoo.build(shape(128, a.seq)).to(device)
     x = batches(1, 4, T, a.doc_median, seed=1)[0][:, :T].to(device)
     docs = docmask.document_ids(x, EOD)
     weight = torch.randn(4, T, VOCAB, generator=torch.Generator().manual_seed(0)).to(device)
     compiled = torch.compile(model) if device == "cuda" else model
-    docmask.USE_FLEX = True   # compiled on CUDA: flex; eager: the dense mask (wants_flex needs compiling)
+    docmask.ATTENTION = kind   # compiled on CUDA: the kernel; eager: the dense mask (wants_* need compiling)
 
     def run(fn, dtype, **kw):
         model.zero_grad(set_to_none=True)
@@ -153,18 +204,25 @@ def agree_main(a) -> None:
         return (float((u[0] - v[0]).abs().max()),
                 max(float((u[1][n] - g).abs().max() / g.abs().max().clamp(min=1e-12)) for n, g in v[1].items()))
 
-    rows = []
-    for dtype in ("fp32", "bf16"):
-        flex, dense, plain = run(compiled, dtype, documents=docs), run(model, dtype, documents=docs), run(model, dtype)
-        (logit_gap, grad_gap), (logit_effect, grad_effect) = gaps(flex, dense), gaps(dense, plain)
+    rows, dense_fp32 = [], run(model, "fp32", documents=docs)
+    for dtype in ("fp32", "bf16") if kind == "flex" else ("bf16",):
+        got, dense, plain = run(compiled, dtype, documents=docs), run(model, dtype, documents=docs), run(model, dtype)
+        (logit_gap, grad_gap), (logit_effect, grad_effect) = gaps(got, dense), gaps(dense, plain)
+        logit_rounding, grad_rounding = gaps(dense, dense_fp32) if dtype == "bf16" else (None, None)
         ok = logit_gap < 0.1 * logit_effect and grad_gap < 0.1 * grad_effect
         if dtype == "fp32":
             ok = ok and logit_gap < TOL_FP32 and grad_gap < TOL_FP32
-        rows.append(dict(dtype=dtype, seq=T, rows=4, d=128, logits_max_abs_gap=logit_gap,
-                         logits_mask_effect=logit_effect, grad_max_rel_gap=grad_gap, grad_mask_effect=grad_effect,
+        else:
+            ok = ok and logit_gap <= ROUNDING_FACTOR * logit_rounding and grad_gap <= ROUNDING_FACTOR * grad_rounding
+        rows.append(dict(kind=kind, dtype=dtype, seq=T, rows=4, d=128, logits_max_abs_gap=logit_gap,
+                         logits_mask_effect=logit_effect, logits_bf16_rounding=logit_rounding,
+                         grad_max_rel_gap=grad_gap, grad_mask_effect=grad_effect, grad_bf16_rounding=grad_rounding,
+                         varlen_kernel=bool(docmask._VARLEN) if kind == "varlen" else None,
                          verdict="OK" if ok else "MISMATCH"))
+        if kind == "varlen" and not docmask._VARLEN and device == "cuda":
+            rows[-1]["verdict"] = "NO VARLEN KERNEL (the dense mask ran)"
         print(json.dumps(rows[-1]), flush=True)
-    (Path(a.out) / "agree.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (Path(a.out) / f"agree_{kind}.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 def table_main(a) -> None:
@@ -179,44 +237,61 @@ def table_main(a) -> None:
     first = next(iter(rows.values()), {})
     lines = [f"{first.get('device', '?')}, torch {first.get('torch', '?')}, seq {first.get('seq', '?')}, document "
              f"median {first.get('doc_median', '?')} tokens, compiled bf16, {first.get('steps', '?')} timed steps",
-             f"{'d':>5} {'batch':>5} {'off tok/s':>11} {'dense tok/s':>11} {'dense/off':>9} {'flex tok/s':>11} "
-             f"{'flex/off':>8} {'flex/dense':>10} {'pairs':>6} {'tiles':>6} {'loss gap':>9} {'last gap':>9}"]
+             f"{'d':>5} {'batch':>5} {'off tok/s':>10} " + " ".join(f"{v + ' tok/s':>12} {v + '/off':>10}" for v in MASKED)
+             + f" {'varlen/flex':>11} {'pairs':>6} {'tiles':>6} {'mfu off':>7} {'mfu varlen':>10}"]
     agreement = []
 
-    def rate(r):
-        return f"{r['tokens_per_s']:>11.4g}" if r else f"{'-':>11}"
+    def rate(r, w):
+        return f"{r['tokens_per_s']:>{w}.4g}" if r else f"{'-':>{w}}"
 
     def ratio(x, y, w):
         return f"{x['tokens_per_s'] / y['tokens_per_s']:>{w}.3f}" if x and y else f"{'-':>{w}}"
 
+    def num(r, key, w, fmt=".3f"):
+        return f"{r[key]:>{w}{fmt}}" if r and r.get(key) is not None else f"{'-':>{w}}"
+
+    def gap(key, u, v):
+        return abs(u[key] - v[key])
+
     for d in ds:
-        off, dense, flex = (rows.get((d, v)) for v in VARIANTS)
-        gaps = ["-", "-"]
-        if flex and dense:
-            def gap(key, u, v):
-                return abs(u[key] - v[key]) if u and v else float("nan")
-            gaps = [f"{gap('first_loss', flex, dense):.2e}", f"{gap('last_loss', flex, dense):.2e}"]
-            agreement.append(
-                f"d={d} bf16 training (no verdict: at initialization the mask moves the mean loss little): |flex - "
-                f"dense| first loss {gap('first_loss', flex, dense):.3g}, last loss {gap('last_loss', flex, dense):.3g}"
-                f", first grad norm {gap('first_grad_norm', flex, dense):.3g}; |dense - off| the same: "
-                f"{gap('first_loss', dense, off):.3g}, {gap('last_loss', dense, off):.3g}, "
-                f"{gap('first_grad_norm', dense, off):.3g}")
-        masked = dense or flex or {}
-        lines.append(f"{d:>5} {(off or masked).get('batch', '-'):>5} {rate(off)} {rate(dense)} {ratio(dense, off, 9)} "
-                     f"{rate(flex)} {ratio(flex, off, 8)} {ratio(flex, dense, 10)} "
-                     f"{masked.get('attention_pair_frac', float('nan')):>6.3f} "
-                     f"{(flex or {}).get('flex_tile_pair_frac') or float('nan'):>6.3f} {gaps[0]:>9} {gaps[1]:>9}")
-    if (out / "agree.json").exists():
-        for r in json.loads((out / "agree.json").read_text()):
-            agreement.append(f"{r['dtype']}, T={r['seq']}, d={r['d']}: compiled flex vs eager dense: logits max "
+        off = rows.get((d, "off"))
+        masked = {v: rows.get((d, v)) for v in MASKED}
+        some = next((r for r in masked.values() if r), {})
+        lines.append(f"{d:>5} {(off or some).get('batch', '-'):>5} {rate(off, 10)} "
+                     + " ".join(f"{rate(masked[v], 12)} {ratio(masked[v], off, 10)}" for v in MASKED)
+                     + f" {ratio(masked['varlen'], masked['flex'], 11)} {num(some, 'attention_pair_frac', 6)} "
+                     f"{num(masked['flex'], 'flex_tile_pair_frac', 6)} {num(off, 'mfu_exact', 7)} "
+                     f"{num(masked['varlen'], 'mfu_exact', 10)}")
+        for u, v in (("flex", "dense"), ("varlen", "dense"), ("varlen", "flex")):
+            x, y = masked[u], masked[v]
+            if x and y:
+                agreement.append(f"d={d} bf16 training (no verdict: at initialization the mask moves the mean loss "
+                                 f"little): |{u} - {v}| first loss {gap('first_loss', x, y):.3g}, last loss "
+                                 f"{gap('last_loss', x, y):.3g}, first grad norm {gap('first_grad_norm', x, y):.3g}")
+        if off and some:
+            agreement.append(f"d={d}: the mask's own effect in training, |masked - off|: first loss "
+                             f"{gap('first_loss', some, off):.3g}, last loss {gap('last_loss', some, off):.3g}, first "
+                             f"grad norm {gap('first_grad_norm', some, off):.3g}")
+        if masked["varlen"]:
+            r = masked["varlen"]
+            agreement.append(f"d={d} varlen: kernel {'used' if r.get('varlen_kernel') else 'NOT used (the dense mask ran)'}"
+                             f", graph breaks {r.get('graph_breaks')}, graphs {r.get('graphs')}, peak "
+                             f"{r.get('peak_mem_gb') or 0:.1f} GB (flex {(masked['flex'] or {}).get('peak_mem_gb') or 0:.1f})")
+    for kind in ("flex", "varlen"):
+        f = out / f"agree_{kind}.json"
+        if not f.exists() and (out / "logs" / f"agree_{kind}.log").exists():
+            agreement.append(f"{kind} agreement check (--agree {kind}): no result (see logs/agree_{kind}.log)")
+        if not f.exists():
+            continue
+        for r in json.loads(f.read_text()):
+            rounding = (f"; bf16's own rounding {r['logits_bf16_rounding']:.3g} and {r['grad_bf16_rounding']:.3g}"
+                        if r.get("logits_bf16_rounding") is not None else "")
+            agreement.append(f"{r['dtype']}, T={r['seq']}, d={r['d']}: compiled {kind} vs eager dense: logits max "
                              f"|gap| {r['logits_max_abs_gap']:.3g} (the mask's own effect {r['logits_mask_effect']:.3g}),"
                              f" gradients max relative gap {r['grad_max_rel_gap']:.3g} (the mask's own effect "
-                             f"{r['grad_mask_effect']:.3g}): {r['verdict']}")
-    else:
-        agreement.append("fp32 agreement check (--agree): no result (see logs/agree.log)")
-    lines += ["target on/off >= 0.95; pairs: attended pairs / causal pairs; tiles: pairs in the 128 x 128 tiles flex "
-              "computes / causal pairs; loss gap, last gap: |flex - dense| of the first step's loss (same weights, same batch) and of the last"]
+                             f"{r['grad_mask_effect']:.3g}){rounding}: {r['verdict']}")
+    lines += ["target masked/off >= 0.95; pairs: attended pairs / causal pairs; tiles: pairs in the 128 x 128 tiles "
+              "flex computes / causal pairs; mfu: exact FLOPs (the attended pairs, model_zoo.counting) / peak"]
     lines += agreement
     (out / "ratio.txt").write_text("\n".join(lines) + "\n")
     (out / "agreement.txt").write_text("\n".join(agreement) + "\n")
@@ -228,16 +303,19 @@ def main() -> None:
     p.add_argument("--out", required=True)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--variant", choices=VARIANTS)
-    what.add_argument("--agree", action="store_true")
+    what.add_argument("--agree", choices=["flex", "varlen"])
     what.add_argument("--table", action="store_true")
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--doc-median", type=float, default=400)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones, at least 1")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, help="sequences per step (default: bench/ref_throughput.py's rule)")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke test of this script")
+    p.add_argument("--lock", help="a file: warm up under its shared lock, time under its exclusive one")
     a = p.parse_args()
+    if a.warmup < 1:
+        p.error(f"--warmup {a.warmup}: at least 1 (the first step compiles)")
     Path(a.out).mkdir(parents=True, exist_ok=True)
     if a.variant:
         variant_main(a)

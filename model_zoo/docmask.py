@@ -18,13 +18,22 @@ Implementations of one function:
   * `dense_mask`: a boolean [B, 1, T, T] mask for scaled_dot_product_attention. Used on CPU, and
     on CUDA when not compiling (the eager held-out eval; the memory-efficient kernel takes a mask).
   * `block_mask`: a flex-attention BlockMask (Dong et al. 2024), built once per forward and shared by
-    all layers, for CUDA inside torch.compile (behind the USE_FLEX guard); tiles no query attends to are
+    all layers, for CUDA inside torch.compile (ATTENTION = "flex"); tiles no query attends to are
     skipped, tiles inside one document run without the mask.
+  * `sequences`: varlen attention (ATTENTION = "varlen", CUDA inside torch.compile): every document of every
+    row is a sequence of its own for torch's flash varlen kernel (torch.nn.attention.varlen), causal inside
+    it: the document mask with no masked tiles between documents. Built once per forward, shared by all layers.
+ATTENTION picks among them; `attention_mask` resolves it for a forward, `attend` runs what it returned.
 tests/test_docmask.py checks the CPU path (a token's logits do not depend on the other documents of
-its sequence), tests/test_docmask_flex.py the flex path against it (eager flex on the CPU, forward);
-bench/gpu_docmask.sh compares them on the GPU (speed, logits, gradients).
+its sequence), tests/test_docmask_flex.py the flex path against it (eager flex on the CPU, forward),
+tests/test_docmask_varlen.py the varlen plumbing (a per-document reference kernel on the CPU, eager and
+compiled, forward and backward); bench/gpu_docmask.sh compares them on the GPU (speed, logits, gradients).
 """
 from __future__ import annotations
+
+import inspect
+import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -115,28 +124,134 @@ def block_mask(documents: torch.Tensor):
                                     mask_mod=same_document_causal, seq_lengths=(T, T))
 
 
-# The guard of the flex path (True: CUDA runs inside torch.compile take it; False: the dense boolean mask through
-# SDPA everywhere). The first flex path crashed with "CUDA error: an illegal memory access" on an H200; this one
-# pads the ids (padded_documents) and builds the BlockMask itself, and `bench/gpu_docmask.sh` found it in agreement
-# with the dense mask (logits and gradients, fp32 and bf16, T = 1023) and faster than it at every width it timed
-# (bench/README.md, "GPU checks, 2026-12-01 18:2x-18:3x UTC"). Set it to False to fall back to the dense mask.
-USE_FLEX = True
+# The kernel compiled CUDA training uses for per-document attention (the one place it is chosen):
+#   "flex":   flex attention with a BlockMask (block_mask). bench/gpu_docmask.sh found it in agreement with the dense
+#             mask (logits and gradients, fp32 and bf16, T = 1023) and 1.11-1.12x its speed, 0.93x masks off at d 128
+#             and 768 on an H200 (bench/README.md, "GPU checks, 2026-12-01 18:2x-18:3x UTC");
+#   "varlen": torch's flash varlen kernel over the documents (sequences); not yet measured on the GPU, hence not the
+#             default (bench/gpu_docmask.sh measures it beside flex);
+#   "dense":  the boolean [B, 1, T, T] mask through SDPA (the memory-efficient kernel).
+# CPU runs, eager CUDA forwards (the held-out eval) and fp32 CUDA attention under "varlen" take the dense mask.
+ATTENTION = "flex"
+ATTENTIONS = ("flex", "varlen", "dense")
+
+
+def _checked_attention() -> str:
+    if ATTENTION not in ATTENTIONS:
+        raise ValueError(f"model_zoo.docmask.ATTENTION={ATTENTION!r}: must be one of {', '.join(ATTENTIONS)}")
+    return ATTENTION
 
 
 def wants_flex(documents: torch.Tensor) -> bool:
-    """Whether this forward takes the flex path: when allowed (USE_FLEX) on CUDA inside torch.compile, where flex
-    is a fused kernel (eager flex materializes the scores; flex has no CPU backward)."""
-    return USE_FLEX and documents.is_cuda and torch.compiler.is_compiling()
+    """Whether this forward takes the flex path: ATTENTION = "flex" on CUDA inside torch.compile, where flex is a
+    fused kernel (eager flex materializes the scores; flex has no CPU backward)."""
+    return _checked_attention() == "flex" and documents.is_cuda and torch.compiler.is_compiling()
+
+
+def wants_varlen(documents: torch.Tensor) -> bool:
+    """Whether this forward takes the varlen path: ATTENTION = "varlen" on CUDA inside torch.compile (as flex: the
+    eager held-out eval keeps the dense mask's numerics; the flash kernels are CUDA-only)."""
+    return _checked_attention() == "varlen" and documents.is_cuda and torch.compiler.is_compiling()
 
 
 def attention_mask(documents: torch.Tensor):
-    """What `attend` takes for this forward: a BlockMask on the flex path (wants_flex), else a dense mask."""
+    """What `attend` takes for this forward: Sequences on the varlen path, a BlockMask on the flex path, else (and
+    where torch has no varlen kernel) a dense mask."""
+    if wants_varlen(documents):
+        return sequences(documents)
     return block_mask(documents) if wants_flex(documents) else dense_mask(documents)
+
+
+class Sequences(NamedTuple):
+    """The varlen path's mask: the documents as sequences of the flattened [B * T] tokens."""
+    cu_seqlens: torch.Tensor   # [N + 1] int32: where each of the N documents starts, then B * T
+    max_len: int               # an upper bound on a document's length: T (a document never crosses a row)
+    documents: torch.Tensor    # [B, T]: the ids, for the dense fallback (fp32 attention: flash takes fp16/bf16)
+
+
+def causal_spelling(varlen_attn) -> dict | None:
+    """The keyword that makes `varlen_attn` causal in this torch, or None if it has neither known spelling.
+
+    torch 2.10 spells it `is_causal=True`; later versions (2.11's docs on, 2.13 here) `window_size=(-1, 0)`, the
+    flash kernels' (left, right) window, with `is_causal` gone."""
+    params = inspect.signature(varlen_attn).parameters
+    if "window_size" in params:
+        return {"window_size": (-1, 0)}
+    if "is_causal" in params:
+        return {"is_causal": True}
+    return None
+
+
+def _resolve_varlen():
+    """(varlen_attn, its causal keyword), or None where torch has no usable varlen attention."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    causal = causal_spelling(varlen_attn)
+    return None if causal is None else (varlen_attn, causal)
+
+
+# Resolved on the first varlen forward, in `sequences` (eager: inspect and a failed import are no things to trace),
+# and read by `attend` inside the compiled graph. False: torch has none (the dense mask instead).
+_VARLEN: tuple | bool | None = None
+
+
+@torch.compiler.disable
+def sequences(documents: torch.Tensor):
+    """The varlen path's Sequences for [B, T] document ids: each document of each row a sequence of the flattened
+    B * T tokens (documents never cross rows, so row starts are document starts). A dense mask where torch has no
+    varlen attention (warned once).
+
+    Eager, outside the compiled graph (torch.compiler.disable: one graph break per forward, not per layer): the
+    number of documents N sets the length of cu_seqlens, so it must reach the host, one device-to-host sync a
+    forward (nonzero). A fixed length padded with empty sequences would avoid it only at the worst case's length,
+    N = B * T (every token an EOD): the flash kernels launch (query tiles x sequences x heads) blocks, so that is
+    hundreds of thousands of empty blocks a layer. cu_seqlens is marked dynamic so that a new N does not recompile
+    the layers. max_len is T, always valid (a document never exceeds its row) and a Python int, so it costs no
+    sync; the kernel sizes its grid by it, and the blocks past a document's end return at once.
+    """
+    global _VARLEN
+    if _VARLEN is None:
+        _VARLEN = _resolve_varlen() or False
+        if not _VARLEN:
+            warnings.warn(f"model_zoo.docmask.ATTENTION='varlen': torch {torch.__version__} has no usable "
+                          "torch.nn.attention.varlen.varlen_attn; per-document attention takes the dense mask "
+                          "(set ATTENTION='flex' for the flex kernel)", stacklevel=2)
+    if not _VARLEN:
+        return dense_mask(documents)
+    B, T = documents.shape
+    first = torch.ones_like(documents, dtype=torch.bool)
+    first[:, 1:] = documents[:, 1:] != documents[:, :-1]
+    starts = first.reshape(-1).nonzero().squeeze(1)                 # the host sync: N = len(starts)
+    cu = torch.cat([starts, starts.new_full((1,), B * T)]).to(torch.int32)
+    import torch._dynamo as dynamo  # loaded already wherever this runs compiled
+    dynamo.maybe_mark_dynamic(cu, 0)
+    return Sequences(cu, T, documents)
+
+
+def attend_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq: Sequences) -> torch.Tensor:
+    """Attention of q, k, v [B, H, T, hd] within each document, through torch's varlen kernel: [B, T, H, hd] is
+    flattened to the [B * T, H, hd] packed layout the kernel takes (each row's tokens in order, so the documents
+    are contiguous runs) and the output shaped back to [B, H, T, hd]."""
+    B, H, T, hd = q.shape
+    if q.is_cuda and q.dtype not in (torch.float16, torch.bfloat16):   # the flash kernels' dtypes
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask(seq.documents))
+    varlen_attn, causal = _VARLEN
+
+    def packed(x):
+        return x.transpose(1, 2).reshape(B * T, H, hd)
+
+    y = varlen_attn(packed(q), packed(k), packed(v), seq.cu_seqlens, seq.cu_seqlens, seq.max_len, seq.max_len,
+                    **causal)
+    return y.view(B, T, H, hd).transpose(1, 2)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
     """Attention of q, k, v [B, H, T, hd] under `mask` (attention_mask's result)."""
     if isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if isinstance(mask, Sequences):
+        return attend_varlen(q, k, v, mask)
     from torch.nn.attention.flex_attention import flex_attention
     return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask)
