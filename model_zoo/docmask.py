@@ -125,14 +125,17 @@ def block_mask(documents: torch.Tensor):
 
 
 # The kernel compiled CUDA training uses for per-document attention (the one place it is chosen):
-#   "flex":   flex attention with a BlockMask (block_mask). bench/gpu_docmask.sh found it in agreement with the dense
-#             mask (logits and gradients, fp32 and bf16, T = 1023) and 1.11-1.12x its speed, 0.93x masks off at d 128
-#             and 768 on an H200 (bench/README.md, "GPU checks, 2026-12-01 18:2x-18:3x UTC");
-#   "varlen": torch's flash varlen kernel over the documents (sequences); not yet measured on the GPU, hence not the
-#             default (bench/gpu_docmask.sh measures it beside flex);
+#   "flex":   flex attention with a BlockMask (block_mask): in agreement with the dense mask (logits and gradients,
+#             fp32 and bf16, T = 1023), 1.11-1.12x its speed;
+#   "varlen": torch's flash varlen kernel over the documents (sequences): in agreement with the dense mask (bf16,
+#             T = 1023, within bf16's own rounding); one graph break and one host read (the document count) a forward;
 #   "dense":  the boolean [B, 1, T, T] mask through SDPA (the memory-efficient kernel).
+# Measured in one H200 call (bench/README.md, "Document masks: varlen against flex on the H200, session 9"; 20 timed
+# steps each, compiled bf16, seq 1024), tokens/s against masks off at d 128 / 384 / 768: varlen 0.999 / 0.935 / 0.951,
+# flex 1.026 / 0.923 / 0.927. Varlen is the default: 1.2-2.6% faster than flex where attention costs most (d >= 384),
+# 2.7% slower at d 128 (both at or above masks off there).
 # CPU runs, eager CUDA forwards (the held-out eval) and fp32 CUDA attention under "varlen" take the dense mask.
-ATTENTION = "flex"
+ATTENTION = "varlen"
 ATTENTIONS = ("flex", "varlen", "dense")
 
 
