@@ -287,6 +287,9 @@ def check(data) -> list[str]:
 
 
 DOWNSTREAM_PARAMS = {"nd": ("E", "A", "B", "alpha", "beta"), "c": ("E", "A", "alpha")}
+# step 2's scales (analysis.laws.downstream.Sigmoid; a test checks they agree); absent: "linear", the only one
+# before session 9
+DOWNSTREAM_ACC_SCALES = ("log", "linear")
 
 
 def _downstream_errors(data: dict) -> list[str]:
@@ -308,6 +311,8 @@ def _downstream_errors(data: dict) -> list[str]:
         loss = _mapping(errs, law, "loss_params", f"{w}.")
         for p in DOWNSTREAM_PARAMS.get(form, ()) if loss is not None else ():
             _num(errs, loss, p, f"{w}.loss_params", positive=True)
+        if (scale := law.get("acc_scale", "linear")) not in DOWNSTREAM_ACC_SCALES:
+            errs.append(f"{w}.acc_scale = {scale!r}: must be one of {DOWNSTREAM_ACC_SCALES}")
         acc = _mapping(errs, law, "acc_params", f"{w}.")
         for p in ("chance", "top", "k", "L0") if acc is not None else ():
             _num(errs, acc, p, f"{w}.acc_params", positive=p == "k")

@@ -60,7 +60,8 @@ def law_table(fits: downstream.DownstreamFits) -> pd.DataFrame:
         lo, hi = law.param_ci("acc", "L0")
         step1 = (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
                  if law.loss.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
-        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": step1, "top": s.top, "k": s.k, "L0": s.L0,
+        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": step1, "step 2": law.acc_fit, "top": s.top, "k": s.k,
+               "L0": s.L0,
                "L0 interval": f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else "–"}
         if h is not None:
             lo_h, hi_h = h.table["acc_lo"].mean(), h.table["acc_hi"].mean()
@@ -124,7 +125,9 @@ def report_section(ctx: Context):
     if fits is not None and fits.laws:
         blocks.append(Para(
             "Two-step law per task (Bhagia et al. 2024): the task loss (bits per byte of the correct answer) from "
-            "(N, D) or compute, then accuracy = chance + (top - chance) / (1 + exp(k (L - L0))). Each law is then "
+            "(N, D) or compute, then accuracy = chance + (top - chance) / (1 + (L / L0)^k) (column step 2: "
+            "binomial = the likelihood of each run's item count, lsq = least squares; linear = 1 + exp(k (L - L0)) "
+            "in the denominator). Each law is then "
             "refitted without the largest budget and predicts that budget's mean accuracy; "
             f"{ctx.config.ci_level:.0%} intervals from {downstream.DEFAULT_BOOTSTRAP} bootstrap resamples of the runs."))
         blocks.append(Table(law_table(fits), "Downstream laws and the held-out-budget prediction"))

@@ -1,0 +1,322 @@
+"""Issue 17, step 2 of the downstream law (task loss -> accuracy) on its own: alternatives to the least-squares
+sigmoid, judged by held-out runs of the GPU study and by recovery of known sigmoids, and only then by the 4x run.
+
+    python bench/downstream_step2.py [--runs examples/study2/runs.csv] [--big examples/study2/big_run.csv]
+                                     [--seeds 25] [--only real|synthetic|big]
+
+Reads the CSVs only (the same numbers as the run directories bench/study_downstream_check.py reads). Step 1 is left
+out (but for the last table): every prediction is step 2 evaluated at the held-out run's MEASURED task loss
+(bpb_<task>), so the errors are step 2's alone. The last table runs both steps (analysis.laws.downstream.fit and
+holdout) with the old and the new step 2.
+
+Methods (acc = b + (top - b) / (1 + exp(k (L - L0))), b = chance unless said):
+    lsq            least squares on accuracy, top in [chance, 1] fitted (the old default; ACC_FITS lsq_linear)
+    lsq_top1       least squares, top = 1
+    lsq_b_free     least squares, b and top both fitted (the OLMo ladder's 4-parameter form)
+    binom          binomial likelihood (each run's item count), top fitted (binomial_linear)
+    binom_top1     binomial likelihood, top = 1
+    binom_prior    binomial likelihood, top fitted with a Beta(20, 1) prior on (top - chance) / (1 - chance)
+    logit_top1     weighted least squares of logit((acc - chance) / (1 - chance)) on L (delta-method weights), top = 1
+    lsq_logL       least squares, top fitted, logistic in log L: acc = b + (top - b) / (1 + (L / L0)^k) (lsq_log)
+    binom_logL     binomial likelihood, top fitted, logistic in log L (binomial_log: the new default)
+    binom_top1_logL  binomial likelihood, top = 1, logistic in log L
+
+Held-out checks on the runs (each task with signal; arith and arith_em stay at chance and are listed apart):
+leave-one-budget-out (each budget's runs predicted from the others), the largest budget out, the two largest out,
+and the 3 runs of lowest task loss out (extrapolation downwards in L, which is what a larger run asks for).
+Synthetic: 20 task losses like a real task's (cloze_prose's bpb), accuracies drawn binomially at n = 500 from known
+sigmoids (both families: logistic in L and in log L; top 0.85-1; two shapes each), predicted at 0.75 x the lowest
+loss (the 4x run sits at 0.73-0.80 x), and the fitted ceilings; "sparse upper part": 16 runs at the low accuracies
+and 4 above instead; "+ckpt" adds 4 intermediate checkpoints per run (task loss x 1.1-1.5, 100 items each: an
+eval.downstream_items subset) as the OLMo ladder does, which these runs do not have (they were scored post hoc on
+the final checkpoint only; no metrics.jsonl downstream_subset rows).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.special import expit, logit, xlogy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository's packages, run as a script
+from analysis.laws import downstream as ds  # noqa: E402
+from analysis.laws.common import FitConfig, FitError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+AT_CHANCE = ("arith", "arith_em")     # no run rises above guessing: no sigmoid to judge (listed apart)
+EPS = 1e-9
+
+
+# ------------------------------------------------------------------------------------------------ the methods
+def _curve(b, top, k, L0, L, logL=False):
+    z = k * (np.log(L) - np.log(L0)) if logL else k * (L - L0)
+    return b + (top - b) * expit(-np.clip(z, -500, 500))
+
+
+def _dev_resid(p, acc, n):
+    """Signed binomial deviance residuals: their squares sum to the deviance, so least squares on them is the MLE."""
+    p = np.clip(p, EPS, 1 - EPS)
+    d = 2 * n * (xlogy(acc, acc / p) + xlogy(1 - acc, (1 - acc) / (1 - p)))
+    return np.sign(acc - p) * np.sqrt(np.maximum(d, 0))
+
+
+def _fit(L, acc, n, chance, *, loss="lsq", top1=False, b_free=False, prior=0.0, logL=False):
+    """One curve; the best of a few starts. Parameters: [b], [top], k, L0 (k on the L or log L scale)."""
+    L, acc, n = (np.asarray(x, float) for x in (L, acc, n))
+    x = np.log(L) if logL else L
+    span = max(float(np.ptp(x)), 1e-6)
+    names, lo, hi = [], [], []
+    if b_free:
+        names, lo, hi = ["b"], [0.0], [max(float(acc.min()), 1e-3)]
+    if not top1:
+        names, lo, hi = names + ["top"], lo + [chance + 1e-6], hi + [1.0]
+    names += ["k", "L0"]
+    lo += [1e-3 / span, float(x.min() - 3 * span)]
+    hi += [1e3 / span, float(x.max() + 3 * span)]
+
+    def unpack(p):
+        d = dict(zip(names, p))
+        b = d.get("b", chance)
+        top = d.get("top", 1.0)
+        L0 = np.exp(d["L0"]) if logL else d["L0"]
+        return b, top, d["k"], L0
+
+    def resid(p):
+        b, top, k, L0 = unpack(p)
+        pred = _curve(b, top, k, L0, L, logL)
+        r = _dev_resid(pred, acc, n) if loss == "binom" else pred - acc
+        if prior:   # -2 log prior, as one more squared residual: Beta(prior + 1, 1) on the ceiling's share
+            u = np.clip((top - b) / (1 - b), EPS, 1.0)
+            r = np.append(r, np.sqrt(2 * prior * -np.log(u)))
+        return r
+
+    best = None
+    for top0 in ([None] if top1 else (min(1.0, acc.max() + 0.05), 1.0)):
+        for k0 in (2.0, 8.0):
+            for q in (0.25, 0.5, 0.75):
+                x0 = ([chance] if b_free else []) + ([] if top1 else [top0]) + [k0 / span, float(np.quantile(x, q))]
+                x0 = np.clip(x0, np.add(lo, 1e-9), np.subtract(hi, 1e-9))
+                try:
+                    r = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac")
+                except ValueError:
+                    continue
+                if best is None or r.cost < best.cost:
+                    best = r
+    b, top, k, L0 = unpack(best.x)
+    return lambda Lq: _curve(b, top, k, L0, np.asarray(Lq, float), logL), {"b": b, "top": top, "k": k, "L0": L0}
+
+
+def _logit_top1(L, acc, n, chance):
+    """Linear in logit space: logit(q) = -k (L - L0), q = (acc - chance) / (1 - chance), weights 1/var (delta method)."""
+    L, acc, n = (np.asarray(x, float) for x in (L, acc, n))
+    a = np.clip(acc, chance + 0.5 / n, 1 - 0.5 / n)           # the empirical-logit correction for 0 or n correct
+    q = (a - chance) / (1 - chance)
+    var = a * (1 - a) / (n * (1 - chance) ** 2 * (q * (1 - q)) ** 2)
+    w = 1 / var
+    X = np.column_stack([np.ones_like(L), L])
+    beta = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * logit(q)))
+    k, L0 = -beta[1], -beta[0] / beta[1]
+    return lambda Lq: _curve(chance, 1.0, k, L0, np.asarray(Lq, float)), {"b": chance, "top": 1.0, "k": k, "L0": L0}
+
+
+def _lib(how):
+    """analysis.laws.downstream's own step 2 (ACC_FITS)."""
+    def f(L, acc, n, chance):
+        s = ds.fit_sigmoid(L, acc, chance, n, how=how)
+        return s, {"b": chance, "top": s.top, "k": s.k, "L0": s.L0}
+    return f
+
+
+METHODS = {
+    "lsq": _lib("lsq_linear"),
+    "lsq_top1": lambda L, a, n, c: _fit(L, a, n, c, top1=True),
+    "lsq_b_free": lambda L, a, n, c: _fit(L, a, n, c, b_free=True),
+    "binom": _lib("binomial_linear"),
+    "binom_top1": lambda L, a, n, c: _fit(L, a, n, c, loss="binom", top1=True),
+    "binom_prior": lambda L, a, n, c: _fit(L, a, n, c, loss="binom", prior=19.0),
+    "logit_top1": _logit_top1,
+    "lsq_logL": _lib("lsq_log"),
+    "binom_logL": _lib("binomial_log"),
+    "binom_top1_logL": lambda L, a, n, c: _fit(L, a, n, c, loss="binom", top1=True, logL=True),
+}
+SPARSE_METHODS = ("lsq", "lsq_b_free", "binom", "binom_logL")
+CKPT_METHODS = ("lsq", "binom", "binom_logL")
+
+
+# ------------------------------------------------------------------------------------------------ the runs
+items = ds.item_counts
+
+
+def folds(t: pd.DataFrame) -> dict[str, list[np.ndarray]]:
+    budgets = sorted(t["budget"].unique())
+    low = np.argsort(t["L"].to_numpy())[:3]
+    return {"leave-one-budget-out": [(t["budget"] == b).to_numpy() for b in budgets],
+            "largest out": [(t["budget"] == budgets[-1]).to_numpy()],
+            "two largest out": [t["budget"].isin(budgets[-2:]).to_numpy()],
+            "3 lowest-loss out": [np.isin(np.arange(len(t)), low)]}
+
+
+def real(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        sc = runs[runs[f"acc_{task}"].notna()]
+        t = pd.DataFrame({"budget": sc["budget"].to_numpy(), "L": sc[f"bpb_{task}"].to_numpy(float),
+                          "acc": sc[f"acc_{task}"].to_numpy(float), "n": items(sc, task)})
+        chance = ds.chance_of(runs, task)
+        for check, masks in folds(t).items():
+            for held in masks:
+                tr = t[~held]
+                for m, f in METHODS.items():
+                    pred, _ = f(tr["L"], tr["acc"], tr["n"], chance)
+                    for _, r in t[held].iterrows():
+                        rows.append({"task": task, "check": check, "method": m, "L": r["L"], "acc": r["acc"],
+                                     "pred": float(np.asarray(pred(np.array([r["L"]])))[0]),
+                                     "se": np.sqrt(r["acc"] * (1 - r["acc"]) / max(r["n"] - 1, 1))})
+    df = pd.DataFrame(rows)
+    df["err"] = 100 * (df["pred"] - df["acc"])
+    return df
+
+
+def summarise_real(df: pd.DataFrame) -> pd.DataFrame:
+    sig = df[~df["task"].isin(AT_CHANCE)]
+    out = sig.groupby(["check", "method"])["err"].agg(mae=lambda e: e.abs().mean(), bias="mean",
+                                                     n="size").unstack(0)
+    floor = sig[sig["method"] == "lsq"].groupby("check")["se"].mean() * 100 * np.sqrt(2 / np.pi)
+    return out, floor
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+# (family, k, L0) on cloze_prose's bpb (1.16-2.18): accuracies ~0.43-0.97 over the grid at top 1. Both families,
+# so that a form is judged on data from the other one too
+SHAPES = (("L", 2.5, 1.8), ("L", 4.0, 1.9), ("logL", 4.5, 1.75), ("logL", 7.0, 1.85))
+TOPS = (0.85, 0.9, 0.95, 1.0)
+
+
+# the upper part sparser than in the study: 16 runs in the lower half of the accuracies, 4 above
+SPARSE_L = np.concatenate([np.linspace(1.6, 2.2, 16), np.linspace(1.15, 1.5, 4)])
+
+
+def synthetic(L: np.ndarray, seeds: int, chance: float = 0.25, n: int = 500, ckpt: bool = False,
+              methods=tuple(METHODS)) -> pd.DataFrame:
+    rows = []
+    Lx = 0.75 * L.min()
+    for (fam, k, L0) in SHAPES:
+        for top in TOPS:
+            truth = _curve(chance, top, k, L0, np.array([Lx]), fam == "logL")[0]
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                Ls, ns = L, np.full(len(L), n, float)
+                if ckpt:
+                    Ls = np.concatenate([L] + [L * f for f in (1.1, 1.2, 1.35, 1.5)])
+                    ns = np.concatenate([ns] + [np.full(len(L), 100.0)] * 4)
+                acc = rng.binomial(ns.astype(int), _curve(chance, top, k, L0, Ls, fam == "logL")) / ns
+                for m in methods:
+                    pred, p = METHODS[m](Ls, acc, ns, chance)
+                    rows.append({"family": fam, "shape": f"{fam} k={k:g} L0={L0:g}", "top": top, "method": m, "seed": seed,
+                                 "err": 100 * (float(np.asarray(pred(np.array([Lx])))[0]) - truth),
+                                 "top_hat": p["top"], "k_hat": p["k"], "L0_hat": p["L0"]})
+    return pd.DataFrame(rows)
+
+
+def summarise_synthetic(df: pd.DataFrame) -> pd.DataFrame:
+    g = df.groupby(["method", "family", "top"])["err"]
+    return pd.concat({"mae": g.apply(lambda e: e.abs().mean()).unstack([1, 2]),
+                      "bias": g.mean().unstack([1, 2])}, axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ the 4x run
+def big_run(runs: pd.DataFrame, big: pd.Series, tasks: list[str]) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        sc = runs[runs[f"acc_{task}"].notna()]
+        chance = ds.chance_of(runs, task)
+        row = {"task": task, "bpb": big[f"bpb_{task}"], "grid min bpb": sc[f"bpb_{task}"].min(),
+               "measured": big[f"acc_{task}"], "se": big[f"se_{task}"]}
+        for m, f in METHODS.items():
+            pred, _ = f(sc[f"bpb_{task}"], sc[f"acc_{task}"], items(sc, task), chance)
+            row[m] = 100 * (float(np.asarray(pred(np.array([big[f"bpb_{task}"]])))[0]) - big[f"acc_{task}"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def two_step(runs: pd.DataFrame, big: pd.Series, tasks: list[str]) -> pd.DataFrame:
+    cfg = FitConfig(n_col="params_compute", c_col="flops")     # the study's conventions (downstream_4x.md)
+    N, D, C = (np.array([float(big[c])]) for c in (cfg.n_col, "tokens", cfg.c_col))
+    rows = []
+    for task in tasks:
+        row = {"task": task, "measured": big[f"acc_{task}"], "bpb": big[f"bpb_{task}"]}
+        for how in ("lsq_linear", ds.DEFAULT_ACC_FIT):
+            try:
+                law = ds.fit(runs, task, cfg, n_bootstrap=100, acc_fit=how)
+            except FitError as e:
+                row[how] = str(e)[:40]
+                continue
+            L, acc = (v[0] for v in law.predict(N, D, C))
+            lo, hi = law.interval(N, D, C)
+            row["bpb pred (step 1)"] = L
+            try:    # the grid's own check: both steps without the largest budget (3e16), no bootstrap
+                row[f"{how} grid holdout err"] = ds.holdout(runs, task, cfg, n_bootstrap=0, acc_fit=how).error_points
+            except FitError:
+                row[f"{how} grid holdout err"] = np.nan
+            row[f"{how} pred"] = acc
+            row[f"{how} err"] = 100 * (acc - big[f"acc_{task}"])
+            row[f"{how} 90%"] = f"[{lo[0]:.3f}, {hi[0]:.3f}]"
+            row[f"{how} inside"] = bool(lo[0] <= big[f"acc_{task}"] <= hi[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default=ROOT / "examples/study2/runs.csv", type=Path)
+    p.add_argument("--big", default=ROOT / "examples/study2/big_run.csv", type=Path)
+    p.add_argument("--seeds", type=int, default=25)
+    p.add_argument("--only", choices=("real", "synthetic", "big"))
+    a = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    pd.set_option("display.width", 250, "display.max_columns", 40, "display.precision", 2)
+    runs = pd.read_csv(a.runs)
+    tasks = ds.tasks_in(runs)
+    if a.only in (None, "real"):
+        df = real(runs, tasks)
+        out, floor = summarise_real(df)
+        print(f"## Held-out runs, step 2 at the measured task loss: error in accuracy points, tasks "
+              f"{[t for t in tasks if t not in AT_CHANCE]}")
+        print("noise floor (mean |error| of a perfect law, sqrt(2/pi) x the held-out runs' se):",
+              floor.round(2).to_dict())
+        print(out.to_string())
+        print("\nper task, mean |error| over leave-one-budget-out and 3 lowest-loss out (points):")
+        sub = df[df["check"].isin(["leave-one-budget-out", "3 lowest-loss out"])]
+        print(sub.groupby(["task", "method"])["err"].apply(lambda e: e.abs().mean()).unstack().to_string())
+    if a.only in (None, "synthetic"):
+        L = np.sort(runs["bpb_cloze_prose"].dropna().to_numpy(float))
+        for name, L_, ckpt, methods in (("study's task losses", L, False, tuple(METHODS)),
+                                        ("sparse upper part (16 + 4 runs)", SPARSE_L, False, SPARSE_METHODS),
+                                        ("study's task losses + ckpt", L, True, CKPT_METHODS)):
+            df = synthetic(L_, a.seeds, ckpt=ckpt, methods=methods)
+            print(f"\n## Synthetic, {name}: {a.seeds} seeds x 2 shapes per family and ceiling; error at 0.75 x the "
+                  f"lowest loss, points (mae, bias), columns: generating family, true top")
+            print(summarise_synthetic(df).to_string())
+            print("mean |error| by generating family, over ceilings and shapes:")
+            print(df.groupby(["method", "family"])["err"].apply(lambda e: e.abs().mean()).unstack().round(2)
+                  .assign(all=df.groupby("method")["err"].apply(lambda e: e.abs().mean()).round(2)).to_string())
+            rec = df[df["method"].isin(["binom", "lsq", "binom_prior", "binom_logL"])].groupby(["method", "top"])["top_hat"]
+            print("fitted top, median [5%, 95%]:")
+            print(pd.concat({"median": rec.median(), "q05": rec.quantile(0.05), "q95": rec.quantile(0.95)},
+                            axis=1).unstack().round(3).to_string())
+    if a.only in (None, "big"):
+        big = pd.read_csv(a.big).iloc[0]
+        print("\n## The 4x run: step 2 (fitted to the 20 scored runs) at its measured task loss; error in points")
+        print(big_run(runs, big, tasks).to_string(index=False))
+        print("\n## The 4x run: both steps (bench/study_downstream_check.py's table, N = params_compute, C = flops), "
+              "old and new step 2, 100 bootstrap resamples; and each fit's holdout() of the grid's largest budget")
+        print(two_step(runs, big, tasks).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
