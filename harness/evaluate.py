@@ -40,6 +40,13 @@ EVAL_TOKENS = 2**16
 # regional runs keep the eager eval. With document masks the compiled eval's flex path failed on the H200 ("operation
 # not supported on global/shared address space" while autotuning): those runs keep the eager eval too.
 COMPILED_EVAL = True
+# Whether a single-process CUDA run under runtime.compile=regional evaluates through its compiled regions (each block
+# and the head + loss, as in training; their no-grad graphs compile once per width, and every call has the eval's one
+# shape) instead of eagerly. The eager eval's head materialises [tokens, vocab] float32 logits (7.5x the forward's
+# cost at L2-d128 on the H200, bench/README.md "Held-out eval on the H200, session 9"), which the compiled tail fuses
+# away; the whole-model compiled eval paid no gain there because it shares nothing with the regional graphs. Off
+# until bench/gpu_sweep_efficiency.sh (COMPILE=regional) has measured it on a GPU.
+REGIONAL_EVAL = False
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:
@@ -61,6 +68,28 @@ def compiled_eval(hw: Hardware, sharded: bool, document_mask: str = "off") -> bo
     forward is a collective: its eval stays eager). See COMPILED_EVAL for the measurements behind each condition."""
     return (COMPILED_EVAL and hw.compile and not hw.regional and hw.device.type == "cuda" and not sharded
             and document_mask != "on")
+
+
+def regional_eval(hw: Hardware, sharded: bool, document_mask: str = "off") -> bool:
+    """Whether the trainer evaluates through the model's compiled regions (REGIONAL_EVAL): CUDA, runtime.compile
+    regional, one process, document masks off (the eager eval takes the dense mask)."""
+    return (REGIONAL_EVAL and hw.compile and hw.regional and hw.device.type == "cuda" and not sharded
+            and document_mask != "on")
+
+
+@contextlib.contextmanager
+def regions_in_eval(model: torch.nn.Module, on: bool):
+    """For the duration, the model's compiled regions (model_zoo.dense.Transformer.compile_regions) serve its no-grad
+    forwards too, where `on`; only around the held-out eval, whose calls have one shape (other no-grad callers, the
+    downstream suite, pass batches of many shapes and stay eager)."""
+    if not on or not hasattr(model, "eval_regions"):
+        yield
+        return
+    model.eval_regions = True
+    try:
+        yield
+    finally:
+        model.eval_regions = False
 
 
 def eval_batch(hw: Hardware, seq_len: int, micro: int, compiled: bool, domain_windows: int) -> int:
@@ -165,13 +194,14 @@ class HeldoutSet:
 
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
                  autocast: contextlib.AbstractContextManager | None = None, rank: int = 0,
-                 world: int = 1, compiled: bool = False) -> dict[str, float]:
+                 world: int = 1, compiled: bool = False, fixed_shape: bool = False) -> dict[str, float]:
         """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}.
 
         Over `world` ranks each takes a contiguous share of the stacked windows and the per-window sums are added
         across ranks; every rank makes the same number of forward calls (a rank past its share calls on a stand-in
         whose losses it drops), since an FSDP-sharded model's forward is a collective. compiled: through the
-        compiled WindowLosses (one graph per call size)."""
+        compiled WindowLosses (one graph per call size). fixed_shape: every call at full size, as compiled (the
+        compiled regions, regions_in_eval)."""
         xs, ys = self.on(device)
         n = len(xs)
         sums = torch.zeros(n, dtype=torch.float64, device=device)   # each window's summed CE
@@ -186,7 +216,7 @@ class HeldoutSet:
                     forward(xs[:size], ys[:size])
                     continue
                 # compiled: a short last call is shifted back to full size (repeats windows, keeps one shape)
-                first = max(hi - size, 0) if compiled else lo
+                first = max(hi - size, 0) if compiled or fixed_shape else lo
                 sums[lo:hi] = forward(xs[first:hi], ys[first:hi])[lo - first:]
         if world > 1:
             import torch.distributed as dist

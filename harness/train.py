@@ -42,7 +42,7 @@ from harness.data.mixture import MixtureStream
 from harness.dcp import Store
 from harness.device import Hardware, resolve
 from harness.distributed import Dist
-from harness.evaluate import HeldoutSet, compiled_eval, eval_batch
+from harness.evaluate import HeldoutSet, compiled_eval, eval_batch, regional_eval, regions_in_eval
 from harness.memory import memory_estimate
 from harness.prefetch import Prefetcher
 from harness.rundir import RunDir, result_row
@@ -183,7 +183,9 @@ class Trainer:
         self.eval_compiled = compiled_eval(self.hw, d.sharded, spec.data.document_mask)
         self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
                                      self.heldout.domain_windows)
-        self.eval_warm = not self.eval_compiled   # compiled: the first eval's graph is compiled as warm-up first
+        self.eval_regional = not self.eval_compiled and regional_eval(self.hw, d.sharded, spec.data.document_mask)
+        # compiled (or through the compiled regions): the first eval's graphs are compiled as warm-up first
+        self.eval_warm = not (self.eval_compiled or self.eval_regional)
         self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training
         if spec.eval.downstream or spec.eval.samples_tokens:
             from harness.downstream import InTraining  # torch-only; lm-eval is imported only for lm-eval tasks
@@ -528,14 +530,18 @@ class Trainer:
             torch.cuda.synchronize()
         if not self.eval_warm:   # the compiled eval's graph, compiled on one call before the first eval: warm-up time
             t = time.perf_counter()
-            self.heldout.warm(self.model, self.hw.device, self.eval_batch, self.hw.autocast(), compiled=True)
+            with regions_in_eval(self.model, self.eval_regional):
+                self.heldout.warm(self.model, self.hw.device, self.eval_batch, self.hw.autocast(),
+                                  compiled=self.eval_compiled)
             dt = time.perf_counter() - t
             self.t_mark += dt
             self.timing["time_warmup_s"] += dt
             self.eval_warm = True
         t = time.perf_counter()
-        losses = self.heldout.evaluate(self.model, self.hw.device, self.eval_batch, self.hw.autocast(), self.d.rank,
-                                       self.d.world, compiled=self.eval_compiled)
+        with regions_in_eval(self.model, self.eval_regional):
+            losses = self.heldout.evaluate(self.model, self.hw.device, self.eval_batch, self.hw.autocast(),
+                                           self.d.rank, self.d.world, compiled=self.eval_compiled,
+                                           fixed_shape=self.eval_regional)
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
                "flops": tokens * self.counts.flops_per_token, **losses}

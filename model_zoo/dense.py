@@ -148,6 +148,7 @@ class Transformer(nn.Module):
         if spec.tie_embeddings:
             self.head.weight = self.embed.weight    # one tensor: the head reads the embedding matrix
         self.regions: Regions | None = None   # compiled blocks and tail for training (compile_regions)
+        self.eval_regions = False   # True: the regions serve no-grad forwards too (harness.evaluate.regions_in_eval)
 
     @staticmethod
     def _init_weights(module):
@@ -167,9 +168,11 @@ class Transformer(nn.Module):
             pos = docmask.positions(documents)
             cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
             mask = docmask.attention_mask(documents)   # built once, shared by every layer
-        # compiled regions serve training steps only: evaluation (no grad, other batch shapes) stays eager, as it
-        # does beside a whole-step compile, so it neither recompiles nor changes numerics
-        regions = self.regions if self.regions is not None and torch.is_grad_enabled() else None
+        # compiled regions serve training steps; evaluation (no grad, other batch shapes) stays eager, so it neither
+        # recompiles nor changes numerics, unless the caller asks for them (eval_regions: the held-out eval at one
+        # fixed call shape, whose no-grad graphs then compile once per width)
+        regions = (self.regions if self.regions is not None and (torch.is_grad_enabled() or self.eval_regions)
+                   else None)
         x = self.embed(idx)
         aux, stats = [], []
         for block in regions.blocks if regions else self.blocks:

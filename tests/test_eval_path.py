@@ -147,6 +147,45 @@ def test_the_trainers_compiled_eval_logs_the_eager_losses_and_counts_its_compile
     assert compiled["time_warmup_s"] > 0
 
 
+def test_the_regional_eval_logs_the_eager_losses_and_compiles_each_region_once_more(corpus, monkeypatch, tmp_path):
+    """harness.evaluate.REGIONAL_EVAL (off by default, CUDA only; here made to apply on the CPU): under regional compile
+    the held-out eval runs through the compiled regions, whose no-grad graphs compile once (as warm-up) and serve
+    every eval, at one call shape; the losses are the eager eval's."""
+    import harness.train
+    spec = tiny_spec(corpus.path, steps=6, eval={"every_steps": 2})
+    counter = CompileCounter()
+    with_backend(monkeypatch, counter)
+    run(spec, runtime(compile="regional"), tmp_path / "eager")
+    assert counter.frame_count == 2   # the block and the tail, for training; the eval eager
+    monkeypatch.setattr(harness.train, "regional_eval", lambda hw, sharded, document_mask: hw.regional)
+    regional = run(spec, runtime(compile="regional"), tmp_path / "regional")
+    assert counter.frame_count == 4   # the same two for training, and each once more without grad, for its 3 evals
+    a, b = metrics(tmp_path / "eager", "eval"), metrics(tmp_path / "regional", "eval")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4, 6]
+    for ra, rb in zip(a, b):
+        assert_same_losses({k: v for k, v in rb.items() if k.startswith("loss")},
+                           {k: v for k, v in ra.items() if k.startswith("loss")})
+    assert regional["time_warmup_s"] > 0
+
+
+def test_the_regional_eval_is_off_until_measured_and_cuda_regional_only():
+    from types import SimpleNamespace
+    from harness import evaluate
+    cuda = torch.device("cuda")
+    hw = SimpleNamespace(device=cuda, compile=True, regional=True)
+    assert evaluate.REGIONAL_EVAL is False and not evaluate.regional_eval(hw, sharded=False)
+    evaluate.REGIONAL_EVAL = True
+    try:
+        assert evaluate.regional_eval(hw, sharded=False)
+        assert not evaluate.regional_eval(SimpleNamespace(device=cuda, compile=True, regional=False), sharded=False)
+        assert not evaluate.regional_eval(hw, sharded=True)
+        assert not evaluate.regional_eval(hw, sharded=False, document_mask="on")
+        assert not evaluate.regional_eval(SimpleNamespace(device=torch.device("cpu"), compile=True, regional=True),
+                                          sharded=False)
+    finally:
+        evaluate.REGIONAL_EVAL = False
+
+
 def test_the_compiled_eval_is_chosen_only_where_the_h200_profile_measured_a_gain():
     """compiled_eval's rule (harness.evaluate.COMPILED_EVAL): CUDA, whole-step compile, one process, no document
     masks; regional compile, a sharded model, document masks and the CPU keep the eager eval."""
