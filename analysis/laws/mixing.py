@@ -133,7 +133,8 @@ def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: 
             return make_objective("natural" if known else "uniform", table, domains, natural)
         if not have and "loss" in table.columns:
             return Objective((("loss", 1.0),), "loss")
-        objective = "natural"
+        # some domains never evaluated: the check below names them (not the natural proportions, when unknown)
+        objective = "natural" if natural or natural_proportions(table, domains) else "uniform"
     if isinstance(objective, Objective):
         obj = objective
     elif objective in ("natural", "uniform"):
@@ -152,6 +153,9 @@ def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: 
     elif isinstance(objective, dict):
         w = {column_for(k, table, domains): float(v) for k, v in objective.items() if v}
         total = sum(w.values())
+        if not w or total <= 0:
+            raise FitError(f"objective={objective!r}: its weights sum to {total:g}; give weights with a positive sum, "
+                           f"e.g. {{{domains[0]!r}: 1.0}} (the held-out loss of {domains[0]})")
         obj = Objective(tuple((k, v / total) for k, v in sorted(w.items())), "weighted: " + ", ".join(
             f"{k} {v / total:.2g}" for k, v in sorted(w.items())))
     else:
@@ -184,6 +188,10 @@ def check_table(table: pd.DataFrame, obj_columns: list[str] | None = None) -> li
                         "trained on none of it, else drop them")
     if (W < 0).any().any():
         errs.append("negative weights in w_<domain> columns: weights are proportions in [0, 1]")
+    for d in domains:
+        if len(W) and (W[W_PREFIX + d].fillna(0) == 0).all():
+            errs.append(f"w_{d} is 0 in every run: no run trained on {d}, so no law can tell what its weight does; "
+                        f"drop the w_{d} column (loss_{d} can stay a target), or add runs that train on {d}")
     sums = W.fillna(0).sum(axis=1)
     off = (sums - 1).abs() > WEIGHT_TOL
     if off.any():
@@ -192,7 +200,10 @@ def check_table(table: pd.DataFrame, obj_columns: list[str] | None = None) -> li
                     + "; divide each row's w_ columns by their sum, or add the missing domains' columns")
     for c in obj_columns or []:
         y = pd.to_numeric(table[c], errors="coerce")
-        if y.isna().any():
+        if y.isna().all():
+            errs.append(f"{c} is missing in all {len(y)} runs (never evaluated): evaluate the runs on that held-out "
+                        "set, or pick an objective without it")
+        elif y.isna().any():
             errs.append(f"{c} is missing for {int(y.isna().sum())} run(s) (e.g. {list(ids[y.isna()][:3])}): "
                         "re-evaluate them on that domain's held-out set, or drop them")
     if errs:
