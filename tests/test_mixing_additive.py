@@ -112,3 +112,21 @@ def test_an_additive_law_fitted_at_one_size_warns_at_another():
     w = {f"d{j:02d}": 1 / K for j in range(K)}
     with pytest.warns(mixing.FitWarning, match="describes the sizes it was fitted at"):
         assert law.predict(w, N=10 * N)[0] == pytest.approx(law.predict(w)[0])
+
+
+def test_the_law_is_printed_with_only_the_terms_the_table_determines():
+    """At one size the additive law's N and D terms are constants (part of E): the summary and the report's
+    held-out table print E + 1/sum C_j w_j^gamma_j only; with N varied (D fixed) the N term appears, not the D one."""
+    from analysis.mixing_report import blocks
+    table, _ = synthetic_joint_table(24, 3, [(N, D)], noise=0.002, seed=0)
+    law = fit(table, "uniform", law="additive", config=NO_BOOT)
+    for text in (law.summary(), law.form(), law.form("joint")):
+        assert "1/sum C_j w_j^gamma_j" in text and "at one size" in text
+        assert "N^alpha" not in text and "D^beta" not in text, text
+    out = blocks(table, config=MixingConfig(n_bootstrap=20, recommend_resamples=5), figures=False)
+    laws = [b[1]["law"] for b in out if b[0] == "table" and "law" in b[1]][0]
+    assert laws.str.contains("additive: y = E \\+ 1/sum C_j w_j\\^gamma_j, Shukor", regex=True).any(), list(laws)
+    assert not laws.str.contains("N\\^alpha|D\\^beta", regex=True).any(), list(laws)
+    across, _ = synthetic_joint_table(12, 3, [(1e5, D), (3e5, D), (1e6, D)], noise=0.002, seed=0)
+    law = fit(across, "uniform", law="additive", config=MixingConfig(n_bootstrap=0, folds=2))
+    assert "A/N^alpha" in law.summary() and "D^beta" not in law.summary()

@@ -1158,6 +1158,17 @@ class MixingLaw:
             rows.append({"N": N, "D": D, "predicted": r.predicted, **{f"w_{d}": w for d, w in r.weights.items()}})
         return pd.DataFrame(rows)
 
+    def size_terms(self) -> tuple[bool, bool]:
+        """(N varies, D varies) over the table: the size terms a size law fitted to it has (as in fit)."""
+        cfg, t = self.config, self.table
+        if cfg.n_col not in t or cfg.d_col not in t:
+            return False, False
+        return tuple(bool(np.ptp(np.log(t[col].to_numpy(float))) > 0) for col in (cfg.n_col, cfg.d_col))
+
+    def form(self, family: str | None = None) -> str:
+        """The law of `family` (default: this law's) as fitted to this table: size terms only where N or D varies."""
+        return form(family or self.family, *self.size_terms())
+
     def _n_boot(self) -> int:
         return len(next(iter(self.boot.values()))) if self.boot else 0
 
@@ -1170,7 +1181,7 @@ class MixingLaw:
                 f"Spearman {row['spearman']:.3f}")
 
     def summary(self) -> str:
-        lines = [f"mixing law: {self.family} ({FORMS[self.family]}), objective {self.objective.name!r} "
+        lines = [f"mixing law: {self.family} ({self.form()}), objective {self.objective.name!r} "
                  f"({'maximised' if self.objective.maximize else 'minimised'}), {len(self.domains)} domains, "
                  f"{len(self.table)} runs" + (f", fit size N={self.fit_size[0]:.3g} D={self.fit_size[1]:.3g}"
                                              if self.fit_size else "")]
@@ -1192,11 +1203,23 @@ def hull_distance(w: np.ndarray, P: np.ndarray) -> float:
     return float(r.fun) if r.status == 0 else float("nan")
 
 
-FORMS = {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
-         "ye": "y = c + exp(t . w), Ye et al. 2024",
-         "additive": "y = E + 1/sum C_j w_j^gamma_j + A/N^alpha + B/D^beta, Shukor et al. 2025 (additive)",
-         "joint": "y = E + 1/sum C_j w_j^gamma_j + A_w/N^alpha + B_w/D^beta, A_w = (sum CA_j w_j)^gamma_A, "
-                  "Shukor et al. 2025 (joint)"}
+def form(family: str, use_n: bool = True, use_d: bool = True) -> str:
+    """A family's law in words, with the N and D terms only where the table varies N (use_n) or D (use_d): at one
+    size they are constants, part of E, and the additive and joint laws are one law (what a fit can determine)."""
+    if family not in SIZE_LAWS:
+        return {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
+                "ye": "y = c + exp(t . w), Ye et al. 2024"}[family]
+    if not (use_n or use_d):
+        return ("y = E + 1/sum C_j w_j^gamma_j, Shukor et al. 2025 at one size (N and D fixed: their terms are "
+                "part of E)")
+    if family == "additive":
+        terms, defs = ["A/N^alpha"] * use_n + ["B/D^beta"] * use_d, []
+    else:
+        terms = ["A_w/N^alpha"] * use_n + ["B_w/D^beta"] * use_d
+        defs = ["A_w = (sum CA_j w_j)^gamma_A"] * use_n + ["B_w = (sum CB_j w_j)^gamma_B"] * use_d
+    return ", ".join([" + ".join(["y = E + 1/sum C_j w_j^gamma_j", *terms]), *defs,
+                      f"Shukor et al. 2025 ({family})"])
+
 
 
 # ------------------------------------------------------------------------------------------ fitting
