@@ -30,7 +30,8 @@ held-out-MIXTURE error (a mixture's runs at every size and seed are held out tog
 lowest; intervals come from bootstrap resamples over runs, drawn as multiplicity weights so the linear
 families solve all resamples at once (ye: Gauss-Newton steps in y, vectorised over resamples and targets, from a
 profile search over c for the point fit and from the point fit for the resamples; additive at one size: Levenberg-
-Marquardt on log residuals, vectorised the same way, its bootstrap capped at MixingConfig.joint_bootstrap).
+Marquardt on log residuals, vectorised the same way; the size laws across sizes: scipy per resample, their bootstrap
+capped at MixingConfig.joint_bootstrap).
 
 The other families describe one size: when the table holds several (N, D), they are fitted at the size
 with the most mixtures (the "fit size"), and only the additive and joint laws use the others ("size laws").
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +67,8 @@ ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point f
 ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, intervals as float64's (bench/README.md)
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
 ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
+ADD_BOOT_CHUNK = 2                # resamples (x every target) stepped together: their arrays stay in the CPU's cache
+ADD_BOOT_THREADS = 2              # threads sharing the resample chunks (the machine of record has 2 cores)
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
@@ -661,17 +665,125 @@ class Shukor:
 
     def _boot_one_size(self, W, Y, M) -> np.ndarray:
         """[B, T, 2K+1] resample fits: ADD_BOOT_STEPS Levenberg-Marquardt steps from the point fit theta0 (as Ye's),
-        every (resample, target) one problem."""
+        every (resample, target) one problem. The steps are _mix_lm's (the same damping, bounds, acceptance and
+        stopping rule), arranged for speed (bench/README.md, "1000 resamples of the additive law"):
+          - at theta0 every resample shares each run's residual and Jacobian row, so the first normal equations of all
+            resamples are one matrix product of the multiplicities with the runs' outer products (as _gram);
+          - a resample's problems carry only the runs it drew (~63% of them), with their multiplicities;
+          - problems go through all their steps in chunks of ADD_BOOT_CHUNK resamples x every target, small enough to
+            stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous blocks;
+          - the normal equations at a new point are formed only where the step is kept and another step follows;
+          - the chunks are shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
         B, T = M.shape[0], Y.shape[1]
+        n, K = W.shape
+        p, dt = 2 * K + 1, ADD_BOOT_DTYPE
+        lo, hi = self._bounds(K)
         Lw, pos = self._log_w(W)
-        c = self._log_center(Lw, pos, np.ones(len(W)))
-        out = np.empty((B, T, 2 * W.shape[1] + 1))
-        sw = np.sqrt(M)
-        for t in range(T):
-            out[:, t], _ = self._mix_lm(np.repeat(self.theta0[t][None], B, 0), Lw, pos,
-                                        np.broadcast_to(np.log(Y[:, t]), M.shape), sw, ADD_BOOT_STEPS, c,
-                                        ADD_BOOT_DTYPE)
-        return out
+        c = self._log_center(Lw, pos, np.ones(n))
+        Lt = ((Lw - c) * pos).T.astype(dt)                                    # [K, n], centred
+        post = pos.T.copy()
+        logY = np.log(Y)
+        th0 = self._shift(np.clip(self.theta0, lo, hi), c, 1)                  # [T, p], centred
+        # at theta0 the residuals and Jacobian rows are every resample's: its normal equations are sums over runs
+        Cw, s, f, E, r = self._terms_t(th0, Lt, post, logY.T)                  # [T, K, n], ... r [T, n]
+        J = self._jacobian_t(Cw, s, f, E, Lt, np.ones(n, dt))                 # [T, p, n]
+        iu = np.triu_indices(p)
+        Mt = M.astype(dt)
+        JJ = np.concatenate([J[:, i:i + 1] * J[:, i:] for i in range(p)], 1)     # [T, p(p+1)/2, n], iu's order
+        Gu = (Mt @ JJ.reshape(-1, n).T).reshape(B, T, -1)
+        G0 = np.empty((B, T, p, p))
+        G0[..., iu[0], iu[1]] = Gu
+        G0[..., iu[1], iu[0]] = Gu
+        g0 = (Mt @ (J * r[:, None].astype(dt)).reshape(-1, n).T).reshape(B, T, p).astype(float)
+        cost0 = M @ (r * r).T                                                  # [B, T]
+        drawn = M > 0
+        n_max = int(drawn.sum(1).max())
+        rows = np.argsort(~drawn, axis=1, kind="stable")[:, :n_max]            # a resample's drawn runs first
+        mult = np.take_along_axis(M, rows, 1)                                  # 0 on the padding
+        out = np.empty((B, T, p))
+
+        def chunk(a):
+            sl = slice(a, a + ADD_BOOT_CHUNK)
+            ix = rows[sl]
+            out[sl] = self._boot_chunk(np.repeat(th0[None], len(ix), 0), G0[sl], g0[sl], cost0[sl],
+                                       np.moveaxis(Lt[:, ix], 0, 1), np.moveaxis(post[:, ix], 0, 1),
+                                       logY[ix].transpose(0, 2, 1), mult[sl], c, lo, hi)
+        starts = range(0, B, ADD_BOOT_CHUNK)
+        if ADD_BOOT_THREADS > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
+                list(pool.map(chunk, starts))
+        else:
+            for a in starts:
+                chunk(a)
+        return self._shift(out, c, -1)
+
+    @staticmethod
+    def _terms_t(th, L, pos, logy):
+        """At centred parameters th [..., 2K+1] on runs with centred log weights L [..., K, n] (broadcast against
+        th's leading axes) and logs of the targets logy [..., n]: (C_j w_j^gamma_j [..., K, n] in L's dtype, their
+        sum s, f = E + 1/s, E [..., 1], log residuals r = log f - log y) (s, f, r: [..., n], float64)."""
+        K = L.shape[-2]
+        t = th.astype(L.dtype)
+        Cw = t[..., 1 + K:, None] * L
+        Cw += t[..., 1:1 + K, None]
+        np.exp(Cw, out=Cw)
+        if not pos.all():                    # a domain absent from a run adds nothing (L is 0 there, exp is not)
+            Cw *= pos
+        s = np.maximum(Cw.sum(-2, dtype=np.float64), 1e-300)      # float64 as _mix_terms: the same steps
+        E = np.exp(th[..., :1])
+        f = E + 1 / s
+        return Cw, s, f, E, np.log(f) - logy
+
+    @staticmethod
+    def _jacobian_t(Cw, s, f, E, L, sw):
+        """[..., 2K+1, n] d (sw log f) / d (log E, centred log C_j, gamma_j) per run, in Cw's dtype (L: the centred log
+        weights [..., K, n]; sw: the runs' weights)."""
+        K, n = Cw.shape[-2:]
+        J = np.empty(Cw.shape[:-2] + (2 * K + 1, n), Cw.dtype)
+        J[..., 0, :] = E / f * sw
+        np.multiply(Cw, (-sw / (s * s * f)).astype(Cw.dtype)[..., None, :], out=J[..., 1:1 + K, :])
+        np.multiply(J[..., 1:1 + K, :], L, out=J[..., 1 + K:, :])
+        return J
+
+    def _boot_chunk(self, th, G, g, cost, L, pos, logy, m, c, lo, hi):
+        """_mix_lm's steps for the problems of a few resamples x every target (th, G, g, cost: [R, T, ...], centred,
+        at the start; L, pos: [R, K, n'] the drawn runs' centred log weights and masks; logy: [R, T, n']; m: [R, n']
+        their multiplicities) -> theta [R, T, 2K+1], centred."""
+        p = th.shape[-1]
+        L4, pos4, m3, sw = L[:, None], pos[:, None], m[:, None], np.sqrt(m)[:, None].astype(L.dtype)
+
+        def project(t):                                  # the bounds hold theta itself, not the centred levels
+            return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
+        lam = np.full(cost.shape, 1e-3)
+        active = np.ones(cost.shape, bool)
+        for step in range(ADD_BOOT_STEPS):
+            raw = self._shift(th, c, -1)
+            held = ((raw <= lo + 1e-9) & (g > 0)) | ((raw >= hi - 1e-9) & (g < 0))
+            A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else G.copy()
+            ga = np.where(held, 0.0, g)
+            D = np.einsum("...ii->...i", A)                  # a view: the damping is added in place
+            D += lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held
+            try:
+                d = np.linalg.solve(A, -ga[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                d = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
+                              zip(A.reshape(-1, p, p), ga.reshape(-1, p))]).reshape(ga.shape)
+            new = project(th + d)
+            Cw, s, f, E, r = self._terms_t(new, L4, pos4, logy)
+            c_new = (m3 * r * r).sum(-1)
+            ok = active & np.isfinite(c_new) & (c_new < cost)
+            small = ok & (cost - c_new <= ADD_TOL * cost)
+            if step < ADD_BOOT_STEPS - 1 and ok.any():   # the next step needs the normal equations at a kept point
+                J = self._jacobian_t(Cw, s, f, E, L4, sw)
+                G = np.where(ok[..., None, None], J @ np.swapaxes(J, -1, -2), G)
+                g = np.where(ok[..., None], (J @ (r * sw).astype(J.dtype)[..., None])[..., 0], g)
+            th = np.where(ok[..., None], new, th)
+            cost = np.where(ok, c_new, cost)
+            lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
+            active &= ~small & (lam < 1e10)
+            if not active.any():
+                break
+        return th
 
     def fit(self, W, Y, S, M):
         if not (self.use_n or self.use_d):
@@ -729,7 +841,8 @@ class MixingConfig:
     n_col: str = "params_nonembedding"
     d_col: str = "tokens"
     recommend_resamples: int = 100      # bootstrap laws re-optimised for the recommendation's weight intervals
-    # the size laws refit each resample by least squares, ~10x Ye's cost even vectorised at one size: fewer by default
+    # resamples of a size law fitted across sizes (N or D varies): each is refitted by scipy's least squares, ~100x a
+    # resample of Ye's law: fewer by default (at one size the additive law draws n_bootstrap: Shukor._boot_one_size)
     joint_bootstrap: int = 200
     # Pure (single-domain) mixtures stay in every training fold unless cv_corners: held out, a corner of the simplex
     # is an extrapolation beyond every other run (the other domains' weights all go to 0), which a recommendation
@@ -1386,7 +1499,9 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
         model = make_family(chosen, use_n, use_d)
         params = model.fit(W_all, Y_all, S_all, rows[None].astype(float))
     boot = None
-    n_boot = cfg.n_bootstrap if chosen not in SIZE_LAWS else min(cfg.n_bootstrap, cfg.joint_bootstrap)
+    # a size law across sizes refits each resample by scipy, one at a time: fewer; at one size its resamples are
+    # stepped together (Shukor._boot_one_size) and cost about what Ye's do
+    n_boot = min(cfg.n_bootstrap, cfg.joint_bootstrap) if chosen in SIZE_LAWS and (use_n or use_d) else cfg.n_bootstrap
     if n_boot:
         idx = np.flatnonzero(rows)
         R = resample_weights(len(idx), n_boot, cfg.seed)
