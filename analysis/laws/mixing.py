@@ -67,7 +67,7 @@ ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point f
 ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, intervals as float64's (bench/README.md)
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
 ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
-ADD_BOOT_CHUNK = 2                # resamples (x every target) stepped together: their arrays stay in the CPU's cache
+ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries stepped together: ~1 MB arrays, in cache
 ADD_BOOT_THREADS = 2              # threads sharing the resample chunks (the machine of record has 2 cores)
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
@@ -670,8 +670,9 @@ class Shukor:
           - at theta0 every resample shares each run's residual and Jacobian row, so the first normal equations of all
             resamples are one matrix product of the multiplicities with the runs' outer products (as _gram);
           - a resample's problems carry only the runs it drew (~63% of them), with their multiplicities;
-          - problems go through all their steps in chunks of ADD_BOOT_CHUNK resamples x every target, small enough to
-            stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous blocks;
+          - problems go through all their steps in chunks of a few resamples x every target (ADD_BOOT_CHUNK entries),
+            small enough to stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous
+            blocks;
           - the normal equations at a new point are formed only where the step is kept and another step follows;
           - the chunks are shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
         B, T = M.shape[0], Y.shape[1]
@@ -701,14 +702,15 @@ class Shukor:
         rows = np.argsort(~drawn, axis=1, kind="stable")[:, :n_max]            # a resample's drawn runs first
         mult = np.take_along_axis(M, rows, 1)                                  # 0 on the padding
         out = np.empty((B, T, p))
+        per = max(1, ADD_BOOT_CHUNK // (T * K * n_max))                        # resamples per chunk
 
         def chunk(a):
-            sl = slice(a, a + ADD_BOOT_CHUNK)
+            sl = slice(a, a + per)
             ix = rows[sl]
             out[sl] = self._boot_chunk(np.repeat(th0[None], len(ix), 0), G0[sl], g0[sl], cost0[sl],
                                        np.moveaxis(Lt[:, ix], 0, 1), np.moveaxis(post[:, ix], 0, 1),
                                        logY[ix].transpose(0, 2, 1), mult[sl], c, lo, hi)
-        starts = range(0, B, ADD_BOOT_CHUNK)
+        starts = range(0, B, per)
         if ADD_BOOT_THREADS > 1 and len(starts) > 1:
             with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
                 list(pool.map(chunk, starts))
