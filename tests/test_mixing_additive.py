@@ -131,15 +131,16 @@ def test_the_rearranged_bootstrap_takes_the_same_steps(monkeypatch):
     """Shukor._boot_one_size (drawn runs only, chunks in cache, shared first normal equations, threads) gives the
     resample fits of _mix_lm over every run, up to float32 rounding in the Jacobians (both): each parameter within 0.1
     of its spread over resamples (measured at most 0.011, 0.024, 0.041 with seeds 5-7), the objective's 5%/95%
-    quantiles within 0.005 of the interval's width (measured at most 0.0014); one thread and two give the same
-    numbers."""
+    quantiles within 0.005 of the interval's width (measured at most 0.0014); one chunk on one thread and one chunk
+    a resample on two threads give the same numbers."""
     table, _ = synthetic_joint_table(120, 6, [(N, D)], noise=0.003, seed=5)
     W, Y = table_and_arrays(table)
     m = Shukor("additive", False, False)
     m.fit(W, Y, (np.zeros(len(W)), np.zeros(len(W))), np.ones((1, len(W))))
     R = mixing.resample_weights(len(W), 60, 3)
     new = m._boot_one_size(W, Y, R)
-    monkeypatch.setattr(mixing, "ADD_BOOT_THREADS", 1)
+    monkeypatch.setattr(mixing, "ADD_BOOT_THREADS", 2)
+    monkeypatch.setattr(mixing, "ADD_BOOT_CHUNK", 6 * 6 * 120)          # several chunks for the threads to share
     np.testing.assert_array_equal(m._boot_one_size(W, Y, R), new)
     ref = reference_resamples(m, W, Y, R)
     assert np.max(np.abs(new - ref) / ref.std(0)) < 0.1

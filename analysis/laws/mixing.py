@@ -68,7 +68,8 @@ ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, interva
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
 ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
 ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries stepped together: ~1 MB arrays, in cache
-ADD_BOOT_THREADS = 2              # threads sharing the resample chunks (the machine of record has 2 cores)
+ADD_BOOT_THREADS = 1              # threads sharing the resample chunks: 2 ran no faster on the shared 2-core VM
+                                  # (no idle core there; bench/README.md, "1000 resamples of the additive law")
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
@@ -674,7 +675,7 @@ class Shukor:
             small enough to stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous
             blocks;
           - the normal equations at a new point are formed only where the step is kept and another step follows;
-          - the chunks are shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
+          - the chunks can be shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
         B, T = M.shape[0], Y.shape[1]
         n, K = W.shape
         p, dt = 2 * K + 1, ADD_BOOT_DTYPE
