@@ -18,7 +18,6 @@ import pandas as pd
 from analysis.laws import mixing_ceiling
 from analysis.laws.common import FitError, ci
 from analysis.laws.mixing import (
-    FORMS,
     SIZE_LAWS,
     W_PREFIX,
     MixingConfig,
@@ -98,7 +97,7 @@ def blocks(runs: pd.DataFrame, config: MixingConfig | None = None, figures: bool
                         f"{len(law.table)} runs, {int(law.cv['mixtures'].iloc[0])} distinct mixtures"
                         + (f" at N = {law.fit_size[0]:.3g}, D = {law.fit_size[1]:.3g}" if law.fit_size else "") + "."))
     cv = law.cv.copy()
-    show = pd.DataFrame({"law": [f"{f}: {FORMS[f]}" for f in cv["family"]],
+    show = pd.DataFrame({"law": [f"{f}: {law.form(f)}" for f in cv["family"]],
                          "mean |error|": cv["mean_rel_error"].map(lambda x: f"{x:.2%}"),
                          "max |error|": cv["max_rel_error"].map(lambda x: f"{x:.2%}"),
                          "Spearman": cv["spearman"].map(lambda x: f"{x:.3f}")})
@@ -214,7 +213,7 @@ def size_blocks(size_law: MixingLaw, saved: dict | None, figures: bool = True) -
     out: list[tuple] = [("heading", "Data mixture across sizes")]
     pred = heldout_by_size(size_law)
     summ = heldout_summary(pred)
-    out.append(("para", f"Size law: **{size_law.family}** ({FORMS[size_law.family]}), fitted to all "
+    out.append(("para", f"Size law: **{size_law.family}** ({size_law.form()}), fitted to all "
                         f"{len(size_law.table)} runs at {len(summ)} sizes (N = {cfg.n_col}, D = {cfg.d_col}). "
                         + ("In this law the optimal mixture moves with N and D." if size_law.family == "joint" else
                            "In this law the optimal mixture does not depend on N or D (only the joint law moves "

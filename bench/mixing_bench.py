@@ -4,8 +4,9 @@
 
 Times `analysis.laws.mixing.fit` (every family that applies, 5-fold held-out-mixture selection, then the chosen
 family's bootstrap; no recommendation) on a table generated from Ye et al.'s law (--truth additive: from Shukor et
-al.'s additive law at one size, where auto picks that law), and then each family alone. The additive law draws
-min(resamples, MixingConfig.joint_bootstrap) resamples, as the size laws do; the line says how many.
+al.'s additive law at one size, where auto picks that law), and then each family alone. Every family draws
+--resamples resamples here (one size; across sizes a size law would draw min(resamples, --joint-bootstrap)); the line
+says how many. The additive law's resamples run on ADD_BOOT_THREADS threads (the header says how many).
 Prints wall and CPU seconds and the load average: on a shared machine the wall time depends on what else runs,
 the CPU time much less. Record results in bench/README.md ("Data-mixing laws").
 """
@@ -18,6 +19,7 @@ import platform
 import resource
 import time
 
+import analysis.laws.mixing as mixing
 from analysis.laws.mixing import MixingConfig, fit, synthetic_joint_table, synthetic_ye_table
 
 
@@ -40,7 +42,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--truth", choices=("ye", "additive"), default="ye", help="the law the table is generated from")
     p.add_argument("--joint-bootstrap", type=int, default=MixingConfig.joint_bootstrap,
-                   help="MixingConfig.joint_bootstrap: the resamples of a size law (the additive law at one size too)")
+                   help="MixingConfig.joint_bootstrap: the resamples of a size law across sizes (before 2026-12-02 "
+                        "also of the additive law at one size)")
     args = p.parse_args()
     if args.truth == "ye":
         table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
@@ -48,7 +51,8 @@ def main() -> None:
         table, _ = synthetic_joint_table(args.mixtures, args.domains, [(1e6, 1e8)], noise=0.003, seed=0)
     cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0, joint_bootstrap=args.joint_bootstrap)
     print(f"{args.mixtures} mixtures x {args.domains} domains ({args.truth} truth), {args.resamples} resamples "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()})")
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()}, "
+          f"additive resamples on {getattr(mixing, 'ADD_BOOT_THREADS', 1)} thread(s))")
     for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f})
                                                                   for f in ("loglinear", "ridge", "ye", "additive")]]:
         for _ in range(args.repeats):

@@ -188,6 +188,22 @@ def test_bad_input_names_the_fix(ye_case):
         fit(unevaluated, "uniform")
 
 
+def test_bad_input_the_issue_lists_more_cases(ye_case):
+    """The issue's bad inputs in the forms the test above does not cover, each a FitError naming the fix."""
+    table = ye_case[0]
+    # an objective domain never evaluated: the default objective names the missing column (not natural proportions)
+    with pytest.raises(FitError, match=r"\['loss_d04'\] are not in the table \(never evaluated\)"):
+        fit(table.drop(columns="loss_d04"))
+    never = table.assign(loss_d04=np.nan)
+    with pytest.raises(FitError, match="loss_d04 is missing in all 60 runs .never evaluated.: evaluate the runs"):
+        fit(never, "uniform")
+    # fewer mixtures than the law has parameters: the additive law at one size has 2K + 1 = 11 for 5 domains
+    with pytest.raises(FitError, match="additive: 10 mixtures, needs more than its 11 parameters.*grid.mixtures"):
+        fit(table.iloc[:10], "uniform", law="additive")
+    with pytest.raises(FitError, match="weights sum to 0; give weights with a positive sum"):
+        fit(table, {"d00": 0.0})
+
+
 def test_natural_objective_from_corpus_tokens_and_metric_objective(ye_case):
     table = ye_case[0].copy()
     for j, d in enumerate(["d00", "d01", "d02", "d03", "d04"]):

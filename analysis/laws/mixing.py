@@ -30,7 +30,8 @@ held-out-MIXTURE error (a mixture's runs at every size and seed are held out tog
 lowest; intervals come from bootstrap resamples over runs, drawn as multiplicity weights so the linear
 families solve all resamples at once (ye: Gauss-Newton steps in y, vectorised over resamples and targets, from a
 profile search over c for the point fit and from the point fit for the resamples; additive at one size: Levenberg-
-Marquardt on log residuals, vectorised the same way, its bootstrap capped at MixingConfig.joint_bootstrap).
+Marquardt on log residuals, vectorised the same way; the size laws across sizes: scipy per resample, their bootstrap
+capped at MixingConfig.joint_bootstrap).
 
 The other families describe one size: when the table holds several (N, D), they are fitted at the size
 with the most mixtures (the "fit size"), and only the additive and joint laws use the others ("size laws").
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +67,9 @@ ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point f
 ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, intervals as float64's (bench/README.md)
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
 ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
+ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries stepped together: ~1 MB arrays, in cache
+ADD_BOOT_THREADS = 1              # threads sharing the resample chunks: 2 ran no faster on the shared 2-core VM
+                                  # (no idle core there; bench/README.md, "1000 resamples of the additive law")
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
@@ -133,7 +138,8 @@ def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: 
             return make_objective("natural" if known else "uniform", table, domains, natural)
         if not have and "loss" in table.columns:
             return Objective((("loss", 1.0),), "loss")
-        objective = "natural"
+        # some domains never evaluated: the check below names them (not the natural proportions, when unknown)
+        objective = "natural" if natural or natural_proportions(table, domains) else "uniform"
     if isinstance(objective, Objective):
         obj = objective
     elif objective in ("natural", "uniform"):
@@ -152,6 +158,9 @@ def make_objective(objective, table: pd.DataFrame, domains: list[str], natural: 
     elif isinstance(objective, dict):
         w = {column_for(k, table, domains): float(v) for k, v in objective.items() if v}
         total = sum(w.values())
+        if not w or total <= 0:
+            raise FitError(f"objective={objective!r}: its weights sum to {total:g}; give weights with a positive sum, "
+                           f"e.g. {{{domains[0]!r}: 1.0}} (the held-out loss of {domains[0]})")
         obj = Objective(tuple((k, v / total) for k, v in sorted(w.items())), "weighted: " + ", ".join(
             f"{k} {v / total:.2g}" for k, v in sorted(w.items())))
     else:
@@ -192,7 +201,10 @@ def check_table(table: pd.DataFrame, obj_columns: list[str] | None = None) -> li
                     + "; divide each row's w_ columns by their sum, or add the missing domains' columns")
     for c in obj_columns or []:
         y = pd.to_numeric(table[c], errors="coerce")
-        if y.isna().any():
+        if y.isna().all():
+            errs.append(f"{c} is missing in all {len(y)} runs (never evaluated): evaluate the runs on that held-out "
+                        "set, or pick an objective without it")
+        elif y.isna().any():
             errs.append(f"{c} is missing for {int(y.isna().sum())} run(s) (e.g. {list(ids[y.isna()][:3])}): "
                         "re-evaluate them on that domain's held-out set, or drop them")
     if errs:
@@ -650,17 +662,127 @@ class Shukor:
 
     def _boot_one_size(self, W, Y, M) -> np.ndarray:
         """[B, T, 2K+1] resample fits: ADD_BOOT_STEPS Levenberg-Marquardt steps from the point fit theta0 (as Ye's),
-        every (resample, target) one problem."""
+        every (resample, target) one problem. The steps are _mix_lm's (the same damping, bounds, acceptance and
+        stopping rule), arranged for speed (bench/README.md, "1000 resamples of the additive law"):
+          - at theta0 every resample shares each run's residual and Jacobian row, so the first normal equations of all
+            resamples are one matrix product of the multiplicities with the runs' outer products (as _gram);
+          - a resample's problems carry only the runs it drew (~63% of them), with their multiplicities;
+          - problems go through all their steps in chunks of a few resamples x every target (ADD_BOOT_CHUNK entries),
+            small enough to stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous
+            blocks;
+          - the normal equations at a new point are formed only where the step is kept and another step follows;
+          - the chunks can be shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
         B, T = M.shape[0], Y.shape[1]
+        n, K = W.shape
+        p, dt = 2 * K + 1, ADD_BOOT_DTYPE
+        lo, hi = self._bounds(K)
         Lw, pos = self._log_w(W)
-        c = self._log_center(Lw, pos, np.ones(len(W)))
-        out = np.empty((B, T, 2 * W.shape[1] + 1))
-        sw = np.sqrt(M)
-        for t in range(T):
-            out[:, t], _ = self._mix_lm(np.repeat(self.theta0[t][None], B, 0), Lw, pos,
-                                        np.broadcast_to(np.log(Y[:, t]), M.shape), sw, ADD_BOOT_STEPS, c,
-                                        ADD_BOOT_DTYPE)
-        return out
+        c = self._log_center(Lw, pos, np.ones(n))
+        Lt = ((Lw - c) * pos).T.astype(dt)                                    # [K, n], centred
+        post = pos.T.copy()
+        logY = np.log(Y)
+        th0 = self._shift(np.clip(self.theta0, lo, hi), c, 1)                  # [T, p], centred
+        # at theta0 the residuals and Jacobian rows are every resample's: its normal equations are sums over runs
+        Cw, s, f, E, r = self._terms_t(th0, Lt, post, logY.T)                  # [T, K, n], ... r [T, n]
+        J = self._jacobian_t(Cw, s, f, E, Lt, np.ones(n, dt))                 # [T, p, n]
+        iu = np.triu_indices(p)
+        Mt = M.astype(dt)
+        JJ = np.concatenate([J[:, i:i + 1] * J[:, i:] for i in range(p)], 1)     # [T, p(p+1)/2, n], iu's order
+        Gu = (Mt @ JJ.reshape(-1, n).T).reshape(B, T, -1)
+        G0 = np.empty((B, T, p, p))
+        G0[..., iu[0], iu[1]] = Gu
+        G0[..., iu[1], iu[0]] = Gu
+        g0 = (Mt @ (J * r[:, None].astype(dt)).reshape(-1, n).T).reshape(B, T, p).astype(float)
+        cost0 = M @ (r * r).T                                                  # [B, T]
+        drawn = M > 0
+        n_max = int(drawn.sum(1).max())
+        rows = np.argsort(~drawn, axis=1, kind="stable")[:, :n_max]            # a resample's drawn runs first
+        mult = np.take_along_axis(M, rows, 1)                                  # 0 on the padding
+        out = np.empty((B, T, p))
+        per = max(1, ADD_BOOT_CHUNK // (T * K * n_max))                        # resamples per chunk
+
+        def chunk(a):
+            sl = slice(a, a + per)
+            ix = rows[sl]
+            out[sl] = self._boot_chunk(np.repeat(th0[None], len(ix), 0), G0[sl], g0[sl], cost0[sl],
+                                       np.moveaxis(Lt[:, ix], 0, 1), np.moveaxis(post[:, ix], 0, 1),
+                                       logY[ix].transpose(0, 2, 1), mult[sl], c, lo, hi)
+        starts = range(0, B, per)
+        if ADD_BOOT_THREADS > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
+                list(pool.map(chunk, starts))
+        else:
+            for a in starts:
+                chunk(a)
+        return self._shift(out, c, -1)
+
+    @staticmethod
+    def _terms_t(th, L, pos, logy):
+        """At centred parameters th [..., 2K+1] on runs with centred log weights L [..., K, n] (broadcast against
+        th's leading axes) and logs of the targets logy [..., n]: (C_j w_j^gamma_j [..., K, n] in L's dtype, their
+        sum s, f = E + 1/s, E [..., 1], log residuals r = log f - log y) (s, f, r: [..., n], float64)."""
+        K = L.shape[-2]
+        t = th.astype(L.dtype)
+        Cw = t[..., 1 + K:, None] * L
+        Cw += t[..., 1:1 + K, None]
+        np.exp(Cw, out=Cw)
+        if not pos.all():                    # a domain absent from a run adds nothing (L is 0 there, exp is not)
+            Cw *= pos
+        s = np.maximum(Cw.sum(-2, dtype=np.float64), 1e-300)      # float64 as _mix_terms: the same steps
+        E = np.exp(th[..., :1])
+        f = E + 1 / s
+        return Cw, s, f, E, np.log(f) - logy
+
+    @staticmethod
+    def _jacobian_t(Cw, s, f, E, L, sw):
+        """[..., 2K+1, n] d (sw log f) / d (log E, centred log C_j, gamma_j) per run, in Cw's dtype (L: the centred log
+        weights [..., K, n]; sw: the runs' weights)."""
+        K, n = Cw.shape[-2:]
+        J = np.empty(Cw.shape[:-2] + (2 * K + 1, n), Cw.dtype)
+        J[..., 0, :] = E / f * sw
+        np.multiply(Cw, (-sw / (s * s * f)).astype(Cw.dtype)[..., None, :], out=J[..., 1:1 + K, :])
+        np.multiply(J[..., 1:1 + K, :], L, out=J[..., 1 + K:, :])
+        return J
+
+    def _boot_chunk(self, th, G, g, cost, L, pos, logy, m, c, lo, hi):
+        """_mix_lm's steps for the problems of a few resamples x every target (th, G, g, cost: [R, T, ...], centred,
+        at the start; L, pos: [R, K, n'] the drawn runs' centred log weights and masks; logy: [R, T, n']; m: [R, n']
+        their multiplicities) -> theta [R, T, 2K+1], centred."""
+        p = th.shape[-1]
+        L4, pos4, m3, sw = L[:, None], pos[:, None], m[:, None], np.sqrt(m)[:, None].astype(L.dtype)
+
+        def project(t):                                  # the bounds hold theta itself, not the centred levels
+            return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
+        lam = np.full(cost.shape, 1e-3)
+        active = np.ones(cost.shape, bool)
+        for step in range(ADD_BOOT_STEPS):
+            raw = self._shift(th, c, -1)
+            held = ((raw <= lo + 1e-9) & (g > 0)) | ((raw >= hi - 1e-9) & (g < 0))
+            A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else G.copy()
+            ga = np.where(held, 0.0, g)
+            D = np.einsum("...ii->...i", A)                  # a view: the damping is added in place
+            D += lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held
+            try:
+                d = np.linalg.solve(A, -ga[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                d = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
+                              zip(A.reshape(-1, p, p), ga.reshape(-1, p))]).reshape(ga.shape)
+            new = project(th + d)
+            Cw, s, f, E, r = self._terms_t(new, L4, pos4, logy)
+            c_new = (m3 * r * r).sum(-1)
+            ok = active & np.isfinite(c_new) & (c_new < cost)
+            small = ok & (cost - c_new <= ADD_TOL * cost)
+            if step < ADD_BOOT_STEPS - 1 and ok.any():   # the next step needs the normal equations at a kept point
+                J = self._jacobian_t(Cw, s, f, E, L4, sw)
+                G = np.where(ok[..., None, None], J @ np.swapaxes(J, -1, -2), G)
+                g = np.where(ok[..., None], (J @ (r * sw).astype(J.dtype)[..., None])[..., 0], g)
+            th = np.where(ok[..., None], new, th)
+            cost = np.where(ok, c_new, cost)
+            lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
+            active &= ~small & (lam < 1e10)
+            if not active.any():
+                break
+        return th
 
     def fit(self, W, Y, S, M):
         if not (self.use_n or self.use_d):
@@ -718,7 +840,8 @@ class MixingConfig:
     n_col: str = "params_nonembedding"
     d_col: str = "tokens"
     recommend_resamples: int = 100      # bootstrap laws re-optimised for the recommendation's weight intervals
-    # the size laws refit each resample by least squares, ~10x Ye's cost even vectorised at one size: fewer by default
+    # resamples of a size law fitted across sizes (N or D varies): each is refitted by scipy's least squares, ~100x a
+    # resample of Ye's law: fewer by default (at one size the additive law draws n_bootstrap: Shukor._boot_one_size)
     joint_bootstrap: int = 200
     # Pure (single-domain) mixtures stay in every training fold unless cv_corners: held out, a corner of the simplex
     # is an extrapolation beyond every other run (the other domains' weights all go to 0), which a recommendation
@@ -1147,6 +1270,17 @@ class MixingLaw:
             rows.append({"N": N, "D": D, "predicted": r.predicted, **{f"w_{d}": w for d, w in r.weights.items()}})
         return pd.DataFrame(rows)
 
+    def size_terms(self) -> tuple[bool, bool]:
+        """(N varies, D varies) over the table: the size terms a size law fitted to it has (as in fit)."""
+        cfg, t = self.config, self.table
+        if cfg.n_col not in t or cfg.d_col not in t:
+            return False, False
+        return tuple(bool(np.ptp(np.log(t[col].to_numpy(float))) > 0) for col in (cfg.n_col, cfg.d_col))
+
+    def form(self, family: str | None = None) -> str:
+        """The law of `family` (default: this law's) as fitted to this table: size terms only where N or D varies."""
+        return form(family or self.family, *self.size_terms())
+
     def _n_boot(self) -> int:
         return len(next(iter(self.boot.values()))) if self.boot else 0
 
@@ -1159,7 +1293,7 @@ class MixingLaw:
                 f"Spearman {row['spearman']:.3f}")
 
     def summary(self) -> str:
-        lines = [f"mixing law: {self.family} ({FORMS[self.family]}), objective {self.objective.name!r} "
+        lines = [f"mixing law: {self.family} ({self.form()}), objective {self.objective.name!r} "
                  f"({'maximised' if self.objective.maximize else 'minimised'}), {len(self.domains)} domains, "
                  f"{len(self.table)} runs" + (f", fit size N={self.fit_size[0]:.3g} D={self.fit_size[1]:.3g}"
                                              if self.fit_size else "")]
@@ -1181,11 +1315,23 @@ def hull_distance(w: np.ndarray, P: np.ndarray) -> float:
     return float(r.fun) if r.status == 0 else float("nan")
 
 
-FORMS = {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
-         "ye": "y = c + exp(t . w), Ye et al. 2024",
-         "additive": "y = E + 1/sum C_j w_j^gamma_j + A/N^alpha + B/D^beta, Shukor et al. 2025 (additive)",
-         "joint": "y = E + 1/sum C_j w_j^gamma_j + A_w/N^alpha + B_w/D^beta, A_w = (sum CA_j w_j)^gamma_A, "
-                  "Shukor et al. 2025 (joint)"}
+def form(family: str, use_n: bool = True, use_d: bool = True) -> str:
+    """A family's law in words, with the N and D terms only where the table varies N (use_n) or D (use_d): at one
+    size they are constants, part of E, and the additive and joint laws are one law (what a fit can determine)."""
+    if family not in SIZE_LAWS:
+        return {"loglinear": "log y = t . w", "ridge": "log y = ridge on [w, log(w + 1e-3)]",
+                "ye": "y = c + exp(t . w), Ye et al. 2024"}[family]
+    if not (use_n or use_d):
+        return ("y = E + 1/sum C_j w_j^gamma_j, Shukor et al. 2025 at one size (N and D fixed: their terms are "
+                "part of E)")
+    if family == "additive":
+        terms, defs = ["A/N^alpha"] * use_n + ["B/D^beta"] * use_d, []
+    else:
+        terms = ["A_w/N^alpha"] * use_n + ["B_w/D^beta"] * use_d
+        defs = ["A_w = (sum CA_j w_j)^gamma_A"] * use_n + ["B_w = (sum CB_j w_j)^gamma_B"] * use_d
+    return ", ".join([" + ".join(["y = E + 1/sum C_j w_j^gamma_j", *terms]), *defs,
+                      f"Shukor et al. 2025 ({family})"])
+
 
 
 # ------------------------------------------------------------------------------------------ fitting
@@ -1352,7 +1498,9 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
         model = make_family(chosen, use_n, use_d)
         params = model.fit(W_all, Y_all, S_all, rows[None].astype(float))
     boot = None
-    n_boot = cfg.n_bootstrap if chosen not in SIZE_LAWS else min(cfg.n_bootstrap, cfg.joint_bootstrap)
+    # a size law across sizes refits each resample by scipy, one at a time: fewer; at one size its resamples are
+    # stepped together (Shukor._boot_one_size) and cost about what Ye's do
+    n_boot = min(cfg.n_bootstrap, cfg.joint_bootstrap) if chosen in SIZE_LAWS and (use_n or use_d) else cfg.n_bootstrap
     if n_boot:
         idx = np.flatnonzero(rows)
         R = resample_weights(len(idx), n_boot, cfg.seed)
