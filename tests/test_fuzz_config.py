@@ -82,7 +82,9 @@ def wrong_values(node, value):
                "num": st.sampled_from(["abc", "", True, float("nan"), float("inf"), [1.0], {"a": 1.0}]),
                "str": st.sampled_from([3, 2.5, True, ["a"], {"a": "b"}]),
                "bool": st.sampled_from(["yes", 1, 0.0, ["true"], {"a": True}])}
-    return scalars.get(node.kind, st.nothing())
+    wrong = scalars.get(node.kind, st.nothing())
+    # a key that takes one value or a list of them (or_list) takes [1.0] for a number: not a wrong type
+    return wrong.filter(lambda v: not isinstance(v, list)) if node.or_list else wrong
 
 
 @st.composite
