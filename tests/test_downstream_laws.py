@@ -102,6 +102,7 @@ def test_report_section_renders(runs, tmp_path):
     tables = [b for b in blocks if isinstance(b, Table)]
     assert tables[0].df["task"].tolist() == ["syn"] and tables[1].df["within 3"].tolist() == ["yes"]
     assert any(isinstance(b, Figure) for b in blocks)
+    assert any(ctx.fits["downstream"].laws["syn"].form_note in getattr(b, "text", "") for b in blocks)
     assert downstream_report.report_section(Context(results.Results(runs=runs.drop(columns=["acc_syn"]),
                                                                     curves=pd.DataFrame()), CFG)) is None
 
