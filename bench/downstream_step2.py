@@ -2,12 +2,13 @@
 sigmoid, judged by held-out runs of the GPU study and by recovery of known sigmoids, and only then by the 4x run.
 
     python bench/downstream_step2.py [--runs examples/study2/runs.csv] [--big examples/study2/big_run.csv]
-                                     [--seeds 25] [--only real|synthetic|big]
+                                     [--seeds 25] [--only real|synthetic|big|step1]
 
 Reads the CSVs only (the same numbers as the run directories bench/study_downstream_check.py reads). Step 1 is left
 out (but for the last table): every prediction is step 2 evaluated at the held-out run's MEASURED task loss
 (bpb_<task>), so the errors are step 2's alone. The last table runs both steps (analysis.laws.downstream.fit and
-holdout) with the old and the new step 2.
+holdout) with the old and the new step 2; --only step1 compares step 1's form "auto" before and after its held-out
+check (analysis.laws.downstream.choose_form), both steps with the default step 2.
 
 Methods (acc = b + (top - b) / (1 + exp(k (L - L0))), b = chance unless said):
     lsq            least squares on accuracy, top in [chance, 1] fitted (the old default; ACC_FITS lsq_linear)
@@ -271,12 +272,49 @@ def two_step(runs: pd.DataFrame, big: pd.Series, tasks: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------------------------ step 1's form
+def _old_auto(fn, *args, **kw):
+    """The form "auto" before the held-out check: "nd" with >= approach3.MIN_RUNS runs (all tasks here), "c" when
+    nd's fit is degenerate (fit() fell back; asked for explicitly it raises, so fall back here the same way)."""
+    try:
+        return fn(*args, form="nd", **kw)
+    except FitError as e:
+        if "degenerate" not in str(e):
+            raise
+        return fn(*args, form="c", **kw)
+
+
+def step1(runs: pd.DataFrame, big: pd.Series, tasks: list[str], n_bootstrap: int = 0) -> pd.DataFrame:
+    """Per task: the form the new auto chooses and its held-out check (each form without the grid's largest
+    budget, 3e16; task-loss error in %), then old auto against new auto: the 4x run's task loss from step 1, both
+    steps' error at the 4x run and the grid's own holdout() (both steps without 3e16; inside it new auto chooses
+    with the next budget, 1.3e16, held out)."""
+    cfg = FitConfig(n_col="params_compute", c_col="flops")     # the study's conventions (downstream_4x.md)
+    N, D, C = (np.array([float(big[c])]) for c in (cfg.n_col, "tokens", cfg.c_col))
+    rows = []
+    for task in tasks:
+        t = ds._table(runs, task, cfg)
+        choice = ds.choose_form(t, ds.group_budgets(runs.loc[t.index]))
+        row = {"task": task, "new form": choice.form, "check nd %": choice.errors.get("nd", np.nan),
+               "check c %": choice.errors.get("c", np.nan), "bpb 4x": big[f"bpb_{task}"]}
+        for name, call in (("old", lambda f, *a, **k: _old_auto(f, *a, **k)),
+                           ("new", lambda f, *a, **k: f(*a, form="auto", **k))):
+            law = call(ds.fit, runs, task, cfg, n_bootstrap=n_bootstrap)
+            L, acc = (v[0] for v in law.predict(N, D, C))
+            h = call(ds.holdout, runs, task, cfg, n_bootstrap=0)
+            row.update({f"{name} form": law.loss.form, f"{name} bpb %": 100 * (L / big[f"bpb_{task}"] - 1),
+                        f"{name} grid holdout": h.error_points, f"{name} holdout form": h.form,
+                        f"{name} 4x": 100 * (acc - big[f"acc_{task}"])})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=ROOT / "examples/study2/runs.csv", type=Path)
     p.add_argument("--big", default=ROOT / "examples/study2/big_run.csv", type=Path)
     p.add_argument("--seeds", type=int, default=25)
-    p.add_argument("--only", choices=("real", "synthetic", "big"))
+    p.add_argument("--only", choices=("real", "synthetic", "big", "step1"))
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
     pd.set_option("display.width", 250, "display.max_columns", 40, "display.precision", 2)
@@ -316,6 +354,19 @@ def main(argv=None) -> None:
         print("\n## The 4x run: both steps (bench/study_downstream_check.py's table, N = params_compute, C = flops), "
               "old and new step 2, 100 bootstrap resamples; and each fit's holdout() of the grid's largest budget")
         print(two_step(runs, big, tasks).to_string(index=False))
+    if a.only in (None, "step1"):
+        big = pd.read_csv(a.big).iloc[0]
+        df = step1(runs, big, tasks)
+        print("\n## Step 1's form: old auto (nd) against new auto (held-out check); task loss error in %, accuracy "
+              "error in points; new form's check = each form fitted without the grid's largest budget (3e16)")
+        print(df.to_string(index=False))
+        sig = df[~df["task"].isin(AT_CHANCE)]
+        for name in ("old", "new"):
+            print(f"{name} auto, within {ds.WITHIN_POINTS:g} points: grid holdout "
+                  f"{int((sig[f'{name} grid holdout'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} tasks with "
+                  f"signal; 4x run {int((df[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(df)} tasks "
+                  f"({int((sig[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} with signal); "
+                  f"mean |4x bpb error| {sig[f'{name} bpb %'].abs().mean():.1f}%")
 
 
 if __name__ == "__main__":

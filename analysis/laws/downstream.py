@@ -14,8 +14,11 @@ The task loss is each run's bpb_<task>: bits per byte of the correct answer, the
 reports (harness.downstream); DataDecide (Magnusson et al. 2025) found such metrics rank small-scale data choices
 far better than accuracy. Step 1 is approach 3's Huber-on-log fit (analysis.laws.approach3.fit_theta) with the
 task loss in place of the held-out loss; step 2 a sigmoid with the task's chance level as its floor
-(chance_<task>, 0 where the runs do not say), fitted as DEFAULT_ACC_FIT says (ACC_FITS). Form "auto" takes "nd"
-when there are at least approach3.MIN_RUNS runs, else "c". Intervals: DEFAULT_BOOTSTRAP resamples of the runs, both steps refitted on
+(chance_<task>, 0 where the runs do not say), fitted as DEFAULT_ACC_FIT says (ACC_FITS). Form "auto" chooses by a
+held-out check (choose_form): each form fitted without the largest budget, the one whose task loss misses that
+budget's runs by less is taken; with fewer than FORM_CHECK_MIN_BUDGETS budgets it takes "nd" when there are at least
+approach3.MIN_RUNS runs, else "c". The law says which and why (DownstreamLaw.form_note, laws.json's
+loss_form_choice). Intervals: DEFAULT_BOOTSTRAP resamples of the runs, both steps refitted on
 each (step 1 from the full-data optimum: a local polish, not a new grid search).
 """
 from __future__ import annotations
@@ -44,6 +47,10 @@ WITHIN_POINTS = 3.0            # the issue's target for the held-out budget's ac
 # fit is degenerate (a task whose loss does not move with scale, e.g. one still at chance, sends an exponent to
 # -2000 and the prediction overflows to nan): form "auto" then falls back to the compute form
 MAX_EXPONENT = 5.0
+# form "auto"'s held-out check fits each form without the largest budget, so it needs 2 budgets left to fit on.
+# Why a check and not the run count: on the GPU study's 20 runs "nd" predicted the 4x run's task loss 14-27% low on
+# 6 of 7 tasks while "c" was within 0.01-0.05 bpb on four (bench/README.md, "Downstream step 1")
+FORM_CHECK_MIN_BUDGETS = 3
 
 
 # ---------------------------------------------------------------- step 2: accuracy from task loss
@@ -176,6 +183,62 @@ def fit_task_loss(N, D, C, L, form: str, start: TaskLoss | None = None) -> TaskL
     return TaskLoss("c", {"E": float(np.exp(best.x[0])), "A": float(np.exp(best.x[1])), "alpha": float(best.x[2])})
 
 
+# ---------------------------------------------------------------- form "auto": a held-out check
+@dataclass(frozen=True)
+class FormChoice:
+    form: str
+    note: str                      # which form and why, for the law's summary
+    errors: dict[str, float]       # per form checked: mean |relative error| (%) of the held-out budget's task loss
+    by_rule: bool                  # True: too few budgets (or no form fitted) for the check; the run-count rule chose
+
+
+def choose_form(t: pd.DataFrame, groups: pd.Series) -> FormChoice:
+    """Form "auto": fit "nd" and "c" to the runs of all but the largest budget (groups: each run's budget id, as
+    approach2.group_budgets) and keep the form whose task loss misses that budget's runs by less (mean |relative
+    error|); the larger budget is what a law is asked to predict, so this is the same question one step smaller.
+    It never sees a run beyond the table's largest budget. A form that cannot be fitted there (too few runs, a
+    degenerate fit) loses; with fewer than FORM_CHECK_MIN_BUDGETS budgets, or neither form fitted, the run-count
+    rule: "nd" with at least approach3.MIN_RUNS runs, else "c"."""
+    rule = "nd" if len(t) >= approach3.MIN_RUNS else "c"
+    rule_why = f"{len(t)} runs ({'>=' if rule == 'nd' else '<'} {approach3.MIN_RUNS} for nd)"
+    nb = groups.nunique()
+    if nb < FORM_CHECK_MIN_BUDGETS:
+        return FormChoice(rule, f"form {rule} by run count, {rule_why}: {nb} budget(s), too few for the held-out "
+                                f"check (needs {FORM_CHECK_MIN_BUDGETS})", {}, True)
+    top = (groups == groups.max()).to_numpy()
+    fit_t, held = t[~top], t[top]
+    errors, why_not = {}, {}
+    for form, need in (("nd", approach3.MIN_RUNS), ("c", MIN_RUNS_C)):
+        if len(fit_t) < need:
+            why_not[form] = f"{len(fit_t)} runs below the largest budget, needs {need}"
+            continue
+        try:
+            loss = fit_task_loss(fit_t["N"], fit_t["D"], fit_t["C"], fit_t["L"], form)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            why_not[form] = f"fit failed ({e})"
+            continue
+        if bad := degenerate(loss):
+            why_not[form] = f"degenerate ({bad})"
+            continue
+        with np.errstate(all="ignore"):
+            err = 100 * float(np.mean(np.abs(loss(held["N"], held["D"], held["C"]) / held["L"] - 1)))
+        if np.isfinite(err):
+            errors[form] = err
+        else:
+            why_not[form] = "no finite prediction"
+    C_held = float(np.exp(np.log(held["C"]).mean()))
+    scores = ", ".join(f"{f} {e:.1f}%" for f, e in errors.items())
+    fails = "; ".join(f"{f}: {w}" for f, w in why_not.items())
+    where = (f"held-out check, the largest budget (C = {C_held:.3g}, {len(held)} run(s)) fitted without: "
+             f"mean |task-loss error| {scores or 'none'}" + (f" ({fails})" if fails else ""))
+    if not errors:
+        return FormChoice(rule, f"form {rule} by run count, {rule_why}: neither form fitted in the {where}",
+                          errors, True)
+    # a tie keeps the run-count rule's form
+    form = min(errors, key=lambda f: (errors[f], f != rule))
+    return FormChoice(form, f"form {form} by the {where}", errors, False)
+
+
 # ---------------------------------------------------------------- both steps
 @dataclass
 class DownstreamLaw:
@@ -187,6 +250,7 @@ class DownstreamLaw:
     acc_fit: str                   # how step 2 was fitted (ACC_FITS)
     samples: list[tuple[TaskLoss, Sigmoid]] = field(default_factory=list)   # bootstrap refits
     warnings: list[str] = field(default_factory=list)
+    form_note: str = ""            # how step 1's form was chosen (form "auto": choose_form's note; else "asked for")
 
     def predict(self, N, D, C) -> tuple[np.ndarray, np.ndarray]:
         """(task loss, accuracy) at (N, D, C)."""
@@ -261,7 +325,10 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
     t = _table(runs, task, cfg)
     chance = chance_of(runs, task) if chance is None else chance
     auto = form == "auto"
-    form = ("nd" if len(t) >= approach3.MIN_RUNS else "c") if auto else form
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore")
+        choice = choose_form(t, group_budgets(runs.loc[t.index])) if auto else None
+    form = choice.form if auto else form
     need = approach3.MIN_RUNS if form == "nd" else MIN_RUNS_C
     if len(t) < need:
         raise FitError(f"downstream law {task}: {len(t)} usable run(s) with acc_{task} and bpb_{task}; form "
@@ -279,7 +346,8 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
             raise FitError(f"downstream law {task}: the task loss (bpb_{task}) fit is degenerate ({why}): it does "
                            "not fall with scale across these runs (a task still at chance?); no prediction")
         acc = fit_sigmoid(t["L"], t["acc"], chance, t["n"], how=acc_fit)
-        law = DownstreamLaw(task, loss, acc, len(t), cfg.ci_level, acc_fit)
+        law = DownstreamLaw(task, loss, acc, len(t), cfg.ci_level, acc_fit,
+                            form_note=choice.note if auto else f"form {form} asked for")
         B = DEFAULT_BOOTSTRAP if n_bootstrap is None else n_bootstrap
         rng = np.random.default_rng(cfg.seed)
         for _ in range(B):
@@ -294,8 +362,12 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
             except (ValueError, np.linalg.LinAlgError):
                 continue
     if fallback:
+        law.form_note += f"; on all runs nd was degenerate ({fallback}), so c"
         law.warnings.append(f"downstream law {task}: the task loss in (N, D) was degenerate ({fallback}); fitted "
                             "in compute instead (form c)")
+    elif auto and not choice.by_rule and choice.form == "c" and len(t) >= approach3.MIN_RUNS:
+        # the old rule would have taken nd here: say so, since the two forms extrapolate differently
+        law.warnings.append(f"downstream law {task}: step 1 in compute (form c), not (N, D): {choice.note}")
     if acc.top - chance < 0.02:
         law.warnings.append(f"downstream law {task}: the fitted ceiling {acc.top:.3f} is at chance ({chance:.3g}): "
                             "the runs do not rise above guessing, so the accuracy law says nothing yet")
@@ -309,6 +381,8 @@ class Holdout:
     budget: float                 # geometric mean C of the held-out runs
     n_fit_runs: int
     table: pd.DataFrame           # held-out runs: N, D, C, loss, acc, predicted loss, predicted acc, interval
+    form: str = ""                # step 1's form in the law fitted without the largest budget
+    form_note: str = ""           # and why (form "auto": chosen with the next budget down held out)
 
     @property
     def measured(self) -> float:
@@ -345,7 +419,8 @@ def holdout(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form
                        "accuracy there")
     lo, hi = law.interval(held["N"], held["D"], held["C"])
     held["acc_lo"], held["acc_hi"] = lo, hi
-    return Holdout(task, float(np.exp(np.log(held["C"]).mean())), law.n_runs, held.reset_index(drop=True))
+    return Holdout(task, float(np.exp(np.log(held["C"]).mean())), law.n_runs, held.reset_index(drop=True),
+                   law.loss.form, law.form_note)
 
 
 @dataclass
@@ -363,7 +438,8 @@ class DownstreamFits:
         """laws.json's "downstream" entry (analysis.lawfile checks it)."""
         def one(law: DownstreamLaw) -> dict:
             h = self.holdouts.get(law.task)
-            return {"loss_form": law.loss.form, "loss_params": dict(law.loss.params), "acc_fit": law.acc_fit,
+            return {"loss_form": law.loss.form, "loss_form_choice": law.form_note,
+                    "loss_params": dict(law.loss.params), "acc_fit": law.acc_fit,
                     "acc_scale": law.acc.scale,
                     "acc_params": {"chance": law.acc.chance, "top": law.acc.top, "k": law.acc.k, "L0": law.acc.L0},
                     "n_runs": law.n_runs, "n_bootstrap": len(law.samples),
@@ -419,6 +495,7 @@ def synthetic_runs(loss: TaskLoss, acc: Sigmoid, budgets, task: str = "syn", siz
     return pd.DataFrame(rows)
 
 
-__all__ = ["ACC_FITS", "DEFAULT_ACC_FIT", "DownstreamFits", "DownstreamLaw", "Holdout", "Sigmoid", "TaskLoss", "fit",
+__all__ = ["ACC_FITS", "DEFAULT_ACC_FIT", "DownstreamFits", "DownstreamLaw", "FormChoice", "Holdout", "Sigmoid",
+           "TaskLoss", "choose_form", "fit",
            "fit_all", "fit_sigmoid", "fit_task_loss", "has_downstream", "holdout", "item_counts", "synthetic_runs",
            "tasks_in"]

@@ -131,6 +131,9 @@ def report_section(ctx: Context):
             "refitted without the largest budget and predicts that budget's mean accuracy; "
             f"{ctx.config.ci_level:.0%} intervals from {downstream.DEFAULT_BOOTSTRAP} bootstrap resamples of the runs."))
         blocks.append(Table(law_table(fits), "Downstream laws and the held-out-budget prediction"))
+        blocks.append(Para("Step 1's form per task (form auto: nd and c each fitted without the largest budget, the "
+                           "one closer to that budget's task loss kept): "
+                           + "; ".join(f"{t}: {law.form_note}" for t, law in fits.laws.items()) + "."))
         blocks.append(Figure("downstream_laws", figure(fits, runs),
                              "Accuracy against task loss per run, the fitted sigmoid, and the held-out budget's "
                              "runs as the law fitted without them predicts them"))
