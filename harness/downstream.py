@@ -247,6 +247,9 @@ def evaluate(model: torch.nn.Module, corpus: Corpus | str | Path, spec: RunSpec,
             results[f"{prefix}_cloze"] = math.fsum(vals) / len(vals)
         results["se_cloze"] = math.sqrt(math.fsum(results[f"se_cloze_{d}"] ** 2 for d in corpus.domains)) \
             / len(corpus.domains)
+        # the aggregate's floor and item count, as every task has them (the downstream law's chance and weights)
+        results["chance_cloze"] = math.fsum(results[f"chance_cloze_{d}"] for d in corpus.domains) / len(corpus.domains)
+        results["n_items_cloze"] = sum(int(results[f"n_items_cloze_{d}"]) for d in corpus.domains)
     if suite.tasks:
         results["downstream_suite"] = suite.fingerprint
     return {k: results[k] for k in sorted(results)}

@@ -225,3 +225,15 @@ def test_form_auto_with_too_few_budgets_falls_back_to_the_run_count_rule():
     assert law.loss.form == "nd" and "too few for the held-out check" in law.form_note
     law = ds.fit(runs.iloc[:6], "syn", CFG, n_bootstrap=0)
     assert law.loss.form == "c" and "by run count" in law.form_note
+
+
+def test_an_aggregate_task_without_its_own_chance_takes_its_members_mean():
+    """`cloze` is the mean over cloze_<domain> (harness.downstream); runs written before chance_cloze existed still
+    get its floor from the members' chances, not 0; other tasks without a chance column get 0."""
+    import pandas as pd
+    from analysis.laws.downstream import chance_of
+    runs = pd.DataFrame({"acc_cloze": [0.5], "chance_cloze_code": [0.25], "chance_cloze_docs": [0.25],
+                         "acc_arith": [0.3], "chance_arith_em": [0.0], "acc_code": [0.4]})
+    assert chance_of(runs, "cloze") == 0.25
+    assert chance_of(runs.assign(chance_cloze=0.2), "cloze") == 0.2
+    assert chance_of(runs, "arith") == 0.0 and chance_of(runs, "code") == 0.0

@@ -306,10 +306,22 @@ def item_counts(runs: pd.DataFrame, task: str) -> np.ndarray:
     return np.where(np.isfinite(n) & (n > 0), n, float(np.median(known)) if len(known) else 1.0)
 
 
+# tasks harness.downstream writes as the mean of their per-domain tasks (<task>_<domain>)
+MEAN_TASKS = ("cloze",)
+
+
 def chance_of(runs: pd.DataFrame, task: str) -> float:
-    col = f"chance_{task}"
-    vals = pd.to_numeric(runs[col], errors="coerce").dropna() if col in runs.columns else pd.Series([], dtype=float)
-    return float(vals.iloc[0]) if len(vals) else 0.0
+    """The task's floor: chance_<task>; for an aggregate without one (`cloze`, the mean over cloze_<domain>, whose
+    chance harness.downstream writes only since session 9) the mean of its members' chances; else 0."""
+    def first(col):
+        vals = pd.to_numeric(runs[col], errors="coerce").dropna() if col in runs.columns else pd.Series([], dtype=float)
+        return float(vals.iloc[0]) if len(vals) else None
+    if (own := first(f"chance_{task}")) is not None:
+        return own
+    if task not in MEAN_TASKS:
+        return 0.0
+    members = [m for c in runs.columns if c.startswith(f"chance_{task}_") and (m := first(c)) is not None]
+    return float(np.mean(members)) if members else 0.0
 
 
 def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: str = "auto",
