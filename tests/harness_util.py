@@ -141,3 +141,35 @@ def with_backend(monkeypatch, backend) -> None:
 
     import torch
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+
+
+def assert_only_the_changed_document_moves(model, x, eod: int, start: int, end: int, seed: int) -> None:
+    """x [2, T] has two equal rows whose documents are cut by EOD tokens; row 1's tokens start..end-1 (one document,
+    its EOD at `end`) are redrawn: a per-document mask leaves every other position's logits as they were (within
+    1e-5) and the changed document's do move."""
+    import torch
+
+    from model_zoo import docmask
+    x[1, start:end] = torch.randint(0, eod, (end - start,), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        a, b = model(x, documents=docmask.document_ids(x, eod)).unbind(0)
+    keep = torch.ones(x.shape[1], dtype=torch.bool)
+    keep[start:end + 1] = False                                          # the changed document, its EOD included
+    torch.testing.assert_close(a[keep], b[keep], rtol=0, atol=1e-5)
+    assert (a[~keep] - b[~keep]).abs().max() > 1e-2
+
+
+def assert_path_equals_dense_mask(model, x, eod: int, monkeypatch, switch: str) -> None:
+    """The model's logits with docmask.<switch> (wants_flex, wants_varlen) forced True equal the dense-mask path's
+    (within 1e-4), and the mask matters here (the comparison can fail)."""
+    import torch
+
+    from model_zoo import docmask
+    docs = docmask.document_ids(x, eod)
+    with torch.no_grad():
+        dense = model(x, documents=docs)
+        monkeypatch.setattr(docmask, switch, lambda documents: True)
+        got = model(x, documents=docs)
+        plain = model(x)
+    torch.testing.assert_close(got, dense, rtol=0, atol=1e-4)
+    assert (dense - plain).abs().max() > 1e-2

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from harness_util import assert_only_the_changed_document_moves, assert_path_equals_dense_mask
 
 import model_zoo
 from model_zoo import docmask
@@ -78,15 +79,7 @@ def flex(monkeypatch):
 
 @pytest.mark.parametrize("T", LENGTHS)
 def test_flex_path_equals_dense_mask_path(T, monkeypatch):
-    m, x = model(), windows(T, seed=T, rows=2)
-    docs = docmask.document_ids(x, EOD)
-    with torch.no_grad():
-        dense = m(x, documents=docs)
-        monkeypatch.setattr(docmask, "wants_flex", lambda documents: True)
-        got = m(x, documents=docs)
-        plain = m(x)
-    torch.testing.assert_close(got, dense, rtol=0, atol=1e-4)
-    assert (dense - plain).abs().max() > 1e-2   # the mask matters here: the comparison can fail
+    assert_path_equals_dense_mask(model(), windows(T, seed=T, rows=2), EOD, monkeypatch, "wants_flex")
 
 
 def test_flex_logits_do_not_depend_on_other_documents(flex):
@@ -94,10 +87,4 @@ def test_flex_logits_do_not_depend_on_other_documents(flex):
     m = model()
     x = windows(1023, seed=1, rows=1).repeat(2, 1)
     x[:, 399], x[:, 700] = EOD, EOD                                     # documents [0, 399], [400, 700], [701, ..]
-    x[1, 400:700] = torch.randint(0, EOD, (300,), generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        a, b = m(x, documents=docmask.document_ids(x, EOD)).unbind(0)
-    keep = torch.ones(1023, dtype=torch.bool)
-    keep[400:701] = False                                               # the changed document
-    torch.testing.assert_close(a[keep], b[keep], rtol=0, atol=1e-5)
-    assert (a[~keep] - b[~keep]).abs().max() > 1e-2
+    assert_only_the_changed_document_moves(m, x, EOD, 400, 700, seed=2)

@@ -10,6 +10,7 @@ against the dense mask on the GPU (the CUDA-only test below; bench/gpu_docmask.s
 import pytest
 import torch
 import torch.nn.functional as F
+from harness_util import assert_only_the_changed_document_moves, assert_path_equals_dense_mask
 
 import model_zoo
 from model_zoo import docmask
@@ -138,15 +139,7 @@ def model(layers=2, seq_len=256):
 
 
 def test_model_logits_on_the_varlen_path_equal_the_dense_path(varlen_on_cpu, monkeypatch):
-    m, x = model().eval(), windows(256, seed=2)
-    docs = docmask.document_ids(x, EOD)
-    with torch.no_grad():
-        dense = m(x, documents=docs)
-        monkeypatch.setattr(docmask, "wants_varlen", lambda documents: True)
-        got = m(x, documents=docs)
-        plain = m(x)
-    torch.testing.assert_close(got, dense, rtol=0, atol=1e-4)
-    assert (dense - plain).abs().max() > 1e-2
+    assert_path_equals_dense_mask(model().eval(), windows(256, seed=2), EOD, monkeypatch, "wants_varlen")
 
 
 def test_varlen_logits_do_not_depend_on_other_documents(varlen_on_cpu, monkeypatch):
@@ -155,13 +148,7 @@ def test_varlen_logits_do_not_depend_on_other_documents(varlen_on_cpu, monkeypat
     x = windows(256, rows=1, seed=3).repeat(2, 1)
     x[:, 1:].masked_fill_(x[:, 1:] == EOD, 1)
     x[:, 99], x[:, 180] = EOD, EOD                                       # documents [0, 99], [100, 180], [181, ..]
-    x[1, 100:180] = torch.randint(0, EOD, (80,), generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        a, b = m(x, documents=docmask.document_ids(x, EOD)).unbind(0)
-    keep = torch.ones(256, dtype=torch.bool)
-    keep[100:181] = False                                                # the changed document
-    torch.testing.assert_close(a[keep], b[keep], rtol=0, atol=1e-5)
-    assert (a[~keep] - b[~keep]).abs().max() > 1e-2
+    assert_only_the_changed_document_moves(m, x, EOD, 100, 180, seed=4)
 
 
 def test_compiled_varlen_training_step_equals_eager_dense(varlen_on_cpu, monkeypatch):

@@ -231,6 +231,7 @@ def test_an_aggregate_task_without_its_own_chance_takes_its_members_mean():
     """`cloze` is the mean over cloze_<domain> (harness.downstream); runs written before chance_cloze existed still
     get its floor from the members' chances, not 0; other tasks without a chance column get 0."""
     import pandas as pd
+
     from analysis.laws.downstream import chance_of
     runs = pd.DataFrame({"acc_cloze": [0.5], "chance_cloze_code": [0.25], "chance_cloze_docs": [0.25],
                          "acc_arith": [0.3], "chance_arith_em": [0.0], "acc_code": [0.4]})

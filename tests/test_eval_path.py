@@ -170,6 +170,7 @@ def test_the_regional_eval_logs_the_eager_losses_and_compiles_each_region_once_m
 
 def test_the_regional_eval_is_off_until_measured_and_cuda_regional_only():
     from types import SimpleNamespace
+
     from harness import evaluate
     cuda = torch.device("cuda")
     hw = SimpleNamespace(device=cuda, compile=True, regional=True)
@@ -190,6 +191,7 @@ def test_the_compiled_eval_is_chosen_only_where_the_h200_profile_measured_a_gain
     """compiled_eval's rule (harness.evaluate.COMPILED_EVAL): CUDA, whole-step compile, one process, no document
     masks; regional compile, a sharded model, document masks and the CPU keep the eager eval."""
     from types import SimpleNamespace
+
     from harness.evaluate import compiled_eval
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     def hw(device=cuda, compile=True, regional=False):
