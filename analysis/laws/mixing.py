@@ -39,6 +39,7 @@ with the most mixtures (the "fit size"), and only the additive and joint laws us
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,7 +69,12 @@ ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, interva
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
 ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
 ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries stepped together: ~1 MB arrays, in cache
-ADD_BOOT_THREADS = 1              # threads sharing the resample chunks: 2 ran no faster on the shared 2-core VM
+# threads sharing the resample chunks (the results are the same for any count): on the idle 2-core VM 2 threads fit
+# 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on one (bench/README.md, "Checks at the end of
+# session 9"); on a VM whose cores other jobs hold they ran slower than one (the mixadd section). Two at most: the
+# chunks' numpy loops saturate a core each and more threads only contend.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+ADD_BOOT_THREADS = max(1, min(2, _CORES))
                                   # (no idle core there; bench/README.md, "1000 resamples of the additive law")
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
