@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.special import expit, logit, xlogy
+from scipy.special import expit, logit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository's packages, run as a script
 from analysis.laws import downstream as ds  # noqa: E402
@@ -57,13 +57,6 @@ EPS = 1e-9
 def _curve(b, top, k, L0, L, logL=False):
     z = k * (np.log(L) - np.log(L0)) if logL else k * (L - L0)
     return b + (top - b) * expit(-np.clip(z, -500, 500))
-
-
-def _dev_resid(p, acc, n):
-    """Signed binomial deviance residuals: their squares sum to the deviance, so least squares on them is the MLE."""
-    p = np.clip(p, EPS, 1 - EPS)
-    d = 2 * n * (xlogy(acc, acc / p) + xlogy(1 - acc, (1 - acc) / (1 - p)))
-    return np.sign(acc - p) * np.sqrt(np.maximum(d, 0))
 
 
 def _fit(L, acc, n, chance, *, loss="lsq", top1=False, b_free=False, prior=0.0, logL=False):
@@ -90,7 +83,7 @@ def _fit(L, acc, n, chance, *, loss="lsq", top1=False, b_free=False, prior=0.0, 
     def resid(p):
         b, top, k, L0 = unpack(p)
         pred = _curve(b, top, k, L0, L, logL)
-        r = _dev_resid(pred, acc, n) if loss == "binom" else pred - acc
+        r = ds._deviance_residuals(pred, acc, n) if loss == "binom" else pred - acc
         if prior:   # -2 log prior, as one more squared residual: Beta(prior + 1, 1) on the ceiling's share
             u = np.clip((top - b) / (1 - b), EPS, 1.0)
             r = np.append(r, np.sqrt(2 * prior * -np.log(u)))
