@@ -62,19 +62,22 @@ def heldout_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> tuple[to
     return x[:-1].view(n, seq_len), x[1:].view(n, seq_len)
 
 
+def _may_compile_eval(hw: Hardware, sharded: bool, document_mask: str) -> bool:
+    """Where either compiled eval may run: a CUDA run that compiles its training, in one process (a sharded model's
+    forward is a collective: its eval stays eager), without document masks (the eager eval takes the dense mask)."""
+    return hw.compile and hw.device.type == "cuda" and not sharded and document_mask != "on"
+
+
 def compiled_eval(hw: Hardware, sharded: bool, document_mask: str = "off") -> bool:
-    """Whether the trainer evaluates through the compiled WindowLosses: COMPILED_EVAL, on CUDA, where the runtime
-    compiles its whole training step (not regional), without document masks, in one process (a sharded model's
-    forward is a collective: its eval stays eager). See COMPILED_EVAL for the measurements behind each condition."""
-    return (COMPILED_EVAL and hw.compile and not hw.regional and hw.device.type == "cuda" and not sharded
-            and document_mask != "on")
+    """Whether the trainer evaluates through the compiled WindowLosses: COMPILED_EVAL, where the runtime compiles its
+    whole training step (not regional). See COMPILED_EVAL for the measurements behind each condition."""
+    return COMPILED_EVAL and not hw.regional and _may_compile_eval(hw, sharded, document_mask)
 
 
 def regional_eval(hw: Hardware, sharded: bool, document_mask: str = "off") -> bool:
-    """Whether the trainer evaluates through the model's compiled regions (REGIONAL_EVAL): CUDA, runtime.compile
-    regional, one process, document masks off (the eager eval takes the dense mask)."""
-    return (REGIONAL_EVAL and hw.compile and hw.regional and hw.device.type == "cuda" and not sharded
-            and document_mask != "on")
+    """Whether the trainer evaluates through the model's compiled regions: REGIONAL_EVAL, under runtime.compile
+    regional (so never where compiled_eval is)."""
+    return REGIONAL_EVAL and hw.regional and _may_compile_eval(hw, sharded, document_mask)
 
 
 @contextlib.contextmanager

@@ -183,7 +183,7 @@ class Trainer:
         self.eval_compiled = compiled_eval(self.hw, d.sharded, spec.data.document_mask)
         self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
                                      self.heldout.domain_windows)
-        self.eval_regional = not self.eval_compiled and regional_eval(self.hw, d.sharded, spec.data.document_mask)
+        self.eval_regional = regional_eval(self.hw, d.sharded, spec.data.document_mask)
         # compiled (or through the compiled regions): the first eval's graphs are compiled as warm-up first
         self.eval_warm = not (self.eval_compiled or self.eval_regional)
         self.downstream_evals = None   # tasks and prompts built now: a task without items fails before training

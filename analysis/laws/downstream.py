@@ -508,6 +508,5 @@ def synthetic_runs(loss: TaskLoss, acc: Sigmoid, budgets, task: str = "syn", siz
 
 
 __all__ = ["ACC_FITS", "DEFAULT_ACC_FIT", "DownstreamFits", "DownstreamLaw", "FormChoice", "Holdout", "Sigmoid",
-           "TaskLoss", "choose_form", "fit",
-           "fit_all", "fit_sigmoid", "fit_task_loss", "has_downstream", "holdout", "item_counts", "synthetic_runs",
-           "tasks_in"]
+           "TaskLoss", "choose_form", "fit", "fit_all", "fit_sigmoid", "fit_task_loss", "has_downstream", "holdout",
+           "item_counts", "synthetic_runs", "tasks_in"]

@@ -75,7 +75,6 @@ ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries step
 # chunks' numpy loops saturate a core each and more threads only contend.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 ADD_BOOT_THREADS = max(1, min(2, _CORES))
-                                  # (no idle core there; bench/README.md, "1000 resamples of the additive law")
 FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
