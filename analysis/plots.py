@@ -94,6 +94,9 @@ def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.F
             good = bool(row.get("bracketed", True))
             ax.scatter([row["N_opt"]], [row["loss_opt"]], color=color if good else "white", marker="*", s=140,
                        edgecolor=color if not good else "k", linewidth=1.2, zorder=4)
+            if not bool(row.get("in_fit", True)):      # approach2.mark_in_fit left this budget out of the exponents
+                ax.annotate("not used", (row["N_opt"], row["loss_opt"]), textcoords="offset points", xytext=(6, -10),
+                            fontsize=7, color=color)
     method = getattr(fit, "method", "parabola")
     what = {"shape": "law-shaped profiles", "window": "parabolas near the minimum", "parabola": "parabolas in log N"}
     what = what.get(method, method)
@@ -104,6 +107,9 @@ def isoflop(runs: pd.DataFrame, fit: ComputeOptimal, groups: pd.Series) -> plt.F
                 else f"{what}, {local} of {len(by)} minima from local parabolas")
     ax.set(xscale="log", xlabel=f"N ({cfg.n_col})", ylabel="final held-out loss",
            title=f"IsoFLOP profiles: {what}, minima starred (hollow: poorly bracketed)")
+    if "in_fit" in pts and not pts["in_fit"].all():
+        ax.set_title(ax.get_title() + "\n'not used': minimum outside the sizes run, left out of the exponents' fit",
+                     fontsize=9)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
@@ -124,7 +130,11 @@ def optimal_vs_compute(fits: list, c_range: tuple[float, float]) -> plt.Figure:
                 pts = fit.points
                 if fit.approach == "approach 1" and len(pts) > 60:
                     pts = pts.iloc[:: max(1, len(pts) // 60)]
-                ax.scatter(pts["C"], pts[col], color=color, s=10, alpha=0.6)
+                used = pts["in_fit"].to_numpy(bool) if "in_fit" in pts else np.ones(len(pts), bool)
+                ax.scatter(pts["C"][used], pts[col][used], color=color, s=10, alpha=0.6)
+                if not used.all():         # budgets left out of the exponents' fit (approach2.mark_in_fit): hollow
+                    ax.scatter(pts["C"][~used], pts[col][~used], facecolors="none", edgecolors=color, s=14,
+                               alpha=0.8, label=f"{fit.approach}: not used (minimum outside the sizes run)")
             else:
                 y, (lo, hi) = getattr(fit, which)(C), fit.interval(which, C)
                 label = f"{fit.approach}: exponent {fit.a if which == 'n_opt' else fit.b:.3f}"

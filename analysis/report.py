@@ -314,8 +314,9 @@ def section_isoflop(ctx: Context):
     if hasattr(a2, "describe_method"):
         out.append(Para(f"Vertices: {a2.describe_method()}."))
     cols = [c for c in ("C", "N_opt", "D_opt", "loss_opt", "n_runs", "n_used", "sizes_below", "sizes_above",
-                        "bracketed", "window_lo", "window_hi") if c in a2.points]
-    out.append(Table(a2.points[cols], "Per budget: the vertex, the sizes below and above it, whether they bracket it"))
+                        "bracketed", "in_fit", "window_lo", "window_hi") if c in a2.points]
+    out.append(Table(a2.points[cols], "Per budget: the vertex, the sizes below and above it, whether they bracket it, "
+                                      "whether the exponents' fit uses it (in_fit)"))
     quiet = dataclasses.replace(ctx.config, n_bootstrap=0)
     method = getattr(a2, "method", "parabola")
     with warnings.catch_warnings():

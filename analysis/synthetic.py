@@ -96,18 +96,27 @@ def curves_table(law: KnownLaw, runs: pd.DataFrame, points_per_run: int = 16, no
 
 def long_runs(law: KnownLaw, sizes, max_budget: float, schedule: str = "constant", evals_per_run: int = 40,
               noise: float = 0.005, seed: int = 0, k: float = 6.0, unannealed_gap: float = 0.02,
-              warmup_frac: float = 0.02, cooldown_frac: float = 0.2, steps: int = 10_000) -> tuple[pd.DataFrame, ...]:
+              warmup_frac: float = 0.02, cooldown_frac: float = 0.2, steps: int = 10_000,
+              tokens_per_param=None, first_frac: float = 1 / 200, run_noise: float = 0.0) -> tuple[pd.DataFrame, ...]:
     """(runs, curves) of one long run per size trained to `max_budget` (as Porian et al. 2024 slice isoFLOP points
     from): the curves table's loss at t tokens is the law at (N, t), raised by `unannealed_gap` (relative) where
     the lr has not been annealed: every point of a constant run; a WSD run before the end of its cooldown (the
     gap closing linearly over the cooldown); a cosine run by the gap times the fraction of the decay left, so
-    that only its final point is the law's. Runs carry schedule, steps, warmup_frac, cooldown_frac."""
+    that only its final point is the law's. Runs carry schedule, steps, warmup_frac, cooldown_frac.
+    tokens_per_param (a number, or one per size): each run ends at that many tokens per parameter instead of at
+    max_budget (Porian et al.'s runs each end at their own length, so the large budgets see only the large models);
+    evals run from first_frac of the run to its end; run_noise: a relative offset per run (its seed), shared by
+    all its points, beside each point's own `noise`."""
     rng = np.random.default_rng(seed)
     runs, curves = [], []
-    for i, N in enumerate(np.asarray(sizes, float)):
-        D = max_budget / (k * N)
+    sizes = np.asarray(sizes, float)
+    tpp = None if tokens_per_param is None else np.broadcast_to(np.asarray(tokens_per_param, float), sizes.shape)
+    for i, N in enumerate(sizes):
+        D = max_budget / (k * N) if tpp is None else tpp[i] * N
+        C_end = max_budget if tpp is None else k * N * D
         rid = f"long{i:03d}"
-        eval_steps = np.unique(np.round(np.geomspace(steps / 200, steps, evals_per_run)).astype(int))
+        offset = np.exp(run_noise * rng.standard_normal()) if run_noise else 1.0
+        eval_steps = np.unique(np.round(np.geomspace(steps * first_frac, steps, evals_per_run)).astype(int))
         for step in eval_steps:
             frac = step / steps
             if schedule == "constant":
@@ -118,9 +127,9 @@ def long_runs(law: KnownLaw, sizes, max_budget: float, schedule: str = "constant
             else:
                 gap = unannealed_gap * (1 - frac)
             t = D * frac
-            loss = float(law.loss(N, t) * (1 + gap) * np.exp(noise * rng.standard_normal()))
+            loss = float(law.loss(N, t) * (1 + gap) * offset * np.exp(noise * rng.standard_normal()))
             curves.append({"run_id": rid, "step": int(step), "tokens": t, "flops": k * N * t, "loss": loss})
         runs.append({"run_id": rid, "params_nonembedding": N, "params_total": N * 1.15, "tokens": D,
-                     "flops": max_budget, "flops_6n": max_budget, "loss": curves[-1]["loss"], "schedule": schedule,
+                     "flops": C_end, "flops_6n": C_end, "loss": curves[-1]["loss"], "schedule": schedule,
                      "steps": steps, "warmup_frac": warmup_frac, "cooldown_frac": cooldown_frac})
     return pd.DataFrame(runs), pd.DataFrame(curves)
