@@ -29,7 +29,8 @@ def test_extrapolated_budgets_are_left_out_and_the_exponent_recovered(seed):
     assert (f.points["in_fit"].to_numpy() == inside).all()
     assert any("left out of the exponents' fit" in w for w in f.warnings)
     assert "not used in the exponents' fit" in f.describe_method()
-    # measured: 0.466 and 0.453 (truth 0.452); the bench's rms error on such tables is 0.01-0.02
+    # measured: 0.458 and 0.447 (truth 0.452; 9 budgets of 12 outside, 3 inside). The shared profile puts every vertex
+    # on one power law, so "keep" gives the same exponent here: what differs is which budgets say they are used
     assert f.n_opt.a == pytest.approx(CHINCHILLA.a, abs=0.03)
     assert f.n_opt.a + f.d_opt.a == pytest.approx(1.0, abs=1e-6)
 
