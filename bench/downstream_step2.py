@@ -2,7 +2,7 @@
 sigmoid, judged by held-out runs of the GPU study and by recovery of known sigmoids, and only then by the 4x run.
 
     python bench/downstream_step2.py [--runs examples/study2/runs.csv] [--big examples/study2/big_run.csv]
-                                     [--seeds 25] [--only real|synthetic|big|step1|cause]
+                                     [--seeds 25] [--only real|synthetic|big|step1|cause|signal]
 
 Reads the CSVs only (the same numbers as the run directories bench/study_downstream_check.py reads). Step 1 is left
 out (but for the last table): every prediction is step 2 evaluated at the held-out run's MEASURED task loss
@@ -10,7 +10,8 @@ out (but for the last table): every prediction is step 2 evaluated at the held-o
 holdout) with the old and the new step 2; --only step1 compares step 1's form "auto" before and after its held-out
 check (analysis.laws.downstream.choose_form), both steps with the default step 2; --only cause splits each 4x miss
 into step 1 (task loss, per form) and step 2, with how firm the form check is, and the same extrapolation on each
-domain's held-out loss (issue 17, session 10: cloze_multilingual).
+domain's held-out loss (issue 17, session 10: cloze_multilingual); --only signal measures the no-signal rule
+(analysis.laws.downstream.no_signal) on generated runs.
 
 Methods (acc = b + (top - b) / (1 + exp(k (L - L0))), b = chance unless said):
     lsq            least squares on accuracy, top in [chance, 1] fitted (the old default; ACC_FITS lsq_linear)
@@ -323,11 +324,20 @@ def cause(runs: pd.DataFrame, big: pd.Series, tasks: list[str], resamples: int =
         law = ds.fit(runs, task, cfg, n_bootstrap=0)
         row = {"task": task, "auto": law.loss.form,
                "step 2 alone": 100 * (float(law.acc(big[f"bpb_{task}"])) - big[f"acc_{task}"])}
+        Ls = {}
         for form in ("nd", "c"):
-            L = float(ds.fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)(N, D, C))
+            Ls[form] = L = float(ds.fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)(N, D, C))
             row[f"{form} bpb %"] = 100 * (L / big[f"bpb_{task}"] - 1)
             row[f"{form} both"] = 100 * (float(law.acc(L)) - big[f"acc_{task}"])
+        # alternatives tried for step 1: the two forms' geometric mean; c fitted to each budget's lowest task loss;
+        # the task loss as a power of the run's held-out (mixture) loss, at the 4x run's MEASURED held-out loss
+        row["mean-of-forms both"] = 100 * (float(law.acc(np.sqrt(Ls["nd"] * Ls["c"]))) - big[f"acc_{task}"])
         g = ds.group_budgets(runs.loc[t.index]).to_numpy()
+        best = t.loc[t.groupby(g)["L"].idxmin()]
+        row["best-run c bpb %"] = 100 * (float(ds.fit_task_loss(best["N"], best["D"], best["C"], best["L"], "c")(
+            N, D, C)) / big[f"bpb_{task}"] - 1)
+        slope, icpt = np.polyfit(np.log(runs.loc[t.index, "loss"]), np.log(t["L"]), 1)
+        row["via loss bpb %"] = 100 * (np.exp(icpt + slope * np.log(big["loss"])) / big[f"bpb_{task}"] - 1)
         fit_t, held = t[g != g.max()], t[g == g.max()]
         base = {f: ds.fit_task_loss(fit_t["N"], fit_t["D"], fit_t["C"], fit_t["L"], f) for f in ("nd", "c")}
         for f, lo in base.items():
@@ -340,6 +350,33 @@ def cause(runs: pd.DataFrame, big: pd.Series, tasks: list[str], resamples: int =
             wins.append(e["c"] < e["nd"])
         row["c wins resamples"] = float(np.mean(wins))
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ the no-signal rule
+# accuracy at the study's lowest task loss (cloze_prose's bpb, 1.16) for each generating sigmoid (logistic in log L,
+# chance 0.25, top 1, k 4.5): at chance, faint (0.27-0.30 at the best run), weak, clear (cloze-like)
+SIGNAL_CASES = (("at chance", None), ("faint", 0.55), ("weak", 0.7), ("medium", 0.85), ("clear", 1.75))
+
+
+def signal_rate(L: np.ndarray, seeds: int, n: int = 500) -> pd.DataFrame:
+    """How often analysis.laws.downstream.no_signal says "no signal" on runs at the study's 20 task losses with
+    accuracies drawn binomially (n items) from known sigmoids: a false 'signal' at chance should be rare (<= 5%
+    family-wise), a clear signal never called absent."""
+    rows = []
+    for name, L0 in SIGNAL_CASES:
+        truth = ds.Sigmoid(0.25, 1.0, 4.5, L0, "log") if L0 else None
+        p = truth(L) if truth else np.full(len(L), 0.25)
+        calls = []
+        for seed in range(seeds):
+            acc = np.random.default_rng(seed).binomial(n, p) / n
+            fitted = ds.fit_sigmoid(L, acc, 0.25, np.full(len(L), n))
+            calls.append(ds.no_signal(acc, np.full(len(L), n), 0.25, fitted, L))
+        rule = pd.Series([("signal" if c is None else "ceiling" if "ceiling" in c else "deviance"
+                           if "no better than chance" in c else "within z*") for c in calls])
+        rows.append({"truth": name, "acc at lowest L": float(p[np.argmin(L)]),
+                     "called no signal": float(np.mean([c is not None for c in calls])),
+                     "by rule": rule.value_counts().to_dict()})
     return pd.DataFrame(rows)
 
 
@@ -362,7 +399,7 @@ def main(argv=None) -> None:
     p.add_argument("--runs", default=ROOT / "examples/study2/runs.csv", type=Path)
     p.add_argument("--big", default=ROOT / "examples/study2/big_run.csv", type=Path)
     p.add_argument("--seeds", type=int, default=25)
-    p.add_argument("--only", choices=("real", "synthetic", "big", "step1", "cause"))
+    p.add_argument("--only", choices=("real", "synthetic", "big", "step1", "cause", "signal"))
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
     pd.set_option("display.width", 250, "display.max_columns", 40, "display.precision", 2)
@@ -416,6 +453,12 @@ def main(argv=None) -> None:
                   f"signal; 4x run {int((sig[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} "
                   f"predicted ({len(quiet)} not predicted: no signal); "
                   f"mean |4x bpb error| {sig[f'{name} bpb %'].abs().mean():.1f}%")
+    if a.only in (None, "signal"):
+        L = np.sort(runs["bpb_cloze_prose"].dropna().to_numpy(float))
+        print(f"\n## The no-signal rule on generated runs (the study's 20 task losses, 500 items, {a.seeds * 8} seeds): "
+              "share called 'no signal', and by which rule (the first that applies: ceiling at chance, every run within z* "
+              "of chance, deviance no better than chance)")
+        print(signal_rate(L, a.seeds * 8).to_string(index=False))
     if a.only in (None, "cause"):
         big = pd.read_csv(a.big).iloc[0]
         print("\n## Where the 4x run's misses come from: step 1 (task loss, each form fitted to all scored runs) or "
