@@ -313,7 +313,13 @@ def _downstream_errors(data: dict) -> list[str]:
             _num(errs, loss, p, f"{w}.loss_params", positive=True)
         if (scale := law.get("acc_scale", "linear")) not in DOWNSTREAM_ACC_SCALES:
             errs.append(f"{w}.acc_scale = {scale!r}: must be one of {DOWNSTREAM_ACC_SCALES}")
-        acc = _mapping(errs, law, "acc_params", f"{w}.")
+        no_signal = law.get("no_signal")
+        if no_signal is not None and not (isinstance(no_signal, str) and no_signal):
+            errs.append(f"{w}.no_signal = {no_signal!r}: must be null or the reason the accuracy is not predicted")
+        if no_signal and law.get("acc_params") is None:   # no signal: the task loss only, no sigmoid (by design)
+            acc = None
+        else:
+            acc = _mapping(errs, law, "acc_params", f"{w}.")
         for p in ("chance", "top", "k", "L0") if acc is not None else ():
             _num(errs, acc, p, f"{w}.acc_params", positive=p == "k")
         _num(errs, law, "n_runs", w, positive=True)

@@ -2,13 +2,16 @@
 sigmoid, judged by held-out runs of the GPU study and by recovery of known sigmoids, and only then by the 4x run.
 
     python bench/downstream_step2.py [--runs examples/study2/runs.csv] [--big examples/study2/big_run.csv]
-                                     [--seeds 25] [--only real|synthetic|big|step1]
+                                     [--seeds 25] [--only real|synthetic|big|step1|cause|signal]
 
 Reads the CSVs only (the same numbers as the run directories bench/study_downstream_check.py reads). Step 1 is left
 out (but for the last table): every prediction is step 2 evaluated at the held-out run's MEASURED task loss
 (bpb_<task>), so the errors are step 2's alone. The last table runs both steps (analysis.laws.downstream.fit and
 holdout) with the old and the new step 2; --only step1 compares step 1's form "auto" before and after its held-out
-check (analysis.laws.downstream.choose_form), both steps with the default step 2.
+check (analysis.laws.downstream.choose_form), both steps with the default step 2; --only cause splits each 4x miss
+into step 1 (task loss, per form) and step 2, with how firm the form check is, and the same extrapolation on each
+domain's held-out loss (issue 17, session 10: cloze_multilingual); --only signal measures the no-signal rule
+(analysis.laws.downstream.no_signal) on generated runs.
 
 Methods (acc = b + (top - b) / (1 + exp(k (L - L0))), b = chance unless said):
     lsq            least squares on accuracy, top in [chance, 1] fitted (the old default; ACC_FITS lsq_linear)
@@ -49,7 +52,13 @@ from analysis.laws import downstream as ds  # noqa: E402
 from analysis.laws.common import FitConfig, FitError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-AT_CHANCE = ("arith", "arith_em")     # no run rises above guessing: no sigmoid to judge (listed apart)
+STUDY_CFG = FitConfig(n_col="params_compute", c_col="flops")     # the study's conventions (its laws.json)
+
+
+def at_chance(runs: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """Tasks whose runs show no signal above chance (analysis.laws.downstream.no_signal, the law's own rule; on the
+    study: arith, arith_em): no sigmoid to judge, listed apart."""
+    return [t for t in tasks if ds.fit(runs, t, STUDY_CFG, n_bootstrap=0).no_signal]
 EPS = 1e-9
 
 
@@ -176,8 +185,8 @@ def real(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     return df
 
 
-def summarise_real(df: pd.DataFrame) -> pd.DataFrame:
-    sig = df[~df["task"].isin(AT_CHANCE)]
+def summarise_real(df: pd.DataFrame, quiet: list[str]) -> pd.DataFrame:
+    sig = df[~df["task"].isin(quiet)]
     out = sig.groupby(["check", "method"])["err"].agg(mae=lambda e: e.abs().mean(), bias="mean",
                                                      n="size").unstack(0)
     floor = sig[sig["method"] == "lsq"].groupby("check")["se"].mean() * 100 * np.sqrt(2 / np.pi)
@@ -239,7 +248,7 @@ def big_run(runs: pd.DataFrame, big: pd.Series, tasks: list[str]) -> pd.DataFram
 
 
 def two_step(runs: pd.DataFrame, big: pd.Series, tasks: list[str]) -> pd.DataFrame:
-    cfg = FitConfig(n_col="params_compute", c_col="flops")     # the study's conventions (downstream_4x.md)
+    cfg = STUDY_CFG
     N, D, C = (np.array([float(big[c])]) for c in (cfg.n_col, "tokens", cfg.c_col))
     rows = []
     for task in tasks:
@@ -282,7 +291,7 @@ def step1(runs: pd.DataFrame, big: pd.Series, tasks: list[str], n_bootstrap: int
     budget, 3e16; task-loss error in %), then old auto against new auto: the 4x run's task loss from step 1, both
     steps' error at the 4x run and the grid's own holdout() (both steps without 3e16; inside it new auto chooses
     with the next budget, 1.3e16, held out)."""
-    cfg = FitConfig(n_col="params_compute", c_col="flops")     # the study's conventions (downstream_4x.md)
+    cfg = STUDY_CFG
     N, D, C = (np.array([float(big[c])]) for c in (cfg.n_col, "tokens", cfg.c_col))
     rows = []
     for task in tasks:
@@ -302,22 +311,106 @@ def step1(runs: pd.DataFrame, big: pd.Series, tasks: list[str], n_bootstrap: int
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------------------------ a miss's cause
+def cause(runs: pd.DataFrame, big: pd.Series, tasks: list[str], resamples: int = 100) -> pd.DataFrame:
+    """Per task: the 4x run's task loss from each form (all scored runs) and the accuracy both steps give with it;
+    step 2 alone; the held-out check (largest budget out) signed per form, and the share of resamples of the fitted
+    runs (each form polished from its optimum) in which c wins that check, i.e. how firm the choice is."""
+    cfg = STUDY_CFG
+    N, D, C = (float(big[c]) for c in (cfg.n_col, "tokens", cfg.c_col))
+    rows = []
+    for task in tasks:
+        t = ds._table(runs, task, cfg)
+        law = ds.fit(runs, task, cfg, n_bootstrap=0)
+        row = {"task": task, "auto": law.loss.form,
+               "step 2 alone": 100 * (float(law.acc(big[f"bpb_{task}"])) - big[f"acc_{task}"])}
+        Ls = {}
+        for form in ("nd", "c"):
+            Ls[form] = L = float(ds.fit_task_loss(t["N"], t["D"], t["C"], t["L"], form)(N, D, C))
+            row[f"{form} bpb %"] = 100 * (L / big[f"bpb_{task}"] - 1)
+            row[f"{form} both"] = 100 * (float(law.acc(L)) - big[f"acc_{task}"])
+        # alternatives tried for step 1: the two forms' geometric mean; c fitted to each budget's lowest task loss;
+        # the task loss as a power of the run's held-out (mixture) loss, at the 4x run's MEASURED held-out loss
+        row["mean-of-forms both"] = 100 * (float(law.acc(np.sqrt(Ls["nd"] * Ls["c"]))) - big[f"acc_{task}"])
+        g = ds.group_budgets(runs.loc[t.index]).to_numpy()
+        best = t.loc[t.groupby(g)["L"].idxmin()]
+        row["best-run c bpb %"] = 100 * (float(ds.fit_task_loss(best["N"], best["D"], best["C"], best["L"], "c")(
+            N, D, C)) / big[f"bpb_{task}"] - 1)
+        slope, icpt = np.polyfit(np.log(runs.loc[t.index, "loss"]), np.log(t["L"]), 1)
+        row["via loss bpb %"] = 100 * (np.exp(icpt + slope * np.log(big["loss"])) / big[f"bpb_{task}"] - 1)
+        fit_t, held = t[g != g.max()], t[g == g.max()]
+        base = {f: ds.fit_task_loss(fit_t["N"], fit_t["D"], fit_t["C"], fit_t["L"], f) for f in ("nd", "c")}
+        for f, lo in base.items():
+            row[f"check {f} %"] = 100 * float(np.mean(lo(held["N"], held["D"], held["C"]) / held["L"] - 1))
+        rng, wins = np.random.default_rng(0), []
+        for _ in range(resamples):
+            s = fit_t.iloc[rng.integers(len(fit_t), size=len(fit_t))]
+            e = {f: np.mean(np.abs(ds.fit_task_loss(s["N"], s["D"], s["C"], s["L"], f, start=lo)(
+                held["N"], held["D"], held["C"]) / held["L"] - 1)) for f, lo in base.items()}
+            wins.append(e["c"] < e["nd"])
+        row["c wins resamples"] = float(np.mean(wins))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ the no-signal rule
+# accuracy at the study's lowest task loss (cloze_prose's bpb, 1.16) for each generating sigmoid (logistic in log L,
+# chance 0.25, top 1, k 4.5): at chance, faint (0.27-0.30 at the best run), weak, clear (cloze-like)
+SIGNAL_CASES = (("at chance", None), ("faint", 0.55), ("weak", 0.7), ("medium", 0.85), ("clear", 1.75))
+
+
+def signal_rate(L: np.ndarray, seeds: int, n: int = 500) -> pd.DataFrame:
+    """How often analysis.laws.downstream.no_signal says "no signal" on runs at the study's 20 task losses with
+    accuracies drawn binomially (n items) from known sigmoids: a false 'signal' at chance should be rare (<= 5%
+    family-wise), a clear signal never called absent."""
+    rows = []
+    for name, L0 in SIGNAL_CASES:
+        truth = ds.Sigmoid(0.25, 1.0, 4.5, L0, "log") if L0 else None
+        p = truth(L) if truth else np.full(len(L), 0.25)
+        calls = []
+        for seed in range(seeds):
+            acc = np.random.default_rng(seed).binomial(n, p) / n
+            fitted = ds.fit_sigmoid(L, acc, 0.25, np.full(len(L), n))
+            calls.append(ds.no_signal(acc, np.full(len(L), n), 0.25, fitted, L))
+        rule = pd.Series([("signal" if c is None else "ceiling" if "ceiling" in c else "deviance"
+                           if "no better than chance" in c else "within z*") for c in calls])
+        rows.append({"truth": name, "acc at lowest L": float(p[np.argmin(L)]),
+                     "called no signal": float(np.mean([c is not None for c in calls])),
+                     "by rule": rule.value_counts().to_dict()})
+    return pd.DataFrame(rows)
+
+
+def domain_loss(runs: pd.DataFrame, big: pd.Series) -> pd.DataFrame:
+    cfg = STUDY_CFG
+    N, D, C = (float(big[c]) for c in (cfg.n_col, "tokens", cfg.c_col))
+    rows = []
+    for col in sorted(c for c in runs.columns if c.startswith("loss_")):
+        row = {"loss": col}
+        for name, sub in (("scored", runs[runs["acc_cloze"].notna()]), ("all", runs)):
+            for form in ("nd", "c"):
+                lo = ds.fit_task_loss(sub[cfg.n_col], sub["tokens"], sub[cfg.c_col], sub[col], form)
+                row[f"{name} {form} %"] = 100 * (float(lo(N, D, C)) / big[col] - 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=ROOT / "examples/study2/runs.csv", type=Path)
     p.add_argument("--big", default=ROOT / "examples/study2/big_run.csv", type=Path)
     p.add_argument("--seeds", type=int, default=25)
-    p.add_argument("--only", choices=("real", "synthetic", "big", "step1"))
+    p.add_argument("--only", choices=("real", "synthetic", "big", "step1", "cause", "signal"))
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
     pd.set_option("display.width", 250, "display.max_columns", 40, "display.precision", 2)
     runs = pd.read_csv(a.runs)
     tasks = ds.tasks_in(runs)
+    quiet = at_chance(runs, tasks)
     if a.only in (None, "real"):
         df = real(runs, tasks)
-        out, floor = summarise_real(df)
+        out, floor = summarise_real(df, quiet)
         print(f"## Held-out runs, step 2 at the measured task loss: error in accuracy points, tasks "
-              f"{[t for t in tasks if t not in AT_CHANCE]}")
+              f"{[t for t in tasks if t not in quiet]} (no signal: {quiet})")
         print("noise floor (mean |error| of a perfect law, sqrt(2/pi) x the held-out runs' se):",
               floor.round(2).to_dict())
         print(out.to_string())
@@ -353,13 +446,27 @@ def main(argv=None) -> None:
         print("\n## Step 1's form: old auto (nd) against new auto (held-out check); task loss error in %, accuracy "
               "error in points; new form's check = each form fitted without the grid's largest budget (3e16)")
         print(df.to_string(index=False))
-        sig = df[~df["task"].isin(AT_CHANCE)]
+        sig = df[~df["task"].isin(quiet)]
         for name in ("old", "new"):
             print(f"{name} auto, within {ds.WITHIN_POINTS:g} points: grid holdout "
                   f"{int((sig[f'{name} grid holdout'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} tasks with "
-                  f"signal; 4x run {int((df[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(df)} tasks "
-                  f"({int((sig[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} with signal); "
+                  f"signal; 4x run {int((sig[f'{name} 4x'].abs() <= ds.WITHIN_POINTS).sum())} of {len(sig)} "
+                  f"predicted ({len(quiet)} not predicted: no signal); "
                   f"mean |4x bpb error| {sig[f'{name} bpb %'].abs().mean():.1f}%")
+    if a.only in (None, "signal"):
+        L = np.sort(runs["bpb_cloze_prose"].dropna().to_numpy(float))
+        print(f"\n## The no-signal rule on generated runs (the study's 20 task losses, 500 items, {a.seeds * 8} seeds): "
+              "share called 'no signal', and by which rule (the first that applies: ceiling at chance, every run within z* "
+              "of chance, deviance no better than chance)")
+        print(signal_rate(L, a.seeds * 8).to_string(index=False))
+    if a.only in (None, "cause"):
+        big = pd.read_csv(a.big).iloc[0]
+        print("\n## Where the 4x run's misses come from: step 1 (task loss, each form fitted to all scored runs) or "
+              "step 2 (the sigmoid at the measured task loss); errors in % (task loss) and points (accuracy)")
+        print(cause(runs, big, [t for t in tasks if t not in quiet]).to_string(index=False))
+        print("\n## The same extrapolation on each domain's held-out loss (loss_<domain>, every run has it): the "
+              "scored 20 runs against all 36; error at the 4x run in %")
+        print(domain_loss(runs, big).to_string(index=False))
 
 
 if __name__ == "__main__":

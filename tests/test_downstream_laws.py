@@ -145,7 +145,9 @@ def test_a_task_loss_that_does_not_fall_with_scale_gives_no_nan_prediction():
             assert law.loss.form == "c" and ("form c by the held-out check" in law.form_note
                                             or "nd was degenerate" in law.form_note)
         h = ds.holdout(r, "syn", FitConfig(), n_bootstrap=5)
-        assert np.isfinite(h.table["acc_pred"]).all()
+        assert np.isfinite(h.table["L_pred"]).all()
+        # the runs sit at chance (top 0.26): either no accuracy (no signal) or a finite one, never nan unannounced
+        assert np.isfinite(h.table["acc_pred"]).all() or (h.status == ds.NOT_PREDICTED and h.within is None)
     assert seen_nd_degenerate   # the case this test is about did occur
 
 
@@ -238,3 +240,111 @@ def test_an_aggregate_task_without_its_own_chance_takes_its_members_mean():
     assert chance_of(runs, "cloze") == 0.25
     assert chance_of(runs.assign(chance_cloze=0.2), "cloze") == 0.2
     assert chance_of(runs, "arith") == 0.0 and chance_of(runs, "code") == 0.0
+
+
+# ---------------------------------------------------------------- no signal: the task loss only, no accuracy
+def _at_chance(runs, seed=5, n=500):
+    """The same runs (their task loss still falls with scale) with every accuracy drawn at chance."""
+    return runs.assign(acc_syn=np.random.default_rng(seed).binomial(n, 0.25, size=len(runs)) / n, n_items_syn=n)
+
+
+def test_a_task_at_chance_gets_no_accuracy_only_its_task_loss(runs, tmp_path):
+    """Every run's accuracy drawn at chance (500 items): the law says NO_SIGNAL (summary, warnings), predicts the task
+    loss but nan accuracy, the held-out budget counts as "not predicted" (neither within nor a miss), laws.json has no
+    sigmoid and still validates, and the report says so. The same runs with signal (the fixture) are unchanged."""
+    r = _at_chance(runs)
+    law = ds.fit(r, "syn", CFG, n_bootstrap=5)
+    assert not law.predicts_accuracy and law.no_signal.startswith(ds.NO_SIGNAL)
+    assert ds.NO_SIGNAL in law.summary() and any(ds.NO_SIGNAL in w for w in law.warnings)
+    L, acc = law.predict([1e9], [1e11], [6e20])
+    assert np.isfinite(L).all() and np.isnan(acc).all()
+    assert np.isnan(law.interval([1e9], [1e11], [6e20])[0]).all()
+    assert np.isfinite(law.interval([1e9], [1e11], [6e20], what="loss")[0]).all()
+    h = ds.holdout(r, "syn", CFG, n_bootstrap=0)
+    assert h.status == ds.NOT_PREDICTED and h.within is None and np.isnan(h.error_points)
+    assert np.isfinite(h.table["L_pred"]).all()
+    fits = ds.fit_all(r, CFG, n_bootstrap=0)
+    assert fits.holdout_counts() == {"within": 0, "miss": 0, ds.NOT_PREDICTED: 1}
+    data = lawfile.content("syn", CFG, {"downstream": fits})
+    entry = data["downstream"]["tasks"]["syn"]
+    assert entry["acc_params"] is None and entry["no_signal"].startswith(ds.NO_SIGNAL)
+    assert entry["holdout"]["status"] == ds.NOT_PREDICTED and entry["holdout"]["within"] is None
+    assert lawfile.check(data) == []
+    lawfile.load(lawfile.write(tmp_path / "laws.json", data))
+    entry["no_signal"] = None                   # a sigmoid missing without a reason is still an error
+    assert any("downstream.tasks.syn.acc_params: missing" in e for e in lawfile.check(data))
+
+    from analysis import results
+    from analysis.laws import downstream_report
+    from analysis.report_blocks import Context, Table
+    ctx = Context(results.Results(runs=r, curves=pd.DataFrame()), CFG)
+    ctx.fits["downstream"] = fits
+    blocks = downstream_report.report_section(ctx)
+    laws = [b for b in blocks if isinstance(b, Table)][1].df
+    assert laws["within 3"].tolist() == [ds.NOT_PREDICTED] and laws["top"].isna().all()
+    text = " ".join(getattr(b, "text", "") for b in blocks)
+    assert ds.NO_SIGNAL in text and "0 of 0 predicted task(s) within 3" in text and "1 task(s) not predicted" in text
+
+    # with signal: predicted, counted as a hit, the sigmoid in laws.json
+    law = ds.fit(runs, "syn", CFG, n_bootstrap=0)
+    assert law.predicts_accuracy and law.no_signal is None and np.isfinite(law.predict([1e9], [1e11], [6e20])[1]).all()
+    fits = ds.fit_all(runs, CFG, n_bootstrap=0)
+    assert fits.holdout_counts() == {"within": 1, "miss": 0, ds.NOT_PREDICTED: 0}
+    assert lawfile.content("syn", CFG, {"downstream": fits})["downstream"]["tasks"]["syn"]["acc_params"]["top"] > 0.8
+
+
+def test_no_signal_rules_standard_errors_and_a_sigmoid_no_better_than_chance():
+    """The rule is from standard errors, not from a task's name: runs within z* (Bonferroni over the runs) of chance
+    have no signal; one run far above chance gives signal by that rule, unless step 2 cannot follow it (it sits at
+    the highest task loss, where a sigmoid falling with L would have to lift every other run too): then the
+    deviance test says step 2 fits no better than chance. A ceiling at chance is no signal without item counts."""
+    L = np.geomspace(1.0, 3.0, 20)[::-1]
+    n = np.full(20, 500.0)
+    flat = ds.Sigmoid(0.25, 0.9, 5.0, 0.3, "log")          # ~chance over these losses
+    acc = 0.25 + 0.015 * np.resize([1, -1], 20)         # 0.8 se either side of chance: noise
+    assert "standard errors of chance" in ds.no_signal(acc, n, 0.25, flat, L)
+    z_star = 2.807                                      # norm.isf(0.05 / 20)
+    se = np.sqrt(0.25 * 0.75 / 499)
+    high = acc.copy()
+    high[0] = 0.25 + 1.2 * z_star * se                  # above z*, at the highest task loss (L[0] = 3.0)
+    # a sigmoid with a high ceiling whose rise lies below every run's loss (as the GPU study's arith fitted)
+    assert "no better than chance" in ds.no_signal(high, n, 0.25, flat, L)
+    assert ds.no_signal(high, n, 0.25, ds.fit_sigmoid(L, high, 0.25, n), L) is not None   # and as fitted
+    high[0], high[-1] = 0.25, 0.25 + 1.2 * z_star * se  # the same run at the lowest task loss: a sigmoid follows it
+    s = ds.fit_sigmoid(L, high, 0.25, n)
+    assert ds.no_signal(high, n, 0.25, s, L) is None
+    rising = ds.Sigmoid(0.25, 0.9, 5.0, 1.8, "log")(L)
+    assert ds.no_signal(rising, n, 0.25, ds.fit_sigmoid(L, rising, 0.25, n), L) is None
+    at_ceiling = ds.Sigmoid(0.25, 0.26, 5.0, 1.8, "log")
+    assert "ceiling 0.260 is at chance" in ds.no_signal(rising, np.ones(20), 0.25, at_ceiling, L)
+    assert ds.no_signal(rising, np.ones(20), 0.25, ds.Sigmoid(0.25, 0.9, 5.0, 1.8, "log"), L) is None
+
+
+def test_study_check_works_from_committed_csvs(runs, tmp_path):
+    """bench/study_downstream_check.py from a runs CSV and a one-row CSV of the larger run (examples/study2's
+    runs.csv and big_run.csv): N and C from the laws.json beside the runs CSV, a task at chance "not predicted" and
+    counted apart, a task with signal predicted; without a laws.json or --n-col/--c-col a clear error."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import study_downstream_check as check
+
+    r = runs.assign(acc_flat=_at_chance(runs)["acc_syn"], bpb_flat=runs["bpb_syn"], chance_flat=0.25,
+                    n_items_flat=500, se_syn=0.01, se_flat=0.02, run_id=[f"r{i}" for i in range(len(runs))])
+    big = r.iloc[[-1]].assign(run_id="big")
+    r = r.iloc[:-1]
+    r.to_csv(tmp_path / "runs.csv", index=False)
+    big.to_csv(tmp_path / "big_run.csv", index=False)
+    with pytest.raises(SystemExit, match="--n-col and --c-col"):
+        check.main([str(tmp_path / "runs.csv"), str(tmp_path / "big_run.csv"), "--bootstrap", "0"])
+    (tmp_path / "laws.json").write_text(json.dumps({"conventions": {"n_col": CFG.n_col, "c_col": CFG.c_col}}))
+    out = tmp_path / "downstream_4x.md"
+    assert check.main([str(tmp_path / "runs.csv"), str(tmp_path / "big_run.csv"), "--bootstrap", "0",
+                       "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "| not predicted |" in rows["flat"] and ds.NO_SIGNAL in rows["flat"]
+    assert "| yes |" in rows["syn"]          # the fixture's largest run, predicted within 3 points
+    assert "1 of 1 predicted tasks within 3 accuracy points; 1 not predicted" in text
+    assert "Made by bench/study_downstream_check.py at commit" in text and ds.DEFAULT_ACC_FIT in text

@@ -20,6 +20,10 @@ budget's runs by less is taken; with fewer than FORM_CHECK_MIN_BUDGETS budgets i
 approach3.MIN_RUNS runs, else "c". The law says which and why (DownstreamLaw.form_note, laws.json's
 loss_form_choice). Intervals: DEFAULT_BOOTSTRAP resamples of the runs, both steps refitted on
 each (step 1 from the full-data optimum: a local polish, not a new grid search).
+
+A task whose fitted runs show no signal above chance (no_signal: every run within its standard errors of chance at a
+family-wise level, or a step 2 that fits no better than chance, or a ceiling at chance) gets no accuracy: the law
+keeps its task loss, says NO_SIGNAL, predicts nan accuracy, and a held-out check counts it as "not predicted".
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, minimize
 from scipy.special import xlogy
+from scipy.stats import chi2, norm
 
 from analysis.bootstrap import one_blas_thread
 from analysis.laws import approach3
@@ -67,6 +72,22 @@ ACC_FITS = {"binomial_log": ("binomial", "log"), "binomial_linear": ("binomial",
 DEFAULT_ACC_FIT = "binomial_log"
 ACC_SCALES = ("log", "linear")
 _P_EPS = 1e-9
+
+# A task with no signal gets no accuracy prediction (the task loss is still predicted): a sigmoid fitted to runs at
+# chance extrapolates noise (the GPU study's arith: every grid run at chance, the law said 0.250 [0.250, 0.250] for a
+# 4x run that scored 0.290 +- 0.020). No signal when any of (no_signal):
+#   - every run's accuracy within z* of its standard errors above chance, z* = the one-sided normal quantile at
+#     SIGNAL_ALPHA / (number of runs) (Bonferroni: with every run truly at chance, a false "signal" at most
+#     SIGNAL_ALPHA of the time however many runs there are; 20 runs: z* = 2.81);
+#   - step 2's sigmoid fits the runs no better than "accuracy = chance" (binomial deviance gain below the chi-square
+#     quantile at SIGNAL_ALPHA, 3 degrees of freedom: top, k, L0): runs above chance that do not rise as the task
+#     loss falls (the study's arith has one run 2.90 se above chance, at a task loss where other runs sit at chance);
+#   - its fitted ceiling within CEILING_AT_CHANCE of chance.
+# The first two need item counts (n_items_<task> or se_<task>); without them only the third is tested (said).
+SIGNAL_ALPHA = 0.05
+CEILING_AT_CHANCE = 0.02
+NO_SIGNAL = "no signal above chance in the fitted runs: accuracy not predicted (only the task loss)"
+NOT_PREDICTED = "not predicted"      # a held-out check's status for such a task: neither within nor a miss
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,29 @@ def fit_sigmoid(L: np.ndarray, acc: np.ndarray, chance: float, n: np.ndarray | N
         if best is None or res.cost < best.cost:
             best = res
     return curve(list(map(float, best.x)))
+
+
+def no_signal(acc: np.ndarray, n: np.ndarray, chance: float, curve: Sigmoid, L: np.ndarray) -> str | None:
+    """Why the runs (accuracies acc of n items each, task losses L) give step 2 nothing to predict with (NO_SIGNAL
+    and the rule that said so), or None when they show a signal. curve: step 2 fitted to them."""
+    acc, n, L = (np.asarray(x, float) for x in (acc, n, L))
+    if curve.top - chance < CEILING_AT_CHANCE:
+        return f"{NO_SIGNAL}; the fitted ceiling {curve.top:.3f} is at chance ({chance:.3g})"
+    if not (n > 1).all():     # item_counts found no count: the standard errors are unknown
+        return None
+    se = np.sqrt(acc * (1 - acc) / (n - 1))   # harness.downstream's standard error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(acc <= chance, 0.0, np.where(se > 0, (acc - chance) / se, np.inf))
+    z_star = float(norm.isf(SIGNAL_ALPHA / len(acc)))
+    if z.max() <= z_star:
+        return (f"{NO_SIGNAL}; every run within {z_star:.2f} standard errors of chance {chance:.3g} (the highest "
+                f"{z.max():.2f} above; {len(acc)} runs, family-wise {SIGNAL_ALPHA:g})")
+    gain = float(np.sum(_deviance_residuals(np.full_like(acc, chance), acc, n) ** 2)
+                 - np.sum(_deviance_residuals(curve(L), acc, n) ** 2))
+    if gain < (crit := float(chi2.isf(SIGNAL_ALPHA, 3))):
+        return (f"{NO_SIGNAL}; step 2 fits the runs no better than chance (binomial deviance gain {gain:.2f} < "
+                f"{crit:.2f}, chi-square with 3 degrees of freedom at {SIGNAL_ALPHA:g})")
+    return None
 
 
 # ---------------------------------------------------------------- step 1: task loss from (N, D) or C
@@ -251,15 +295,33 @@ class DownstreamLaw:
     samples: list[tuple[TaskLoss, Sigmoid]] = field(default_factory=list)   # bootstrap refits
     warnings: list[str] = field(default_factory=list)
     form_note: str = ""            # how step 1's form was chosen (form "auto": choose_form's note; else "asked for")
+    no_signal: str | None = None   # why the accuracy is not predicted (module function no_signal), or None
+
+    @property
+    def predicts_accuracy(self) -> bool:
+        return self.no_signal is None
 
     def predict(self, N, D, C) -> tuple[np.ndarray, np.ndarray]:
-        """(task loss, accuracy) at (N, D, C)."""
+        """(task loss, accuracy) at (N, D, C); the accuracy is nan for a task without signal (no_signal)."""
         L = self.loss(N, D, C)
-        return L, self.acc(L)
+        return L, (self.acc(L) if self.predicts_accuracy else np.full(np.shape(L), np.nan))
+
+    def summary(self) -> str:
+        """One line: step 1's fitted form, then step 2's sigmoid or why there is none."""
+        p = self.loss.params
+        step1 = (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
+                 if self.loss.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
+        s = self.acc
+        step2 = (self.no_signal if self.no_signal else
+                 f"accuracy {s.chance:.3g} + ({s.top:.3f} - {s.chance:.3g}) / (1 + (L / {s.L0:.3g})^{s.k:.3g})"
+                 if s.scale == "log" else
+                 f"accuracy {s.chance:.3g} + ({s.top:.3f} - {s.chance:.3g}) / (1 + exp({s.k:.3g} (L - {s.L0:.3g})))")
+        return f"{self.task}: task loss L = {step1} (form {self.loss.form}, {self.n_runs} runs); {step2}"
 
     def interval(self, N, D, C, what: str = "acc") -> tuple[np.ndarray, np.ndarray]:
-        """The ci_level bootstrap interval of the predicted accuracy (what="acc") or task loss ("loss")."""
-        if not self.samples:
+        """The ci_level bootstrap interval of the predicted accuracy (what="acc"; nan without signal) or task loss
+        ("loss")."""
+        if not self.samples or (what == "acc" and not self.predicts_accuracy):
             nan = np.full(np.shape(np.asarray(N, float)), np.nan)
             return nan, nan
         draws = np.array([(lo(N, D, C) if what == "loss" else sg(lo(N, D, C))) for lo, sg in self.samples])
@@ -345,7 +407,8 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
     if len(t) < need:
         raise FitError(f"downstream law {task}: {len(t)} usable run(s) with acc_{task} and bpb_{task}; form "
                        f"{form!r} needs at least {need} (run the sweep with eval.downstream=[suite])")
-    if np.ptp(t["acc"]) == 0:
+    flat = np.ptp(t["acc"]) == 0
+    if flat and t["acc"].iloc[0] > chance:
         raise FitError(f"downstream law {task}: every run has accuracy {t['acc'].iloc[0]:.3g}: no sigmoid to fit")
     with warnings.catch_warnings(), one_blas_thread():   # L-BFGS-B's BLAS calls on 5 parameters: threads only cost
         warnings.simplefilter("ignore")
@@ -357,20 +420,27 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
         if why := degenerate(loss):
             raise FitError(f"downstream law {task}: the task loss (bpb_{task}) fit is degenerate ({why}): it does "
                            "not fall with scale across these runs (a task still at chance?); no prediction")
-        acc = fit_sigmoid(t["L"], t["acc"], chance, t["n"], how=acc_fit)
+        if flat:   # every run at the same accuracy, at or below chance: a flat line at chance, no signal
+            acc = Sigmoid(chance, chance, 1.0, float(np.median(t["L"])), ACC_FITS[acc_fit][1])
+            why = f"{NO_SIGNAL}; every run has accuracy {t['acc'].iloc[0]:.3g} (chance {chance:.3g})"
+        else:
+            acc = fit_sigmoid(t["L"], t["acc"], chance, t["n"], how=acc_fit)
+            why = no_signal(t["acc"], t["n"], chance, acc, t["L"])
         law = DownstreamLaw(task, loss, acc, len(t), cfg.ci_level, acc_fit,
-                            form_note=choice.note if auto else f"form {form} asked for")
+                            form_note=choice.note if auto else f"form {form} asked for", no_signal=why)
         B = DEFAULT_BOOTSTRAP if n_bootstrap is None else n_bootstrap
         rng = np.random.default_rng(cfg.seed)
         for _ in range(B):
             s = t.iloc[rng.integers(len(t), size=len(t))]
-            if s["N"].nunique() < 2 or np.ptp(s["acc"]) == 0:
+            if s["N"].nunique() < 2 or (law.predicts_accuracy and np.ptp(s["acc"]) == 0):
                 continue
             try:
                 sample = fit_task_loss(s["N"], s["D"], s["C"], s["L"], form, start=loss)
                 if degenerate(sample):   # a resample without the runs that pin an exponent: no prediction from it
                     continue
-                law.samples.append((sample, fit_sigmoid(s["L"], s["acc"], chance, s["n"], start=acc, how=acc_fit)))
+                # no signal: only the task loss's interval is used, so step 2 is not refitted
+                law.samples.append((sample, fit_sigmoid(s["L"], s["acc"], chance, s["n"], start=acc, how=acc_fit)
+                                    if law.predicts_accuracy else acc))
             except (ValueError, np.linalg.LinAlgError):
                 continue
     if fallback:
@@ -380,9 +450,11 @@ def fit(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: st
     elif auto and not choice.by_rule and choice.form == "c" and len(t) >= approach3.MIN_RUNS:
         # the old rule would have taken nd here: say so, since the two forms extrapolate differently
         law.warnings.append(f"downstream law {task}: step 1 in compute (form c), not (N, D): {choice.note}")
-    if acc.top - chance < 0.02:
-        law.warnings.append(f"downstream law {task}: the fitted ceiling {acc.top:.3f} is at chance ({chance:.3g}): "
-                            "the runs do not rise above guessing, so the accuracy law says nothing yet")
+    if law.no_signal:
+        law.warnings.append(f"downstream law {task}: {law.no_signal}")
+    elif not (t["n"] > 1).all():
+        law.warnings.append(f"downstream law {task}: no item counts (n_items_{task} or se_{task}), so whether the "
+                            "runs rise above chance was judged by the fitted ceiling alone")
     return law
 
 
@@ -395,6 +467,7 @@ class Holdout:
     table: pd.DataFrame           # held-out runs: N, D, C, loss, acc, predicted loss, predicted acc, interval
     form: str = ""                # step 1's form in the law fitted without the largest budget
     form_note: str = ""           # and why (form "auto": chosen with the next budget down held out)
+    no_signal: str | None = None  # that law's no_signal: the accuracy was not predicted (acc_pred nan)
 
     @property
     def measured(self) -> float:
@@ -402,16 +475,24 @@ class Holdout:
 
     @property
     def predicted(self) -> float:
-        return float(self.table["acc_pred"].mean())
+        """The mean predicted accuracy; nan when not predicted."""
+        return float(self.table["acc_pred"].mean()) if self.no_signal is None else float("nan")
 
     @property
     def error_points(self) -> float:
-        """Predicted minus measured mean accuracy of the held-out runs, in accuracy points (x100)."""
+        """Predicted minus measured mean accuracy of the held-out runs, in accuracy points (x100); nan when not
+        predicted."""
         return 100 * (self.predicted - self.measured)
 
     @property
-    def within(self) -> bool:
-        return abs(self.error_points) <= WITHIN_POINTS
+    def within(self) -> bool | None:
+        """Within WITHIN_POINTS; None when the accuracy was not predicted (neither a hit nor a miss)."""
+        return None if self.no_signal else bool(abs(self.error_points) <= WITHIN_POINTS)
+
+    @property
+    def status(self) -> str:
+        """f"within {WITHIN_POINTS:g}", "miss" or NOT_PREDICTED."""
+        return NOT_PREDICTED if self.no_signal else f"within {WITHIN_POINTS:g}" if self.within else "miss"
 
 
 def holdout(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form: str = "auto",
@@ -426,13 +507,13 @@ def holdout(runs: pd.DataFrame, task: str, config: FitConfig | None = None, form
     law = fit(runs.loc[t.index[~top]], task, cfg, form, n_bootstrap, chance=chance_of(runs, task), acc_fit=acc_fit)
     held = t[top].copy()
     held["L_pred"], held["acc_pred"] = law.predict(held["N"], held["D"], held["C"])
-    if not np.isfinite(held["acc_pred"]).all():
+    if law.predicts_accuracy and not np.isfinite(held["acc_pred"]).all():
         raise FitError(f"downstream holdout {task}: the law fitted without the largest budget predicts no finite "
                        "accuracy there")
     lo, hi = law.interval(held["N"], held["D"], held["C"])
     held["acc_lo"], held["acc_hi"] = lo, hi
     return Holdout(task, float(np.exp(np.log(held["C"]).mean())), law.n_runs, held.reset_index(drop=True),
-                   law.loss.form, law.form_note)
+                   law.loss.form, law.form_note, law.no_signal)
 
 
 @dataclass
@@ -446,18 +527,28 @@ class DownstreamFits:
     def warnings(self) -> list[str]:
         return [w for law in self.laws.values() for w in law.warnings]
 
+    def holdout_counts(self) -> dict[str, int]:
+        """The held-out-budget checks counted: within WITHIN_POINTS, missed, and not predicted (no signal)."""
+        status = [h.status for h in self.holdouts.values()]
+        return {"within": sum(s.startswith("within") for s in status), "miss": status.count("miss"),
+                NOT_PREDICTED: status.count(NOT_PREDICTED)}
+
     def to_content(self) -> dict:
         """laws.json's "downstream" entry (analysis.lawfile checks it)."""
         def one(law: DownstreamLaw) -> dict:
             h = self.holdouts.get(law.task)
+            # no signal: no sigmoid a reader could take for a prediction (acc_params null, no_signal says why)
+            acc = ({"chance": law.acc.chance, "top": law.acc.top, "k": law.acc.k, "L0": law.acc.L0}
+                   if law.predicts_accuracy else None)
             return {"loss_form": law.loss.form, "loss_form_choice": law.form_note,
                     "loss_params": dict(law.loss.params), "acc_fit": law.acc_fit,
-                    "acc_scale": law.acc.scale,
-                    "acc_params": {"chance": law.acc.chance, "top": law.acc.top, "k": law.acc.k, "L0": law.acc.L0},
+                    "acc_scale": law.acc.scale, "acc_params": acc, "no_signal": law.no_signal,
                     "n_runs": law.n_runs, "n_bootstrap": len(law.samples),
-                    "holdout": None if h is None else {"budget": h.budget, "n_fit_runs": h.n_fit_runs,
-                                                       "measured": h.measured, "predicted": h.predicted,
-                                                       "error_points": h.error_points, "within": bool(h.within)}}
+                    "holdout": None if h is None else {
+                        "budget": h.budget, "n_fit_runs": h.n_fit_runs, "measured": h.measured,
+                        "predicted": h.predicted if h.within is not None else None,
+                        "error_points": h.error_points if h.within is not None else None,
+                        "within": h.within, "status": h.status, "no_signal": h.no_signal}}
         return {"form": "acc = chance + (top - chance) / (1 + exp(k (x - x0))), x = log L, x0 = log L0 (acc_scale "
                         "log) or x = L, x0 = L0 (linear); L = bpb_<task>(N, D or C)",
                 "tasks": {t: one(law) for t, law in self.laws.items()}, "failures": dict(self.failures)}
@@ -507,6 +598,6 @@ def synthetic_runs(loss: TaskLoss, acc: Sigmoid, budgets, task: str = "syn", siz
     return pd.DataFrame(rows)
 
 
-__all__ = ["ACC_FITS", "DEFAULT_ACC_FIT", "DownstreamFits", "DownstreamLaw", "FormChoice", "Holdout", "Sigmoid",
-           "TaskLoss", "choose_form", "fit", "fit_all", "fit_sigmoid", "fit_task_loss", "has_downstream", "holdout",
-           "item_counts", "synthetic_runs", "tasks_in"]
+__all__ = ["ACC_FITS", "DEFAULT_ACC_FIT", "NOT_PREDICTED", "NO_SIGNAL", "DownstreamFits", "DownstreamLaw",
+           "FormChoice", "Holdout", "Sigmoid", "TaskLoss", "choose_form", "fit", "fit_all", "fit_sigmoid",
+           "fit_task_loss", "has_downstream", "holdout", "item_counts", "no_signal", "synthetic_runs", "tasks_in"]

@@ -60,17 +60,33 @@ def law_table(fits: downstream.DownstreamFits) -> pd.DataFrame:
         lo, hi = law.param_ci("acc", "L0")
         step1 = (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
                  if law.loss.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
-        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": step1, "step 2": law.acc_fit, "top": s.top, "k": s.k,
-               "L0": s.L0,
-               "L0 interval": f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else "–"}
+        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": step1, "step 2": law.acc_fit}
+        if law.predicts_accuracy:
+            row.update({"top": s.top, "k": s.k, "L0": s.L0,
+                        "L0 interval": f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else "–"})
+        else:   # no sigmoid shown: it would read as a prediction
+            row.update({"top": np.nan, "k": np.nan, "L0": np.nan, "L0 interval": "no signal"})
         if h is not None:
             lo_h, hi_h = h.table["acc_lo"].mean(), h.table["acc_hi"].mean()
             row.update({"held-out C": h.budget, "measured": h.measured, "predicted": h.predicted,
                         "interval": f"[{lo_h:.3f}, {hi_h:.3f}]" if np.isfinite(lo_h) else "–",
                         "error (points)": h.error_points,
-                        f"within {downstream.WITHIN_POINTS:g}": "yes" if h.within else "no"})
+                        f"within {downstream.WITHIN_POINTS:g}": {True: "yes", False: "no"}.get(
+                            h.within, downstream.NOT_PREDICTED)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def holdout_count_line(fits: downstream.DownstreamFits) -> str:
+    """The held-out-budget checks counted, tasks without signal apart (neither a hit nor a miss)."""
+    c = fits.holdout_counts()
+    predicted = c["within"] + c["miss"]
+    line = (f"Held-out budget: {c['within']} of {predicted} predicted task(s) within {downstream.WITHIN_POINTS:g} "
+            f"accuracy points")
+    if c[downstream.NOT_PREDICTED]:
+        line += (f"; {c[downstream.NOT_PREDICTED]} task(s) {downstream.NOT_PREDICTED} (no signal above chance in the "
+                 "fitted runs: only their task loss is predicted)")
+    return line + "."
 
 
 def figure(fits: downstream.DownstreamFits, runs: pd.DataFrame):
@@ -85,12 +101,13 @@ def figure(fits: downstream.DownstreamFits, runs: pd.DataFrame):
         acc = pd.to_numeric(runs[f"acc_{t}"], errors="coerce").to_numpy(float)
         ax.scatter(L, acc, s=12, color="#7570b3", label="runs")
         grid = np.linspace(np.nanmin(L) * 0.9, np.nanmax(L) * 1.05, 100)
-        ax.plot(grid, law.acc(grid), color="#1b9e77", label="step 2 (all runs)")
-        if (h := fits.holdouts.get(t)) is not None:
+        if law.predicts_accuracy:
+            ax.plot(grid, law.acc(grid), color="#1b9e77", label="step 2 (all runs)")
+        if (h := fits.holdouts.get(t)) is not None and h.within is not None:
             ax.scatter(h.table["L_pred"], h.table["acc_pred"], marker="x", color="#d95f02",
                        label="held-out budget, predicted")
         ax.axhline(law.acc.chance, color="grey", lw=0.8, ls=":")
-        ax.set_title(t, fontsize=9)
+        ax.set_title(t if law.predicts_accuracy else f"{t}: no signal, not predicted", fontsize=9)
         ax.set_xlabel("bits per byte of the correct answer", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
     for ax in list(axes.flat)[len(tasks):]:
@@ -131,6 +148,8 @@ def report_section(ctx: Context):
             "refitted without the largest budget and predicts that budget's mean accuracy; "
             f"{ctx.config.ci_level:.0%} intervals from {downstream.DEFAULT_BOOTSTRAP} bootstrap resamples of the runs."))
         blocks.append(Table(law_table(fits), "Downstream laws and the held-out-budget prediction"))
+        if fits.holdouts:
+            blocks.append(Para(holdout_count_line(fits)))
         blocks.append(Para("Step 1's form per task (form auto: nd and c each fitted without the largest budget, the "
                            "one closer to that budget's task loss kept): "
                            + "; ".join(f"{t}: {law.form_note}" for t, law in fits.laws.items()) + "."))
