@@ -58,14 +58,15 @@ def test_auto_picks_the_power_law_and_recovers_it_with_intervals():
 @pytest.mark.parametrize("seed", [0, 1, 3])
 def test_on_ye_runs_the_power_law_is_weighed_and_never_beats_the_truth_beyond_a_tie(seed):
     # Ye's synthetic truth (small transfers) is close to a power law: the two tie within the noise (held-out error
-    # power / ye 0.98-1.02 over seeds 0-3, 60 and 120 mixtures; auto picked power on seeds 1 and 3 at 60)
+    # power / ye 0.98-1.02 over seeds 0-3, 60 and 120 mixtures; power was lower on seeds 1 and 3 at 60)
     table, _ = synthetic_ye_table(60, K, noise=0.002, seed=seed)
     law = fit(table, "uniform", config=NO_BOOT)
     cv = law.cv.set_index("family")["mean_rel_error"]
     assert "power" in cv                                        # it was a candidate (fails if auto ignores it)
-    assert law.family in ("ye", "power"), law.cv
     assert cv["power"] > 0.97 * cv["ye"]
-    assert cv["ye"] < 1.03 * cv.min()
+    assert law.family == "ye", law.cv                          # a tie within POW_MARGIN keeps the runner-up
+    if cv.index[0] == "power":
+        assert "a tie keeps the ye law" in law.cv_summary()
 
 
 def test_the_vectorised_fit_is_the_least_squares_optimum():

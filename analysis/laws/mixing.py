@@ -74,6 +74,7 @@ POW_BOOT_DTYPE = np.float32       # power: resamples' per-run arrays (theta and 
 POW_TOL = 1e-10                   # power: a problem stops once a kept step gains less than this fraction of its error
 POW_LOGC = 50.0                   # power: |log C_j| bound
 POW_ALPHA_RANGE = (1e-3, 10.0)    # power: the exponent's bounds
+POW_MARGIN = 0.03                 # auto picks power only if its held-out error is this fraction below the runner-up's
 ADD_STEPS = 200                   # additive law at one size: Levenberg-Marquardt steps at most for a point fit
 ADD_PRUNE = 25                    # steps after which only each target's best start goes on
 ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point fit (as Ye's)
@@ -1463,7 +1464,10 @@ class MixingLaw:
         return (f"held-out-mixture error of the {self.family} law ({int(row['folds'])}-fold over "
                 f"{int(row['mixtures'])} mixtures{'' if self.config.cv_corners else ', pure mixtures never held out'}"
                 f"): mean {row['mean_rel_error']:.2%}, max {row['max_rel_error']:.2%}, "
-                f"Spearman {row['spearman']:.3f}")
+                f"Spearman {row['spearman']:.3f}"
+                + (f"; the power law's {self.cv['mean_rel_error'].iloc[0]:.2%} is lower by less than "
+                   f"{POW_MARGIN:.0%} of it: a tie keeps the {self.family} law"
+                   if self.cv["family"].iloc[0] == "power" != self.family else ""))
 
     def summary(self) -> str:
         lines = [f"mixing law: {self.family} ({self.form()}), objective {self.objective.name!r} "
@@ -1664,6 +1668,12 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
                          f"need more than {K + 1} mixtures at one size)")
     cv = pd.DataFrame(cv_rows).sort_values("mean_rel_error", ignore_index=True)
     chosen = cv["family"].iloc[0] if law == "auto" else law
+    if law == "auto" and chosen == "power" and len(cv) > 1 and \
+            cv["mean_rel_error"].iloc[0] > (1 - POW_MARGIN) * cv["mean_rel_error"].iloc[1]:
+        # a tie keeps the runner-up: Ye's law with small transfers is nearly a power law in the effective data, and
+        # on runs generated from it the two tie within the check's noise (power / ye 0.98-1.02, tests/
+        # test_mixing_power.py); the power law is chosen only where it predicts held-out mixtures better
+        chosen = cv["family"].iloc[1]
 
     rows = rows_for(chosen)
     if chosen in point_fits:
