@@ -76,8 +76,8 @@ def test_the_vectorised_fit_is_the_least_squares_optimum():
     th = m.fit(W, Y, None, np.ones((1, len(W))))["theta"][0]
     lo, hi = m._bounds(6)
     for t in range(Y.shape[1]):
-        def resid(x):
-            return m._terms(x, W)[0] - Y[:, t]
+        def resid(x, y=Y[:, t]):
+            return m._terms(x, W)[0] - y
         ours = 0.5 * np.sum(resid(th[t]) ** 2)
         ref = least_squares(resid, th[t], bounds=(lo, hi), method="trf", x_scale="jac", xtol=1e-14, ftol=1e-14,
                             gtol=1e-14)

@@ -446,8 +446,7 @@ class Power:
         (dy/dv)^2, so that it approximates least squares in y), clipped positive; for each alpha of the grid (S of
         them) the E with the least squared error in y (one start per alpha: from the single best grid point the
         steps can end in a basin of small alpha and E, 2-3x the true error, on 2 of 16 synthetic targets)."""
-        n, K = W.shape
-        T = Y.shape[1]
+        K = W.shape[1]
         keep = m > 0
         Wk, Yk, mk = W[keep], Y[keep], m[keep]
         lo, spread = Yk.min(0), np.maximum(np.ptp(Yk, 0), 1e-6 * np.maximum(np.abs(Yk.min(0)), 1))
