@@ -4,7 +4,8 @@
 
 Times `analysis.laws.mixing.fit` (every family that applies, 5-fold held-out-mixture selection, then the chosen
 family's bootstrap; no recommendation) on a table generated from Ye et al.'s law (--truth additive: from Shukor et
-al.'s additive law at one size, where auto picks that law), and then each family alone. Every family draws
+al.'s additive law at one size, where auto picks that law; --truth power: from the power law in
+effective data, where auto picks that), and then each family alone. Every family draws
 --resamples resamples here (one size; across sizes a size law would draw min(resamples, --joint-bootstrap)); the line
 says how many. The additive law's resamples run on ADD_BOOT_THREADS threads (the header says how many).
 Prints wall and CPU seconds and the load average: on a shared machine the wall time depends on what else runs,
@@ -20,7 +21,13 @@ import resource
 import time
 
 import analysis.laws.mixing as mixing
-from analysis.laws.mixing import MixingConfig, fit, synthetic_joint_table, synthetic_ye_table
+from analysis.laws.mixing import (
+    MixingConfig,
+    fit,
+    synthetic_joint_table,
+    synthetic_power_table,
+    synthetic_ye_table,
+)
 
 
 def cpu_seconds() -> float:
@@ -40,13 +47,15 @@ def main() -> None:
     p.add_argument("--domains", type=int, default=17)
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--truth", choices=("ye", "additive"), default="ye", help="the law the table is generated from")
+    p.add_argument("--truth", choices=("ye", "additive", "power"), default="ye", help="the law the table is generated from")
     p.add_argument("--joint-bootstrap", type=int, default=MixingConfig.joint_bootstrap,
                    help="MixingConfig.joint_bootstrap: the resamples of a size law across sizes (before 2026-12-02 "
                         "also of the additive law at one size)")
     args = p.parse_args()
     if args.truth == "ye":
         table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
+    elif args.truth == "power":
+        table, _ = synthetic_power_table(args.mixtures, args.domains, noise=0.003, seed=0)
     else:
         table, _ = synthetic_joint_table(args.mixtures, args.domains, [(1e6, 1e8)], noise=0.003, seed=0)
     cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0, joint_bootstrap=args.joint_bootstrap)
@@ -54,7 +63,7 @@ def main() -> None:
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()}, "
           f"additive resamples on {getattr(mixing, 'ADD_BOOT_THREADS', 1)} thread(s))")
     for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f})
-                                                                  for f in ("loglinear", "ridge", "ye", "additive")]]:
+                                                                  for f in ("loglinear", "ridge", "ye", "power", "additive")]]:
         for _ in range(args.repeats):
             wall, cpu, law, load = timed(table, config=cfg, **kw)
             print(f"  {label:<34} {wall:6.2f} s wall  {cpu:6.2f} CPU-s  load {load:5.1f}  -> {law.family}, "
