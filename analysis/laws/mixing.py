@@ -80,8 +80,9 @@ ADD_PRUNE = 25                    # steps after which only each target's best st
 ADD_BOOT_STEPS = 5                # a bootstrap resample: steps from the point fit (as Ye's)
 ADD_BOOT_DTYPE = np.float32       # resamples' Jacobians: half the time, intervals as float64's (bench/README.md)
 ADD_TOL = 1e-10                   # a problem stops once a kept step gains less than this fraction of its error
-ADD_CHUNK = 256                   # problems (target x start, or resample) per block: bounds the Jacobian's memory
-ADD_BOOT_CHUNK = 2 ** 18          # (resample, target, domain, run) entries stepped together: ~1 MB arrays, in cache
+ADD_CHUNK = 256                   # predict: parameter sets (resample x target) per block: bounds [block, K, runs]
+ADD_BOOT_CHUNK = 2 ** 18          # (problem, domain, run) entries stepped together (_lm, resamples and point fits):
+                                  # ~1 MB arrays, in cache
 # threads sharing the resample chunks (the results are the same for any count): on the idle 2-core VM 2 threads fit
 # 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on one (bench/README.md, "Checks at the end of
 # session 9"); on a VM whose cores other jobs hold they ran slower than one (the mixadd section). Two at most: the
@@ -707,40 +708,6 @@ class Shukor:
         return np.where(pos, np.log(np.where(pos, W, 1.0)), 0.0), pos
 
     @staticmethod
-    def _mix_terms(th, Lw, pos, dtype=np.float64):
-        """For P parameter sets th [P, 2K+1] = (log E, log C_1..K, gamma_1..K) on rows with log weights Lw [n, K]:
-        (C_j w_j^gamma_j [P, n, K] in dtype, their sum s [P, n], E [P, 1])."""
-        K = Lw.shape[-1]
-        t = th.astype(dtype, copy=False)
-        Cw = t[:, None, 1 + K:] * Lw.astype(dtype, copy=False)
-        Cw += t[:, None, 1:1 + K]
-        np.exp(Cw, out=Cw)
-        Cw *= pos
-        return Cw, np.maximum(Cw.sum(-1, dtype=np.float64), 1e-300), np.exp(th[:, :1])
-
-    def _mix_eval(self, th, Lw, pos, logy, sw, dtype=np.float64):
-        """Weighted log residuals r_i = sw_i (log f_i - log y_i) of f = E + 1/s for P problems (logy, sw [P, n]) ->
-        (error sum r^2 [P], normal matrix J'J [P, 2K+1, 2K+1], gradient J'r [P, 2K+1]), in chunks of ADD_CHUNK so
-        that the Jacobian [chunk, n, 2K+1] is never whole."""
-        P, K = len(th), Lw.shape[-1]
-        cost, G, g = np.empty(P), np.empty((P, 2 * K + 1, 2 * K + 1)), np.empty((P, 2 * K + 1))
-        L = Lw.astype(dtype, copy=False)
-        for a in range(0, P, ADD_CHUNK):
-            sl = slice(a, a + ADD_CHUNK)
-            Cw, s, E = self._mix_terms(th[sl], Lw, pos, dtype)
-            f = E + 1 / s
-            r = (np.log(f) - logy[sl]) * sw[sl]
-            cost[sl] = (r * r).sum(-1)
-            J = np.empty(Cw.shape[:2] + (2 * K + 1,), dtype)
-            J[..., 0] = E / f * sw[sl]
-            np.multiply(Cw, (-sw[sl] / (s * s * f)).astype(dtype)[..., None], out=J[..., 1:1 + K])  # d log f / d log C_j
-            np.multiply(J[..., 1:1 + K], L, out=J[..., 1 + K:])                                      # / d gamma_j
-            Jt = J.transpose(0, 2, 1)
-            G[sl] = Jt @ J
-            g[sl] = (Jt @ r.astype(dtype)[..., None])[..., 0]
-        return cost, G, g
-
-    @staticmethod
     def _log_center(Lw, pos, m) -> np.ndarray:
         """[K] the mean log weight of each domain over the rows (multiplicity m) that have it: the solvers work in
         log C_j' = log C_j + gamma_j c_j, the log-level of the domain's term at its typical weight, so that its level
@@ -757,47 +724,31 @@ class Shukor:
         out[..., 1:1 + K] += sign * th[..., 1 + K:] * c
         return out
 
-    def _mix_lm(self, th, Lw, pos, logy, sw, steps: int, c: np.ndarray, dtype=np.float64):
-        """Levenberg-Marquardt on the weighted log residuals of P problems at once (each its (2K+1)-system, in the
-        centred parameters of _log_center(c); steps projected onto the bounds, kept only where they lower the error;
-        a problem stops when a kept step gains less than ADD_TOL of its error). theta in and out uncentred.
-        -> (theta [P, 2K+1], cost [P])."""
-        P, p = th.shape
+    def _mix_lm(self, th, Lw, pos, logy, m, steps: int, c: np.ndarray):
+        """The point fit's Levenberg-Marquardt (_lm in float64) for P problems on the same runs: th [P, 2K+1] uncentred,
+        Lw, pos [n, K] (_log_w), logy [P, n], m [n] the runs' multiplicities, c the centre (_log_center) ->
+        (theta [P, 2K+1] uncentred, error [P]). Problems go in chunks of ADD_BOOT_CHUNK entries, as the resamples'."""
         lo, hi = self._bounds(Lw.shape[-1])
-        Lc = (Lw - c) * pos
-
-        def project(t):                                  # the bounds hold theta itself, not the centred levels
-            return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
+        L, ps = ((Lw - c) * pos).T[None], pos.T[None]                          # [1, K, n]: every problem's runs
         th = self._shift(np.clip(th, lo, hi), c, 1)
-        cost, G, g = self._mix_eval(th, Lc, pos, logy, sw, dtype)
-        lam = np.full(P, 1e-3)
-        act = np.arange(P)                               # problems still iterating
-        eye = np.eye(p)
-        for _ in range(steps):
-            if not len(act):
-                break
-            Ga, ga = G[act], g[act]
-            # a parameter on its bound that the step would push past it is held there: without this the projected
-            # step is a poor one, rejected again and again while the damping grows (steps of ~nothing)
-            raw = self._shift(th[act], c, -1)
-            held = ((raw <= lo + 1e-9) & (ga > 0)) | ((raw >= hi - 1e-9) & (ga < 0))
-            Ga = np.where(held[:, :, None] | held[:, None, :], 0.0, Ga)
-            ga = np.where(held, 0.0, ga)
-            D = np.diagonal(Ga, axis1=1, axis2=2)
-            A = Ga + (lam[act, None] * (D + 1e-12 * D.max(-1, keepdims=True)))[..., None] * eye + held[:, :, None] * eye
-            try:
-                step = np.linalg.solve(A, -ga[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in zip(A, ga)])
-            new = project(th[act] + step)
-            c_new, G_new, g_new = self._mix_eval(new, Lc, pos, logy[act], sw[act], dtype)
-            ok = np.isfinite(c_new) & (c_new < cost[act])
-            small = ok & (cost[act] - c_new <= ADD_TOL * cost[act])
-            i = act[ok]
-            th[i], cost[i], G[i], g[i] = new[ok], c_new[ok], G_new[ok], g_new[ok]
-            lam[act] = np.where(ok, lam[act] / 3, lam[act] * 4)
-            act = act[~small & (lam[act] < 1e10)]
+        cost = np.empty(len(th))
+
+        def run(sl):
+            th[sl], cost[sl] = self._lm(th[sl], L, ps, logy[sl], m[None], c, steps)
+        self._in_chunks(len(th), max(1, ADD_BOOT_CHUNK // L.size), run)
         return self._shift(th, c, -1), cost
+
+    @staticmethod
+    def _in_chunks(n: int, per: int, run) -> None:
+        """run(slice) over problems [0, n) in slices of `per`, shared out to ADD_BOOT_THREADS threads (numpy releases
+        the GIL in its array loops; the problems are independent, so the results are the same for any count)."""
+        starts = range(0, n, per)
+        if ADD_BOOT_THREADS > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
+                list(pool.map(lambda a: run(slice(a, a + per)), starts))
+        else:
+            for a in starts:
+                run(slice(a, a + per))
 
     def _fit_one_size(self, W, Y, M) -> dict:
         """E + 1/sum_j C_j w_j^gamma_j per target by least squares on log residuals, all targets (and starts) one
@@ -814,20 +765,19 @@ class Shukor:
         none = (np.zeros(0), np.zeros(0))
         for b in range(B):                                   # a point fit (or folds passed as rows)
             keep = M[b] > 0
-            Lk, pk, sw = Lw[keep], pos[keep], np.sqrt(M[b][keep])
-            c = self._log_center(Lk, pk, M[b][keep])
+            Lk, pk, mk = Lw[keep], pos[keep], M[b][keep]
+            c = self._log_center(Lk, pk, mk)
             if self.warm is not None:
                 starts = self.warm[:, None]
             else:
                 starts = np.stack([np.stack(self.starts(W[keep], Y[keep, t], none)) for t in range(T)])  # [T, S, p]
             n_s = starts.shape[1]
             tt = np.repeat(np.arange(T), n_s)
-            th, cost = self._mix_lm(starts.reshape(T * n_s, -1), Lk, pk, logY[keep][:, tt].T,
-                                    np.broadcast_to(sw, (T * n_s, len(sw))), ADD_PRUNE if n_s > 1 else ADD_STEPS, c)
+            th, cost = self._mix_lm(starts.reshape(T * n_s, -1), Lk, pk, logY[keep][:, tt].T, mk,
+                                    ADD_PRUNE if n_s > 1 else ADD_STEPS, c)
             if n_s > 1:                                      # the best start of each target goes on
                 th = th.reshape(T, n_s, -1)[np.arange(T), cost.reshape(T, n_s).argmin(1)]
-                th, cost = self._mix_lm(th, Lk, pk, logY[keep].T, np.broadcast_to(sw, (T, len(sw))),
-                                        ADD_STEPS - ADD_PRUNE, c)
+                th, cost = self._mix_lm(th, Lk, pk, logY[keep].T, mk, ADD_STEPS - ADD_PRUNE, c)
             theta[b] = th
         if B == 1:
             self.theta0 = theta[0]
@@ -835,16 +785,15 @@ class Shukor:
 
     def _boot_one_size(self, W, Y, M) -> np.ndarray:
         """[B, T, 2K+1] resample fits: ADD_BOOT_STEPS Levenberg-Marquardt steps from the point fit theta0 (as Ye's),
-        every (resample, target) one problem. The steps are _mix_lm's (the same damping, bounds, acceptance and
-        stopping rule), arranged for speed (bench/README.md, "1000 resamples of the additive law"):
+        every (resample, target) one problem, by the point fit's solver (_lm), its problems arranged for speed
+        (bench/README.md, "1000 resamples of the additive law"):
           - at theta0 every resample shares each run's residual and Jacobian row, so the first normal equations of all
             resamples are one matrix product of the multiplicities with the runs' outer products (as _gram);
           - a resample's problems carry only the runs it drew (~63% of them), with their multiplicities;
           - problems go through all their steps in chunks of a few resamples x every target (ADD_BOOT_CHUNK entries),
             small enough to stay in the CPU's cache, laid out [.., domain, run] so the Jacobian is written in contiguous
-            blocks;
-          - the normal equations at a new point are formed only where the step is kept and another step follows;
-          - the chunks can be shared out to ADD_BOOT_THREADS threads (numpy releases the GIL in its array loops)."""
+            blocks (_lm: the normal equations at a new point are formed only where the step is kept and another
+            step follows), shared out to ADD_BOOT_THREADS threads."""
         B, T = M.shape[0], Y.shape[1]
         n, K = W.shape
         p, dt = 2 * K + 1, ADD_BOOT_DTYPE
@@ -874,26 +823,20 @@ class Shukor:
         out = np.empty((B, T, p))
         per = max(1, ADD_BOOT_CHUNK // (T * K * n_max))                        # resamples per chunk
 
-        def chunk(a):
-            sl = slice(a, a + per)
+        def run(sl):
             ix = rows[sl]
-            out[sl] = self._boot_chunk(np.repeat(th0[None], len(ix), 0), G0[sl], g0[sl], cost0[sl],
-                                       np.moveaxis(Lt[:, ix], 0, 1), np.moveaxis(post[:, ix], 0, 1),
-                                       logY[ix].transpose(0, 2, 1), mult[sl], c, lo, hi)
-        starts = range(0, B, per)
-        if ADD_BOOT_THREADS > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
-                list(pool.map(chunk, starts))
-        else:
-            for a in starts:
-                chunk(a)
+            out[sl] = self._lm(np.repeat(th0[None], len(ix), 0), np.moveaxis(Lt[:, ix], 0, 1)[:, None],
+                               np.moveaxis(post[:, ix], 0, 1)[:, None], logY[ix].transpose(0, 2, 1),
+                               mult[sl][:, None], c, ADD_BOOT_STEPS, start=(G0[sl], g0[sl], cost0[sl]))[0]
+        self._in_chunks(B, per, run)
         return self._shift(out, c, -1)
 
     @staticmethod
-    def _terms_t(th, L, pos, logy):
+    def _terms_t(th, L, pos, logy=None):
         """At centred parameters th [..., 2K+1] on runs with centred log weights L [..., K, n] (broadcast against
         th's leading axes) and logs of the targets logy [..., n]: (C_j w_j^gamma_j [..., K, n] in L's dtype, their
-        sum s, f = E + 1/s, E [..., 1], log residuals r = log f - log y) (s, f, r: [..., n], float64)."""
+        sum s, f = E + 1/s, E [..., 1], log residuals r = log f - log y or None without logy) (s, f, r: [..., n],
+        float64). Uncentred theta on uncentred log weights gives the same terms (predict)."""
         K = L.shape[-2]
         t = th.astype(L.dtype)
         Cw = t[..., 1 + K:, None] * L
@@ -901,10 +844,10 @@ class Shukor:
         np.exp(Cw, out=Cw)
         if not pos.all():                    # a domain absent from a run adds nothing (L is 0 there, exp is not)
             Cw *= pos
-        s = np.maximum(Cw.sum(-2, dtype=np.float64), 1e-300)      # float64 as _mix_terms: the same steps
+        s = np.maximum(Cw.sum(-2, dtype=np.float64), 1e-300)      # float64 whatever L's dtype: the sum of K terms
         E = np.exp(th[..., :1])
         f = E + 1 / s
-        return Cw, s, f, E, np.log(f) - logy
+        return Cw, s, f, E, None if logy is None else np.log(f) - logy
 
     @staticmethod
     def _jacobian_t(Cw, s, f, E, L, sw):
@@ -917,21 +860,50 @@ class Shukor:
         np.multiply(J[..., 1:1 + K, :], L, out=J[..., 1 + K:, :])
         return J
 
-    def _boot_chunk(self, th, G, g, cost, L, pos, logy, m, c, lo, hi):
-        """_mix_lm's steps for the problems of a few resamples x every target (th, G, g, cost: [R, T, ...], centred,
-        at the start; L, pos: [R, K, n'] the drawn runs' centred log weights and masks; logy: [R, T, n']; m: [R, n']
-        their multiplicities) -> theta [R, T, 2K+1], centred."""
-        p = th.shape[-1]
-        L4, pos4, m3, sw = L[:, None], pos[:, None], m[:, None], np.sqrt(m)[:, None].astype(L.dtype)
+    def _lm(self, th, L, pos, logy, m, c, steps: int, start=None):
+        """Levenberg-Marquardt on the weighted log residuals sqrt(m_i) (log f_i - log y_i) of many problems at once,
+        each its (2K+1)-system, in the centred parameters of _log_center (c); steps projected onto the bounds, kept only
+        where they lower the error; a problem stops when a kept step gains less than ADD_TOL of its error. The one
+        solver of the additive law at one size: the point fit and k-fold folds (_mix_lm, float64) and the resamples
+        (_boot_one_size, ADD_BOOT_DTYPE) run it.
+        th [P, ..., 2K+1] centred; L, pos [P or 1, ..., K, n] the runs' centred log weights (in the Jacobian's dtype)
+        and masks; logy [P, ..., n]; m [P or 1, ..., n] the runs' multiplicities; start: (normal matrix J'J, gradient
+        J'r, error) at th where known. -> (theta centred, error)."""
+        K = L.shape[-2]
+        p = 2 * K + 1
+        lo, hi = self._bounds(K)
+        sw = np.sqrt(m).astype(L.dtype)
+
+        def normal(Cw, s, f, E, r):
+            J = self._jacobian_t(Cw, s, f, E, L, sw)
+            return J @ np.swapaxes(J, -1, -2), (J @ (r * sw).astype(J.dtype)[..., None])[..., 0]
 
         def project(t):                                  # the bounds hold theta itself, not the centred levels
             return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
-        lam = np.full(cost.shape, 1e-3)
-        active = np.ones(cost.shape, bool)
-        for step in range(ADD_BOOT_STEPS):
+        if start is None:
+            Cw, s, f, E, r = self._terms_t(th, L, pos, logy)
+            G, g = (x.astype(float) for x in normal(Cw, s, f, E, r))
+            cost = (m * r * r).sum(-1)
+        else:
+            G, g, cost = start
+        out_th, out_cost = th.copy(), np.array(cost, float)
+        rows = np.arange(len(th))                        # the problems (first axis) still in the arrays
+        lam = np.full(out_cost.shape, 1e-3)
+        active = np.ones(out_cost.shape, bool)
+        for step in range(steps):
+            alive = active.reshape(len(active), -1).any(1)
+            if not alive.any():
+                break
+            if alive.sum() <= 0.75 * len(alive):         # stopped problems leave: later steps cost only the rest
+                out_th[rows], out_cost[rows] = th, cost
+                rows = rows[alive]
+                th, G, g, cost, lam, active, logy = (a[alive] for a in (th, G, g, cost, lam, active, logy))
+                L, pos, m, sw = (a if a.shape[0] == 1 else a[alive] for a in (L, pos, m, sw))
+            # a parameter on its bound that the step would push past it is held there: without this the projected
+            # step is a poor one, rejected again and again while the damping grows (steps of ~nothing)
             raw = self._shift(th, c, -1)
             held = ((raw <= lo + 1e-9) & (g > 0)) | ((raw >= hi - 1e-9) & (g < 0))
-            A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else G.copy()
+            A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else np.array(G, float)
             ga = np.where(held, 0.0, g)
             D = np.einsum("...ii->...i", A)                  # a view: the damping is added in place
             D += lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held
@@ -941,21 +913,20 @@ class Shukor:
                 d = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
                               zip(A.reshape(-1, p, p), ga.reshape(-1, p))]).reshape(ga.shape)
             new = project(th + d)
-            Cw, s, f, E, r = self._terms_t(new, L4, pos4, logy)
-            c_new = (m3 * r * r).sum(-1)
+            Cw, s, f, E, r = self._terms_t(new, L, pos, logy)
+            c_new = (m * r * r).sum(-1)
             ok = active & np.isfinite(c_new) & (c_new < cost)
             small = ok & (cost - c_new <= ADD_TOL * cost)
-            if step < ADD_BOOT_STEPS - 1 and ok.any():   # the next step needs the normal equations at a kept point
-                J = self._jacobian_t(Cw, s, f, E, L4, sw)
-                G = np.where(ok[..., None, None], J @ np.swapaxes(J, -1, -2), G)
-                g = np.where(ok[..., None], (J @ (r * sw).astype(J.dtype)[..., None])[..., 0], g)
+            if step < steps - 1 and ok.any():            # the next step needs the normal equations at a kept point
+                G_new, g_new = normal(Cw, s, f, E, r)
+                G = np.where(ok[..., None, None], G_new, G)
+                g = np.where(ok[..., None], g_new, g)
             th = np.where(ok[..., None], new, th)
             cost = np.where(ok, c_new, cost)
             lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
-            active &= ~small & (lam < 1e10)
-            if not active.any():
-                break
-        return th
+            active = active & ~small & (lam < 1e10)
+        out_th[rows], out_cost[rows] = th, cost
+        return out_th, out_cost
 
     def fit(self, W, Y, S, M):
         if not (self.use_n or self.use_d):
@@ -989,8 +960,7 @@ class Shukor:
             out = np.empty((B * T, len(Lw)))
             flat = th.reshape(B * T, -1)
             for a in range(0, B * T, ADD_CHUNK):
-                _, s_, E = self._mix_terms(flat[a:a + ADD_CHUNK], Lw, pos)
-                out[a:a + ADD_CHUNK] = E + 1 / s_
+                out[a:a + ADD_CHUNK] = self._terms_t(flat[a:a + ADD_CHUNK], Lw.T, pos.T)[2]
             return out.reshape(B, T, -1).transpose(0, 2, 1)
         return np.stack([np.stack([self._pred(th[b, t], W, S) for t in range(th.shape[1])], -1)
                          for b in range(th.shape[0])])
