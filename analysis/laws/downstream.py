@@ -187,6 +187,12 @@ class TaskLoss:
             return p["E"] + p["A"] / np.asarray(N, float) ** p["alpha"] + p["B"] / np.asarray(D, float) ** p["beta"]
         return p["E"] + p["A"] / np.asarray(C, float) ** p["alpha"]
 
+    def formula(self) -> str:
+        """The fitted form as text, e.g. "1.2 + 34/N^0.300 + 56/D^0.280" (nd) or "1.2 + 34/C^0.150" (c)."""
+        p = self.params
+        return (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
+                if self.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
+
 
 def _theta_nd(theta: np.ndarray) -> dict[str, float]:
     e, a, b, al, be = map(float, theta)
@@ -308,15 +314,12 @@ class DownstreamLaw:
 
     def summary(self) -> str:
         """One line: step 1's fitted form, then step 2's sigmoid or why there is none."""
-        p = self.loss.params
-        step1 = (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
-                 if self.loss.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
         s = self.acc
         step2 = (self.no_signal if self.no_signal else
                  f"accuracy {s.chance:.3g} + ({s.top:.3f} - {s.chance:.3g}) / (1 + (L / {s.L0:.3g})^{s.k:.3g})"
                  if s.scale == "log" else
                  f"accuracy {s.chance:.3g} + ({s.top:.3f} - {s.chance:.3g}) / (1 + exp({s.k:.3g} (L - {s.L0:.3g})))")
-        return f"{self.task}: task loss L = {step1} (form {self.loss.form}, {self.n_runs} runs); {step2}"
+        return f"{self.task}: task loss L = {self.loss.formula()} (form {self.loss.form}, {self.n_runs} runs); {step2}"
 
     def interval(self, N, D, C, what: str = "acc") -> tuple[np.ndarray, np.ndarray]:
         """The ci_level bootstrap interval of the predicted accuracy (what="acc"; nan without signal) or task loss

@@ -55,12 +55,10 @@ def accuracy_table(runs: pd.DataFrame, tasks: list[str], cfg) -> pd.DataFrame:
 def law_table(fits: downstream.DownstreamFits) -> pd.DataFrame:
     rows = []
     for t, law in fits.laws.items():
-        p, s = law.loss.params, law.acc
+        s = law.acc
         h = fits.holdouts.get(t)
         lo, hi = law.param_ci("acc", "L0")
-        step1 = (f"{p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3f} + {p['B']:.3g}/D^{p['beta']:.3f}"
-                 if law.loss.form == "nd" else f"{p['E']:.3g} + {p['A']:.3g}/C^{p['alpha']:.3f}")
-        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": step1, "step 2": law.acc_fit}
+        row = {"task": t, "runs": law.n_runs, "task loss (bpb)": law.loss.formula(), "step 2": law.acc_fit}
         if law.predicts_accuracy:
             row.update({"top": s.top, "k": s.k, "L0": s.L0,
                         "L0 interval": f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else "–"})
