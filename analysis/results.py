@@ -5,7 +5,9 @@
             plus the grid's `budget` (nominal C) and `label`, and the `grid` and `scale` config names the sweep was
             launched with (`+grid=<grid> scale=<scale>`), from the run's grid.json where the sweep wrote them
     curves  one row per eval line of each run's metrics.jsonl: run_id, step, tokens, flops, loss,
-            loss_<domain> (what approach 1 and cooldown branches read)
+            loss_<domain> (what approach 1 and cooldown branches read), curve_tokens (the held-out set those
+            losses are on: 0 the run's full set, else its eval.curve_tokens subset, whose losses the run's every eval
+            reports; analysis.laws.common.curve_set refuses curves of different sets in one fit)
 
 A sweep's conventions are the N and C columns its grid was designed around (the launcher records them in each
 run's grid.json as `n_col`, `c_col`): `Results.conventions` gives them (one per sweep; runs that disagree are an
@@ -169,7 +171,18 @@ def read_curve(path: Path, run_id: str, problems: list[str] | None = None) -> li
 
 
 def curve_point(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k in CURVE_KEYS[1:] or k.startswith("loss")}
+    """step, tokens, flops and the loss columns of one eval line, plus curve_tokens: the held-out set the losses
+    are on (0: the run's full eval set). A run with eval.curve_tokens scored its evals before the last on a prefix
+    subset (curve_loss* keys alone) and its last on both: its points take the subset's losses throughout, so one
+    curve is on one token set (its final point is then not the runs table's loss, which is the full set's)."""
+    point = {k: v for k, v in row.items() if k in CURVE_KEYS[1:]}
+    if any(k.startswith("curve_loss") for k in row):
+        point.update({k[len("curve_"):]: v for k, v in row.items() if k.startswith("curve_loss")})
+        point["curve_tokens"] = row.get("curve_tokens")
+    else:
+        point.update({k: v for k, v in row.items() if k.startswith("loss")})
+        point["curve_tokens"] = 0
+    return point
 
 
 def valid_point(point: dict) -> bool:
@@ -265,7 +278,7 @@ def load(sweep_dir: str | Path, allow_mixed_tokenizers: bool = False) -> Results
                          "rebuilt between them), so their losses are not comparable in one fit: "
                          + "; ".join(f"{k[:12]}: {len(v)} runs (e.g. {v[0]})" for k, v in groups.items())
                          + ". Load each group's sweep separately, or pass allow_mixed_tokenizers=True.")
-    curve_df = pd.DataFrame(curves, columns=None if curves else list(CURVE_KEYS) + ["loss"])
+    curve_df = pd.DataFrame(curves, columns=None if curves else list(CURVE_KEYS) + ["loss", "curve_tokens"])
     if len(curve_df):
         curve_df = curve_df.sort_values(["run_id", "step"], ignore_index=True)
     return Results(runs=runs, curves=curve_df, skipped=skipped, grid_conventions=conventions)

@@ -140,33 +140,55 @@ def evaluating(model: torch.nn.Module):
 
 class HeldoutSet:
     """With data.document_mask=on the model attends within documents and the targets
-    model_zoo.docmask.loss_keep drops are left out of each domain's mean, as in training."""
+    model_zoo.docmask.loss_keep drops are left out of each domain's mean, as in training.
 
-    def __init__(self, corpus: Corpus, data: DataSpec, heldout_tokens: int, seq_len: int):
+    curve_tokens > 0 (eval.curve_tokens): a second, smaller set for the evals before the last, the first
+    curve_tokens tokens of each domain, i.e. a prefix of its windows (heldout_windows cuts from the start, so the
+    subset's windows are the full set's first rows); an eval of the full set also reports the subset's losses
+    (curve_loss*) from the same per-window sums."""
+
+    def __init__(self, corpus: Corpus, data: DataSpec, heldout_tokens: int, seq_len: int, curve_tokens: int = 0):
         self.sets = {d: heldout_windows(corpus.heldout(d), heldout_tokens, seq_len) for d in corpus.domains}
         self.weights = reference_weights(data, corpus.domains)
         self.eod_id = corpus.eod_id if data.document_mask == "on" else None
         self.domains = list(self.sets)
         ends = np.cumsum([len(xs) for xs, _ in self.sets.values()]).tolist()
         self.bounds = list(zip([0] + ends[:-1], ends))   # each domain's rows of the stacked windows
-        # targets scored per domain (a document mask drops some): counted once, on the host
-        self.counts = [ys.numel() - (int((~docmask.loss_keep(xs, self.eod_id)).sum()) if self.eod_id is not None else 0)
-                       for xs, ys in self.sets.values()]
-        self.placed: dict = {}   # device -> the windows there, copied once per run rather than once per batch per eval
+        self.counts = self._counts(None)
+        # the curve subset: each domain's first rows (as many as heldout_windows would cut from curve_tokens)
+        self.curve_rows = None
+        if curve_tokens:
+            self.curve_rows = [min(len(xs), max(0, (min(curve_tokens, len(corpus.heldout(d))) - 1) // seq_len))
+                               for d, (xs, _) in self.sets.items()]
+            self.curve_counts = self._counts(self.curve_rows)
+            ends = np.cumsum(self.curve_rows).tolist()
+            self.curve_bounds = list(zip([0] + ends[:-1], ends))
+        self.placed: dict = {}   # (device, curve) -> the windows there, copied once per run rather than per batch
         self.forwards: dict = {}  # (model id, compiled) -> its WindowLosses (one compiled wrapper per run)
+
+    def _counts(self, rows: list[int] | None) -> list[int]:
+        """Targets scored per domain (a document mask drops some), over each domain's first `rows` windows (None:
+        all): counted once, on the host."""
+        out = []
+        for i, (xs, ys) in enumerate(self.sets.values()):
+            k = len(xs) if rows is None else rows[i]
+            xs, ys = xs[:k], ys[:k]
+            out.append(ys.numel() - (int((~docmask.loss_keep(xs, self.eod_id)).sum()) if self.eod_id is not None else 0))
+        return out
 
     @property
     def domain_windows(self) -> int:
         """Windows of the largest domain."""
         return max((b - a for a, b in self.bounds), default=0)
 
-    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) [n, seq_len], every domain's windows stacked, on `device`. A batch copied from pageable
-        host memory waits for the device to finish the work queued before it, so copying per batch kept the host
-        from running ahead of an eval's forwards."""
-        key = str(device)
+    def on(self, device: torch.device, curve: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) [n, seq_len], every domain's windows (curve: its curve subset's) stacked, on `device`.
+        A batch copied from pageable host memory waits for the device to finish the work queued before it, so
+        copying per batch kept the host from running ahead of an eval's forwards."""
+        key = (str(device), curve)
         if key not in self.placed:
-            xs, ys = (torch.cat([s[i] for s in self.sets.values()]) for i in (0, 1))
+            rows = self.curve_rows if curve else [len(xs) for xs, _ in self.sets.values()]
+            xs, ys = (torch.cat([s[i][:k] for s, k in zip(self.sets.values(), rows)]) for i in (0, 1))
             self.placed[key] = (xs.to(device), ys.to(device))
         return self.placed[key]
 
@@ -178,39 +200,46 @@ class HeldoutSet:
             self.forwards[key] = (model, torch.compile(f, dynamic=False) if compiled else f)
         return self.forwards[key][1]
 
-    def call_size(self, batch_size: int, world: int = 1) -> int:
+    def call_size(self, batch_size: int, world: int = 1, curve: bool = False) -> int:
         """Windows a forward call: batch_size, at most a rank's share (so a call of that size fits in it)."""
-        share = -(-sum(len(xs) for xs, _ in self.sets.values()) // world)
-        return max(1, min(batch_size, share))
+        n = sum(self.curve_rows) if curve else sum(len(xs) for xs, _ in self.sets.values())
+        return max(1, min(batch_size, -(-n // world)))
 
     def warm(self, model: torch.nn.Module, device: torch.device, batch_size: int,
              autocast: contextlib.AbstractContextManager | None = None, compiled: bool = False) -> None:
-        """One forward call of the eval's shape, its result dropped: compiles the eval's graph (warm-up, not eval)."""
-        xs, ys = self.on(device)
-        size = self.call_size(batch_size)
-        if not len(xs):
-            return
-        with evaluating(model), autocast or contextlib.nullcontext():
-            self.forward(model, compiled)(xs[:size], ys[:size])
+        """One forward call of each of the eval's shapes (the full set's call; the curve subset's where smaller),
+        results dropped: compiles the eval's graphs (warm-up, not eval)."""
+        for curve in (False, True) if self.curve_rows else (False,):
+            xs, ys = self.on(device, curve)
+            size = self.call_size(batch_size, curve=curve)
+            if not len(xs) or (curve and size == self.call_size(batch_size)):
+                continue
+            with evaluating(model), autocast or contextlib.nullcontext():
+                self.forward(model, compiled)(xs[:size], ys[:size])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     def evaluate(self, model: torch.nn.Module, device: torch.device, batch_size: int,
                  autocast: contextlib.AbstractContextManager | None = None, rank: int = 0,
-                 world: int = 1, compiled: bool = False, fixed_shape: bool = False) -> dict[str, float]:
-        """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}.
+                 world: int = 1, compiled: bool = False, fixed_shape: bool = False,
+                 curve: bool = False) -> dict[str, float]:
+        """{"loss": reference-mixture loss, "loss_<domain>": mean token CE per domain}; with a curve subset
+        (curve_tokens) also {"curve_loss", "curve_loss_<domain>"}, the same on its windows, from the same sums.
+        curve: the curve subset's windows only, {"curve_loss", "curve_loss_<domain>"} alone.
 
         Over `world` ranks each takes a contiguous share of the stacked windows and the per-window sums are added
         across ranks; every rank makes the same number of forward calls (a rank past its share calls on a stand-in
         whose losses it drops), since an FSDP-sharded model's forward is a collective. compiled: through the
         compiled WindowLosses (one graph per call size). fixed_shape: every call at full size, as compiled (the
         compiled regions, regions_in_eval)."""
-        xs, ys = self.on(device)
+        if curve and not self.curve_rows:
+            raise ValueError("HeldoutSet.evaluate(curve=True): this set has no curve subset (curve_tokens=0)")
+        xs, ys = self.on(device, curve)
         n = len(xs)
         sums = torch.zeros(n, dtype=torch.float64, device=device)   # each window's summed CE
         share = -(-n // world)
         start, stop = min(rank * share, n), min((rank + 1) * share, n)
-        size = self.call_size(batch_size, world)
+        size = self.call_size(batch_size, world, curve)
         forward = self.forward(model, compiled)
         with evaluating(model), autocast or contextlib.nullcontext():
             for lo in range(start, start + share, size) if n else ():
@@ -224,7 +253,18 @@ class HeldoutSet:
         if world > 1:
             import torch.distributed as dist
             dist.all_reduce(sums)
-        totals = torch.stack([sums[a:b].sum() for a, b in self.bounds]).tolist() if self.bounds else []
-        losses = {f"loss_{d}": (t / c if c else math.nan) for d, t, c in zip(self.domains, totals, self.counts)}
-        losses["loss"] = math.fsum(w * losses[f"loss_{d}"] for d, w in self.weights.items() if w > 0)
+        if curve:
+            return self._losses(sums, self.curve_bounds, self.curve_counts, "curve_")
+        losses = self._losses(sums, self.bounds, self.counts)
+        if self.curve_rows:   # the subset: each domain's first rows of the same sums
+            bounds = [(a, a + k) for (a, _), k in zip(self.bounds, self.curve_rows)]
+            losses.update(self._losses(sums, bounds, self.curve_counts, "curve_"))
+        return losses
+
+    def _losses(self, sums: torch.Tensor, bounds: list, counts: list[int], prefix: str = "") -> dict[str, float]:
+        """{prefix + "loss_<domain>": the domain's rows' CE sum / its targets, prefix + "loss": on the reference
+        mixture}; one host copy."""
+        totals = torch.stack([sums[a:b].sum() for a, b in bounds]).tolist() if bounds else []
+        losses = {f"{prefix}loss_{d}": (t / c if c else math.nan) for d, t, c in zip(self.domains, totals, counts)}
+        losses[f"{prefix}loss"] = math.fsum(w * losses[f"{prefix}loss_{d}"] for d, w in self.weights.items() if w > 0)
         return losses

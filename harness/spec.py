@@ -130,6 +130,10 @@ class EvalSpec:
     downstream: tuple[str, ...] = () # downstream task names (harness.downstream_tasks) scored in full at the end
     downstream_items: int = 0        # > 0: also score the first this-many items of each task at every eval (curves)
     samples_tokens: int = 0          # > 0: greedy samples of the prompt battery, this many tokens, at each checkpoint
+    curve_tokens: int = 0            # > 0: the evals before the last score only the first this-many of each domain's
+                                     # held-out tokens (a prefix of its windows: cheap curve points); the last eval
+                                     # scores the full set and, from the same forward, this subset (curve_loss*
+                                     # keys), so the curve reads one token set throughout. 0: every eval, full set
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,12 @@ class RunSpec(Spec):
         if self.eval.downstream_items < 0 or (self.eval.downstream_items and not self.eval.downstream):
             e.append(f"eval.downstream_items={self.eval.downstream_items}: must be >= 0, and > 0 only with "
                      "eval.downstream tasks to take the subset from (e.g. eval.downstream=[suite])")
+        if not 0 <= self.eval.curve_tokens <= self.eval.heldout_tokens:
+            e.append(f"eval.curve_tokens={self.eval.curve_tokens}: must be in [0, eval.heldout_tokens="
+                     f"{self.eval.heldout_tokens}] (0: every eval on the full held-out set)")
+        elif self.eval.curve_tokens and self.eval.curve_tokens <= self.model.seq_len:
+            e.append(f"eval.curve_tokens={self.eval.curve_tokens}: must exceed model.seq_len={self.model.seq_len} "
+                     "(the subset is whole windows of seq_len + 1 tokens), or be 0")
         if not 0 <= self.eval.samples_tokens < max(1, self.model.seq_len):
             e.append(f"eval.samples_tokens={self.eval.samples_tokens}: must be in [0, model.seq_len="
                      f"{self.model.seq_len})")
@@ -201,7 +211,7 @@ class RunSpec(Spec):
 
 # (RunSpec section, field), in the order they were added
 LATE_FIELDS = (("optim", "warmup_steps"), ("eval", "points"), ("data", "document_mask"), ("eval", "downstream_items"),
-               ("eval", "samples_tokens"))
+               ("eval", "samples_tokens"), ("eval", "curve_tokens"))
 
 
 def _default(cls, name: str):

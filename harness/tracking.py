@@ -42,7 +42,8 @@ class Tracker:
         if row["kind"] == "train":
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.3g}", refresh=False)
         elif row["kind"] == "eval":
-            self.bar.set_postfix(eval=f"{row['loss']:.4f}", refresh=False)
+            # an eval before the last under eval.curve_tokens has only the curve subset's loss
+            self.bar.set_postfix(eval=f"{row.get('loss', row.get('curve_loss')):.4f}", refresh=False)
 
     def summary(self, result: dict) -> None:
         if self.wandb_run is not None:

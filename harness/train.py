@@ -179,7 +179,8 @@ class Trainer:
         if not d.sharded:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = compile_step(step_module, self.hw)
-        self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len)
+        self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len,
+                                  spec.eval.curve_tokens)
         self.eval_compiled = compiled_eval(self.hw, d.sharded, spec.data.document_mask)
         self.eval_batch = eval_batch(self.hw, spec.model.seq_len, self.micro, self.eval_compiled,
                                      self.heldout.domain_windows)
@@ -538,13 +539,19 @@ class Trainer:
             self.timing["time_warmup_s"] += dt
             self.eval_warm = True
         t = time.perf_counter()
+        # eval.curve_tokens: the evals before the last score the curve subset alone (curve_loss* keys, no loss*);
+        # the last scores the full set and the subset from the same forward (both), so the run's result is the
+        # full set's and its curve is on the subset throughout
+        curve = self.spec.eval.curve_tokens > 0 and self.step < self.steps
         with regions_in_eval(self.model, self.eval_regional):
             losses = self.heldout.evaluate(self.model, self.hw.device, self.eval_batch, self.hw.autocast(),
                                            self.d.rank, self.d.world, compiled=self.eval_compiled,
-                                           fixed_shape=self.eval_regional)
+                                           fixed_shape=self.eval_regional, curve=curve)
         tokens = self.step * self.spec.batch_tokens
         row = {"kind": "eval", "step": self.step, "tokens": tokens,
                "flops": tokens * self.counts.flops_per_token, **losses}
+        if self.spec.eval.curve_tokens:
+            row["curve_tokens"] = self.spec.eval.curve_tokens
         self.write(row)
         self.last_eval = row
         if self.downstream_evals is not None:   # the fixed subset of the downstream suite (eval.downstream_items)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.bootstrap import resample_indices
-from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, usable, warn
+from analysis.laws.common import ComputeOptimal, FitConfig, FitError, PowerLaw, check_table, curve_set, usable, warn
 
 MIN_RUNS = 4
 
@@ -66,6 +66,7 @@ def fit(runs: pd.DataFrame, curves: pd.DataFrame, config: FitConfig | None = Non
     runs = runs[runs["run_id"].isin(set(curves["run_id"]))].reset_index(drop=True)
     if len(runs) < MIN_RUNS:
         raise FitError(f"approach 1: {len(runs)} run(s) have training curves; the envelope needs at least {MIN_RUNS}")
+    curve_set(curves[curves["run_id"].isin(set(runs["run_id"]))], "approach 1")   # one held-out set across runs
     C, loss, tokens, N = loss_table(runs, curves, cfg, n_grid, min_cover)
     if len(C) < 2:
         raise FitError("approach 1: no FLOP range is covered by enough runs' curves to form an envelope")

@@ -27,6 +27,21 @@ class FitWarning(UserWarning):
     """A fit or a recommendation was made but deserves suspicion (extrapolation, optimum at the edge)."""
 
 
+def curve_set(curves: pd.DataFrame, what: str) -> int:
+    """The held-out set the curves' losses are on: 0 (each run's full eval set) or the eval.curve_tokens of runs
+    whose evals scored that prefix subset (analysis.results.curve_point reads those losses throughout such a run).
+    Runs of different sets are not comparable on one curve: FitError naming them."""
+    if "curve_tokens" not in curves or not len(curves):
+        return 0
+    sets = curves.groupby("run_id")["curve_tokens"].first().fillna(0).astype(int)
+    if sets.nunique() > 1:
+        eg = {int(k): v.index[0] for k, v in sets.groupby(sets)}
+        raise FitError(f"{what}: the runs' curves are on different held-out sets (eval.curve_tokens "
+                       f"{sorted(eg)}, 0 = the full set; e.g. {eg}), so their losses are not comparable: fit runs of "
+                       "one eval.curve_tokens (filter results.curves and runs by the curves' curve_tokens column)")
+    return int(sets.iloc[0])
+
+
 def warn(msg: str, sink: list[str] | None = None) -> None:
     """Warn loudly and keep the message with the object it concerns (so reports can show it)."""
     warnings.warn(msg, FitWarning, stacklevel=3)

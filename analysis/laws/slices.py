@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.laws.common import FitConfig, FitError, usable
+from analysis.laws.common import FitConfig, FitError, curve_set, usable
 
 KINDS = ("auto", "annealed", "constant")
 # The harness's defaults (harness/spec.py OptimSpec), used where the runs table lacks the columns.
@@ -78,6 +78,9 @@ def isoflop_slices(runs: pd.DataFrame, curves: pd.DataFrame, cfg: FitConfig, gap
                        "each run's schedule and steps (result.json) and its eval curve (metrics.jsonl)")
     runs = usable(runs, cfg)
     by_run = {rid: g.sort_values("tokens") for rid, g in curves.groupby("run_id")}
+    # runs whose evals scored a curve subset (eval.curve_tokens): every point of theirs, the final one included, on
+    # the subset (the final eval reports it beside the full set), so a slice never mixes the two sets
+    subset = curve_set(curves[curves["run_id"].isin(set(runs["run_id"]))], "isoFLOP slices") > 0
     if budgets is not None:
         C_all = np.sort(np.asarray(budgets, float))
     elif len(C_all := budgets_of(runs, cfg, gap_dex)) < 3:
@@ -86,8 +89,17 @@ def isoflop_slices(runs: pd.DataFrame, curves: pd.DataFrame, cfg: FitConfig, gap
     for r in runs.to_dict("records"):
         sched = str(r["schedule"])
         annealing = sched in ("cosine", "wsd")
+        final = r[cfg.loss_col]
+        if subset:
+            end = by_run.get(r["run_id"], pd.DataFrame({"step": []}))
+            end = end[end["step"] == r["steps"]]
+            if not len(end):
+                raise FitError(f"isoFLOP slices: run {r['run_id']} scored its curve on a subset (eval.curve_tokens) "
+                               "but its metrics.jsonl has no final eval line with that subset's loss: fit without "
+                               "slices (slices=False)")
+            final = float(end[cfg.loss_col].iloc[-1])
         rows.append({"run_id": r["run_id"], cfg.n_col: r[cfg.n_col], "tokens": r["tokens"], cfg.c_col: r[cfg.c_col],
-                     "flops": r["flops"], cfg.loss_col: r[cfg.loss_col], "budget": r.get("budget", np.nan),
+                     "flops": r["flops"], cfg.loss_col: final, "budget": r.get("budget", np.nan),
                      "slice": "annealed" if annealing else "constant", "step": r["steps"], "schedule": sched})
         first, last = constant_stretch(sched, int(r["steps"]), float(r.get("warmup_frac", DEFAULT_WARMUP_FRAC)),
                                        float(r.get("cooldown_frac", DEFAULT_COOLDOWN_FRAC)))
