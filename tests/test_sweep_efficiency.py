@@ -209,3 +209,37 @@ def test_a_worker_compiles_each_shape_once(tmp_path, monkeypatch, mode, graphs):
     finally:
         torch._dynamo.reset()
     assert counts == [graphs, graphs, 2 * graphs]
+
+
+def test_a_worker_frees_each_run_before_freezing_what_survives(alone, tmp_path, monkeypatch):
+    """sweeps.worker.freeze_survivors: after a run the worker collects its garbage, then freezes what is alive, so the
+    next run's collections skip torch's and the imports' objects; the run's trainer (model, optimizer) is freed
+    first, not frozen alive."""
+    import gc
+    import weakref
+
+    import harness.train
+    from sweeps.job import run_job
+    from sweeps.worker import InProcess, Stop
+    root, specs = alone
+    refs = []
+    init = harness.train.Trainer.__init__
+
+    def recording(self, *a, **kw):
+        refs.append(weakref.ref(self))
+        self.cycle = self   # only the cyclic collector frees it, as a model held in a cycle (closures, hooks)
+        init(self, *a, **kw)
+    monkeypatch.setattr(harness.train.Trainer, "__init__", recording)
+    run_dir = tmp_path / specs[0].run_id
+    RunDir(run_dir).prepare(specs[0], RT)
+    gc.unfreeze()
+    try:
+        with Stop() as stop:
+            res = run_job(run_dir, sweep="s", log_path=tmp_path / "job.log", retries=0,
+                          execute=InProcess(tmp_path, 0, stop))
+        assert res["status"] == "done" and len(refs) == 1
+        assert refs[0]() is None                 # the trainer was collected before the freeze
+        assert gc.get_freeze_count() > 0         # and the survivors are frozen
+    finally:
+        gc.unfreeze()   # this test process goes on with other tests
+    assert_same_as_alone(root, run_dir)
