@@ -5,7 +5,10 @@ Triton's kernels, under $TORCHINDUCTOR_CACHE_DIR, which a sweep shares: sweep.in
 model shape was compiled before, by any process, then spends seconds tracing instead of the cold compile.
 sweeps.ahead calls `compile_ahead` for the runs a sweep's workers will train next while they train the
 current ones. It builds what the trainer compiles (harness.train: the model, LossStep, compile_step) and
-calls it forward and backward once on a batch of the run's micro-batch shape; values do not matter.
+calls it forward and backward once on a batch of the run's micro-batch shape; values do not matter. Where the run
+will evaluate through compiled graphs (harness.evaluate.compiled_eval or regional_eval), their no-grad graphs are
+compiled too, by the trainer's own warm-up call (HeldoutSet.warm) at the run's eval call size; else the run's
+first eval compiled them (under REGIONAL_EVAL: each width's no-grad block and tail) as warm-up of its own.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import torch
 
 import model_zoo
 from harness import preflight
+from harness import train as trainer
 from harness.data.mixture import MixtureStream
 from harness.device import resolve
+from harness.evaluate import HeldoutSet, eval_batch, regions_in_eval
 from harness.spec import RunSpec, Runtime
 from harness.step import LossStep
 from harness.train import compile_step
@@ -40,6 +45,14 @@ def compile_ahead(spec: RunSpec, runtime: Runtime) -> float | None:
     with hw.autocast():
         loss, _ = step(inputs, targets, domains)
     loss.backward()
+    # the eval's graphs, as the trainer chooses and warms them (harness.train.Trainer: one process, not sharded)
+    doc = spec.data.document_mask
+    on_compiled, on_regions = trainer.compiled_eval(hw, False, doc), trainer.regional_eval(hw, False, doc)
+    if on_compiled or on_regions:
+        held = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, T, spec.eval.curve_tokens)
+        batch = eval_batch(hw, T, runtime.micro_batch_size or B, on_compiled, held.domain_windows)
+        with regions_in_eval(model, on_regions):
+            held.warm(model, hw.device, batch, hw.autocast(), compiled=on_compiled)
     if hw.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t

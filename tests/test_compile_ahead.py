@@ -45,3 +45,29 @@ def test_compile_ahead_traces_the_graphs_the_run_compiles(tmp_path, monkeypatch,
     for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
         assert inputs_a == inputs_r
         assert code_a == code_r
+
+
+@pytest.mark.parametrize("mode,eval_path", [("on", "compiled_eval"), ("regional", "regional_eval")])
+def test_compile_ahead_also_traces_the_eval_graphs_the_run_compiles(tmp_path, monkeypatch, mode, eval_path):
+    """Where the run evaluates through compiled graphs (harness.evaluate.compiled_eval under compile=on,
+    regional_eval under compile=regional: CUDA only, here made to apply on the CPU), compile-ahead traces them too,
+    at the run's eval call size (with a curve subset: its call size as well), so that a run's first eval finds them
+    in the caches. Without it, the run's graphs past the training ones were never compiled ahead."""
+    import harness.train
+    spec = tiny_spec(make_corpus(tmp_path / "syn"), steps=2, eval={"heldout_tokens": 1024, "curve_tokens": 100,
+                                                                   "every_steps": 1})
+    rt = runtime(compile=mode, checkpoint_every=2)
+    monkeypatch.setattr(harness.train, eval_path, lambda hw, sharded, document_mask: hw.compile)
+    graphs = recorded_graphs(monkeypatch)
+    assert compile_ahead(spec, rt) is not None
+    ahead = list(graphs)
+    torch._dynamo.reset()
+    graphs.clear()
+    run(spec, rt, tmp_path / "run")
+    # on: the step, then WindowLosses at the full set's call size (93 windows) and the curve subset's (9);
+    # regional: the block and the tail with grad, then both again without grad (the eval's)
+    assert len(graphs) == (3 if mode == "on" else 4)
+    assert len(ahead) == len(graphs)
+    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
+        assert inputs_a == inputs_r
+        assert code_a == code_r
