@@ -5,8 +5,9 @@
 #   OUT=/some/dir bash bench/gpu_sweep_efficiency.sh      # the issue's 12-run grid (1e15, 3e15, 1e16 x 4 sizes)
 #
 #   1. (BEFORE=<budgets>, optional) a shorter sweep with the whole-step compile (the old mode), its own cache
-#   2. the sweep: +grid=chinchilla scale=gpu data/mixture@data=demo model.vocab_size=2048 with
-#      train.runtime.compile=$COMPILE, one run at a time on the GPU (sweep.jobs_per_gpu=$JOBS_PER_GPU)
+#   2. the sweep: +grid=chinchilla $GRID_ARGS (default scale=gpu data/mixture@data=large, the issue's grid) with
+#      train.runtime.compile=$COMPILE, one run at a time on the GPU (sweep.jobs_per_gpu=$JOBS_PER_GPU), and
+#      eval.curve_tokens=$CURVE_TOKENS (the evals before the last on that prefix of each domain's held-out set)
 #   3. bench/solo_rates.py: every shape of the sweep trained alone for $SOLO_STEPS steps per mode in $SOLO_MODES
 #      (warm caches): solo tokens/s; a run's solo time = its tokens / its shape's rate in the sweep's mode
 #   4. bench/worker_ratio.py: per run, wall / sum(solo), the training share, and the wall outside the runs by phase
@@ -14,10 +15,12 @@
 #
 # Settings (environment): COMPILE=regional|on|auto  BUDGETS='[1e15,3e15,1e16]'  SIZES=4  AHEAD=true|false
 #   JOBS_PER_GPU=1  SOLO_MODES='$COMPILE on' (on: 'on regional')  SOLO_STEPS=40  BEFORE='[1e15,3e15]' (empty: skipped)
-#   DEADLINE_S=560 (the whole script: a stage is cut to what is left, and the tarball is always written)
-#   GRID_ARGS='scale=gpu data/mixture@data=demo model.vocab_size=2048' (a CPU smoke test of this script: see
-#   bench/README.md "Sweep efficiency on a GPU")
-# Needs the demo corpus at data/demo (or $SCALEMIX_DATA/demo), hydra/omegaconf/submitit importable
+#   DEADLINE_S=530 (the whole script: a stage is cut to what is left, and the tarball is always written)
+#   GRID_ARGS='scale=gpu data/mixture@data=large' (a CPU smoke test of this script: see bench/README.md "Sweep
+#   efficiency on a GPU")  CURVE_TOKENS=32768 (0: every eval on the full set, as before eval.curve_tokens)
+#   REGIONAL_EVAL=1: harness.evaluate.REGIONAL_EVAL set True in this checkout for the call (a sed; the file is put
+#   back when the script ends), so that regional runs evaluate through their compiled regions
+# Needs the corpus GRID_ARGS names (data/large, or $SCALEMIX_DATA/large), hydra/omegaconf/submitit importable
 # (PYTHONPATH=/tmp/site:$PWD), no network. Everything goes into ONE tarball, $OUT/eff.tgz (summary.txt first).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,19 +35,32 @@ OTHER=on; [ "$COMPILE" = on ] && OTHER=regional
 SOLO_MODES=${SOLO_MODES:-$COMPILE $OTHER}   # the sweep's mode first (the ratio needs every shape in it)
 SOLO_STEPS=${SOLO_STEPS:-40}
 BEFORE=${BEFORE:-}
-GRID_ARGS=${GRID_ARGS:-scale=gpu data/mixture@data=demo model.vocab_size=2048}
-DEADLINE_S=${DEADLINE_S:-560}
+GRID_ARGS=${GRID_ARGS:-scale=gpu data/mixture@data=large}
+DEADLINE_S=${DEADLINE_S:-530}
+CURVE_TOKENS=${CURVE_TOKENS:-32768}
+REGIONAL_EVAL=${REGIONAL_EVAL:-0}
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled HYDRA_FULL_ERROR=1 SCALEMIX_NO_PROGRESS=1
 export SCALEMIX_DATA=${SCALEMIX_DATA:-$PWD/data}
 W=$(mktemp -d /tmp/gpu_eff.XXXXXX)      # what goes into the tarball
 mkdir -p "$OUT" "$W"
 left() { local s=$(( DEADLINE_S - ($(date +%s) - START) )); echo $(( s > 10 ? s : 10 )); }
 pack() { tar -czf "$OUT/eff.tgz" -C "$W" . && echo "wrote $OUT/eff.tgz"; }
-trap pack EXIT
+restore() { [ -f "$W/evaluate.py.orig" ] && cp "$W/evaluate.py.orig" harness/evaluate.py && rm "$W/evaluate.py.orig"; }
+trap 'restore; pack' EXIT
+if [ "$REGIONAL_EVAL" = 1 ]; then   # the eval through the compiled regions (off in the product until measured)
+  cp harness/evaluate.py "$W/evaluate.py.orig"
+  sed -i 's/^REGIONAL_EVAL = False$/REGIONAL_EVAL = True/' harness/evaluate.py
+  grep -q '^REGIONAL_EVAL = True$' harness/evaluate.py || { echo "REGIONAL_EVAL=1: harness/evaluate.py has no" \
+    "'REGIONAL_EVAL = False' line to flip"; exit 1; }
+fi
 { date -u; uptime; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; git rev-parse HEAD
   nproc; echo "COMPILE=$COMPILE BUDGETS=$BUDGETS SIZES=$SIZES AHEAD=$AHEAD JOBS_PER_GPU=$JOBS_PER_GPU"
-  echo "SOLO_MODES=$SOLO_MODES SOLO_STEPS=$SOLO_STEPS BEFORE=$BEFORE DEADLINE_S=$DEADLINE_S"; } > "$W/env.txt" 2>&1
+  echo "SOLO_MODES=$SOLO_MODES SOLO_STEPS=$SOLO_STEPS BEFORE=$BEFORE DEADLINE_S=$DEADLINE_S"
+  echo "CURVE_TOKENS=$CURVE_TOKENS REGIONAL_EVAL=$REGIONAL_EVAL GRID_ARGS=$GRID_ARGS"
+  python -c 'import harness.evaluate as e; print("REGIONAL_EVAL", e.REGIONAL_EVAL, "COMPILED_EVAL", e.COMPILED_EVAL)'
+} > "$W/env.txt" 2>&1
+cat "$W/env.txt" > "$W/summary.txt"
 
 # sweep <name> <compile> <budgets> <limit s>: one timed sweep in a fresh root; leaves ROOT, T0, WALL, RC, LAUNCH
 sweep() {
@@ -54,6 +70,7 @@ sweep() {
   local args=(+grid=chinchilla $GRID_ARGS "grid.shapes.budgets=$budgets"
               "grid.shapes.sizes_per_budget=$SIZES" "sweep.jobs_per_gpu=$JOBS_PER_GPU" sweep.gpus=1
               "sweep.compile_ahead=$AHEAD" "train.runtime.compile=$mode" "sweep.root=$ROOT")
+  [ "$CURVE_TOKENS" = 0 ] || args+=("eval.curve_tokens=$CURVE_TOKENS")
   mkdir -p "$W/$name"
   python sweep.py "${args[@]}" sweep.dry_run=true > "$W/$name/plan.txt" 2>&1 || { cat "$W/$name/plan.txt"; exit 1; }
   T0=$(date +%s.%N)

@@ -44,7 +44,8 @@ def solo(spec, runtime, mode: str, steps: int, log_every: int, root: Path) -> di
     from harness.train import run
     short = dataclasses.replace(spec, tokens=steps * spec.batch_tokens,
                                 eval=dataclasses.replace(spec.eval, every_steps=steps, heldout_tokens=4 * spec.model.seq_len,
-                                                         downstream=(), downstream_items=0, samples_tokens=0))
+                                                         downstream=(), downstream_items=0, samples_tokens=0,
+                                                         curve_tokens=0))
     rt = dataclasses.replace(runtime, compile=mode, log_every=log_every, checkpoint_every=steps, wandb="disabled",
                              progress=False)
     return run(short, rt, root / f"{spec.run_id}-{mode}", sweep="solo")
