@@ -35,8 +35,19 @@ def rows(sweep_dir: Path) -> list[dict]:
             grid, _ = read_json_object(f.parent / "grid.json")
             out.append({"run_id": row["run_id"], "label": (grid or {}).get("label", ""), "flops": row.get("flops"),
                         "tokens": row.get("tokens"), "tokens_per_s": row.get("tokens_per_s"),
+                        "first_window_s": first_window_s(f.parent, row.get("tokens_per_s")),
                         **{k: float(row.get(k) or 0.0) for k in COLUMNS}})
     return out
+
+
+def first_window_s(run_dir: Path, tokens_per_s) -> float:
+    """The training inside time_warmup_s: the first log window's tokens at the run's steady tokens/s (the trainer
+    counts each launch's whole first window as warm-up; the solo time counts those tokens as training)."""
+    from harness.rundir import read_metrics
+    first = next(iter(read_metrics(run_dir / "metrics.jsonl", kind="train")), None)
+    if not first or not tokens_per_s:
+        return 0.0
+    return float(first["tokens"]) / float(tokens_per_s)
 
 
 def solo_times(rs: list[dict], solo_file: Path, mode: str | None) -> None:
@@ -108,6 +119,9 @@ def main(argv=None) -> int:
               f"{r['time_eval_s']:6.1f} {r['time_checkpoint_s']:6.2f} {r['wall_s']:7.1f}  {r['tokens_per_s'] or 0:.4g}")
     total = {k: sum(r[k] for r in rs) for k in COLUMNS}
     print("sum              " + " ".join(f"{k.removeprefix('time_')}={v:.1f}" for k, v in total.items()))
+    fw = sum(r["first_window_s"] for r in rs)
+    print(f"warm-up {total['time_warmup_s']:.1f} s = the first log windows' training at steady speed {fw:.1f} s "
+          f"(in the solo sum too) + compiles, cache loads and first-step costs {total['time_warmup_s'] - fw:.1f} s")
     if a.t0 is not None and a.launch:
         from sweeps.timeline import read
         events = read(a.launch)
