@@ -150,10 +150,10 @@ class Variant:
 
 
 def kernel_times(B: int, H: int, T: int, hd: int, documents: torch.Tensor, starts: torch.Tensor,
-                 calls: int = 20) -> dict:
+                 calls: int = 20, device: str = "cuda") -> dict:
     """Eager attention alone at one width's shape, forward + backward, ms a call: causal SDPA (masks off's
     kernel), docmask.attend_varlen (the packing copies and the op), and the varlen op on inputs packed already."""
-    q, k, v = (torch.randn(B, H, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    q, k, v = (torch.randn(B, H, T, hd, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     seq = docmask.from_starts(documents, starts)
     packed = [x.detach().transpose(1, 2).reshape(B * T, H, hd).contiguous().requires_grad_() for x in (q, k, v)]
     varlen_attn, causal = docmask.varlen_kernel()
@@ -164,10 +164,10 @@ def kernel_times(B: int, H: int, T: int, hd: int, documents: torch.Tensor, start
     for name, fn in fns.items():
         for i in range(3 + calls):
             if i == 3:
-                sync("cuda")
+                sync(device)
                 t = time.perf_counter()
             fn().sum().backward()
-        sync("cuda")
+        sync(device)
         out[name + "_ms"] = (time.perf_counter() - t) / calls * 1e3
     return out
 
