@@ -1,38 +1,38 @@
 #!/usr/bin/env bash
-# Per-document attention on one GPU (issue 18), one call: masks off vs flex vs varlen (and the dense boolean mask
-# with VARIANTS="off flex varlen dense") at d 128, 384 and 768 (compiled bf16, seq 1024), flex and varlen checked
-# against the dense mask (logits and gradients), everything in $OUT/docmask.tgz.
+# Per-document attention on one GPU (issue 18), one call: masks off vs varlen with the sequences built on the host
+# (varlen, the training loop's path) vs varlen built inside the step (varlen_old: a graph break and a host read a
+# forward) at d 128, 384 and 768 (compiled bf16, seq 1024), 3 interleaved rounds of 60 timed steps a variant; the
+# varlen kernel checked against the dense mask both ways (logits and gradients); everything in $OUT.
 #
-#   OUT=/tmp/out bash bench/gpu_docmask.sh          # from the repository root; LIMIT=210 s by default
+#   OUT=/tmp/out bash bench/gpu_docmask.sh          # from the repository root; LIMIT=330 s by default
 #   (PYTHONPATH=/tmp/site:$PWD where hydra/omegaconf/submitit wheels are installed to /tmp/site)
 #
-# Each variant runs in its own process (bench/docmask_bench.py), so a crash of one leaves the others measured:
-#   1. wave 1, processes in parallel: for each kernel in CHECKS (default varlen; CHECKS="flex varlen" for both) a
-#      smoke (one compiled attention forward + backward at T = 1023, not a multiple of any tile, vs SDPA with the
-#      dense mask) and the agreement check (--agree: compiled vs eager dense, logits and gradients; fp32 and bf16
-#      for flex, bf16 for varlen), and every variant at the widths below BIG. Each variant process compiles and warms up under $LOCK's shared lock and times its steps
-#      under the exclusive one (the smokes and checks hold the shared lock throughout): a timed loop runs alone on
-#      the GPU and the CPU, once every compile of its wave is done, without a second process start per variant;
-#   2. wave 2 (GPU memory), the same for the widths from BIG on;
-#   3. the first crash (the smokes' first) is run again with CUDA_LAUNCH_BLOCKING=1, for a trace at the fault.
-# Parts that would end past LIMIT seconds are cut or skipped and listed. Needs torch with CUDA, numpy, flock.
-# A dry run of the plumbing on a CPU (the smokes fail there: no CUDA; eager, so every masked variant is the dense mask):
-#   OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BIG=128 BATCH=1 EXTRA="--steps 2 --seq 128" SLOW=4 LIMIT=3000 \
+# One process a width (bench/docmask_bench.py --d D: every variant in it, each its own model, optimizer and compiled
+# step from the same weights), all widths in parallel, beside a compiled varlen smoke (T = 1023, vs SDPA with the
+# dense mask) and the agreement check (--agree varlen: compiled vs eager dense, bf16, logits and every gradient, the
+# old and the new way). Each process compiles and warms up under $LOCK's shared lock and times under the exclusive
+# one: the timed rounds run alone on the GPU and the CPU, once every compile is done. A width's rounds go
+# off, varlen_old, varlen, off, varlen_old, ... (a drift falls on all variants alike); its JSON is rewritten after
+# each round, so a process cut by the time limit keeps its finished rounds. Then the attention alone at each width
+# (eager: causal SDPA vs varlen, forward + backward). A crashed smoke is run again with CUDA_LAUNCH_BLOCKING=1.
+# VARIANTS="off varlen_old varlen flex dense" adds flex and the dense mask; CHECKS="flex varlen" checks flex too.
+# Needs torch with CUDA, numpy, flock.
+# A dry run of the plumbing on a CPU (the smoke fails there: no CUDA; eager, so every masked variant is the dense mask):
+#   OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BATCH=1 EXTRA="--seq 128 --doc-median 40" STEPS=2 LIMIT=3000 \
 #     bash bench/gpu_docmask.sh
-# $OUT gets two files (the device returns few): ratio.txt and docmask.tgz, which holds docmask/ (built in $WORK):
-# ratio.txt (the table, the agreement, each part's exit code and seconds), docmask.csv, agreement.txt, status.txt,
-# gpu.txt, logs/*.log.
+# $OUT gets ratio.txt (the table, the agreement, each part's exit code and seconds) and docmask.tgz, which holds
+# docmask/ (built in $WORK): ratio.txt, docmask.csv, d*.json, agree_*.json, agreement.txt, status.txt, gpu.txt,
+# logs/*.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
 WIDTHS=${WIDTHS:-128 384 768}
-VARIANTS=${VARIANTS:-off flex varlen}
-STEPS=${STEPS:-20}       # timed steps a variant
+VARIANTS=${VARIANTS:-off varlen_old varlen}
+STEPS=${STEPS:-60}       # timed steps a variant a round
+REPEATS=${REPEATS:-3}    # interleaved rounds
 CHECKS=${CHECKS:-varlen} # the kernels smoked and checked against the dense mask (flex's passed on 2026-12-01)
-LIMIT=${LIMIT:-210}
-BIG=${BIG:-768}          # widths from here on run in a second wave (GPU memory)
-DEVICE=${DEVICE:-cuda}   # cpu: a dry run of this script's plumbing (eager; flex, varlen and the smokes need CUDA)
-SLOW=${SLOW:-1}          # multiplies the time reserved for wave 2 (a dry run on a slow machine)
+LIMIT=${LIMIT:-330}
+DEVICE=${DEVICE:-cuda}   # cpu: a dry run of this script's plumbing (eager; flex, varlen and the smoke need CUDA)
 WORK=${WORK:-/tmp/docmask-work}
 W="$WORK/docmask"
 LOCK="$W/gpu.lock"
@@ -57,7 +57,7 @@ part() {
   return 0
 }
 # shellcheck disable=SC2206
-BENCH=(python bench/docmask_bench.py --out "$W" --device "$DEVICE" --steps "$STEPS" ${BATCH:+--batch "$BATCH"} ${EXTRA:-})
+BENCH=(python bench/docmask_bench.py --out "$W" --device "$DEVICE" ${BATCH:+--batch "$BATCH"} ${EXTRA:-})
 
 SMOKE='
 import os
@@ -93,44 +93,23 @@ assert gap < 0.1 and max(gaps) < 0.1, f"MISMATCH: {kind} differs from SDPA with 
 print("smoke OK")
 '
 
-# run the variants of the widths in $1 (a test: "small" or "big") in parallel, each limited to $2 seconds
-wave() {
-  local which=$1 limit=$2 d v
-  for d in $WIDTHS; do
-    if [ "$which" = small ] && [ "$d" -ge "$BIG" ]; then continue; fi
-    if [ "$which" = big ] && [ "$d" -lt "$BIG" ]; then continue; fi
-    for v in $VARIANTS; do
-      part "${v}_d$d" "$limit" "${BENCH[@]}" --variant "$v" --d "$d" "${LOCKARG[@]}" &
-    done
-  done
-}
-big=0; for d in $WIDTHS; do [ "$d" -ge "$BIG" ] && big=1; done
-reserve=$(( big ? 100 * SLOW : 0 ))   # for wave 2 and the table
-# 1. wave 1
-l1=$(( $(left) - reserve - 10 ))
+# everything in parallel: the smokes and checks (shared lock throughout), one process a width
+l1=$(( $(left) - 15 ))
 for kind in $CHECKS; do
   part "smoke_$kind" $(( l1 < 120 ? l1 : 120 )) "${SHARED[@]}" env KIND=$kind python -c "$SMOKE" &
-  part "agree_$kind" "$l1" "${SHARED[@]}" "${BENCH[@]}" --agree $kind &
+  part "agree_$kind" $(( l1 < 200 ? l1 : 200 )) "${SHARED[@]}" "${BENCH[@]}" --agree $kind &
 done
-wave small "$l1"
+for d in $WIDTHS; do
+  part "d$d" "$l1" "${BENCH[@]}" --d "$d" --variants "$VARIANTS" --steps "$STEPS" --repeats "$REPEATS" \
+    "${LOCKARG[@]}" &
+done
 wait
-echo "wave 1 done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
-# 2. wave 2
-if [ $big = 1 ]; then
-  wave big $(( $(left) - 10 ))
-  wait
-  echo "wave 2 done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
-fi
+echo "all parts done at $((SECONDS - START)) s" | tee -a "$W/status.txt"
 
-# 3. the first crash again, with CUDA_LAUNCH_BLOCKING=1 (a smoke is the cheapest repro; a variant next)
-if [ -s "$W/failed.txt" ]; then
-  first=$(grep -m1 -E '^smoke_' "$W/failed.txt" || head -1 "$W/failed.txt")
-  case $first in
-    smoke_*) part "blocking_$first" "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 KIND="${first#smoke_}" python -c "$SMOKE" ;;
-    agree_*) part "blocking_$first" "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 "${BENCH[@]}" --agree "${first#agree_}" ;;
-    *) v=${first%_d*}; d=${first##*_d}
-       part "blocking_$first" "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 "${BENCH[@]}" --variant "$v" --d "$d" ;;
-  esac
+# a crashed smoke again with CUDA_LAUNCH_BLOCKING=1, for a trace at the fault
+first=$(grep -m1 -E '^smoke_' "$W/failed.txt" 2> /dev/null)
+if [ -n "$first" ]; then
+  part "blocking_$first" "$(( $(left) - 4 ))" env CUDA_LAUNCH_BLOCKING=1 KIND="${first#smoke_}" python -c "$SMOKE"
 fi
 
 "${BENCH[@]}" --table > "$W/logs/table.log" 2>&1

@@ -43,7 +43,7 @@ class StepBatches(Dataset):
 
     def __getitem__(self, i: int):
         b = self.stream.batch(self.start + i)
-        return b.inputs, b.targets, b.domains
+        return b.inputs, b.targets, b.domains, b.starts, b.row_index
 
 
 class Prefetcher:
@@ -68,7 +68,7 @@ class Prefetcher:
         tensors = next(self.batches)   # pinned, built by the worker process
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self.copy_stream):
-            b = TokenBatch(*(t.to(self.device, non_blocking=True) for t in tensors))
+            b = TokenBatch(*tensors).to(self.device)
             ready = torch.cuda.Event()
             ready.record(self.copy_stream)
         return b, ready
@@ -96,7 +96,7 @@ class Prefetcher:
         if ready is not None:
             compute = torch.cuda.current_stream(self.device)
             compute.wait_event(ready)
-            for t in (b.inputs, b.targets, b.domains):
+            for t in b.device_tensors():
                 t.record_stream(compute)  # memory made on the copy stream, used on this one
         return b
 

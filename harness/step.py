@@ -60,17 +60,34 @@ class StatsLayout:
         return out
 
 
+def step_args(batch) -> tuple:
+    """The arguments of a LossStep call for a (micro-)batch (harness.data.batch.TokenBatch): inputs, targets,
+    domains and, with document masks, the document starts built on the host (model_zoo.docmask.document_starts),
+    their length marked dynamic for torch.compile, so that the first batch's number of documents is not
+    specialized on (a second N would recompile the step once more)."""
+    if batch.starts is None:
+        return batch.inputs, batch.targets, batch.domains
+    from torch._dynamo import maybe_mark_dynamic
+    maybe_mark_dynamic(batch.starts, 0)
+    return batch.inputs, batch.targets, batch.domains, batch.starts
+
+
 class LossStep(nn.Module):
     """eod_id: None, or the corpus' end-of-document id to train with per-document attention
     (data.document_mask=on): the model attends within documents, and the loss, z-loss and per-domain
-    statistics skip the targets model_zoo.docmask.loss_keep drops (the next document's first token)."""
+    statistics skip the targets model_zoo.docmask.loss_keep drops (the next document's first token).
+    forward's `starts` (optional, masks on): the batch's model_zoo.docmask.document_starts, so that the varlen
+    path reads its sequences instead of building them on the device (a graph break and a host read)."""
 
     def __init__(self, model: nn.Module, z_loss: float, n_domains: int, eod_id: int | None = None):
         super().__init__()
         self.model, self.z_loss, self.n_domains, self.eod_id = model, z_loss, n_domains, eod_id
         self.layout = StatsLayout.for_model(n_domains, model.spec, document_mask=eod_id is not None)
+        if eod_id is not None and docmask.ATTENTION == "varlen":
+            docmask.varlen_kernel()   # resolved eagerly, before a compile traces a step that reads it
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor):
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor,
+                starts: torch.Tensor | None = None):
         if self.eod_id is None:
             out = self.model(inputs, targets, z_loss=self.z_loss)
             ce = out.ce.mean()
@@ -80,7 +97,7 @@ class LossStep(nn.Module):
         else:
             head_loss = None
             documents = docmask.document_ids(inputs, self.eod_id)
-            out = self.model(inputs, targets, documents)
+            out = self.model(inputs, targets, documents, starts=starts)
             pairs = (docmask.positions(documents) + 1).sum().float()   # a query at position p attends p + 1 keys
             keep = docmask.loss_keep(inputs, self.eod_id).float()
             n = keep.sum().clamp(min=1.0)

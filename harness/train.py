@@ -49,7 +49,7 @@ from harness.rundir import RunDir, result_row
 from harness.schedule import lr_at
 from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
-from harness.step import LossStep
+from harness.step import LossStep, step_args
 from harness.tracking import Tracker
 from model_zoo.moe_stats import window_metrics as moe_window_metrics
 
@@ -412,7 +412,7 @@ class Trainer:
         else:
             for mb in batch.split(self.n_micro):
                 with self.hw.autocast():
-                    loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
+                    loss, stats = self.loss_step(*step_args(mb))
                 (loss / self.n_micro).backward()
                 self.window.sums.add_(stats * self.scale)
         self.flush()  # the previous log step's stats are ready by now: read them while this step runs
@@ -434,7 +434,7 @@ class Trainer:
         for i, mb in enumerate(batch.split(self.n_micro)):
             with distributed.grad_sync(self.loss_step, self.model, self.d, last=i == self.n_micro - 1):
                 with self.hw.autocast():
-                    loss, stats = self.loss_step(mb.inputs, mb.targets, mb.domains)
+                    loss, stats = self.loss_step(*step_args(mb))
                 (loss / self.n_micro).backward()
             self.window.sums.add_(stats * self.scale)
 

@@ -155,10 +155,11 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, documents=None, z_loss: float | None = None):
+    def forward(self, idx, targets=None, documents=None, z_loss: float | None = None, starts=None):
         """documents: None (every position attends to all earlier ones), or [B, T] document ids
         (model_zoo.docmask.document_ids): attention within each document, RoPE positions restarting
-        at each document's first position. z_loss: the caller's loss is mean CE + z_loss * mean(lse^2); where the
+        at each document's first position. starts: None, or the batch's docmask.document_starts (the varlen path's
+        sequences, built on the host; other paths ignore them). z_loss: the caller's loss is mean CE + z_loss * mean(lse^2); where the
         head is the eager CPU one, it returns that loss (ModelOutput.head_loss), computed fused."""
         T = idx.shape[1]
         assert T <= self.spec.seq_len, f"sequence of {T} tokens > model.seq_len={self.spec.seq_len}"
@@ -167,7 +168,7 @@ class Transformer(nn.Module):
         else:   # [B, 1, T, hd/2]: each row's positions, broadcast over heads
             pos = docmask.positions(documents)
             cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
-            mask = docmask.attention_mask(documents)   # built once, shared by every layer
+            mask = docmask.attention_mask(documents, starts)   # built once, shared by every layer
         # compiled regions serve training steps; evaluation (no grad, other batch shapes) stays eager, so it neither
         # recompiles nor changes numerics, unless the caller asks for them (eval_regions: the held-out eval at one
         # fixed call shape, whose no-grad graphs then compile once per width)

@@ -23,6 +23,9 @@ Implementations of one function:
   * `sequences`: varlen attention (ATTENTION = "varlen", CUDA inside torch.compile): every document of every
     row is a sequence of its own for torch's flash varlen kernel (torch.nn.attention.varlen), causal inside
     it: the document mask with no masked tiles between documents. Built once per forward, shared by all layers.
+    The training loop's batches carry the sequences' bounds built on the host (`document_starts`, in the data
+    path, ahead of the step): the compiled step then reads them as an input (`from_starts`), one graph with no
+    break and no device-to-host read. A forward without them (`sequences`) builds them on the device, eagerly.
 ATTENTION picks among them; `attention_mask` resolves it for a forward, `attend` runs what it returned.
 tests/test_docmask.py checks the CPU path (a token's logits do not depend on the other documents of
 its sequence), tests/test_docmask_flex.py the flex path against it (eager flex on the CPU, forward),
@@ -128,7 +131,9 @@ def block_mask(documents: torch.Tensor):
 #   "flex":   flex attention with a BlockMask (block_mask): in agreement with the dense mask (logits and gradients,
 #             fp32 and bf16, T = 1023), 1.11-1.12x its speed;
 #   "varlen": torch's flash varlen kernel over the documents (sequences): in agreement with the dense mask (bf16,
-#             T = 1023, within bf16's own rounding); one graph break and one host read (the document count) a forward;
+#             T = 1023, within bf16's own rounding); the training loop's batches carry the sequences built on the host
+#             (document_starts), so its compiled step is one graph with no host read; a forward without them builds
+#             them itself (sequences: one graph break and one host read, the document count, a forward);
 #   "dense":  the boolean [B, 1, T, T] mask through SDPA (the memory-efficient kernel).
 # Measured in one H200 call (bench/README.md, "Document masks: varlen against flex on the H200, session 9"; 20 timed
 # steps each, compiled bf16, seq 1024), tokens/s against masks off at d 128 / 384 / 768: varlen 0.999 / 0.935 / 0.951,
@@ -157,10 +162,13 @@ def wants_varlen(documents: torch.Tensor) -> bool:
     return _checked_attention() == "varlen" and documents.is_cuda and torch.compiler.is_compiling()
 
 
-def attention_mask(documents: torch.Tensor):
+def attention_mask(documents: torch.Tensor, starts: torch.Tensor | None = None):
     """What `attend` takes for this forward: Sequences on the varlen path, a BlockMask on the flex path, else (and
-    where torch has no varlen kernel) a dense mask."""
+    where torch has no varlen kernel) a dense mask. starts: None, or the batch's `document_starts` (a device tensor
+    made on the host): the varlen path's sequences without building them here (no graph break, no host read)."""
     if wants_varlen(documents):
+        if starts is not None and _VARLEN is not None:   # resolved (varlen_kernel) before compiling
+            return from_starts(documents, starts) if _VARLEN else dense_mask(documents)
         return sequences(documents)
     return block_mask(documents) if wants_flex(documents) else dense_mask(documents)
 
@@ -200,28 +208,36 @@ def _resolve_varlen():
 _VARLEN: tuple | bool | None = None
 
 
-@torch.compiler.disable
-def sequences(documents: torch.Tensor):
-    """The varlen path's Sequences for [B, T] document ids: each document of each row a sequence of the flattened
-    B * T tokens (documents never cross rows, so row starts are document starts). A dense mask where torch has no
-    varlen attention (warned once).
-
-    Eager, outside the compiled graph (torch.compiler.disable: one graph break per forward, not per layer): the
-    number of documents N sets the length of cu_seqlens, so it must reach the host, one device-to-host sync a
-    forward (nonzero). A fixed length padded with empty sequences would avoid it only at the worst case's length,
-    N = B * T (every token an EOD): the flash kernels launch (query tiles x sequences x heads) blocks, so that is
-    hundreds of thousands of empty blocks a layer. cu_seqlens is marked dynamic so that a new N does not recompile
-    the layers. max_len is T, always valid (a document never exceeds its row) and a Python int, so it costs no
-    sync; the kernel sizes its grid by it, and the blocks past a document's end return at once.
-    """
+def varlen_kernel():
+    """(varlen_attn, its causal keyword), or False where torch has none (warned once). Resolved eagerly: by
+    `sequences` on its first call, and by harness.step.LossStep when it is built, before any compile, so that a
+    compiled step given `document_starts` reads the resolved value (a compile of its own would trace inspect)."""
     global _VARLEN
     if _VARLEN is None:
         _VARLEN = _resolve_varlen() or False
         if not _VARLEN:
             warnings.warn(f"model_zoo.docmask.ATTENTION='varlen': torch {torch.__version__} has no usable "
                           "torch.nn.attention.varlen.varlen_attn; per-document attention takes the dense mask "
-                          "(set ATTENTION='flex' for the flex kernel)", stacklevel=2)
-    if not _VARLEN:
+                          "(set ATTENTION='flex' for the flex kernel)", stacklevel=3)
+    return _VARLEN
+
+
+@torch.compiler.disable
+def sequences(documents: torch.Tensor):
+    """The varlen path's Sequences for [B, T] document ids: each document of each row a sequence of the flattened
+    B * T tokens (documents never cross rows, so row starts are document starts). A dense mask where torch has no
+    varlen attention (warned once).
+
+    For a forward not given the batch's `document_starts` (the training loop gives them: `from_starts`, no break and
+    no host read). Eager, outside the compiled graph (torch.compiler.disable: one graph break per forward, not per
+    layer): the number of documents N sets the length of cu_seqlens, so it must reach the host, one device-to-host
+    sync a forward (nonzero). A fixed length padded with empty sequences would avoid it only at the worst case's length,
+    N = B * T (every token an EOD): the flash kernels launch (query tiles x sequences x heads) blocks, so that is
+    hundreds of thousands of empty blocks a layer. cu_seqlens is marked dynamic so that a new N does not recompile
+    the layers. max_len is T, always valid (a document never exceeds its row) and a Python int, so it costs no
+    sync; the kernel sizes its grid by it, and the blocks past a document's end return at once.
+    """
+    if not varlen_kernel():
         return dense_mask(documents)
     B, T = documents.shape
     first = torch.ones_like(documents, dtype=torch.bool)
@@ -231,6 +247,37 @@ def sequences(documents: torch.Tensor):
     import torch._dynamo as dynamo  # loaded already wherever this runs compiled
     dynamo.maybe_mark_dynamic(cu, 0)
     return Sequences(cu, T, documents)
+
+
+def document_starts(inputs: torch.Tensor, eod_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The varlen sequences of a [B, T] host batch, built on the host (the data path, ahead of the step):
+    (starts [N + 1] int32: where each of the N documents of the flattened B * T tokens starts, then B * T;
+    row_index [B + 1] int64: where each row's first document is in starts, then N). The same bounds as
+    `sequences(document_ids(inputs, eod_id))`: a document starts at a row's first position and after each EOD.
+    row_index lets a batch split by rows (micro-batches, ranks) slice starts without a look at the device:
+    `starts_of_rows`."""
+    B, T = inputs.shape
+    first = torch.ones(B, T, dtype=torch.bool)
+    first[:, 1:] = inputs[:, :-1] == eod_id
+    starts = torch.cat([first.reshape(-1).nonzero().squeeze(1), torch.tensor([B * T])]).to(torch.int32)
+    row_index = torch.cat([torch.zeros(1, dtype=torch.int64), first.sum(1).cumsum(0)])
+    return starts, row_index
+
+
+def starts_of_rows(starts: torch.Tensor, row_index: torch.Tensor, lo: int, hi: int):
+    """(starts, row_index) of rows lo..hi-1 of a batch: a view of starts (on any device; row_index is on the host,
+    so the slice needs no device read). Its values keep their offset in the whole batch (lo * T more than the rows'
+    own); `from_starts` subtracts the first, inside the compiled step."""
+    a, b = int(row_index[lo]), int(row_index[hi])
+    return starts[a:b + 1], row_index[lo:hi + 1] - a
+
+
+def from_starts(documents: torch.Tensor, starts: torch.Tensor) -> Sequences:
+    """The varlen path's Sequences from a batch's `document_starts` (rows' slices included): traced into the
+    compiled step, so one graph with no break and no host read. cu_seqlens = starts less its first value (a
+    micro-batch's slice starts at its rows' offset in the batch); its length N + 1 is a dynamic dimension of the
+    step's input (harness.step.step_args marks it), so a batch with another N compiles nothing new."""
+    return Sequences(starts - starts[:1], documents.shape[1], documents)
 
 
 def attend_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq: Sequences) -> torch.Tensor:

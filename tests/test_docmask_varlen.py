@@ -230,3 +230,115 @@ def test_flash_varlen_kernel_equals_the_dense_mask_on_cuda():
     got = docmask.attend(q, k, v, docmask.sequences(docs))
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=docmask.dense_mask(docs))
     assert (got.float() - ref).abs().max() < 2e-2
+
+
+# ---- the sequences built on the host, with the batch (docmask.document_starts), read by the compiled step
+
+
+def test_host_starts_are_the_sequences_and_split_by_rows():
+    """document_starts (host, from the inputs) gives sequences(document_ids)'s cu_seqlens; a batch split into
+    micro-batches gives each its own rows' sequences (after from_starts' offset), EODs at row ends included."""
+    from harness.data.batch import TokenBatch
+    x = windows(300, rows=4, seed=7)
+    x[1, -1] = x[2, 0] = EOD
+    starts, row_index = docmask.document_starts(x, EOD)
+    docs = docmask.document_ids(x, EOD)
+    assert torch.equal(starts, docmask.sequences(docs).cu_seqlens) and starts.dtype == torch.int32
+    assert row_index.tolist()[0] == 0 and row_index.tolist()[-1] == len(starts) - 1
+    batch = TokenBatch(x, x, torch.zeros_like(x)).with_starts(EOD)
+    for n in (1, 2, 4):
+        for i, mb in enumerate(batch.split(n)):
+            want = docmask.sequences(docmask.document_ids(mb.inputs, EOD)).cu_seqlens
+            got = docmask.from_starts(docs[:len(mb)], mb.starts).cu_seqlens
+            assert torch.equal(got, want), (n, i)
+            assert torch.equal(mb.row_index, docmask.document_starts(mb.inputs, EOD)[1])
+
+
+def test_mixture_batches_carry_their_starts(tmp_path):
+    from harness.data.corpus import Corpus
+    from harness.data.mixture import MixtureStream
+    from harness.data.synthetic import make_synthetic_corpus
+    from harness.spec import DataSpec
+    corpus = Corpus(make_synthetic_corpus(tmp_path / "syn", train_tokens=20_000, heldout_tokens=4_000))
+    on = MixtureStream(corpus, DataSpec(document_mask="on"), 4, 256, 0).batch(3)
+    off = MixtureStream(corpus, DataSpec(), 4, 256, 0).batch(3)
+    assert off.starts is None and torch.equal(on.inputs, off.inputs)
+    assert len(on.starts) > 5                                            # documents of ~200 tokens: several a row
+    assert torch.equal(on.starts, docmask.sequences(docmask.document_ids(on.inputs, corpus.eod_id)).cu_seqlens)
+
+
+def test_logits_with_host_starts_equal_the_dense_path_and_ignore_other_documents(varlen_on_cpu, monkeypatch):
+    m = model().eval()
+    x = windows(256, seed=2)
+    starts = docmask.document_starts(x, EOD)[0]
+    docs = docmask.document_ids(x, EOD)
+    with torch.no_grad():
+        dense = m(x, documents=docs)
+        monkeypatch.setattr(docmask, "wants_varlen", lambda documents: True)
+        monkeypatch.setattr(docmask, "sequences", None)                   # the host starts must be what is used
+        got = m(x, documents=docs, starts=starts)
+    torch.testing.assert_close(got, dense, rtol=0, atol=1e-4)
+    x = windows(256, rows=1, seed=3).repeat(2, 1)
+    x[:, 1:].masked_fill_(x[:, 1:] == EOD, 1)
+    x[:, 99], x[:, 180] = EOD, EOD
+    x[1, 100:180] = torch.randint(0, EOD, (80,), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        a, b = m(x, documents=docmask.document_ids(x, EOD), starts=docmask.document_starts(x, EOD)[0]).unbind(0)
+    keep = torch.ones(256, dtype=torch.bool)
+    keep[100:181] = False
+    torch.testing.assert_close(a[keep], b[keep], rtol=0, atol=1e-5)
+    assert (a[~keep] - b[~keep]).abs().max() > 1e-2
+
+
+def test_compiled_step_with_host_starts_is_one_graph_without_a_host_read(varlen_on_cpu, monkeypatch):
+    """The harness' loss step under torch.compile (aot_eager) given the batch's starts (step_args): ONE graph (no
+    break), no nonzero or item in it (the old path's host read), the varlen op inside; loss and every gradient equal
+    to the eager dense step; micro-batches and a batch with another number of documents compile nothing new."""
+    from harness.data.batch import TokenBatch
+    from harness.step import LossStep, step_args
+    monkeypatch.setattr(docmask, "wants_varlen", lambda documents: torch.compiler.is_compiling())
+    torch._dynamo.reset()
+    m = model(seq_len=128).train()
+    step = LossStep(m, 1e-4, 1, eod_id=EOD)
+    graphs, codes = [], []
+
+    def backend(gm, inputs):
+        graphs.append(gm)
+        from functorch.compile import make_boxed_func
+        from torch._dynamo.backends.common import aot_autograd
+
+        def keep(g, _):
+            codes.append(g.code)
+            return make_boxed_func(g)
+        return aot_autograd(fw_compiler=keep, bw_compiler=keep)(gm, inputs)
+
+    compiled = torch.compile(step, backend=backend)
+
+    def run(fn, mb):
+        m.zero_grad(set_to_none=True)
+        loss, _ = fn(*mb)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+
+    def batch(seed, rows=4, more=False):
+        x = windows(129, rows=rows, seed=seed)
+        if more:
+            x[0, 40:60] = EOD
+        return TokenBatch(x[:, :-1], x[:, 1:], torch.zeros_like(x[:, 1:])).with_starts(EOD)
+
+    b1, b2 = batch(5), batch(6, more=True)
+    assert len(b1.starts) != len(b2.starts)
+    for i, mb in enumerate([b1, b2, *batch(7, rows=8).split(2)]):   # micro-batches: slices of the batch's starts
+        got, ref = run(compiled, step_args(mb)), run(step, (mb.inputs, mb.targets, mb.domains))
+        torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5)
+        for n, g in ref[1].items():
+            torch.testing.assert_close(got[1][n], g, rtol=0, atol=1e-5, msg=lambda s, n=n: f"{n}: {s}")
+        if i == 0:
+            assert len(graphs) == 1                                      # no graph break
+            forward = codes[0]
+            assert "torch_attn._varlen_attn" in forward
+            assert "aten.nonzero" not in forward and "_local_scalar_dense" not in forward   # no host read
+    assert len(graphs) == 1                                              # another N, micro-batches: no recompile
+    explained = torch._dynamo.explain(step)(*step_args(b2))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    torch._dynamo.reset()

@@ -321,7 +321,10 @@ class MixtureStream:
                 rows[pure_rows[m] - lo] = self._tokens[d][(windows[m] * T)[:, None] + self._offsets]
         dom[pure_rows[mine] - lo] = labels[mine][:, None]
         x = torch.from_numpy(rows)
-        return TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), torch.from_numpy(dom))
+        batch = TokenBatch(x[:, :-1].contiguous(), x[:, 1:].contiguous(), torch.from_numpy(dom))
+        # document masks: the varlen path's sequences built here, on the host and ahead of the step (the CUDA loop
+        # builds batches in a loader process), so the compiled step needs no device-to-host read for them
+        return batch.with_starts(self.corpus.eod_id) if self.data.document_mask == "on" else batch
 
     def _draw(self, rng, W: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Random sampling: a domain from each sequence's stage weights, and a window of it."""
