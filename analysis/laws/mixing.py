@@ -89,7 +89,8 @@ ADD_BOOT_CHUNK = 2 ** 18          # (problem, domain, run) entries stepped toget
 # chunks' numpy loops saturate a core each and more threads only contend.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 ADD_BOOT_THREADS = max(1, min(2, _CORES))
-FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
+FOLD_WARM_START = True            # power, additive law at one size: k-fold fits start at the full fit (see _fit)
+BOOT_CHUNK = 2 ** 18               # ye, power: (resample, target, run) entries of a resamples' chunk (_in_chunks)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
@@ -267,6 +268,21 @@ def _in_chunks(n: int, per: int, run) -> None:
             run(slice(a, a + per))
 
 
+def _pair_products(W: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """([n, K(K+1)/2] the upper triangles of the runs' outer products w_i w_i', their indices): for _pair_sums."""
+    iu = np.triu_indices(W.shape[1])
+    return W[:, iu[0]] * W[:, iu[1]], iu
+
+
+def _pair_sums(X: np.ndarray, pairs: tuple[np.ndarray, tuple], out: np.ndarray) -> None:
+    """out[..., K, K] = sum_i X[..., i] w_i w_i' for every row of X [..., n], each pair (j, k) computed once (the
+    matrix is symmetric: half the matrix product of the full outer products, the normal equations' largest cost)."""
+    WWu, iu = pairs
+    u = (X.reshape(-1, X.shape[-1]) @ WWu).reshape(X.shape[:-1] + (len(iu[0]),))
+    out[..., iu[0], iu[1]] = u
+    out[..., iu[1], iu[0]] = u
+
+
 def _levenberg_marquardt(th, data, evaluate, normal, steps: int, *, tol: float = 0.0, bounds=None,
                          start=None) -> tuple[np.ndarray, np.ndarray]:
     """The one Levenberg-Marquardt loop of the nonlinear families (Ye, Power, the additive law at one size), for many
@@ -416,9 +432,15 @@ class Ye:
 
     def fit(self, W, Y, S, M):
         B, T = M.shape[0], Y.shape[1]
-        if B > 1 and self.theta0 is not None:              # resamples: Gauss-Newton from the point fit's (c, t)
+        if B > 1 and self.theta0 is not None:              # resamples: Levenberg-Marquardt from the point fit's (c, t)
             th = np.broadcast_to(self.theta0, (B, T, W.shape[1] + 1))
-            return self._refine(W, Y, M, th[..., 0], th[..., 1:], YE_BOOT_STEPS)
+            out = {"c": np.empty((B, T)), "t": np.empty((B, T, W.shape[1]))}
+
+            def run(sl):                                   # resamples in chunks and threads, as the additive law's
+                p = self._refine(W, Y, M[sl], th[sl, :, 0], th[sl, :, 1:], YE_BOOT_STEPS)
+                out["c"][sl], out["t"][sl] = p["c"], p["t"]
+            _in_chunks(B, max(1, BOOT_CHUNK // (T * len(W))), run)
+            return out
         lo, spread = self._bounds(Y)
         Yt = Y.T
         G = _gram(W, M)
@@ -450,8 +472,7 @@ class Ye:
         (c, t), for every resample and target at once (one (K+1)-system per pair, its normal equations as matrix
         products over the runs); a step is kept only where it lowers the error; every problem takes all its steps."""
         B, T, K = t.shape
-        n = len(W)
-        WW = (W[:, :, None] * W[:, None, :]).reshape(n, K * K)
+        pairs = _pair_products(W)
         theta = np.concatenate([c[..., None], t], -1)                       # [B,T,K+1]
 
         def evaluate(th, data):
@@ -466,7 +487,7 @@ class Ye:
             G = np.empty(th.shape + (K + 1,))
             G[..., 0, 0] = m_sum
             G[..., 0, 1:] = G[..., 1:, 0] = Me @ W
-            G[..., 1:, 1:] = ((Me * e) @ WW).reshape(th.shape[:-1] + (K, K))
+            _pair_sums(Me * e, pairs, G[..., 1:, 1:])
             return G, np.concatenate([(Mb * r).sum(-1)[..., None], (Me * r) @ W], -1)
         data = (M[:, None, :], M.sum(1)[:, None], Y.T[None])
         theta = _levenberg_marquardt(theta, data, evaluate, normal, steps)[0]
@@ -492,6 +513,7 @@ class Power:
 
     def __init__(self):
         self.theta0 = None
+        self.warm = None          # [targets, K+2] a point fit's only start (k-fold folds: the full fit's)
 
     @staticmethod
     def _bounds(K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -555,7 +577,7 @@ class Power:
         K = p - 2
         lo, hi = self._bounds(K)
         W, Yt, M = W.astype(dtype, copy=False), Yt.astype(dtype, copy=False), M.astype(dtype, copy=False)
-        WW = (W[..., :, None] * W[..., None, :]).reshape(W.shape[:-1] + (K * K,))
+        pairs = _pair_products(W)
 
         def evaluate(x, data):
             Mb, _, Y = data
@@ -574,7 +596,8 @@ class Power:
             G[..., 0, 0] = m_sum
             G[..., 0, 1:1 + K] = G[..., 1:1 + K, 0] = (Mq @ W) * C
             G[..., 0, -1] = G[..., -1, 0] = Mh.sum(-1, dtype=np.float64)
-            G[..., 1:1 + K, 1:1 + K] = ((Mq * q) @ WW).reshape(lead + (K, K)) * C[..., :, None] * C[..., None, :]
+            _pair_sums(Mq * q, pairs, G[..., 1:1 + K, 1:1 + K])
+            G[..., 1:1 + K, 1:1 + K] *= C[..., :, None] * C[..., None, :]
             G[..., 1:1 + K, -1] = G[..., -1, 1:1 + K] = ((Mq * h) @ W) * C
             G[..., -1, -1] = (Mh * h).sum(-1, dtype=np.float64)
             g = np.concatenate([(Mb * r).sum(-1, dtype=np.float64)[..., None], ((Mq * r) @ W) * C,
@@ -590,7 +613,16 @@ class Power:
             # (every resample on all runs, multiplicity 0 for those it did not draw: with each resample's own runs the
             # products over runs need one [runs, K^2] matrix per resample, 4x slower in all on 500 x 17)
             th = np.repeat(self.theta0[None], B, 0)
-            return {"theta": self._refine(th, W, Y.T, M, POW_BOOT_STEPS, POW_BOOT_DTYPE)}
+
+            def run(sl):                                   # resamples in chunks and threads, as the additive law's
+                th[sl] = self._refine(th[sl], W, Y.T, M[sl], POW_BOOT_STEPS, POW_BOOT_DTYPE)
+            _in_chunks(B, max(1, BOOT_CHUNK // (T * len(W))), run)
+            return {"theta": th}
+        if self.warm is not None:                          # k-fold folds: from the full data's fit, to convergence
+            th = self._refine(np.repeat(self.warm[None], B, 0), W, Y.T, M, POW_STEPS)
+            if B == 1:
+                self.theta0 = th[0]
+            return {"theta": th}
         th = np.empty((B, T, W.shape[1] + 2))
         for b in range(B):                                 # a point fit: every start POW_PRUNE steps, the best goes on
             starts = self._start(W, Y, M[b])               # [T, S, K+2]
@@ -1588,10 +1620,11 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     point_fits = {}                     # family -> (model, params) fitted to every run, where the check needed it
     for name in ok:
         measured, predicted, run_ids, mix_ids = [], [], [], []
-        if name in SIZE_LAWS and not (use_n or use_d):
-            # at one size each fold's fit starts at the fit to every run instead of four cold starts (a fifth of the
-            # time), and runs to the fold's own least-squares optimum: on RegMix's data and synthetic tables its held-
-            # out error equals the cold-started folds' (bench/README.md, "the additive law at one size in auto")
+        if FOLD_WARM_START and (name == "power" or name in SIZE_LAWS and not (use_n or use_d)):
+            # each fold's fit starts at the fit to every run instead of cold starts (the additive law at one size: four
+            # a target, a fifth of the time; power: one a grid alpha), and runs to the fold's own least-squares
+            # optimum: on RegMix's data and synthetic tables its held-out error equals the cold-started folds'
+            # (bench/README.md, "the additive law at one size in auto" and "auto faster")
             full = make_family(name, use_n, use_d)
             point_fits[name] = (full, full.fit(W_all, Y_all, S_all, rows_for(name)[None].astype(float)))
         for f in range(folds):
@@ -1600,7 +1633,7 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
             if _shortfall(name, K, use_n + use_d, keys[train], points[train]):
                 continue
             model = make_family(name, use_n, use_d)
-            if name in point_fits and FOLD_WARM_START:
+            if name in point_fits:
                 model.warm = point_fits[name][0].theta0
             M = train[None].astype(float)
             with warnings.catch_warnings():
