@@ -83,14 +83,14 @@ ADD_TOL = 1e-10                   # a problem stops once a kept step gains less 
 ADD_CHUNK = 256                   # predict: parameter sets (resample x target) per block: bounds [block, K, runs]
 ADD_BOOT_CHUNK = 2 ** 18          # (problem, domain, run) entries stepped together (_lm, resamples and point fits):
                                   # ~1 MB arrays, in cache
-# threads sharing the resample chunks (the results are the same for any count): on the idle 2-core VM 2 threads fit
-# 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on one (bench/README.md, "Checks at the end of
-# session 9"); on a VM whose cores other jobs hold they ran slower than one (the mixadd section). Two at most: the
-# chunks' numpy loops saturate a core each and more threads only contend.
+# threads sharing the resample chunks of the additive law (and of ye and power: BOOT_CHUNK), the results the same for
+# any count: on the idle 2-core VM 2 threads fit 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on
+# one (bench/README.md, "Checks at the end of session 9"); on a VM whose cores other jobs hold they ran slower than one
+# (the mixadd section). Two at most: the chunks' numpy loops saturate a core each and more threads only contend.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 ADD_BOOT_THREADS = max(1, min(2, _CORES))
 FOLD_WARM_START = True            # power, additive law at one size: k-fold fits start at the full fit (see _fit)
-BOOT_CHUNK = 2 ** 18               # ye, power: (resample, target, run) entries of a resamples' chunk (_in_chunks)
+BOOT_CHUNK = 2 ** 18              # ye, power: (resample, target, run) entries of a chunk of resamples (_in_chunks)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
