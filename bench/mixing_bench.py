@@ -1,13 +1,15 @@
 """Benchmark: a data-mixing law fitted to 500 mixtures x 17 domains with 1000 bootstrap resamples.
 
     python bench/mixing_bench.py [--mixtures 500] [--domains 17] [--resamples 1000] [--repeats 3] [--truth ye]
+                                 [--auto-only]
 
 Times `analysis.laws.mixing.fit` (every family that applies, 5-fold held-out-mixture selection, then the chosen
 family's bootstrap; no recommendation) on a table generated from Ye et al.'s law (--truth additive: from Shukor et
 al.'s additive law at one size, where auto picks that law; --truth power: from the power law in
 effective data, where auto picks that), and then each family alone. Every family draws
 --resamples resamples here (one size; across sizes a size law would draw min(resamples, --joint-bootstrap)); the line
-says how many. The additive law's resamples run on ADD_BOOT_THREADS threads (the header says how many).
+says how many. The resamples of the additive, ye and power laws run on ADD_BOOT_THREADS threads (the header says
+how many; before commit 31a0504 only the additive law's did).
 Prints wall and CPU seconds and the load average: on a shared machine the wall time depends on what else runs,
 the CPU time much less. Record results in bench/README.md ("Data-mixing laws").
 """
@@ -51,6 +53,7 @@ def main() -> None:
     p.add_argument("--joint-bootstrap", type=int, default=MixingConfig.joint_bootstrap,
                    help="MixingConfig.joint_bootstrap: the resamples of a size law across sizes (before 2026-12-02 "
                         "also of the additive law at one size)")
+    p.add_argument("--auto-only", action="store_true", help="time law='auto' only (not each family alone)")
     args = p.parse_args()
     if args.truth == "ye":
         table, _ = synthetic_ye_table(args.mixtures, args.domains, noise=0.003, seed=0)
@@ -61,9 +64,9 @@ def main() -> None:
     cfg = MixingConfig(n_bootstrap=args.resamples, recommend_resamples=0, joint_bootstrap=args.joint_bootstrap)
     print(f"{args.mixtures} mixtures x {args.domains} domains ({args.truth} truth), {args.resamples} resamples "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {datetime.date.today()}, "
-          f"additive resamples on {getattr(mixing, 'ADD_BOOT_THREADS', 1)} thread(s))")
-    for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f})
-                                                                  for f in ("loglinear", "ridge", "ye", "power", "additive")]]:
+          f"resamples on {getattr(mixing, 'ADD_BOOT_THREADS', 1)} thread(s))")
+    alone = () if args.auto_only else ("loglinear", "ridge", "ye", "power", "additive")
+    for label, kw in [("auto (CV selection + bootstrap)", {}), *[(f"{f} only", {"law": f}) for f in alone]]:
         for _ in range(args.repeats):
             wall, cpu, law, load = timed(table, config=cfg, **kw)
             print(f"  {label:<34} {wall:6.2f} s wall  {cpu:6.2f} CPU-s  load {load:5.1f}  -> {law.family}, "

@@ -83,13 +83,14 @@ ADD_TOL = 1e-10                   # a problem stops once a kept step gains less 
 ADD_CHUNK = 256                   # predict: parameter sets (resample x target) per block: bounds [block, K, runs]
 ADD_BOOT_CHUNK = 2 ** 18          # (problem, domain, run) entries stepped together (_lm, resamples and point fits):
                                   # ~1 MB arrays, in cache
-# threads sharing the resample chunks (the results are the same for any count): on the idle 2-core VM 2 threads fit
-# 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on one (bench/README.md, "Checks at the end of
-# session 9"); on a VM whose cores other jobs hold they ran slower than one (the mixadd section). Two at most: the
-# chunks' numpy loops saturate a core each and more threads only contend.
+# threads sharing the resample chunks of the additive law (and of ye and power: BOOT_CHUNK), the results the same for
+# any count: on the idle 2-core VM 2 threads fit 500 x 17 with 1000 resamples in 7.8-8.1 s wall against 12.2-12.6 s on
+# one (bench/README.md, "Checks at the end of session 9"); on a VM whose cores other jobs hold they ran slower than one
+# (the mixadd section). Two at most: the chunks' numpy loops saturate a core each and more threads only contend.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 ADD_BOOT_THREADS = max(1, min(2, _CORES))
-FOLD_WARM_START = True            # additive law at one size: k-fold fits start at the full fit (see _fit)
+FOLD_WARM_START = True            # power, additive law at one size: k-fold fits start at the full fit (see _fit)
+BOOT_CHUNK = 2 ** 18              # ye, power: (resample, target, run) entries of a chunk of resamples (_in_chunks)
 BOOT_BLOCK = 200                  # resamples solved at once (bounds memory: [block, targets, runs] arrays)
 DEFAULT_MAX_EPOCHS = 4.0          # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost new ones
 TRUST_MODES = ("hull", "box", None)   # recommend(trust=): where the optimum may lie (see MixingLaw.recommend)
@@ -255,6 +256,101 @@ def _solve_weighted(X: np.ndarray, Y: np.ndarray, M: np.ndarray, penalty: np.nda
     return np.linalg.solve(G, XY)
 
 
+def _in_chunks(n: int, per: int, run) -> None:
+    """run(slice) over problems [0, n) in slices of `per`, shared out to ADD_BOOT_THREADS threads (numpy releases the
+    GIL in its array loops; the problems are independent, so the results are the same for any count)."""
+    starts = range(0, n, per)
+    if ADD_BOOT_THREADS > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
+            list(pool.map(lambda a: run(slice(a, a + per)), starts))
+    else:
+        for a in starts:
+            run(slice(a, a + per))
+
+
+def _pair_products(W: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """([n, K(K+1)/2] the upper triangles of the runs' outer products w_i w_i', their indices): for _pair_sums."""
+    iu = np.triu_indices(W.shape[1])
+    return W[:, iu[0]] * W[:, iu[1]], iu
+
+
+def _pair_sums(X: np.ndarray, pairs: tuple[np.ndarray, tuple], out: np.ndarray) -> None:
+    """out[..., K, K] = sum_i X[..., i] w_i w_i' for every row of X [..., n], each pair (j, k) computed once (the
+    matrix is symmetric: half the matrix product of the full outer products, the normal equations' largest cost)."""
+    WWu, iu = pairs
+    u = (X.reshape(-1, X.shape[-1]) @ WWu).reshape(X.shape[:-1] + (len(iu[0]),))
+    out[..., iu[0], iu[1]] = u
+    out[..., iu[1], iu[0]] = u
+
+
+def _levenberg_marquardt(th, data, evaluate, normal, steps: int, *, tol: float = 0.0, bounds=None,
+                         start=None) -> tuple[np.ndarray, np.ndarray]:
+    """The one Levenberg-Marquardt loop of the nonlinear families (Ye, Power, the additive law at one size), for many
+    independent least-squares problems at once, each its own p-system (normal equations from matrix products over the
+    runs, formed by the family):
+      th [P, ..., p] float64 starting parameters; data: a tuple of the per-problem arrays (first axis P, or 1 where the
+      problems share it), handed back to the family's functions and narrowed with the problems that go on;
+      evaluate(th, data) -> (error [P, ...] float64, state at th); normal(th, state, data) -> (J'J [P, ..., p, p],
+      J'r [P, ..., p], float64);
+      bounds: (lo, hi, raw, project, eps) or None: raw(th) the parameters the bounds [lo, hi] hold, project(th) th moved
+      into them; a parameter within eps of a bound that the step would push past it is held there (without this the
+      projected step is a poor one, rejected again and again while the damping grows: steps of ~nothing);
+      start: (J'J, J'r, error) at th where known.
+    A step is kept only where it lowers the error (the damping then /3, else *4, Marquardt's scaling by the diagonal);
+    a problem stops when a kept step gains at most tol of its error (tol = 0: never) or its damping passes 1e10, and
+    once a quarter of the problems (first axis) has stopped they leave the arrays, so later steps cost only the rest;
+    the normal equations at a new point are formed only where the step is kept and another step follows.
+    -> (theta, error), both of th's leading shape."""
+    p = th.shape[-1]
+    if start is None:
+        cost, state = evaluate(th, data)
+        G, g = normal(th, state, data)
+    else:
+        G, g, cost = start
+    out_th, out_cost = th.copy(), np.array(cost, float)
+    rows = np.arange(len(th))                            # the problems (first axis) still in the arrays
+    lam = np.full(out_cost.shape, 1e-3)
+    active = np.ones(out_cost.shape, bool)
+    for step in range(steps):
+        alive = active.reshape(len(active), -1).any(1)
+        if not alive.any():
+            break
+        if alive.sum() <= 0.75 * len(alive):             # stopped problems leave
+            out_th[rows], out_cost[rows] = th, cost
+            rows = rows[alive]
+            th, G, g, cost, lam, active = (a[alive] for a in (th, G, g, cost, lam, active))
+            data = tuple(a if a.shape[0] == 1 else a[alive] for a in data)
+        if bounds is not None:
+            lo, hi, raw, project, eps = bounds
+            x = raw(th)
+            held = ((x <= lo + eps) & (g > 0)) | ((x >= hi - eps) & (g < 0))
+        else:
+            held = np.zeros(g.shape, bool)
+        A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else np.array(G, float)
+        ga = np.where(held, 0.0, g)
+        D = np.einsum("...ii->...i", A)                  # a view: the damping is added in place
+        D += lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held
+        try:
+            d = np.linalg.solve(A, -ga[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            d = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
+                          zip(A.reshape(-1, p, p), ga.reshape(-1, p))]).reshape(ga.shape)
+        new = th + d if bounds is None else bounds[3](th + d)
+        c_new, state = evaluate(new, data)
+        ok = active & np.isfinite(c_new) & (c_new < cost)
+        small = ok & (cost - c_new <= tol * cost)
+        if step < steps - 1 and ok.any():                # the next step needs the normal equations at a kept point
+            G_new, g_new = normal(new, state, data)
+            G = np.where(ok[..., None, None], G_new, G)
+            g = np.where(ok[..., None], g_new, g)
+        th = np.where(ok[..., None], new, th)
+        cost = np.where(ok, c_new, cost)
+        lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
+        active = active & ~small & (lam < 1e10)
+    out_th[rows], out_cost[rows] = th, cost
+    return out_th, out_cost
+
+
 class LogLinear:
     name = "loglinear"
 
@@ -336,9 +432,15 @@ class Ye:
 
     def fit(self, W, Y, S, M):
         B, T = M.shape[0], Y.shape[1]
-        if B > 1 and self.theta0 is not None:              # resamples: Gauss-Newton from the point fit's (c, t)
+        if B > 1 and self.theta0 is not None:              # resamples: Levenberg-Marquardt from the point fit's (c, t)
             th = np.broadcast_to(self.theta0, (B, T, W.shape[1] + 1))
-            return self._refine(W, Y, M, th[..., 0], th[..., 1:], YE_BOOT_STEPS)
+            out = {"c": np.empty((B, T)), "t": np.empty((B, T, W.shape[1]))}
+
+            def run(sl):                                   # resamples in chunks and threads, as the additive law's
+                p = self._refine(W, Y, M[sl], th[sl, :, 0], th[sl, :, 1:], YE_BOOT_STEPS)
+                out["c"][sl], out["t"][sl] = p["c"], p["t"]
+            _in_chunks(B, max(1, BOOT_CHUNK // (T * len(W))), run)
+            return out
         lo, spread = self._bounds(Y)
         Yt = Y.T
         G = _gram(W, M)
@@ -366,42 +468,29 @@ class Ye:
 
     @staticmethod
     def _refine(W, Y, M, c, t, steps: int = YE_GN_STEPS) -> dict:
-        """Levenberg-Marquardt steps on sum_i M_bi (c + exp(t . w_i) - y_i)^2 from the profile's (c, t), for every
-        resample and target at once (one (K+1)-system per pair, its normal equations as matrix products over the
-        runs); a step is kept only where it lowers the error."""
+        """Levenberg-Marquardt steps (_levenberg_marquardt) on sum_i M_bi (c + exp(t . w_i) - y_i)^2 from the profile's
+        (c, t), for every resample and target at once (one (K+1)-system per pair, its normal equations as matrix
+        products over the runs); a step is kept only where it lowers the error; every problem takes all its steps."""
         B, T, K = t.shape
-        n = len(W)
-        WW = (W[:, :, None] * W[:, None, :]).reshape(n, K * K)
+        pairs = _pair_products(W)
         theta = np.concatenate([c[..., None], t], -1)                       # [B,T,K+1]
-        Mb = M[:, None, :]                                                   # [B,1,n]
 
-        def resid(th):
+        def evaluate(th, data):
+            Mb, _, Yt = data
             e = np.exp(np.clip(th[..., 1:] @ W.T, -60, 60))                  # [B,T,n]
-            return th[..., :1] + e - Y.T[None], e
+            r = th[..., :1] + e - Yt
+            return (Mb * r * r).sum(-1), (r, e)
 
-        r, e = resid(theta)
-        rss = (Mb * r * r).sum(-1)
-        lam = np.full((B, T), 1e-3)
-        eye = np.eye(K + 1)
-        for _ in range(steps):
+        def normal(th, state, data):
+            (r, e), (Mb, m_sum, _) = state, data
             Me = Mb * e
-            G = np.empty((B, T, K + 1, K + 1))
-            G[..., 0, 0] = M.sum(1)[:, None]
+            G = np.empty(th.shape + (K + 1,))
+            G[..., 0, 0] = m_sum
             G[..., 0, 1:] = G[..., 1:, 0] = Me @ W
-            G[..., 1:, 1:] = ((Me * e) @ WW).reshape(B, T, K, K)
-            g = np.concatenate([(Mb * r).sum(-1)[..., None], (Me * r) @ W], -1)
-            D = np.diagonal(G, axis1=2, axis2=3)
-            A = G + (lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)))[..., None] * eye
-            step = np.linalg.solve(A, -g[..., None])[..., 0]
-            r_new, e_new = resid(theta + step)
-            rss_new = (Mb * r_new * r_new).sum(-1)
-            ok = np.isfinite(rss_new) & (rss_new < rss)
-            if not ok.any() and lam.min() > 1e6:
-                break
-            theta = np.where(ok[..., None], theta + step, theta)
-            r, e = np.where(ok[..., None], r_new, r), np.where(ok[..., None], e_new, e)
-            rss = np.where(ok, rss_new, rss)
-            lam = np.where(ok, lam / 3, lam * 4)
+            _pair_sums(Me * e, pairs, G[..., 1:, 1:])
+            return G, np.concatenate([(Mb * r).sum(-1)[..., None], (Me * r) @ W], -1)
+        data = (M[:, None, :], M.sum(1)[:, None], Y.T[None])
+        theta = _levenberg_marquardt(theta, data, evaluate, normal, steps)[0]
         return {"c": theta[..., 0], "t": theta[..., 1:]}
 
     def predict(self, p, W, S):
@@ -424,6 +513,7 @@ class Power:
 
     def __init__(self):
         self.theta0 = None
+        self.warm = None          # [targets, K+2] a point fit's only start (k-fold folds: the full fit's)
 
     @staticmethod
     def _bounds(K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -478,65 +568,44 @@ class Power:
         return th.transpose(1, 0, 2)
 
     def _refine(self, th, W, Yt, M, steps: int, dtype=np.float64) -> np.ndarray:
-        """Levenberg-Marquardt steps on sum_i M_bi (f_i - y_i)^2 from th [B, T, K+2], every resample and target at
-        once (the (K+2)-system of a problem from matrix products over the runs); a step is kept only where it lowers
-        the error, projected onto the bounds; a problem stops when a kept step gains less than POW_TOL. Runs W [n, K],
-        targets Yt [T, n], multiplicities M [B, n]. dtype: of the per-run arrays (residuals, the products over runs);
-        theta, its normal equations and the errors compared stay float64."""
-        B, T, p = th.shape
+        """Levenberg-Marquardt steps (_levenberg_marquardt) on sum_i M_bi (f_i - y_i)^2 from th [B, T, K+2], every
+        resample and target at once (the (K+2)-system of a problem from matrix products over the runs); steps projected
+        onto the bounds; a problem stops when a kept step gains less than POW_TOL. Runs W [n, K], targets Yt [T, n],
+        multiplicities M [B, n]. dtype: of the per-run arrays (residuals, the products over runs); theta, its normal
+        equations and the errors compared stay float64."""
+        p = th.shape[-1]
         K = p - 2
         lo, hi = self._bounds(K)
         W, Yt, M = W.astype(dtype, copy=False), Yt.astype(dtype, copy=False), M.astype(dtype, copy=False)
-        WW = (W[..., :, None] * W[..., None, :]).reshape(W.shape[:-1] + (K * K,))
-        Mb = M[:, None, :]
+        pairs = _pair_products(W)
 
-        def state(x):
+        def evaluate(x, data):
+            Mb, _, Y = data
             f, t, logs, s = self._terms(x, W)
-            r = f - Yt
-            return r, t, logs, s, (Mb * r * r).sum(-1, dtype=np.float64)
+            r = f - Y
+            return (Mb * r * r).sum(-1, dtype=np.float64), (r, t, logs, s)
 
-        r, t, logs, s, rss = state(th)
-        lam = np.full((B, T), 1e-3)
-        active = np.ones((B, T), bool)
-        eye = np.eye(p)
-        m_sum = M.sum(1, dtype=np.float64)[:, None]
-        for _ in range(steps):
-            a, C = th[..., -1:].astype(dtype), np.exp(th[..., 1:1 + K])
+        def normal(x, state, data):
+            (r, t, logs, s), (Mb, m_sum, _) = state, data
+            a, C = x[..., -1:].astype(dtype), np.exp(x[..., 1:1 + K])
             q = -a * t / s                                                # d f / d s
             h = -logs * t                                                 # d f / d alpha
             Mq, Mh = Mb * q, Mb * h
-            G = np.empty((B, T, p, p))
+            lead = x.shape[:-1]
+            G = np.empty(lead + (p, p))
             G[..., 0, 0] = m_sum
             G[..., 0, 1:1 + K] = G[..., 1:1 + K, 0] = (Mq @ W) * C
             G[..., 0, -1] = G[..., -1, 0] = Mh.sum(-1, dtype=np.float64)
-            G[..., 1:1 + K, 1:1 + K] = ((Mq * q) @ WW).reshape(B, T, K, K) * C[..., :, None] * C[..., None, :]
+            _pair_sums(Mq * q, pairs, G[..., 1:1 + K, 1:1 + K])
+            G[..., 1:1 + K, 1:1 + K] *= C[..., :, None] * C[..., None, :]
             G[..., 1:1 + K, -1] = G[..., -1, 1:1 + K] = ((Mq * h) @ W) * C
             G[..., -1, -1] = (Mh * h).sum(-1, dtype=np.float64)
             g = np.concatenate([(Mb * r).sum(-1, dtype=np.float64)[..., None], ((Mq * r) @ W) * C,
                                 (Mh * r).sum(-1, dtype=np.float64)[..., None]], -1)
-            held = ((th <= lo + 1e-12) & (g > 0)) | ((th >= hi - 1e-12) & (g < 0))
-            if held.any():
-                G = np.where(held[..., :, None] | held[..., None, :], 0.0, G)
-                g = np.where(held, 0.0, g)
-            D = np.diagonal(G, axis1=-2, axis2=-1)
-            A = G + (lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held)[..., None] * eye
-            try:
-                step = np.linalg.solve(A, -g[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
-                                 zip(A.reshape(-1, p, p), g.reshape(-1, p))]).reshape(g.shape)
-            new = np.clip(th + step, lo, hi)
-            r_n, t_n, logs_n, s_n, rss_n = state(new)
-            ok = active & np.isfinite(rss_n) & (rss_n < rss)
-            small = ok & (rss - rss_n <= POW_TOL * rss)
-            th[ok], rss[ok] = new[ok], rss_n[ok]
-            for x, x_n in ((r, r_n), (t, t_n), (logs, logs_n), (s, s_n)):
-                x[ok] = x_n[ok]
-            lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
-            active &= ~small & (lam < 1e10)
-            if not active.any():
-                break
-        return th
+            return G, g
+        data = (M[:, None, :], M.sum(1, dtype=np.float64)[:, None], Yt[None])
+        return _levenberg_marquardt(th, data, evaluate, normal, steps, tol=POW_TOL,
+                                    bounds=(lo, hi, lambda x: x, lambda x: np.clip(x, lo, hi), 1e-12))[0]
 
     def fit(self, W, Y, S, M):
         B, T = M.shape[0], Y.shape[1]
@@ -544,7 +613,16 @@ class Power:
             # (every resample on all runs, multiplicity 0 for those it did not draw: with each resample's own runs the
             # products over runs need one [runs, K^2] matrix per resample, 4x slower in all on 500 x 17)
             th = np.repeat(self.theta0[None], B, 0)
-            return {"theta": self._refine(th, W, Y.T, M, POW_BOOT_STEPS, POW_BOOT_DTYPE)}
+
+            def run(sl):                                   # resamples in chunks and threads, as the additive law's
+                th[sl] = self._refine(th[sl], W, Y.T, M[sl], POW_BOOT_STEPS, POW_BOOT_DTYPE)
+            _in_chunks(B, max(1, BOOT_CHUNK // (T * len(W))), run)
+            return {"theta": th}
+        if self.warm is not None:                          # k-fold folds: from the full data's fit, to convergence
+            th = self._refine(np.repeat(self.warm[None], B, 0), W, Y.T, M, POW_STEPS)
+            if B == 1:
+                self.theta0 = th[0]
+            return {"theta": th}
         th = np.empty((B, T, W.shape[1] + 2))
         for b in range(B):                                 # a point fit: every start POW_PRUNE steps, the best goes on
             starts = self._start(W, Y, M[b])               # [T, S, K+2]
@@ -735,20 +813,8 @@ class Shukor:
 
         def run(sl):
             th[sl], cost[sl] = self._lm(th[sl], L, ps, logy[sl], m[None], c, steps)
-        self._in_chunks(len(th), max(1, ADD_BOOT_CHUNK // L.size), run)
+        _in_chunks(len(th), max(1, ADD_BOOT_CHUNK // L.size), run)
         return self._shift(th, c, -1), cost
-
-    @staticmethod
-    def _in_chunks(n: int, per: int, run) -> None:
-        """run(slice) over problems [0, n) in slices of `per`, shared out to ADD_BOOT_THREADS threads (numpy releases
-        the GIL in its array loops; the problems are independent, so the results are the same for any count)."""
-        starts = range(0, n, per)
-        if ADD_BOOT_THREADS > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(ADD_BOOT_THREADS) as pool:
-                list(pool.map(lambda a: run(slice(a, a + per)), starts))
-        else:
-            for a in starts:
-                run(slice(a, a + per))
 
     def _fit_one_size(self, W, Y, M) -> dict:
         """E + 1/sum_j C_j w_j^gamma_j per target by least squares on log residuals, all targets (and starts) one
@@ -828,7 +894,7 @@ class Shukor:
             out[sl] = self._lm(np.repeat(th0[None], len(ix), 0), np.moveaxis(Lt[:, ix], 0, 1)[:, None],
                                np.moveaxis(post[:, ix], 0, 1)[:, None], logY[ix].transpose(0, 2, 1),
                                mult[sl][:, None], c, ADD_BOOT_STEPS, start=(G0[sl], g0[sl], cost0[sl]))[0]
-        self._in_chunks(B, per, run)
+        _in_chunks(B, per, run)
         return self._shift(out, c, -1)
 
     @staticmethod
@@ -861,72 +927,32 @@ class Shukor:
         return J
 
     def _lm(self, th, L, pos, logy, m, c, steps: int, start=None):
-        """Levenberg-Marquardt on the weighted log residuals sqrt(m_i) (log f_i - log y_i) of many problems at once,
-        each its (2K+1)-system, in the centred parameters of _log_center (c); steps projected onto the bounds, kept only
-        where they lower the error; a problem stops when a kept step gains less than ADD_TOL of its error. The one
-        solver of the additive law at one size: the point fit and k-fold folds (_mix_lm, float64) and the resamples
-        (_boot_one_size, ADD_BOOT_DTYPE) run it.
+        """Levenberg-Marquardt (_levenberg_marquardt) on the weighted log residuals sqrt(m_i) (log f_i - log y_i) of many
+        problems at once, each its (2K+1)-system, in the centred parameters of _log_center (c); steps projected onto
+        the bounds (of theta itself, not the centred levels); a problem stops when a kept step gains less than ADD_TOL
+        of its error. The point fit and k-fold folds (_mix_lm, float64) and the resamples (_boot_one_size,
+        ADD_BOOT_DTYPE) run it.
         th [P, ..., 2K+1] centred; L, pos [P or 1, ..., K, n] the runs' centred log weights (in the Jacobian's dtype)
         and masks; logy [P, ..., n]; m [P or 1, ..., n] the runs' multiplicities; start: (normal matrix J'J, gradient
         J'r, error) at th where known. -> (theta centred, error)."""
-        K = L.shape[-2]
-        p = 2 * K + 1
-        lo, hi = self._bounds(K)
-        sw = np.sqrt(m).astype(L.dtype)
+        lo, hi = self._bounds(L.shape[-2])
 
-        def normal(Cw, s, f, E, r):
+        def evaluate(x, data):
+            L, pos, logy, m, _ = data
+            Cw, s, f, E, r = self._terms_t(x, L, pos, logy)
+            return (m * r * r).sum(-1), (Cw, s, f, E, r)
+
+        def normal(x, state, data):
+            (Cw, s, f, E, r), (L, _, _, _, sw) = state, data
             J = self._jacobian_t(Cw, s, f, E, L, sw)
-            return J @ np.swapaxes(J, -1, -2), (J @ (r * sw).astype(J.dtype)[..., None])[..., 0]
+            G, g = J @ np.swapaxes(J, -1, -2), (J @ (r * sw).astype(J.dtype)[..., None])[..., 0]
+            return G.astype(float), g.astype(float)
 
-        def project(t):                                  # the bounds hold theta itself, not the centred levels
-            return self._shift(np.clip(self._shift(t, c, -1), lo, hi), c, 1)
-        if start is None:
-            Cw, s, f, E, r = self._terms_t(th, L, pos, logy)
-            G, g = (x.astype(float) for x in normal(Cw, s, f, E, r))
-            cost = (m * r * r).sum(-1)
-        else:
-            G, g, cost = start
-        out_th, out_cost = th.copy(), np.array(cost, float)
-        rows = np.arange(len(th))                        # the problems (first axis) still in the arrays
-        lam = np.full(out_cost.shape, 1e-3)
-        active = np.ones(out_cost.shape, bool)
-        for step in range(steps):
-            alive = active.reshape(len(active), -1).any(1)
-            if not alive.any():
-                break
-            if alive.sum() <= 0.75 * len(alive):         # stopped problems leave: later steps cost only the rest
-                out_th[rows], out_cost[rows] = th, cost
-                rows = rows[alive]
-                th, G, g, cost, lam, active, logy = (a[alive] for a in (th, G, g, cost, lam, active, logy))
-                L, pos, m, sw = (a if a.shape[0] == 1 else a[alive] for a in (L, pos, m, sw))
-            # a parameter on its bound that the step would push past it is held there: without this the projected
-            # step is a poor one, rejected again and again while the damping grows (steps of ~nothing)
-            raw = self._shift(th, c, -1)
-            held = ((raw <= lo + 1e-9) & (g > 0)) | ((raw >= hi - 1e-9) & (g < 0))
-            A = np.where(held[..., :, None] | held[..., None, :], 0.0, G) if held.any() else np.array(G, float)
-            ga = np.where(held, 0.0, g)
-            D = np.einsum("...ii->...i", A)                  # a view: the damping is added in place
-            D += lam[..., None] * (D + 1e-12 * D.max(-1, keepdims=True)) + held
-            try:
-                d = np.linalg.solve(A, -ga[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                d = np.stack([np.linalg.lstsq(x, -y, rcond=None)[0] for x, y in
-                              zip(A.reshape(-1, p, p), ga.reshape(-1, p))]).reshape(ga.shape)
-            new = project(th + d)
-            Cw, s, f, E, r = self._terms_t(new, L, pos, logy)
-            c_new = (m * r * r).sum(-1)
-            ok = active & np.isfinite(c_new) & (c_new < cost)
-            small = ok & (cost - c_new <= ADD_TOL * cost)
-            if step < steps - 1 and ok.any():            # the next step needs the normal equations at a kept point
-                G_new, g_new = normal(Cw, s, f, E, r)
-                G = np.where(ok[..., None, None], G_new, G)
-                g = np.where(ok[..., None], g_new, g)
-            th = np.where(ok[..., None], new, th)
-            cost = np.where(ok, c_new, cost)
-            lam = np.where(active, np.where(ok, lam / 3, lam * 4), lam)
-            active = active & ~small & (lam < 1e10)
-        out_th[rows], out_cost[rows] = th, cost
-        return out_th, out_cost
+        def project(x):
+            return self._shift(np.clip(self._shift(x, c, -1), lo, hi), c, 1)
+        data = (L, pos, logy, m, np.sqrt(m).astype(L.dtype))
+        return _levenberg_marquardt(th, data, evaluate, normal, steps, tol=ADD_TOL, start=start,
+                                    bounds=(lo, hi, lambda x: self._shift(x, c, -1), project, 1e-9))
 
     def fit(self, W, Y, S, M):
         if not (self.use_n or self.use_d):
@@ -1594,10 +1620,11 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
     point_fits = {}                     # family -> (model, params) fitted to every run, where the check needed it
     for name in ok:
         measured, predicted, run_ids, mix_ids = [], [], [], []
-        if name in SIZE_LAWS and not (use_n or use_d):
-            # at one size each fold's fit starts at the fit to every run instead of four cold starts (a fifth of the
-            # time), and runs to the fold's own least-squares optimum: on RegMix's data and synthetic tables its held-
-            # out error equals the cold-started folds' (bench/README.md, "the additive law at one size in auto")
+        if FOLD_WARM_START and (name == "power" or name in SIZE_LAWS and not (use_n or use_d)):
+            # each fold's fit starts at the fit to every run instead of cold starts (the additive law at one size: four
+            # a target, a fifth of the time; power: one a grid alpha), and runs to the fold's own least-squares
+            # optimum: on RegMix's data and synthetic tables its held-out error equals the cold-started folds'
+            # (bench/README.md, "the additive law at one size in auto" and "auto faster")
             full = make_family(name, use_n, use_d)
             point_fits[name] = (full, full.fit(W_all, Y_all, S_all, rows_for(name)[None].astype(float)))
         for f in range(folds):
@@ -1606,7 +1633,7 @@ def _fit(table, objective, law, natural, config, families) -> MixingLaw:
             if _shortfall(name, K, use_n + use_d, keys[train], points[train]):
                 continue
             model = make_family(name, use_n, use_d)
-            if name in point_fits and FOLD_WARM_START:
+            if name in point_fits:
                 model.warm = point_fits[name][0].theta0
             M = train[None].astype(float)
             with warnings.catch_warnings():
