@@ -294,10 +294,10 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
 
 
 def hellinger_from(center: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Squared Hellinger distance 1 - sum_i sqrt(center_i w_i) of each row of W from `center`: how far a training
-    mixture is from the one scored on, bounded (a domain left out counts once, however small its weight; KL would
-    count 0.001 far beyond 0.01 and crowd the design into near-empty domains, where the loss no longer moves)."""
-    return 1.0 - np.sqrt(center[None] * W).sum(-1)
+    """Hellinger distance sqrt(1 - sum_i sqrt(center_i w_i)) of each row of W from `center`: how far a training
+    mixture is from the one scored on, bounded by 1 (a domain left out counts once, however small its weight; KL
+    would count 0.001 far beyond 0.01 and crowd the design into near-empty domains, where the loss no longer moves)."""
+    return np.sqrt(np.maximum(1.0 - np.sqrt(center[None] * W).sum(-1), 0.0))
 
 
 def spread_subset(P: np.ndarray, center: np.ndarray, n: int) -> np.ndarray:
