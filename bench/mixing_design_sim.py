@@ -3,6 +3,7 @@ seed? A simulation on the CPU default size's measured runs, no training.
 
     python bench/mixing_design_sim.py [--sims 200] [--truths additive,power]      # the demo corpus (K = 4)
     python bench/mixing_design_sim.py --domains 8 --sims 40                         # a synthetic K-domain truth
+    python bench/mixing_design_sim.py --real-pool --sims 200                        # the measured mixtures as truth
 
 Truth: a law fitted to every run of bench/results/mixing_cpu_default_2026-12-02.csv (124 runs, 98 interior mixtures;
 "additive" and "power", the two auto picks there) gives each mixture's per-domain losses. Noise: each simulated run
@@ -17,8 +18,15 @@ fraction of draw seeds meeting each target and both.
 domains with natural proportions Dirichlet(2) (seed 0), objective noise 0.76% (common to every domain): whether the
 rule keeps its advantage over iid samples at other K (the demo corpus's numbers are not used).
 
+--real-pool: no law as the truth. The candidates are the measured mixtures themselves (every seed-0 interior mixture
+of the CPU default's two CSVs, mixing_cpu_default_ and mixing_cpu_spread_2026-12-02.csv: 229), so a law's real misfit
+and the real seed noise are in the check. Per draw seed: a random half of them are the candidates, from which the rule
+(sweeps.grids.spread_subset) or a random choice takes samples_per_domain x K, plus the measured pure, uniform and
+natural runs; then the same fit. Coarser than the sampler (114 candidates instead of 50 x the samples; the pool holds
+the earlier designs' mixtures, so a random choice from it is not quite iid Dirichlet samples).
+
 Limits: the truth is a smooth law, so a real law's misfit (largest on lopsided mixtures: bench/README.md, "a power
-law in effective data") is not simulated: the real runs of the chosen design check that.
+law in effective data") is not simulated but by --real-pool; the real runs of the chosen design check that.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from analysis.laws import mixing as mx  # noqa: E402
 from sweeps import grids  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "results" / "mixing_cpu_default_2026-12-02.csv"
+SPREAD_CSV = CSV.with_name("mixing_cpu_spread_2026-12-02.csv")
 NOISE = 0.0076            # the objective's measured relative seed noise at the CPU default size (--domains)
 # (name, select, samples_per_domain, concentration): the old default, and the candidates
 DESIGNS = [("iid [0.5, 5], 4/domain (old default)", "iid", 4, (0.5, 5.0)),
@@ -106,13 +115,53 @@ def simulate(truth, W, doms, ct, res, rng) -> tuple[float, float, str]:
     return float(r["mean_rel_error"]), float(r["spearman"]), law.family
 
 
+def real_pool(sims: int, samples_per_domain: int) -> None:
+    """--real-pool (module docstring): the rule and a random choice over the measured mixtures."""
+    drop = ["draw", "samples_per_domain", "select"]
+    t = pd.concat([pd.read_csv(c).drop(columns=drop, errors="ignore") for c in (CSV, SPREAD_CSV)])
+    t = t[t["seed"] == 0].drop_duplicates("run_id").reset_index(drop=True)
+    doms = mx.domains_of(t)
+    W = t[[mx.W_PREFIX + d for d in doms]].to_numpy(float)
+    ct = np.array([t[mx.TOKENS_PREFIX + d].iloc[0] for d in doms], float)
+    nat = ct / ct.sum()
+    fixed = (W.max(1) > 1 - 1e-6) | (np.abs(W - 1 / len(doms)).max(1) < 1e-4) | (np.abs(W - nat).max(1) < 1e-4)
+    pool = np.flatnonzero(~fixed)
+    n = samples_per_domain * len(doms)
+    print(f"real pool: {len(pool)} measured interior mixtures, {int(fixed.sum())} pure/uniform/natural; {sims} draw "
+          f"seeds, {n} samples a design")
+    for rule in ("random", "spread"):
+        out = []
+        for s in range(sims):
+            rng = np.random.default_rng(s)
+            cand = rng.choice(pool, len(pool) // 2, replace=False)
+            if rule == "random":
+                take = rng.choice(cand, n, replace=False)
+            else:
+                picked = grids.spread_subset(W[cand], nat, n)
+                take = cand[[int(np.flatnonzero(np.abs(W[cand] - w).max(1) == 0)[0]) for w in picked]]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                law = mx.fit(t.iloc[np.r_[take, np.flatnonzero(fixed)]], "natural",
+                             config=mx.MixingConfig(n_bootstrap=0))
+            r = law.cv.set_index("family").loc[law.family]
+            out.append((r["mean_rel_error"], r["spearman"]))
+        e, r = np.array(out).T
+        print(f"{rule:<8} | err {e.mean():.2%} {np.quantile(e, .9):.2%} {np.mean(e <= 0.01):.2f} | rho {r.mean():.3f} "
+              f"{np.quantile(r, .1):.3f} {np.mean(r >= 0.9):.2f} | both {np.mean((e <= 0.01) & (r >= 0.9)):.2f}",
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sims", type=int, default=200, help="draw seeds per design (0..sims-1)")
     p.add_argument("--truths", default="additive,power")
     p.add_argument("--domains", type=int, default=None, help="a synthetic truth over this many domains")
     p.add_argument("--designs", default=None, help="comma-separated indices into DESIGNS (default: all)")
+    p.add_argument("--real-pool", action="store_true", help="the measured mixtures as the candidates (docstring)")
+    p.add_argument("--samples-per-domain", type=int, default=6, help="--real-pool: the design's samples / K")
     a = p.parse_args()
+    if a.real_pool:
+        return real_pool(a.sims, a.samples_per_domain)
     if a.domains:
         truths, doms, ct, res = synthetic_truth(a.domains)
     else:
