@@ -9,6 +9,11 @@ draw 0 again at seed 1 (the seed noise):
     python bench/mixing_cpu_default.py --export /tmp/mixcpu/mixcpu       # -> bench/results/mixing_cpu_default_<date>.csv
     python bench/mixing_cpu_default.py [--csv CSV] [--families ye,additive] [--per-mixture]
 
+Today's default design (grid.mixtures.select=spread, samples_per_domain=6: 30 runs a draw) has its own CSV:
+`--export RUN_DIR --designs spread:6 --csv bench/results/mixing_cpu_spread_<date>.csv`, checked with
+`--csv bench/results/mixing_cpu_spread_2026-12-02.csv` (its rows with select=spread_sq: the first candidate, spaced
+in the squared Hellinger distance, which sweeps/grids.py no longer draws).
+
 With grid.mixtures.samples_per_domain=8 as well (each draw's 38 mixtures hold the default's 22: 16 more runs a
 draw), the export holds that design too. The CSV has one row per (run, design, draw): a run shared by draws or
 designs (pure, uniform, natural; the default's mixtures in the larger design) appears once per (design, draw), so
