@@ -44,12 +44,12 @@ from sweeps import grids  # noqa: E402
 
 
 def design_mixtures(conc: tuple[float, float], domains: list[str], natural: dict, samples_per_domain: int,
-                    seed: int) -> np.ndarray:
+                    seed: int, select: str = "iid") -> np.ndarray:
     """[m, K] the design's mixtures, as +grid=mixture draws them (Dirichlet around natural + pure + uniform +
-    natural), in `domains` order."""
+    natural; select: iid, the design before 2026-12-02, or spread), in `domains` order."""
     cfg = {"kind": "dirichlet", "center": "natural", "natural": natural, "concentration": list(conc),
-           "samples_per_domain": samples_per_domain, "seed": seed, "include_pure": True, "include_uniform": True,
-           "include_natural": True}
+           "samples_per_domain": samples_per_domain, "seed": seed, "select": select, "include_pure": True,
+           "include_uniform": True, "include_natural": True}
     errors: list[str] = []
     mixes = grids.mixtures(cfg, domains, errors)
     if errors:

@@ -241,12 +241,22 @@ def natural_weights(cfg: dict, domains: list[str], errors: list[str]) -> dict[st
     return {d: v / total for d, v in w.items()}
 
 
+# select=spread: candidates drawn per sample (the distance targets' nearest candidates then lie within a fraction of a
+# step of them), and the candidates' distance quantiles the samples span: not the extremes (the 1-in-50 most
+# lopsided candidate is where a law's error is largest and its value the noisiest).
+SPREAD_POOL = 50
+SPREAD_QUANTILES = (0.02, 0.98)
+
+
 def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list[dict[str, float]] | None:
     """Seeded Dirichlet samples. center=uniform: alpha = grid.mixtures.alpha for every domain. center=natural
     (RegMix, Liu et al. 2024): alpha = c * K * natural proportions, so samples spread around the natural mixture,
     with the concentration c drawn log-uniformly from grid.mixtures.concentration ([lo, hi]) per sample, so that
     both near-natural and lopsided mixtures are covered. How many: grid.mixtures.samples, or
-    samples_per_domain x the number of domains (a law has about K to 2K parameters per target)."""
+    samples_per_domain x the number of domains (a law has about K to 2K parameters per target). select (center
+    natural): iid takes the samples as drawn; spread draws SPREAD_POOL x as many and keeps those whose Hellinger
+    distance from the natural mixture is evenly spaced (spread_subset), so that the held-out mixtures' objective
+    spreads evenly."""
     rng = np.random.default_rng(int(cfg.get("seed", 0)))
     K = len(domains)
     n = cfg.get("samples")
@@ -268,11 +278,42 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
         errors.append(f"grid.mixtures.concentration={conc}: a positive number or [lo, hi] with 0 < lo <= hi")
         return None
     base = np.maximum(np.array([nat[d] for d in domains]), 1e-3)     # a domain with no tokens still gets sampled
-    out = []
-    for _ in range(n):
+    select = cfg.get("select", "iid")
+    if select not in ("iid", "spread"):
+        errors.append(f"grid.mixtures.select={select!r}: use spread (evenly spaced in distance from the natural "
+                      "mixture) "
+                      "or iid (independent samples)")
+        return None
+    mean = base / base.sum()
+    W = []
+    for _ in range(n * (SPREAD_POOL if select == "spread" else 1)):     # select=spread: candidates to choose from
         c = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        out.append(dict(zip(domains, map(float, rng.dirichlet(c * K * base / base.sum())))))
-    return out
+        W.append(rng.dirichlet(c * K * mean))
+    W = spread_subset(np.array(W), mean, n) if select == "spread" else np.array(W)
+    return [dict(zip(domains, map(float, w))) for w in W]
+
+
+def hellinger_from(center: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Hellinger distance sqrt(1 - sum_i sqrt(center_i w_i)) of each row of W from `center`: how far a training
+    mixture is from the one scored on, bounded by 1 (a domain left out counts once, however small its weight; KL
+    would count 0.001 far beyond 0.01 and crowd the design into near-empty domains, where the loss no longer moves)."""
+    return np.sqrt(np.maximum(1.0 - np.sqrt(center[None] * W).sum(-1), 0.0))
+
+
+def spread_subset(P: np.ndarray, center: np.ndarray, n: int) -> np.ndarray:
+    """n of the candidate mixtures P, at Hellinger distances from `center` evenly spaced between the candidates'
+    SPREAD_QUANTILES (each target takes the nearest candidate not yet taken). The held-out Spearman ranks mixtures
+    whose objective grows with that distance: evenly spaced distances spread the objective evenly over the design,
+    where iid samples crowd near the center (bench/README.md, "Mixing: a design whose held-out mixtures spread")."""
+    s = hellinger_from(center, P)
+    targets = np.linspace(*np.quantile(s, SPREAD_QUANTILES), n)
+    free = np.ones(len(P), bool)
+    take = []
+    for x in targets:
+        j = int(np.argmin(np.where(free, np.abs(s - x), np.inf)))
+        free[j] = False
+        take.append(j)
+    return P[take]
 
 
 def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mixture]:

@@ -111,7 +111,7 @@ GRID = Section({
                          "seed": INT(), "include_pure": BOOL, "include_uniform": BOOL, "include_natural": BOOL,
                          "center": STR(), "corpus": STR(nullable=True), "natural": Mapping(NUM(min=0), nullable=True),
                          "concentration": NUM(above=0, list_of=True),
-                         "samples_per_domain": POS_INT, "list": [Mapping(NUM(min=0))]}, nullable=True),
+                         "samples_per_domain": POS_INT, "select": STR(), "list": [Mapping(NUM(min=0))]}, nullable=True),
     "moe": Section({"dense": BOOL, "n_experts": INT(min=1, list_of=True), "top_k": INT(min=1, list_of=True),
                     "n_shared_experts": INT(min=0), "capacity_factor": NUM(min=0), "router_aux_coef": NUM(min=0),
                     "router_z_coef": NUM(min=0)}, nullable=True),

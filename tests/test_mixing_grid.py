@@ -36,3 +36,65 @@ def test_natural_centre_without_a_corpus_names_the_fix(monkeypatch, tmp_path):
     errors = []
     assert grids.mixtures({**BASE, "natural": None, "corpus": "nowhere"}, list(NAT), errors) == []
     assert "is not built here" in errors[0] and "center=uniform" in errors[0]
+
+
+SPREAD = {**BASE, "select": "spread", "samples_per_domain": 6, "include_pure": False, "include_uniform": False,
+          "include_natural": False}
+
+
+def _weights(cfg, doms):
+    errors = []
+    mixes = grids.mixtures(cfg, doms, errors)
+    assert not errors
+    return np.array([[dict(m.weights).get(d, 0.0) for d in doms] for m in mixes])
+
+
+@pytest.mark.parametrize("K", [4, 5, 12, 20])
+def test_spread_design_is_seeded_counted_and_evenly_spaced(K):
+    """select=spread: samples_per_domain x K mixtures, the same for a draw seed and different for another; their
+    Hellinger distances from natural evenly spaced between the candidates' SPREAD_QUANTILES (nearest candidates, the
+    sparse top of the pool the least even: each step within 0.6 of the target step), where iid samples of the same
+    seed crowd (a largest gap over twice the spread design's)."""
+    doms = [f"d{i:02d}" for i in range(K)]
+    nat = dict(zip(doms, np.random.default_rng(K).dirichlet(np.full(K, 2.0))))
+    cfg = {**SPREAD, "natural": nat}
+    W = _weights(cfg, doms)
+    assert W.shape == (6 * K, K)
+    np.testing.assert_allclose(W.sum(1), 1, atol=1e-5)
+    assert (W >= 0).all()
+    np.testing.assert_array_equal(W, _weights(cfg, doms))
+    assert np.abs(W - _weights({**cfg, "seed": 1}, doms)).max() > 0.05
+    c = np.array(list(nat.values()))
+    s = np.sort(grids.hellinger_from(c, W))
+    step = (s[-1] - s[0]) / (len(s) - 1)
+    assert step > 0 and np.abs(np.diff(s) - step).max() < 0.6 * step
+    s_iid = np.sort(grids.hellinger_from(c, _weights({**cfg, "select": "iid"}, doms)))
+    assert np.diff(s_iid).max() > 2 * np.diff(s).max()
+
+
+def test_spread_design_spans_the_candidates_not_their_extremes():
+    """The design's distances lie within the candidates' 2%-98% quantiles, hence never the most lopsided candidate,
+    and reach near both ends of that range."""
+    rng = np.random.default_rng(0)
+    c = np.array([0.4, 0.3, 0.2, 0.1])
+    P = np.array([rng.dirichlet(5 * c) for _ in range(2000)])
+    s = grids.hellinger_from(c, P)
+    lo, hi = np.quantile(s, grids.SPREAD_QUANTILES)
+    d = np.sort(grids.hellinger_from(c, grids.spread_subset(P, c, 40)))
+    assert lo - 1e-3 <= d[0] <= lo + 1e-3 and hi - 1e-3 <= d[-1] <= hi + 1e-3
+    assert d[-1] < s.max() - 1e-3
+    assert grids.hellinger_from(c, c[None])[0] == pytest.approx(0, abs=1e-6)
+    assert grids.hellinger_from(c, np.eye(4)[3:])[0] == pytest.approx(np.sqrt(1 - np.sqrt(0.1)))
+
+
+def test_iid_select_keeps_the_old_draws_and_a_bad_select_names_the_fix():
+    """select=iid (the code's default, as configs before it) draws exactly what the sampler drew before select existed
+    (the stored CSV's designs are re-derived from it), checked against the first draw's first sample; a misspelled
+    select is an error naming the choices."""
+    first = _weights({**BASE, "include_pure": False, "include_uniform": False, "include_natural": False}, list(NAT))[0]
+    rng = np.random.default_rng(0)
+    c = np.exp(rng.uniform(np.log(0.5), np.log(5.0)))
+    np.testing.assert_allclose(first, rng.dirichlet(c * 4 * np.array(list(NAT.values()))), atol=1e-6)
+    errors = []
+    assert grids.mixtures({**BASE, "select": "even"}, list(NAT), errors) == []
+    assert "grid.mixtures.select='even'" in errors[0] and "spread" in errors[0] and "iid" in errors[0]
