@@ -10,6 +10,7 @@ do not carry the corpus's token counts.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -538,7 +539,12 @@ def curriculum_plan(mixes: dict[str, dict[str, float]], toward: str = "recommend
 
 
 def _mixture_text(m: dict[str, float]) -> str:
-    return "{" + ",".join(f"{d}:{w:.6f}" for d, w in m.items() if w > 5e-7) + "}"
+    """Weights in millionths that add up to exactly one: six rounded decimals can sum to 0.999999, which the
+    spec's weight check (sum within 1e-6) refuses; the rounding's remainder goes to the largest weight."""
+    kept = {d: w for d, w in m.items() if w > 5e-7}
+    micro = {d: round(w / math.fsum(kept.values()) * 1_000_000) for d, w in kept.items()}
+    micro[max(micro, key=micro.get)] += 1_000_000 - sum(micro.values())
+    return "{" + ",".join(f"{d}:{q // 1_000_000}.{q % 1_000_000:06d}" for d, q in micro.items()) + "}"
 
 
 def confirm_command(mixes: dict[str, dict[str, float]], tokens: float, seeds=(0, 1),

@@ -309,6 +309,15 @@ def test_curriculum_plan_and_seed_noise_verdicts():
     assert "'data.stages=[{start_frac:0.85,weights:{a:0.700000,b:0.300000}}]'" in cmd and "{a:0.200000" in cmd
     with pytest.raises(ValueError, match="'x'.*not among the domains"):
         curriculum_plan(mixes, "x")
+    # six rounded decimals of these sum to 0.999999, which the spec's weight check refused (session 12's confirm.sh)
+    from analysis.mixing_report import _mixture_text
+    from harness.spec import weight_errors
+    w = {"code": 0.2287374, "docs": 0.2238184, "math": 0.3623454, "prose": 0.1850988}
+    assert sum(round(v, 6) for v in w.values()) == pytest.approx(0.999999)
+    text = _mixture_text(w)
+    parsed = {k: float(v) for k, v in (item.split(":") for item in text.strip("{}").split(","))}
+    assert parsed.keys() == w.keys() and all(abs(parsed[d] - w[d]) <= 1.5e-6 for d in w)
+    assert weight_errors("data.stages[0].weights", tuple(parsed.items())) == []
     sd, dof = seed_noise([np.array([1.0, 1.2]), np.array([2.0, 2.2])])
     assert dof == 2 and sd == pytest.approx(np.sqrt(0.02))
     far = verdicts(None, {"recommended": np.array([1.0, 1.02]), "uniform": np.array([1.5, 1.52]),
