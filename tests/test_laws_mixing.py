@@ -325,6 +325,18 @@ def test_curriculum_plan_and_seed_noise_verdicts():
     assert "recommended vs uniform: -0.5000" in far[1] and far[1].endswith("beats it by more than the seed noise.")
     assert "does NOT beat it" in far[2]                                    # 0.01 apart with sd 0.014: noise
     assert "no verdict" in verdicts(None, {"recommended": np.array([1.0]), "uniform": np.array([2.0])})[0]
+    # the measured gap against the law's predicted gap, widened by the seed noise (the law's interval holds none)
+    import pandas as pd
+
+    from analysis.mixing_report import verdict_text
+    groups = {"recommended": np.array([1.00, 1.02]), "natural": np.array([1.05, 1.07])}     # measured gap -0.05
+    for lo, hi, inside in ((-0.06, -0.04, True), (-0.12, -0.10, False), (0.01, 0.03, False)):
+        cmp = pd.DataFrame({"mixture": ["recommended", "natural"], "measured - natural": [-0.05, 0.0],
+                            "predicted - natural": [(lo + hi) / 2, 0.0], "gap lo": [lo, 0.0], "gap hi": [hi, 0.0]})
+        lines = verdicts(cmp, groups)
+        check = [x for x in lines if x.startswith("Prediction check, recommended - natural: measured -0.0500")]
+        assert len(check) == 1 and ("inside" in check[0]) == inside and ("OUTSIDE" in check[0]) == (not inside)
+        assert ("predicted gap missed" in verdict_text(lines)) == (not inside)
 
 
 def test_one_size_family_predicts_each_fitted_size_and_warns_elsewhere():
