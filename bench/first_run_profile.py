@@ -321,6 +321,15 @@ def profile_shape(rec: Record, probe: CompileProbe, a, hw, layers: int, micro: i
     return row   # the model, optimizer and held-out set go with this frame (the caller empties the CUDA cache)
 
 
+def autograd_cache():
+    """AOTAutograd's cache switch, None where this torch has none."""
+    try:
+        import torch._functorch.config as fc
+        return getattr(fc, "enable_autograd_cache", None)
+    except ImportError:
+        return None
+
+
 def prewarm_pool(rec: Record) -> None:
     """Inductor compiles kernels in its worker pool only once the pool answers (AsyncCompile.use_process_pool);
     until then, i.e. during a cold process' first compile, it compiles them in this process, one after another.
@@ -448,7 +457,7 @@ def main(argv=None) -> int:
     rec.data["env"].update(torch=torch.__version__, cuda=torch.version.cuda, compile_threads=ic.compile_threads,
                            worker_start_method=getattr(ic, "worker_start_method", None),
                            fx_graph_cache=getattr(ic, "fx_graph_cache", None),
-                           autograd_cache=getattr(torch._functorch.config, "enable_autograd_cache", None))
+                           autograd_cache=autograd_cache())
     print(f"torch {torch.__version__} cuda {torch.version.cuda}; inductor compile_threads {ic.compile_threads}, "
           f"worker_start_method {rec.data['env']['worker_start_method']}", flush=True)
 
