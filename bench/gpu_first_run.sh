@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled
 unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR   # each process gets its own below: a cold one must be cold
 { date -u; uptime; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
-  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; git rev-parse HEAD
+  git rev-parse HEAD   # torch's version is in each process's JSON: no import here, the cold process's is the first
   nproc; echo "COMPILE=$COMPILE DEADLINE_S=$DEADLINE_S PREWARM_MIN_S=$PREWARM_MIN_S EXTRA=$EXTRA"; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 left() { echo $(( DEADLINE_S - ($(date +%s) - START) )); }
