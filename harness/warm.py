@@ -19,11 +19,12 @@ import torch
 import model_zoo
 from harness import preflight
 from harness import train as trainer
+from harness.data.batch import TokenBatch
 from harness.data.mixture import MixtureStream
 from harness.device import resolve
 from harness.evaluate import HeldoutSet, eval_batch, regions_in_eval
 from harness.spec import RunSpec, Runtime
-from harness.step import LossStep
+from harness.step import LossStep, step_args
 from harness.train import compile_step
 
 
@@ -37,13 +38,17 @@ def compile_ahead(spec: RunSpec, runtime: Runtime) -> float | None:
     B, T = spec.batch_size, spec.model.seq_len
     n_domains = len(MixtureStream(corpus, spec.data, B, T, spec.seed, total_tokens=spec.tokens).domains)
     model = model_zoo.build(spec.model).to(hw.device)
-    step = compile_step(LossStep(model, spec.optim.z_loss, n_domains), hw)
+    # document masks: the trainer's step has the corpus's eod_id and takes the batch's document starts (built on the
+    # host, harness.step.step_args) as a fourth input; without them this traced a graph no masked run looks up
+    eod = corpus.eod_id if spec.data.document_mask == "on" else None
+    step = compile_step(LossStep(model, spec.optim.z_loss, n_domains, eod_id=eod), hw)
     # three distinct tensors, as the loop passes: one tensor given three times is traced as ONE graph input
     # (dynamo and AOTAutograd deduplicate aliased arguments), another graph than the run's, so the caches missed
-    inputs, targets, domains = (torch.zeros(runtime.micro_batch_size or B, T, dtype=torch.long, device=hw.device)
-                                for _ in range(3))
+    batch = TokenBatch(*(torch.zeros(runtime.micro_batch_size or B, T, dtype=torch.long) for _ in range(3)))
+    if eod is not None:
+        batch = batch.with_starts(eod)
     with hw.autocast():
-        loss, _ = step(inputs, targets, domains)
+        loss, _ = step(*step_args(batch.to(hw.device)))
     loss.backward()
     # the eval's graphs, as the trainer chooses and warms them (harness.train.Trainer: one process, not sharded)
     doc = spec.data.document_mask

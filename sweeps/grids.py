@@ -279,10 +279,7 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
         return None
     base = np.maximum(np.array([nat[d] for d in domains]), 1e-3)     # a domain with no tokens still gets sampled
     select = cfg.get("select", "iid")
-    if select not in ("iid", "spread"):
-        errors.append(f"grid.mixtures.select={select!r}: use spread (evenly spaced in distance from the natural "
-                      "mixture) "
-                      "or iid (independent samples)")
+    if not select_ok(cfg, errors):
         return None
     mean = base / base.sum()
     W = []
@@ -291,6 +288,17 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
         W.append(rng.dirichlet(c * K * mean))
     W = spread_subset(np.array(W), mean, n) if select == "spread" else np.array(W)
     return [dict(zip(domains, map(float, w))) for w in W]
+
+
+def select_ok(cfg: dict, errors: list[str]) -> bool:
+    """Whether grid.mixtures.select is a known choice (else an error naming them). Checked for every kind and centre,
+    though it applies only to Dirichlet samples around natural: a typo is refused rather than silently ignored."""
+    select = cfg.get("select", "iid")
+    if select in ("iid", "spread"):
+        return True
+    errors.append(f"grid.mixtures.select={select!r}: use spread (evenly spaced in distance from the natural mixture) "
+                  "or iid (independent samples)")
+    return False
 
 
 def hellinger_from(center: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -321,6 +329,8 @@ def mixtures(cfg: dict | None, domains: list[str], errors: list[str]) -> list[Mi
         return [Mixture("data", ())]
     kind = cfg.get("kind")
     found: list[dict[str, float]] = []
+    if not select_ok(cfg, errors):
+        return []
     if not domains and kind != "list":
         errors.append("grid.mixtures: no domain names: set data.weights, or build the corpus "
                       "(its manifest lists the domains)")

@@ -71,3 +71,22 @@ def test_compile_ahead_also_traces_the_eval_graphs_the_run_compiles(tmp_path, mo
     for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
         assert inputs_a == inputs_r
         assert code_a == code_r
+
+
+@pytest.mark.parametrize("mode", ["on", "regional"])
+def test_compile_ahead_traces_the_document_mask_step_the_run_compiles(tmp_path, monkeypatch, mode):
+    """data.document_mask=on: the run's LossStep has the corpus's eod_id (its loss skips the EOD-predicted targets) and
+    takes the batch's document starts as a fourth input (harness.step.step_args); compile-ahead must trace that step,
+    not the unmasked one of three inputs (a graph no masked run ever looks up)."""
+    spec = tiny_spec(make_corpus(tmp_path / "syn"), steps=2, data={"document_mask": "on"})
+    rt = runtime(compile=mode, checkpoint_every=2)
+    graphs = recorded_graphs(monkeypatch)
+    assert compile_ahead(spec, rt) is not None
+    ahead = list(graphs)
+    torch._dynamo.reset()
+    graphs.clear()
+    run(spec, rt, tmp_path / "run")
+    assert ahead and len(graphs) == len(ahead)
+    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
+        assert inputs_a == inputs_r
+        assert code_a == code_r

@@ -98,3 +98,15 @@ def test_iid_select_keeps_the_old_draws_and_a_bad_select_names_the_fix():
     errors = []
     assert grids.mixtures({**BASE, "select": "even"}, list(NAT), errors) == []
     assert "grid.mixtures.select='even'" in errors[0] and "spread" in errors[0] and "iid" in errors[0]
+
+
+@pytest.mark.parametrize("cfg", [{**BASE, "center": "uniform"}, {"kind": "simplex", "step": 0.5},
+                                 {"kind": "list", "list": [{"a": 1.0}]}])
+def test_a_bad_select_is_refused_whatever_the_design(cfg):
+    """grid.mixtures.select is checked for every kind and centre, not only where it applies (Dirichlet around natural):
+    a misspelled value (`grid.mixtures.select=sprd`) was silently ignored under center=uniform or kind=simplex."""
+    errors = []
+    assert grids.mixtures({**cfg, "select": "sprd"}, list(NAT), errors) == []
+    assert "grid.mixtures.select='sprd'" in errors[0] and "spread" in errors[0] and "iid" in errors[0]
+    errors = []
+    assert grids.mixtures({**cfg, "select": "spread"}, list(NAT), errors) and not errors
