@@ -152,7 +152,12 @@ if [ "$WARM_CACHE" = 1 ]; then
   echo "== prepared $(( $(wc -l < "$W/prepare.txt") - 1 )) run directories (prepare.txt), nothing launched; the" \
     "solo runs compile their shapes into $WARM/.inductor_cache" | tee -a "$W/summary.txt"
   solo "$(tail -n 1 "$W/prepare.txt")" "$WARM/.inductor_cache" "$WARM/solo" $(( $(left) - 300 ))
+  (cd "$WARM/.inductor_cache" 2>/dev/null && find . -type f | sort) > "$W/cache_before.txt"
   sweep sweep "$COMPILE" "$BUDGETS" $(( $(left) - 20 )) "$WARM/.inductor_cache"
+  # a file the sweep added to the cache is a graph (or kernel) the prefill did not compile: the sweep compiled it cold
+  (cd "$WARM/.inductor_cache" && find . -type f | sort) | comm -13 "$W/cache_before.txt" - > "$W/cache_new.txt"
+  echo "cache: $(wc -l < "$W/cache_before.txt") files after the prefill; the sweep added $(wc -l < "$W/cache_new.txt")" \
+    "(cache_new.txt: what it compiled that the prefill had not)" | tee -a "$W/summary.txt"
   LABEL="$LABEL, warm cache: the grid's shapes were compiled before the sweep (bench/solo_rates.py), as in a study's later sweeps"
   echo "$LABEL" | tee -a "$W/summary.txt"
   SWEEP_ROOT=$ROOT SWEEP_DIR0=$SWEEP_DIR SWEEP_T0=$T0 SWEEP_WALL=$WALL SWEEP_LAUNCH=$LAUNCH
