@@ -544,10 +544,14 @@ def curriculum_plan(mixes: dict[str, dict[str, float]], toward: str = "recommend
 
 def _mixture_text(m: dict[str, float]) -> str:
     """Weights in millionths that add up to exactly one: six rounded decimals can sum to 0.999999, which the
-    spec's weight check (sum within 1e-6) refuses; the rounding's remainder goes to the largest weight."""
+    spec's weight check (sum within 1e-6) refuses. Largest remainders: each weight is its millionths rounded down,
+    and the millionths left go one each to the weights that lost most, so no weight moves by a millionth or more
+    (the confirmation matches its runs to the saved weights within 1e-5, whatever the number of domains)."""
     kept = {d: w for d, w in m.items() if w > 5e-7}
-    micro = {d: round(w / math.fsum(kept.values()) * 1_000_000) for d, w in kept.items()}
-    micro[max(micro, key=micro.get)] += 1_000_000 - sum(micro.values())
+    scaled = {d: w / math.fsum(kept.values()) * 1_000_000 for d, w in kept.items()}
+    micro = {d: math.floor(x) for d, x in scaled.items()}
+    for d in sorted(scaled, key=lambda d: micro[d] - scaled[d])[:1_000_000 - sum(micro.values())]:
+        micro[d] += 1
     return "{" + ",".join(f"{d}:{q // 1_000_000}.{q % 1_000_000:06d}" for d, q in micro.items()) + "}"
 
 
