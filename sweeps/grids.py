@@ -253,18 +253,23 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
     (RegMix, Liu et al. 2024): alpha = c * K * natural proportions, so samples spread around the natural mixture,
     with the concentration c drawn log-uniformly from grid.mixtures.concentration ([lo, hi]) per sample, so that
     both near-natural and lopsided mixtures are covered. How many: grid.mixtures.samples, or
-    samples_per_domain x the number of domains (a law has about K to 2K parameters per target). select (center
-    natural): iid takes the samples as drawn; spread draws SPREAD_POOL x as many and keeps those whose Hellinger
-    distance from the natural mixture is evenly spaced (spread_subset), so that the held-out mixtures' objective
-    spreads evenly."""
+    samples_per_domain x the number of domains (a law has about K to 2K parameters per target). select: iid takes
+    the samples as drawn; spread draws SPREAD_POOL x as many and keeps those whose Hellinger distance from the
+    centre (the natural or the uniform mixture) is evenly spaced (spread_subset), so that the held-out mixtures'
+    objective spreads evenly."""
     rng = np.random.default_rng(int(cfg.get("seed", 0)))
     K = len(domains)
     n = cfg.get("samples")
     n = int(n) if n is not None else int(cfg.get("samples_per_domain", 4)) * K
     center = cfg.get("center", "uniform")
     if center == "uniform":
+        if not select_ok(cfg, errors):
+            return None
         alpha = np.full(K, float(cfg.get("alpha", 1.0)))
-        return [dict(zip(domains, map(float, rng.dirichlet(alpha)))) for _ in range(n)]
+        spread = cfg.get("select", "iid") == "spread"
+        W = np.array([rng.dirichlet(alpha) for _ in range(n * (SPREAD_POOL if spread else 1))])
+        W = spread_subset(W, np.full(K, 1 / K), n) if spread else W
+        return [dict(zip(domains, map(float, w))) for w in W]
     if center != "natural":
         errors.append(f"grid.mixtures.center={center!r}: use natural (RegMix: around the corpus's token "
                       "proportions) or uniform")
@@ -292,7 +297,7 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
 
 def select_ok(cfg: dict, errors: list[str]) -> bool:
     """Whether grid.mixtures.select is a known choice (else an error naming them). Checked for every kind and centre,
-    though it applies only to Dirichlet samples around natural: a typo is refused rather than silently ignored."""
+    though it applies only to Dirichlet samples: a typo is refused rather than silently ignored."""
     select = cfg.get("select", "iid")
     if select in ("iid", "spread"):
         return True

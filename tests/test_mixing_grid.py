@@ -72,6 +72,24 @@ def test_spread_design_is_seeded_counted_and_evenly_spaced(K):
     assert np.diff(s_iid).max() > 2 * np.diff(s).max()
 
 
+def test_spread_applies_around_the_uniform_centre_too():
+    """center=uniform with select=spread: Hellinger distances from the uniform mixture evenly spaced (it silently
+    drew iid samples before, whatever select said); select=iid draws what the uniform sampler always drew."""
+    doms = [f"d{i}" for i in range(6)]
+    cfg = {"kind": "dirichlet", "center": "uniform", "alpha": 1.0, "samples": None, "samples_per_domain": 6,
+           "include_pure": False, "include_uniform": False, "include_natural": False, "seed": 0}
+    W = _weights({**cfg, "select": "spread"}, doms)
+    assert W.shape == (36, 6)
+    s = np.sort(grids.hellinger_from(np.full(6, 1 / 6), W))
+    step = (s[-1] - s[0]) / (len(s) - 1)
+    assert step > 0 and np.abs(np.diff(s) - step).max() < 0.6 * step
+    iid = _weights({**cfg, "select": "iid"}, doms)
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(iid, [rng.dirichlet(np.ones(6)) for _ in range(36)], atol=1e-5)   # 6 decimals kept
+    s_iid = np.sort(grids.hellinger_from(np.full(6, 1 / 6), iid))
+    assert np.diff(s_iid).max() > 2 * np.diff(s).max()
+
+
 def test_spread_design_spans_the_candidates_not_their_extremes():
     """The design's distances lie within the candidates' 2%-98% quantiles, hence never the most lopsided candidate,
     and reach near both ends of that range."""
