@@ -22,6 +22,9 @@ Kernels (group "off": the causal mask over the whole row, what masks off compute
       here before torch is imported; pytorch/pytorch#141178 added it forward-only); the math backend refuses
       is_causal with nested tensors (torch/nested/_internal/sdpa.py), so on the CPU njt_* are expected to error.
   sdpa_dense_mask (doc): SDPA with the boolean [B, 1, T, T] mask (model_zoo.docmask.dense_mask), default dispatch.
+  varlen_compiled, njt_compiled (doc): varlen and njt_default inside torch.compile (Inductor on CUDA, the "eager"
+      backend on the CPU), the document starts an input as in the model: do they compile, with how many graphs and
+      graph breaks (torch._dynamo counters over the first call), and at what speed.
   flex_b128, flex_b64 (doc): flex attention with model_zoo.docmask.block_mask at tile 128 / 64, compiled on CUDA
       (torch.compile(flex_attention), as in the compiled model), eager on the CPU. At 64, if the default kernel
       tiles refuse it (their BLOCK_M / BLOCK_N must divide the mask's tile), again with kernel_options BLOCK_M =
@@ -66,13 +69,14 @@ from model_zoo import counting, docmask  # noqa: E402
 
 OFF = ("sdpa_default", "sdpa_flash", "sdpa_cudnn", "sdpa_efficient")
 DOC = ("varlen", "varlen_maxlen", "njt_default", "njt_flash", "njt_efficient", "njt_cudnn", "sdpa_dense_mask",
-       "flex_b128", "flex_b64")
+       "flex_b128", "varlen_compiled", "njt_compiled", "flex_b64")
 KERNELS = OFF + DOC
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "default": None}
-# the set bench/gpu_docmask_kernels.sh runs in its first process; flex_b64 (an untried tile) runs in a second one, so
+# bench/gpu_docmask_kernels.sh runs the untried ones (the 64 tile, compiled nested tensors) in a second process, so
 # that a fault there (a CUDA error poisons the process) cannot take the others' results with it
-DEFAULT_KERNELS = " ".join(k for k in KERNELS if k != "flex_b64")
+EXTRA = ("varlen_compiled", "njt_compiled", "flex_b64")
+DEFAULT_KERNELS = " ".join(k for k in KERNELS if k not in EXTRA)
 
 
 def backend(name: str):
@@ -89,7 +93,8 @@ class Width:
         self.d, self.T, self.H, self.hd = d, a.seq, self.spec.n_heads, self.spec.head_dim
         self.B = B = a.batch or batch_rule(d, a.seq)
         self.device = a.device
-        self.dtype = torch.bfloat16 if a.device == "cuda" else torch.float32
+        self.dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
+            getattr(a, "dtype", "auto"), torch.bfloat16 if a.device == "cuda" else torch.float32)
         inputs = batches(1, B, a.seq, a.doc_median)[0][:, :a.seq]
         docs = docmask.document_ids(inputs, EOD)
         starts, _ = docmask.document_starts(inputs, EOD)
@@ -117,11 +122,29 @@ class Width:
         return out.transpose(1, 2) if layout == "bhtd" else out.reshape(self.B, self.T, self.H, self.hd)
 
 
-def njt(x: torch.Tensor, w: Width) -> torch.Tensor:
-    """Packed [B * T, H, hd] -> a nested jagged [N, H, j, hd] view, one sequence per document (min/max lengths given:
-    no host read for them inside SDPA)."""
-    nt = torch.nested.nested_tensor_from_jagged(x, offsets=w.cu_long, min_seqlen=w.min_doc, max_seqlen=w.max_doc)
+def njt(x: torch.Tensor, w: Width, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed [B * T, H, hd] -> a nested jagged [N, H, j, hd] view, one sequence per document (offsets: the documents'
+    starts then B * T, int64; min/max lengths given: no host read for them inside SDPA)."""
+    nt = torch.nested.nested_tensor_from_jagged(x, offsets=w.cu_long if offsets is None else offsets,
+                                                min_seqlen=w.min_doc, max_seqlen=w.max_doc)
     return nt.transpose(1, 2)
+
+
+def nested_sdpa(q, k, v, offsets, w: Width, b: str) -> torch.Tensor:
+    """Causal SDPA within each document through nested jagged tensors, backend b forced (or the default), packed
+    [B * T, H, hd] in and out."""
+    with backend(b):
+        out = F.scaled_dot_product_attention(njt(q, w, offsets), njt(k, w, offsets), njt(v, w, offsets),
+                                             is_causal=True)
+    return out.transpose(1, 2).values()
+
+
+def varlen(w: Width):
+    """(varlen_attn, its causal keyword) as model_zoo.docmask resolves them; an error where torch has none."""
+    kernel = docmask.varlen_kernel()
+    if not kernel:
+        raise RuntimeError(f"torch {torch.__version__} has no usable torch.nn.attention.varlen.varlen_attn")
+    return kernel
 
 
 def build(name: str, w: Width):
@@ -134,19 +157,20 @@ def build(name: str, w: Width):
     if name == "sdpa_dense_mask":
         mask = w.mask()
         return "bhtd", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), ""
+    if name.endswith("_compiled"):
+        compile_ = (torch.compile if w.device == "cuda" else lambda f: torch.compile(f, backend="eager"))
+        if name == "varlen_compiled":
+            kernel = varlen(w)
+            inner = compile_(lambda q, k, v, cu: kernel[0](q, k, v, cu, cu, w.T, w.T, **kernel[1]))
+            return "packed", lambda q, k, v: inner(q, k, v, w.cu), "compiled, max_len T"
+        inner = compile_(lambda q, k, v, cu: nested_sdpa(q, k, v, cu, w, "default"))
+        return "packed", lambda q, k, v: inner(q, k, v, w.cu_long), "compiled"
     if name.startswith("varlen"):
-        kernel = docmask.varlen_kernel()
-        if not kernel:
-            raise RuntimeError(f"torch {torch.__version__} has no usable torch.nn.attention.varlen.varlen_attn")
-        varlen_attn, causal = kernel
+        varlen_attn, causal = varlen(w)
         m = w.T if name == "varlen" else w.max_doc
         return "packed", lambda q, k, v: varlen_attn(q, k, v, w.cu, w.cu, m, m, **causal), f"max_len {m}"
     if name.startswith("njt_"):
-        def fn(q, k, v, b=name[4:]):
-            with backend(b):
-                out = F.scaled_dot_product_attention(njt(q, w), njt(k, w), njt(v, w), is_causal=True)
-            return out.transpose(1, 2).values()
-        return "packed", fn, ""
+        return "packed", lambda q, k, v, b=name[4:]: nested_sdpa(q, k, v, w.cu_long, w, b), ""
     if name.startswith("flex_b"):
         from torch.nn.attention.flex_attention import flex_attention
         block = int(name[6:])
@@ -210,8 +234,9 @@ def launched(fn, args, kw, device: str, top: int) -> list[str]:
 
 
 def first_line(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    """The error in one line: its first lines (a wrapped error's own reason is often the second), 300 characters."""
+    text = [t.strip() for t in f"{type(e).__name__}: {e}".splitlines() if t.strip()]
+    return " | ".join(text[:3])[:300]
 
 
 def width_main(d: int, names: list[str], a) -> dict:
@@ -226,6 +251,8 @@ def width_main(d: int, names: list[str], a) -> dict:
         r = res[name] = dict(kernel=name, group="off" if name in OFF else "doc", accepted=False)
         t = time.perf_counter()
         kw = {}
+        from torch._dynamo.utils import counters
+        g0, b0 = counters["stats"]["unique_graphs"], dict(counters["graph_break"])
         try:
             layout, fn, note = build(name, w)
             args = leaves(w, layout)
@@ -247,13 +274,20 @@ def width_main(d: int, names: list[str], a) -> dict:
                     out = fn(*(x.detach() for x in args[:3]))
                 r.update(forward_only=True, layout=layout, note=note)
                 out_gap = float((w.common(out, layout)[:rows].float() - refs[True][0]).abs().max())
-                r.update(out_gap=out_gap, agrees_forward=out_gap <= TOL_FP32)
+                tol = TOL_FP32 if rounding is None else ROUNDING_FACTOR * rounding[True][0]
+                r.update(out_gap=out_gap, agrees_forward=out_gap <= tol)
                 print(f"d={d} {name}: forward only on the CPU (backward: {r['error']}); |out - ref| {out_gap:.3g}, "
-                      f"agrees {out_gap <= TOL_FP32}", flush=True)
+                      f"agrees {out_gap <= tol}", flush=True)
                 continue
             print(f"d={d} {name}: not accepted: {r['error']}", flush=True)
             continue
         r.update(accepted=True, layout=layout, note=note, first_call_s=time.perf_counter() - t)
+        if name.endswith("_compiled") or (name.startswith("flex_b") and a.device == "cuda"):
+            r.update(graphs=counters["stats"]["unique_graphs"] - g0,
+                     graph_breaks=sum(counters["graph_break"].values()) - sum(b0.values()),
+                     break_reasons=[k[:200] for k, n in counters["graph_break"].items() if n > b0.get(k, 0)][:4])
+            r["note"] = ((f"{note}; " if note else "") + f"{r['graphs']} graphs, {r['graph_breaks']} breaks, first "
+                         f"call {r['first_call_s']:.0f} s" + "".join(f"; break: {b}" for b in r["break_reasons"]))
         doc = r["group"] == "doc"
         out_gap, grad_gap = gaps(w.common(out, layout)[:rows].float(),
                                  [w.common(g, layout)[:rows].float() for g in grads], refs[doc])
@@ -412,6 +446,8 @@ def main() -> None:
     p.add_argument("--agree-rows", type=int, default=8, help="rows checked against the fp32 reference")
     p.add_argument("--top", type=int, default=4, help="kernel names kept from the profile")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the plumbing")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="q, k, v's dtype (auto: bf16 on CUDA, as the compiled model attends; fp32 on the CPU)")
     a = p.parse_args()
     for key in ("calls", "rounds", "agree_rows", "top"):
         if getattr(a, key) < 1:

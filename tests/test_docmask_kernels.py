@@ -67,6 +67,16 @@ def test_dry_run_accepts_checks_and_refuses():
         assert ks[name]["forward_only"] and ks[name]["agrees_forward"], ks[name]
 
 
+def test_bf16_checked_against_bf16_rounding():
+    """In bf16 (the GPU's dtype) the gaps are set against bf16's own rounding: the kernels agree, and the rounding
+    is far above fp32's tolerance (so a bf16 kernel is not held to fp32's)."""
+    r = dk.width_main(128, ["sdpa_default", "sdpa_dense_mask"], args(dtype="bf16"))
+    assert r["dtype"] == "bfloat16"
+    for name in ("sdpa_default", "sdpa_dense_mask"):
+        c = r["kernels"][name]
+        assert c["agrees"] and min(c["bf16_rounding"]) > dk.TOL_FP32, c
+
+
 def test_a_wrong_mask_fails_the_check(monkeypatch):
     """A kernel that ignores the documents (causal over the whole row) is reported as disagreeing."""
     real = dk.build
