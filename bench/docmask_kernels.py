@@ -7,7 +7,7 @@ packed-document kernels torch has, timed forward + backward per layer at the doc
 
 Shapes and data as bench/docmask_bench.py --d D: H = d / 64 heads of 64, T = --seq, B = bench/ref_throughput.py's
 batch rule, one window of documents with log-normal lengths (median --doc-median) and EOD after each. q, k, v, and
-the output gradient are random (bf16 on CUDA, fp32 on the CPU). Each kernel gets them in its own layout, made once
+the output gradient are random (bf16 on CUDA, fp32 on the CPU; --dtype). Each kernel gets them in its own layout, made once
 (the layout change is not timed: in the compiled model it fuses into the q/k/v projection and RoPE, see bench/README
 "session 12"): [B, H, T, hd] for SDPA and flex, the packed [B * T, H, hd] for varlen and the nested tensors.
 
@@ -26,10 +26,12 @@ Kernels (group "off": the causal mask over the whole row, what masks off compute
       backend on the CPU), the document starts an input as in the model: do they compile, with how many graphs and
       graph breaks (torch._dynamo counters over the first call), and at what speed.
   flex_b128, flex_b64 (doc): flex attention with model_zoo.docmask.block_mask at tile 128 / 64, compiled on CUDA
-      (torch.compile(flex_attention), as in the compiled model), eager on the CPU. At 64, if the default kernel
+      (torch.compile(flex_attention), as in the compiled model), eager on the CPU (forward only there: flex has no
+      CPU backward; its output is checked, not timed). At 64, if the default kernel
       tiles refuse it (their BLOCK_M / BLOCK_N must divide the mask's tile), again with kernel_options BLOCK_M =
       BLOCK_N = 64; the row says which.
-A kernel that raises is "accepted: no" with its error's first line. Flash attention implementations registered with
+A kernel that raises is "accepted: no" with its error's first lines (a CUDA fault can make the kernels after it in
+the same process fail too: the first refusal is the one to read). Flash attention implementations registered with
 torch.nn.attention (FA3 / FA4: external packages) are listed, not run.
 
 For each accepted kernel: its output and q/k/v gradients on the first --agree-rows rows against an fp32 reference
