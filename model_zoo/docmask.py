@@ -97,23 +97,24 @@ def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return count, order.to(torch.int32)
 
 
-def block_mask(documents: torch.Tensor):
-    """The flex-attention BlockMask of dense_mask(documents), for any length T (heads broadcast).
+def block_mask(documents: torch.Tensor, block: int = BLOCK):
+    """The flex-attention BlockMask of dense_mask(documents), for any length T (heads broadcast), in tiles of `block`
+    positions (BLOCK; bench/docmask_kernels.py also tries 64).
 
     Built from the tiles' first and last ids rather than by create_block_mask, which evaluates the mask function
     on all T x T pairs (seconds on the CPU at T = 1024, and a generated kernel of its own when compiled): ids are
     nondecreasing along a row (document_ids counts EOD tokens), so a tile's first and last ids are its min and
     max. Key tile kb and query tile qb (kb <= qb) share a pair iff hi[kb] >= lo[qb]; the tile needs no mask
     (flex's "full" block) iff kb < qb and both tiles are one and the same document. The padded tail is its own
-    document, so the last tile of a length that is not a multiple of BLOCK is never full: the kernel applies the
+    document, so the last tile of a length that is not a multiple of the tile is never full: the kernel applies the
     mask there.
     """
     from torch.nn.attention.flex_attention import BlockMask
 
     B, T = documents.shape
-    docs = padded_documents(documents)
-    n = docs.shape[1] // BLOCK
-    lo, hi = docs[:, ::BLOCK], docs[:, BLOCK - 1::BLOCK]                       # [B, n] each
+    docs = padded_documents(documents, block)
+    n = docs.shape[1] // block
+    lo, hi = docs[:, ::block], docs[:, block - 1::block]                       # [B, n] each
     below = torch.ones(n, n, dtype=torch.bool, device=docs.device).tril()      # [q tile, k tile]: kb <= qb
     some = below & (hi.unsqueeze(1) >= lo.unsqueeze(2))                        # [B, qb, kb]
     full = below.tril(-1) & (lo.unsqueeze(1) == hi.unsqueeze(2))               # lo[kb] == hi[qb]: one document
@@ -123,7 +124,7 @@ def block_mask(documents: torch.Tensor):
     def same_document_causal(b, h, q, k):
         return (docs[b, q] == docs[b, k]) & (k <= q)
 
-    return BlockMask.from_kv_blocks(partial_count, partial_index, full_count, full_index, BLOCK_SIZE=BLOCK,
+    return BlockMask.from_kv_blocks(partial_count, partial_index, full_count, full_index, BLOCK_SIZE=block,
                                     mask_mod=same_document_causal, seq_lengths=(T, T))
 
 

@@ -37,14 +37,15 @@ def windows(T, seed=0, rows=3):
     return x
 
 
+@pytest.mark.parametrize("block", [docmask.BLOCK, 64])
 @pytest.mark.parametrize("T", LENGTHS + [1, 200])
-def test_block_mask_is_the_dense_mask_in_tiles(T):
+def test_block_mask_is_the_dense_mask_in_tiles(T, block):
     docs = docmask.document_ids(windows(T), EOD)
-    bm = docmask.block_mask(docs)
-    assert bm.seq_lengths == (T, T)
-    n = -(-T // docmask.BLOCK)
-    pad = n * docmask.BLOCK - T
-    tiles = F.pad(docmask.dense_mask(docs), (0, pad, 0, pad)).view(3, 1, n, docmask.BLOCK, n, docmask.BLOCK)
+    bm = docmask.block_mask(docs, block) if block != docmask.BLOCK else docmask.block_mask(docs)
+    assert bm.seq_lengths == (T, T) and bm.BLOCK_SIZE == (block, block)
+    n = -(-T // block)
+    pad = n * block - T
+    tiles = F.pad(docmask.dense_mask(docs), (0, pad, 0, pad)).view(3, 1, n, block, n, block)
     # the tiles the kernel visits are those with an attended pair; those it runs without the mask are all True
     assert torch.equal(bm.to_dense().bool(), tiles.any(5).any(3))
     full = torch.zeros(3, 1, n, n, dtype=torch.bool)
@@ -52,7 +53,7 @@ def test_block_mask_is_the_dense_mask_in_tiles(T):
         for q in range(n):
             full[b, 0, q, bm.full_kv_indices[b, 0, q, :bm.full_kv_num_blocks[b, 0, q]].long()] = True
     assert not (full & ~tiles.all(5).all(3)).any()
-    if T >= 2 * docmask.BLOCK:   # the one-document row: every tile below the diagonal (inside T) is full
+    if T >= 2 * block:   # the one-document row: every tile below the diagonal (inside T) is full
         inside = n if pad == 0 else n - 1
         assert full[-1, 0].sum() == inside * (inside - 1) // 2
 
