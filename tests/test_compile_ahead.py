@@ -31,20 +31,31 @@ def recorded_graphs(monkeypatch) -> list:
     return graphs
 
 
+def ahead_then_run(spec, rt, tmp_path, monkeypatch) -> tuple[list, list]:
+    """(the graphs compile_ahead traced, the graphs the run then compiled itself, dynamo reset between as in a fresh
+    process)."""
+    graphs = recorded_graphs(monkeypatch)
+    assert compile_ahead(spec, rt) is not None
+    ahead = list(graphs)
+    torch._dynamo.reset()
+    graphs.clear()
+    run(spec, rt, tmp_path / "run")
+    return ahead, list(graphs)
+
+
+def assert_same_graphs(ahead: list, graphs: list) -> None:
+    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
+        assert inputs_a == inputs_r
+        assert code_a == code_r
+
+
 @pytest.mark.parametrize("mode", ["on", "regional"])
 def test_compile_ahead_traces_the_graphs_the_run_compiles(tmp_path, monkeypatch, mode):
     spec = tiny_spec(make_corpus(tmp_path / "syn"), steps=2)
     rt = runtime(compile=mode, checkpoint_every=2)
-    graphs = recorded_graphs(monkeypatch)
-    assert compile_ahead(spec, rt) is not None
-    ahead = list(graphs)
-    torch._dynamo.reset()   # as a fresh process: the run traces its own
-    graphs.clear()
-    run(spec, rt, tmp_path / "run")
+    ahead, graphs = ahead_then_run(spec, rt, tmp_path, monkeypatch)
     assert ahead and len(graphs) == len(ahead)   # evaluation runs eager: no graphs of its own
-    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
-        assert inputs_a == inputs_r
-        assert code_a == code_r
+    assert_same_graphs(ahead, graphs)
 
 
 @pytest.mark.parametrize("mode,eval_path", [("on", "compiled_eval"), ("regional", "regional_eval")])
@@ -58,19 +69,12 @@ def test_compile_ahead_also_traces_the_eval_graphs_the_run_compiles(tmp_path, mo
                                                                    "every_steps": 1})
     rt = runtime(compile=mode, checkpoint_every=2)
     monkeypatch.setattr(harness.train, eval_path, lambda hw, sharded, document_mask: hw.compile)
-    graphs = recorded_graphs(monkeypatch)
-    assert compile_ahead(spec, rt) is not None
-    ahead = list(graphs)
-    torch._dynamo.reset()
-    graphs.clear()
-    run(spec, rt, tmp_path / "run")
+    ahead, graphs = ahead_then_run(spec, rt, tmp_path, monkeypatch)
     # on: the step, then WindowLosses at the full set's call size (93 windows) and the curve subset's (9);
     # regional: the block and the tail with grad, then both again without grad (the eval's)
     assert len(graphs) == (3 if mode == "on" else 4)
     assert len(ahead) == len(graphs)
-    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
-        assert inputs_a == inputs_r
-        assert code_a == code_r
+    assert_same_graphs(ahead, graphs)
 
 
 @pytest.mark.parametrize("mode", ["on", "regional"])
@@ -80,13 +84,6 @@ def test_compile_ahead_traces_the_document_mask_step_the_run_compiles(tmp_path, 
     not the unmasked one of three inputs (a graph no masked run ever looks up)."""
     spec = tiny_spec(make_corpus(tmp_path / "syn"), steps=2, data={"document_mask": "on"})
     rt = runtime(compile=mode, checkpoint_every=2)
-    graphs = recorded_graphs(monkeypatch)
-    assert compile_ahead(spec, rt) is not None
-    ahead = list(graphs)
-    torch._dynamo.reset()
-    graphs.clear()
-    run(spec, rt, tmp_path / "run")
+    ahead, graphs = ahead_then_run(spec, rt, tmp_path, monkeypatch)
     assert ahead and len(graphs) == len(ahead)
-    for (code_a, inputs_a), (code_r, inputs_r) in zip(ahead, graphs):
-        assert inputs_a == inputs_r
-        assert code_a == code_r
+    assert_same_graphs(ahead, graphs)
