@@ -45,8 +45,6 @@ import time
 T_TOP, T_TOP_WALL = time.perf_counter(), time.time()   # before any other import: the script's first line
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import functools  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -198,21 +196,6 @@ def summary(d: dict, wall: float, top: int) -> str:
     if d["counters"]:
         line += f"\n      counters {json.dumps(d['counters'])}"
     return line + (f"\n      regions {regs}" if regs else "")
-
-
-@contextlib.contextmanager
-def compile_backend(backend: str):
-    """torch.compile with another backend for the duration (a CPU dry run without C++ compiles: eager)."""
-    import torch
-    if backend == "inductor":
-        yield
-        return
-    original = torch.compile
-    torch.compile = functools.partial(original, backend=backend)
-    try:
-        yield
-    finally:
-        torch.compile = original
 
 
 def backward_compile_s(regions: dict) -> float:
@@ -486,6 +469,7 @@ def main(argv=None) -> int:
     probe = CompileProbe()
     shapes = [tuple(int(v) for v in s.split("/")) for s in a.shapes.split(",") if s]
     rows = []
+    from eval_profile import compile_backend  # here, after the timed imports (it imports torch and the harness)
     with compile_backend(a.backend):
         for i, (layers, micro) in enumerate(shapes):
             rows.append(profile_shape(rec, probe, a, hw, layers, micro, "first shape" if i == 0 else f"shape {i + 1}"))
