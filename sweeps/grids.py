@@ -262,18 +262,19 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
     n = cfg.get("samples")
     n = int(n) if n is not None else int(cfg.get("samples_per_domain", 4)) * K
     center = cfg.get("center", "uniform")
-    if center == "uniform":
-        if not select_ok(cfg, errors):
-            return None
-        alpha = np.full(K, float(cfg.get("alpha", 1.0)))
-        spread = cfg.get("select", "iid") == "spread"
-        W = np.array([rng.dirichlet(alpha) for _ in range(n * (SPREAD_POOL if spread else 1))])
-        W = spread_subset(W, np.full(K, 1 / K), n) if spread else W
-        return [dict(zip(domains, map(float, w))) for w in W]
-    if center != "natural":
+    if center not in ("natural", "uniform"):
         errors.append(f"grid.mixtures.center={center!r}: use natural (RegMix: around the corpus's token "
                       "proportions) or uniform")
         return None
+    if not select_ok(cfg, errors):
+        return None
+    select = cfg.get("select", "iid")
+    pool = n * (SPREAD_POOL if select == "spread" else 1)     # select=spread: candidates to choose from
+    if center == "uniform":
+        mean = np.full(K, 1 / K)
+        alpha = np.full(K, float(cfg.get("alpha", 1.0)))
+        W = np.array([rng.dirichlet(alpha) for _ in range(pool)])
+        return _as_mixtures(spread_subset(W, mean, n) if select == "spread" else W, domains)
     nat = natural_weights(cfg, domains, errors)
     if nat is None:
         return None
@@ -283,15 +284,16 @@ def dirichlet_mixtures(cfg: dict, domains: list[str], errors: list[str]) -> list
         errors.append(f"grid.mixtures.concentration={conc}: a positive number or [lo, hi] with 0 < lo <= hi")
         return None
     base = np.maximum(np.array([nat[d] for d in domains]), 1e-3)     # a domain with no tokens still gets sampled
-    select = cfg.get("select", "iid")
-    if not select_ok(cfg, errors):
-        return None
     mean = base / base.sum()
     W = []
-    for _ in range(n * (SPREAD_POOL if select == "spread" else 1)):     # select=spread: candidates to choose from
+    for _ in range(pool):
         c = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         W.append(rng.dirichlet(c * K * mean))
-    W = spread_subset(np.array(W), mean, n) if select == "spread" else np.array(W)
+    W = np.array(W)
+    return _as_mixtures(spread_subset(W, mean, n) if select == "spread" else W, domains)
+
+
+def _as_mixtures(W: np.ndarray, domains: list[str]) -> list[dict[str, float]]:
     return [dict(zip(domains, map(float, w))) for w in W]
 
 
