@@ -7,6 +7,8 @@ document ids, the [B, H, T, hd] <-> [B * T, H, hd] packing, torch's varlen_attn 
 autograd, and torch.compile (aot_eager) with the graph break at `sequences`. The flash kernel itself is checked
 against the dense mask on the GPU (the CUDA-only test below; bench/gpu_docmask.sh, logits and gradients).
 """
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,12 +64,33 @@ def reference_backward(grad_out, query, key, value, out, lse, cu_seq_q, cu_seq_k
     return tuple(grads)
 
 
+_REFERENCE = {"registered": False, "on": False}
+
+
+def _only_in_tests(fn):
+    """fn as a CPU kernel that answers only while a varlen_on_cpu test runs, and otherwise fails as torch's op does
+    without a CPU kernel: a kernel cannot be unregistered, and one left answering leaked into every later test of
+    the process (tests/test_docmask_kernels.py expects varlen refused on the CPU)."""
+    @functools.wraps(fn)
+    def kernel(*args, **kwargs):
+        if not _REFERENCE["on"]:
+            raise NotImplementedError("torch's varlen attention has no CPU kernel (tests/test_docmask_varlen.py's "
+                                      "reference answers only inside its own tests)")
+        return fn(*args, **kwargs)
+    return kernel
+
+
 @pytest.fixture
 def varlen_on_cpu():
-    """torch's varlen op with the reference as its CPU kernel (forward and backward ops)."""
+    """torch's varlen op with the reference as its CPU kernel (forward and backward ops), for this test only."""
     from torch.nn.attention import varlen
-    varlen._varlen_attn.register_kernel("cpu", reference_forward)
-    varlen._varlen_attn_backward.register_kernel("cpu", reference_backward)
+    if not _REFERENCE["registered"]:
+        varlen._varlen_attn.register_kernel("cpu", _only_in_tests(reference_forward))
+        varlen._varlen_attn_backward.register_kernel("cpu", _only_in_tests(reference_backward))
+        _REFERENCE["registered"] = True
+    _REFERENCE["on"] = True
+    yield
+    _REFERENCE["on"] = False
 
 
 def windows(T, rows=3, seed=0):
