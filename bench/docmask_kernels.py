@@ -30,6 +30,10 @@ Kernels (group "off": the causal mask over the whole row, what masks off compute
       CPU backward; its output is checked, not timed). At 64, if the default kernel
       tiles refuse it (their BLOCK_M / BLOCK_N must divide the mask's tile), again with kernel_options BLOCK_M =
       BLOCK_N = 64; the row says which.
+  flex_tma_b128 (doc): flex_b128 with kernel_options USE_TMA (Hopper's tensor-memory loads; off by default on CUDA).
+  flex_auto_b128, flex_auto_b64 (doc): flex at tile 128 / 64 compiled with mode max-autotune-no-cudagraphs: Inductor
+      times its flex configs (tiles, stages, warps; forward and backward) and prints its choice ("AUTOTUNE
+      flex_attention..." in the log), i.e. the ceiling of tuning flex's kernel options on this GPU.
 A kernel that raises is "accepted: no" with its error's first lines (a CUDA fault can make the kernels after it in
 the same process fail too: the first refusal is the one to read). Flash attention implementations registered with
 torch.nn.attention (FA3 / FA4: external packages) are listed, not run.
@@ -71,13 +75,17 @@ from model_zoo import counting, docmask  # noqa: E402
 
 OFF = ("sdpa_default", "sdpa_flash", "sdpa_cudnn", "sdpa_efficient")
 DOC = ("varlen", "varlen_maxlen", "njt_default", "njt_flash", "njt_efficient", "njt_cudnn", "sdpa_dense_mask",
-       "flex_b128", "varlen_compiled", "njt_compiled", "flex_b64")
+       "flex_b128", "varlen_compiled", "njt_compiled", "flex_b64", "flex_tma_b128", "flex_auto_b128", "flex_auto_b64")
 KERNELS = OFF + DOC
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "default": None}
 # bench/gpu_docmask_kernels.sh runs the untried ones (the 64 tile, compiled nested tensors) in a second process, so
 # that a fault there (a CUDA error poisons the process) cannot take the others' results with it
 EXTRA = ("varlen_compiled", "njt_compiled", "flex_b64")
+# flex's kernel tiles and stages beyond Inductor's default for this GPU (bench/gpu_docmask_kernels.sh TUNE=1 runs them
+# in their own processes): TMA loads, and Inductor's autotuning over its flex configs, whose choice it prints to stderr
+TUNED = ("flex_tma_b128", "flex_auto_b128", "flex_auto_b64")
+EXTRA += TUNED
 DEFAULT_KERNELS = " ".join(k for k in KERNELS if k not in EXTRA)
 
 
@@ -173,12 +181,15 @@ def build(name: str, w: Width):
         return "packed", lambda q, k, v: varlen_attn(q, k, v, w.cu, w.cu, m, m, **causal), f"max_len {m}"
     if name.startswith("njt_"):
         return "packed", lambda q, k, v, b=name[4:]: nested_sdpa(q, k, v, w.cu_long, w, b), ""
-    if name.startswith("flex_b"):
+    if name.startswith("flex_"):
         from torch.nn.attention.flex_attention import flex_attention
-        block = int(name[6:])
+        block = int(name.rsplit("_b", 1)[1])
         bm = docmask.block_mask(w.documents, block)
-        flex = torch.compile(flex_attention, dynamic=False) if w.device == "cuda" else flex_attention
-        return "bhtd", lambda q, k, v, **kw: flex(q, k, v, block_mask=bm, **kw), f"tile {block}"
+        options = {"kernel_options": {"USE_TMA": True}} if "_tma_" in name else {}
+        mode = "max-autotune-no-cudagraphs" if "_auto_" in name else None
+        flex = torch.compile(flex_attention, dynamic=False, mode=mode) if w.device == "cuda" else flex_attention
+        note = f"tile {block}" + (", USE_TMA" if options else "") + (f", {mode}" if mode else "")
+        return "bhtd", lambda q, k, v, **kw: flex(q, k, v, block_mask=bm, **{**options, **kw}), note
     raise ValueError(f"--kernels: unknown kernel {name!r}; known: {', '.join(KERNELS)}")
 
 
@@ -261,7 +272,7 @@ def width_main(d: int, names: list[str], a) -> dict:
             try:
                 out, grads = fwd_bwd(fn, *args)
             except Exception as e:
-                if not name.startswith("flex_b") or name == "flex_b128" or a.device == "cpu":
+                if name != "flex_b64" or a.device == "cpu":
                     raise
                 r["default_tiles_error"] = first_line(e)          # the kernel's tiles do not divide the mask's
                 kw = {"kernel_options": {"BLOCK_M": int(name[6:]), "BLOCK_N": int(name[6:])}}
@@ -270,7 +281,7 @@ def width_main(d: int, names: list[str], a) -> dict:
             sync(a.device)
         except Exception as e:   # a kernel this torch, device or dtype does not take: recorded, the others go on
             r["error"] = first_line(e)
-            if a.device == "cpu" and name.startswith("flex_b"):
+            if a.device == "cpu" and name.startswith("flex_"):
                 # eager flex has no CPU backward: its forward still checks the block mask against the reference
                 with torch.no_grad():
                     out = fn(*(x.detach() for x in args[:3]))
@@ -284,7 +295,7 @@ def width_main(d: int, names: list[str], a) -> dict:
             print(f"d={d} {name}: not accepted: {r['error']}", flush=True)
             continue
         r.update(accepted=True, layout=layout, note=note, first_call_s=time.perf_counter() - t)
-        if name.endswith("_compiled") or (name.startswith("flex_b") and a.device == "cuda"):
+        if name.endswith("_compiled") or (name.startswith("flex_") and a.device == "cuda"):
             r.update(graphs=counters["stats"]["unique_graphs"] - g0,
                      graph_breaks=sum(counters["graph_break"].values()) - sum(b0.values()),
                      break_reasons=[k[:200] for k, n in counters["graph_break"].items() if n > b0.get(k, 0)][:4])

@@ -6,6 +6,8 @@
 # against an fp32 reference; bench/docmask_kernels.py's docstring says what exactly.
 #
 #   OUT=/tmp/out bash bench/gpu_docmask_kernels.sh   # from the repository root; LIMIT=225 s (under 4 minutes in all)
+#   TUNE=1 LIMIT=420 OUT=/tmp/out bash bench/gpu_docmask_kernels.sh   # instead: flex tuned (USE_TMA; Inductor's
+#                                                       # autotuning, its choices in logs/auto.log) beside varlen and off
 #
 # Two processes one after the other (never together: the timings are the GPU's alone): the kernels used or tried before
 # (main), then sdpa_default with the untried ones (extra: varlen and nested SDPA inside torch.compile, flex at tile 64;
@@ -41,9 +43,17 @@ part() {
   grep -E '^(d=|wrote|cpu dry)' "$OUT/logs/$name.log"
   return 0
 }
-l=$(( $(left) - 90 ))
-part main $(( l < 140 ? l : 140 ))
-part extra $(( $(left) - 8 )) --kernels "'sdpa_default varlen_compiled njt_compiled flex_b64'"
+if [ "${TUNE:-0}" = 1 ]; then   # flex's tuned candidates, each mode in its own process, beside varlen and masks off
+  l=$(( $(left) / 3 ))
+  part tma $l --kernels "'sdpa_default varlen flex_b128 flex_tma_b128'"
+  part auto $(( $(left) - 8 )) --kernels "'sdpa_default varlen flex_auto_b128 flex_auto_b64'"
+else
+  l=$(( $(left) - 90 ))
+  part main $(( l < 140 ? l : 140 ))
+  part extra $(( $(left) - 8 )) --kernels "'sdpa_default varlen_compiled njt_compiled flex_b64'"
+fi
 python bench/docmask_kernels.py --out "$OUT" --table > "$OUT/logs/table.log" 2>&1
-{ echo "parts:"; cat "$OUT/status.txt"; echo "wall $((SECONDS - START)) s"; } >> "$OUT/kernels.txt"
+{ echo "parts:"; cat "$OUT/status.txt"; echo "wall $((SECONDS - START)) s"
+  [ -f "$OUT/logs/auto.log" ] && { echo "Inductor's autotuning (its top choices a kernel and shape):"
+    grep -A6 '^AUTOTUNE' "$OUT/logs/auto.log" | grep -v '^strides\|^dtypes' | cut -c1-400; }; } >> "$OUT/kernels.txt"
 cat "$OUT/kernels.txt"
