@@ -206,7 +206,7 @@ def width_main(a) -> None:
                               first_loss=v.first_loss, first_grad_norm=v.first_grad_norm,
                               flops_per_token_exact=counting.training_flops(spec, tokens, pairs) / tokens,
                               attention_pair_frac=pairs / causal,
-                              flex_tile_pair_frac=counting.block_pairs(docs) / causal if name == "flex" else None,
+                              flex_tile_pair_frac=counting.block_pairs(docs, docmask.BLOCK) / causal if name == "flex" else None,
                               varlen_kernel=bool(docmask._VARLEN) if name.startswith("varlen") else None)
         if a.device == "cuda":
             torch.cuda.empty_cache()   # processes waiting for their turn hold weights and optimizer state only

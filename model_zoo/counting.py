@@ -45,9 +45,9 @@ window that is one document has T (T + 1) / 2 pairs, not the T^2 / 2 of the conv
 `training_flops(spec, tokens, pairs)` = 3 x (weight matmuls per token x tokens + 4 d L per pair):
 the FLOPs of the attended pairs, the useful work, and what every kernel is credited with (MFU). The
 kernels execute more, in whole tiles (masking inside partial ones). Flex (docmask.ATTENTION = "flex")
-computes every 128 x 128 tile of a row's [T, T] grid that holds an attended pair, tiles across a
-document boundary included: `block_pairs(documents)` pairs, a few percent more at documents of
-hundreds of tokens. Varlen (the flash kernel, "varlen") never pairs two documents: each document is
+computes every tile (docmask.BLOCK: 128 x 128) of a row's [T, T] grid that holds an attended pair,
+tiles across a document boundary included: `block_pairs(documents, docmask.BLOCK)` pairs, a few
+percent more at documents of hundreds of tokens. Varlen (the flash kernel, "varlen") never pairs two documents: each document is
 its own sequence, computed in the kernel's tiles (their size is the kernel's, by GPU and head
 dimension) up to its diagonal and its last token, so it executes the attended pairs plus less than a
 tile row and column per query tile of each document: fewer than flex wherever a tile straddles two

@@ -69,8 +69,20 @@ def dense_mask(documents: torch.Tensor) -> torch.Tensor:
     return ((documents.unsqueeze(2) == documents.unsqueeze(1)) & causal).unsqueeze(1)
 
 
-# Flex's tile (query rows x key columns) and the granularity of the BlockMask built here.
+# Flex's tile (query rows x key columns): the granularity of the BlockMask built here, which the kernels' blocks
+# (FLEX_KERNEL_OPTIONS) must divide. A 64 tile computes fewer pairs whole, and was faster still under autotuning
+# (bench/README.md, "Flex tuned for document masks on the H200, session 13"), but torch 2.11's Inductor checks the
+# tile against its default blocks for the GPU (128 on Hopper) before it reads kernel options, and refuses it.
 BLOCK = 128
+
+# The flex kernels' blocks, stages and warps (Inductor's Triton templates, CUDA inside torch.compile): what Inductor's
+# own autotuning (mode max-autotune) chose at this tile on an H200 for head dimension 64, the same at d 128, 384 and
+# 768 (bench/gpu_docmask_kernels.sh TUNE=1): forward 128 x 64, backward BLOCK_M1 32 / BLOCK_N1 64 / BLOCK_M2 64 /
+# BLOCK_N2 32, 3 stages and 4 warps both ways; attention alone 1.04-1.05x masks off's cuDNN kernel, where Inductor's
+# untuned Hopper defaults (forward 128 x 128, backward 64 / 128 / 128 / 64, 8 warps) took 1.47-1.50x. Named here so
+# that training does not autotune (tens of seconds a shape). Other GPUs: valid, untuned.
+FLEX_KERNEL_OPTIONS = {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32,
+                       "num_stages": 3, "num_warps": 4}
 
 
 def padded_documents(documents: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
@@ -305,4 +317,5 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
     if isinstance(mask, Sequences):
         return attend_varlen(q, k, v, mask)
     from torch.nn.attention.flex_attention import flex_attention
-    return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask)
+    options = FLEX_KERNEL_OPTIONS if q.is_cuda else None   # the CPU's eager flex has no Triton kernels to configure
+    return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask, kernel_options=options)

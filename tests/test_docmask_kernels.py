@@ -103,6 +103,11 @@ def test_table_and_bad_kernel(tmp_path, capsys):
         dk.run_main(args(out=str(tmp_path), kernels="nope", widths="128", tag="t"))
 
 
-def test_block_mask_default_tile_unchanged():
+def test_block_mask_default_tile_and_kernel_blocks_agree():
+    """The default tile is the one the kernel options were tuned at, and every kernel block divides it (Inductor
+    refuses a flex kernel whose blocks do not divide the BlockMask's tile)."""
     docs = docmask.document_ids(torch.tensor([[1, 2, 63, 4] * 64]), 63)
     assert docmask.block_mask(docs).BLOCK_SIZE == (docmask.BLOCK, docmask.BLOCK) == (128, 128)
+    blocks = {k: v for k, v in docmask.FLEX_KERNEL_OPTIONS.items() if k.startswith("BLOCK_")}
+    assert set(blocks) == {"BLOCK_M", "BLOCK_N", "BLOCK_M1", "BLOCK_N1", "BLOCK_M2", "BLOCK_N2"}
+    assert all(docmask.BLOCK % v == 0 for v in blocks.values()), blocks
