@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Per-document attention on one GPU (issue 18), one call: masks off vs varlen with the sequences built on the host
-# (varlen, the training loop's path) vs varlen built inside the step (varlen_old: a graph break and a host read a
-# forward) at d 128, 384 and 768 (compiled bf16, seq 1024), 3 interleaved rounds of 60 timed steps a variant; the
-# varlen kernel checked against the dense mask both ways (logits and gradients); everything in $OUT.
+# Per-document attention on one GPU (issue 18), one call: masks off vs flex with the tuned kernel options (the default,
+# model_zoo/docmask.py) vs varlen with the sequences built on the host at d 128, 384 and 768 (compiled bf16, seq 1024),
+# 3 interleaved rounds of 60 timed steps a variant; each kernel in CHECKS checked against the dense mask (logits and
+# gradients); everything in $OUT.
 #
 #   OUT=/tmp/out bash bench/gpu_docmask.sh          # from the repository root; LIMIT=330 s by default
 #   (PYTHONPATH=/tmp/site:$PWD where hydra/omegaconf/submitit wheels are installed to /tmp/site)
 #
 # One process a width (bench/docmask_bench.py --d D: every variant in it, each its own model, optimizer and compiled
-# step from the same weights), all widths in parallel, beside a compiled varlen smoke (T = 1023, vs SDPA with the
-# dense mask) and the agreement check (--agree varlen: compiled vs eager dense, bf16, logits and every gradient, the
-# old and the new way). Each process compiles and warms up under $LOCK's shared lock and times under the exclusive
-# one: the timed rounds run alone on the GPU and the CPU, once every compile is done. A width's rounds go
-# off, varlen_old, varlen, off, varlen_old, ... (a drift falls on all variants alike); its JSON is rewritten after
+# step from the same weights), all widths in parallel, beside a compiled smoke of each checked kernel (T = 1023, vs
+# SDPA with the dense mask) and the agreement check (--agree KERNEL: compiled vs eager dense, bf16 and fp32 where the
+# kernel takes it, logits and every gradient). Each process compiles and warms up under $LOCK's shared lock and times
+# under the exclusive one: the timed rounds run alone on the GPU and the CPU, once every compile is done. A width's
+# rounds go off, varlen, flex, off, varlen, ... (a drift falls on all variants alike); its JSON is rewritten after
 # each round, so a process cut by the time limit keeps its finished rounds. Then the attention alone at each width
 # (eager: causal SDPA vs varlen, forward + backward). A crashed smoke is run again with CUDA_LAUNCH_BLOCKING=1.
-# VARIANTS="off varlen_old varlen flex dense" adds flex and the dense mask; CHECKS="flex varlen" checks flex too.
+# VARIANTS may also name varlen_old (varlen with the sequences built inside the step: a graph break and a host read a
+# forward) and dense (the boolean mask through SDPA).
 # Needs torch with CUDA, numpy, flock.
 # A dry run of the plumbing on a CPU (the smoke fails there: no CUDA; eager, so every masked variant is the dense mask):
 #   OUT=/tmp/o DEVICE=cpu WIDTHS="64 128" BATCH=1 EXTRA="--seq 128 --doc-median 40" STEPS=2 LIMIT=3000 \
@@ -27,10 +28,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
 WIDTHS=${WIDTHS:-128 384 768}
-VARIANTS=${VARIANTS:-off varlen_old varlen}
+VARIANTS=${VARIANTS:-off varlen flex}
 STEPS=${STEPS:-60}       # timed steps a variant a round
 REPEATS=${REPEATS:-3}    # interleaved rounds
-CHECKS=${CHECKS:-varlen} # the kernels smoked and checked against the dense mask (flex's passed on 2026-12-01)
+CHECKS=${CHECKS:-flex varlen} # the kernels smoked and checked against the dense mask
 LIMIT=${LIMIT:-330}
 DEVICE=${DEVICE:-cuda}   # cpu: a dry run of this script's plumbing (eager; flex, varlen and the smoke need CUDA)
 WORK=${WORK:-/tmp/docmask-work}

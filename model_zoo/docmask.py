@@ -18,7 +18,7 @@ Implementations of one function:
   * `dense_mask`: a boolean [B, 1, T, T] mask for scaled_dot_product_attention. Used on CPU, and
     on CUDA when not compiling (the eager held-out eval; the memory-efficient kernel takes a mask).
   * `block_mask`: a flex-attention BlockMask (Dong et al. 2024), built once per forward and shared by
-    all layers, for CUDA inside torch.compile (ATTENTION = "flex"); tiles no query attends to are
+    all layers, for CUDA inside torch.compile (ATTENTION = "flex", the default); tiles no query attends to are
     skipped, tiles inside one document run without the mask.
   * `sequences`: varlen attention (ATTENTION = "varlen", CUDA inside torch.compile): every document of every
     row is a sequence of its own for torch's flash varlen kernel (torch.nn.attention.varlen), causal inside
@@ -141,19 +141,20 @@ def block_mask(documents: torch.Tensor, block: int = BLOCK):
 
 
 # The kernel compiled CUDA training uses for per-document attention (the one place it is chosen):
-#   "flex":   flex attention with a BlockMask (block_mask): in agreement with the dense mask (logits and gradients,
-#             fp32 and bf16, T = 1023), 1.11-1.12x its speed;
+#   "flex":   flex attention with a BlockMask (block_mask) and the tuned kernel options (FLEX_KERNEL_OPTIONS): in
+#             agreement with the dense mask (logits and gradients, fp32 and bf16, T = 1023); its mask is built inside
+#             the compiled step from the document ids (one graph, no host read);
 #   "varlen": torch's flash varlen kernel over the documents (sequences): in agreement with the dense mask (bf16,
 #             T = 1023, within bf16's own rounding); the training loop's batches carry the sequences built on the host
 #             (document_starts), so its compiled step is one graph with no host read; a forward without them builds
 #             them itself (sequences: one graph break and one host read, the document count, a forward);
 #   "dense":  the boolean [B, 1, T, T] mask through SDPA (the memory-efficient kernel).
-# Measured in one H200 call (bench/README.md, "Document masks: varlen against flex on the H200, session 9"; 20 timed
-# steps each, compiled bf16, seq 1024), tokens/s against masks off at d 128 / 384 / 768: varlen 0.999 / 0.935 / 0.951,
-# flex 1.026 / 0.923 / 0.927. Varlen is the default: 1.2-2.6% faster than flex where attention costs most (d >= 384),
-# 2.7% slower at d 128 (both at or above masks off there).
+# Measured in one H200 call (bench/README.md, "Flex tuned for document masks on the H200, session 13"; 3 interleaved
+# rounds of 60 steps, compiled bf16, seq 1024, median document 400 tokens), tokens/s against masks off at d 128 / 384
+# / 768: flex 0.978 / 0.967 / 0.972, varlen 0.956 / 0.933 / 0.945. Flex is the default: the tuned kernel is faster
+# than varlen's flash kernel at every width (the untuned one was slower, session 9).
 # CPU runs, eager CUDA forwards (the held-out eval) and fp32 CUDA attention under "varlen" take the dense mask.
-ATTENTION = "varlen"
+ATTENTION = "flex"
 ATTENTIONS = ("flex", "varlen", "dense")
 
 
