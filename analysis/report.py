@@ -254,7 +254,11 @@ def attention_setting(runs: pd.DataFrame) -> str:
     if len(counts) > 1:
         return ("Attention: **mixed** — " + ", ".join(f"{n} runs with {what.get(k, k)}" for k, n in counts.items())
                 + "; their losses are not on one footing.")
-    return f"Attention: {what.get(next(iter(counts), 'off'), next(iter(counts), 'off'))}."
+    kernels = (runs.loc[masks == "on", "attention"].dropna().value_counts().to_dict()
+               if "attention" in runs else {})   # results written before the column: unknown, not said
+    kernel = ("; kernel: " + ", ".join(f"{k} ({n} runs)" if len(kernels) > 1 else k for k, n in kernels.items())
+              if kernels else "")
+    return f"Attention: {what.get(next(iter(counts), 'off'), next(iter(counts), 'off'))}{kernel}."
 
 
 def section_fits(ctx: Context):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import model_zoo
+from model_zoo import docmask
 from harness import distributed, preflight
 from harness.checkpoint import rng_state, set_rng_state
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
@@ -588,6 +589,8 @@ class Trainer:
             row.update(world_size=self.d.world, parallel=self.d.parallel)
         if self.flops_masked is not None:   # `flops` keeps the grid's convention; this one counts the mask
             row.update(flops_masked=self.flops_masked)
+        if self.spec.data.document_mask == "on":   # the kernel the masks ran in (the report names it)
+            row.update(attention=docmask.training_kernel(self.hw.device.type, self.hw.compile, self.hw.dtype))
         row.update(self.timing_so_far(), time_train_s=steady_s)
         if self.branch:  # forked from a trunk: the tokens and FLOPs above are the whole run's, this dir spent the rest
             start = self.branch["branch_start_tokens"]

@@ -164,6 +164,17 @@ def _checked_attention() -> str:
     return ATTENTION
 
 
+def training_kernel(device_type: str, compiled: bool, dtype: torch.dtype) -> str:
+    """Which of ATTENTIONS a training step with document masks runs on `device_type` (compiled or not) in `dtype`:
+    what a run records (result.json's `attention`), the same decision as wants_flex / wants_varlen / attend."""
+    kind = _checked_attention()
+    if device_type != "cuda" or not compiled:
+        return "dense"
+    if kind == "varlen" and (dtype == torch.float32 or not varlen_kernel()):
+        return "dense"   # the flash kernels take fp16 / bf16; a torch without varlen takes the dense mask
+    return kind
+
+
 def wants_flex(documents: torch.Tensor) -> bool:
     """Whether this forward takes the flex path: ATTENTION = "flex" on CUDA inside torch.compile, where flex is a
     fused kernel (eager flex materializes the scores; flex has no CPU backward)."""

@@ -155,8 +155,29 @@ def test_sweep_with_masks_on_runs_end_to_end_and_the_report_states_it(tmp_path, 
         run(r.spec, p.runtime, p.run_dir(r), sweep="chinchilla")
     rows = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "chinchilla").glob("*/result.json")]
     assert len(rows) == 2 and all(x["document_mask"] == "on" and x["flops_masked"] > 0 for x in rows)
+    assert all(x["attention"] == "dense" for x in rows)   # the CPU's kernel for the masks, recorded with the run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ctx = report.build_context(results.load(tmp_path / "runs" / "chinchilla"), FitConfig(n_bootstrap=0))
         md, _ = report.render(ctx, tmp_path / "report", "masks")
     assert "Attention: per-document attention (data.document_mask=on" in md.read_text()
+    assert "; kernel: dense." in md.read_text()
+
+
+def test_training_kernel_names_what_the_step_runs(monkeypatch):
+    """result.json's `attention`: the CPU and eager steps take the dense mask; compiled CUDA steps the chosen
+    kernel, except varlen in fp32 or in a torch without it (the dense mask, as attend does)."""
+    assert docmask.training_kernel("cpu", True, torch.float32) == "dense"
+    assert docmask.training_kernel("cuda", False, torch.bfloat16) == "dense"
+    assert docmask.ATTENTION == "flex"   # the default (bench/README.md, session 13)
+    assert docmask.training_kernel("cuda", True, torch.bfloat16) == "flex"
+    assert docmask.training_kernel("cuda", True, torch.float32) == "flex"
+    monkeypatch.setattr(docmask, "ATTENTION", "varlen")
+    monkeypatch.setattr(docmask, "_VARLEN", (object(), {"window_size": (-1, 0)}))
+    assert docmask.training_kernel("cuda", True, torch.bfloat16) == "varlen"
+    assert docmask.training_kernel("cuda", True, torch.float32) == "dense"
+    monkeypatch.setattr(docmask, "_VARLEN", False)
+    assert docmask.training_kernel("cuda", True, torch.bfloat16) == "dense"
+    monkeypatch.setattr(docmask, "ATTENTION", "flash")
+    with pytest.raises(ValueError, match="ATTENTION='flash'"):
+        docmask.training_kernel("cuda", True, torch.bfloat16)
