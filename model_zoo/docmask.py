@@ -80,9 +80,18 @@ BLOCK = 128
 # 768 (bench/gpu_docmask_kernels.sh TUNE=1): forward 128 x 64, backward BLOCK_M1 32 / BLOCK_N1 64 / BLOCK_M2 64 /
 # BLOCK_N2 32, 3 stages and 4 warps both ways; attention alone 1.04-1.05x masks off's cuDNN kernel, where Inductor's
 # untuned Hopper defaults (forward 128 x 128, backward 64 / 128 / 128 / 64, 8 warps) took 1.47-1.50x. Named here so
-# that training does not autotune (tens of seconds a shape). Other GPUs: valid, untuned.
+# that training does not autotune (tens of seconds a shape). Other GPUs: valid, untuned. Only at the head dimension
+# they were tuned for (FLEX_TUNED_HEAD_DIM, the GPU ladder's): a larger head needs more shared memory a block than
+# smaller GPUs have, so other heads keep Inductor's own choice.
 FLEX_KERNEL_OPTIONS = {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32,
                        "num_stages": 3, "num_warps": 4}
+FLEX_TUNED_HEAD_DIM = 64
+
+
+def flex_kernel_options(q: torch.Tensor) -> dict | None:
+    """The kernel options flex gets for queries q [B, H, T, hd]: FLEX_KERNEL_OPTIONS on CUDA at the tuned head
+    dimension, else None (Inductor's defaults; the CPU's eager flex has no Triton kernels to configure)."""
+    return dict(FLEX_KERNEL_OPTIONS) if q.is_cuda and q.shape[-1] == FLEX_TUNED_HEAD_DIM else None
 
 
 def padded_documents(documents: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
@@ -329,5 +338,5 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
     if isinstance(mask, Sequences):
         return attend_varlen(q, k, v, mask)
     from torch.nn.attention.flex_attention import flex_attention
-    options = FLEX_KERNEL_OPTIONS if q.is_cuda else None   # the CPU's eager flex has no Triton kernels to configure
-    return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask, kernel_options=options)
+    return flex_attention(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=mask,
+                          kernel_options=flex_kernel_options(q))

@@ -111,3 +111,10 @@ def test_block_mask_default_tile_and_kernel_blocks_agree():
     blocks = {k: v for k, v in docmask.FLEX_KERNEL_OPTIONS.items() if k.startswith("BLOCK_")}
     assert set(blocks) == {"BLOCK_M", "BLOCK_N", "BLOCK_M1", "BLOCK_N1", "BLOCK_M2", "BLOCK_N2"}
     assert all(docmask.BLOCK % v == 0 for v in blocks.values()), blocks
+    # given only where they were tuned: CUDA at head dimension 64 (a copy: a kernel may not change the module's)
+    q = torch.zeros(1, 1, 8, 64)
+    assert docmask.flex_kernel_options(q) is None                                       # the CPU: eager flex
+    cuda_q = type("Q", (), {"is_cuda": True, "shape": (1, 1, 8, 64)})()
+    assert docmask.flex_kernel_options(cuda_q) == docmask.FLEX_KERNEL_OPTIONS
+    assert docmask.flex_kernel_options(cuda_q) is not docmask.FLEX_KERNEL_OPTIONS
+    assert docmask.flex_kernel_options(type("Q", (), {"is_cuda": True, "shape": (1, 1, 8, 128)})()) is None
