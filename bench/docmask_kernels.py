@@ -31,6 +31,8 @@ Kernels (group "off": the causal mask over the whole row, what masks off compute
       tiles refuse it (their BLOCK_M / BLOCK_N must divide the mask's tile), again with kernel_options BLOCK_M =
       BLOCK_N = 64; the row says which.
   flex_tma_b128 (doc): flex_b128 with kernel_options USE_TMA (Hopper's tensor-memory loads; off by default on CUDA).
+  flex_opts_b128 (doc): flex_b128 with model_zoo.docmask.FLEX_KERNEL_OPTIONS, the blocks training uses (the
+      autotuner's choice below, measured on an H200).
   flex_auto_b128, flex_auto_b64 (doc): flex at tile 128 / 64 compiled with mode max-autotune-no-cudagraphs: Inductor
       times its flex configs (tiles, stages, warps; forward and backward) and prints its choice ("AUTOTUNE
       flex_attention..." in the log), i.e. the ceiling of tuning flex's kernel options on this GPU.
@@ -75,7 +77,8 @@ from model_zoo import counting, docmask  # noqa: E402
 
 OFF = ("sdpa_default", "sdpa_flash", "sdpa_cudnn", "sdpa_efficient")
 DOC = ("varlen", "varlen_maxlen", "njt_default", "njt_flash", "njt_efficient", "njt_cudnn", "sdpa_dense_mask",
-       "flex_b128", "varlen_compiled", "njt_compiled", "flex_b64", "flex_tma_b128", "flex_auto_b128", "flex_auto_b64")
+       "flex_b128", "varlen_compiled", "njt_compiled", "flex_b64", "flex_tma_b128", "flex_auto_b128", "flex_auto_b64",
+       "flex_opts_b128")
 KERNELS = OFF + DOC
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "default": None}
@@ -84,7 +87,7 @@ BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTEN
 EXTRA = ("varlen_compiled", "njt_compiled", "flex_b64")
 # flex's kernel tiles and stages beyond Inductor's default for this GPU (bench/gpu_docmask_kernels.sh TUNE=1 runs them
 # in their own processes): TMA loads, and Inductor's autotuning over its flex configs, whose choice it prints to stderr
-TUNED = ("flex_tma_b128", "flex_auto_b128", "flex_auto_b64")
+TUNED = ("flex_tma_b128", "flex_auto_b128", "flex_auto_b64", "flex_opts_b128")
 EXTRA += TUNED
 DEFAULT_KERNELS = " ".join(k for k in KERNELS if k not in EXTRA)
 
@@ -185,10 +188,12 @@ def build(name: str, w: Width):
         from torch.nn.attention.flex_attention import flex_attention
         block = int(name.rsplit("_b", 1)[1])
         bm = docmask.block_mask(w.documents, block)
-        options = {"kernel_options": {"USE_TMA": True}} if "_tma_" in name else {}
+        options = ({"kernel_options": {"USE_TMA": True}} if "_tma_" in name else
+                   {"kernel_options": dict(docmask.FLEX_KERNEL_OPTIONS)} if "_opts_" in name else {})
         mode = "max-autotune-no-cudagraphs" if "_auto_" in name else None
         flex = torch.compile(flex_attention, dynamic=False, mode=mode) if w.device == "cuda" else flex_attention
-        note = f"tile {block}" + (", USE_TMA" if options else "") + (f", {mode}" if mode else "")
+        note = (f"tile {block}" + (", USE_TMA" if "_tma_" in name else "")
+                + (", docmask.FLEX_KERNEL_OPTIONS" if "_opts_" in name else "") + (f", {mode}" if mode else ""))
         return "bhtd", lambda q, k, v, **kw: flex(q, k, v, block_mask=bm, **{**options, **kw}), note
     raise ValueError(f"--kernels: unknown kernel {name!r}; known: {', '.join(KERNELS)}")
 

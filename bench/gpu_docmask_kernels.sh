@@ -6,8 +6,8 @@
 # against an fp32 reference; bench/docmask_kernels.py's docstring says what exactly.
 #
 #   OUT=/tmp/out bash bench/gpu_docmask_kernels.sh   # from the repository root; LIMIT=225 s (under 4 minutes in all)
-#   TUNE=1 LIMIT=420 OUT=/tmp/out bash bench/gpu_docmask_kernels.sh   # instead: flex tuned (USE_TMA; Inductor's
-#                                                       # autotuning, its choices in logs/auto.log) beside varlen and off
+#   TUNE=1 LIMIT=420 OUT=/tmp/out bash bench/gpu_docmask_kernels.sh   # instead: flex tuned (USE_TMA; the options
+#     # training uses, docmask.FLEX_KERNEL_OPTIONS; Inductor's autotuning, its choices in logs/auto.log) beside varlen and off
 #
 # Two processes one after the other (never together: the timings are the GPU's alone): the kernels used or tried before
 # (main), then sdpa_default with the untried ones (extra: varlen and nested SDPA inside torch.compile, flex at tile 64;
@@ -45,7 +45,7 @@ part() {
 }
 if [ "${TUNE:-0}" = 1 ]; then   # flex's tuned candidates, each mode in its own process, beside varlen and masks off
   l=$(( $(left) / 3 ))
-  part tma $l --kernels "'sdpa_default varlen flex_b128 flex_tma_b128'"
+  part tma $l --kernels "'sdpa_default varlen flex_b128 flex_tma_b128 flex_opts_b128'"
   part auto $(( $(left) - 8 )) --kernels "'sdpa_default varlen flex_auto_b128 flex_auto_b64'"
 else
   l=$(( $(left) - 90 ))

@@ -54,7 +54,7 @@ def test_nested_views_are_the_documents():
 def test_dry_run_accepts_checks_and_refuses():
     a = args()
     r = dk.width_main(128, ["sdpa_default", "sdpa_dense_mask", "varlen", "njt_default", "flex_b128", "flex_b64",
-                               "flex_tma_b128", "flex_auto_b64"], a)
+                               "flex_tma_b128", "flex_auto_b64", "flex_opts_b128"], a)
     ks = r["kernels"]
     for name in ("sdpa_default", "sdpa_dense_mask"):
         assert ks[name]["accepted"] and ks[name]["agrees"] and ks[name]["ms"] > 0
@@ -64,7 +64,7 @@ def test_dry_run_accepts_checks_and_refuses():
     assert r["mask_effect"][0] > 100 * dk.TOL_FP32 and r["mask_effect"][1] > 100 * dk.TOL_FP32
     for name in ("varlen", "njt_default"):   # CUDA-only here: refused with the reason, not silently dropped
         assert not ks[name]["accepted"] and ks[name]["error"]
-    for name in ("flex_b128", "flex_b64", "flex_tma_b128", "flex_auto_b64"):   # no CPU backward: the forward checked
+    for name in ("flex_b128", "flex_b64", "flex_tma_b128", "flex_auto_b64", "flex_opts_b128"):   # forward only (CPU)
         assert ks[name]["forward_only"] and ks[name]["agrees_forward"], ks[name]
     assert "USE_TMA" in ks["flex_tma_b128"]["note"] and "tile 64, max-autotune" in ks["flex_auto_b64"]["note"]
 
