@@ -44,16 +44,17 @@ itself (a query at position p of its document attends p + 1 keys; the diagonal i
 window that is one document has T (T + 1) / 2 pairs, not the T^2 / 2 of the convention above).
 `training_flops(spec, tokens, pairs)` = 3 x (weight matmuls per token x tokens + 4 d L per pair):
 the FLOPs of the attended pairs, the useful work, and what every kernel is credited with (MFU). The
-kernels execute more, in whole tiles (masking inside partial ones). Flex (docmask.ATTENTION = "flex")
-computes every tile (docmask.BLOCK: 128 x 128) of a row's [T, T] grid that holds an attended pair,
-tiles across a document boundary included: `block_pairs(documents, docmask.BLOCK)` pairs, a few
-percent more at documents of hundreds of tokens. Varlen (the flash kernel, "varlen") never pairs two documents: each document is
-its own sequence, computed in the kernel's tiles (their size is the kernel's, by GPU and head
-dimension) up to its diagonal and its last token, so it executes the attended pairs plus less than a
-tile row and column per query tile of each document: fewer than flex wherever a tile straddles two
-documents, and for documents shorter than a tile mostly padding. Neither overcount is in the FLOPs
-here; the trainer logs the attended-pair count (metrics `flops_masked`), and bench/gpu_docmask.sh
-reports the attended and the flex-tile fractions for its batches.
+kernels execute more, in whole tiles (masking inside partial ones). Flex (docmask.ATTENTION =
+"flex") computes every tile (docmask.BLOCK: 128 x 128) of a row's [T, T] grid that holds an attended
+pair, tiles across a document boundary included: `block_pairs(documents, docmask.BLOCK)` pairs, a
+few percent more at documents of hundreds of tokens. Varlen (the flash kernel, "varlen") never pairs
+two documents: each document is its own sequence, computed in the kernel's tiles (their size is the
+kernel's, by GPU and head dimension) up to its diagonal and its last token, so it executes the
+attended pairs plus less than a tile row and column per query tile of each document: fewer than flex
+wherever a tile straddles two documents, and for documents shorter than a tile mostly padding.
+Neither overcount is in the FLOPs here; the trainer logs the attended-pair count (metrics
+`flops_masked`), and bench/gpu_docmask.sh reports the attended and the flex-tile fractions for its
+batches.
 
 `flops_per_token_6n` = 6 * params_active_nonembedding is Kaplan's C = 6 N D rule: it leaves out the
 head matmul and attention, and counts the tiny norm gains as if they were matmul weights.
