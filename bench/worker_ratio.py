@@ -36,6 +36,7 @@ def rows(sweep_dir: Path) -> list[dict]:
             out.append({"run_id": row["run_id"], "label": (grid or {}).get("label", ""), "flops": row.get("flops"),
                         "tokens": row.get("tokens"), "tokens_per_s": row.get("tokens_per_s"),
                         "first_window_s": first_window_s(f.parent, row.get("tokens_per_s")),
+                        "setup_phases": setup_phases(f.parent),
                         **{k: float(row.get(k) or 0.0) for k in COLUMNS}})
     return out
 
@@ -48,6 +49,22 @@ def first_window_s(run_dir: Path, tokens_per_s) -> float:
     if not first or not tokens_per_s:
         return 0.0
     return float(first["tokens"]) / float(tokens_per_s)
+
+
+def setup_phases(run_dir: Path) -> dict[str, float]:
+    """The run's set-up by phase, summed over its launches (metrics.jsonl's "setup" lines: device, model, data,
+    step, heldout, ...; harness.train's SetupClock), phase -> seconds."""
+    from harness.rundir import read_metrics
+    out: dict[str, float] = {}
+    for line in read_metrics(run_dir / "metrics.jsonl", kind="setup"):
+        for k, v in line.items():
+            if k.endswith("_s") and isinstance(v, (int, float)):
+                out[k.removesuffix("_s")] = out.get(k.removesuffix("_s"), 0.0) + float(v)
+    return out
+
+
+def phase_line(phases: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]) if v >= 0.005) or "-"
 
 
 def solo_times(rs: list[dict], solo_file: Path, mode: str | None) -> None:
@@ -122,6 +139,13 @@ def main(argv=None) -> int:
     fw = sum(r["first_window_s"] for r in rs)
     print(f"warm-up {total['time_warmup_s']:.1f} s = the first log windows' training at steady speed {fw:.1f} s "
           f"(in the solo sum too) + compiles, cache loads and first-step costs {total['time_warmup_s'] - fw:.1f} s")
+    summed: dict[str, float] = {}
+    for r in rs:
+        for k, v in r["setup_phases"].items():
+            summed[k] = summed.get(k, 0.0) + v
+    slowest = max(rs, key=lambda r: r["time_setup_s"])
+    print(f"set-up by phase, s, summed: {phase_line(summed)}; the slowest run's "
+          f"({slowest['label'] or slowest['run_id']}): {phase_line(slowest['setup_phases'])}")
     if a.t0 is not None and a.launch:
         from sweeps.timeline import read
         events = read(a.launch)

@@ -177,9 +177,11 @@ class Trainer:
         self.stream = MixtureStream(corpus, spec.data, B, spec.model.seq_len, spec.seed, total_tokens=spec.tokens,
                                     rank=d.rank, world=d.world)
         self.domains = list(self.stream.domains)
+        self.setup.lap("data")
         if not d.sharded:
             step_module = LossStep(self.model, spec.optim.z_loss, len(self.domains), eod_id=eod)
             self.loss_step = compile_step(step_module, self.hw)
+        self.setup.lap("step")
         self.heldout = HeldoutSet(corpus, spec.data, spec.eval.heldout_tokens, spec.model.seq_len,
                                   spec.eval.curve_tokens)
         self.eval_compiled = compiled_eval(self.hw, d.sharded, spec.data.document_mask)
@@ -192,7 +194,7 @@ class Trainer:
         if spec.eval.downstream or spec.eval.samples_tokens:
             from harness.downstream import InTraining  # torch-only; lm-eval is imported only for lm-eval tasks
             self.downstream_evals = InTraining(spec, corpus, self.hw.device, self.hw.autocast)
-        self.setup.lap("data")
+        self.setup.lap("heldout")   # the held-out set, the eval's choices, downstream tasks
         # one process: written off the training thread; save(wait=True) where the run stops or a reader follows
         self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main, background=True)
         self.stats = step_module.layout   # the named slices of the step's statistics vector

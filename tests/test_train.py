@@ -90,7 +90,8 @@ def test_a_short_run_learns_and_writes_the_contract(corpus, tmp_path, monkeypatc
     assert result["time_train_s"] == pytest.approx(55 * 256 / result["tokens_per_s"], rel=1e-6)
     (setup,) = metrics(out, "setup")                                   # the launch's set-up, phase by phase
     phases = {k: v for k, v in setup.items() if k.endswith("_s")}
-    assert set(phases) == {"device_s", "model_s", "data_s", "other_s", "resume_s", "prefetch_s", "tracker_s"}
+    assert set(phases) == {"device_s", "model_s", "data_s", "step_s", "heldout_s", "other_s", "resume_s", "prefetch_s",
+                           "tracker_s"}
     assert sum(phases.values()) == pytest.approx(result["time_setup_s"], abs=0.05)
     c = model_zoo.count(spec.model)
     assert result["flops"] == 60 * 256 * c.flops_per_token
