@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.rundir import read_json_object  # noqa: E402
+from harness.rundir import read_json_object, read_metrics  # noqa: E402
 
 COLUMNS = ("time_train_s", "time_warmup_s", "time_setup_s", "time_eval_s", "time_checkpoint_s", "wall_s")
 
@@ -33,30 +33,30 @@ def rows(sweep_dir: Path) -> list[dict]:
         row, _ = read_json_object(f)
         if row and row.get("run_id") == f.parent.name:
             grid, _ = read_json_object(f.parent / "grid.json")
+            metrics = read_metrics(f.parent / "metrics.jsonl")   # read once: the first window and the set-up
             out.append({"run_id": row["run_id"], "label": (grid or {}).get("label", ""), "flops": row.get("flops"),
                         "tokens": row.get("tokens"), "tokens_per_s": row.get("tokens_per_s"),
-                        "first_window_s": first_window_s(f.parent, row.get("tokens_per_s")),
-                        "setup_phases": setup_phases(f.parent),
+                        "first_window_s": first_window_s(metrics, row.get("tokens_per_s")),
+                        "setup_phases": setup_phases(metrics),
                         **{k: float(row.get(k) or 0.0) for k in COLUMNS}})
     return out
 
 
-def first_window_s(run_dir: Path, tokens_per_s) -> float:
+def first_window_s(metrics: list[dict], tokens_per_s) -> float:
     """The training inside time_warmup_s: the first log window's tokens at the run's steady tokens/s (the trainer
-    counts each launch's whole first window as warm-up; the solo time counts those tokens as training)."""
-    from harness.rundir import read_metrics
-    first = next(iter(read_metrics(run_dir / "metrics.jsonl", kind="train")), None)
+    counts each launch's whole first window as warm-up; the solo time counts those tokens as training). metrics:
+    the run's metrics.jsonl lines (harness.rundir.read_metrics)."""
+    first = next((x for x in metrics if x.get("kind") == "train"), None)
     if not first or not tokens_per_s:
         return 0.0
     return float(first["tokens"]) / float(tokens_per_s)
 
 
-def setup_phases(run_dir: Path) -> dict[str, float]:
-    """The run's set-up by phase, summed over its launches (metrics.jsonl's "setup" lines: device, model, data,
+def setup_phases(metrics: list[dict]) -> dict[str, float]:
+    """The run's set-up by phase, summed over its launches (its metrics.jsonl "setup" lines: device, model, data,
     step, heldout, ...; harness.train's SetupClock), phase -> seconds."""
-    from harness.rundir import read_metrics
     out: dict[str, float] = {}
-    for line in read_metrics(run_dir / "metrics.jsonl", kind="setup"):
+    for line in (x for x in metrics if x.get("kind") == "setup"):
         for k, v in line.items():
             if k.endswith("_s") and isinstance(v, (int, float)):
                 out[k.removesuffix("_s")] = out.get(k.removesuffix("_s"), 0.0) + float(v)

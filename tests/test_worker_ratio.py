@@ -3,6 +3,7 @@ written by hand (two finished runs, one with two launches)."""
 import json
 
 from bench import worker_ratio
+from harness.rundir import read_metrics
 
 
 def write_run(root, run_id, setups, train_s):
@@ -20,7 +21,7 @@ def write_run(root, run_id, setups, train_s):
 def test_ratio_and_setup_phases(tmp_path, capsys):
     write_run(tmp_path, "a", [{"device": 0.1, "data": 3.0, "step": 0.2}], train_s=10.0)
     write_run(tmp_path, "b", [{"device": 0.1, "data": 0.1}, {"data": 0.2, "heldout": 0.4}], train_s=30.0)
-    assert worker_ratio.setup_phases(tmp_path / "b") == {"device": 0.1, "data": 0.30000000000000004, "heldout": 0.4}
+    assert worker_ratio.setup_phases(read_metrics(tmp_path / "b" / "metrics.jsonl")) == {"device": 0.1, "data": 0.30000000000000004, "heldout": 0.4}
     assert worker_ratio.main([str(tmp_path), "--wall", "50"]) == 0
     out = capsys.readouterr().out
     # summed over runs and launches, largest first; then the run whose set-up took longest
