@@ -173,27 +173,31 @@ def _checked_attention() -> str:
     return ATTENTION
 
 
+def _path(on_cuda: bool, compiling: bool) -> str:
+    """The ATTENTION kind a forward takes: the chosen one on CUDA inside torch.compile, else "dense" (eager flex
+    materializes the scores and has no CPU backward; the flash kernels are CUDA-only; the eager held-out eval keeps
+    the dense mask's numerics)."""
+    kind = _checked_attention()
+    return kind if on_cuda and compiling else "dense"
+
+
 def training_kernel(device_type: str, compiled: bool, dtype: torch.dtype) -> str:
     """Which of ATTENTIONS a training step with document masks runs on `device_type` (compiled or not) in `dtype`:
-    what a run records (result.json's `attention`), the same decision as wants_flex / wants_varlen / attend."""
-    kind = _checked_attention()
-    if device_type != "cuda" or not compiled:
-        return "dense"
+    what a run records (result.json's `attention`); the forward's own choice (_path, attention_mask, attend)."""
+    kind = _path(device_type == "cuda", compiled)
     if kind == "varlen" and (dtype == torch.float32 or not varlen_kernel()):
         return "dense"   # the flash kernels take fp16 / bf16; a torch without varlen takes the dense mask
     return kind
 
 
 def wants_flex(documents: torch.Tensor) -> bool:
-    """Whether this forward takes the flex path: ATTENTION = "flex" on CUDA inside torch.compile, where flex is a
-    fused kernel (eager flex materializes the scores; flex has no CPU backward)."""
-    return _checked_attention() == "flex" and documents.is_cuda and torch.compiler.is_compiling()
+    """Whether this forward takes the flex path: ATTENTION = "flex" on CUDA inside torch.compile."""
+    return _path(documents.is_cuda, torch.compiler.is_compiling()) == "flex"
 
 
 def wants_varlen(documents: torch.Tensor) -> bool:
-    """Whether this forward takes the varlen path: ATTENTION = "varlen" on CUDA inside torch.compile (as flex: the
-    eager held-out eval keeps the dense mask's numerics; the flash kernels are CUDA-only)."""
-    return _checked_attention() == "varlen" and documents.is_cuda and torch.compiler.is_compiling()
+    """Whether this forward takes the varlen path: ATTENTION = "varlen" on CUDA inside torch.compile."""
+    return _path(documents.is_cuda, torch.compiler.is_compiling()) == "varlen"
 
 
 def attention_mask(documents: torch.Tensor, starts: torch.Tensor | None = None):
