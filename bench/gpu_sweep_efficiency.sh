@@ -84,14 +84,15 @@ grid_args() {
   [ "$CURVE_TOKENS" = 0 ] || ARGS+=("eval.curve_tokens=$CURVE_TOKENS")
 }
 
-# sweep <name> <compile> <budgets> <limit s> [<inductor cache>]: one timed sweep in a fresh root (its cache the
-# root's own, empty, unless given); leaves ROOT, T0, WALL, RC, LAUNCH
+# sweep <name> <compile> <budgets> <limit s> [<inductor cache> [<bytecode cache>]]: one timed sweep in a fresh root
+# (its caches the root's own, empty, unless given); leaves ROOT, T0, WALL, RC, LAUNCH
 sweep() {
-  local name=$1 mode=$2 budgets=$3 limit=$4 cache=${5:-}
+  local name=$1 mode=$2 budgets=$3 limit=$4 cache=${5:-} pycache=${6:-}
   ROOT=$(mktemp -d /tmp/gpu_eff_root.XXXXXX)
   grid_args "$mode" "$budgets"
   local args=("${ARGS[@]}" "sweep.root=$ROOT")
   [ -z "$cache" ] || args+=("sweep.inductor_cache=$cache")
+  [ -z "$pycache" ] || args+=("sweep.bytecode_cache=$pycache")
   mkdir -p "$W/$name"
   python sweep.py "${args[@]}" sweep.dry_run=true > "$W/$name/plan.txt" 2>&1 || { cat "$W/$name/plan.txt"; exit 1; }
   T0=$(date +%s.%N)
@@ -122,7 +123,7 @@ fi
 # solo <sweep dir> <cache dir> <root> <limit s>: step 3, each shape of the sweep's runs alone (solo.jsonl), its table
 solo() {
   # shellcheck disable=SC2086
-  TORCHINDUCTOR_CACHE_DIR=$2 timeout -s TERM -k 10 "$4" \
+  TORCHINDUCTOR_CACHE_DIR=$2 timeout -s TERM -k 10 "$4" "${SOLO_ENV[@]}" \
     python bench/solo_rates.py "$1" --steps "$SOLO_STEPS" --compile $SOLO_MODES \
     --root "$3" --out "$W/solo.jsonl" > "$W/solo.log" 2>&1
   echo "== solo: exit $? ($(wc -l < "$W/solo.jsonl" 2>/dev/null || echo 0) shape x mode lines; solo.log)" | tee -a "$W/summary.txt"
@@ -143,17 +144,29 @@ PY
 }
 
 LABEL="compile=$COMPILE"
+SOLO_ENV=(env)   # the solo step's environment (warm mode: the prefill's bytecode cache)
 if [ "$WARM_CACHE" = 1 ]; then
   # the grid's shapes compiled into a fresh cache by the solo runs, in a scratch root the timed sweep never sees
   WARM=$(mktemp -d /tmp/gpu_eff_warm.XXXXXX)
+  # the earlier sweeps' processes also left their Python bytecode where the product keeps it (sweeps.bytecode:
+  # only where the installed torch ships none and Python may not write it, e.g. the GPU machine's image)
+  if python -c 'import sys, sweeps.bytecode as b; sys.exit(0 if b.needed() else 1)'; then
+    PREFILL_ENV=(env -u PYTHONDONTWRITEBYTECODE "PYTHONPYCACHEPREFIX=$WARM/.pycache")
+    echo "bytecode: the installed torch has none and may not be written; the prefill's processes write theirs to" \
+      "$WARM/.pycache, the timed sweep's sweep.bytecode_cache" | tee -a "$W/summary.txt"
+  else PREFILL_ENV=(env); echo "bytecode: the installed torch has its own (no cache needed)" | tee -a "$W/summary.txt"; fi
   grid_args "$COMPILE" "$BUDGETS"
-  python bench/prepare_runs.py "${ARGS[@]}" "sweep.root=$WARM/prepared" > "$W/prepare.txt" 2>&1 \
+  "${PREFILL_ENV[@]}" python bench/prepare_runs.py "${ARGS[@]}" "sweep.root=$WARM/prepared" > "$W/prepare.txt" 2>&1 \
     || { cat "$W/prepare.txt"; exit 1; }
   echo "== prepared $(( $(wc -l < "$W/prepare.txt") - 1 )) run directories (prepare.txt), nothing launched; the" \
     "solo runs compile their shapes into $WARM/.inductor_cache" | tee -a "$W/summary.txt"
+  SOLO_ENV=("${PREFILL_ENV[@]}")
   solo "$(tail -n 1 "$W/prepare.txt")" "$WARM/.inductor_cache" "$WARM/solo" $(( $(left) - 300 ))
   (cd "$WARM/.inductor_cache" 2>/dev/null && find . -type f | sort) > "$W/cache_before.txt"
-  sweep sweep "$COMPILE" "$BUDGETS" $(( $(left) - 20 )) "$WARM/.inductor_cache"
+  PYC_BEFORE=$(find "$WARM/.pycache" -name '*.pyc' 2>/dev/null | wc -l)
+  sweep sweep "$COMPILE" "$BUDGETS" $(( $(left) - 20 )) "$WARM/.inductor_cache" "$WARM/.pycache"
+  echo "bytecode cache: $PYC_BEFORE .pyc after the prefill, $(find "$WARM/.pycache" -name '*.pyc' 2>/dev/null | wc -l)" \
+    "after the sweep" | tee -a "$W/summary.txt"
   # a file the sweep added to the cache is a graph (or kernel) the prefill did not compile: the sweep compiled it cold
   (cd "$WARM/.inductor_cache" && find . -type f | sort) | comm -13 "$W/cache_before.txt" - > "$W/cache_new.txt"
   echo "cache: $(wc -l < "$W/cache_before.txt") files after the prefill; the sweep added $(wc -l < "$W/cache_new.txt")" \

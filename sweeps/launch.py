@@ -33,7 +33,7 @@ from pathlib import Path
 from harness.branches import trunk_dir, write_group
 from harness.rundir import RunDir, read_json_object
 from harness.spec import SpecError
-from sweeps import grids, placement
+from sweeps import bytecode, grids, placement
 from sweeps.branching import trunks
 from sweeps.plan import Plan, plain_cfg, plan, plan_table
 from sweeps.progress import Progress
@@ -65,10 +65,14 @@ def start_ahead(config, p: Plan, folder: Path):
     n = min(parallelism(config, gpus) or 0, len(jobs)) if gpus is not None else 0
     if not n:
         return None
+    from harness.device import compile_mode
     from sweeps.pool import start_standby
+    rt = p.runtime
+    kind = "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and gpus) else "cpu"
     try:
         return start_standby(folder, n, inductor_cache=config.sweep.inductor_cache,
-                             threads=int(config.train.runtime.threads or 0))
+                             threads=int(config.train.runtime.threads or 0),
+                             compiles=compile_mode(rt, kind) != "off")
     except OSError:   # a full or read-only disk: the preparation below says so, with the fix; no workers ahead
         return None
 
@@ -198,12 +202,14 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
             raise refuse(f"dry run: nothing launched; {len(p.errors)} error(s) above must be fixed before a launch")
         print("dry run: nothing launched")
         return EXIT_DONE
-    standby = None
+    standby = cache = None
     try:
         try:
             p = plan(config)
             timeline.mark("planned", runs=len(p.runs))
             folder = launch_dir(config, p)
+            if is_local(config) and not config.sweep.status:   # before this process and its workers import torch
+                cache = bytecode.keep(config.sweep.bytecode_cache)
             # the workers' start (a process, torch, the trainer) overlaps the machine check (torch too, where it needs it)
             standby = None if p.blockers else start_ahead(config, p, folder)
             if blockers := p.blockers + (machine_errors(p.runtime) if is_local(config) else []):
@@ -211,6 +217,8 @@ def run_sweep(config, arguments: Sequence[str], launch: Callable, validate: Call
         except SpecError as e:
             if standby is not None:
                 standby.cancel()
+            if cache is not None:
+                cache.discard()
             raise refuse(f"sweep {config.sweep.get('name', '?')}: nothing launched, {e}") from None
         return launch_planned(config, arguments, launch, validate, configure, p, folder, timeline, standby,
                               started)

@@ -88,8 +88,10 @@ class Standby:
                     path.unlink()
 
 
-def start_standby(launch_dir: Path, n: int, *, inductor_cache: str | None, threads: int) -> Standby:
-    """n workers that import torch and the trainer now and start on the queue once run_pool writes it."""
+def start_standby(launch_dir: Path, n: int, *, inductor_cache: str | None, threads: int,
+                  compiles: bool = False) -> Standby:
+    """n workers that import torch and the trainer now and start on the queue once run_pool writes it (compiles:
+    the runs compile, so the workers also import the compiler ahead)."""
     launch_dir = Path(launch_dir).absolute()
     files = [launch_dir / f"worker{k}.log" for k in range(n)] + [launch_dir / TIMELINE_FILE]
     folders = {launch_dir, *launch_dir.parents}
@@ -103,7 +105,7 @@ def start_standby(launch_dir: Path, n: int, *, inductor_cache: str | None, threa
         for k in range(n):
             timeline.mark("worker_spawn", worker=k, standby=True)
             standby.procs.append(start(launch_dir, env, "sweeps.worker", str(k), "--standby",
-                                       log_name=f"worker{k}.log"))
+                                       *(["--compiles"] if compiles else []), log_name=f"worker{k}.log"))
     except BaseException:   # a full or read-only disk: none left running, nothing left behind
         standby.cancel()
         raise

@@ -96,7 +96,8 @@ SWEEP = Section({
     "max_parallel": INT(min=1, nullable=True, words=("auto",)), "jobs_per_gpu": POS_INT,
     "gpus": INT(min=0, nullable=True, words=("auto",)), "retries": INT(min=0), "max_epochs": POS_NUM,
     "device_kind": STR(), "throughput_table": STR(nullable=True), "price_per_gpu_hour": NUM(min=0),
-    "target_flops": NUM(above=0, nullable=True), "inductor_cache": STR(nullable=True), "progress_every_s": POS_NUM,
+    "target_flops": NUM(above=0, nullable=True), "inductor_cache": STR(nullable=True),
+    "bytecode_cache": STR(nullable=True), "progress_every_s": POS_NUM,
     "gpus_per_run": INT(min=1, words=("auto",)), "gpu_memory_gb": POS_NUM, "node_gpus": POS_INT,
     "multi_gpu_efficiency": NUM(above=0), "worker": BOOL, "compile_ahead": BOOL,
     "deadline_s": NUM(above=0, nullable=True)})

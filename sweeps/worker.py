@@ -226,14 +226,18 @@ def restart(queue_path: Path, k: int) -> None:
 # what a worker started ahead imports while it waits for its queue: torch, dynamo and the trainer (the first run
 # would import them), none of which starts CUDA, so the slot's GPU is still pinned before CUDA starts
 WARM_IMPORTS = ("torch._dynamo", "harness.train", *ENTRY.values())
+# ... and where the runs compile, what their first compile would import itself (1-3 s; bench/README.md "Imports on
+# the H200"), which starts no CUDA either
+COMPILE_IMPORTS = ("torch._inductor.compile_fx",)
 
 
-def stand_by(queue_path: Path, k: int, poll_s: float = 0.02) -> None:
+def stand_by(queue_path: Path, k: int, compiles: bool = False, poll_s: float = 0.02) -> None:
     """Import what the runs need, then wait for the queue file (sweeps.pool writes it once the sweep is checked and
     its run directories prepared; a refused sweep kills this process instead)."""
-    for name in WARM_IMPORTS:
+    for name in WARM_IMPORTS + (COMPILE_IMPORTS if compiles else ()):
         importlib.import_module(name)
-    Timeline(queue_path.parent).mark("worker_imported", worker=k, process_start=process_start())
+    Timeline(queue_path.parent).mark("worker_imported", worker=k, process_start=process_start(),
+                                     compiler=all(name in sys.modules for name in COMPILE_IMPORTS))
     while not queue_path.exists():
         time.sleep(poll_s)
 
@@ -245,9 +249,11 @@ def main(argv=None) -> int:
     p.add_argument("k", type=int, help="this worker's index in the launch")
     p.add_argument("--standby", action="store_true",
                    help="started before the queue exists: import the trainer, then wait for the queue file")
+    p.add_argument("--compiles", action="store_true",
+                   help="with --standby: the runs compile, so import what their first compile needs too")
     a = p.parse_args(argv)
     if a.standby:
-        stand_by(Path(a.queue), a.k)
+        stand_by(Path(a.queue), a.k, compiles=a.compiles)
     return serve(Path(a.queue), a.k, started_ahead=a.standby)
 
 

@@ -5,6 +5,7 @@ holds the same tensors, and a run killed between it and result.json resumes to t
 worker compiles a shape once, whichever run of that shape comes first."""
 import functools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_workers_started_ahead_wait_for_the_queue_then_train_runs_as_alone(alone
     root, specs = alone
     sweep_dir = root / "ahead"
     launch = sweep_dir / ".hydra" / "launch"
-    standby = start_standby(launch, 2, inductor_cache=None, threads=1)   # 2 started, the pool needs 1
+    standby = start_standby(launch, 2, inductor_cache=None, threads=1, compiles=True)   # 2 started, the pool needs 1
     spare = standby.procs[1]
     for s in specs:
         RunDir(sweep_dir / s.run_id).prepare(s, RT)
@@ -86,6 +87,8 @@ def test_workers_started_ahead_wait_for_the_queue_then_train_runs_as_alone(alone
     assert [e.get("standby") for e in spawned] == [True, True]           # no fresh worker was started
     ready = [e for e in events if e["event"] == "worker_ready"]
     assert len(ready) == 1 and ready[0]["pid"] == standby_pid(events)    # the started-ahead worker trained the runs
+    imported = next(e for e in events if e["event"] == "worker_imported" and e["worker"] == 0)
+    assert imported["compiler"] is True                                 # and had imported the compiler ahead
     for s in specs:
         assert_same_as_alone(root, sweep_dir / s.run_id)
 
@@ -112,15 +115,27 @@ def test_cancelled_workers_stop_and_leave_no_folder_behind(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "sweep"]
 
 
-def test_a_sweep_refused_by_its_machine_check_stops_the_workers_it_started_ahead(tmp_path, monkeypatch):
+@pytest.mark.parametrize("bytecode_cache", [False, True], ids=["bytecode_shipped", "bytecode_cache"])
+def test_a_sweep_refused_by_its_machine_check_stops_the_workers_it_started_ahead(tmp_path, monkeypatch,
+                                                                                 bytecode_cache):
+    import sys
+
     from hydra import compose, initialize_config_dir
 
+    import sweeps.bytecode
     import sweeps.launch
     import sweeps.pool
+    monkeypatch.setattr(sys, "pycache_prefix", None)   # what sweeps.bytecode.keep changes, put back after the test
+    monkeypatch.setattr(sys, "dont_write_bytecode", sys.dont_write_bytecode)
+    for name in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE"):
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(sweeps.bytecode, "needed", lambda probe="torch": bytecode_cache)
     make_synthetic_corpus(tmp_path / "data" / "syn", vocab_size=2048, train_tokens=100_000, heldout_tokens=10_000)
     monkeypatch.setenv("SCALEMIX_DATA", str(tmp_path / "data"))
-    started, real = [], sweeps.pool.start_standby
-    monkeypatch.setattr(sweeps.pool, "start_standby", lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    started, real, compiles = [], sweeps.pool.start_standby, []
+    monkeypatch.setattr(sweeps.pool, "start_standby", lambda *a, **k: compiles.append(k["compiles"]) or
+                        started.append(real(*a, **k)) or started[-1])
     monkeypatch.setattr(sweeps.launch, "machine_errors", lambda rt: ["train.runtime.device: no such device (test)"])
     procs = []
     monkeypatch.setattr(sweeps.pool.Standby, "cancel", lambda self, cancel=sweeps.pool.Standby.cancel:
@@ -128,7 +143,7 @@ def test_a_sweep_refused_by_its_machine_check_stops_the_workers_it_started_ahead
     overrides = ["+grid=chinchilla", "grid.replicates=null", "data.corpus=syn", "grid.shapes.budgets=[1e10]",
                  "grid.shapes.sizes_per_budget=2", "grid.shapes.min_each_side=0", "grid.shapes.tokens_per_param=1",
                  "grid.min_steps=2", "eval.heldout_tokens=2048", "sweep.max_parallel=2", "sweep.gpus=0",
-                 f"sweep.root={tmp_path / 'runs'}"]
+                 f"sweep.root={tmp_path / 'runs'}", f"train.runtime.compile={'regional' if bytecode_cache else 'auto'}"]
     with initialize_config_dir(config_dir=str(Path(sweeps.launch.__file__).resolve().parents[1] / "conf"),
                                version_base="1.3"):
         config = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -136,8 +151,10 @@ def test_a_sweep_refused_by_its_machine_check_stops_the_workers_it_started_ahead
         sweeps.launch.run_sweep(config, [], lambda *a, **k: pytest.fail("launched"))
     assert e.value.code == 2
     assert len(started) == 1 and len(procs) == 2                         # 2 runs, 2 slots: 2 started ahead
+    assert compiles == [bytecode_cache]              # told to import the compiler where the runs compile (not auto on CPU)
     assert all(p.returncode is not None for p in procs)                   # and stopped
     assert not (tmp_path / "runs").exists()                              # nothing left behind (inductor cache too)
+    assert ("PYTHONPYCACHEPREFIX" in os.environ) == bytecode_cache        # the workers were started with the cache
 
 
 def test_final_checkpoint_written_during_the_final_eval_resumes_to_the_same_metrics(alone, tmp_path):
