@@ -6,8 +6,9 @@ For every distinct shape among the sweep's runs (sweeps.ahead.shape_key: model, 
 domains) and every --compile mode, one short run of that shape goes through the trainer itself
 (harness.train.run: the data stream, the loop, logging), one after the other in this process, nothing else on the
 device: --steps steps at log_every = --log-every, so the first log window (compilation, warm-up) is left out and
-the rest is the steady state (result.json's tokens_per_s and time_train_s). One evaluation on a small held-out
-set and one checkpoint at the end, neither timed as training. A sweep run's solo training time is then its
+the rest is the steady state (result.json's tokens_per_s and time_train_s). One evaluation on the run's own held-out
+set (so that its eval graphs are those the sweep's runs compile: the call size follows the set's size) and one
+checkpoint at the end, neither timed as training. A sweep run's solo training time is then its
 tokens / its shape's solo tokens/s (bench/worker_ratio.py --solo). One JSON line per (shape, mode) on stdout
 and in --out: the shape, the mode, solo tokens/s, first-window (compile) seconds, set-up seconds.
 """
@@ -43,9 +44,8 @@ def solo(spec, runtime, mode: str, steps: int, log_every: int, root: Path) -> di
     """One short run of `spec`'s shape alone, compiled as `mode`; its result row."""
     from harness.train import run
     short = dataclasses.replace(spec, tokens=steps * spec.batch_tokens,
-                                eval=dataclasses.replace(spec.eval, every_steps=steps, heldout_tokens=4 * spec.model.seq_len,
-                                                         downstream=(), downstream_items=0, samples_tokens=0,
-                                                         curve_tokens=0))
+                                eval=dataclasses.replace(spec.eval, every_steps=steps, downstream=(),
+                                                         downstream_items=0, samples_tokens=0))
     rt = dataclasses.replace(runtime, compile=mode, log_every=log_every, checkpoint_every=steps, wandb="disabled",
                              progress=False)
     return run(short, rt, root / f"{spec.run_id}-{mode}", sweep="solo")

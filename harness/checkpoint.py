@@ -21,8 +21,8 @@ The data position needs no state of its own: MixtureStream's batch at step s is 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import os
 import queue
 import random
 import re
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.rundir import atomic_write_bytes
+from harness.rundir import atomic_write_bytes, fsync_dir
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -97,6 +97,22 @@ def _host_copy(x, devices: set):
     if isinstance(x, (list, tuple)):
         return type(x)(_host_copy(v, devices) for v in x)
     return x
+
+
+class _Hashing:
+    """A binary file that also hashes and counts what is written to it (torch.save calls write only)."""
+
+    def __init__(self, f):
+        self.f, self.sha256, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)   # hashlib and the file's write release the GIL on large buffers
+        n = self.f.write(data)
+        self.bytes += n
+        return n
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 class Writer:
@@ -187,13 +203,21 @@ class Checkpoints:
         return self._pt(step)
 
     def _write(self, step: int, state: dict) -> Path:
+        """The .pt file through a temp name (fsynced, renamed, directory fsynced), then its sidecar. torch.save writes
+        straight into the file, hashed on the way: a file's writes release the GIL while they copy, so the training
+        thread keeps launching its steps (serialising into memory first held it for tens of ms a write, and the GPU
+        ran dry: bench/ckpt_gil.py, bench/README.md "Checkpoints that starve the GPU")."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
         pt = self._pt(step)
-        atomic_write_bytes(pt, data)
-        sidecar = {"step": step, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        tmp = pt.with_name(f".{pt.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            out = _Hashing(f)
+            torch.save(state, out)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, pt)
+        fsync_dir(pt.parent)
+        sidecar = {"step": step, "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
         atomic_write_bytes(pt.with_suffix(".sha256"), json.dumps(sidecar).encode())
         self._prune()
         return pt

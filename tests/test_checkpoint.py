@@ -1,4 +1,6 @@
 """Checkpoints: exact round trip, keep-last-K, and broken checkpoints detected and skipped."""
+import hashlib
+import io
 import json
 import random
 
@@ -123,3 +125,21 @@ def test_background_writes_are_snapshots_and_readers_wait_for_them(tmp_path):
     with pytest.raises(OSError):
         bad.wait()
     bad.close()
+
+
+def test_the_file_is_torch_saves_bytes_and_its_sidecar_hashes_them(tmp_path):
+    """Written straight to its file and hashed on the way (not serialised in memory first): the same bytes as
+    torch.save of the state, and the sidecar's size and sha256 are those of the file on disk."""
+    state = {"model": {"w": torch.randn(300, 70), "b": torch.arange(9)}, "step": 5, "note": [1.5, "x"]}
+    expected = io.BytesIO()
+    torch.save(state, expected)
+    for background in (False, True):
+        ck = Checkpoints(tmp_path / str(background), background=background)
+        pt = ck.save(5, state)
+        ck.wait()
+        data = pt.read_bytes()
+        side = json.loads(pt.with_suffix(".sha256").read_text())
+        assert data == expected.getvalue()
+        assert side == {"step": 5, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        assert ck.verify(5) is None and sorted(p.name for p in pt.parent.iterdir()) == [pt.name, pt.stem + ".sha256"]
+        ck.close()
