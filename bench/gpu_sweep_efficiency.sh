@@ -27,7 +27,7 @@
 #   GRID_ARGS='scale=gpu data/mixture@data=large' (a CPU smoke test of this script: see bench/README.md "Sweep
 #   efficiency on a GPU")  CURVE_TOKENS=32768 (0: every eval on the full set, as before eval.curve_tokens)
 #   WARM_CACHE=0|1 (above)
-#   REGIONAL_EVAL=1: harness.evaluate.REGIONAL_EVAL set True in this checkout for the call (a sed; the file is put
+#   REGIONAL_EVAL=1|0: harness.evaluate.REGIONAL_EVAL set True|False in this checkout for the call (a sed; the file is put
 #   back when the script ends), so that regional runs evaluate through their compiled regions
 # Needs the corpus GRID_ARGS names (data/large, or $SCALEMIX_DATA/large), hydra/omegaconf/submitit importable
 # (PYTHONPATH=/tmp/site:$PWD), no network. Everything goes into ONE tarball, $OUT/eff.tgz (summary.txt first).
@@ -51,7 +51,7 @@ BEFORE=${BEFORE:-}
 GRID_ARGS=${GRID_ARGS:-scale=gpu data/mixture@data=large}
 DEADLINE_S=${DEADLINE_S:-530}
 CURVE_TOKENS=${CURVE_TOKENS:-32768}
-REGIONAL_EVAL=${REGIONAL_EVAL:-0}
+REGIONAL_EVAL=${REGIONAL_EVAL:-}   # empty: the product default
 export PYTHONPATH=${PYTHONPATH:-$PWD} WANDB_MODE=disabled HYDRA_FULL_ERROR=1 SCALEMIX_NO_PROGRESS=1
 export SCALEMIX_DATA=${SCALEMIX_DATA:-$PWD/data}
 W=$(mktemp -d /tmp/gpu_eff.XXXXXX)      # what goes into the tarball
@@ -60,11 +60,12 @@ left() { local s=$(( DEADLINE_S - ($(date +%s) - START) )); echo $(( s > 10 ? s 
 pack() { tar -czf "$OUT/eff.tgz" -C "$W" . && echo "wrote $OUT/eff.tgz"; }
 restore() { [ -f "$W/evaluate.py.orig" ] && cp "$W/evaluate.py.orig" harness/evaluate.py && rm "$W/evaluate.py.orig"; }
 trap 'restore; pack' EXIT
-if [ "$REGIONAL_EVAL" = 1 ]; then   # the eval through the compiled regions (off in the product until measured)
+if [ "$REGIONAL_EVAL" = 0 ] || [ "$REGIONAL_EVAL" = 1 ]; then   # the eval through the compiled regions (1) or eager (0)
+  WANT=True; [ "$REGIONAL_EVAL" = 0 ] && WANT=False
   cp harness/evaluate.py "$W/evaluate.py.orig"
-  sed -i 's/^REGIONAL_EVAL = False$/REGIONAL_EVAL = True/' harness/evaluate.py
-  grep -q '^REGIONAL_EVAL = True$' harness/evaluate.py || { echo "REGIONAL_EVAL=1: harness/evaluate.py has no" \
-    "'REGIONAL_EVAL = False' line to flip"; exit 1; }
+  sed -i "s/^REGIONAL_EVAL = \(True\|False\)\$/REGIONAL_EVAL = $WANT/" harness/evaluate.py
+  grep -q "^REGIONAL_EVAL = $WANT\$" harness/evaluate.py || { echo "REGIONAL_EVAL=$REGIONAL_EVAL: harness/evaluate.py" \
+    "has no 'REGIONAL_EVAL = True|False' line to set"; exit 1; }
 fi
 { date -u; uptime; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; git rev-parse HEAD

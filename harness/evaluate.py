@@ -44,9 +44,10 @@ COMPILED_EVAL = True
 # and the head + loss, as in training; their no-grad graphs compile once per width, and every call has the eval's one
 # shape) instead of eagerly. The eager eval's head materialises [tokens, vocab] float32 logits (7.5x the forward's
 # cost at L2-d128 on the H200, bench/README.md "Held-out eval on the H200, session 9"), which the compiled tail fuses
-# away; the whole-model compiled eval paid no gain there because it shares nothing with the regional graphs. Off
-# until bench/gpu_sweep_efficiency.sh (COMPILE=regional) has measured it on a GPU.
-REGIONAL_EVAL = False
+# away; the whole-model compiled eval paid no gain there because it shares nothing with the regional graphs. On the
+# H200 (bench/README.md, "Sweep efficiency 1.149 ..., session 14"): the 12-run grid's eval 11.5 s -> 3.2 s
+# with its graphs in a warm cache; on a cold one (session 12) the wall was the same either way.
+REGIONAL_EVAL = True
 
 
 def reference_weights(data: DataSpec, domains: list[str]) -> dict[str, float]:

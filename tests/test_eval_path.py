@@ -148,7 +148,7 @@ def test_the_trainers_compiled_eval_logs_the_eager_losses_and_counts_its_compile
 
 
 def test_the_regional_eval_logs_the_eager_losses_and_compiles_each_region_once_more(corpus, monkeypatch, tmp_path):
-    """harness.evaluate.REGIONAL_EVAL (off by default, CUDA only; here made to apply on the CPU): under regional compile
+    """harness.evaluate.REGIONAL_EVAL (on by default, CUDA only; here made to apply on the CPU): under regional compile
     the held-out eval runs through the compiled regions, whose no-grad graphs compile once (as warm-up) and serve
     every eval, at one call shape; the losses are the eager eval's."""
     import harness.train
@@ -168,23 +168,21 @@ def test_the_regional_eval_logs_the_eager_losses_and_compiles_each_region_once_m
     assert regional["time_warmup_s"] > 0
 
 
-def test_the_regional_eval_is_off_until_measured_and_cuda_regional_only():
+def test_the_regional_eval_is_on_for_cuda_regional_runs_only(monkeypatch):
     from types import SimpleNamespace
 
     from harness import evaluate
     cuda = torch.device("cuda")
     hw = SimpleNamespace(device=cuda, compile=True, regional=True)
-    assert evaluate.REGIONAL_EVAL is False and not evaluate.regional_eval(hw, sharded=False)
-    evaluate.REGIONAL_EVAL = True
-    try:
-        assert evaluate.regional_eval(hw, sharded=False)
-        assert not evaluate.regional_eval(SimpleNamespace(device=cuda, compile=True, regional=False), sharded=False)
-        assert not evaluate.regional_eval(hw, sharded=True)
-        assert not evaluate.regional_eval(hw, sharded=False, document_mask="on")
-        assert not evaluate.regional_eval(SimpleNamespace(device=torch.device("cpu"), compile=True, regional=True),
-                                          sharded=False)
-    finally:
-        evaluate.REGIONAL_EVAL = False
+    assert evaluate.REGIONAL_EVAL is True and evaluate.regional_eval(hw, sharded=False)
+    monkeypatch.setattr(evaluate, "REGIONAL_EVAL", False)
+    assert not evaluate.regional_eval(hw, sharded=False)
+    monkeypatch.setattr(evaluate, "REGIONAL_EVAL", True)
+    assert not evaluate.regional_eval(SimpleNamespace(device=cuda, compile=True, regional=False), sharded=False)
+    assert not evaluate.regional_eval(hw, sharded=True)
+    assert not evaluate.regional_eval(hw, sharded=False, document_mask="on")
+    assert not evaluate.regional_eval(SimpleNamespace(device=torch.device("cpu"), compile=True, regional=True),
+                                      sharded=False)
 
 
 def test_the_compiled_eval_is_chosen_only_where_the_h200_profile_measured_a_gain():
