@@ -145,23 +145,22 @@ PY
 }
 
 LABEL="compile=$COMPILE"
-SOLO_ENV=(env)   # the solo step's environment (warm mode: the prefill's bytecode cache)
+SOLO_ENV=(env)   # the prefill's environment (warm mode, where needed: the bytecode cache it shares with the sweep)
 if [ "$WARM_CACHE" = 1 ]; then
   # the grid's shapes compiled into a fresh cache by the solo runs, in a scratch root the timed sweep never sees
   WARM=$(mktemp -d /tmp/gpu_eff_warm.XXXXXX)
   # the earlier sweeps' processes also left their Python bytecode where the product keeps it (sweeps.bytecode:
   # only where the installed torch ships none and Python may not write it, e.g. the GPU machine's image)
   if python -c 'import sys, sweeps.bytecode as b; sys.exit(0 if b.needed() else 1)'; then
-    PREFILL_ENV=(env -u PYTHONDONTWRITEBYTECODE "PYTHONPYCACHEPREFIX=$WARM/.pycache")
+    SOLO_ENV=(env -u PYTHONDONTWRITEBYTECODE "PYTHONPYCACHEPREFIX=$WARM/.pycache")
     echo "bytecode: the installed torch has none and may not be written; the prefill's processes write theirs to" \
       "$WARM/.pycache, the timed sweep's sweep.bytecode_cache" | tee -a "$W/summary.txt"
-  else PREFILL_ENV=(env); echo "bytecode: the installed torch has its own (no cache needed)" | tee -a "$W/summary.txt"; fi
+  else echo "bytecode: the installed torch has its own (no cache needed)" | tee -a "$W/summary.txt"; fi
   grid_args "$COMPILE" "$BUDGETS"
-  "${PREFILL_ENV[@]}" python bench/prepare_runs.py "${ARGS[@]}" "sweep.root=$WARM/prepared" > "$W/prepare.txt" 2>&1 \
+  "${SOLO_ENV[@]}" python bench/prepare_runs.py "${ARGS[@]}" "sweep.root=$WARM/prepared" > "$W/prepare.txt" 2>&1 \
     || { cat "$W/prepare.txt"; exit 1; }
   echo "== prepared $(( $(wc -l < "$W/prepare.txt") - 1 )) run directories (prepare.txt), nothing launched; the" \
     "solo runs compile their shapes into $WARM/.inductor_cache" | tee -a "$W/summary.txt"
-  SOLO_ENV=("${PREFILL_ENV[@]}")
   solo "$(tail -n 1 "$W/prepare.txt")" "$WARM/.inductor_cache" "$WARM/solo" $(( $(left) - 300 ))
   (cd "$WARM/.inductor_cache" 2>/dev/null && find . -type f | sort) > "$W/cache_before.txt"
   PYC_BEFORE=$(find "$WARM/.pycache" -name '*.pyc' 2>/dev/null | wc -l)

@@ -161,7 +161,7 @@ def machine_errors(rt: Runtime, key: str = "runtime") -> list[str]:
                      f" use one of them, or {key}.device=cuda")
     if e:
         return e
-    kind = "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and n_cuda) else "cpu"
+    kind = device_type(rt, n_cuda)
     if compile_mode(rt, kind) != "off":
         if why := compile_problem(kind):
             e.append(f"{key}.compile={rt.compile}: torch.compile cannot work on this machine's {kind} ({why}); "
@@ -209,6 +209,11 @@ def resolve(rt: Runtime, local_rank: int | None = None) -> Hardware:
     mode = compile_mode(rt, device.type)
     return Hardware(device, torch.bfloat16 if bf16 else torch.float32, mode != "off", peak_flops(device),
                     regional=mode == "regional")
+
+
+def device_type(rt: Runtime, n_cuda: int) -> str:
+    """"cuda" or "cpu": where `rt` runs on a machine with n_cuda CUDA devices (auto: CUDA where there is one)."""
+    return "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and n_cuda) else "cpu"
 
 
 def compile_mode(rt: Runtime, device_type: str) -> str:

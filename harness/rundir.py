@@ -19,7 +19,9 @@ import dataclasses
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
@@ -30,16 +32,22 @@ from harness.spec import RunSpec, Runtime, SpecError, from_plain
 DOWNSTREAM_FILE = "downstream.json"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp name, fsync, rename over `path`, fsync the directory: never a partial file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """write(f) into a temp name's open binary file, then fsync, rename over `path`, fsync the directory: never a
+    partial file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        f.write(data)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`data` written as atomic_write writes."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def fsync_dir(path: Path) -> None:

@@ -65,14 +65,12 @@ def start_ahead(config, p: Plan, folder: Path):
     n = min(parallelism(config, gpus) or 0, len(jobs)) if gpus is not None else 0
     if not n:
         return None
-    from harness.device import compile_mode
+    from harness.device import compile_mode, device_type
     from sweeps.pool import start_standby
-    rt = p.runtime
-    kind = "cuda" if rt.device.startswith("cuda") or (rt.device == "auto" and gpus) else "cpu"
     try:
         return start_standby(folder, n, inductor_cache=config.sweep.inductor_cache,
                              threads=int(config.train.runtime.threads or 0),
-                             compiles=compile_mode(rt, kind) != "off")
+                             compiles=compile_mode(p.runtime, device_type(p.runtime, gpus)) != "off")
     except OSError:   # a full or read-only disk: the preparation below says so, with the fix; no workers ahead
         return None
 
