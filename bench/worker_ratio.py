@@ -79,12 +79,24 @@ def solo_times(rs: list[dict], solo_file: Path, mode: str | None) -> None:
         r["solo_s"] = r["tokens"] / rate[r["run_id"]] if rate.get(r["run_id"]) else float("nan")
 
 
+def last_job(events: list[dict]) -> str | None:
+    """The job whose job_end came last."""
+    ends = [e for e in events if e["event"] == "job_end"]
+    return ends[-1]["job"] if ends else None
+
+
 def outside(events: list[dict], t0: float, t1: float, rs: list[dict]) -> list[tuple[str, float]]:
     """(phase, seconds) of the sweep's wall time outside its runs' wall_s, from the launch's timeline."""
     first = {e["event"]: e["t"] for e in reversed(events)}   # each event's first time
     last = {e["event"]: e["t"] for e in events}
-    jobs = [e for e in events if e["event"] in ("job_start", "job_end")]
-    in_jobs = sum(e["t"] for e in jobs if e["event"] == "job_end") - sum(e["t"] for e in jobs if e["event"] == "job_start")
+    # a job's span: from its start to its training command's return (job_trained where the worker wrote the run's
+    # result.json beside its next run, sweeps.worker.Tail; else job_end)
+    start = {e["job"]: e["t"] for e in events if e["event"] == "job_start"}
+    end = {e["job"]: e["t"] for e in events if e["event"] == "job_end"}
+    end.update({e["job"]: e["t"] for e in events if e["event"] == "job_trained"})
+    in_jobs = sum(end[j] - t for j, t in start.items() if j in end)
+    tails = [e for e in events if e["event"] == "job_trained"]
+    last_tail = (last.get("job_end", t1) - tails[-1]["t"]) if tails and tails[-1]["job"] == last_job(events) else 0.0
     sweep_py = first.get("sweep_start", t0)
     out = [("python start, imports, Hydra config", sweep_py - t0),
            ("planning", first.get("planned", sweep_py) - sweep_py),
@@ -93,6 +105,7 @@ def outside(events: list[dict], t0: float, t1: float, rs: list[dict]) -> list[tu
            ("worker start (process, imports) not hidden by the above", first.get("worker_ready", t0) - first.get("launch", t0)),
            ("first job waits / between jobs", first.get("job_start", t0) - first.get("worker_ready", t0)),
            ("in jobs, outside the runs (lock, checks, corpus, gc)", in_jobs - sum(r["wall_s"] for r in rs)),
+           ("the last run's final checkpoint and result.json, after it returned", last_tail),
            ("worker exit", last.get("worker_exited", t1) - last.get("job_end", t1)),
            ("end of the sweep (status, summary)", last.get("finished", t1) - last.get("worker_exited", t1)),
            ("sweep process exit", t1 - last.get("finished", t1))]

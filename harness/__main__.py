@@ -9,10 +9,12 @@ Exit codes: harness/cli.py (0 done, 2 invalid spec, 16 run directory busy, 75 pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
+from harness import finish
 from harness.cli import train_and_exit_code
 from harness.rundir import RunDir, load_runtime, load_spec
 from harness.spec import RunSpec, Runtime, from_plain
@@ -45,8 +47,12 @@ def main(argv=None) -> int:
         sweep = a.sweep or ("" if a.out else run_dir.parent.name)
         if int(rendezvous_env().get("RANK", "0")) > 0:   # one of G processes: rank 0 holds the directory's lock
             return run(spec, runtime, run_dir, sweep=sweep)
-        with RunDir(run_dir).exclusive():
-            return run(spec, runtime, run_dir, sweep=sweep)
+        with contextlib.ExitStack() as locks:
+            locks.enter_context(RunDir(run_dir).exclusive())
+            result = run(spec, runtime, run_dir, sweep=sweep)
+            if (later := finish.pending(run_dir)) is not None:   # a sweep worker's run: result.json still on its way
+                later.hold(locks.pop_all())   # the directory stays ours until it is written (Finish.wait)
+            return result
 
     return train_and_exit_code(train, ("run_id", "loss", "steps", "tokens_per_s", "wall_s"))
 

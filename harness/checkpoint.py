@@ -182,6 +182,14 @@ class Checkpoints:
             if raise_errors:
                 writer.raise_error()
 
+    def then(self, task) -> None:
+        """Run `task` once every write queued before it is on disk: on the writer thread in background mode (after a
+        failed write it is skipped, and wait() / close() raise that write's error), else now."""
+        if self.writer is None:
+            task()
+        else:
+            self.writer.submit(task)
+
     def _pt(self, step: int) -> Path:
         return self.dir / f"step_{step:08d}.pt"
 

@@ -59,6 +59,10 @@ class Store:
     def close(self, raise_errors: bool = True) -> None:
         self.pt.close(raise_errors)
 
+    def then(self, task) -> None:
+        """Run `task` once the queued .pt writes are on disk (harness.checkpoint.Checkpoints.then)."""
+        self.pt.then(task)
+
     def _dcp(self, step: int) -> Path:
         return self.dir / f"step_{step:08d}.dcp"
 

@@ -36,7 +36,7 @@ import torch
 
 import model_zoo
 from model_zoo import docmask
-from harness import distributed, preflight
+from harness import distributed, finish, preflight
 from harness.checkpoint import rng_state, set_rng_state
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
 from harness.data.mixture import MixtureStream
@@ -197,6 +197,8 @@ class Trainer:
         self.setup.lap("heldout")   # the held-out set, the eval's choices, downstream tasks
         # one process: written off the training thread; save(wait=True) where the run stops or a reader follows
         self.ckpts = Store(rd.ckpt_dir, runtime.keep_checkpoints, sharded=d.sharded, main=d.main, background=True)
+        self.final_queued = False   # the final step's checkpoint was queued (after_step)
+        self.handed_over = False    # the checkpoint writer went to a harness.finish.Finish (finish_later)
         self.stats = step_module.layout   # the named slices of the step's statistics vector
         self.log_stats = self.stats.plus("grad_norm")   # what queue_log copies to the host
         # over G ranks a step's mean is the sum over ranks of each rank's mean / G: the window sums then add up
@@ -356,7 +358,11 @@ class Trainer:
                     return None
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
-                if self.ckpts.steps()[-1:] == [self.steps]:   # queued before the final eval (after_step): waited for
+                # the final checkpoint: queued before the final eval (after_step), or on disk from an earlier launch
+                saved = self.final_queued or self.ckpts.steps()[-1:] == [self.steps]
+                if not self.d.sharded and finish.enabled():   # a sweep worker's run (harness.finish)
+                    return self.finish_later(saved)
+                if saved:
                     self.wait_saved()
                 else:
                     self.save(wait=True)   # result.json last: after the checkpoint is on disk
@@ -369,11 +375,24 @@ class Trainer:
             self.ckpts.close(raise_errors=False)   # a checkpoint queued before the error is still good: finish it
             raise
         finally:
-            self.ckpts.close()
+            if not self.handed_over:
+                self.ckpts.close()
             prefetch.close()
             self.tracker.close()
             if getattr(self, "metrics", None) is not None:
                 self.metrics.close()
+
+    def finish_later(self, saved: bool) -> dict:
+        """The end of a run inside harness.finish.deferred(): its result.json is queued behind the final checkpoint
+        on the checkpoint writer, and the run returns without waiting for either (the caller's Finish.wait() does)."""
+        if not saved:
+            self.save()
+        result = {**self.result(), **self.downstream()}
+        self.tracker.summary(result)
+        self.ckpts.then(lambda: self.rd.write_result(result))
+        finish.defer(self.rd.path, self.ckpts)
+        self.handed_over = True   # the writer is the Finish's to close now
+        return result
 
     def skip_step(self, batch) -> None:
         """A batch a rollback skipped: not trained on; the schedule moves on; the log window restarts after it."""
@@ -445,6 +464,7 @@ class Trainer:
         s = self.step
         if s == self.steps and self.overlaps_final_save():
             self.save()   # queued first: written while the final eval runs; result.json waits for it (train)
+            self.final_queued = True
         if s % self.eval_every == 0 or s == self.steps:
             self.evaluate()
         preempted = bool(flag)

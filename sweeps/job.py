@@ -156,7 +156,8 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
     lock = RunLock(run_dir)
     if not lock.acquire():
         return {"run_id": run_id, "status": "locked", "reason": "another launch is running it"}
-    with lock:
+    handed_over = False
+    try:
         # re-check under the lock: a concurrent launch may have finished it meanwhile
         st = run_status(run_dir, run_id, retries, check_lock=False)
         if st.state in ("done", "failed"):
@@ -164,22 +165,52 @@ def _run_job(run_dir: Path, sweep: str, log_path: Path, retries: int, gpu: str |
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = command or ["-m", "harness", str(run_dir), "--sweep", sweep]
         rc, received, previous = execute(command, run_dir, log_path, gpu, inductor_cache, threads)
-        if rc == 0 and (run_dir / "result.json").exists():
-            clear_failure(run_dir)
-            return {"run_id": run_id, "status": "done", "reason": ""}
-        if rc == REQUEUE_EXIT_CODE or received:
-            signum = received[-1] if received else None
+        later = execute.take_finish() if hasattr(execute, "take_finish") else None
+        if later is not None:   # an in-process run whose result.json is still being written (harness.finish)
+            handed_over = True
+            return {"run_id": run_id, "status": "finishing", "reason": "",
+                    "conclude": lambda: _conclude(later, lock, run_dir, log_path)}
+        return _ended(run_dir, rc, received, previous, lock, log_path)
+    finally:
+        if not handed_over:
             lock.release()
-            prev = previous.get(signum)
-            if signum == signal.SIGTERM:
-                os._exit(REQUEUE_EXIT_CODE)  # Slurm requeues (or cancels) the job itself: no result to report
-            if callable(prev):
-                prev(signum, None)  # submitit: checkpoint the job and requeue it (exits)
-            return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
-        if rc == BUSY_EXIT_CODE:  # another process (a bare `python -m harness`) trains this run dir: not a failure
-            return {"run_id": run_id, "status": "locked", "reason": failure_reason(log_path)}
-        rec = record_exit(run_dir, rc, log_path)
-        return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
+
+
+def _conclude(later, lock: RunLock, run_dir: Path, log_path: Path) -> dict:
+    """The end of a run that returned before its result.json was written (sweeps.worker runs it beside the next
+    run): wait for the write, then the run's status as for any run; its lock is released last."""
+    try:
+        rc = 0
+        try:
+            later.wait()
+        except Exception as e:   # a full or read-only disk: no result.json, the run is recorded failed
+            rc = 1
+            with open(log_path, "a") as log:
+                log.write(f"{type(e).__name__}: the final checkpoint or result.json was not written: {e}\n")
+        return _ended(run_dir, rc, [], {}, lock, log_path)
+    finally:
+        lock.release()
+
+
+def _ended(run_dir: Path, rc: int, received: list[int], previous: dict, lock: RunLock, log_path: Path) -> dict:
+    """How the run's training command ended, as the run's status (done, preempted, locked or failed)."""
+    run_id = run_dir.name
+    if rc == 0 and (run_dir / "result.json").exists():
+        clear_failure(run_dir)
+        return {"run_id": run_id, "status": "done", "reason": ""}
+    if rc == REQUEUE_EXIT_CODE or received:
+        signum = received[-1] if received else None
+        lock.release()
+        prev = previous.get(signum)
+        if signum == signal.SIGTERM:
+            os._exit(REQUEUE_EXIT_CODE)  # Slurm requeues (or cancels) the job itself: no result to report
+        if callable(prev):
+            prev(signum, None)  # submitit: checkpoint the job and requeue it (exits)
+        return {"run_id": run_id, "status": "preempted", "reason": "checkpointed; relaunch resumes it"}
+    if rc == BUSY_EXIT_CODE:  # another process (a bare `python -m harness`) trains this run dir: not a failure
+        return {"run_id": run_id, "status": "locked", "reason": failure_reason(log_path)}
+    rec = record_exit(run_dir, rc, log_path)
+    return {"run_id": run_id, "status": "failed", "reason": rec["reason"], "attempts": rec["attempts"]}
 
 
 def record_exit(run_dir: Path, rc: int, log_path: Path) -> dict:

@@ -13,6 +13,13 @@ imports, CUDA initialisation or data-module set-up, and a compiled shape is not 
 keeps each shape's graph in memory (the run's own torch.compile of a fresh module of the same shape finds
 it), with automatic dynamic shapes off so that a new shape compiles the static graph a run alone compiles.
 
+A plain run returns before its final checkpoint and result.json are on disk (harness.finish): the worker starts
+the next run while a thread (`Tail`) waits for that write and then records the run's status as sweeps.job would
+(done, or failed if the write failed), holding the run's locks until then; the worker ends only after the last
+one. (A trunk's branches stay in step: each forks from files the one before wrote.) A worker killed during that
+write leaves the run without result.json and unlocked: the next launch resumes it, from its final checkpoint when
+that was complete.
+
 A run's exception fails that run (failed.json, exit 1 and the traceback's last line as the reason, as
 for a child process) and the worker goes on. A crash of the process itself (a segfault, SIGKILL) is
 recorded by the launcher (sweeps.pool) from <launch dir>/worker<k>.current.json, which names the run in
@@ -35,11 +42,14 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
 from pathlib import Path
 
+from harness import finish
+from harness.finish import Finish
 from harness.rundir import atomic_write_bytes
 from harness.signals import REQUEUE_EXIT_CODE, SIGNALS
 from sweeps.job import run_job
@@ -105,9 +115,13 @@ def output_to(log_path: Path):
 class InProcess:
     """sweeps.job's `execute` for a worker: the training command runs in this process."""
 
-    def __init__(self, launch_dir: Path, k: int, stop: Stop):
+    def __init__(self, launch_dir: Path, k: int, stop: Stop, finish_later: bool = False):
+        """finish_later: a plain run returns before its final checkpoint and result.json are written, and the caller
+        waits for them (take_finish; serve's Tail) while it starts the next run."""
         self.marker, self.stop = current_file(launch_dir, k), stop
         self.crashed = False   # a run raised in this process: what it left behind (a CUDA error) may not be clean
+        self.finish_later = finish_later
+        self.finish: Finish | None = None   # the last run's result.json, still being written (harness.finish)
 
     def __call__(self, command: list[str], run_dir: Path, log_path: Path, gpu, inductor_cache, threads):
         if self.stop:   # preempted between jobs: leave the run for the next launch
@@ -117,9 +131,18 @@ class InProcess:
         atomic_write_bytes(self.marker, json.dumps({"run_dir": str(run_dir), "log": str(log_path),
                                                     "pid": os.getpid()}).encode())
         t = time.perf_counter()
-        # a fresh registry per run: a warning a child process would print is printed in every run's log
-        with output_to(log_path), warnings.catch_warnings():
+        # a fresh registry per run: a warning a child process would print is printed in every run's log; a plain
+        # run (not a trunk's branches, which fork from each other's files) returns before its final checkpoint and
+        # result.json are written, and the worker's next run starts beside that write (sweeps.job._conclude)
+        later = finish.deferred() if self.finish_later and command[1] == "harness" else contextlib.nullcontext([])
+        with output_to(log_path), warnings.catch_warnings(), later as pending:
             rc = exit_code(main, command[2:])
+        if rc == 0 and len(pending) == 1:
+            self.finish = pending[0]
+        else:   # an exit after its end was queued (none expected): wait here, as a run alone would have
+            for f in pending:
+                with contextlib.suppress(Exception):
+                    f.wait()
         self.marker.unlink(missing_ok=True)
         self.crashed |= rc not in CLEAN_EXITS
         gc.collect()   # the run's model and optimizer: freed before the next one is built
@@ -128,6 +151,43 @@ class InProcess:
         print(json.dumps({"run_dir": str(run_dir), "rc": rc, "seconds": round(time.perf_counter() - t, 3)}),
               flush=True)
         return rc, [], {}
+
+
+    def take_finish(self) -> Finish | None:
+        """The run just trained if its result.json is still being written (sweeps.job hands it to the worker)."""
+        f, self.finish = self.finish, None
+        return f
+
+
+class Tail:
+    """The end of the worker's previous run (sweeps.job._conclude: wait for its result.json, then its status and
+    lock), on a thread while the next run trains. It prints nothing itself: a run's output goes to that run's log,
+    and the worker's own lines are printed by the worker (`join`)."""
+
+    def __init__(self):
+        self.thread: threading.Thread | None = None
+        self.job, self.res = None, None
+
+    def start(self, job: str, conclude, timeline: Timeline, k: int) -> None:
+        self.join_and_report()
+
+        def work():
+            try:
+                self.res = conclude()
+            except Exception as e:   # around the run's end (its log, its lock), not in it
+                self.res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
+            timeline.mark("job_end", worker=k, job=job, status=self.res["status"])
+        self.job, self.res = job, None
+        self.thread = threading.Thread(target=work, name=f"finish-{job}")
+        self.thread.start()
+
+    def join_and_report(self) -> None:
+        """Wait for the previous run's end and print its line, as for a run that ended in turn."""
+        if self.thread is None:
+            return
+        self.thread.join()
+        print(json.dumps(self.res), flush=True)
+        self.thread = None
 
 
 def exit_code(main, argv: list[str]) -> int:
@@ -189,22 +249,30 @@ def serve(queue_path: Path, k: int, started_ahead: bool = False) -> int:
         freeze_survivors()   # the imports' objects: never walked by a run's collections
         timeline = Timeline(launch_dir)
         timeline.mark("worker_ready", worker=k, process_start=process_start())
-        execute = InProcess(launch_dir, k, stop)
-        while not stop and (job := queue.take()) is not None:
-            log_path = launch_dir / f"{job}.log"
-            timeline.mark("job_start", worker=k, job=job)
-            try:
-                res = run_job(sweep_dir / job, sweep=m["sweep"], log_path=log_path, retries=int(m["retries"]),
-                              execute=execute)
-            except Exception as e:   # around the run (its log, its lock: a full or read-only disk), not in it
-                traceback.print_exc()
-                res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
-            timeline.mark("job_end", worker=k, job=job, status=res["status"])
-            print(json.dumps({key: v for key, v in res.items() if key != "branches"}), flush=True)
-            if res["status"] == "preempted":
-                break
-            if execute.crashed:   # recorded as failed like any run; the next ones start in a fresh process
-                return RESTART_EXIT_CODE
+        execute, tail = InProcess(launch_dir, k, stop, finish_later=True), Tail()
+        try:
+            while not stop and (job := queue.take()) is not None:
+                log_path = launch_dir / f"{job}.log"
+                timeline.mark("job_start", worker=k, job=job)
+                try:
+                    res = run_job(sweep_dir / job, sweep=m["sweep"], log_path=log_path, retries=int(m["retries"]),
+                                  execute=execute)
+                except Exception as e:   # around the run (its log, its lock: a full or read-only disk), not in it
+                    traceback.print_exc()
+                    res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
+                if res["status"] == "finishing":   # trained; its result.json is written while the next run starts
+                    timeline.mark("job_trained", worker=k, job=job)
+                    tail.start(job, res["conclude"], timeline, k)
+                    continue
+                tail.join_and_report()
+                timeline.mark("job_end", worker=k, job=job, status=res["status"])
+                print(json.dumps({key: v for key, v in res.items() if key != "branches"}), flush=True)
+                if res["status"] == "preempted":
+                    break
+                if execute.crashed:   # recorded as failed like any run; the next ones start in a fresh process
+                    return RESTART_EXIT_CODE
+        finally:   # every run this worker trained has its result.json (or its failure) before the worker ends
+            tail.join_and_report()
         timeline.mark("worker_done", worker=k)
     return REQUEUE_EXIT_CODE if stop else 0
 

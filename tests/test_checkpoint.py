@@ -143,3 +143,23 @@ def test_the_file_is_torch_saves_bytes_and_its_sidecar_hashes_them(tmp_path):
         assert side == {"step": 5, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         assert ck.verify(5) is None and sorted(p.name for p in pt.parent.iterdir()) == [pt.name, pt.stem + ".sha256"]
         ck.close()
+
+
+def test_a_task_queued_after_writes_runs_once_they_are_on_disk_and_not_after_a_failed_one(tmp_path):
+    """then(): how a sweep worker's run queues its result.json behind its final checkpoint (harness.finish)."""
+    ck = Checkpoints(tmp_path / "ck", background=True)
+    seen = []
+    ck.save(3, state(3))
+    ck.then(lambda: seen.append(ck._steps_on_disk()))   # on the writer thread, after the write
+    ck.close()
+    assert seen == [[3]]
+    now = Checkpoints(tmp_path / "sync")                  # not in the background: at once
+    now.then(lambda: seen.append("now"))
+    assert seen[-1] == "now"
+    (tmp_path / "file").write_text("not a directory")
+    bad = Checkpoints(tmp_path / "file" / "ck", background=True)
+    bad.save(1, state(1))
+    bad.then(lambda: seen.append("after a failed write"))
+    with pytest.raises(OSError):
+        bad.close()
+    assert seen[-1] == "now"

@@ -75,6 +75,25 @@ def test_cli_reports_a_bad_spec_with_exit_code_2(corpus, tmp_path, capsys):
     assert "optim.schedule='nope'" in capsys.readouterr().err
 
 
+def test_the_wait_for_the_final_checkpoint_is_checkpoint_time(corpus, tmp_path, monkeypatch):
+    """The final checkpoint is written while the final eval runs; what is left of its write is waited for before
+    result.json, and counted as checkpoint time (it was once in no part of the wall time)."""
+    import time
+
+    from harness.checkpoint import Checkpoints
+    spec = tiny_spec(corpus, steps=20)
+    write = Checkpoints._write
+
+    def slow(self, step, state):
+        if step == spec.steps:
+            time.sleep(1.0)
+        return write(self, step, state)
+    monkeypatch.setattr(Checkpoints, "_write", slow)
+    result = run(spec, runtime(log_every=5), tmp_path / spec.run_id, sweep="s")
+    parts = [result[k] for k in ("time_setup_s", "time_warmup_s", "time_train_s", "time_eval_s", "time_checkpoint_s")]
+    assert result["time_checkpoint_s"] > 0.9 and sum(parts) == pytest.approx(result["wall_s"], abs=0.05)
+
+
 def test_a_short_run_learns_and_writes_the_contract(corpus, tmp_path, monkeypatch):
     spec = tiny_spec(corpus, steps=60)
     out = tmp_path / "runs" / "s" / spec.run_id

@@ -103,6 +103,78 @@ def test_an_exception_fails_its_run_and_the_queue_goes_on(setup, monkeypatch):
 
 
 
+def slow_final_write(monkeypatch, run_id: str, then=None, error: Exception | None = None):
+    """The final checkpoint write of run `run_id` waits until the next run has started training (or 60 s), records
+    what it sees then (`then(seen)`), and raises `error` if given; every other write as usual."""
+    from harness.checkpoint import Checkpoints
+    from harness.train import Trainer
+    write, started, seen = Checkpoints._write, threading.Event(), {}
+    init = Trainer.__init__
+
+    def tracking_init(self, spec, *a, **kw):
+        init(self, spec, *a, **kw)
+        if spec.run_id != run_id:
+            started.set()
+    monkeypatch.setattr(Trainer, "__init__", tracking_init)
+
+    def slow(self, step, state):
+        if self.dir.parent.name == run_id and step == STEPS:
+            seen["next_started"] = started.wait(60)
+            if then is not None:
+                then(seen)
+            if error is not None:
+                raise error
+        return write(self, step, state)
+    monkeypatch.setattr(Checkpoints, "_write", slow)
+    return seen
+
+
+def test_a_run_returns_before_its_final_write_and_the_next_trains_beside_it(setup, monkeypatch, capsys):
+    """In a worker, a run's final checkpoint and result.json are written while the next run starts; the run's locks
+    are held until then, its result.json comes after the checkpoint, and both runs equal the runs alone."""
+    from harness.rundir import RunDirBusy
+    from sweeps.lock import RunLock
+    root, specs = setup
+    first = root / "beside" / specs[0].run_id
+
+    def look(seen):
+        seen["result_before_checkpoint"] = (first / "result.json").exists()
+        seen["sweep_lock_free"] = RunLock(first).acquire()
+        try:
+            with RunDir(first).exclusive():
+                seen["train_lock_free"] = True
+        except RunDirBusy:
+            seen["train_lock_free"] = False
+    seen = slow_final_write(monkeypatch, specs[0].run_id, then=look)
+    q = queue_of(root, specs[:2], "beside")
+    assert serve(q.path, 0) == 0
+    assert seen == {"next_started": True, "result_before_checkpoint": False, "sweep_lock_free": False,
+                    "train_lock_free": False}
+    for s in specs[:2]:
+        assert_same_as_alone(root, root / "beside" / s.run_id)
+        assert run_status(root / "beside" / s.run_id, s.run_id, retries=0).state == "done"
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"status"' in x]
+    assert [(x["run_id"], x["status"]) for x in lines] == [(s.run_id, "done") for s in specs[:2]]
+    events = [json.loads(x) for x in (q.path.parent / "timeline.jsonl").read_text().splitlines()]
+    order = [(e["event"], e.get("job")) for e in events if e["event"] in ("job_start", "job_trained", "job_end")]
+    a, b = specs[0].run_id, specs[1].run_id
+    assert order == [("job_start", a), ("job_trained", a), ("job_start", b), ("job_end", a), ("job_trained", b),
+                     ("job_end", b)]   # a's write waited for b's start
+
+
+def test_a_failed_final_write_fails_its_run_and_the_queue_goes_on(setup, monkeypatch):
+    root, specs = setup
+    slow_final_write(monkeypatch, specs[0].run_id, error=OSError(28, "No space left on device"))
+    q = queue_of(root, specs[:2], "full")
+    assert serve(q.path, 0) == 0
+    bad = root / "full" / specs[0].run_id
+    assert not (bad / "result.json").exists()
+    rec = failure(bad)
+    assert rec["rc"] == 1 and "No space left on device" in rec["reason"] and "not written" in rec["reason"]
+    assert run_status(bad, bad.name, retries=0).state == "failed"
+    assert_same_as_alone(root, root / "full" / specs[1].run_id)
+
+
 def test_a_killed_worker_fails_its_run_a_fresh_one_takes_the_rest_and_the_run_resumes_exactly(setup):
     root, specs = setup
     q = queue_of(root, specs, "killed")
