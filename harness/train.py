@@ -359,6 +359,8 @@ class Trainer:
                 if not self.last_eval or self.last_eval.get("step") != self.steps:
                     self.evaluate()
                 # the final checkpoint: queued before the final eval (after_step), or on disk from an earlier launch
+                if not self.final_queued:
+                    self.wait_saved()   # what is queued, counted as checkpoint time, before the files are read
                 saved = self.final_queued or self.ckpts.steps()[-1:] == [self.steps]
                 if not self.d.sharded and finish.enabled():   # a sweep worker's run (harness.finish)
                     return self.finish_later(saved)
