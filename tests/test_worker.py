@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from harness_util import forked, locked_pid, make_corpus, metrics, runtime, tiny_spec
+from harness_util import Forked, forked, locked_pid, make_corpus, metrics, runtime, tiny_spec
 
 from harness.rundir import RunDir
 from model_zoo.spec import CPU_RULE
@@ -173,6 +173,40 @@ def test_a_failed_final_write_fails_its_run_and_the_queue_goes_on(setup, monkeyp
     assert rec["rc"] == 1 and "No space left on device" in rec["reason"] and "not written" in rec["reason"]
     assert run_status(bad, bad.name, retries=0).state == "failed"
     assert_same_as_alone(root, root / "full" / specs[1].run_id)
+
+
+def test_a_worker_killed_while_a_run_s_final_write_waits_leaves_that_run_to_resume_exactly(setup, monkeypatch,
+                                                                                             tmp_path):
+    """The run that had returned but whose final checkpoint was not yet written has no result.json and no lock
+    after the kill: not done, not failed; the next launch resumes it from its last checkpoint, bit for bit."""
+    from harness.checkpoint import Checkpoints
+    root, specs = setup
+    first, second = (root / "killed_tail" / s.run_id for s in specs[:2])
+    blocked = tmp_path / "blocked"
+    write = Checkpoints._write
+
+    def never(self, step, state):
+        if self.dir.parent == first and step == STEPS:
+            blocked.touch()
+            time.sleep(600)
+        return write(self, step, state)
+    monkeypatch.setattr(Checkpoints, "_write", never)
+    q = queue_of(root, specs[:2], "killed_tail")
+    worker = Forked(serve, q.path, 0)
+    end = time.monotonic() + 300
+    while time.monotonic() < end and not (blocked.exists() and (second / "metrics.jsonl").exists()):
+        time.sleep(0.05)
+    assert blocked.exists() and worker.poll() is None
+    worker.send_signal(signal.SIGKILL)
+    assert worker.wait(60) == -signal.SIGKILL
+    monkeypatch.undo()
+    assert not (first / "result.json").exists() and locked_pid(first / ".lock") is None
+    st = run_status(first, first.name, retries=0)
+    assert st.state == "pending" and "resumes from step" in st.reason and not failure(first)
+    q2 = JobQueue.write(root / "killed_tail" / ".hydra" / "again" / "queue.json", [first.name],
+                        sweep_dir=str(root / "killed_tail"), sweep="killed_tail", retries=0, slots=1, slot_gpus=None)
+    assert serve(q2.path, 0) == 0
+    assert_same_as_alone(root, first)
 
 
 def test_a_killed_worker_fails_its_run_a_fresh_one_takes_the_rest_and_the_run_resumes_exactly(setup):
