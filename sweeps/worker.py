@@ -16,9 +16,9 @@ it), with automatic dynamic shapes off so that a new shape compiles the static g
 A plain run returns before its final checkpoint and result.json are on disk (harness.finish): the worker starts
 the next run while a thread (`Tail`) waits for that write and then records the run's status as sweeps.job would
 (done, or failed if the write failed), holding the run's locks until then; the worker ends only after the last
-one. (A trunk's branches stay in step: each forks from files the one before wrote.) A worker killed during that
-write leaves the run without result.json and unlocked: the next launch resumes it, from its final checkpoint when
-that was complete.
+one. (A cooldown branch ends in turn, as before: `python -m harness.branches` advances the trunk between branches.)
+A worker killed during that write leaves the run without result.json and unlocked: the next launch resumes it,
+from its final checkpoint when that was complete.
 
 A run's exception fails that run (failed.json, exit 1 and the traceback's last line as the reason, as
 for a child process) and the worker goes on. A crash of the process itself (a segfault, SIGKILL) is
@@ -132,7 +132,7 @@ class InProcess:
                                                     "pid": os.getpid()}).encode())
         t = time.perf_counter()
         # a fresh registry per run: a warning a child process would print is printed in every run's log; a plain
-        # run (not a trunk's branches, which fork from each other's files) returns before its final checkpoint and
+        # run (not a cooldown branch, whose command also advances its trunk) returns before its final checkpoint and
         # result.json are written, and the worker's next run starts beside that write (sweeps.job._conclude)
         later = finish.deferred() if self.finish_later and command[1] == "harness" else contextlib.nullcontext([])
         with output_to(log_path), warnings.catch_warnings(), later as pending:
