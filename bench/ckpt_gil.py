@@ -56,8 +56,8 @@ def main() -> None:
             ck.save(r + 1, state)   # the host copy on this thread (CPU tensors: a copy), then the write queued
             t = time.perf_counter()
             writing = threading.Event()
-            threading.Thread(target=lambda: (ck.wait(), writing.set()), daemon=True).start()
-            n, gaps = loop_while(lambda: not writing.is_set())
+            threading.Thread(target=lambda done=writing: (ck.wait(), done.set()), daemon=True).start()
+            n, gaps = loop_while(lambda done=writing: not done.is_set())
             dt = time.perf_counter() - t
             lost = sum(g for g in gaps if g > 0.002)
             print(f"write {dt * 1000:6.0f} ms   longest gap {max(gaps) * 1000:5.1f} ms   in gaps > 2 ms "

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 import model_zoo
-from model_zoo import docmask
 from harness import distributed, finish, preflight
 from harness.checkpoint import rng_state, set_rng_state
 from harness.data.corpus import current_tokenizer_sha256, data_root, stale_result_reason
@@ -52,6 +51,7 @@ from harness.signals import Preempted, PreemptionFlag
 from harness.spec import RunSpec, Runtime, SpecError
 from harness.step import LossStep, step_args
 from harness.tracking import Tracker
+from model_zoo import docmask
 from model_zoo.moe_stats import window_metrics as moe_window_metrics
 
 # result.json's time breakdown besides time_train_s (steady-state training) and wall_s (all of it)
