@@ -9,6 +9,7 @@ through the real class while the main thread runs a fixed Python loop, and repor
 the seconds lost in gaps over 2 ms, and the loop's speed against running alone.
 """
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from harness.checkpoint import Checkpoints
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.checkpoint import Checkpoints  # noqa: E402
 
 
 def state_of(mb: float) -> dict:
