@@ -79,24 +79,18 @@ def solo_times(rs: list[dict], solo_file: Path, mode: str | None) -> None:
         r["solo_s"] = r["tokens"] / rate[r["run_id"]] if rate.get(r["run_id"]) else float("nan")
 
 
-def last_job(events: list[dict]) -> str | None:
-    """The job whose job_end came last."""
-    ends = [e for e in events if e["event"] == "job_end"]
-    return ends[-1]["job"] if ends else None
-
-
 def outside(events: list[dict], t0: float, t1: float, rs: list[dict]) -> list[tuple[str, float]]:
     """(phase, seconds) of the sweep's wall time outside its runs' wall_s, from the launch's timeline."""
     first = {e["event"]: e["t"] for e in reversed(events)}   # each event's first time
     last = {e["event"]: e["t"] for e in events}
     # a job's span: from its start to its training command's return (job_trained where the worker wrote the run's
     # result.json beside its next run, sweeps.worker.Tail; else job_end)
-    start = {e["job"]: e["t"] for e in events if e["event"] == "job_start"}
-    end = {e["job"]: e["t"] for e in events if e["event"] == "job_end"}
-    end.update({e["job"]: e["t"] for e in events if e["event"] == "job_trained"})
-    in_jobs = sum(end[j] - t for j, t in start.items() if j in end)
-    tails = [e for e in events if e["event"] == "job_trained"]
-    last_tail = (last.get("job_end", t1) - tails[-1]["t"]) if tails and tails[-1]["job"] == last_job(events) else 0.0
+    start, trained, ended = ({e["job"]: e["t"] for e in events if e["event"] == name}
+                             for name in ("job_start", "job_trained", "job_end"))
+    span_end = {**ended, **trained}
+    in_jobs = sum(span_end[j] - t for j, t in start.items() if j in span_end)
+    last_ended = max(ended, key=ended.get, default=None)   # its tail, if it had one, is on the path
+    last_tail = ended[last_ended] - trained[last_ended] if last_ended in trained else 0.0
     sweep_py = first.get("sweep_start", t0)
     out = [("python start, imports, Hydra config", sweep_py - t0),
            ("planning", first.get("planned", sweep_py) - sweep_py),

@@ -152,7 +152,6 @@ class InProcess:
               flush=True)
         return rc, [], {}
 
-
     def take_finish(self) -> Finish | None:
         """The run just trained if its result.json is still being written (sweeps.job hands it to the worker)."""
         f, self.finish = self.finish, None
@@ -166,7 +165,7 @@ class Tail:
 
     def __init__(self):
         self.thread: threading.Thread | None = None
-        self.job, self.res = None, None
+        self.res: dict | None = None
 
     def start(self, job: str, conclude, timeline: Timeline, k: int) -> None:
         self.join_and_report()
@@ -177,7 +176,7 @@ class Tail:
             except Exception as e:   # around the run's end (its log, its lock), not in it
                 self.res = {"run_id": job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
             timeline.mark("job_end", worker=k, job=job, status=self.res["status"])
-        self.job, self.res = job, None
+        self.res = None
         self.thread = threading.Thread(target=work, name=f"finish-{job}")
         self.thread.start()
 
